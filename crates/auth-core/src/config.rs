@@ -1,0 +1,713 @@
+//! Configuration of a client credentials token source: where the token
+//! endpoint is, how the client authenticates, what it asks for, and the
+//! policies that drive renewal and backoff.
+//!
+//! ```
+//! use std::time::Duration;
+//! use auth_core::config::{ClientAuth, SourceConfig};
+//!
+//! let sandbox = SourceConfig::builder("https://sandbox.example.com/oauth/token", "my-client")
+//!     .client_secret("s3cr3t")
+//!     .client_auth(ClientAuth::Post)
+//!     .scope("read:orders write:orders")
+//!     .audience("https://api.example.com")
+//!     .default_lifetime(Duration::from_secs(600))
+//!     .build()?;
+//! let production = SourceConfig::builder("https://example.com/oauth/token", "my-client")
+//!     .client_secret("s3cr3t")
+//!     .client_auth(ClientAuth::Post)
+//!     .scope("read:orders write:orders")
+//!     .audience("https://api.example.com")
+//!     .build()?;
+//! // Sandbox and production tokens are never interchangeable.
+//! assert_ne!(sandbox.cache_key(), production.cache_key());
+//! # Ok::<(), auth_core::error::ConfigError>(())
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use http::Uri;
+use sha2::{Digest, Sha256};
+
+use crate::error::ConfigError;
+use crate::secret::ClientSecret;
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the id and secret each
+    /// form-urlencoded first, as RFC 6749 §2.3.1 requires. Every byte outside
+    /// the unreserved set is percent-encoded and a space becomes `%20`, the
+    /// one encoding that both strict and lenient servers accept. The default.
+    #[default]
+    Basic,
+    /// HTTP Basic without the §2.3.1 encoding (RFC 2617 style), for servers
+    /// that reject encoded values. Only differs from [`ClientAuth::Basic`]
+    /// when the id or secret holds a byte outside `A-Z a-z 0-9 - . _ ~`.
+    BasicRaw,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+    /// A JSON body holding `grant_type`, `client_id`, `client_secret` and the
+    /// request parameters (`audience`, `scope`, ...), as some providers
+    /// document it.
+    Json,
+    /// No client authentication (a public client): only `client_id` is sent.
+    None,
+}
+
+impl ClientAuth {
+    /// The name used in configuration files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::BasicRaw => "basic-raw",
+            Self::Post => "post",
+            Self::Json => "json",
+            Self::None => "none",
+        }
+    }
+
+    /// Parses the name used in configuration files (`basic`, `basic-raw`,
+    /// `post`, `json`, `none`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "basic" => Self::Basic,
+            "basic-raw" => Self::BasicRaw,
+            "post" => Self::Post,
+            "json" => Self::Json,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+
+    fn needs_secret(self) -> bool {
+        !matches!(self, Self::None)
+    }
+}
+
+impl fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a token is renewed and when it stops being sent.
+///
+/// For a token with lifetime `L` fetched at `sent`:
+///
+/// - `expires_at = sent + L`;
+/// - the *safety margin* is `min(safety_margin, L / 10)`: inside it the token
+///   is never sent, because it may expire in flight or on a server whose
+///   clock runs ahead. It shrinks for short tokens so that a 10-second token
+///   is still usable for 9 seconds;
+/// - the token is *usable* until `expires_at - margin`; call that `U` after
+///   `sent`;
+/// - renewal starts `min(U * refresh_ahead_fraction, max_refresh_ahead)`
+///   before the end of `U`, widened by a random share of up to `jitter` of
+///   that window (so that replicas started together do not renew together),
+///   and never before `U / 2`.
+///
+/// With the defaults a 1-hour token is renewed 60-90 s before it stops
+/// being usable (one fetch per lifetime: at most 25 a day), a 24-hour
+/// token likewise, and a 60-second token 5-8 s before. Until the renewal
+/// completes, the old token keeps being served: no caller waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshPolicy {
+    /// Share of the usable lifetime spent in the renewal window. Default
+    /// `0.1`. Range `0.0..=0.5`.
+    pub refresh_ahead_fraction: f64,
+    /// Upper bound of the renewal window before jitter. Default 60 s: long
+    /// enough for a few retries with backoff, short enough that a 1-hour
+    /// token costs one fetch per lifetime (MSAL uses 5 min, Google 3m45s,
+    /// both at the price of extra fetches a day).
+    pub max_refresh_ahead: Duration,
+    /// Random widening of the renewal window, as a share of it. Default
+    /// `0.5`. Range `0.0..=1.0`.
+    pub jitter: f64,
+    /// The hard margin before expiry inside which a token is not sent.
+    /// Default 10 s (Go's oauth2 uses 10 s; Spring 60 s).
+    pub safety_margin: Duration,
+    /// Renew from a timer at the renewal point even when no caller asks.
+    /// Default `true`: callers never wait after the first token. With
+    /// `false` the renewal starts on the first request after the renewal
+    /// point (that request still uses the old token).
+    pub background: bool,
+    /// Renew with the refresh token when the provider issued one, falling
+    /// back to the client credentials grant on `invalid_grant`. Default `true`.
+    pub use_refresh_token: bool,
+    /// After a token fetched because of a 401 is itself answered 401, the
+    /// next 401-triggered fetch waits this long, doubling each time up to
+    /// [`BackoffPolicy::max`]. Default 10 s. It keeps an API that rejects
+    /// every token (wrong audience, wrong API key) from causing a fetch loop.
+    pub unauthorized_backoff: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            refresh_ahead_fraction: 0.1,
+            max_refresh_ahead: Duration::from_secs(60),
+            jitter: 0.5,
+            safety_margin: Duration::from_secs(10),
+            background: true,
+            use_refresh_token: true,
+            unauthorized_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How failed token fetches are retried.
+///
+/// After the `n`th consecutive failure the next fetch waits
+/// `min(initial * multiplier^(n-1), max)`, shortened by a random share of up
+/// to `jitter`. A permanent error (bad credentials or scope) waits at least
+/// `permanent_delay`; a `Retry-After` from the provider is honoured up to
+/// `max_retry_after`. While waiting, callers are served the still-valid
+/// token if one exists, and otherwise get the last error at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackoffPolicy {
+    /// First delay. Default 1 s.
+    pub initial: Duration,
+    /// Growth factor. Default `2.0`. Range `1.0..=10.0`.
+    pub multiplier: f64,
+    /// Longest delay. Default 5 min.
+    pub max: Duration,
+    /// Random shortening, as a share of the delay. Default `0.5` (delays
+    /// fall between half and all of the computed value). Range `0.0..=1.0`.
+    pub jitter: f64,
+    /// Least delay after a permanent error. Default 60 s: a fixed
+    /// configuration will not heal by itself, and hammering the endpoint
+    /// with bad credentials can get a client locked out.
+    pub permanent_delay: Duration,
+    /// Cap on an honoured `Retry-After`. Default 10 min.
+    pub max_retry_after: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            multiplier: 2.0,
+            max: Duration::from_secs(300),
+            jitter: 0.5,
+            permanent_delay: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The default lifetime assumed when a response has no usable `expires_in`:
+/// one hour, the most common lifetime. A token that dies sooner is replaced
+/// on its first 401.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The default cap on a token endpoint response body: 64 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Parameters the library sets itself, which `param(..)` refuses.
+const RESERVED_PARAMS: &[(&str, &str)] = &[
+    ("grant_type", "the grant is chosen by the lifecycle"),
+    ("client_id", "set it with builder(token_url, client_id)"),
+    ("client_secret", "use client_secret(..)"),
+    ("scope", "use scope(..)"),
+    ("audience", "use audience(..)"),
+    ("resource", "use resource(..)"),
+    ("refresh_token", "refresh tokens are handled by the lifecycle"),
+    ("token", "revocation is built by revocation_request(..)"),
+    ("token_type_hint", "revocation is built by revocation_request(..)"),
+];
+
+/// A validated configuration of one token source. Build it with
+/// [`SourceConfig::builder`]; it is immutable afterwards.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    token_url: Uri,
+    revocation_url: Option<Uri>,
+    client_id: String,
+    client_secret: Option<ClientSecret>,
+    client_auth: ClientAuth,
+    scopes: Vec<String>,
+    audience: Option<String>,
+    resources: Vec<String>,
+    params: Vec<(String, String)>,
+    default_lifetime: Duration,
+    max_body_bytes: usize,
+    refresh: RefreshPolicy,
+    backoff: BackoffPolicy,
+    cache_key: CacheKey,
+}
+
+impl SourceConfig {
+    /// Starts a configuration for the client credentials grant at `token_url`.
+    pub fn builder(token_url: impl Into<String>, client_id: impl Into<String>) -> SourceConfigBuilder {
+        SourceConfigBuilder {
+            token_url: token_url.into(),
+            revocation_url: None,
+            client_id: client_id.into(),
+            client_secret: None,
+            client_auth: ClientAuth::default(),
+            scopes: Vec::new(),
+            audience: None,
+            resources: Vec::new(),
+            params: Vec::new(),
+            default_lifetime: DEFAULT_LIFETIME,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            refresh: RefreshPolicy::default(),
+            backoff: BackoffPolicy::default(),
+            allow_insecure_http: false,
+        }
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> &Uri {
+        &self.token_url
+    }
+    /// The RFC 7009 revocation endpoint, if configured.
+    pub fn revocation_url(&self) -> Option<&Uri> {
+        self.revocation_url.as_ref()
+    }
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+    /// The client secret, if any.
+    pub fn client_secret(&self) -> Option<&ClientSecret> {
+        self.client_secret.as_ref()
+    }
+    /// The client authentication method.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.client_auth
+    }
+    /// The requested scopes, in the order given, without duplicates.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    /// The `scope` parameter value (scopes joined by spaces), if any.
+    pub fn scope_param(&self) -> Option<String> {
+        (!self.scopes.is_empty()).then(|| self.scopes.join(" "))
+    }
+    /// The `audience` parameter.
+    pub fn audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+    /// The RFC 8707 `resource` parameters.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
+    }
+    /// Extra token request parameters, in the order given.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+    /// The lifetime assumed when a response has no usable `expires_in`.
+    pub fn default_lifetime(&self) -> Duration {
+        self.default_lifetime
+    }
+    /// The cap on a token endpoint response body.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+    /// The renewal policy.
+    pub fn refresh_policy(&self) -> &RefreshPolicy {
+        &self.refresh
+    }
+    /// The backoff policy.
+    pub fn backoff_policy(&self) -> &BackoffPolicy {
+        &self.backoff
+    }
+    /// The cache key: identical for two configurations exactly when their
+    /// tokens are interchangeable.
+    pub fn cache_key(&self) -> &CacheKey {
+        &self.cache_key
+    }
+}
+
+/// Builder of a [`SourceConfig`]. Nothing is validated until
+/// [`SourceConfigBuilder::build`].
+#[derive(Debug, Clone)]
+#[must_use = "call build() to get a SourceConfig"]
+pub struct SourceConfigBuilder {
+    token_url: String,
+    revocation_url: Option<String>,
+    client_id: String,
+    client_secret: Option<ClientSecret>,
+    client_auth: ClientAuth,
+    scopes: Vec<String>,
+    audience: Option<String>,
+    resources: Vec<String>,
+    params: Vec<(String, String)>,
+    default_lifetime: Duration,
+    max_body_bytes: usize,
+    refresh: RefreshPolicy,
+    backoff: BackoffPolicy,
+    allow_insecure_http: bool,
+}
+
+impl SourceConfigBuilder {
+    /// The client secret. Required by every method but [`ClientAuth::None`].
+    pub fn client_secret(mut self, secret: impl Into<ClientSecret>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+    /// How the client authenticates. Default [`ClientAuth::Basic`].
+    pub fn client_auth(mut self, method: ClientAuth) -> Self {
+        self.client_auth = method;
+        self
+    }
+    /// Adds scopes; a value holding spaces adds each of its words.
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        for word in scope.as_ref().split_whitespace() {
+            if !self.scopes.iter().any(|s| s == word) {
+                self.scopes.push(word.to_owned());
+            }
+        }
+        self
+    }
+    /// The `audience` parameter (Auth0 and others).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+    /// Adds an RFC 8707 `resource` parameter; may be called several times.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+    /// Adds an extra parameter to every token request.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+    /// The RFC 7009 revocation endpoint.
+    pub fn revocation_url(mut self, url: impl Into<String>) -> Self {
+        self.revocation_url = Some(url.into());
+        self
+    }
+    /// The lifetime assumed when a response has no usable `expires_in`
+    /// (missing, null, zero, negative or not a number). Default
+    /// [`DEFAULT_LIFETIME`].
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = lifetime;
+        self
+    }
+    /// The cap on a token endpoint response body. Default
+    /// [`DEFAULT_MAX_BODY_BYTES`].
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+    /// The renewal policy.
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+    /// The backoff policy.
+    pub fn backoff_policy(mut self, policy: BackoffPolicy) -> Self {
+        self.backoff = policy;
+        self
+    }
+    /// Allows plain `http` endpoints on hosts that are not loopback. Only for
+    /// test environments: the client secret would cross the network in clear.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Validates and freezes the configuration.
+    pub fn build(self) -> Result<SourceConfig, ConfigError> {
+        let token_url = validate_endpoint(&self.token_url, self.allow_insecure_http)?;
+        let revocation_url = self
+            .revocation_url
+            .as_deref()
+            .map(|url| validate_endpoint(url, self.allow_insecure_http))
+            .transpose()?;
+        if self.client_id.is_empty() {
+            return Err(ConfigError::EmptyClientId);
+        }
+        if self.client_auth.needs_secret() && self.client_secret.is_none() {
+            return Err(ConfigError::MissingClientSecret { method: self.client_auth.as_str() });
+        }
+        if self.client_auth == ClientAuth::BasicRaw && self.client_id.contains(':') {
+            // RFC 2617: the user id of Basic credentials cannot hold a colon.
+            return Err(ConfigError::InvalidCredentialValue {
+                what: "client id (a `:` cannot be sent with basic-raw; use basic)",
+            });
+        }
+        for (name, _) in &self.params {
+            if let Some((_, reason)) = RESERVED_PARAMS.iter().find(|(reserved, _)| reserved == name) {
+                return Err(ConfigError::ReservedParameter { name: name.clone(), reason });
+            }
+        }
+        validate_policies(&self.refresh, &self.backoff, self.default_lifetime, self.max_body_bytes)?;
+        let cache_key = CacheKey::derive(&token_url, &self);
+        Ok(SourceConfig {
+            token_url,
+            revocation_url,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            client_auth: self.client_auth,
+            scopes: self.scopes,
+            audience: self.audience,
+            resources: self.resources,
+            params: self.params,
+            default_lifetime: self.default_lifetime,
+            max_body_bytes: self.max_body_bytes,
+            refresh: self.refresh,
+            backoff: self.backoff,
+            cache_key,
+        })
+    }
+}
+
+fn validate_policies(
+    refresh: &RefreshPolicy,
+    backoff: &BackoffPolicy,
+    default_lifetime: Duration,
+    max_body_bytes: usize,
+) -> Result<(), ConfigError> {
+    let checks: [(bool, &'static str, &'static str); 8] = [
+        ((0.0..=0.5).contains(&refresh.refresh_ahead_fraction), "refresh_ahead_fraction", "0.0 to 0.5"),
+        ((0.0..=1.0).contains(&refresh.jitter), "refresh jitter", "0.0 to 1.0"),
+        ((1.0..=10.0).contains(&backoff.multiplier), "backoff multiplier", "1.0 to 10.0"),
+        ((0.0..=1.0).contains(&backoff.jitter), "backoff jitter", "0.0 to 1.0"),
+        (!backoff.initial.is_zero(), "backoff initial", "more than zero"),
+        (backoff.max >= backoff.initial, "backoff max", "at least the initial delay"),
+        (!default_lifetime.is_zero() && default_lifetime <= crate::response::MAX_LIFETIME, "default_lifetime", "more than zero and at most 366 days"),
+        (max_body_bytes >= 1024, "max_body_bytes", "at least 1024"),
+    ];
+    match checks.iter().find(|(ok, _, _)| !ok) {
+        Some((_, name, reason)) => Err(ConfigError::InvalidPolicy { name, reason }),
+        None => Ok(()),
+    }
+}
+
+/// Parses and checks an endpoint URL: absolute `https` (or `http` to a
+/// loopback host, or anywhere when `allow_insecure_http`), with a host and
+/// without user info.
+pub(crate) fn validate_endpoint(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
+    let invalid = |reason| ConfigError::InvalidUrl { url: strip_userinfo(url), reason };
+    let uri: Uri = url.parse().map_err(|_| invalid("it does not parse as a URL"))?;
+    let authority = uri.authority().ok_or_else(|| invalid("it has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid("it holds user info; pass credentials with client_secret(..), never in the URL"));
+    }
+    if authority.host().is_empty() {
+        return Err(invalid("it has no host"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_insecure_http || is_loopback_host(authority.host()) => Ok(uri),
+        Some("http") => Err(ConfigError::InsecureUrl { url: url.to_owned() }),
+        _ => Err(invalid("its scheme is not https")),
+    }
+}
+
+fn strip_userinfo(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://{}", &url[..scheme_end], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Whether `host` (as in a URL authority, IPv6 in brackets) is a loopback
+/// host: `localhost`, `127.0.0.0/8`, `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Err(_) => false,
+    }
+}
+
+/// Identifies the tokens a configuration obtains: two configurations share
+/// a key exactly when their tokens are interchangeable.
+///
+/// It is derived from the token URL, the client id, the grant, the scopes
+/// (as a set), the audience, the resources and the extra parameters. It
+/// holds no secret: changing a client secret does not change which tokens
+/// the client gets. [`CacheKey::fingerprint`] is a SHA-256 of the canonical
+/// form, stable across versions of this crate and across runs, and safe to
+/// use as a file name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    canonical: String,
+    fingerprint: String,
+}
+
+impl CacheKey {
+    fn derive(token_url: &Uri, b: &SourceConfigBuilder) -> Self {
+        fn field(out: &mut String, name: &str, value: &str) {
+            out.push_str(name);
+            out.push('=');
+            out.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+            out.push('\n');
+        }
+        let mut canonical = String::from("auth-core cache key v1\n");
+        field(&mut canonical, "token_url", &token_url.to_string());
+        field(&mut canonical, "client_id", &b.client_id);
+        field(&mut canonical, "grant_type", "client_credentials");
+        let mut scopes = b.scopes.clone();
+        scopes.sort();
+        field(&mut canonical, "scope", &scopes.join(" "));
+        field(&mut canonical, "audience", b.audience.as_deref().unwrap_or(""));
+        let mut resources = b.resources.clone();
+        resources.sort();
+        resources.dedup();
+        for resource in &resources {
+            field(&mut canonical, "resource", resource);
+        }
+        let mut params = b.params.clone();
+        params.sort();
+        for (name, value) in &params {
+            field(&mut canonical, &format!("param.{}", form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()), value);
+        }
+        let digest = Sha256::digest(canonical.as_bytes());
+        let fingerprint = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Self { canonical, fingerprint }
+    }
+
+    /// The canonical, human-readable form (one `name=value` per line,
+    /// values form-urlencoded). Holds no secret.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+
+    /// A SHA-256 of the canonical form, as 64 lowercase hex digits.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", &self.fingerprint[..16])
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.fingerprint[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::ExposeSecret;
+
+    fn base() -> SourceConfigBuilder {
+        SourceConfig::builder("https://auth.example.com/oauth2/token", "client-1").client_secret("top-secret-value")
+    }
+
+    #[test]
+    fn https_is_required_except_for_loopback_or_opt_in() {
+        assert!(base().build().is_ok());
+        for url in [
+            "http://127.0.0.1:8080/token",
+            "http://127.1.2.3/token",
+            "http://localhost:1/token",
+            "http://LOCALHOST/token",
+            "http://[::1]:9000/token",
+        ] {
+            assert!(SourceConfig::builder(url, "c").client_secret("s").build().is_ok(), "{url}");
+        }
+        for url in ["http://auth.example.com/token", "http://10.0.0.1/token", "http://localhost.evil.com/token"] {
+            let err = SourceConfig::builder(url, "c").client_secret("s").build().unwrap_err();
+            assert!(matches!(err, ConfigError::InsecureUrl { .. }), "{url}: {err}");
+            assert!(err.to_string().contains("allow_insecure_http"));
+            assert!(SourceConfig::builder(url, "c").client_secret("s").allow_insecure_http(true).build().is_ok());
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_with_a_reason() {
+        for url in ["", "not a url", "/relative/token", "ftp://example.com/token", "https://user:pw@example.com/token"] {
+            let err = SourceConfig::builder(url, "c").client_secret("s").build().unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidUrl { .. }), "{url}: {err:?}");
+            assert!(!err.to_string().contains("pw@"), "user info must not be echoed: {err}");
+        }
+        let err = base().revocation_url("http://example.com/revoke").build().unwrap_err();
+        assert!(matches!(err, ConfigError::InsecureUrl { .. }));
+    }
+
+    #[test]
+    fn secret_is_required_unless_public_client() {
+        let err = SourceConfig::builder("https://a.example/t", "c").build().unwrap_err();
+        assert_eq!(err, ConfigError::MissingClientSecret { method: "basic" });
+        assert!(SourceConfig::builder("https://a.example/t", "c").client_auth(ClientAuth::None).build().is_ok());
+        assert_eq!(SourceConfig::builder("https://a.example/t", "").client_auth(ClientAuth::None).build().unwrap_err(), ConfigError::EmptyClientId);
+    }
+
+    #[test]
+    fn reserved_parameters_are_refused() {
+        let err = base().param("client_secret", "x").build().unwrap_err();
+        assert!(matches!(err, ConfigError::ReservedParameter { .. }), "{err}");
+        assert!(base().param("tenant", "acme").build().is_ok());
+    }
+
+    #[test]
+    fn policies_are_range_checked() {
+        let refresh = RefreshPolicy { jitter: 2.0, ..RefreshPolicy::default() };
+        assert!(matches!(base().refresh_policy(refresh).build(), Err(ConfigError::InvalidPolicy { .. })));
+        let backoff = BackoffPolicy { initial: Duration::ZERO, ..BackoffPolicy::default() };
+        assert!(matches!(base().backoff_policy(backoff).build(), Err(ConfigError::InvalidPolicy { .. })));
+        assert!(matches!(base().default_lifetime(Duration::ZERO).build(), Err(ConfigError::InvalidPolicy { .. })));
+    }
+
+    #[test]
+    fn scopes_split_and_deduplicate() {
+        let config = base().scope("read write").scope("read").scope("  admin ").build().unwrap();
+        assert_eq!(config.scopes(), ["read", "write", "admin"]);
+        assert_eq!(config.scope_param().as_deref(), Some("read write admin"));
+    }
+
+    #[test]
+    fn cache_key_covers_every_token_changing_field_and_no_secret() {
+        let key = |b: SourceConfigBuilder| b.build().unwrap().cache_key().clone();
+        let reference = key(base().scope("a b").resource("r1").param("x", "1"));
+        // Same token: order of scopes, secret and auth method do not matter.
+        assert_eq!(reference, key(base().scope("b a").resource("r1").param("x", "1")));
+        assert_eq!(reference, key(base().client_secret("other").client_auth(ClientAuth::Post).scope("a b").resource("r1").param("x", "1")));
+        // Anything that changes the token changes the key.
+        let different = [
+            key(SourceConfig::builder("https://sandbox.example.com/oauth2/token", "client-1").client_secret("s").scope("a b").resource("r1").param("x", "1")),
+            key(SourceConfig::builder("https://auth.example.com/oauth2/token", "client-2").client_secret("s").scope("a b").resource("r1").param("x", "1")),
+            key(base().scope("a").resource("r1").param("x", "1")),
+            key(base().scope("a b").resource("r2").param("x", "1")),
+            key(base().scope("a b").resource("r1").resource("r2").param("x", "1")),
+            key(base().scope("a b").resource("r1").param("x", "2")),
+            key(base().scope("a b").resource("r1").param("x", "1").audience("aud")),
+        ];
+        for other in &different {
+            assert_ne!(&reference, other, "{}", other.canonical());
+        }
+        assert_eq!(reference.fingerprint().len(), 64);
+        assert!(!reference.canonical().contains("top-secret-value"));
+        assert!(!format!("{:?} {}", reference, reference).contains("top-secret"));
+        // Stable across runs and versions: pinned.
+        let pinned = key(SourceConfig::builder("https://auth.example.com/token", "c").client_auth(ClientAuth::None));
+        assert_eq!(pinned.canonical(), "auth-core cache key v1\ntoken_url=https%3A%2F%2Fauth.example.com%2Ftoken\nclient_id=c\ngrant_type=client_credentials\nscope=\naudience=\n");
+    }
+
+    #[test]
+    fn debug_of_a_config_never_shows_the_secret() {
+        let config = base().build().unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("top-secret-value"), "{shown}");
+        assert_eq!(config.client_secret().unwrap().expose_secret(), "top-secret-value");
+    }
+
+    #[test]
+    fn auth_method_names_round_trip() {
+        for m in [ClientAuth::Basic, ClientAuth::BasicRaw, ClientAuth::Post, ClientAuth::Json, ClientAuth::None] {
+            assert_eq!(ClientAuth::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(ClientAuth::parse("digest"), None);
+    }
+}

@@ -1,0 +1,459 @@
+//! Credentials on outgoing API requests: an OAuth bearer token from a token
+//! source, API keys in a header or query parameter, static HTTP Basic, a
+//! static bearer token, in any combination, limited to the origins they
+//! belong to.
+//!
+//! ```
+//! use auth_core::credentials::{Applied, Credentials};
+//!
+//! // A provider that wants a subscription key header and a legacy Basic login.
+//! let credentials = Credentials::builder()
+//!     .api_key_header("cdpapi-Subscription-Key", "key-123")
+//!     .basic("token-id", "token-secret")
+//!     .allow_origin("https://api.example.com")
+//!     .build()?;
+//!
+//! let mut request = http::Request::get("https://api.example.com/v1/items").body(()).unwrap();
+//! assert_eq!(credentials.apply(&mut request, None), Ok(Applied::Attached));
+//! assert_eq!(request.headers()["cdpapi-subscription-key"], "key-123");
+//! assert!(request.headers()["cdpapi-subscription-key"].is_sensitive());
+//! assert!(request.headers()["authorization"].to_str().unwrap().starts_with("Basic "));
+//!
+//! // Another host never sees them.
+//! let mut elsewhere = http::Request::get("https://evil.example.net/").body(()).unwrap();
+//! assert_eq!(credentials.apply(&mut elsewhere, None), Ok(Applied::SkippedOrigin));
+//! assert!(elsewhere.headers().is_empty());
+//! # Ok::<(), auth_core::error::ConfigError>(())
+//! ```
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Request, Uri};
+use percent_encoding::utf8_percent_encode;
+use zeroize::Zeroizing;
+
+use crate::error::{ApplyError, ConfigError};
+use crate::secret::{AccessTokenValue, ApiKey, ExposeSecret, Password};
+use crate::token::AccessToken;
+
+/// Builds a header value marked sensitive whose bytes are zeroized when the
+/// last copy of it (on every request it was cloned onto) is dropped.
+/// `None` when the bytes are not visible ASCII.
+pub(crate) fn sensitive_value(bytes: &[u8]) -> Option<HeaderValue> {
+    if bytes.iter().any(|b| !(0x20..0x7f).contains(b)) {
+        return None;
+    }
+    let shared = Bytes::from_owner(ZeroizeOnDrop(Zeroizing::new(bytes.to_vec())));
+    let mut value = HeaderValue::from_maybe_shared(shared).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// Owner of header bytes: wiped when `bytes` releases it.
+struct ZeroizeOnDrop(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroizeOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+/// One origin (scheme, host, port) credentials may be sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses `scheme://host[:port]` (a path is ignored). The scheme must
+    /// be `http` or `https`; the port defaults to 80 or 443.
+    pub fn parse(origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason| ConfigError::InvalidOrigin { origin: origin.to_owned(), reason };
+        let uri: Uri = origin.parse().map_err(|_| invalid("it does not parse as a URL"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| invalid("it has no scheme"))?;
+        let authority = uri.authority().ok_or_else(|| invalid("it has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(invalid("it holds user info"));
+        }
+        let port = authority.port_u16().or_else(|| default_port(&scheme)).ok_or_else(|| invalid("its scheme is not http or https"))?;
+        Ok(Self { scheme, host: authority.host().to_ascii_lowercase(), port })
+    }
+
+    /// Whether `uri` (absolute) is on this origin. Compares without
+    /// allocating; host names are compared case-insensitively.
+    pub fn matches(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return false;
+        };
+        scheme == &self.scheme
+            && authority.host().eq_ignore_ascii_case(&self.host)
+            && authority.port_u16().or_else(|| default_port(scheme)) == Some(self.port)
+            && !authority.as_str().contains('@')
+    }
+}
+
+fn default_port(scheme: &Scheme) -> Option<u16> {
+    if scheme == &Scheme::HTTPS {
+        Some(443)
+    } else if scheme == &Scheme::HTTP {
+        Some(80)
+    } else {
+        None
+    }
+}
+
+#[derive(Clone)]
+enum Part {
+    Bearer,
+    StaticAuthorization(HeaderValue),
+    Header(HeaderName, HeaderValue),
+    Query(String, ApiKey),
+}
+
+/// What [`Credentials::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Applied {
+    /// Every credential was put on the request.
+    Attached,
+    /// The request goes to an origin the credentials are not allowed on: it
+    /// was left untouched.
+    SkippedOrigin,
+}
+
+/// A composed, validated set of credentials. Cheap to apply: header values
+/// are built once, at [`CredentialsBuilder::build`], and cloned onto each
+/// request (a reference count, no copy).
+#[derive(Clone)]
+pub struct Credentials {
+    parts: Vec<Part>,
+    origins: Vec<Origin>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Bearer => "Bearer(token source)".to_owned(),
+                Part::StaticAuthorization(_) => "Authorization([redacted])".to_owned(),
+                Part::Header(name, _) => format!("Header({name}: [redacted])"),
+                Part::Query(name, _) => format!("Query({name}=[redacted])"),
+            })
+            .collect();
+        f.debug_struct("Credentials").field("parts", &parts).field("origins", &self.origins).finish()
+    }
+}
+
+impl Credentials {
+    /// Starts an empty set.
+    pub fn builder() -> CredentialsBuilder {
+        CredentialsBuilder::default()
+    }
+
+    /// Only an OAuth bearer token from a token source, on every origin.
+    pub fn bearer() -> Self {
+        Self { parts: vec![Part::Bearer], origins: Vec::new() }
+    }
+
+    /// Whether [`Credentials::apply`] needs an access token.
+    pub fn needs_token(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Bearer))
+    }
+
+    /// Whether the credentials may be sent to `uri`. With no origin filter,
+    /// every URI qualifies.
+    pub fn applies_to(&self, uri: &Uri) -> bool {
+        self.origins.is_empty() || self.origins.iter().any(|o| o.matches(uri))
+    }
+
+    /// Puts every credential on `request`, replacing headers of the same
+    /// name. `token` is required when [`Credentials::needs_token`]; the
+    /// caller is responsible for passing a usable one.
+    ///
+    /// Requests to an origin outside the filter are left untouched.
+    pub fn apply<B>(&self, request: &mut Request<B>, token: Option<&AccessToken>) -> Result<Applied, ApplyError> {
+        if !self.applies_to(request.uri()) {
+            return Ok(Applied::SkippedOrigin);
+        }
+        for part in &self.parts {
+            match part {
+                Part::Bearer => {
+                    let token = token.ok_or(ApplyError::MissingToken)?;
+                    request.headers_mut().insert(AUTHORIZATION, token.header_value().clone());
+                }
+                Part::StaticAuthorization(value) => {
+                    request.headers_mut().insert(AUTHORIZATION, value.clone());
+                }
+                Part::Header(name, value) => {
+                    request.headers_mut().insert(name.clone(), value.clone());
+                }
+                Part::Query(name, key) => {
+                    let uri = with_query_param(request.uri(), name, key.expose_secret())?;
+                    *request.uri_mut() = uri;
+                }
+            }
+        }
+        Ok(Applied::Attached)
+    }
+}
+
+/// Builder of [`Credentials`]. Nothing is validated until `build`.
+#[derive(Default)]
+#[must_use = "call build() to get Credentials"]
+pub struct CredentialsBuilder {
+    bearer: bool,
+    static_bearer: Option<AccessTokenValue>,
+    basic: Option<(String, Password)>,
+    headers: Vec<(String, ApiKey)>,
+    queries: Vec<(String, ApiKey)>,
+    origins: Vec<String>,
+}
+
+impl CredentialsBuilder {
+    /// `Authorization: Bearer <token>` with the token source's current token.
+    pub fn bearer_from_source(mut self) -> Self {
+        self.bearer = true;
+        self
+    }
+
+    /// `Authorization: Bearer <token>` with a token the user already holds
+    /// (a JWT, a personal access token).
+    pub fn static_bearer(mut self, token: impl Into<AccessTokenValue>) -> Self {
+        self.static_bearer = Some(token.into());
+        self
+    }
+
+    /// `Authorization: Basic ...` with static credentials (RFC 7617; the
+    /// user and password are sent as UTF-8, unencoded).
+    pub fn basic(mut self, user: impl Into<String>, password: impl Into<Password>) -> Self {
+        self.basic = Some((user.into(), password.into()));
+        self
+    }
+
+    /// An API key in the named header (`X-API-Key`, `cdpapi-Subscription-Key`).
+    pub fn api_key_header(mut self, name: impl Into<String>, key: impl Into<ApiKey>) -> Self {
+        self.headers.push((name.into(), key.into()));
+        self
+    }
+
+    /// An API key in the named query parameter. The key then appears in
+    /// the request URI: make sure nothing logs full URIs.
+    pub fn api_key_query(mut self, name: impl Into<String>, key: impl Into<ApiKey>) -> Self {
+        self.queries.push((name.into(), key.into()));
+        self
+    }
+
+    /// Limits the credentials to an origin (`https://api.example.com`,
+    /// `http://127.0.0.1:8080`); may be called several times. Without any,
+    /// the credentials go to every origin the client calls.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origins.push(origin.into());
+        self
+    }
+
+    /// Validates and builds the set.
+    pub fn build(self) -> Result<Credentials, ConfigError> {
+        let mut parts = Vec::new();
+        let mut authorization_set = false;
+        fn claim_authorization(already_set: &mut bool) -> Result<(), ConfigError> {
+            if std::mem::replace(already_set, true) {
+                Err(ConfigError::ConflictingCredentials { target: "authorization".to_owned() })
+            } else {
+                Ok(())
+            }
+        }
+        if self.bearer {
+            claim_authorization(&mut authorization_set)?;
+            parts.push(Part::Bearer);
+        }
+        if let Some(token) = self.static_bearer {
+            claim_authorization(&mut authorization_set)?;
+            let value = Zeroizing::new(format!("Bearer {}", token.expose_secret()));
+            let value = sensitive_value(value.as_bytes()).ok_or(ConfigError::InvalidCredentialValue { what: "static bearer token" })?;
+            parts.push(Part::StaticAuthorization(value));
+        }
+        if let Some((user, password)) = self.basic {
+            claim_authorization(&mut authorization_set)?;
+            if user.contains(':') {
+                return Err(ConfigError::InvalidCredentialValue { what: "Basic user name (it cannot hold `:`)" });
+            }
+            let plain = Zeroizing::new(format!("{user}:{}", password.expose_secret()));
+            if plain.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                return Err(ConfigError::InvalidCredentialValue { what: "Basic user name or password" });
+            }
+            let value = Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())));
+            // Safe: `Basic ` and base64 output are visible ASCII.
+            parts.push(Part::StaticAuthorization(sensitive_value(value.as_bytes()).expect("base64 is a valid header value")));
+        }
+        for (name, key) in self.headers {
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError::InvalidHeaderName { name: name.clone() })?;
+            if header == AUTHORIZATION {
+                claim_authorization(&mut authorization_set)?;
+            }
+            if parts.iter().any(|p| matches!(p, Part::Header(existing, _) if existing == header)) {
+                return Err(ConfigError::ConflictingCredentials { target: header.as_str().to_owned() });
+            }
+            if key.is_empty() {
+                return Err(ConfigError::InvalidCredentialValue { what: "API key (it is empty)" });
+            }
+            let value = sensitive_value(key.expose_secret().as_bytes()).ok_or(ConfigError::InvalidCredentialValue { what: "API key" })?;
+            parts.push(Part::Header(header, value));
+        }
+        for (name, key) in self.queries {
+            if name.is_empty() {
+                return Err(ConfigError::InvalidCredentialValue { what: "API key query parameter name (empty)" });
+            }
+            if parts.iter().any(|p| matches!(p, Part::Query(existing, _) if *existing == name)) {
+                return Err(ConfigError::ConflictingCredentials { target: format!("?{name}") });
+            }
+            parts.push(Part::Query(name, key));
+        }
+        let origins = self.origins.iter().map(|o| Origin::parse(o)).collect::<Result<_, _>>()?;
+        Ok(Credentials { parts, origins })
+    }
+}
+
+/// `uri` with the query parameter `name` set to `value`: other parameters
+/// are kept byte for byte, an existing `name` is replaced.
+fn with_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, ApplyError> {
+    use crate::request::NOT_UNRESERVED;
+    let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut out = String::with_capacity(path_and_query.len() + name.len() + value.len() + 8);
+    out.push_str(path);
+    out.push('?');
+    for segment in query.split('&').filter(|s| !s.is_empty()) {
+        let key = segment.split_once('=').map_or(segment, |(k, _)| k);
+        let decoded = form_urlencoded::parse(key.as_bytes()).next().map(|(k, _)| k);
+        if decoded.as_deref() != Some(name) {
+            out.push_str(segment);
+            out.push('&');
+        }
+    }
+    out.extend(utf8_percent_encode(name, NOT_UNRESERVED));
+    out.push('=');
+    out.extend(utf8_percent_encode(value, NOT_UNRESERVED));
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(out).map_err(|_| ApplyError::InvalidUri)?);
+    Uri::from_parts(parts).map_err(|_| ApplyError::InvalidUri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(uri: &str) -> Request<()> {
+        Request::get(uri).body(()).unwrap()
+    }
+
+    #[test]
+    fn api_key_header_and_bearer_together() {
+        let credentials = Credentials::builder().bearer_from_source().api_key_header("cdpapi-Subscription-Key", "sub-key").build().unwrap();
+        assert!(credentials.needs_token());
+        let token = AccessToken::for_tests("tok-1");
+        let mut request = get("https://api.example.com/a");
+        request.headers_mut().insert(AUTHORIZATION, HeaderValue::from_static("Bearer stale"));
+        assert_eq!(credentials.apply(&mut request, Some(&token)), Ok(Applied::Attached));
+        assert_eq!(request.headers()[AUTHORIZATION], "Bearer tok-1");
+        assert_eq!(request.headers()["cdpapi-subscription-key"], "sub-key");
+        assert!(request.headers().values().all(HeaderValue::is_sensitive));
+        assert_eq!(request.headers().len(), 2);
+        let mut without = get("https://api.example.com/a");
+        assert_eq!(credentials.apply(&mut without, None), Err(ApplyError::MissingToken));
+    }
+
+    #[test]
+    fn static_bearer_and_x_api_key() {
+        let credentials = Credentials::builder().static_bearer("eyJhbGciOi.eyJzdWIi.sig").api_key_header("X-API-Key", "k").build().unwrap();
+        assert!(!credentials.needs_token());
+        let mut request = get("https://api.example.com/");
+        credentials.apply(&mut request, None).unwrap();
+        assert_eq!(request.headers()[AUTHORIZATION], "Bearer eyJhbGciOi.eyJzdWIi.sig");
+        assert_eq!(request.headers()["x-api-key"], "k");
+    }
+
+    #[test]
+    fn basic_is_rfc7617() {
+        let credentials = Credentials::builder().basic("token-id", "p:ss wörd").build().unwrap();
+        let mut request = get("https://api.example.com/");
+        credentials.apply(&mut request, None).unwrap();
+        let value = request.headers()[AUTHORIZATION].to_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ").unwrap()).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "token-id:p:ss wörd");
+        assert!(Credentials::builder().basic("a:b", "c").build().is_err());
+    }
+
+    #[test]
+    fn query_api_key_keeps_other_parameters_and_replaces_its_own() {
+        let credentials = Credentials::builder().api_key_query("api_key", "k y+/&").build().unwrap();
+        let mut request = get("https://api.example.com/v1/search?q=a%20b&api_key=old&x=1");
+        credentials.apply(&mut request, None).unwrap();
+        assert_eq!(request.uri(), "https://api.example.com/v1/search?q=a%20b&x=1&api_key=k%20y%2B%2F%26");
+        let mut bare = get("https://api.example.com");
+        credentials.apply(&mut bare, None).unwrap();
+        assert_eq!(bare.uri(), "https://api.example.com/?api_key=k%20y%2B%2F%26");
+    }
+
+    #[test]
+    fn conflicts_and_bad_values_are_refused() {
+        let conflict = |b: CredentialsBuilder| matches!(b.build(), Err(ConfigError::ConflictingCredentials { .. }));
+        assert!(conflict(Credentials::builder().bearer_from_source().basic("u", "p")));
+        assert!(conflict(Credentials::builder().bearer_from_source().static_bearer("t")));
+        assert!(conflict(Credentials::builder().bearer_from_source().api_key_header("Authorization", "k")));
+        assert!(conflict(Credentials::builder().api_key_header("X-API-Key", "a").api_key_header("x-api-key", "b")));
+        assert!(conflict(Credentials::builder().api_key_query("k", "a").api_key_query("k", "b")));
+        assert!(matches!(Credentials::builder().api_key_header("bad name", "k").build(), Err(ConfigError::InvalidHeaderName { .. })));
+        for bad in ["key\n", "key\r\nX-Evil: 1", "k\u{7f}", "ключ", ""] {
+            let err = Credentials::builder().api_key_header("X-API-Key", bad).build().unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidCredentialValue { .. }), "{bad:?}");
+            if !bad.is_empty() {
+                assert!(!err.to_string().contains(bad), "the value must not be echoed");
+            }
+        }
+    }
+
+    #[test]
+    fn origin_filter() {
+        let credentials = Credentials::builder()
+            .api_key_header("X-API-Key", "k")
+            .allow_origin("https://API.example.com")
+            .allow_origin("http://127.0.0.1:8080")
+            .build()
+            .unwrap();
+        for ok in ["https://api.example.com/x", "https://api.EXAMPLE.com:443/y", "http://127.0.0.1:8080/"] {
+            assert!(credentials.applies_to(&ok.parse().unwrap()), "{ok}");
+        }
+        for skip in [
+            "http://api.example.com/x",
+            "https://api.example.com:8443/x",
+            "https://api.example.com.evil.net/",
+            "https://evil.net/?https://api.example.com",
+            "http://127.0.0.1:8081/",
+            "/relative",
+        ] {
+            let mut request = get(skip);
+            assert_eq!(credentials.apply(&mut request, None), Ok(Applied::SkippedOrigin), "{skip}");
+            assert!(request.headers().is_empty());
+        }
+        assert!(matches!(Origin::parse("ftp://x"), Err(ConfigError::InvalidOrigin { .. })));
+        assert!(matches!(Origin::parse("nohost"), Err(ConfigError::InvalidOrigin { .. })));
+        // No filter: every origin.
+        assert!(Credentials::bearer().applies_to(&"https://any.example/".parse().unwrap()));
+    }
+
+    #[test]
+    fn debug_never_shows_values() {
+        let credentials = Credentials::builder().api_key_header("X-API-Key", "key-abc-123").basic("u", "pw-xyz-789").api_key_query("k", "q-secret-456").build().unwrap();
+        let shown = format!("{credentials:?}");
+        for secret in ["key-abc-123", "pw-xyz-789", "q-secret-456"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("X-API-Key") || shown.contains("x-api-key"), "{shown}");
+    }
+}

@@ -1,0 +1,438 @@
+//! Typed errors. Every variant says what went wrong and what to check, and
+//! none of them ever holds a secret.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A configuration that cannot be used. Returned by the builders'
+/// `build()`; fix the configuration and build again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The token (or revocation) URL could not be parsed, has no host, or
+    /// uses a scheme other than `http`/`https`.
+    #[error("URL `{url}` is not usable: {reason}; give the full https:// address of the endpoint")]
+    InvalidUrl {
+        /// The URL as given (user info, if any, is removed).
+        url: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// Plain `http` to a host that is not loopback. Credentials would cross
+    /// the network in clear.
+    #[error(
+        "URL `{url}` uses plain http to a host that is not loopback; use https, \
+         or call allow_insecure_http(true) for a test environment you control"
+    )]
+    InsecureUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// The client id is empty.
+    #[error("the client id is empty; set the id the provider issued for this client")]
+    EmptyClientId,
+    /// The chosen client authentication method sends a secret, but none was set.
+    #[error(
+        "client authentication `{method}` needs a client secret; set client_secret(..), \
+         or use ClientAuth::None for a public client"
+    )]
+    MissingClientSecret {
+        /// The method that needs a secret.
+        method: &'static str,
+    },
+    /// An extra token request parameter collides with one the library sets.
+    #[error("parameter `{name}` is set by the library; {reason}")]
+    ReservedParameter {
+        /// The parameter name.
+        name: String,
+        /// Which setter to use instead.
+        reason: &'static str,
+    },
+    /// A policy value is out of range.
+    #[error("policy value `{name}` is out of range: {reason}")]
+    InvalidPolicy {
+        /// The field.
+        name: &'static str,
+        /// The accepted range.
+        reason: &'static str,
+    },
+    /// A header name for an API key is not a valid HTTP header name.
+    #[error("`{name}` is not a valid HTTP header name; use letters, digits and `-` (e.g. X-API-Key)")]
+    InvalidHeaderName {
+        /// The name as given.
+        name: String,
+    },
+    /// A credential value cannot be sent in an HTTP header (control bytes,
+    /// CR or LF, non-ASCII).
+    #[error("the {what} contains characters that cannot be sent in an HTTP header (control bytes, CR, LF or non-ASCII); check how it was read (a trailing newline?)")]
+    InvalidCredentialValue {
+        /// Which credential (never its value).
+        what: &'static str,
+    },
+    /// An origin for the origin filter could not be parsed.
+    #[error("origin `{origin}` is not valid: {reason}; write it as scheme://host[:port], e.g. https://api.example.com")]
+    InvalidOrigin {
+        /// The origin as given.
+        origin: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// Two credentials would write the same header or query parameter.
+    #[error("two credentials both set `{target}`; keep one (Bearer, Basic and an `Authorization` API key are mutually exclusive)")]
+    ConflictingCredentials {
+        /// The header or query parameter both would set.
+        target: String,
+    },
+    /// No revocation URL was configured, but a revocation request was asked for.
+    #[error("no revocation URL is configured; set revocation_url(..) to the provider's RFC 7009 endpoint")]
+    NoRevocationUrl,
+}
+
+/// An RFC 6749 §5.2 error code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_request`: the request is malformed.
+    InvalidRequest,
+    /// `invalid_client`: client authentication failed.
+    InvalidClient,
+    /// `invalid_grant`: the grant (e.g. the refresh token) is invalid,
+    /// expired or revoked.
+    InvalidGrant,
+    /// `unauthorized_client`: the client may not use this grant type.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`: the server does not support the grant type.
+    UnsupportedGrantType,
+    /// `invalid_scope`: the requested scope is invalid or exceeds what was granted.
+    InvalidScope,
+    /// `invalid_target` (RFC 8707): the `resource` is invalid or unknown.
+    InvalidTarget,
+    /// `temporarily_unavailable`: the server is overloaded or in maintenance.
+    TemporarilyUnavailable,
+    /// `server_error`: the server met an unexpected condition.
+    ServerError,
+    /// Any other code, as sent (truncated and sanitised).
+    Other(String),
+}
+
+impl ErrorCode {
+    /// Parses a code as sent by the provider.
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "invalid_request" => Self::InvalidRequest,
+            "invalid_client" => Self::InvalidClient,
+            "invalid_grant" => Self::InvalidGrant,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "unsupported_grant_type" => Self::UnsupportedGrantType,
+            "invalid_scope" => Self::InvalidScope,
+            "invalid_target" => Self::InvalidTarget,
+            "temporarily_unavailable" => Self::TemporarilyUnavailable,
+            "server_error" => Self::ServerError,
+            other => Self::Other(crate::response::sanitize_excerpt(other, 64)),
+        }
+    }
+
+    /// The code as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+            Self::Other(code) => code,
+        }
+    }
+
+    /// What the user should check when the provider answers with this code.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "the provider found the token request malformed; check the scope, audience, resource and extra parameters, and the client authentication method it expects",
+            Self::InvalidClient => "check the client id and secret, and the client authentication method the provider expects (basic, basic-raw, post, json)",
+            Self::InvalidGrant => "the grant or refresh token was rejected (expired, revoked or issued to another client)",
+            Self::UnauthorizedClient => "this client may not use this grant type; check the client's settings at the provider",
+            Self::UnsupportedGrantType => "the endpoint does not support this grant type; check the token URL",
+            Self::InvalidScope => "check the requested scopes against those granted to this client",
+            Self::InvalidTarget => "check the resource and audience values against what the provider knows",
+            Self::TemporarilyUnavailable | Self::ServerError => "the provider reports a temporary failure; it will be retried with backoff",
+            Self::Other(_) => "see the provider's error description and documentation",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An RFC 6749 §5.2 error response from the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError {
+    /// The HTTP status of the response (a `200` carrying an `error` field is
+    /// an error too).
+    pub status: u16,
+    /// The `error` code.
+    pub code: ErrorCode,
+    /// The provider's `error_description`, sanitised and with any secret of
+    /// ours redacted.
+    pub description: Option<String>,
+    /// The provider's `error_uri`.
+    pub uri: Option<String>,
+    /// The `Retry-After` delay, when the response carried one in seconds.
+    pub retry_after: Option<Duration>,
+}
+
+/// Why a token could not be obtained.
+///
+/// The error is `Clone` so that one failed fetch can be handed to every
+/// caller that waited on it. [`TokenError::is_transient`] tells whether
+/// retrying later may help; the `Display` text ends with what to check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The provider answered with an OAuth 2.0 error (RFC 6749 §5.2).
+    #[error("{}", provider_message(.0))]
+    Provider(ProviderError),
+    /// The endpoint answered with an error status and a body that is not an
+    /// OAuth error (an HTML error page from a proxy, say).
+    #[error("token endpoint answered HTTP {status} without an OAuth error body: \"{excerpt}\"; {}", status_hint(*status))]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body, sanitised: tags and control bytes removed,
+        /// at most 200 characters, secrets redacted.
+        excerpt: String,
+        /// The `Retry-After` delay, when given in seconds.
+        retry_after: Option<Duration>,
+    },
+    /// The response body exceeded the configured size cap.
+    #[error("token endpoint answered HTTP {status} with a body over the {limit}-byte cap; check the token URL points at an OAuth token endpoint")]
+    BodyTooLarge {
+        /// The HTTP status.
+        status: u16,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// A success status with a body that is not a token response.
+    #[error("token endpoint answered HTTP {status} with {reason}; check the token URL points at an OAuth 2.0 token endpoint")]
+    Malformed {
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong (never the body itself, which may hold a token).
+        reason: &'static str,
+    },
+    /// The access token is empty or cannot be sent in a header.
+    #[error("the provider issued an access token that {reason}; it is not used. Report this to the provider")]
+    InvalidAccessToken {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The token type is not one this library can send.
+    #[error("the provider issued a `{token_type}` token; only Bearer tokens can be sent. Check the client's token type setting at the provider")]
+    UnsupportedTokenType {
+        /// The `token_type` as sent (sanitised).
+        token_type: String,
+    },
+    /// The token would have expired (or reached the safety margin) before it
+    /// arrived: the endpoint is too slow for the token's lifetime.
+    #[error("the token expired before it arrived (lifetime {lifetime:?}, fetch took {elapsed:?}); check the network path to the token endpoint")]
+    ExpiredOnArrival {
+        /// The lifetime the provider gave.
+        lifetime: Duration,
+        /// How long the fetch took.
+        elapsed: Duration,
+    },
+    /// The token endpoint could not be reached or the exchange failed below
+    /// HTTP (DNS, connect, TLS, timeout, reset). Reported by the driver.
+    #[error("token endpoint unreachable: {message}; check the network path and the token URL")]
+    Transport {
+        /// What failed, with no URL query, header or body in it.
+        message: String,
+        /// Whether it was a timeout.
+        timeout: bool,
+    },
+}
+
+fn provider_message(e: &ProviderError) -> String {
+    let mut out = format!("token endpoint refused the request: {} (HTTP {})", e.code, e.status);
+    if let Some(description) = &e.description {
+        out.push_str(": ");
+        out.push_str(description);
+    }
+    if let Some(uri) = &e.uri {
+        out.push_str(" (see ");
+        out.push_str(uri);
+        out.push(')');
+    }
+    out.push_str("; ");
+    out.push_str(e.code.hint());
+    out
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "check the client id, secret and client authentication method",
+        404 | 405 => "check the token URL",
+        408 | 429 => "the provider asked us to slow down; it will be retried with backoff",
+        500..=599 => "the provider failed; it will be retried with backoff",
+        _ => "check the token URL and the request parameters",
+    }
+}
+
+/// Whether an HTTP status from the token endpoint is worth retrying.
+pub(crate) fn status_is_transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+impl TokenError {
+    /// A transport failure, for drivers. `message` must not contain a URL
+    /// query, a header or a body.
+    pub fn transport(message: impl Into<String>) -> Self {
+        Self::Transport { message: message.into(), timeout: false }
+    }
+
+    /// A timeout of the token request, for drivers.
+    pub fn timeout(after: Duration) -> Self {
+        Self::Transport { message: format!("no answer within {after:?}"), timeout: true }
+    }
+
+    /// Whether retrying later may succeed: network failures, timeouts,
+    /// 408, 429 and 5xx answers, `temporarily_unavailable` and
+    /// `server_error`. Bad credentials, bad scopes and protocol mismatches
+    /// are permanent: retrying will not help until the configuration or the
+    /// provider's settings change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Provider(e) => {
+                matches!(e.code, ErrorCode::TemporarilyUnavailable | ErrorCode::ServerError)
+                    || (matches!(e.code, ErrorCode::Other(_)) && status_is_transient(e.status))
+            }
+            Self::Status { status, .. } | Self::BodyTooLarge { status, .. } => status_is_transient(*status),
+            Self::Transport { .. } | Self::ExpiredOnArrival { .. } => true,
+            Self::Malformed { .. } | Self::InvalidAccessToken { .. } | Self::UnsupportedTokenType { .. } => false,
+        }
+    }
+
+    /// The delay the provider asked for with `Retry-After`, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Provider(e) => e.retry_after,
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The RFC 6749 error, when the provider sent one.
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            Self::Provider(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The RFC 6749 error code, when the provider sent one.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        self.provider_error().map(|e| &e.code)
+    }
+
+    /// A short, stable name of the error kind, for metrics and log fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Provider(_) => "provider",
+            Self::Status { .. } => "status",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::Malformed { .. } => "malformed",
+            Self::InvalidAccessToken { .. } => "invalid_access_token",
+            Self::UnsupportedTokenType { .. } => "unsupported_token_type",
+            Self::ExpiredOnArrival { .. } => "expired_on_arrival",
+            Self::Transport { timeout: true, .. } => "timeout",
+            Self::Transport { .. } => "transport",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(code: &str, status: u16) -> TokenError {
+        TokenError::Provider(ProviderError {
+            status,
+            code: ErrorCode::parse(code),
+            description: Some("Client authentication failed".into()),
+            uri: None,
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for code in [
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "invalid_target",
+            "temporarily_unavailable",
+            "server_error",
+            "access_denied",
+        ] {
+            assert_eq!(ErrorCode::parse(code).as_str(), code);
+        }
+        assert_eq!(ErrorCode::parse("access_denied"), ErrorCode::Other("access_denied".into()));
+    }
+
+    #[test]
+    fn classification() {
+        assert!(!provider("invalid_client", 401).is_transient());
+        assert!(!provider("invalid_scope", 400).is_transient());
+        assert!(!provider("invalid_request", 503).is_transient());
+        assert!(provider("temporarily_unavailable", 400).is_transient());
+        assert!(provider("something_new", 503).is_transient());
+        assert!(!provider("something_new", 400).is_transient());
+        for status in [408, 429, 500, 502, 503, 504] {
+            let e = TokenError::Status { status, excerpt: String::new(), retry_after: None };
+            assert!(e.is_transient(), "{status}");
+        }
+        for status in [400, 401, 403, 404] {
+            let e = TokenError::Status { status, excerpt: String::new(), retry_after: None };
+            assert!(!e.is_transient(), "{status}");
+        }
+        assert!(TokenError::transport("connection refused").is_transient());
+        assert!(TokenError::timeout(Duration::from_secs(30)).is_transient());
+        assert_eq!(TokenError::timeout(Duration::from_secs(30)).kind(), "timeout");
+        assert!(!TokenError::Malformed { status: 200, reason: "x" }.is_transient());
+    }
+
+    #[test]
+    fn messages_say_what_to_check() {
+        let text = provider("invalid_client", 401).to_string();
+        assert!(text.contains("invalid_client"), "{text}");
+        assert!(text.contains("HTTP 401"), "{text}");
+        assert!(text.contains("Client authentication failed"), "{text}");
+        assert!(text.contains("check the client id and secret"), "{text}");
+        let text = TokenError::Status { status: 502, excerpt: "Bad Gateway".into(), retry_after: None }.to_string();
+        assert!(text.contains("HTTP 502") && text.contains("Bad Gateway") && text.contains("retried"), "{text}");
+    }
+}
+
+/// Credentials could not be put on a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The credential set holds an OAuth bearer token, but no token was
+    /// passed to `apply`. A driver bug: obtain a token from the token source
+    /// first.
+    #[error("these credentials need an OAuth access token but none was given; obtain one from the token source before applying them")]
+    MissingToken,
+    /// The request URI could not take the API key query parameter.
+    #[error("the request URI cannot carry the API key query parameter; check that it is a valid absolute URI")]
+    InvalidUri,
+}

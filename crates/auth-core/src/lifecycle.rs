@@ -1,0 +1,553 @@
+//! The token lifecycle: a sans-IO state machine that decides when to fetch,
+//! which token to hand out, and how to react to failures and 401s.
+//!
+//! [`Lifecycle`] owns no socket and reads no clock. It is driven with
+//! explicit time (`now`) and events, and drained for actions:
+//!
+//! - getters (`&self`): [`Lifecycle::current_token`], [`Lifecycle::stats`], ...
+//! - inputs (`handle_*`, each taking `now`):
+//!   [`handle_token_wanted`](Lifecycle::handle_token_wanted),
+//!   [`handle_fetch_response`](Lifecycle::handle_fetch_response),
+//!   [`handle_fetch_failed`](Lifecycle::handle_fetch_failed),
+//!   [`handle_unauthorized`](Lifecycle::handle_unauthorized),
+//!   [`handle_timeout`](Lifecycle::handle_timeout),
+//!   [`handle_discard`](Lifecycle::handle_discard);
+//! - outputs: [`poll_output`](Lifecycle::poll_output) (drain after every
+//!   input until `None`) and [`poll_timeout`](Lifecycle::poll_timeout) (call
+//!   `handle_timeout` when it passes; a spurious call does nothing).
+//!
+//! # States
+//!
+//! ```text
+//!            want                    fetch ok                 renew_at
+//!  Empty ───────────▶ Fetching ───────────────▶ Fresh ───────────────▶ Stale
+//!    ▲                  │  ▲                     ▲  │ 401(current gen)    │ (renewal in flight,
+//!    │ backoff ends     │  │ refresh_token       │  ▼                     │  old token served)
+//!    │                  │  │ invalid_grant:      │ Fetching ◀───────────┘
+//!  Failed ◀─────────────┘  └ client_credentials  │
+//!  (backing off; callers get the error unless a still-valid token exists)
+//! ```
+//!
+//! Invariants (checked by the property tests after every step):
+//! a token is never handed out at or past `usable_until`; at most one fetch
+//! is in flight; no fetch starts while a fresh token exists unless a 401
+//! invalidated it; no fetch starts before a backoff ends; waiters are
+//! answered (token or error) whenever a fetch completes, except when a
+//! rejected refresh token is replaced by a client credentials fetch they
+//! keep waiting on; `poll_timeout` is never earlier than the last `now`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Response;
+
+use crate::config::SourceConfig;
+use crate::error::{ErrorCode, TokenError};
+use crate::request::{token_request, Grant};
+use crate::response::{parse_token_response, TokenResponse};
+use crate::secret::RefreshToken;
+use crate::token::{AccessToken, Generation};
+
+/// Identifies one token fetch, so that a late answer to an abandoned fetch
+/// cannot be mistaken for the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FetchId(u64);
+
+impl FetchId {
+    /// The number, for logs.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// The grant a fetch uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GrantKind {
+    /// `client_credentials`.
+    ClientCredentials,
+    /// `refresh_token`.
+    RefreshToken,
+}
+
+/// Why a fetch was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchReason {
+    /// No usable token existed and a caller wanted one.
+    NoToken,
+    /// The token reached its renewal point; it is still served meanwhile.
+    Renewal,
+    /// The API answered 401 to the current token.
+    Unauthorized,
+}
+
+/// A token request to send. Send it, then report the outcome with
+/// [`Lifecycle::handle_fetch_response`] or [`Lifecycle::handle_fetch_failed`]
+/// with the same `id`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FetchRequest {
+    /// The fetch's id.
+    pub id: FetchId,
+    /// Its grant.
+    pub grant: GrantKind,
+    /// Why it was started.
+    pub reason: FetchReason,
+    /// The request. Its body may hold the client secret or refresh token:
+    /// do not log it.
+    pub request: http::Request<Vec<u8>>,
+}
+
+/// What the machine asks the driver to do.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send this token request.
+    Fetch(FetchRequest),
+    /// A new token: publish it for readers and hand it to every waiter.
+    TokenReady(Arc<AccessToken>),
+    /// A fetch failed and will be retried after a backoff: hand the error to
+    /// every waiter. A still-valid token, if any, stays published.
+    Failed(TokenError),
+    /// This token must no longer be sent: unpublish it.
+    TokenWithdrawn {
+        /// The token's generation.
+        generation: Generation,
+        /// Why.
+        reason: WithdrawReason,
+    },
+}
+
+/// Why a token was withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WithdrawReason {
+    /// It reached `usable_until` (expiry minus the safety margin).
+    Expired,
+    /// The API answered 401 to it.
+    Rejected,
+    /// The driver discarded it ([`Lifecycle::handle_discard`]).
+    Discarded,
+}
+
+/// The answer to [`Lifecycle::handle_token_wanted`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Want {
+    /// Use this token now.
+    Ready(Arc<AccessToken>),
+    /// A fetch is in flight: wait for the next [`Output::TokenReady`] or
+    /// [`Output::Failed`].
+    Wait,
+    /// No usable token, and the machine is backing off after this error:
+    /// fail the call now.
+    Failed(TokenError),
+}
+
+/// The answer to [`Lifecycle::handle_unauthorized`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unauthorized {
+    /// It was the current token: it is withdrawn and a new one is being
+    /// fetched. Replay the request (once) with the next token.
+    Invalidated,
+    /// That token was already replaced or withdrawn. Replay the request
+    /// (once) with the current token.
+    AlreadyReplaced,
+    /// That token was itself fetched because of a 401 and was rejected
+    /// again at once: the API rejects fresh tokens (wrong audience, scope or
+    /// API key?). No fetch before `until`; do not replay, return the 401.
+    Suppressed {
+        /// When a 401 may invalidate this token again.
+        until: Instant,
+    },
+}
+
+impl Unauthorized {
+    /// Whether the request that got the 401 should be replayed.
+    pub fn should_replay(self) -> bool {
+        !matches!(self, Self::Suppressed { .. })
+    }
+}
+
+/// Counters since the machine was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Fetches started.
+    pub fetches: u64,
+    /// Tokens obtained.
+    pub tokens: u64,
+    /// Fetches that failed.
+    pub failures: u64,
+    /// Refresh grants rejected with `invalid_grant` and replaced by a client
+    /// credentials fetch.
+    pub refresh_fallbacks: u64,
+    /// Tokens invalidated by a 401.
+    pub invalidations: u64,
+    /// 401s that did not invalidate because of the fetch-loop guard.
+    pub suppressed: u64,
+    /// `handle_token_wanted` calls answered with a token at once.
+    pub hits: u64,
+    /// `handle_token_wanted` calls told to wait.
+    pub waits: u64,
+}
+
+struct InFlight {
+    id: FetchId,
+    sent_at: Instant,
+    grant: GrantKind,
+    reason: FetchReason,
+}
+
+struct Current {
+    token: Arc<AccessToken>,
+    reason: FetchReason,
+    received_at: Instant,
+}
+
+struct Backoff {
+    until: Instant,
+    error: TokenError,
+}
+
+/// The lifecycle of one token source. See the [module docs](self) for the
+/// call order and the states.
+pub struct Lifecycle {
+    config: Arc<SourceConfig>,
+    rng: fastrand::Rng,
+    current: Option<Current>,
+    refresh_token: Option<RefreshToken>,
+    fetch: Option<InFlight>,
+    backoff: Option<Backoff>,
+    consecutive_failures: u32,
+    unauthorized_streak: u32,
+    waiting: bool,
+    next_fetch_id: u64,
+    last_generation: u64,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("cache_key", self.config.cache_key())
+            .field("generation", &self.current.as_ref().map(|c| c.token.generation()))
+            .field("fetch_in_flight", &self.fetch.as_ref().map(|f| f.id))
+            .field("backoff_until", &self.backoff.as_ref().map(|b| b.until))
+            .field("waiting", &self.waiting)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lifecycle {
+    /// A machine with no token. `seed` drives the jitter of renewal points
+    /// and backoffs: give each replica a different one (random at start-up),
+    /// and tests a fixed one.
+    pub fn new(config: impl Into<Arc<SourceConfig>>, seed: u64) -> Self {
+        Self {
+            config: config.into(),
+            rng: fastrand::Rng::with_seed(seed),
+            current: None,
+            refresh_token: None,
+            fetch: None,
+            backoff: None,
+            consecutive_failures: 0,
+            unauthorized_streak: 0,
+            waiting: false,
+            next_fetch_id: 0,
+            last_generation: 0,
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<SourceConfig> {
+        &self.config
+    }
+
+    /// The current token if it may be sent at `now`. Does not start a
+    /// renewal; use [`Lifecycle::handle_token_wanted`] for that.
+    pub fn current_token(&self, now: Instant) -> Option<&Arc<AccessToken>> {
+        self.current.as_ref().map(|c| &c.token).filter(|t| t.is_usable(now))
+    }
+
+    /// The refresh token, when the provider issued one.
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    /// The fetch in flight, if any.
+    pub fn fetch_in_flight(&self) -> Option<FetchId> {
+        self.fetch.as_ref().map(|f| f.id)
+    }
+
+    /// Until when fetches are held back after a failure, and the error.
+    pub fn backoff(&self) -> Option<(Instant, &TokenError)> {
+        self.backoff.as_ref().map(|b| (b.until, &b.error))
+    }
+
+    /// Whether callers are waiting on the fetch in flight.
+    pub fn has_waiters(&self) -> bool {
+        self.waiting
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    // ----- inputs -----
+
+    /// A caller needs a token at `now`.
+    ///
+    /// Returns a usable token at once when one exists (and starts its
+    /// renewal in the background if it is due); otherwise starts the fetch
+    /// (unless one is in flight) and says to wait; during a backoff with no
+    /// usable token, returns the last error.
+    pub fn handle_token_wanted(&mut self, now: Instant) -> Want {
+        self.advance(now);
+        if let Some(current) = &self.current {
+            let token = Arc::clone(&current.token);
+            if now >= token.renew_at && self.fetch.is_none() && self.backoff.is_none() {
+                self.start_fetch(now, FetchReason::Renewal);
+            }
+            self.stats.hits += 1;
+            return Want::Ready(token);
+        }
+        if self.fetch.is_none() {
+            if let Some(backoff) = &self.backoff {
+                return Want::Failed(backoff.error.clone());
+            }
+            self.start_fetch(now, FetchReason::NoToken);
+        }
+        self.waiting = true;
+        self.stats.waits += 1;
+        Want::Wait
+    }
+
+    /// The token endpoint answered fetch `id`. Answers for any other id
+    /// than the fetch in flight are ignored.
+    pub fn handle_fetch_response<B: AsRef<[u8]>>(&mut self, now: Instant, id: FetchId, response: &Response<B>) {
+        self.advance(now);
+        let Some(fetch) = self.fetch.take_if(|f| f.id == id) else {
+            return;
+        };
+        let parsed = parse_token_response(&self.config, response.status(), response.headers(), response.body().as_ref());
+        match parsed.and_then(|parsed| self.install(now, &fetch, parsed)) {
+            Ok(token) => {
+                self.consecutive_failures = 0;
+                self.backoff = None;
+                self.waiting = false;
+                self.stats.tokens += 1;
+                self.outputs.push_back(Output::TokenReady(token));
+            }
+            Err(error) => self.fail(now, fetch, error),
+        }
+    }
+
+    /// Fetch `id` failed below HTTP (connect, TLS, timeout, oversized body).
+    /// Answers for any other id than the fetch in flight are ignored.
+    pub fn handle_fetch_failed(&mut self, now: Instant, id: FetchId, error: TokenError) {
+        self.advance(now);
+        if let Some(fetch) = self.fetch.take_if(|f| f.id == id) {
+            self.fail(now, fetch, error);
+        }
+    }
+
+    /// The API answered 401 to a request sent with the token of
+    /// `generation`. Invalidates that token only if it is still current, so
+    /// a burst of 401s causes one fetch; guards against a fetch loop when
+    /// fresh tokens are rejected too.
+    pub fn handle_unauthorized(&mut self, now: Instant, generation: Generation) -> Unauthorized {
+        self.advance(now);
+        let Some(current) = self.current.as_ref().filter(|c| c.token.generation == generation) else {
+            return Unauthorized::AlreadyReplaced;
+        };
+        if current.reason == FetchReason::Unauthorized {
+            let until = current.received_at.checked_add(self.unauthorized_delay()).unwrap_or(current.token.usable_until);
+            if now < until {
+                self.stats.suppressed += 1;
+                return Unauthorized::Suppressed { until };
+            }
+        }
+        self.withdraw(WithdrawReason::Rejected);
+        self.stats.invalidations += 1;
+        match &mut self.fetch {
+            Some(fetch) => fetch.reason = FetchReason::Unauthorized,
+            None if self.backoff.is_none() => self.start_fetch(now, FetchReason::Unauthorized),
+            None => {}
+        }
+        Unauthorized::Invalidated
+    }
+
+    /// Time passed: expire tokens, end backoffs, start due renewals. Call it
+    /// when [`Lifecycle::poll_timeout`] passes; extra calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// Forgets the current token and refresh token (after revoking them,
+    /// say). The next caller causes a new fetch.
+    pub fn handle_discard(&mut self, now: Instant) {
+        self.advance(now);
+        self.withdraw(WithdrawReason::Discarded);
+        self.refresh_token = None;
+    }
+
+    // ----- outputs -----
+
+    /// The next action for the driver. Drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Lifecycle::handle_timeout`] must next be called: the token's
+    /// `usable_until`, its renewal point (with background renewal), or the
+    /// end of a backoff that holds back a renewal. `None`: nothing to do
+    /// until an input arrives.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let current = self.current.as_ref()?;
+        let mut deadline = current.token.usable_until;
+        if self.fetch.is_none() {
+            let next = match &self.backoff {
+                Some(backoff) => Some(backoff.until),
+                None if self.config.refresh_policy().background => Some(current.token.renew_at),
+                None => None,
+            };
+            deadline = next.map_or(deadline, |next| next.min(deadline));
+        }
+        Some(deadline)
+    }
+
+    // ----- internals -----
+
+    /// Brings the state up to `now`.
+    fn advance(&mut self, now: Instant) {
+        if self.current.as_ref().is_some_and(|c| !c.token.is_usable(now)) {
+            self.withdraw(WithdrawReason::Expired);
+        }
+        if self.backoff.as_ref().is_some_and(|b| now >= b.until) {
+            self.backoff = None;
+        }
+        let renewal_due = self.current.as_ref().is_some_and(|c| now >= c.token.renew_at);
+        if renewal_due && self.fetch.is_none() && self.backoff.is_none() && self.config.refresh_policy().background {
+            self.start_fetch(now, FetchReason::Renewal);
+        }
+    }
+
+    fn start_fetch(&mut self, now: Instant, reason: FetchReason) {
+        let use_refresh = self.config.refresh_policy().use_refresh_token;
+        let (grant, request) = match self.refresh_token.as_ref().filter(|_| use_refresh) {
+            Some(refresh) => (GrantKind::RefreshToken, token_request(&self.config, Grant::RefreshToken(refresh))),
+            None => (GrantKind::ClientCredentials, token_request(&self.config, Grant::ClientCredentials)),
+        };
+        self.next_fetch_id += 1;
+        let id = FetchId(self.next_fetch_id);
+        self.fetch = Some(InFlight { id, sent_at: now, grant, reason });
+        self.stats.fetches += 1;
+        self.outputs.push_back(Output::Fetch(FetchRequest { id, grant, reason, request }));
+    }
+
+    fn withdraw(&mut self, reason: WithdrawReason) {
+        if let Some(current) = self.current.take() {
+            self.outputs.push_back(Output::TokenWithdrawn { generation: current.token.generation, reason });
+        }
+    }
+
+    /// Turns a parsed response into the current token.
+    fn install(&mut self, now: Instant, fetch: &InFlight, response: TokenResponse) -> Result<Arc<AccessToken>, TokenError> {
+        if response.refresh_token.is_some() {
+            self.refresh_token = response.refresh_token;
+        }
+        let policy = self.config.refresh_policy();
+        let (lifetime, lifetime_from_provider) = match response.expires_in {
+            Some(lifetime) => (lifetime, true),
+            None => (self.config.default_lifetime(), false),
+        };
+        let elapsed = now.saturating_duration_since(fetch.sent_at);
+        let expired = TokenError::ExpiredOnArrival { lifetime, elapsed };
+        let expires_at = fetch.sent_at.checked_add(lifetime).ok_or_else(|| expired.clone())?;
+        let margin = policy.safety_margin.min(lifetime / 10);
+        let usable_until = expires_at.checked_sub(margin).unwrap_or(expires_at);
+        if usable_until <= now {
+            return Err(expired);
+        }
+        let usable = usable_until.duration_since(fetch.sent_at);
+        let window = usable.mul_f64(policy.refresh_ahead_fraction).min(policy.max_refresh_ahead);
+        let window = window.mul_f64(1.0 + policy.jitter * self.rng.f64()).min(usable / 2);
+        // A token that arrived late is renewed halfway through what is left.
+        let late_floor = now + usable_until.duration_since(now) / 2;
+        let renew_at = (usable_until - window).max(late_floor);
+        let header = AccessToken::bearer_header(&response.access_token).ok_or(TokenError::InvalidAccessToken {
+            reason: "cannot be sent in an HTTP header",
+        })?;
+        self.last_generation += 1;
+        let token = Arc::new(AccessToken {
+            value: response.access_token,
+            header,
+            generation: Generation(self.last_generation),
+            issued_at: fetch.sent_at,
+            expires_at,
+            usable_until,
+            renew_at,
+            lifetime,
+            lifetime_from_provider,
+            scope: response.scope,
+        });
+        self.unauthorized_streak = match fetch.reason {
+            FetchReason::Unauthorized => self.unauthorized_streak.saturating_add(1),
+            FetchReason::NoToken | FetchReason::Renewal => 0,
+        };
+        // The new token replaces the old one (TokenReady says so): no withdrawal.
+        self.current = Some(Current { token: Arc::clone(&token), reason: fetch.reason, received_at: now });
+        Ok(token)
+    }
+
+    fn fail(&mut self, now: Instant, fetch: InFlight, error: TokenError) {
+        if fetch.grant == GrantKind::RefreshToken && error.code() == Some(&ErrorCode::InvalidGrant) {
+            // The refresh token is dead; the client credentials still work.
+            self.refresh_token = None;
+            self.stats.refresh_fallbacks += 1;
+            self.start_fetch(now, fetch.reason);
+            return;
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.stats.failures += 1;
+        let delay = self.backoff_delay(&error);
+        let until = now.checked_add(delay).unwrap_or(now + Duration::from_secs(1));
+        self.backoff = Some(Backoff { until, error: error.clone() });
+        self.waiting = false;
+        self.outputs.push_back(Output::Failed(error));
+    }
+
+    fn backoff_delay(&mut self, error: &TokenError) -> Duration {
+        let policy = self.config.backoff_policy();
+        let exponent = self.consecutive_failures.saturating_sub(1).min(64) as i32;
+        let base = (policy.initial.as_secs_f64() * policy.multiplier.powi(exponent)).min(policy.max.as_secs_f64());
+        let jittered = base * (1.0 - policy.jitter * self.rng.f64());
+        let mut delay = Duration::from_secs_f64(jittered.max(0.001));
+        if !error.is_transient() {
+            delay = delay.max(policy.permanent_delay);
+        }
+        if let Some(asked) = error.retry_after() {
+            delay = delay.max(asked.min(policy.max_retry_after));
+        }
+        delay
+    }
+
+    /// How long a token fetched because of a 401 is protected from being
+    /// invalidated by another 401.
+    fn unauthorized_delay(&self) -> Duration {
+        let base = self.config.refresh_policy().unauthorized_backoff;
+        let doublings = self.unauthorized_streak.saturating_sub(1).min(16);
+        base.saturating_mul(1 << doublings).min(self.config.backoff_policy().max.max(base))
+    }
+}

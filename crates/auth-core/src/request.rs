@@ -1,0 +1,296 @@
+//! Token endpoint requests: the client credentials and refresh token grants
+//! (RFC 6749 §4.4, §6) and token revocation (RFC 7009), as plain
+//! `http::Request<Vec<u8>>` values for any transport to send.
+//!
+//! Every request carries `Accept: application/json` (some providers answer
+//! form-encoded otherwise) and authenticates the client as the
+//! configuration says ([`ClientAuth`]).
+//!
+//! ```
+//! use auth_core::config::{ClientAuth, SourceConfig};
+//! use auth_core::request::{token_request, Grant};
+//!
+//! let config = SourceConfig::builder("https://auth.example.com/token", "my app")
+//!     .client_secret("p@ss word")
+//!     .scope("read")
+//!     .build()?;
+//! let request = token_request(&config, Grant::ClientCredentials);
+//! assert_eq!(request.method(), "POST");
+//! // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+//! let basic = request.headers()["authorization"].to_str().unwrap();
+//! assert_eq!(basic, "Basic bXklMjBhcHA6cCU0MHNzJTIwd29yZA==");
+//! assert_eq!(request.body(), b"grant_type=client_credentials&scope=read");
+//! # Ok::<(), auth_core::error::ConfigError>(())
+//! ```
+
+use base64::Engine as _;
+use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Uri};
+use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::config::{ClientAuth, SourceConfig};
+use crate::error::ConfigError;
+use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
+
+/// Everything but the RFC 3986 unreserved characters `A-Z a-z 0-9 - . _ ~`.
+pub(crate) const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// The grant a token request uses.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Grant<'a> {
+    /// `grant_type=client_credentials` with the configured scope, audience,
+    /// resources and extra parameters.
+    ClientCredentials,
+    /// `grant_type=refresh_token` with this refresh token. The scope is not
+    /// sent again (RFC 6749 §6: the original scope is kept).
+    RefreshToken(&'a RefreshToken),
+}
+
+impl Grant<'_> {
+    /// The `grant_type` value.
+    pub fn grant_type(&self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+            Self::RefreshToken(_) => "refresh_token",
+        }
+    }
+}
+
+/// A token to revoke, with the RFC 7009 `token_type_hint` it implies.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Revocable<'a> {
+    /// An access token (`token_type_hint=access_token`).
+    AccessToken(&'a AccessTokenValue),
+    /// A refresh token (`token_type_hint=refresh_token`).
+    RefreshToken(&'a RefreshToken),
+}
+
+/// Builds the token request for `grant`.
+pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>> {
+    let mut params: Vec<(&str, &str)> = vec![("grant_type", grant.grant_type())];
+    let scope = config.scope_param();
+    match grant {
+        Grant::ClientCredentials => {
+            if let Some(scope) = scope.as_deref() {
+                params.push(("scope", scope));
+            }
+            if let Some(audience) = config.audience() {
+                params.push(("audience", audience));
+            }
+            params.extend(config.resources().iter().map(|r| ("resource", r.as_str())));
+            params.extend(config.params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        Grant::RefreshToken(token) => params.push(("refresh_token", token.expose_secret())),
+    }
+    build(config, config.token_url(), &params)
+}
+
+/// Builds an RFC 7009 revocation request for `token`, authenticated like
+/// the token requests. Fails only when no revocation URL is configured.
+pub fn revocation_request(config: &SourceConfig, token: Revocable<'_>) -> Result<Request<Vec<u8>>, ConfigError> {
+    let url = config.revocation_url().ok_or(ConfigError::NoRevocationUrl)?;
+    let (value, hint) = match token {
+        Revocable::AccessToken(t) => (t.expose_secret(), "access_token"),
+        Revocable::RefreshToken(t) => (t.expose_secret(), "refresh_token"),
+    };
+    Ok(build(config, url, &[("token", value), ("token_type_hint", hint)]))
+}
+
+fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -> Request<Vec<u8>> {
+    let secret = config.client_secret().map(|s| s.expose_secret());
+    let mut authorization = None;
+    let mut form: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 2);
+    let json = config.client_auth() == ClientAuth::Json;
+    match config.client_auth() {
+        ClientAuth::Basic => {
+            let id = percent_encode(config.client_id().as_bytes(), NOT_UNRESERVED).to_string();
+            let secret = percent_encode(secret.unwrap_or("").as_bytes(), NOT_UNRESERVED).to_string();
+            authorization = Some(basic_header(&id, &secret));
+        }
+        ClientAuth::BasicRaw => authorization = Some(basic_header(config.client_id(), secret.unwrap_or(""))),
+        ClientAuth::Post | ClientAuth::Json => {
+            form.push(("client_id", config.client_id()));
+            form.push(("client_secret", secret.unwrap_or("")));
+        }
+        ClientAuth::None => form.push(("client_id", config.client_id())),
+    }
+    // grant_type (or token) first, then the client fields, then the rest:
+    // the order providers show in their documentation.
+    let (first, rest) = params.split_first().map_or((None, params), |(f, r)| (Some(*f), r));
+    let ordered: Vec<(&str, &str)> = first.into_iter().chain(form).chain(rest.iter().copied()).collect();
+    let (content_type, body) = if json { ("application/json", json_body(&ordered)) } else {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        serializer.extend_pairs(ordered.iter());
+        ("application/x-www-form-urlencoded", serializer.finish().into_bytes())
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = url.clone();
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(value) = authorization {
+        headers.insert(AUTHORIZATION, value);
+    }
+    request
+}
+
+/// A JSON object of the parameters; a parameter given several times
+/// (`resource`) becomes an array.
+fn json_body(params: &[(&str, &str)]) -> Vec<u8> {
+    let mut object = Map::new();
+    for (name, value) in params {
+        let value = Value::String((*value).to_owned());
+        match object.get_mut(*name) {
+            None => {
+                object.insert((*name).to_owned(), value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+        }
+    }
+    Value::Object(object).to_string().into_bytes()
+}
+
+fn basic_header(user: &str, password: &str) -> HeaderValue {
+    let plain = Zeroizing::new(format!("{user}:{password}"));
+    let value = Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())));
+    // Safe: `Basic ` followed by base64 output is always visible ASCII.
+    crate::credentials::sensitive_value(value.as_bytes()).expect("base64 is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceConfigBuilder;
+
+    fn builder(auth: ClientAuth) -> SourceConfigBuilder {
+        SourceConfig::builder("https://auth.example.com/oauth/token", "client-1")
+            .client_secret("secret")
+            .client_auth(auth)
+    }
+
+    fn body(request: &Request<Vec<u8>>) -> &str {
+        std::str::from_utf8(request.body()).unwrap()
+    }
+
+    fn decode_basic(request: &Request<Vec<u8>>) -> String {
+        let value = request.headers()[AUTHORIZATION].to_str().unwrap();
+        let encoded = value.strip_prefix("Basic ").unwrap();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn basic_encodes_every_byte_outside_unreserved() {
+        let config = SourceConfig::builder("https://a.example/token", "id with space+plus:colon")
+            .client_secret("s+e:c%r/e&t= ü~._-")
+            .build()
+            .unwrap();
+        let request = token_request(&config, Grant::ClientCredentials);
+        assert_eq!(
+            decode_basic(&request),
+            "id%20with%20space%2Bplus%3Acolon:s%2Be%3Ac%25r%2Fe%26t%3D%20%C3%BC~._-"
+        );
+        assert!(request.headers()[AUTHORIZATION].is_sensitive());
+        assert_eq!(body(&request), "grant_type=client_credentials");
+    }
+
+    #[test]
+    fn basic_raw_sends_values_unencoded() {
+        let config = builder(ClientAuth::BasicRaw).client_secret("s+e:c%r/e&t= ü").build().unwrap();
+        assert_eq!(decode_basic(&token_request(&config, Grant::ClientCredentials)), "client-1:s+e:c%r/e&t= ü");
+        let err = SourceConfig::builder("https://a.example/t", "a:b").client_secret("s").client_auth(ClientAuth::BasicRaw).build();
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn post_puts_credentials_in_the_form_body() {
+        let config = builder(ClientAuth::Post).client_secret("s+e c&r=t/ü").scope("read write").resource("https://r1.example").resource("https://r2.example").audience("aud").param("tenant", "a&b").build().unwrap();
+        let request = token_request(&config, Grant::ClientCredentials);
+        assert!(request.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/x-www-form-urlencoded");
+        assert_eq!(request.headers()[ACCEPT], "application/json");
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "https://auth.example.com/oauth/token");
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(request.body()).into_owned().collect();
+        let expected = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "client-1"),
+            ("client_secret", "s+e c&r=t/ü"),
+            ("scope", "read write"),
+            ("audience", "aud"),
+            ("resource", "https://r1.example"),
+            ("resource", "https://r2.example"),
+            ("tenant", "a&b"),
+        ];
+        assert_eq!(pairs, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert!(body(&request).starts_with("grant_type=client_credentials&client_id=client-1&client_secret=s%2Be+c%26r%3Dt%2F%C3%BC"));
+    }
+
+    #[test]
+    fn json_body_holds_grant_client_and_parameters() {
+        let config = builder(ClientAuth::Json).audience("https://api.example.com").scope("a b").resource("r1").resource("r2").build().unwrap();
+        let request = token_request(&config, Grant::ClientCredentials);
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
+        let value: Value = serde_json::from_slice(request.body()).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "grant_type": "client_credentials",
+                "client_id": "client-1",
+                "client_secret": "secret",
+                "audience": "https://api.example.com",
+                "scope": "a b",
+                "resource": ["r1", "r2"],
+            })
+        );
+    }
+
+    #[test]
+    fn public_client_sends_only_its_id() {
+        let config = SourceConfig::builder("https://a.example/t", "public").client_auth(ClientAuth::None).build().unwrap();
+        let request = token_request(&config, Grant::ClientCredentials);
+        assert!(request.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(body(&request), "grant_type=client_credentials&client_id=public");
+    }
+
+    #[test]
+    fn refresh_grant_sends_the_refresh_token_and_no_scope() {
+        let config = builder(ClientAuth::Basic).scope("offline_access").build().unwrap();
+        let refresh = RefreshToken::new("rt/with+chars");
+        let request = token_request(&config, Grant::RefreshToken(&refresh));
+        assert_eq!(body(&request), "grant_type=refresh_token&refresh_token=rt%2Fwith%2Bchars");
+        assert_eq!(decode_basic(&request), "client-1:secret");
+        let config = builder(ClientAuth::Post).build().unwrap();
+        let request = token_request(&config, Grant::RefreshToken(&refresh));
+        assert_eq!(body(&request), "grant_type=refresh_token&client_id=client-1&client_secret=secret&refresh_token=rt%2Fwith%2Bchars");
+    }
+
+    #[test]
+    fn revocation_sends_token_and_hint() {
+        let config = builder(ClientAuth::Basic).revocation_url("https://auth.example.com/oauth/revoke").build().unwrap();
+        let access = AccessTokenValue::new("at-123");
+        let request = revocation_request(&config, Revocable::AccessToken(&access)).unwrap();
+        assert_eq!(request.uri(), "https://auth.example.com/oauth/revoke");
+        assert_eq!(body(&request), "token=at-123&token_type_hint=access_token");
+        assert_eq!(decode_basic(&request), "client-1:secret");
+        let refresh = RefreshToken::new("rt-9");
+        let request = revocation_request(&config, Revocable::RefreshToken(&refresh)).unwrap();
+        assert_eq!(body(&request), "token=rt-9&token_type_hint=refresh_token");
+        let json = builder(ClientAuth::Json).revocation_url("https://auth.example.com/oauth/revoke").build().unwrap();
+        let request = revocation_request(&json, Revocable::RefreshToken(&refresh)).unwrap();
+        let value: Value = serde_json::from_slice(request.body()).unwrap();
+        assert_eq!(value["token"], "rt-9");
+        assert_eq!(value["client_id"], "client-1");
+        let none = builder(ClientAuth::Basic).build().unwrap();
+        assert_eq!(revocation_request(&none, Revocable::RefreshToken(&refresh)).unwrap_err(), ConfigError::NoRevocationUrl);
+    }
+}

@@ -1,0 +1,154 @@
+//! Secret values: client secrets, API keys, passwords, access and refresh tokens.
+//!
+//! Every secret is a distinct newtype over [`secrecy::SecretString`], so the
+//! compiler keeps an API key from being passed where a client secret is
+//! expected. All of them:
+//!
+//! - print as `[redacted]` in `Debug` and `Display` (a `{:?}` of a whole
+//!   configuration is safe to log);
+//! - are zeroized when dropped (the memory is overwritten, by `secrecy`);
+//! - give up their value only through [`ExposeSecret::expose_secret`], which
+//!   this crate calls only where a request or header is built.
+//!
+//! ```
+//! use auth_core::secret::{ClientSecret, ExposeSecret};
+//!
+//! let secret = ClientSecret::new("s3cr3t+/=");
+//! assert_eq!(format!("{secret:?}"), "ClientSecret([redacted])");
+//! assert_eq!(secret.to_string(), "[redacted]");
+//! assert_eq!(secret.expose_secret(), "s3cr3t+/=");
+//! ```
+
+use std::fmt;
+
+pub use secrecy::ExposeSecret;
+use secrecy::SecretString;
+
+macro_rules! secret_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name(SecretString);
+
+        impl $name {
+            /// Wraps a value. The original `String` is moved, not copied,
+            /// so no unzeroized copy is left behind by this call.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(SecretString::from(value.into()))
+            }
+
+            /// Whether the secret is the empty string.
+            pub fn is_empty(&self) -> bool {
+                self.0.expose_secret().is_empty()
+            }
+        }
+
+        impl ExposeSecret<str> for $name {
+            fn expose_secret(&self) -> &str {
+                self.0.expose_secret()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+    };
+}
+
+secret_type!(
+    /// An OAuth 2.0 client secret (RFC 6749 §2.3.1).
+    ClientSecret
+);
+secret_type!(
+    /// An API key sent in a header or query parameter on every API call.
+    ApiKey
+);
+secret_type!(
+    /// The password of static HTTP Basic credentials.
+    Password
+);
+secret_type!(
+    /// The value of an access token, as issued by the token endpoint or given
+    /// by the user (a JWT they already hold).
+    AccessTokenValue
+);
+secret_type!(
+    /// A refresh token (RFC 6749 §1.5), used to renew an access token without
+    /// sending the client credentials grant again.
+    RefreshToken
+);
+
+/// Replaces every occurrence of each non-empty secret in `text` by
+/// `[redacted]`.
+///
+/// Used on text that comes from a provider (an `error_description`, an error
+/// page excerpt) before it is put into an error, in case the provider echoes
+/// what it was sent.
+pub(crate) fn redact_all(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if out.contains(secret) {
+            out = out.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_secret_type_is_redacted_in_debug_and_display() {
+        let value = "hunter2-very-secret";
+        let shown = [
+            (format!("{:?}", ClientSecret::new(value)), ClientSecret::new(value).to_string()),
+            (format!("{:?}", ApiKey::new(value)), ApiKey::new(value).to_string()),
+            (format!("{:?}", Password::new(value)), Password::new(value).to_string()),
+            (format!("{:?}", AccessTokenValue::new(value)), AccessTokenValue::new(value).to_string()),
+            (format!("{:?}", RefreshToken::new(value)), RefreshToken::new(value).to_string()),
+        ];
+        for (debug, display) in shown {
+            assert!(!debug.contains(value), "{debug}");
+            assert!(debug.ends_with("([redacted])"), "{debug}");
+            assert_eq!(display, "[redacted]");
+        }
+    }
+
+    #[test]
+    fn exposes_the_exact_value() {
+        let key = ApiKey::from("k e+y/ü");
+        assert_eq!(key.expose_secret(), "k e+y/ü");
+        assert!(!key.is_empty());
+        assert!(ApiKey::new("").is_empty());
+    }
+
+    #[test]
+    fn redaction_replaces_every_occurrence_and_ignores_tiny_values() {
+        let text = "bad secret abcd1234, again abcd1234";
+        assert_eq!(
+            redact_all(text, &["abcd1234", "", "a"]),
+            "bad secret [redacted], again [redacted]"
+        );
+    }
+}

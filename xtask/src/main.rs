@@ -1,0 +1,81 @@
+//! Workspace automation, run as `cargo xtask <command>`.
+//!
+//! - `ci`: what CI must see clean: `cargo fmt --check`, `cargo clippy
+//!   --workspace --all-targets -- -D warnings`, the test suite (the README's
+//!   command), and `cargo doc` with warnings denied.
+
+use std::process::{Command, ExitCode};
+
+/// The test command the README gives and `.ci/run` runs.
+const TEST_COMMAND: &[&str] = &["test", "--workspace"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        _ => {
+            eprintln!("usage: cargo xtask ci\n\n  ci    fmt --check, clippy -D warnings, tests, docs with warnings denied");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--check"], &[])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    cargo(TEST_COMMAND, &[])?;
+    cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    eprintln!("xtask: ci clean");
+    Ok(())
+}
+
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TEST_COMMAND;
+
+    /// `.ci/run` and the README must run exactly the test command `ci` runs.
+    #[test]
+    fn ci_script_and_readme_use_the_same_test_command() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let command = format!("cargo {}", TEST_COMMAND.join(" "));
+        let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        assert!(ci.lines().any(|l| l.trim() == command), ".ci/run must run `{command}`");
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(readme.contains(&command), "README.md must give `{command}`");
+    }
+
+    /// Every library crate denies missing docs and opens with an example.
+    #[test]
+    fn every_crate_documents_itself() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+            let lib = entry.unwrap().path().join("src/lib.rs");
+            if let Ok(text) = std::fs::read_to_string(&lib) {
+                assert!(text.contains("#![deny(missing_docs)]"), "{} must deny missing docs", lib.display());
+                assert!(text.contains("```"), "{} must open with an example", lib.display());
+            }
+        }
+    }
+}
