@@ -551,3 +551,429 @@ impl Lifecycle {
         base.saturating_mul(1 << doublings).min(self.config.backoff_policy().max.max(base))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the tests anchor simulated time at one real instant
+mod tests {
+    use super::*;
+    use crate::config::{BackoffPolicy, RefreshPolicy, SourceConfigBuilder};
+    use crate::secret::ExposeSecret;
+
+    const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+    struct Sim {
+        lc: Lifecycle,
+        t0: Instant,
+        now: Instant,
+    }
+
+    fn builder() -> SourceConfigBuilder {
+        SourceConfig::builder("https://auth.example.com/token", "client").client_secret("secret")
+    }
+
+    impl Sim {
+        fn new(builder: SourceConfigBuilder) -> Self {
+            let t0 = Instant::now();
+            Self { lc: Lifecycle::new(builder.build().unwrap(), 42), t0, now: t0 }
+        }
+        fn at(&mut self, secs: f64) -> Instant {
+            self.now = self.t0 + Duration::from_secs_f64(secs);
+            self.now
+        }
+        fn outputs(&mut self) -> Vec<Output> {
+            std::iter::from_fn(|| self.lc.poll_output()).collect()
+        }
+        fn want(&mut self) -> Want {
+            self.lc.handle_token_wanted(self.now)
+        }
+        /// Drains outputs and returns the single fetch among them.
+        fn take_fetch(&mut self) -> FetchRequest {
+            only_fetch(self.outputs())
+        }
+        fn respond(&mut self, id: FetchId, status: u16, body: &str) -> Vec<Output> {
+            let mut response = Response::new(body.as_bytes().to_vec());
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            self.lc.handle_fetch_response(self.now, id, &response);
+            self.outputs()
+        }
+        fn respond_token(&mut self, id: FetchId, value: &str, expires_in: u64) -> Arc<AccessToken> {
+            let outputs = self.respond(id, 200, &format!(r#"{{"access_token":"{value}","expires_in":{expires_in}}}"#));
+            match outputs.as_slice() {
+                [Output::TokenReady(token)] => token.clone(),
+                other => panic!("expected TokenReady, got {other:?}"),
+            }
+        }
+        fn timeout(&mut self) -> Vec<Output> {
+            self.lc.handle_timeout(self.now);
+            self.outputs()
+        }
+        fn secs(&self, instant: Instant) -> f64 {
+            instant.duration_since(self.t0).as_secs_f64()
+        }
+    }
+
+    /// The single fetch among `outputs`.
+    fn only_fetch(outputs: Vec<Output>) -> FetchRequest {
+        let mut fetches: Vec<FetchRequest> = outputs
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Fetch(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fetches.len(), 1, "expected exactly one fetch");
+        fetches.remove(0)
+    }
+
+    fn ready(want: Want) -> Arc<AccessToken> {
+        match want {
+            Want::Ready(token) => token,
+            other => panic!("expected a token, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cold_start_is_single_flight() {
+        let mut sim = Sim::new(builder());
+        for _ in 0..100 {
+            assert!(matches!(sim.want(), Want::Wait));
+        }
+        let fetch = sim.take_fetch();
+        assert_eq!(fetch.reason, FetchReason::NoToken);
+        assert_eq!(fetch.grant, GrantKind::ClientCredentials);
+        assert!(sim.lc.has_waiters());
+        sim.at(0.2);
+        assert!(matches!(sim.want(), Want::Wait));
+        assert!(sim.outputs().is_empty(), "no second fetch while one is in flight");
+        let token = sim.respond_token(fetch.id, "tok-1", 3600);
+        assert!(!sim.lc.has_waiters());
+        assert_eq!(token.value().expose_secret(), "tok-1");
+        assert_eq!(token.header_value(), "Bearer tok-1");
+        assert_eq!(ready(sim.want()).generation(), token.generation());
+        assert_eq!(sim.lc.stats().fetches, 1);
+        assert_eq!(sim.lc.stats().waits, 101);
+    }
+
+    #[test]
+    fn expiry_counts_from_when_the_fetch_was_sent() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.at(5.0);
+        let token = sim.respond_token(fetch.id, "t", 60);
+        assert_eq!(sim.secs(token.issued_at()), 0.0);
+        assert_eq!(sim.secs(token.expires_at()), 60.0);
+        // margin = min(10 s, 60 s / 10) = 6 s
+        assert_eq!(sim.secs(token.usable_until()), 54.0);
+        assert!(token.is_usable(sim.at(53.9)));
+        assert!(!token.is_usable(sim.at(54.0)));
+    }
+
+    #[test]
+    fn renewal_windows_scale_with_the_lifetime() {
+        for (lifetime, min_ahead, max_ahead) in [
+            (10u64, 0.9, 1.35),
+            (60, 5.4, 8.1),
+            (3600, 60.0, 90.0),
+            (86_400, 60.0, 90.0),
+        ] {
+            for seed in 0..20 {
+                let mut lc = Lifecycle::new(builder().build().unwrap(), seed);
+                let t0 = Instant::now();
+                lc.handle_token_wanted(t0);
+                let Some(Output::Fetch(fetch)) = lc.poll_output() else { panic!() };
+                let body = format!(r#"{{"access_token":"t","expires_in":{lifetime}}}"#);
+                lc.handle_fetch_response(t0, fetch.id, &Response::new(body.into_bytes()));
+                let token = lc.current_token(t0).unwrap().clone();
+                let ahead = token.usable_until().duration_since(token.renew_at()).as_secs_f64();
+                assert!(ahead >= min_ahead - 1e-6 && ahead <= max_ahead + 1e-6, "{lifetime}s token renewed {ahead}s ahead");
+                let margin = token.expires_at().duration_since(token.usable_until()).as_secs_f64();
+                assert!((margin - (lifetime as f64 / 10.0).min(10.0)).abs() < 1e-6);
+                assert_eq!(lc.poll_timeout(), Some(token.renew_at()));
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_is_seeded() {
+        let renew_at = |seed| {
+            let mut lc = Lifecycle::new(builder().build().unwrap(), seed);
+            let t0 = Instant::now();
+            lc.handle_token_wanted(t0);
+            let Some(Output::Fetch(fetch)) = lc.poll_output() else { panic!() };
+            lc.handle_fetch_response(t0, fetch.id, &Response::new(br#"{"access_token":"t","expires_in":3600}"#.to_vec()));
+            lc.current_token(t0).unwrap().usable_until() - lc.current_token(t0).unwrap().renew_at()
+        };
+        assert_eq!(renew_at(1), renew_at(1));
+        let spread: std::collections::HashSet<_> = (0..10).map(renew_at).collect();
+        assert!(spread.len() > 5, "different seeds spread renewal points");
+    }
+
+    #[test]
+    fn background_renewal_serves_the_old_token_meanwhile() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        let old = sim.respond_token(fetch.id, "old", 3600);
+        let renew_at = sim.lc.poll_timeout().unwrap();
+        sim.now = renew_at - Duration::from_millis(1);
+        assert!(sim.timeout().is_empty(), "nothing before the renewal point");
+        sim.now = renew_at;
+        let renewal = only_fetch(sim.timeout());
+        assert_eq!(renewal.reason, FetchReason::Renewal);
+        // During the renewal callers get the old token at once.
+        for _ in 0..10 {
+            assert_eq!(ready(sim.want()).generation(), old.generation());
+        }
+        assert!(sim.outputs().is_empty(), "no second fetch");
+        assert_eq!(sim.lc.poll_timeout(), Some(old.usable_until()));
+        let new = sim.respond_token(renewal.id, "new", 3600);
+        assert!(new.generation() > old.generation());
+        assert_eq!(ready(sim.want()).value().expose_secret(), "new");
+        assert_eq!(sim.lc.stats().waits, 1, "only the very first caller waited");
+    }
+
+    #[test]
+    fn without_background_renewal_the_next_caller_starts_it() {
+        let mut sim = Sim::new(builder().refresh_policy(RefreshPolicy { background: false, ..RefreshPolicy::default() }));
+        sim.want();
+        let fetch = sim.take_fetch();
+        let token = sim.respond_token(fetch.id, "t", 3600);
+        assert_eq!(sim.lc.poll_timeout(), Some(token.usable_until()), "no renewal timer");
+        sim.now = token.renew_at();
+        assert!(sim.timeout().is_empty());
+        assert_eq!(ready(sim.want()).generation(), token.generation());
+        assert_eq!(sim.take_fetch().reason, FetchReason::Renewal);
+    }
+
+    #[test]
+    fn missing_expires_in_uses_the_default_lifetime() {
+        let mut sim = Sim::new(builder().default_lifetime(SECS(600)));
+        sim.want();
+        let fetch = sim.take_fetch();
+        let outputs = sim.respond(fetch.id, 200, r#"{"access_token":"t","expires_in":null}"#);
+        let Some(Output::TokenReady(token)) = outputs.into_iter().next() else { panic!() };
+        assert_eq!(token.lifetime(), SECS(600));
+        assert!(!token.lifetime_from_provider());
+    }
+
+    #[test]
+    fn refresh_token_renewal_and_fallback() {
+        let mut sim = Sim::new(builder().scope("offline_access"));
+        sim.want();
+        let first = sim.take_fetch();
+        sim.respond(first.id, 200, r#"{"access_token":"a1","expires_in":3600,"refresh_token":"r1"}"#);
+        assert_eq!(sim.lc.refresh_token().unwrap().expose_secret(), "r1");
+
+        // Renewal uses the refresh token; a response without one keeps it.
+        sim.now = sim.lc.poll_timeout().unwrap();
+        let renewal = only_fetch(sim.timeout());
+        assert_eq!(renewal.grant, GrantKind::RefreshToken);
+        assert!(std::str::from_utf8(renewal.request.body()).unwrap().contains("refresh_token=r1"));
+        sim.respond(renewal.id, 200, r#"{"access_token":"a2","expires_in":3600}"#);
+        assert_eq!(sim.lc.refresh_token().unwrap().expose_secret(), "r1");
+
+        // invalid_grant: the refresh token is dropped and client credentials used at once.
+        sim.now = sim.lc.poll_timeout().unwrap();
+        let renewal = only_fetch(sim.timeout());
+        assert_eq!(renewal.grant, GrantKind::RefreshToken);
+        let outputs = sim.respond(renewal.id, 400, r#"{"error":"invalid_grant","error_description":"expired"}"#);
+        let fallback = only_fetch(outputs);
+        assert_eq!(fallback.grant, GrantKind::ClientCredentials);
+        assert!(sim.lc.refresh_token().is_none());
+        assert!(sim.lc.backoff().is_none(), "a fallback is not a failure");
+        sim.respond_token(fallback.id, "a3", 3600);
+        assert_eq!(sim.lc.stats().refresh_fallbacks, 1);
+        assert_eq!(sim.lc.stats().failures, 0);
+    }
+
+    #[test]
+    fn unauthorized_invalidates_the_current_generation_once() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        let first = sim.respond_token(fetch.id, "t1", 3600);
+        sim.at(100.0);
+        assert_eq!(sim.lc.handle_unauthorized(sim.now, first.generation()), Unauthorized::Invalidated);
+        let outputs = sim.outputs();
+        assert!(matches!(outputs[0], Output::TokenWithdrawn { reason: WithdrawReason::Rejected, .. }));
+        let refetch = only_fetch(outputs);
+        assert_eq!(refetch.reason, FetchReason::Unauthorized);
+        // The rest of the burst: same generation, nothing more happens.
+        for _ in 0..99 {
+            assert_eq!(sim.lc.handle_unauthorized(sim.now, first.generation()), Unauthorized::AlreadyReplaced);
+        }
+        assert!(sim.outputs().is_empty());
+        assert!(matches!(sim.want(), Want::Wait), "the rejected token is never handed out again");
+        let second = sim.respond_token(refetch.id, "t2", 3600);
+        // A late 401 for the old generation does not discard the new token.
+        assert_eq!(sim.lc.handle_unauthorized(sim.now, first.generation()), Unauthorized::AlreadyReplaced);
+        assert_eq!(ready(sim.want()).generation(), second.generation());
+        assert_eq!(sim.lc.stats().fetches, 2);
+        assert_eq!(sim.lc.stats().invalidations, 1);
+    }
+
+    #[test]
+    fn a_rejected_fresh_token_does_not_start_a_fetch_loop() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        let t1 = sim.respond_token(fetch.id, "t1", 3600);
+        sim.at(10.0);
+        assert_eq!(sim.lc.handle_unauthorized(sim.now, t1.generation()), Unauthorized::Invalidated);
+        let refetch = sim.take_fetch();
+        let t2 = sim.respond_token(refetch.id, "t2", 3600);
+        // t2 is rejected right away: the API rejects fresh tokens.
+        let outcome = sim.lc.handle_unauthorized(sim.now, t2.generation());
+        let Unauthorized::Suppressed { until } = outcome else { panic!("{outcome:?}") };
+        assert!(!outcome.should_replay());
+        assert_eq!(sim.secs(until), 20.0);
+        assert!(sim.outputs().is_empty());
+        assert_eq!(ready(sim.want()).generation(), t2.generation());
+        // After the guard, one more try; the guard then doubles.
+        sim.at(20.0);
+        assert_eq!(sim.lc.handle_unauthorized(sim.now, t2.generation()), Unauthorized::Invalidated);
+        let refetch = sim.take_fetch();
+        let t3 = sim.respond_token(refetch.id, "t3", 3600);
+        let Unauthorized::Suppressed { until } = sim.lc.handle_unauthorized(sim.now, t3.generation()) else { panic!() };
+        assert_eq!(sim.secs(until), 40.0);
+        assert_eq!(sim.lc.stats().fetches, 3);
+    }
+
+    #[test]
+    fn transient_failure_keeps_serving_the_valid_token_then_surfaces_at_expiry() {
+        let backoff = BackoffPolicy { jitter: 0.0, ..BackoffPolicy::default() };
+        let mut sim = Sim::new(builder().backoff_policy(backoff));
+        sim.want();
+        let fetch = sim.take_fetch();
+        let token = sim.respond_token(fetch.id, "t", 3600);
+        sim.now = token.renew_at();
+        let renewal = only_fetch(sim.timeout());
+        let outputs = sim.respond(renewal.id, 503, "<h1>unavailable</h1>");
+        assert!(matches!(&outputs[..], [Output::Failed(e)] if e.is_transient()));
+        let (until, _) = sim.lc.backoff().unwrap();
+        assert_eq!(until - sim.now, SECS(1));
+        assert_eq!(ready(sim.want()).generation(), token.generation(), "still-valid token served");
+        assert!(sim.outputs().is_empty(), "no fetch before the backoff ends");
+        assert_eq!(sim.lc.poll_timeout(), Some(until));
+        sim.now = until;
+        let retry = only_fetch(sim.timeout());
+        sim.respond(retry.id, 500, "oops");
+        assert_eq!(sim.lc.backoff().unwrap().0 - sim.now, SECS(2), "exponential");
+        // The outage goes on: the timer retries at each backoff end while the
+        // old token is still served, until the token is truly expired.
+        let mut retries = 0;
+        loop {
+            sim.now = sim.lc.poll_timeout().unwrap();
+            let outputs = sim.timeout();
+            if outputs.iter().any(|o| matches!(o, Output::TokenWithdrawn { reason: WithdrawReason::Expired, .. })) {
+                break;
+            }
+            let retry = only_fetch(outputs);
+            assert_eq!(ready(sim.want()).generation(), token.generation());
+            sim.respond(retry.id, 500, "oops");
+            retries += 1;
+        }
+        assert_eq!(sim.now, token.usable_until());
+        assert!(retries >= 4, "{retries} retries in the renewal window");
+        // Callers now get the error at once.
+        match sim.want() {
+            Want::Failed(TokenError::Status { status: 500, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Once the backoff ends, the next caller starts a fetch and the endpoint has healed.
+        sim.now += SECS(300);
+        assert!(matches!(sim.want(), Want::Wait));
+        let fetch = sim.take_fetch();
+        sim.respond_token(fetch.id, "healed", 3600);
+        assert_eq!(ready(sim.want()).value().expose_secret(), "healed");
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        let mut response = Response::new(b"slow down".to_vec());
+        *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+        response.headers_mut().insert("retry-after", "30".parse().unwrap());
+        sim.lc.handle_fetch_response(sim.now, fetch.id, &response);
+        assert!(matches!(&sim.outputs()[..], [Output::Failed(e)] if e.retry_after() == Some(SECS(30))));
+        assert_eq!(sim.lc.backoff().unwrap().0 - sim.now, SECS(30));
+        sim.at(29.0);
+        assert!(matches!(sim.want(), Want::Failed(_)));
+        assert!(sim.outputs().is_empty());
+        sim.at(30.0);
+        assert!(matches!(sim.want(), Want::Wait));
+        sim.take_fetch();
+    }
+
+    #[test]
+    fn permanent_errors_reach_waiters_at_once_and_back_off_long() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        sim.want();
+        let fetch = sim.take_fetch();
+        let outputs = sim.respond(fetch.id, 401, r#"{"error":"invalid_client","error_description":"bad secret"}"#);
+        let [Output::Failed(error)] = &outputs[..] else { panic!("{outputs:?}") };
+        assert_eq!(error.code(), Some(&ErrorCode::InvalidClient));
+        assert!(!sim.lc.has_waiters());
+        assert!(sim.lc.backoff().unwrap().0 - sim.now >= SECS(60));
+        match sim.want() {
+            Want::Failed(e) => assert_eq!(&e, error),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_that_expires_in_flight_is_an_error_not_a_loop() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.at(20.0);
+        let outputs = sim.respond(fetch.id, 200, r#"{"access_token":"t","expires_in":10}"#);
+        assert!(matches!(&outputs[..], [Output::Failed(TokenError::ExpiredOnArrival { .. })]));
+        assert!(sim.lc.current_token(sim.now).is_none());
+        assert!(sim.lc.backoff().is_some());
+    }
+
+    #[test]
+    fn answers_to_other_fetches_are_ignored() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        let bogus = FetchId(fetch.id.get() + 7);
+        assert!(sim.respond(bogus, 200, r#"{"access_token":"x"}"#).is_empty());
+        sim.lc.handle_fetch_failed(sim.now, bogus, TokenError::transport("reset"));
+        assert!(sim.outputs().is_empty());
+        assert_eq!(sim.lc.fetch_in_flight(), Some(fetch.id));
+        sim.lc.handle_fetch_failed(sim.now, fetch.id, TokenError::transport("connection refused"));
+        assert!(matches!(&sim.outputs()[..], [Output::Failed(TokenError::Transport { .. })]));
+    }
+
+    #[test]
+    fn discard_forgets_both_tokens() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.respond(fetch.id, 200, r#"{"access_token":"a","refresh_token":"r","expires_in":3600}"#);
+        sim.lc.handle_discard(sim.now);
+        assert!(matches!(&sim.outputs()[..], [Output::TokenWithdrawn { reason: WithdrawReason::Discarded, .. }]));
+        assert!(sim.lc.refresh_token().is_none());
+        assert!(sim.lc.poll_timeout().is_none());
+        assert!(matches!(sim.want(), Want::Wait));
+        assert_eq!(sim.take_fetch().grant, GrantKind::ClientCredentials);
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        assert!(!format!("{fetch:?}").contains("secret\""));
+        let token = sim.respond_token(fetch.id, "visible-token-value", 3600);
+        let shown = format!("{:?} {:?}", sim.lc, token);
+        assert!(!shown.contains("visible-token-value"), "{shown}");
+    }
+}
