@@ -1,0 +1,420 @@
+//! Property tests of the token lifecycle: random sequences of inputs drive
+//! the real [`Lifecycle`] beside a reference model that observes every
+//! input and output and checks the invariants after every step.
+//!
+//! Run more cases with `PROPTEST_CASES=20000 cargo test -p auth-core --test lifecycle_props`.
+
+#![allow(clippy::disallowed_methods)] // one real Instant anchors simulated time
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use auth_core::{
+    FetchReason, GrantKind, Lifecycle, Output, RefreshPolicy, SourceConfig, TokenError, Unauthorized, Want,
+    WithdrawReason,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence};
+
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+enum Failure {
+    Status(u16),
+    Provider(&'static str),
+    Transport,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Let simulated time pass, firing every deadline on the way.
+    Advance(Duration),
+    /// A caller wants a token.
+    Want,
+    /// The fetch in flight (if any) succeeds.
+    FetchOk { expires_in: Option<u64>, refresh_token: bool },
+    /// The fetch in flight (if any) fails.
+    FetchFails { failure: Failure, retry_after: Option<u64> },
+    /// The API answers 401 to the token issued `back` generations ago
+    /// (0: the latest; more than issued: a generation never seen).
+    Unauthorized { back: u64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let advance = prop_oneof![
+        (0u64..3_000).prop_map(Duration::from_millis),
+        (0u64..120).prop_map(Duration::from_secs),
+        (0u64..7_200).prop_map(Duration::from_secs),
+    ]
+    .prop_map(Step::Advance);
+    let expires_in = prop_oneof![
+        Just(None),
+        Just(Some(0)),
+        (1u64..20).prop_map(Some),
+        (20u64..7_200).prop_map(Some),
+        Just(Some(86_400)),
+    ];
+    let failure = prop_oneof![
+        prop::sample::select(vec![500u16, 502, 503, 408, 429, 400, 404]).prop_map(Failure::Status),
+        prop::sample::select(vec!["invalid_client", "invalid_scope", "invalid_grant", "temporarily_unavailable"])
+            .prop_map(Failure::Provider),
+        Just(Failure::Transport),
+    ];
+    prop_oneof![
+        3 => advance,
+        4 => Just(Step::Want),
+        3 => (expires_in, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::FetchOk { expires_in, refresh_token }),
+        2 => (failure, prop::option::of(0u64..400)).prop_map(|(failure, retry_after)| Step::FetchFails { failure, retry_after }),
+        2 => (0u64..4).prop_map(|back| Step::Unauthorized { back }),
+    ]
+}
+
+struct TokenFacts {
+    handle: auth_core::Generation,
+    usable_until: Instant,
+    renew_at: Instant,
+    received_at: Instant,
+    from_401: bool,
+    rejected: bool,
+}
+
+struct InFlight {
+    id: auth_core::FetchId,
+    sent_at: Instant,
+    grant: GrantKind,
+    /// Started, or taken over, because of a 401.
+    for_401: bool,
+}
+
+/// The reference model: what the machine may and must do, from what it was
+/// told and what it said.
+struct Model {
+    config: SourceConfig,
+    now: Instant,
+    in_flight: Option<InFlight>,
+    tokens: HashMap<u64, TokenFacts>,
+    current: Option<u64>,
+    last_generation: u64,
+    waiting: bool,
+    failures: u32,
+    /// No fetch may start before this (a backoff's shortest possible end).
+    not_before: Option<Instant>,
+    /// Set while a refresh grant's `invalid_grant` may start the fallback fetch at once.
+    fallback_allowed: bool,
+    /// Generations a 401 was reported for in the current step.
+    rejected_now: Vec<u64>,
+    /// The send time, expected lifetime and 401 origin of the token being delivered.
+    delivering: Option<(Instant, Duration, bool)>,
+}
+
+impl Model {
+    fn shortest_backoff(&self, error: &TokenError) -> Duration {
+        let policy = self.config.backoff_policy();
+        let exponent = self.failures.saturating_sub(1).min(64) as i32;
+        let base = (policy.initial.as_secs_f64() * policy.multiplier.powi(exponent)).min(policy.max.as_secs_f64());
+        let mut delay = Duration::from_secs_f64(base * (1.0 - policy.jitter));
+        if !error.is_transient() {
+            delay = delay.max(policy.permanent_delay);
+        }
+        if let Some(asked) = error.retry_after() {
+            delay = delay.max(asked.min(policy.max_retry_after));
+        }
+        delay.saturating_sub(Duration::from_millis(1))
+    }
+
+    /// Checks one output against the model and updates the model.
+    fn observe(&mut self, output: Output) {
+        let now = self.now;
+        match output {
+            Output::Fetch(fetch) => {
+                assert!(self.in_flight.is_none(), "two fetches in flight");
+                if !std::mem::take(&mut self.fallback_allowed) {
+                    if let Some(not_before) = self.not_before {
+                        assert!(now >= not_before, "fetch {:?} before the backoff ends", fetch.reason);
+                    }
+                }
+                if let Some(current) = self.current {
+                    let facts = &self.tokens[&current];
+                    assert!(now >= facts.renew_at, "fetch ({:?}) while a fresh token exists", fetch.reason);
+                }
+                let for_401 = fetch.reason == FetchReason::Unauthorized;
+                self.in_flight = Some(InFlight { id: fetch.id, sent_at: now, grant: fetch.grant, for_401 });
+            }
+            Output::TokenReady(token) => {
+                let (sent_at, lifetime, from_401) =
+                    self.delivering.take().expect("a token appeared without a successful fetch");
+                let margin = Duration::from_secs(10).min(lifetime / 10);
+                let usable_until = sent_at + lifetime - margin;
+                assert_eq!(token.usable_until(), usable_until, "usable_until counts from the send time");
+                assert!(usable_until > now, "handed out a token that is already unusable");
+                let usable = usable_until - sent_at;
+                let window = usable.mul_f64(0.1).min(Duration::from_secs(60));
+                let late_floor = now + (usable_until - now) / 2;
+                assert!(token.renew_at() <= (usable_until - window).max(late_floor), "renewal window too short");
+                assert!(token.renew_at() >= sent_at + usable / 2, "renewal before half the usable life");
+                let widest = window.mul_f64(1.5).min(usable / 2) + Duration::from_micros(1);
+                assert!(token.renew_at() >= usable_until - widest, "renewal window wider than policy and jitter allow");
+                assert!(token.renew_at() > now && token.renew_at() < usable_until, "renewal point inside the usable life");
+                let generation = token.generation().get();
+                assert!(generation > self.last_generation, "generations grow");
+                self.last_generation = generation;
+                self.tokens.insert(
+                    generation,
+                    TokenFacts {
+                        handle: token.generation(),
+                        usable_until,
+                        renew_at: token.renew_at(),
+                        received_at: now,
+                        from_401,
+                        rejected: false,
+                    },
+                );
+                self.current = Some(generation);
+                self.waiting = false;
+                self.failures = 0;
+                self.not_before = None;
+            }
+            Output::Failed(error) => {
+                self.delivering = None;
+                self.waiting = false;
+                self.failures += 1;
+                self.not_before = Some(now + self.shortest_backoff(&error));
+            }
+            Output::TokenWithdrawn { generation, reason } => {
+                let generation = generation.get();
+                let facts = self.tokens.get(&generation).expect("withdrew an unknown token");
+                match reason {
+                    WithdrawReason::Expired => assert!(now >= facts.usable_until, "withdrawn as expired too early"),
+                    WithdrawReason::Rejected => assert!(self.rejected_now.contains(&generation), "withdrawn without a 401"),
+                    other => panic!("unexpected withdrawal {other:?}"),
+                }
+                if self.current == Some(generation) {
+                    self.current = None;
+                }
+            }
+            other => panic!("unexpected output {other:?}"),
+        }
+    }
+}
+
+struct Harness {
+    lc: Lifecycle,
+    model: Model,
+}
+
+impl Harness {
+    fn new(background: bool, seed: u64) -> Self {
+        let config = SourceConfig::builder("https://auth.example.com/token", "client")
+            .client_secret("secret")
+            .default_lifetime(DEFAULT_LIFETIME)
+            .refresh_policy(RefreshPolicy { background, ..RefreshPolicy::default() })
+            .build()
+            .unwrap();
+        let now = Instant::now();
+        Self {
+            lc: Lifecycle::new(config.clone(), seed),
+            model: Model {
+                config,
+                now,
+                in_flight: None,
+                tokens: HashMap::new(),
+                current: None,
+                last_generation: 0,
+                waiting: false,
+                failures: 0,
+                not_before: None,
+                fallback_allowed: false,
+                rejected_now: Vec::new(),
+                delivering: None,
+            },
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(output) = self.lc.poll_output() {
+            self.model.observe(output);
+        }
+    }
+
+    fn complete(&mut self, answer: impl FnOnce(&mut Lifecycle, Instant, auth_core::FetchId)) {
+        let Some(fetch) = self.model.in_flight.take() else { return };
+        let was_waiting = self.model.waiting;
+        let tokens_before = self.model.last_generation;
+        let failures_before = self.lc.stats().failures;
+        answer(&mut self.lc, self.model.now, fetch.id);
+        self.drain();
+        if was_waiting {
+            let answered = self.model.last_generation > tokens_before || self.lc.stats().failures > failures_before;
+            let fell_back = self.model.in_flight.is_some() && self.lc.has_waiters();
+            assert!(answered || fell_back, "waiters left hanging after a fetch completed");
+        }
+        self.model.delivering = None;
+    }
+
+    fn apply(&mut self, step: &Step) {
+        self.model.rejected_now.clear();
+        match step {
+            Step::Advance(duration) => {
+                let target = self.model.now + *duration;
+                let mut guard = 0;
+                while let Some(deadline) = self.lc.poll_timeout().filter(|d| *d <= target) {
+                    guard += 1;
+                    assert!(guard < 10_000, "poll_timeout does not make progress");
+                    self.model.now = deadline;
+                    self.lc.handle_timeout(deadline);
+                    self.drain();
+                }
+                self.model.now = target;
+            }
+            Step::Want => {
+                let answer = self.lc.handle_token_wanted(self.model.now);
+                self.drain();
+                match answer {
+                    Want::Ready(token) => {
+                        let generation = token.generation().get();
+                        let facts = &self.model.tokens[&generation];
+                        assert!(self.model.now < facts.usable_until, "handed out a token at or past its hard expiry");
+                        assert!(!facts.rejected, "handed out a token the API rejected");
+                        assert_eq!(self.model.current, Some(generation), "handed out a token that is not current");
+                    }
+                    Want::Wait => {
+                        assert!(self.model.in_flight.is_some(), "told to wait with no fetch in flight");
+                        self.model.waiting = true;
+                    }
+                    Want::Failed(_) => {
+                        assert!(self.model.current.is_none(), "failed a caller while a valid token exists");
+                        assert!(self.model.in_flight.is_none());
+                        let (until, _) = self.lc.backoff().expect("failed a caller outside a backoff");
+                        assert!(until > self.model.now);
+                    }
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+            Step::FetchOk { expires_in, refresh_token } => {
+                if let Some(fetch) = &self.model.in_flight {
+                    let lifetime = match expires_in {
+                        Some(seconds) if *seconds > 0 => Duration::from_secs(*seconds),
+                        _ => DEFAULT_LIFETIME,
+                    };
+                    let usable_until = fetch.sent_at + lifetime - Duration::from_secs(10).min(lifetime / 10);
+                    // A token that cannot be used any more on arrival is a failure, never handed out.
+                    self.model.delivering =
+                        (usable_until > self.model.now).then_some((fetch.sent_at, lifetime, fetch.for_401));
+                }
+                let mut body = String::from(r#"{"access_token":"tok","token_type":"bearer""#);
+                if let Some(seconds) = expires_in {
+                    body.push_str(&format!(r#","expires_in":{seconds}"#));
+                }
+                if *refresh_token {
+                    body.push_str(r#","refresh_token":"rt""#);
+                }
+                body.push('}');
+                self.complete(|lc, now, id| lc.handle_fetch_response(now, id, &http::Response::new(body.into_bytes())));
+            }
+            Step::FetchFails { failure, retry_after } => {
+                let refresh_grant = self.model.in_flight.as_ref().is_some_and(|f| f.grant == GrantKind::RefreshToken);
+                let mut response = http::Response::new(Vec::new());
+                let mut transport = false;
+                match failure {
+                    Failure::Status(status) => {
+                        *response.status_mut() = http::StatusCode::from_u16(*status).unwrap();
+                        *response.body_mut() = b"<html>error</html>".to_vec();
+                    }
+                    Failure::Provider(code) => {
+                        self.model.fallback_allowed = refresh_grant && *code == "invalid_grant";
+                        *response.status_mut() = http::StatusCode::BAD_REQUEST;
+                        *response.body_mut() = format!(r#"{{"error":"{code}"}}"#).into_bytes();
+                    }
+                    Failure::Transport => transport = true,
+                }
+                if let Some(seconds) = retry_after {
+                    response.headers_mut().insert("retry-after", (*seconds).into());
+                }
+                self.complete(|lc, now, id| {
+                    if transport {
+                        lc.handle_fetch_failed(now, id, TokenError::transport("connection reset"));
+                    } else {
+                        lc.handle_fetch_response(now, id, &response);
+                    }
+                });
+                if std::mem::take(&mut self.model.fallback_allowed) || self.fell_back(refresh_grant, failure) {
+                    let fetch = self.model.in_flight.as_ref().expect("invalid_grant on a refresh grant must fall back");
+                    assert_eq!(fetch.grant, GrantKind::ClientCredentials, "the fallback uses client credentials");
+                }
+            }
+            Step::Unauthorized { back } => {
+                let Some(generation) = self.model.last_generation.checked_sub(*back).filter(|g| *g > 0) else { return };
+                let token = generation;
+                self.model.rejected_now.push(token);
+                let handle = self.model.tokens[&token].handle;
+                let outcome = self.lc.handle_unauthorized(self.model.now, handle);
+                let was_current = self.model.current == Some(token);
+                let backing_off = self.lc.backoff().is_some_and(|(until, _)| until > self.model.now);
+                self.drain();
+                match outcome {
+                    Unauthorized::Invalidated => {
+                        assert!(was_current, "invalidated a token that was not current");
+                        let facts = &self.model.tokens[&token];
+                        assert!(
+                            !facts.from_401 || self.model.now >= facts.received_at + Duration::from_secs(10),
+                            "fetch loop: a token fetched after a 401 was invalidated again at once"
+                        );
+                        assert!(self.model.current.is_none(), "the rejected token was not withdrawn");
+                        self.model.tokens.get_mut(&token).unwrap().rejected = true;
+                        if let Some(fetch) = &mut self.model.in_flight {
+                            fetch.for_401 = true;
+                        }
+                        if !backing_off {
+                            assert!(self.model.in_flight.is_some(), "no fetch after a 401 invalidated the token");
+                        }
+                    }
+                    Unauthorized::AlreadyReplaced => {
+                        assert!(!was_current, "ignored a 401 for the current token");
+                    }
+                    Unauthorized::Suppressed { until } => {
+                        assert!(was_current);
+                        assert!(until > self.model.now);
+                        assert!(self.model.tokens[&token].from_401, "suppressed a 401 for a token not fetched after a 401");
+                    }
+                    other => panic!("unexpected outcome {other:?}"),
+                }
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// Whether this failure was a refresh grant's `invalid_grant`, which
+    /// must be answered with a client credentials fetch at once.
+    fn fell_back(&self, refresh_grant: bool, failure: &Failure) -> bool {
+        refresh_grant && matches!(failure, Failure::Provider("invalid_grant"))
+    }
+
+    fn check_invariants(&mut self) {
+        let now = self.model.now;
+        if let Some(deadline) = self.lc.poll_timeout() {
+            assert!(deadline > now, "poll_timeout lies in the past");
+        }
+        if let Some(token) = self.lc.current_token(now) {
+            assert!(now < token.usable_until());
+            assert_eq!(self.model.current, Some(token.generation().get()));
+        }
+        assert_eq!(self.lc.fetch_in_flight(), self.model.in_flight.as_ref().map(|f| f.id), "model and machine disagree on the fetch in flight");
+        assert_eq!(self.lc.has_waiters(), self.model.waiting, "model and machine disagree on waiters");
+    }
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 1_000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/lifecycle_props.txt"))),
+        ..Config::default()
+    })]
+
+    #[test]
+    fn lifecycle_invariants_hold(background in any::<bool>(), seed in any::<u64>(), steps in prop::collection::vec(step(), 1..=60)) {
+        let mut harness = Harness::new(background, seed);
+        for step in &steps {
+            harness.apply(step);
+        }
+    }
+}
