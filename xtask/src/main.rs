@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         _ => {
-            eprintln!("usage: cargo xtask ci\n\n  ci    fmt --check, clippy -D warnings, tests, docs with warnings denied");
+            eprintln!(
+                "usage: cargo xtask ci\n\n  ci    fmt --check, clippy -D warnings, tests, docs with warnings denied"
+            );
             return ExitCode::from(2);
         }
     };

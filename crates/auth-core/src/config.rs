@@ -418,11 +418,8 @@ impl SourceConfigBuilder {
     /// Validates and freezes the configuration.
     pub fn build(self) -> Result<SourceConfig, ConfigError> {
         let token_url = validate_endpoint(&self.token_url, self.allow_insecure_http)?;
-        let revocation_url = self
-            .revocation_url
-            .as_deref()
-            .map(|url| validate_endpoint(url, self.allow_insecure_http))
-            .transpose()?;
+        let revocation_url =
+            self.revocation_url.as_deref().map(|url| validate_endpoint(url, self.allow_insecure_http)).transpose()?;
         if self.client_id.is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
@@ -474,7 +471,11 @@ fn validate_policies(
         ((0.0..=1.0).contains(&backoff.jitter), "backoff jitter", "0.0 to 1.0"),
         (!backoff.initial.is_zero(), "backoff initial", "more than zero"),
         (backoff.max >= backoff.initial, "backoff max", "at least the initial delay"),
-        (!default_lifetime.is_zero() && default_lifetime <= crate::response::MAX_LIFETIME, "default_lifetime", "more than zero and at most 366 days"),
+        (
+            !default_lifetime.is_zero() && default_lifetime <= crate::response::MAX_LIFETIME,
+            "default_lifetime",
+            "more than zero and at most 366 days",
+        ),
         (max_body_bytes >= 1024, "max_body_bytes", "at least 1024"),
     ];
     match checks.iter().find(|(ok, _, _)| !ok) {
@@ -565,7 +566,11 @@ impl CacheKey {
         let mut params = b.params.clone();
         params.sort();
         for (name, value) in &params {
-            field(&mut canonical, &format!("param.{}", form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()), value);
+            field(
+                &mut canonical,
+                &format!("param.{}", form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()),
+                value,
+            );
         }
         let digest = Sha256::digest(canonical.as_bytes());
         let fingerprint = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -627,7 +632,8 @@ mod tests {
 
     #[test]
     fn bad_urls_are_rejected_with_a_reason() {
-        for url in ["", "not a url", "/relative/token", "ftp://example.com/token", "https://user:pw@example.com/token"] {
+        for url in ["", "not a url", "/relative/token", "ftp://example.com/token", "https://user:pw@example.com/token"]
+        {
             let err = SourceConfig::builder(url, "c").client_secret("s").build().unwrap_err();
             assert!(matches!(err, ConfigError::InvalidUrl { .. }), "{url}: {err:?}");
             assert!(!err.to_string().contains("pw@"), "user info must not be echoed: {err}");
@@ -641,7 +647,10 @@ mod tests {
         let err = SourceConfig::builder("https://a.example/t", "c").build().unwrap_err();
         assert_eq!(err, ConfigError::MissingClientSecret { method: "basic" });
         assert!(SourceConfig::builder("https://a.example/t", "c").client_auth(ClientAuth::None).build().is_ok());
-        assert_eq!(SourceConfig::builder("https://a.example/t", "").client_auth(ClientAuth::None).build().unwrap_err(), ConfigError::EmptyClientId);
+        assert_eq!(
+            SourceConfig::builder("https://a.example/t", "").client_auth(ClientAuth::None).build().unwrap_err(),
+            ConfigError::EmptyClientId
+        );
     }
 
     #[test]
@@ -673,11 +682,27 @@ mod tests {
         let reference = key(base().scope("a b").resource("r1").param("x", "1"));
         // Same token: order of scopes, secret and auth method do not matter.
         assert_eq!(reference, key(base().scope("b a").resource("r1").param("x", "1")));
-        assert_eq!(reference, key(base().client_secret("other").client_auth(ClientAuth::Post).scope("a b").resource("r1").param("x", "1")));
+        assert_eq!(
+            reference,
+            key(base()
+                .client_secret("other")
+                .client_auth(ClientAuth::Post)
+                .scope("a b")
+                .resource("r1")
+                .param("x", "1"))
+        );
         // Anything that changes the token changes the key.
         let different = [
-            key(SourceConfig::builder("https://sandbox.example.com/oauth2/token", "client-1").client_secret("s").scope("a b").resource("r1").param("x", "1")),
-            key(SourceConfig::builder("https://auth.example.com/oauth2/token", "client-2").client_secret("s").scope("a b").resource("r1").param("x", "1")),
+            key(SourceConfig::builder("https://sandbox.example.com/oauth2/token", "client-1")
+                .client_secret("s")
+                .scope("a b")
+                .resource("r1")
+                .param("x", "1")),
+            key(SourceConfig::builder("https://auth.example.com/oauth2/token", "client-2")
+                .client_secret("s")
+                .scope("a b")
+                .resource("r1")
+                .param("x", "1")),
             key(base().scope("a").resource("r1").param("x", "1")),
             key(base().scope("a b").resource("r2").param("x", "1")),
             key(base().scope("a b").resource("r1").resource("r2").param("x", "1")),

@@ -79,7 +79,10 @@ impl Origin {
         if authority.as_str().contains('@') {
             return Err(invalid("it holds user info"));
         }
-        let port = authority.port_u16().or_else(|| default_port(&scheme)).ok_or_else(|| invalid("its scheme is not http or https"))?;
+        let port = authority
+            .port_u16()
+            .or_else(|| default_port(&scheme))
+            .ok_or_else(|| invalid("its scheme is not http or https"))?;
         Ok(Self { scheme, host: authority.host().to_ascii_lowercase(), port })
     }
 
@@ -275,7 +278,8 @@ impl CredentialsBuilder {
         if let Some(token) = self.static_bearer {
             claim_authorization(&mut authorization_set)?;
             let value = Zeroizing::new(format!("Bearer {}", token.expose_secret()));
-            let value = sensitive_value(value.as_bytes()).ok_or(ConfigError::InvalidCredentialValue { what: "static bearer token" })?;
+            let value = sensitive_value(value.as_bytes())
+                .ok_or(ConfigError::InvalidCredentialValue { what: "static bearer token" })?;
             parts.push(Part::StaticAuthorization(value));
         }
         if let Some((user, password)) = self.basic {
@@ -287,12 +291,16 @@ impl CredentialsBuilder {
             if plain.bytes().any(|b| b < 0x20 || b == 0x7f) {
                 return Err(ConfigError::InvalidCredentialValue { what: "Basic user name or password" });
             }
-            let value = Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())));
+            let value =
+                Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())));
             // Safe: `Basic ` and base64 output are visible ASCII.
-            parts.push(Part::StaticAuthorization(sensitive_value(value.as_bytes()).expect("base64 is a valid header value")));
+            parts.push(Part::StaticAuthorization(
+                sensitive_value(value.as_bytes()).expect("base64 is a valid header value"),
+            ));
         }
         for (name, key) in self.headers {
-            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError::InvalidHeaderName { name: name.clone() })?;
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ConfigError::InvalidHeaderName { name: name.clone() })?;
             if header == AUTHORIZATION {
                 claim_authorization(&mut authorization_set)?;
             }
@@ -302,7 +310,8 @@ impl CredentialsBuilder {
             if key.is_empty() {
                 return Err(ConfigError::InvalidCredentialValue { what: "API key (it is empty)" });
             }
-            let value = sensitive_value(key.expose_secret().as_bytes()).ok_or(ConfigError::InvalidCredentialValue { what: "API key" })?;
+            let value = sensitive_value(key.expose_secret().as_bytes())
+                .ok_or(ConfigError::InvalidCredentialValue { what: "API key" })?;
             parts.push(Part::Header(header, value));
         }
         for (name, key) in self.queries {
@@ -354,7 +363,11 @@ mod tests {
 
     #[test]
     fn api_key_header_and_bearer_together() {
-        let credentials = Credentials::builder().bearer_from_source().api_key_header("cdpapi-Subscription-Key", "sub-key").build().unwrap();
+        let credentials = Credentials::builder()
+            .bearer_from_source()
+            .api_key_header("cdpapi-Subscription-Key", "sub-key")
+            .build()
+            .unwrap();
         assert!(credentials.needs_token());
         let token = AccessToken::for_tests("tok-1");
         let mut request = get("https://api.example.com/a");
@@ -370,7 +383,11 @@ mod tests {
 
     #[test]
     fn static_bearer_and_x_api_key() {
-        let credentials = Credentials::builder().static_bearer("eyJhbGciOi.eyJzdWIi.sig").api_key_header("X-API-Key", "k").build().unwrap();
+        let credentials = Credentials::builder()
+            .static_bearer("eyJhbGciOi.eyJzdWIi.sig")
+            .api_key_header("X-API-Key", "k")
+            .build()
+            .unwrap();
         assert!(!credentials.needs_token());
         let mut request = get("https://api.example.com/");
         credentials.apply(&mut request, None).unwrap();
@@ -408,7 +425,10 @@ mod tests {
         assert!(conflict(Credentials::builder().bearer_from_source().api_key_header("Authorization", "k")));
         assert!(conflict(Credentials::builder().api_key_header("X-API-Key", "a").api_key_header("x-api-key", "b")));
         assert!(conflict(Credentials::builder().api_key_query("k", "a").api_key_query("k", "b")));
-        assert!(matches!(Credentials::builder().api_key_header("bad name", "k").build(), Err(ConfigError::InvalidHeaderName { .. })));
+        assert!(matches!(
+            Credentials::builder().api_key_header("bad name", "k").build(),
+            Err(ConfigError::InvalidHeaderName { .. })
+        ));
         for bad in ["key\n", "key\r\nX-Evil: 1", "k\u{7f}", "ключ", ""] {
             let err = Credentials::builder().api_key_header("X-API-Key", bad).build().unwrap_err();
             assert!(matches!(err, ConfigError::InvalidCredentialValue { .. }), "{bad:?}");
@@ -449,7 +469,12 @@ mod tests {
 
     #[test]
     fn debug_never_shows_values() {
-        let credentials = Credentials::builder().api_key_header("X-API-Key", "key-abc-123").basic("u", "pw-xyz-789").api_key_query("k", "q-secret-456").build().unwrap();
+        let credentials = Credentials::builder()
+            .api_key_header("X-API-Key", "key-abc-123")
+            .basic("u", "pw-xyz-789")
+            .api_key_query("k", "q-secret-456")
+            .build()
+            .unwrap();
         let shown = format!("{credentials:?}");
         for secret in ["key-abc-123", "pw-xyz-789", "q-secret-456"] {
             assert!(!shown.contains(secret), "{shown}");

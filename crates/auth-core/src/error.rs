@@ -70,7 +70,9 @@ pub enum ConfigError {
         what: &'static str,
     },
     /// An origin for the origin filter could not be parsed.
-    #[error("origin `{origin}` is not valid: {reason}; write it as scheme://host[:port], e.g. https://api.example.com")]
+    #[error(
+        "origin `{origin}` is not valid: {reason}; write it as scheme://host[:port], e.g. https://api.example.com"
+    )]
     InvalidOrigin {
         /// The origin as given.
         origin: String,

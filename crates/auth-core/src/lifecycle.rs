@@ -340,7 +340,8 @@ impl Lifecycle {
         let Some(fetch) = self.fetch.take_if(|f| f.id == id) else {
             return;
         };
-        let parsed = parse_token_response(&self.config, response.status(), response.headers(), response.body().as_ref());
+        let parsed =
+            parse_token_response(&self.config, response.status(), response.headers(), response.body().as_ref());
         match parsed.and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
                 self.consecutive_failures = 0;
@@ -372,7 +373,8 @@ impl Lifecycle {
             return Unauthorized::AlreadyReplaced;
         };
         if current.reason == FetchReason::Unauthorized {
-            let until = current.received_at.checked_add(self.unauthorized_delay()).unwrap_or(current.token.usable_until);
+            let until =
+                current.received_at.checked_add(self.unauthorized_delay()).unwrap_or(current.token.usable_until);
             if now < until {
                 self.stats.suppressed += 1;
                 return Unauthorized::Suppressed { until };
@@ -463,7 +465,12 @@ impl Lifecycle {
     }
 
     /// Turns a parsed response into the current token.
-    fn install(&mut self, now: Instant, fetch: &InFlight, response: TokenResponse) -> Result<Arc<AccessToken>, TokenError> {
+    fn install(
+        &mut self,
+        now: Instant,
+        fetch: &InFlight,
+        response: TokenResponse,
+    ) -> Result<Arc<AccessToken>, TokenError> {
         if response.refresh_token.is_some() {
             self.refresh_token = response.refresh_token;
         }
@@ -486,9 +493,8 @@ impl Lifecycle {
         // A token that arrived late is renewed halfway through what is left.
         let late_floor = now + usable_until.duration_since(now) / 2;
         let renew_at = (usable_until - window).max(late_floor);
-        let header = AccessToken::bearer_header(&response.access_token).ok_or(TokenError::InvalidAccessToken {
-            reason: "cannot be sent in an HTTP header",
-        })?;
+        let header = AccessToken::bearer_header(&response.access_token)
+            .ok_or(TokenError::InvalidAccessToken { reason: "cannot be sent in an HTTP header" })?;
         self.last_generation += 1;
         let token = Arc::new(AccessToken {
             value: response.access_token,
@@ -672,12 +678,9 @@ mod tests {
 
     #[test]
     fn renewal_windows_scale_with_the_lifetime() {
-        for (lifetime, min_ahead, max_ahead) in [
-            (10u64, 0.9, 1.35),
-            (60, 5.4, 8.1),
-            (3600, 60.0, 90.0),
-            (86_400, 60.0, 90.0),
-        ] {
+        for (lifetime, min_ahead, max_ahead) in
+            [(10u64, 0.9, 1.35), (60, 5.4, 8.1), (3600, 60.0, 90.0), (86_400, 60.0, 90.0)]
+        {
             for seed in 0..20 {
                 let mut lc = Lifecycle::new(builder().build().unwrap(), seed);
                 let t0 = Instant::now();
@@ -687,7 +690,10 @@ mod tests {
                 lc.handle_fetch_response(t0, fetch.id, &Response::new(body.into_bytes()));
                 let token = lc.current_token(t0).unwrap().clone();
                 let ahead = token.usable_until().duration_since(token.renew_at()).as_secs_f64();
-                assert!(ahead >= min_ahead - 1e-6 && ahead <= max_ahead + 1e-6, "{lifetime}s token renewed {ahead}s ahead");
+                assert!(
+                    ahead >= min_ahead - 1e-6 && ahead <= max_ahead + 1e-6,
+                    "{lifetime}s token renewed {ahead}s ahead"
+                );
                 let margin = token.expires_at().duration_since(token.usable_until()).as_secs_f64();
                 assert!((margin - (lifetime as f64 / 10.0).min(10.0)).abs() < 1e-6);
                 assert_eq!(lc.poll_timeout(), Some(token.renew_at()));
@@ -702,7 +708,11 @@ mod tests {
             let t0 = Instant::now();
             lc.handle_token_wanted(t0);
             let Some(Output::Fetch(fetch)) = lc.poll_output() else { panic!() };
-            lc.handle_fetch_response(t0, fetch.id, &Response::new(br#"{"access_token":"t","expires_in":3600}"#.to_vec()));
+            lc.handle_fetch_response(
+                t0,
+                fetch.id,
+                &Response::new(br#"{"access_token":"t","expires_in":3600}"#.to_vec()),
+            );
             lc.current_token(t0).unwrap().usable_until() - lc.current_token(t0).unwrap().renew_at()
         };
         assert_eq!(renew_at(1), renew_at(1));
@@ -736,7 +746,8 @@ mod tests {
 
     #[test]
     fn without_background_renewal_the_next_caller_starts_it() {
-        let mut sim = Sim::new(builder().refresh_policy(RefreshPolicy { background: false, ..RefreshPolicy::default() }));
+        let mut sim =
+            Sim::new(builder().refresh_policy(RefreshPolicy { background: false, ..RefreshPolicy::default() }));
         sim.want();
         let fetch = sim.take_fetch();
         let token = sim.respond_token(fetch.id, "t", 3600);

@@ -122,7 +122,9 @@ fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -> Request<V
     // the order providers show in their documentation.
     let (first, rest) = params.split_first().map_or((None, params), |(f, r)| (Some(*f), r));
     let ordered: Vec<(&str, &str)> = first.into_iter().chain(form).chain(rest.iter().copied()).collect();
-    let (content_type, body) = if json { ("application/json", json_body(&ordered)) } else {
+    let (content_type, body) = if json {
+        ("application/json", json_body(&ordered))
+    } else {
         let mut serializer = form_urlencoded::Serializer::new(String::new());
         serializer.extend_pairs(ordered.iter());
         ("application/x-www-form-urlencoded", serializer.finish().into_bytes())
@@ -195,10 +197,7 @@ mod tests {
             .build()
             .unwrap();
         let request = token_request(&config, Grant::ClientCredentials);
-        assert_eq!(
-            decode_basic(&request),
-            "id%20with%20space%2Bplus%3Acolon:s%2Be%3Ac%25r%2Fe%26t%3D%20%C3%BC~._-"
-        );
+        assert_eq!(decode_basic(&request), "id%20with%20space%2Bplus%3Acolon:s%2Be%3Ac%25r%2Fe%26t%3D%20%C3%BC~._-");
         assert!(request.headers()[AUTHORIZATION].is_sensitive());
         assert_eq!(body(&request), "grant_type=client_credentials");
     }
@@ -207,13 +206,24 @@ mod tests {
     fn basic_raw_sends_values_unencoded() {
         let config = builder(ClientAuth::BasicRaw).client_secret("s+e:c%r/e&t= ü").build().unwrap();
         assert_eq!(decode_basic(&token_request(&config, Grant::ClientCredentials)), "client-1:s+e:c%r/e&t= ü");
-        let err = SourceConfig::builder("https://a.example/t", "a:b").client_secret("s").client_auth(ClientAuth::BasicRaw).build();
+        let err = SourceConfig::builder("https://a.example/t", "a:b")
+            .client_secret("s")
+            .client_auth(ClientAuth::BasicRaw)
+            .build();
         assert!(err.is_err());
     }
 
     #[test]
     fn post_puts_credentials_in_the_form_body() {
-        let config = builder(ClientAuth::Post).client_secret("s+e c&r=t/ü").scope("read write").resource("https://r1.example").resource("https://r2.example").audience("aud").param("tenant", "a&b").build().unwrap();
+        let config = builder(ClientAuth::Post)
+            .client_secret("s+e c&r=t/ü")
+            .scope("read write")
+            .resource("https://r1.example")
+            .resource("https://r2.example")
+            .audience("aud")
+            .param("tenant", "a&b")
+            .build()
+            .unwrap();
         let request = token_request(&config, Grant::ClientCredentials);
         assert!(request.headers().get(AUTHORIZATION).is_none());
         assert_eq!(request.headers()[CONTENT_TYPE], "application/x-www-form-urlencoded");
@@ -232,12 +242,19 @@ mod tests {
             ("tenant", "a&b"),
         ];
         assert_eq!(pairs, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
-        assert!(body(&request).starts_with("grant_type=client_credentials&client_id=client-1&client_secret=s%2Be+c%26r%3Dt%2F%C3%BC"));
+        assert!(body(&request)
+            .starts_with("grant_type=client_credentials&client_id=client-1&client_secret=s%2Be+c%26r%3Dt%2F%C3%BC"));
     }
 
     #[test]
     fn json_body_holds_grant_client_and_parameters() {
-        let config = builder(ClientAuth::Json).audience("https://api.example.com").scope("a b").resource("r1").resource("r2").build().unwrap();
+        let config = builder(ClientAuth::Json)
+            .audience("https://api.example.com")
+            .scope("a b")
+            .resource("r1")
+            .resource("r2")
+            .build()
+            .unwrap();
         let request = token_request(&config, Grant::ClientCredentials);
         assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
         let value: Value = serde_json::from_slice(request.body()).unwrap();
@@ -256,7 +273,8 @@ mod tests {
 
     #[test]
     fn public_client_sends_only_its_id() {
-        let config = SourceConfig::builder("https://a.example/t", "public").client_auth(ClientAuth::None).build().unwrap();
+        let config =
+            SourceConfig::builder("https://a.example/t", "public").client_auth(ClientAuth::None).build().unwrap();
         let request = token_request(&config, Grant::ClientCredentials);
         assert!(request.headers().get(AUTHORIZATION).is_none());
         assert_eq!(body(&request), "grant_type=client_credentials&client_id=public");
@@ -271,12 +289,16 @@ mod tests {
         assert_eq!(decode_basic(&request), "client-1:secret");
         let config = builder(ClientAuth::Post).build().unwrap();
         let request = token_request(&config, Grant::RefreshToken(&refresh));
-        assert_eq!(body(&request), "grant_type=refresh_token&client_id=client-1&client_secret=secret&refresh_token=rt%2Fwith%2Bchars");
+        assert_eq!(
+            body(&request),
+            "grant_type=refresh_token&client_id=client-1&client_secret=secret&refresh_token=rt%2Fwith%2Bchars"
+        );
     }
 
     #[test]
     fn revocation_sends_token_and_hint() {
-        let config = builder(ClientAuth::Basic).revocation_url("https://auth.example.com/oauth/revoke").build().unwrap();
+        let config =
+            builder(ClientAuth::Basic).revocation_url("https://auth.example.com/oauth/revoke").build().unwrap();
         let access = AccessTokenValue::new("at-123");
         let request = revocation_request(&config, Revocable::AccessToken(&access)).unwrap();
         assert_eq!(request.uri(), "https://auth.example.com/oauth/revoke");
@@ -291,6 +313,9 @@ mod tests {
         assert_eq!(value["token"], "rt-9");
         assert_eq!(value["client_id"], "client-1");
         let none = builder(ClientAuth::Basic).build().unwrap();
-        assert_eq!(revocation_request(&none, Revocable::RefreshToken(&refresh)).unwrap_err(), ConfigError::NoRevocationUrl);
+        assert_eq!(
+            revocation_request(&none, Revocable::RefreshToken(&refresh)).unwrap_err(),
+            ConfigError::NoRevocationUrl
+        );
     }
 }

@@ -114,13 +114,18 @@ pub fn parse_token_response(
     }
     if access_token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
         return Err(TokenError::InvalidAccessToken {
-            reason: "contains characters that cannot be sent in an HTTP header (spaces, control bytes, CR, LF or non-ASCII)",
+            reason:
+                "contains characters that cannot be sent in an HTTP header (spaces, control bytes, CR, LF or non-ASCII)",
         });
     }
     Ok(TokenResponse {
         access_token: AccessTokenValue::new(access_token.into_owned()),
         expires_in: parse_expires_in(&fields.get("expires_in")),
-        refresh_token: fields.get("refresh_token").as_text().filter(|t| !t.is_empty()).map(|t| RefreshToken::new(t.into_owned())),
+        refresh_token: fields
+            .get("refresh_token")
+            .as_text()
+            .filter(|t| !t.is_empty())
+            .map(|t| RefreshToken::new(t.into_owned())),
         scope: fields.get("scope").as_text().map(Cow::into_owned),
     })
 }
@@ -188,10 +193,9 @@ impl Fields {
                 Some(Value::Number(n)) => n.as_f64().map_or(Field::Other, Field::Number),
                 Some(_) => Field::Other,
             },
-            Self::Form(pairs) => pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or(Field::Missing, |(_, v)| Field::Text(Cow::Borrowed(v))),
+            Self::Form(pairs) => {
+                pairs.iter().find(|(k, _)| k == name).map_or(Field::Missing, |(_, v)| Field::Text(Cow::Borrowed(v)))
+            }
         }
     }
 }
@@ -277,7 +281,10 @@ mod tests {
     use super::*;
 
     fn config() -> SourceConfig {
-        SourceConfig::builder("https://auth.example.com/token", "id").client_secret("the-client-secret").build().unwrap()
+        SourceConfig::builder("https://auth.example.com/token", "id")
+            .client_secret("the-client-secret")
+            .build()
+            .unwrap()
     }
 
     fn parse_with(status: u16, content_type: Option<&str>, body: &str) -> Result<TokenResponse, TokenError> {
@@ -373,7 +380,12 @@ mod tests {
             assert_eq!(provider.uri.as_deref(), Some("https://docs.example/e"));
             assert!(!err.is_transient(), "{code}");
         }
-        let form = parse_with(400, Some("application/x-www-form-urlencoded"), "error=invalid_client&error_description=bad+client").unwrap_err();
+        let form = parse_with(
+            400,
+            Some("application/x-www-form-urlencoded"),
+            "error=invalid_client&error_description=bad+client",
+        )
+        .unwrap_err();
         assert_eq!(form.provider_error().unwrap().description.as_deref(), Some("bad client"));
     }
 
@@ -395,12 +407,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A JSON error without an OAuth `error` field is a status error too.
-        assert!(matches!(parse_with(503, Some("application/json"), r#"{"message":"down"}"#), Err(TokenError::Status { status: 503, .. })));
+        assert!(matches!(
+            parse_with(503, Some("application/json"), r#"{"message":"down"}"#),
+            Err(TokenError::Status { status: 503, .. })
+        ));
     }
 
     #[test]
     fn provider_text_never_echoes_our_secret() {
-        let err = parse_with(401, Some("application/json"), r#"{"error":"invalid_client","error_description":"secret the-client-secret is wrong"}"#).unwrap_err();
+        let err = parse_with(
+            401,
+            Some("application/json"),
+            r#"{"error":"invalid_client","error_description":"secret the-client-secret is wrong"}"#,
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("the-client-secret"), "{err}");
         let err = parse_with(500, Some("text/plain"), "debug: client_secret=the-client-secret").unwrap_err();
         assert!(!err.to_string().contains("the-client-secret"), "{err}");
@@ -408,7 +428,8 @@ mod tests {
 
     #[test]
     fn bodies_over_the_cap_are_rejected() {
-        let config = SourceConfig::builder("https://a.example/t", "id").client_secret("s").max_body_bytes(1024).build().unwrap();
+        let config =
+            SourceConfig::builder("https://a.example/t", "id").client_secret("s").max_body_bytes(1024).build().unwrap();
         let body = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(2000));
         let err = parse_token_response(&config, StatusCode::OK, &HeaderMap::new(), body.as_bytes()).unwrap_err();
         assert_eq!(err, TokenError::BodyTooLarge { status: 200, limit: 1024 });
@@ -420,7 +441,8 @@ mod tests {
             let err = parse(&format!(r#"{{"access_token":{bad}}}"#)).unwrap_err();
             assert!(matches!(err, TokenError::InvalidAccessToken { .. }), "{bad}: {err:?}");
         }
-        for bad in ["{}", r#"{"access_token":null}"#, r#"{"access_token":12}"#, "[1]", "<html>ok</html>", "\u{0}\u{1}"] {
+        for bad in ["{}", r#"{"access_token":null}"#, r#"{"access_token":12}"#, "[1]", "<html>ok</html>", "\u{0}\u{1}"]
+        {
             let err = parse(bad).unwrap_err();
             assert!(matches!(err, TokenError::Malformed { .. }), "{bad}: {err:?}");
         }

@@ -146,9 +146,6 @@ mod tests {
     #[test]
     fn redaction_replaces_every_occurrence_and_ignores_tiny_values() {
         let text = "bad secret abcd1234, again abcd1234";
-        assert_eq!(
-            redact_all(text, &["abcd1234", "", "a"]),
-            "bad secret [redacted], again [redacted]"
-        );
+        assert_eq!(redact_all(text, &["abcd1234", "", "a"]), "bad secret [redacted], again [redacted]");
     }
 }

@@ -154,7 +154,10 @@ impl Model {
                 assert!(token.renew_at() >= sent_at + usable / 2, "renewal before half the usable life");
                 let widest = window.mul_f64(1.5).min(usable / 2) + Duration::from_micros(1);
                 assert!(token.renew_at() >= usable_until - widest, "renewal window wider than policy and jitter allow");
-                assert!(token.renew_at() > now && token.renew_at() < usable_until, "renewal point inside the usable life");
+                assert!(
+                    token.renew_at() > now && token.renew_at() < usable_until,
+                    "renewal point inside the usable life"
+                );
                 let generation = token.generation().get();
                 assert!(generation > self.last_generation, "generations grow");
                 self.last_generation = generation;
@@ -185,7 +188,9 @@ impl Model {
                 let facts = self.tokens.get(&generation).expect("withdrew an unknown token");
                 match reason {
                     WithdrawReason::Expired => assert!(now >= facts.usable_until, "withdrawn as expired too early"),
-                    WithdrawReason::Rejected => assert!(self.rejected_now.contains(&generation), "withdrawn without a 401"),
+                    WithdrawReason::Rejected => {
+                        assert!(self.rejected_now.contains(&generation), "withdrawn without a 401")
+                    }
                     other => panic!("unexpected withdrawal {other:?}"),
                 }
                 if self.current == Some(generation) {
@@ -374,7 +379,10 @@ impl Harness {
                     Unauthorized::Suppressed { until } => {
                         assert!(was_current);
                         assert!(until > self.model.now);
-                        assert!(self.model.tokens[&token].from_401, "suppressed a 401 for a token not fetched after a 401");
+                        assert!(
+                            self.model.tokens[&token].from_401,
+                            "suppressed a 401 for a token not fetched after a 401"
+                        );
                     }
                     other => panic!("unexpected outcome {other:?}"),
                 }
@@ -398,7 +406,11 @@ impl Harness {
             assert!(now < token.usable_until());
             assert_eq!(self.model.current, Some(token.generation().get()));
         }
-        assert_eq!(self.lc.fetch_in_flight(), self.model.in_flight.as_ref().map(|f| f.id), "model and machine disagree on the fetch in flight");
+        assert_eq!(
+            self.lc.fetch_in_flight(),
+            self.model.in_flight.as_ref().map(|f| f.id),
+            "model and machine disagree on the fetch in flight"
+        );
         assert_eq!(self.lc.has_waiters(), self.model.waiting, "model and machine disagree on waiters");
     }
 }

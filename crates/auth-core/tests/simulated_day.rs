@@ -23,7 +23,8 @@ struct DayReport {
 
 /// Runs the day. `fail` decides, per fetch, whether the endpoint answers 503.
 fn simulate_day(seed: u64, mut fail: impl FnMut(u64) -> bool) -> DayReport {
-    let config = SourceConfig::builder("https://auth.example.com/token", "client").client_secret("secret").build().unwrap();
+    let config =
+        SourceConfig::builder("https://auth.example.com/token", "client").client_secret("secret").build().unwrap();
     let mut lc = Lifecycle::new(config, seed);
     let t0 = Instant::now();
     let mut report = DayReport::default();
