@@ -1,7 +1,7 @@
 //! Shared helpers of the workspace-level tests.
 //!
 //! ```
-//! let t0 = auth_tests::SimClock::new();
+//! let mut t0 = auth_tests::SimClock::new();
 //! assert_eq!(t0.advance_secs(5).since_start().as_secs(), 5);
 //! ```
 
