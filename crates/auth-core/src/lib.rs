@@ -79,3 +79,8 @@ pub use lifecycle::{
     FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, Stats, Unauthorized, Want, WithdrawReason,
 };
 pub use token::{AccessToken, Generation};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
