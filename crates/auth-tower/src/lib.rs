@@ -1,0 +1,63 @@
+//! `auth-tower`: the async driver of the `auth-core` token lifecycle, and a
+//! tower [`Layer`](tower::Layer) that puts credentials on every request of
+//! any tower client stack (hyper-util, tonic channels, axum-based proxies,
+//! reqwest through its tower service).
+//!
+//! - [`TokenSource`]: one per token configuration, shared by cheap clones.
+//!   Reads of a valid token are lock-free; a cold start causes exactly one
+//!   token request however many callers wait; renewal runs in the
+//!   background before expiry; a 401 invalidates the token once.
+//! - [`AuthLayer`] / [`Auth`]: applies Bearer, API key (header or query),
+//!   Basic, or any combination, only on the allowed origins, and replays a
+//!   request once after a 401 when its body can be copied ([`ReplayBody`]).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use auth_core::{Credentials, SourceConfig};
+//! use auth_tower::{AuthLayer, TokenSource};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! // The token endpoint transport: any tower service taking
+//! // `http::Request<Vec<u8>>`. Here a stand-in that issues one token.
+//! let token_endpoint = service_fn(|_request: http::Request<Vec<u8>>| async {
+//!     let body = r#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600}"#;
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(body.to_owned()))
+//! });
+//! let config = SourceConfig::builder("https://login.example.com/oauth2/token", "client-id")
+//!     .client_secret("client-secret")
+//!     .build()?;
+//! let source = TokenSource::new(config, token_endpoint)?;
+//!
+//! let credentials = Credentials::builder()
+//!     .bearer_from_source()
+//!     .api_key_header("cdpapi-Subscription-Key", "subscription-key")
+//!     .build()?;
+//! // The API client: here a stand-in that echoes what it received.
+//! let api = AuthLayer::new(source.clone(), credentials).layer(service_fn(|request: http::Request<String>| async move {
+//!     let auth = request.headers()["authorization"].to_str().unwrap().to_owned();
+//!     let key = request.headers()["cdpapi-subscription-key"].to_str().unwrap().to_owned();
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(format!("{auth} {key}")))
+//! }));
+//!
+//! let response = api.clone().oneshot(http::Request::new(String::new())).await?;
+//! assert_eq!(response.body(), "Bearer at-1 subscription-key");
+//! let response = api.oneshot(http::Request::new(String::new())).await?;
+//! assert_eq!(response.body(), "Bearer at-1 subscription-key");
+//! assert_eq!(source.stats().fetches, 1, "one token for both calls");
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod body;
+pub mod error;
+pub mod layer;
+pub mod source;
+
+pub use body::{ReplayBody, ReplayableBody};
+pub use error::{AuthError, BoxError};
+pub use layer::{Auth, AuthLayer, ResponseFuture};
+pub use source::{Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT};

@@ -1,0 +1,555 @@
+//! The async token source: one worker task per source drives the
+//! `auth-core` lifecycle on tokio; any number of cheap handles read the
+//! current token without a lock and wait on the single fetch when there is
+//! none.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::{ArcSwapOption, Guard};
+use auth_core::response::normalize_retry_after;
+use auth_core::{
+    AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
+};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use tokio::sync::{mpsc, oneshot};
+use tower::{Service, ServiceExt};
+
+use crate::error::{AuthError, BoxError};
+
+/// Default timeout of one token request, connection included.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The current time, on tokio's clock (which tests can pause and advance).
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+type Reply = Result<Option<Arc<AccessToken>>, AuthError>;
+type FetchFuture = Pin<Box<dyn Future<Output = Result<Response<Bytes>, TokenError>> + Send>>;
+type Fetcher = Box<dyn Fn(Request<Vec<u8>>) -> FetchFuture + Send>;
+
+enum Command {
+    /// A caller needs a token.
+    Want(oneshot::Sender<Reply>),
+    /// The API answered 401 to `generation`; the reply is the token to
+    /// replay with, or `None` when the request must not be replayed.
+    Unauthorized(Generation, Option<oneshot::Sender<Reply>>),
+    /// A reader saw the renewal point pass.
+    Nudge,
+}
+
+/// Counters shared by the handles and the worker.
+#[derive(Default)]
+struct Counters {
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    hits: AtomicU64,
+    waits: AtomicU64,
+    invalidations: AtomicU64,
+    replays: AtomicU64,
+}
+
+/// A snapshot of a token source's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Token requests sent.
+    pub fetches: u64,
+    /// Token requests that failed.
+    pub failures: u64,
+    /// Tokens served from the cache without waiting.
+    pub cache_hits: u64,
+    /// Callers that had to wait for a fetch.
+    pub waits: u64,
+    /// Tokens invalidated by a 401.
+    pub invalidations: u64,
+    /// Requests replayed after a 401.
+    pub replays_after_401: u64,
+}
+
+/// What the worker publishes for the lock-free read path.
+struct Published {
+    token: ArcSwapOption<AccessToken>,
+    nudged: AtomicBool,
+    counters: Counters,
+}
+
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    published: Arc<Published>,
+    config: Arc<SourceConfig>,
+}
+
+/// A shared, cheaply clonable source of access tokens.
+///
+/// Create one per token configuration and share it (clone the handle) with
+/// every client and task that calls the API. It owns a worker task that
+/// fetches tokens, renews them ahead of expiry in the background, backs off
+/// on failures and reacts to 401s; dropping the last handle stops the
+/// worker and every timer with it.
+///
+/// Reading a valid token is lock-free: an atomic load, no mutex, no
+/// allocation, no await. Callers wait only when there is no usable token,
+/// and then all of them wait on the same single fetch.
+#[derive(Clone)]
+pub struct TokenSource {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("cache_key", self.shared.config.cache_key())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of a [`TokenSource`]; see [`TokenSource::builder`].
+#[must_use = "call build() to start the token source"]
+pub struct TokenSourceBuilder {
+    config: SourceConfig,
+    fetcher: Fetcher,
+    fetch_timeout: Duration,
+    seed: Option<u64>,
+}
+
+impl TokenSourceBuilder {
+    /// Timeout of one token request, connection included. Default 30 s.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// Seed of the jitter of renewal points and backoffs. Default: random,
+    /// so that replicas spread out. Fix it in tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Starts the worker on the current tokio runtime.
+    pub fn build(self) -> Result<TokenSource, AuthError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuthError::NoRuntime)?;
+        let config = Arc::new(self.config);
+        let seed = self.seed.unwrap_or_else(random_seed);
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let published =
+            Arc::new(Published { token: ArcSwapOption::empty(), nudged: AtomicBool::new(false), counters: Counters::default() });
+        let worker = Worker {
+            lifecycle: Lifecycle::new(Arc::clone(&config), seed),
+            fetcher: self.fetcher,
+            fetch_timeout: self.fetch_timeout,
+            commands: receiver,
+            published: Arc::clone(&published),
+            waiters: Vec::new(),
+            fetch: None,
+        };
+        runtime.spawn(worker.run());
+        Ok(TokenSource { shared: Arc::new(Shared { commands, published, config }) })
+    }
+}
+
+/// A seed that differs between processes and between sources.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish()
+}
+
+impl TokenSource {
+    /// A token source for `config` that sends token requests through
+    /// `transport`, with default options. Must be called inside a tokio
+    /// runtime.
+    ///
+    /// The transport is any `tower::Service` that takes the core's
+    /// `http::Request<Vec<u8>>` and answers an `http::Response` with any
+    /// body: a `service_fn` in tests, a hyper-util client behind a
+    /// `map_request`, or `auth-reqwest`'s reqwest transport. A tower
+    /// service (rather than a transport trait of our own) was chosen because
+    /// every HTTP client in the tower ecosystem already is one, and
+    /// timeouts, retries or tracing layers compose onto it unchanged.
+    pub fn new<T, B>(config: SourceConfig, transport: T) -> Result<Self, AuthError>
+    where
+        T: Service<Request<Vec<u8>>, Response = Response<B>> + Clone + Send + 'static,
+        T::Future: Send,
+        T::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        Self::builder(config, transport).build()
+    }
+
+    /// Like [`TokenSource::new`], with options.
+    pub fn builder<T, B>(config: SourceConfig, transport: T) -> TokenSourceBuilder
+    where
+        T: Service<Request<Vec<u8>>, Response = Response<B>> + Clone + Send + 'static,
+        T::Future: Send,
+        T::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let limit = config.max_body_bytes();
+        let fetcher: Fetcher = Box::new(move |request| {
+            let transport = transport.clone();
+            Box::pin(send(transport, request, limit))
+        });
+        TokenSourceBuilder { config, fetcher, fetch_timeout: DEFAULT_FETCH_TIMEOUT, seed: None }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SourceConfig {
+        &self.shared.config
+    }
+
+    /// A token to use now: the cached one when it is usable (no wait), or
+    /// the result of the single shared fetch. Cancel-safe: dropping the
+    /// future does not cancel the fetch for other callers.
+    pub async fn token(&self) -> Result<Arc<AccessToken>, AuthError> {
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        match self.want().await {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => Err(AuthError::Stopped),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The cached token if it may be sent now, counting a cache hit.
+    pub fn cached(&self) -> Option<Arc<AccessToken>> {
+        self.load_usable(now()).map(|token| token.to_arc())
+    }
+
+    /// Reports that the API answered 401 to the token of `generation`.
+    /// The token is invalidated if it is still current (once, however many
+    /// 401s arrive), and a new one is fetched.
+    pub fn invalidate(&self, generation: Generation) {
+        let _ = self.shared.commands.send(Command::Unauthorized(generation, None));
+    }
+
+    /// Counters since the source was created.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.published.counters;
+        Stats {
+            fetches: c.fetches.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            cache_hits: c.hits.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            invalidations: c.invalidations.load(Ordering::Relaxed),
+            replays_after_401: c.replays.load(Ordering::Relaxed),
+        }
+    }
+
+    // ----- for the layer -----
+
+    /// The published token if usable at `now`, without touching a lock or
+    /// allocating. Nudges the worker once when the renewal point passed.
+    pub(crate) fn load_usable(&self, now: Instant) -> Option<UsableToken> {
+        let published = &self.shared.published;
+        let guard = published.token.load();
+        match &*guard {
+            Some(token) if token.is_usable(now) => {
+                if now >= token.renew_at() && !published.nudged.swap(true, Ordering::Relaxed) {
+                    let _ = self.shared.commands.send(Command::Nudge);
+                }
+                published.counters.hits.fetch_add(1, Ordering::Relaxed);
+                Some(UsableToken(guard))
+            }
+            _ => None,
+        }
+    }
+
+    /// Waits for a token from the worker.
+    pub(crate) fn want(&self) -> TokenFuture {
+        let (reply, receiver) = oneshot::channel();
+        let sent = self.shared.commands.send(Command::Want(reply)).is_ok();
+        TokenFuture { receiver: sent.then_some(receiver) }
+    }
+
+    /// Reports a 401 and waits for the token to replay with (`None`: do not
+    /// replay).
+    pub(crate) fn unauthorized(&self, generation: Generation) -> TokenFuture {
+        let (reply, receiver) = oneshot::channel();
+        let sent = self.shared.commands.send(Command::Unauthorized(generation, Some(reply))).is_ok();
+        TokenFuture { receiver: sent.then_some(receiver) }
+    }
+
+    pub(crate) fn count_replay(&self) {
+        self.shared.published.counters.replays.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A published token that was usable when loaded: an arc-swap guard, so
+/// holding it costs no reference count.
+pub(crate) struct UsableToken(Guard<Option<Arc<AccessToken>>>);
+
+impl UsableToken {
+    fn to_arc(&self) -> Arc<AccessToken> {
+        Arc::clone(self.arc())
+    }
+
+    fn arc(&self) -> &Arc<AccessToken> {
+        match &*self.0 {
+            Some(token) => token,
+            // Safe: `load_usable` builds a `UsableToken` only from a guard holding `Some`.
+            None => unreachable!("UsableToken always holds a token"),
+        }
+    }
+}
+
+impl std::ops::Deref for UsableToken {
+    type Target = AccessToken;
+
+    fn deref(&self) -> &AccessToken {
+        self.arc()
+    }
+}
+
+/// The answer of the worker to a caller that waits.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub(crate) struct TokenFuture {
+    receiver: Option<oneshot::Receiver<Reply>>,
+}
+
+impl Future for TokenFuture {
+    type Output = Reply;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        match self.receiver.as_mut() {
+            None => Poll::Ready(Err(AuthError::Stopped)),
+            Some(receiver) => Pin::new(receiver).poll(cx).map(|reply| reply.unwrap_or(Err(AuthError::Stopped))),
+        }
+    }
+}
+
+/// Sends one token request and reads the body up to `limit` bytes.
+async fn send<T, B>(mut transport: T, request: Request<Vec<u8>>, limit: usize) -> Result<Response<Bytes>, TokenError>
+where
+    T: Service<Request<Vec<u8>>, Response = Response<B>>,
+    T::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let ready = transport.ready().await.map_err(|e| TokenError::transport(describe(e.into().as_ref())))?;
+    let response = ready.call(request).await.map_err(|e| TokenError::transport(describe(e.into().as_ref())))?;
+    let (mut parts, body) = response.into_parts();
+    let body = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            TokenError::BodyTooLarge { status: parts.status.as_u16(), limit }
+        } else {
+            TokenError::transport(format!("reading the response body failed: {}", describe(e.as_ref())))
+        }
+    })?;
+    normalize_retry_after(&mut parts.headers, SystemTime::now());
+    Ok(Response::from_parts(parts, body.to_bytes()))
+}
+
+/// An error and its sources on one line, cut to a readable length.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    if text.len() > 300 {
+        let cut = (0..=300).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+struct InFlight {
+    id: FetchId,
+    started: Instant,
+    future: FetchFuture,
+}
+
+/// The task that owns the lifecycle.
+struct Worker {
+    lifecycle: Lifecycle,
+    fetcher: Fetcher,
+    fetch_timeout: Duration,
+    commands: mpsc::UnboundedReceiver<Command>,
+    published: Arc<Published>,
+    waiters: Vec<oneshot::Sender<Reply>>,
+    fetch: Option<InFlight>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        loop {
+            self.carry_out();
+            let deadline = self.lifecycle.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    // Every handle is gone: stop, dropping any fetch in flight.
+                    None => break,
+                },
+                outcome = poll_fetch(&mut self.fetch) => {
+                    let fetch = self.fetch.take();
+                    if let Some(fetch) = fetch {
+                        self.finish(fetch.id, fetch.started, outcome);
+                    }
+                }
+                () = sleep_until(deadline) => self.lifecycle.handle_timeout(now()),
+            }
+        }
+        tracing::debug!(target: "auth_tower", "token source stopped: every handle was dropped");
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Want(reply) => self.want(reply),
+            Command::Nudge => {
+                let _ = self.lifecycle.handle_token_wanted(now());
+            }
+            Command::Unauthorized(generation, reply) => {
+                let outcome = self.lifecycle.handle_unauthorized(now(), generation);
+                if outcome == Unauthorized::Invalidated {
+                    self.published.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Unauthorized::Suppressed { until } = outcome {
+                    tracing::warn!(
+                        target: "auth_tower",
+                        generation = generation.get(),
+                        retry_in_ms = until.saturating_duration_since(now()).as_millis() as u64,
+                        "a freshly fetched token was rejected with 401 again; not fetching another yet \
+                         (check the audience, scope and API key the API expects)"
+                    );
+                }
+                match reply {
+                    Some(reply) if outcome.should_replay() => self.want(reply),
+                    Some(reply) => {
+                        let _ = reply.send(Ok(None));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    fn want(&mut self, reply: oneshot::Sender<Reply>) {
+        match self.lifecycle.handle_token_wanted(now()) {
+            Want::Ready(token) => {
+                let _ = reply.send(Ok(Some(token)));
+            }
+            Want::Wait => {
+                self.published.counters.waits.fetch_add(1, Ordering::Relaxed);
+                self.waiters.push(reply);
+            }
+            Want::Failed(error) => {
+                let _ = reply.send(Err(AuthError::Token(error)));
+            }
+            _ => {
+                let _ = reply.send(Err(AuthError::Stopped));
+            }
+        }
+    }
+
+    fn finish(&mut self, id: FetchId, started: Instant, outcome: Result<Response<Bytes>, TokenError>) {
+        let now = now();
+        let elapsed_ms = now.saturating_duration_since(started).as_millis() as u64;
+        match outcome {
+            Ok(response) => {
+                tracing::debug!(target: "auth_tower", fetch = id.get(), status = response.status().as_u16(), elapsed_ms, "token endpoint answered");
+                self.lifecycle.handle_fetch_response(now, id, &response);
+            }
+            Err(error) => self.lifecycle.handle_fetch_failed(now, id, error),
+        }
+    }
+
+    /// Carries out every output of the lifecycle.
+    fn carry_out(&mut self) {
+        while let Some(output) = self.lifecycle.poll_output() {
+            match output {
+                Output::Fetch(fetch) => self.start(fetch),
+                Output::TokenReady(token) => {
+                    tracing::info!(
+                        target: "auth_tower",
+                        generation = token.generation().get(),
+                        lifetime_s = token.lifetime().as_secs(),
+                        lifetime_from_provider = token.lifetime_from_provider(),
+                        fetch_ms = now().saturating_duration_since(token.issued_at()).as_millis() as u64,
+                        "access token obtained"
+                    );
+                    self.published.token.store(Some(Arc::clone(&token)));
+                    self.published.nudged.store(false, Ordering::Relaxed);
+                    for waiter in self.waiters.drain(..) {
+                        let _ = waiter.send(Ok(Some(Arc::clone(&token))));
+                    }
+                }
+                Output::Failed(error) => {
+                    self.published.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        target: "auth_tower",
+                        kind = error.kind(),
+                        transient = error.is_transient(),
+                        code = error.code().map(|c| c.as_str().to_owned()),
+                        waiters = self.waiters.len(),
+                        "token request failed: {error}"
+                    );
+                    for waiter in self.waiters.drain(..) {
+                        let _ = waiter.send(Err(AuthError::Token(error.clone())));
+                    }
+                }
+                Output::TokenWithdrawn { generation, reason } => {
+                    tracing::debug!(target: "auth_tower", generation = generation.get(), ?reason, "token withdrawn");
+                    let published = self.published.token.load();
+                    if published.as_ref().is_some_and(|t| t.generation() == generation) {
+                        self.published.token.store(None);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn start(&mut self, fetch: FetchRequest) {
+        self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "auth_tower", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
+        let timeout = self.fetch_timeout;
+        let request = (self.fetcher)(fetch.request);
+        let future: FetchFuture = Box::pin(async move {
+            match tokio::time::timeout(timeout, request).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(TokenError::timeout(timeout)),
+            }
+        });
+        self.fetch = Some(InFlight { id: fetch.id, started: now(), future });
+    }
+}
+
+/// Resolves with the outcome of the fetch in flight; pending forever when
+/// there is none.
+async fn poll_fetch(fetch: &mut Option<InFlight>) -> Result<Response<Bytes>, TokenError> {
+    match fetch {
+        Some(fetch) => (&mut fetch.future).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
