@@ -235,7 +235,19 @@ impl TokenSource {
     /// The token is invalidated if it is still current (once, however many
     /// 401s arrive), and a new one is fetched.
     pub fn invalidate(&self, generation: Generation) {
+        self.unpublish(generation);
         let _ = self.shared.commands.send(Command::Unauthorized(generation, None));
+    }
+
+    /// Stops readers from using the token of `generation` at once, before
+    /// the worker has seen the 401 (it republishes the token if the
+    /// lifecycle keeps it).
+    fn unpublish(&self, generation: Generation) {
+        let token = &self.shared.published.token;
+        let current = token.load();
+        if current.as_ref().is_some_and(|t| t.generation() == generation) {
+            token.compare_and_swap(&*current, None);
+        }
     }
 
     /// Counters since the source was created.
@@ -280,6 +292,7 @@ impl TokenSource {
     /// Reports a 401 and waits for the token to replay with (`None`: do not
     /// replay).
     pub(crate) fn unauthorized(&self, generation: Generation) -> TokenFuture {
+        self.unpublish(generation);
         let (reply, receiver) = oneshot::channel();
         let sent = self.shared.commands.send(Command::Unauthorized(generation, Some(reply))).is_ok();
         TokenFuture { receiver: sent.then_some(receiver) }
@@ -450,6 +463,7 @@ impl Worker {
     fn want(&mut self, reply: oneshot::Sender<Reply>) {
         match self.lifecycle.handle_token_wanted(now()) {
             Want::Ready(token) => {
+                self.publish(&token);
                 let _ = reply.send(Ok(Some(token)));
             }
             Want::Wait => {
@@ -491,7 +505,7 @@ impl Worker {
                         fetch_ms = now().saturating_duration_since(token.issued_at()).as_millis() as u64,
                         "access token obtained"
                     );
-                    self.published.token.store(Some(Arc::clone(&token)));
+                    self.publish(&token);
                     self.published.nudged.store(false, Ordering::Relaxed);
                     for waiter in self.waiters.drain(..) {
                         let _ = waiter.send(Ok(Some(Arc::clone(&token))));
@@ -520,6 +534,14 @@ impl Worker {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Makes `token` the one readers see, unless it already is.
+    fn publish(&self, token: &Arc<AccessToken>) {
+        let published = self.published.token.load();
+        if published.as_ref().is_none_or(|p| p.generation() != token.generation()) {
+            self.published.token.store(Some(Arc::clone(token)));
         }
     }
 

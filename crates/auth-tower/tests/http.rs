@@ -1,0 +1,239 @@
+//! The token source and the layer against real HTTP: mockito servers on
+//! 127.0.0.1 for the token endpoint and the API, a hyper-util client.
+
+mod common;
+
+use std::sync::Arc;
+
+use auth_core::Credentials;
+use auth_tower::{AuthError, AuthLayer, ReplayableBody, TokenSource};
+use bytes::Bytes;
+use common::{config, http_client, transport};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use mockito::Matcher;
+use tower::{Layer, ServiceExt};
+
+fn token_body(value: &str) -> String {
+    format!(r#"{{"access_token":"{value}","token_type":"Bearer","expires_in":3600}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_on_a_cold_start_cause_one_token_request() {
+    let mut provider = mockito::Server::new_async().await;
+    let token = provider
+        .mock("POST", "/token")
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .match_header("accept", "application/json")
+        .match_body("grant_type=client_credentials")
+        .with_header("content-type", "application/json")
+        .with_body(token_body("cold-start-token"))
+        .expect(1)
+        .create_async()
+        .await;
+    let mut api_server = mockito::Server::new_async().await;
+    let api_mock = api_server
+        .mock("GET", "/v1/items")
+        .match_header("authorization", "Bearer cold-start-token")
+        .match_header("x-api-key", "api-key-1")
+        .with_body("ok")
+        .expect(1000)
+        .create_async()
+        .await;
+
+    let client = http_client();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
+    let credentials = Credentials::builder().bearer_from_source().api_key_header("X-API-Key", "api-key-1").build().unwrap();
+    let api = AuthLayer::new(source.clone(), credentials).layer(client);
+    let url = format!("{}/v1/items", api_server.url());
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let api = api.clone();
+        let request = Request::get(&url).body(Full::new(Bytes::new())).unwrap();
+        calls.spawn(async move { api.oneshot(request).await.map(|r| r.status()) });
+    }
+    while let Some(outcome) = calls.join_next().await {
+        assert_eq!(outcome.unwrap().unwrap(), StatusCode::OK);
+    }
+    token.assert_async().await;
+    api_mock.assert_async().await;
+    let stats = source.stats();
+    assert_eq!(stats.fetches, 1);
+}
+
+#[tokio::test]
+async fn a_401_gets_one_new_token_and_one_replay() {
+    let mut provider = mockito::Server::new_async().await;
+    let first = provider.mock("POST", "/token").with_body(token_body("t1")).expect(1).create_async().await;
+    let mut api_server = mockito::Server::new_async().await;
+    let rejected = api_server
+        .mock("POST", "/v1/orders")
+        .match_header("authorization", "Bearer t1")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let accepted = api_server
+        .mock("POST", "/v1/orders")
+        .match_header("authorization", "Bearer t2")
+        .match_body("order=1")
+        .with_body("created")
+        .expect(1)
+        .create_async()
+        .await;
+
+    let client = http_client();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
+    let api = AuthLayer::bearer(source.clone()).layer(client);
+    // Warm the cache with t1, then let the provider issue t2 next.
+    let t1 = source.token().await.unwrap();
+    assert_eq!(t1.header_value(), "Bearer t1");
+    first.assert_async().await;
+    let second = provider.mock("POST", "/token").with_body(token_body("t2")).expect(1).create_async().await;
+
+    let request = Request::post(format!("{}/v1/orders", api_server.url())).body(Full::new(Bytes::from("order=1"))).unwrap();
+    let response = api.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "created");
+    rejected.assert_async().await;
+    accepted.assert_async().await;
+    second.assert_async().await;
+    let stats = source.stats();
+    assert_eq!((stats.fetches, stats.invalidations, stats.replays_after_401), (2, 1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
+    let mut provider = mockito::Server::new_async().await;
+    let first = provider.mock("POST", "/token").with_body(token_body("old")).expect(1).create_async().await;
+    let mut api_server = mockito::Server::new_async().await;
+    let rejected = api_server.mock("GET", "/x").match_header("authorization", "Bearer old").with_status(401).expect(100).create_async().await;
+    let accepted = api_server.mock("GET", "/x").match_header("authorization", "Bearer new").with_body("ok").expect(100).create_async().await;
+
+    let client = http_client();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
+    source.token().await.unwrap();
+    first.assert_async().await;
+    let renewal = provider.mock("POST", "/token").with_body(token_body("new")).expect(1).create_async().await;
+    // Hold the 100 requests until all were sent with the old token.
+    let barrier = Arc::new(tokio::sync::Barrier::new(100));
+    let api = AuthLayer::bearer(source.clone()).layer(tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let client = client.clone();
+        let barrier = barrier.clone();
+        let first_attempt = request.headers()["authorization"] == "Bearer old";
+        async move {
+            if first_attempt {
+                barrier.wait().await;
+            }
+            client.request(request).await
+        }
+    }));
+    let url = format!("{}/x", api_server.url());
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let api = api.clone();
+        let request = Request::get(&url).body(Full::new(Bytes::new())).unwrap();
+        calls.spawn(async move { api.oneshot(request).await.map(|r| r.status()) });
+    }
+    while let Some(outcome) = calls.join_next().await {
+        assert_eq!(outcome.unwrap().unwrap(), StatusCode::OK);
+    }
+    rejected.assert_async().await;
+    accepted.assert_async().await;
+    renewal.assert_async().await;
+    assert_eq!(source.stats().fetches, 2);
+    assert_eq!(source.stats().invalidations, 1);
+}
+
+#[tokio::test]
+async fn a_request_with_a_streaming_body_gets_its_401_and_the_next_request_works() {
+    let mut provider = mockito::Server::new_async().await;
+    provider.mock("POST", "/token").with_body(token_body("stale")).expect(1).create_async().await;
+    let mut api_server = mockito::Server::new_async().await;
+    let rejected = api_server.mock("PUT", "/upload").match_header("authorization", "Bearer stale").with_status(401).expect(1).create_async().await;
+    let accepted = api_server.mock("PUT", "/upload").match_header("authorization", "Bearer fresh").with_body("stored").expect(1).create_async().await;
+
+    let client: Client<_, ReplayableBody> = Client::builder(TokioExecutor::new()).build_http();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(http_client())).unwrap();
+    source.token().await.unwrap();
+    let renewal = provider.mock("POST", "/token").with_body(token_body("fresh")).expect(1).create_async().await;
+    let api = AuthLayer::bearer(source.clone()).layer(client);
+    let url = format!("{}/upload", api_server.url());
+
+    let streaming = Request::put(&url).body(ReplayableBody::stream(Full::new(Bytes::from("chunk")))).unwrap();
+    let response = api.clone().oneshot(streaming).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "a stream is never replayed");
+    rejected.assert_async().await;
+
+    let in_memory = Request::put(&url).body(ReplayableBody::full("chunk")).unwrap();
+    let response = api.oneshot(in_memory).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the token was invalidated, the next request uses a new one");
+    accepted.assert_async().await;
+    renewal.assert_async().await;
+    assert_eq!(source.stats().replays_after_401, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_client_reaches_every_waiting_caller_at_once_without_secrets() {
+    let mut provider = mockito::Server::new_async().await;
+    let refused = provider
+        .mock("POST", "/token")
+        .with_status(401)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let client = http_client();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
+    let api = AuthLayer::bearer(source.clone()).layer(client);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let api = api.clone();
+        let request = Request::get("http://127.0.0.1:9/never-called").body(Full::new(Bytes::new())).unwrap();
+        calls.spawn(async move { api.oneshot(request).await });
+    }
+    while let Some(outcome) = calls.join_next().await {
+        let error = outcome.unwrap().unwrap_err();
+        let auth = error.downcast_ref::<AuthError>().expect("a typed AuthError");
+        let provider_error = auth.provider_error().expect("the provider's error");
+        assert_eq!(provider_error.code.as_str(), "invalid_client");
+        assert_eq!(provider_error.description.as_deref(), Some("Client authentication failed"));
+        assert!(!auth.is_transient());
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains("very-secret-client-secret"), "{text}");
+        assert!(text.contains("check the client id and secret"), "{text}");
+    }
+    refused.assert_async().await;
+    assert_eq!(source.stats().fetches, 1);
+}
+
+#[tokio::test]
+async fn credentials_stay_on_their_origin() {
+    let mut provider = mockito::Server::new_async().await;
+    let token = provider.mock("POST", "/token").with_body(token_body("t")).expect(0).create_async().await;
+    let mut other = mockito::Server::new_async().await;
+    let bare = other
+        .mock("GET", "/")
+        .match_header("authorization", Matcher::Missing)
+        .match_header("x-api-key", Matcher::Missing)
+        .expect(1)
+        .create_async()
+        .await;
+    let client = http_client();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
+    let credentials = Credentials::builder()
+        .bearer_from_source()
+        .api_key_header("X-API-Key", "k")
+        .allow_origin("https://api.example.com")
+        .build()
+        .unwrap();
+    let api = AuthLayer::new(source.clone(), credentials).layer(client);
+    let response = api.oneshot(Request::get(format!("{}/", other.url())).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    bare.assert_async().await;
+    token.assert_async().await;
+}
