@@ -1,0 +1,186 @@
+//! Behaviour over time, on tokio's paused clock: background renewal,
+//! backoff, Retry-After, expiry during an outage, recovery, timeouts and
+//! shutdown. The token endpoint is an in-process scripted service whose
+//! latency runs on the same paused clock.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::TokenError;
+use auth_tower::{AuthError, AuthLayer, TokenSource};
+use common::{config, Scripted, ScriptedEndpoint};
+use http::{Request, Response};
+use tokio::time::Instant;
+use tower::{service_fn, Layer, ServiceExt};
+
+const LATENCY: Duration = Duration::from_millis(200);
+
+fn echo_api(source: &TokenSource) -> impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone {
+    AuthLayer::bearer(source.clone()).layer(service_fn(|request: Request<String>| async move {
+        let auth = request.headers()["authorization"].to_str().unwrap().to_owned();
+        Ok::<_, Infallible>(Response::new(auth))
+    }))
+}
+
+fn source(endpoint: &ScriptedEndpoint) -> TokenSource {
+    TokenSource::builder(config("https://auth.example.com/token"), endpoint.service()).seed(7).build().unwrap()
+}
+
+/// Sends one request and returns the token it carried and how long it took.
+async fn call(api: &(impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone)) -> (String, Duration) {
+    let started = Instant::now();
+    let response = api.clone().oneshot(Request::new(String::new())).await.unwrap();
+    (response.into_body(), started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_runs_in_the_background_and_nobody_waits() {
+    let endpoint = ScriptedEndpoint::new(
+        vec![Scripted::token("first", 3600).latency(LATENCY), Scripted::token("second", 3600).latency(LATENCY)],
+        Scripted::status(500, "unexpected"),
+    );
+    let source = source(&endpoint);
+    let api = echo_api(&source);
+    let (token, waited) = call(&api).await;
+    assert_eq!(token, "Bearer first");
+    assert_eq!(waited, LATENCY, "the very first call waits for the first token");
+
+    let renew_at = Instant::from_std(source.cached().unwrap().renew_at());
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        if Instant::now() >= renew_at {
+            break;
+        }
+        assert_eq!(call(&api).await, ("Bearer first".to_owned(), Duration::ZERO));
+    }
+    // At the renewal point the worker's timer starts one background fetch.
+    tokio::time::sleep_until(renew_at).await;
+    tokio::task::yield_now().await;
+    assert_eq!(endpoint.calls(), 2, "the renewal fetch started on its own");
+    // While it is in flight (200 ms), calls carry the old token and do not wait.
+    for _ in 0..10 {
+        assert_eq!(call(&api).await, ("Bearer first".to_owned(), Duration::ZERO));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(LATENCY).await;
+    assert_eq!(call(&api).await, ("Bearer second".to_owned(), Duration::ZERO));
+    assert_eq!(endpoint.calls(), 2);
+    assert_eq!(source.stats().waits, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_500_then_200_backs_off_and_serves_the_valid_token_meanwhile() {
+    let endpoint = ScriptedEndpoint::new(
+        vec![Scripted::token("a", 3600), Scripted::status(500, "<h1>boom</h1>"), Scripted::token("b", 3600)],
+        Scripted::status(500, "unexpected"),
+    );
+    let source = source(&endpoint);
+    let api = echo_api(&source);
+    assert_eq!(call(&api).await.0, "Bearer a");
+    let renew_at = Instant::from_std(source.cached().unwrap().renew_at());
+    tokio::time::sleep_until(renew_at).await;
+    tokio::task::yield_now().await;
+    assert_eq!(endpoint.calls(), 2);
+    assert_eq!(source.stats().failures, 1, "the renewal failed");
+    // Backoff: 1 s shortened by at most half. No retry before 0.5 s; the old token is served.
+    tokio::time::sleep(Duration::from_millis(490)).await;
+    assert_eq!(endpoint.calls(), 2, "no retry before the backoff ends");
+    assert_eq!(call(&api).await, ("Bearer a".to_owned(), Duration::ZERO));
+    tokio::time::sleep(Duration::from_millis(520)).await;
+    assert_eq!(endpoint.calls(), 3, "retried once the backoff ended");
+    assert_eq!(call(&api).await.0, "Bearer b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_retry_after_is_honoured() {
+    let endpoint = ScriptedEndpoint::new(
+        vec![Scripted::token("a", 3600), Scripted::status(429, "slow down").retry_after(30), Scripted::token("b", 3600)],
+        Scripted::status(500, "unexpected"),
+    );
+    let source = source(&endpoint);
+    let api = echo_api(&source);
+    assert_eq!(call(&api).await.0, "Bearer a");
+    let renew_at = Instant::from_std(source.cached().unwrap().renew_at());
+    tokio::time::sleep_until(renew_at).await;
+    tokio::task::yield_now().await;
+    assert_eq!(endpoint.calls(), 2);
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(endpoint.calls(), 2, "Retry-After: 30 is honoured");
+    assert_eq!(call(&api).await.0, "Bearer a");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(endpoint.calls(), 3);
+    assert_eq!(call(&api).await.0, "Bearer b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_surfaces_only_when_the_token_is_truly_expired_then_recovers() {
+    let endpoint = ScriptedEndpoint::new(vec![Scripted::token("a", 100)], Scripted::status(503, "maintenance"));
+    let source = source(&endpoint);
+    let api = echo_api(&source);
+    assert_eq!(call(&api).await.0, "Bearer a");
+    let usable_until = Instant::from_std(source.cached().unwrap().usable_until());
+    // Until then every call is served with the old token, while renewals fail.
+    while Instant::now() + Duration::from_secs(1) < usable_until {
+        assert_eq!(call(&api).await, ("Bearer a".to_owned(), Duration::ZERO));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(endpoint.calls() > 2, "renewal was retried during the outage");
+    tokio::time::sleep_until(usable_until).await;
+    // Now the error surfaces, at once, typed, with the status.
+    let started = Instant::now();
+    let error = api.clone().oneshot(Request::new(String::new())).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    match error.downcast_ref::<AuthError>() {
+        Some(AuthError::Token(TokenError::Status { status: 503, .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    // The endpoint heals; after the backoff the next call gets a new token.
+    endpoint.push(Scripted::token("healed", 3600));
+    tokio::time::sleep(Duration::from_secs(301)).await;
+    assert_eq!(call(&api).await.0, "Bearer healed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_token_endpoint_times_out() {
+    let endpoint = ScriptedEndpoint::new(vec![Scripted::token("late", 3600).latency(Duration::from_secs(120))], Scripted::token("b", 3600));
+    let source = TokenSource::builder(config("https://auth.example.com/token"), endpoint.service())
+        .fetch_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let error = source.token().await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert!(matches!(error, AuthError::Token(TokenError::Transport { timeout: true, .. })), "{error:?}");
+    assert!(error.is_transient());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_does_not_cancel_the_shared_fetch() {
+    let endpoint = ScriptedEndpoint::new(vec![Scripted::token("shared", 3600).latency(Duration::from_secs(2))], Scripted::status(500, "x"));
+    let source = source(&endpoint);
+    let impatient = tokio::time::timeout(Duration::from_millis(100), source.token()).await;
+    assert!(impatient.is_err(), "gave up");
+    let patient = source.token().await.unwrap();
+    assert_eq!(patient.header_value(), "Bearer shared");
+    assert_eq!(endpoint.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_stops_all_background_work() {
+    let endpoint = ScriptedEndpoint::new(vec![], Scripted::token("t", 60));
+    let source = source(&endpoint);
+    let api = echo_api(&source);
+    assert_eq!(call(&api).await.0, "Bearer t");
+    assert_eq!(endpoint.calls(), 1);
+    // The worker holds the transport (and with it a reference to the counter).
+    assert!(Arc::strong_count(&endpoint.calls) > 1);
+    drop(api);
+    drop(source);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(Arc::strong_count(&endpoint.calls), 1, "the worker task ended and dropped its transport");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(endpoint.calls(), 1, "no request reached the token endpoint after the handles were dropped");
+}
