@@ -141,8 +141,11 @@ impl TokenSourceBuilder {
         let config = Arc::new(self.config);
         let seed = self.seed.unwrap_or_else(random_seed);
         let (commands, receiver) = mpsc::unbounded_channel();
-        let published =
-            Arc::new(Published { token: ArcSwapOption::empty(), nudged: AtomicBool::new(false), counters: Counters::default() });
+        let published = Arc::new(Published {
+            token: ArcSwapOption::empty(),
+            nudged: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
         let worker = Worker {
             lifecycle: Lifecycle::new(Arc::clone(&config), seed),
             fetcher: self.fetcher,

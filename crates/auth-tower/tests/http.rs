@@ -45,7 +45,8 @@ async fn a_thousand_concurrent_requests_on_a_cold_start_cause_one_token_request(
 
     let client = http_client();
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
-    let credentials = Credentials::builder().bearer_from_source().api_key_header("X-API-Key", "api-key-1").build().unwrap();
+    let credentials =
+        Credentials::builder().bearer_from_source().api_key_header("X-API-Key", "api-key-1").build().unwrap();
     let api = AuthLayer::new(source.clone(), credentials).layer(client);
     let url = format!("{}/v1/items", api_server.url());
 
@@ -94,7 +95,8 @@ async fn a_401_gets_one_new_token_and_one_replay() {
     first.assert_async().await;
     let second = provider.mock("POST", "/token").with_body(token_body("t2")).expect(1).create_async().await;
 
-    let request = Request::post(format!("{}/v1/orders", api_server.url())).body(Full::new(Bytes::from("order=1"))).unwrap();
+    let request =
+        Request::post(format!("{}/v1/orders", api_server.url())).body(Full::new(Bytes::from("order=1"))).unwrap();
     let response = api.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "created");
@@ -110,8 +112,20 @@ async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
     let mut provider = mockito::Server::new_async().await;
     let first = provider.mock("POST", "/token").with_body(token_body("old")).expect(1).create_async().await;
     let mut api_server = mockito::Server::new_async().await;
-    let rejected = api_server.mock("GET", "/x").match_header("authorization", "Bearer old").with_status(401).expect(100).create_async().await;
-    let accepted = api_server.mock("GET", "/x").match_header("authorization", "Bearer new").with_body("ok").expect(100).create_async().await;
+    let rejected = api_server
+        .mock("GET", "/x")
+        .match_header("authorization", "Bearer old")
+        .with_status(401)
+        .expect(100)
+        .create_async()
+        .await;
+    let accepted = api_server
+        .mock("GET", "/x")
+        .match_header("authorization", "Bearer new")
+        .with_body("ok")
+        .expect(100)
+        .create_async()
+        .await;
 
     let client = http_client();
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
@@ -153,8 +167,20 @@ async fn a_request_with_a_streaming_body_gets_its_401_and_the_next_request_works
     let mut provider = mockito::Server::new_async().await;
     provider.mock("POST", "/token").with_body(token_body("stale")).expect(1).create_async().await;
     let mut api_server = mockito::Server::new_async().await;
-    let rejected = api_server.mock("PUT", "/upload").match_header("authorization", "Bearer stale").with_status(401).expect(1).create_async().await;
-    let accepted = api_server.mock("PUT", "/upload").match_header("authorization", "Bearer fresh").with_body("stored").expect(1).create_async().await;
+    let rejected = api_server
+        .mock("PUT", "/upload")
+        .match_header("authorization", "Bearer stale")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let accepted = api_server
+        .mock("PUT", "/upload")
+        .match_header("authorization", "Bearer fresh")
+        .with_body("stored")
+        .expect(1)
+        .create_async()
+        .await;
 
     let client: Client<_, ReplayableBody> = Client::builder(TokioExecutor::new()).build_http();
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(http_client())).unwrap();
@@ -232,7 +258,8 @@ async fn credentials_stay_on_their_origin() {
         .build()
         .unwrap();
     let api = AuthLayer::new(source.clone(), credentials).layer(client);
-    let response = api.oneshot(Request::get(format!("{}/", other.url())).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let response =
+        api.oneshot(Request::get(format!("{}/", other.url())).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     bare.assert_async().await;
     token.assert_async().await;

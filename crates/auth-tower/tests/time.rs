@@ -18,7 +18,9 @@ use tower::{service_fn, Layer, ServiceExt};
 
 const LATENCY: Duration = Duration::from_millis(200);
 
-fn echo_api(source: &TokenSource) -> impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone {
+fn echo_api(
+    source: &TokenSource,
+) -> impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone {
     AuthLayer::bearer(source.clone()).layer(service_fn(|request: Request<String>| async move {
         let auth = request.headers()["authorization"].to_str().unwrap().to_owned();
         Ok::<_, Infallible>(Response::new(auth))
@@ -30,7 +32,9 @@ fn source(endpoint: &ScriptedEndpoint) -> TokenSource {
 }
 
 /// Sends one request and returns the token it carried and how long it took.
-async fn call(api: &(impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone)) -> (String, Duration) {
+async fn call(
+    api: &(impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone),
+) -> (String, Duration) {
     let started = Instant::now();
     let response = api.clone().oneshot(Request::new(String::new())).await.unwrap();
     (response.into_body(), started.elapsed())
@@ -97,7 +101,11 @@ async fn a_500_then_200_backs_off_and_serves_the_valid_token_meanwhile() {
 #[tokio::test(start_paused = true)]
 async fn a_429_retry_after_is_honoured() {
     let endpoint = ScriptedEndpoint::new(
-        vec![Scripted::token("a", 3600), Scripted::status(429, "slow down").retry_after(30), Scripted::token("b", 3600)],
+        vec![
+            Scripted::token("a", 3600),
+            Scripted::status(429, "slow down").retry_after(30),
+            Scripted::token("b", 3600),
+        ],
         Scripted::status(500, "unexpected"),
     );
     let source = source(&endpoint);
@@ -145,7 +153,10 @@ async fn an_outage_surfaces_only_when_the_token_is_truly_expired_then_recovers()
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_token_endpoint_times_out() {
-    let endpoint = ScriptedEndpoint::new(vec![Scripted::token("late", 3600).latency(Duration::from_secs(120))], Scripted::token("b", 3600));
+    let endpoint = ScriptedEndpoint::new(
+        vec![Scripted::token("late", 3600).latency(Duration::from_secs(120))],
+        Scripted::token("b", 3600),
+    );
     let source = TokenSource::builder(config("https://auth.example.com/token"), endpoint.service())
         .fetch_timeout(Duration::from_secs(5))
         .build()
@@ -159,7 +170,10 @@ async fn a_slow_token_endpoint_times_out() {
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_that_gives_up_does_not_cancel_the_shared_fetch() {
-    let endpoint = ScriptedEndpoint::new(vec![Scripted::token("shared", 3600).latency(Duration::from_secs(2))], Scripted::status(500, "x"));
+    let endpoint = ScriptedEndpoint::new(
+        vec![Scripted::token("shared", 3600).latency(Duration::from_secs(2))],
+        Scripted::status(500, "x"),
+    );
     let source = source(&endpoint);
     let impatient = tokio::time::timeout(Duration::from_millis(100), source.token()).await;
     assert!(impatient.is_err(), "gave up");

@@ -36,7 +36,9 @@ pub fn transport(
 > + Clone
        + Send
        + 'static {
-    ServiceBuilder::new().map_request(|request: Request<Vec<u8>>| request.map(|body| Full::new(Bytes::from(body)))).service(client)
+    ServiceBuilder::new()
+        .map_request(|request: Request<Vec<u8>>| request.map(|body| Full::new(Bytes::from(body))))
+        .service(client)
 }
 
 pub fn config(token_url: &str) -> SourceConfig {
