@@ -342,6 +342,23 @@ impl TokenError {
         self.provider_error().map(|e| &e.code)
     }
 
+    /// The error with every occurrence of `secrets` in provider text
+    /// (description, URI, excerpt) replaced by `[redacted]`.
+    pub(crate) fn redacted(self, secrets: &[&str]) -> Self {
+        let clean = |text: String| crate::secret::redact_all(&text, secrets);
+        match self {
+            Self::Provider(mut e) => {
+                e.description = e.description.map(clean);
+                e.uri = e.uri.map(clean);
+                Self::Provider(e)
+            }
+            Self::Status { status, excerpt, retry_after } => {
+                Self::Status { status, excerpt: clean(excerpt), retry_after }
+            }
+            other => other,
+        }
+    }
+
     /// A short, stable name of the error kind, for metrics and log fields.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -46,7 +46,7 @@ use crate::config::SourceConfig;
 use crate::error::{ErrorCode, TokenError};
 use crate::request::{token_request, Grant};
 use crate::response::{parse_token_response, TokenResponse};
-use crate::secret::RefreshToken;
+use crate::secret::{ExposeSecret, RefreshToken};
 use crate::token::{AccessToken, Generation};
 
 /// Identifies one token fetch, so that a late answer to an abandoned fetch
@@ -219,6 +219,9 @@ pub struct Lifecycle {
     config: Arc<SourceConfig>,
     rng: fastrand::Rng,
     current: Option<Current>,
+    /// The last token issued, kept after it is withdrawn so that provider
+    /// text quoting it can still be redacted.
+    last_issued: Option<Arc<AccessToken>>,
     refresh_token: Option<RefreshToken>,
     fetch: Option<InFlight>,
     backoff: Option<Backoff>,
@@ -253,6 +256,7 @@ impl Lifecycle {
             config: config.into(),
             rng: fastrand::Rng::with_seed(seed),
             current: None,
+            last_issued: None,
             refresh_token: None,
             fetch: None,
             backoff: None,
@@ -341,7 +345,8 @@ impl Lifecycle {
             return;
         };
         let parsed =
-            parse_token_response(&self.config, response.status(), response.headers(), response.body().as_ref());
+            parse_token_response(&self.config, response.status(), response.headers(), response.body().as_ref())
+                .map_err(|error| self.redact_tokens(error));
         match parsed.and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
                 self.consecutive_failures = 0;
@@ -401,6 +406,7 @@ impl Lifecycle {
     pub fn handle_discard(&mut self, now: Instant) {
         self.advance(now);
         self.withdraw(WithdrawReason::Discarded);
+        self.last_issued = None;
         self.refresh_token = None;
     }
 
@@ -514,7 +520,17 @@ impl Lifecycle {
         };
         // The new token replaces the old one (TokenReady says so): no withdrawal.
         self.current = Some(Current { token: Arc::clone(&token), reason: fetch.reason, received_at: now });
+        self.last_issued = Some(Arc::clone(&token));
         Ok(token)
+    }
+
+    /// Removes the tokens this machine holds from provider text in `error`
+    /// (the client secret is already removed by the parser).
+    fn redact_tokens(&self, error: TokenError) -> TokenError {
+        let refresh = self.refresh_token.as_ref().map(|t| t.expose_secret());
+        let access = self.last_issued.as_ref().map(|t| t.value().expose_secret());
+        let secrets: Vec<&str> = refresh.into_iter().chain(access).collect();
+        error.redacted(&secrets)
     }
 
     fn fail(&mut self, now: Instant, fetch: InFlight, error: TokenError) {
@@ -975,6 +991,27 @@ mod tests {
         assert!(sim.lc.poll_timeout().is_none());
         assert!(matches!(sim.want(), Want::Wait));
         assert_eq!(sim.take_fetch().grant, GrantKind::ClientCredentials);
+    }
+
+    #[test]
+    fn provider_text_never_echoes_the_tokens_we_hold() {
+        let mut sim = Sim::new(builder().scope("offline_access"));
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.respond(
+            fetch.id,
+            200,
+            r#"{"access_token":"access-AAAA","refresh_token":"refresh-BBBB","expires_in":3600}"#,
+        );
+        // The access token is rejected (withdrawn) before the renewal fails.
+        let generation = sim.lc.current_token(sim.now).unwrap().generation();
+        assert_eq!(sim.lc.handle_unauthorized(sim.now, generation), Unauthorized::Invalidated);
+        let renewal = sim.take_fetch();
+        let outputs = sim.respond(renewal.id, 502, "<p>upstream failed for refresh-BBBB and access-AAAA</p>");
+        let [Output::Failed(error)] = &outputs[..] else { panic!("{outputs:?}") };
+        let text = error.to_string();
+        assert!(!text.contains("refresh-BBBB") && !text.contains("access-AAAA"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
     }
 
     #[test]
