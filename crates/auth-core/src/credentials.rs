@@ -92,10 +92,17 @@ impl Origin {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return false;
         };
-        scheme == &self.scheme
-            && authority.host().eq_ignore_ascii_case(&self.host)
-            && authority.port_u16().or_else(|| default_port(scheme)) == Some(self.port)
-            && !authority.as_str().contains('@')
+        !authority.as_str().contains('@') && self.matches_parts(scheme.as_str(), authority.host(), authority.port_u16())
+    }
+
+    /// Whether scheme, host and explicit port (if any) are this origin.
+    pub fn matches_parts(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        let Ok(scheme) = Scheme::try_from(scheme) else {
+            return false;
+        };
+        scheme == self.scheme
+            && host.eq_ignore_ascii_case(&self.host)
+            && port.or_else(|| default_port(&scheme)) == Some(self.port)
     }
 }
 
@@ -184,25 +191,49 @@ impl Credentials {
         if !self.applies_to(request.uri()) {
             return Ok(Applied::SkippedOrigin);
         }
+        self.apply_headers(request.headers_mut(), token)?;
+        for (name, key) in self.query_params() {
+            let uri = with_query_param(request.uri(), name, key.expose_secret())?;
+            *request.uri_mut() = uri;
+        }
+        Ok(Applied::Attached)
+    }
+
+    /// Whether the credentials may be sent to this origin (for clients whose
+    /// URL type is not `http::Uri`). `port` is the explicit port, if any.
+    pub fn applies_to_origin(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        self.origins.is_empty() || self.origins.iter().any(|o| o.matches_parts(scheme, host, port))
+    }
+
+    /// Puts the header credentials into `headers`, replacing headers of the
+    /// same name. Does not check the origin and does not set query
+    /// parameters (see [`Credentials::query_params`]): for adapters whose
+    /// request type is not `http::Request`.
+    pub fn apply_headers(&self, headers: &mut http::HeaderMap, token: Option<&AccessToken>) -> Result<(), ApplyError> {
         for part in &self.parts {
             match part {
                 Part::Bearer => {
                     let token = token.ok_or(ApplyError::MissingToken)?;
-                    request.headers_mut().insert(AUTHORIZATION, token.header_value().clone());
+                    headers.insert(AUTHORIZATION, token.header_value().clone());
                 }
                 Part::StaticAuthorization(value) => {
-                    request.headers_mut().insert(AUTHORIZATION, value.clone());
+                    headers.insert(AUTHORIZATION, value.clone());
                 }
                 Part::Header(name, value) => {
-                    request.headers_mut().insert(name.clone(), value.clone());
+                    headers.insert(name.clone(), value.clone());
                 }
-                Part::Query(name, key) => {
-                    let uri = with_query_param(request.uri(), name, key.expose_secret())?;
-                    *request.uri_mut() = uri;
-                }
+                Part::Query(..) => {}
             }
         }
-        Ok(Applied::Attached)
+        Ok(())
+    }
+
+    /// The API keys that go into query parameters, by parameter name.
+    pub fn query_params(&self) -> impl Iterator<Item = (&str, &ApiKey)> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Query(name, key) => Some((name.as_str(), key)),
+            _ => None,
+        })
     }
 }
 
@@ -465,6 +496,29 @@ mod tests {
         assert!(matches!(Origin::parse("nohost"), Err(ConfigError::InvalidOrigin { .. })));
         // No filter: every origin.
         assert!(Credentials::bearer().applies_to(&"https://any.example/".parse().unwrap()));
+    }
+
+    #[test]
+    fn parts_api_for_other_request_types() {
+        let credentials = Credentials::builder()
+            .bearer_from_source()
+            .api_key_header("X-API-Key", "k")
+            .api_key_query("key", "q")
+            .allow_origin("https://api.example.com")
+            .build()
+            .unwrap();
+        assert!(credentials.applies_to_origin("https", "API.example.com", None));
+        assert!(credentials.applies_to_origin("https", "api.example.com", Some(443)));
+        assert!(!credentials.applies_to_origin("https", "api.example.com", Some(8443)));
+        assert!(!credentials.applies_to_origin("http", "api.example.com", None));
+        let mut headers = http::HeaderMap::new();
+        let token = AccessToken::for_tests("t");
+        credentials.apply_headers(&mut headers, Some(&token)).unwrap();
+        assert_eq!(headers[AUTHORIZATION], "Bearer t");
+        assert_eq!(headers["x-api-key"], "k");
+        assert_eq!(headers.len(), 2, "query keys are not headers");
+        let params: Vec<_> = credentials.query_params().map(|(name, key)| (name, key.expose_secret())).collect();
+        assert_eq!(params, [("key", "q")]);
     }
 
     #[test]

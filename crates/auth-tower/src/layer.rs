@@ -342,7 +342,6 @@ where
                     if let Err(error) = credentials.apply(&mut request, Some(&token)) {
                         return Poll::Ready(Err(AuthError::Apply(error).into()));
                     }
-                    context.source.count_replay();
                     this.state.set(State::ReplayReady {
                         service,
                         request: Some(request),

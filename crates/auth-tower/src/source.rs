@@ -253,6 +253,14 @@ impl TokenSource {
         }
     }
 
+    /// Reports that the API answered 401 to the token of `generation`, and
+    /// returns the token to replay the request with, once. `Ok(None)`:
+    /// do not replay (the lifecycle's fetch-loop guard: a token fetched
+    /// because of a 401 was rejected again at once); return the 401.
+    pub async fn reject(&self, generation: Generation) -> Result<Option<Arc<AccessToken>>, AuthError> {
+        self.unauthorized(generation).await
+    }
+
     /// Counters since the source was created.
     pub fn stats(&self) -> Stats {
         let c = &self.shared.published.counters;
@@ -289,7 +297,7 @@ impl TokenSource {
     pub(crate) fn want(&self) -> TokenFuture {
         let (reply, receiver) = oneshot::channel();
         let sent = self.shared.commands.send(Command::Want(reply)).is_ok();
-        TokenFuture { receiver: sent.then_some(receiver) }
+        TokenFuture { receiver: sent.then_some(receiver), replays: None }
     }
 
     /// Reports a 401 and waits for the token to replay with (`None`: do not
@@ -298,12 +306,9 @@ impl TokenSource {
         self.unpublish(generation);
         let (reply, receiver) = oneshot::channel();
         let sent = self.shared.commands.send(Command::Unauthorized(generation, Some(reply))).is_ok();
-        TokenFuture { receiver: sent.then_some(receiver) }
+        TokenFuture { receiver: sent.then_some(receiver), replays: Some(Arc::clone(&self.shared.published)) }
     }
 
-    pub(crate) fn count_replay(&self) {
-        self.shared.published.counters.replays.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// A published token that was usable when loaded: an arc-swap guard, so
@@ -337,16 +342,28 @@ impl std::ops::Deref for UsableToken {
 #[must_use = "futures do nothing unless polled"]
 pub(crate) struct TokenFuture {
     receiver: Option<oneshot::Receiver<Reply>>,
+    /// Set when the answer is a token to replay a request with: counted.
+    replays: Option<Arc<Published>>,
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published").finish_non_exhaustive()
+    }
 }
 
 impl Future for TokenFuture {
     type Output = Reply;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
-        match self.receiver.as_mut() {
-            None => Poll::Ready(Err(AuthError::Stopped)),
-            Some(receiver) => Pin::new(receiver).poll(cx).map(|reply| reply.unwrap_or(Err(AuthError::Stopped))),
+        let Some(receiver) = self.receiver.as_mut() else {
+            return Poll::Ready(Err(AuthError::Stopped));
+        };
+        let reply = std::task::ready!(Pin::new(receiver).poll(cx)).unwrap_or(Err(AuthError::Stopped));
+        if let (Ok(Some(_)), Some(published)) = (&reply, &self.replays) {
+            published.counters.replays.fetch_add(1, Ordering::Relaxed);
         }
+        Poll::Ready(reply)
     }
 }
 
