@@ -362,12 +362,20 @@ impl CredentialsBuilder {
 /// `uri` with the query parameter `name` set to `value`: other parameters
 /// are kept byte for byte, an existing `name` is replaced.
 fn with_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, ApplyError> {
-    use crate::request::NOT_UNRESERVED;
     let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let mut out = String::with_capacity(path_and_query.len() + name.len() + value.len() + 8);
-    out.push_str(path);
-    out.push('?');
+    let out = format!("{path}?{}", query_with_param(query, name, value));
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(out).map_err(|_| ApplyError::InvalidUri)?);
+    Uri::from_parts(parts).map_err(|_| ApplyError::InvalidUri)
+}
+
+/// A query string (without `?`) with the parameter `name` set to `value`:
+/// other parameters are kept byte for byte, an existing `name` is replaced,
+/// and `name` and `value` are percent-encoded (space as `%20`).
+pub fn query_with_param(query: &str, name: &str, value: &str) -> String {
+    use crate::request::NOT_UNRESERVED;
+    let mut out = String::with_capacity(query.len() + name.len() + value.len() + 8);
     for segment in query.split('&').filter(|s| !s.is_empty()) {
         let key = segment.split_once('=').map_or(segment, |(k, _)| k);
         let decoded = form_urlencoded::parse(key.as_bytes()).next().map(|(k, _)| k);
@@ -379,9 +387,7 @@ fn with_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, ApplyErro
     out.extend(utf8_percent_encode(name, NOT_UNRESERVED));
     out.push('=');
     out.extend(utf8_percent_encode(value, NOT_UNRESERVED));
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(PathAndQuery::try_from(out).map_err(|_| ApplyError::InvalidUri)?);
-    Uri::from_parts(parts).map_err(|_| ApplyError::InvalidUri)
+    out
 }
 
 #[cfg(test)]

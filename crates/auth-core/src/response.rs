@@ -130,6 +130,26 @@ pub fn parse_token_response(
     })
 }
 
+/// Parses the answer to an RFC 7009 revocation request: any 2xx is success
+/// (the body is ignored; revoking an unknown or expired token succeeds too),
+/// anything else is classified like a token endpoint error
+/// (`unsupported_token_type` arrives as [`ErrorCode::Other`]).
+pub fn parse_revocation_response(
+    config: &SourceConfig,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), TokenError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    match parse_token_response(config, status, headers, body) {
+        Err(error) => Err(error),
+        // A non-2xx answer is never a token; keep the status.
+        Ok(_) => Err(TokenError::Status { status: status.as_u16(), excerpt: String::new(), retry_after: None }),
+    }
+}
+
 /// The body's fields, from JSON or form encoding.
 enum Fields {
     Json(Map<String, Value>),
@@ -449,6 +469,24 @@ mod tests {
         // A malformed success body is never quoted: it may hold a token.
         let err = parse_with(200, Some("text/html"), "<p>token: abcdef123</p>").unwrap_err();
         assert!(!err.to_string().contains("abcdef123"));
+    }
+
+    #[test]
+    fn revocation_answers() {
+        let config = config();
+        let headers = HeaderMap::new();
+        assert!(parse_revocation_response(&config, StatusCode::OK, &headers, b"").is_ok());
+        assert!(parse_revocation_response(&config, StatusCode::NO_CONTENT, &headers, b"").is_ok());
+        let err = parse_revocation_response(
+            &config,
+            StatusCode::BAD_REQUEST,
+            &headers,
+            br#"{"error":"unsupported_token_type"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), Some(&ErrorCode::Other("unsupported_token_type".into())));
+        let err = parse_revocation_response(&config, StatusCode::SERVICE_UNAVAILABLE, &headers, b"down").unwrap_err();
+        assert!(err.is_transient());
     }
 
     #[test]

@@ -60,4 +60,4 @@ pub mod source;
 pub use body::{ReplayBody, ReplayableBody};
 pub use error::{AuthError, BoxError};
 pub use layer::{Auth, AuthLayer, ResponseFuture};
-pub use source::{Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT};
+pub use source::{Revoked, Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT};

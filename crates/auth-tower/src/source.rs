@@ -11,7 +11,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwapOption, Guard};
-use auth_core::response::normalize_retry_after;
+use auth_core::request::{revocation_request, Revocable};
+use auth_core::response::{normalize_retry_after, parse_revocation_response};
 use auth_core::{
     AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
 };
@@ -43,6 +44,18 @@ enum Command {
     Unauthorized(Generation, Option<oneshot::Sender<Reply>>),
     /// A reader saw the renewal point pass.
     Nudge,
+    /// Revoke the current tokens (RFC 7009) and forget them.
+    Revoke(oneshot::Sender<Result<Revoked, AuthError>>),
+}
+
+/// What [`TokenSource::revoke`] revoked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revoked {
+    /// An access token was revoked.
+    pub access_token: bool,
+    /// A refresh token was revoked.
+    pub refresh_token: bool,
 }
 
 /// Counters shared by the handles and the worker.
@@ -261,6 +274,19 @@ impl TokenSource {
         self.unauthorized(generation).await
     }
 
+    /// Revokes the current access token and refresh token at the
+    /// configured RFC 7009 endpoint and forgets both: the next caller gets a
+    /// new token. The tokens are forgotten even if the revocation request
+    /// fails.
+    pub async fn revoke(&self) -> Result<Revoked, AuthError> {
+        if self.shared.config.revocation_url().is_none() {
+            return Err(AuthError::Config(auth_core::ConfigError::NoRevocationUrl));
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.shared.commands.send(Command::Revoke(reply)).map_err(|_| AuthError::Stopped)?;
+        receiver.await.unwrap_or(Err(AuthError::Stopped))
+    }
+
     /// Counters since the source was created.
     pub fn stats(&self) -> Stats {
         let c = &self.shared.published.counters;
@@ -308,7 +334,6 @@ impl TokenSource {
         let sent = self.shared.commands.send(Command::Unauthorized(generation, Some(reply))).is_ok();
         TokenFuture { receiver: sent.then_some(receiver), replays: Some(Arc::clone(&self.shared.published)) }
     }
-
 }
 
 /// A published token that was usable when loaded: an arc-swap guard, so
@@ -455,6 +480,7 @@ impl Worker {
             Command::Nudge => {
                 let _ = self.lifecycle.handle_token_wanted(now());
             }
+            Command::Revoke(reply) => self.revoke(reply),
             Command::Unauthorized(generation, reply) => {
                 let outcome = self.lifecycle.handle_unauthorized(now(), generation);
                 if outcome == Unauthorized::Invalidated {
@@ -555,6 +581,39 @@ impl Worker {
                 _ => {}
             }
         }
+    }
+
+    /// Forgets the tokens, then revokes them in a task of their own (the
+    /// worker keeps serving commands meanwhile).
+    fn revoke(&mut self, reply: oneshot::Sender<Result<Revoked, AuthError>>) {
+        let now = now();
+        let config = Arc::clone(self.lifecycle.config());
+        let access = self.lifecycle.current_token(now).map(|t| t.value().clone());
+        let refresh = self.lifecycle.refresh_token().cloned();
+        self.lifecycle.handle_discard(now);
+        let mut requests = Vec::new();
+        if let Some(refresh) = &refresh {
+            requests.push(revocation_request(&config, Revocable::RefreshToken(refresh)));
+        }
+        if let Some(access) = &access {
+            requests.push(revocation_request(&config, Revocable::AccessToken(access)));
+        }
+        let revoked = Revoked { access_token: access.is_some(), refresh_token: refresh.is_some() };
+        let sends: Result<Vec<FetchFuture>, _> =
+            requests.into_iter().map(|request| request.map(|request| (self.fetcher)(request))).collect();
+        let timeout = self.fetch_timeout;
+        tokio::spawn(async move {
+            let outcome = async {
+                for send in sends? {
+                    let response =
+                        tokio::time::timeout(timeout, send).await.map_err(|_| TokenError::timeout(timeout))??;
+                    parse_revocation_response(&config, response.status(), response.headers(), response.body())?;
+                }
+                tracing::info!(target: "auth_tower", access = revoked.access_token, refresh = revoked.refresh_token, "tokens revoked");
+                Ok(revoked)
+            };
+            let _ = reply.send(outcome.await.map_err(|e: AuthError| e));
+        });
     }
 
     /// Makes `token` the one readers see, unless it already is.

@@ -264,3 +264,57 @@ async fn credentials_stay_on_their_origin() {
     bare.assert_async().await;
     token.assert_async().await;
 }
+
+#[tokio::test]
+async fn revoke_revokes_both_tokens_and_forgets_them() {
+    let mut provider = mockito::Server::new_async().await;
+    let issue = provider
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"at-1","refresh_token":"rt-1","expires_in":3600}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let revoke_refresh = provider
+        .mock("POST", "/revoke")
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .match_body("token=rt-1&token_type_hint=refresh_token")
+        .expect(1)
+        .create_async()
+        .await;
+    let revoke_access = provider
+        .mock("POST", "/revoke")
+        .match_body("token=at-1&token_type_hint=access_token")
+        .expect(1)
+        .create_async()
+        .await;
+    let config = auth_core::SourceConfig::builder(format!("{}/token", provider.url()), "client-id")
+        .client_secret("s")
+        .revocation_url(format!("{}/revoke", provider.url()))
+        .build()
+        .unwrap();
+    let source = TokenSource::new(config, transport(http_client())).unwrap();
+    source.token().await.unwrap();
+    let revoked = source.revoke().await.unwrap();
+    assert!(revoked.access_token && revoked.refresh_token);
+    issue.assert_async().await;
+    revoke_refresh.assert_async().await;
+    revoke_access.assert_async().await;
+    assert!(source.cached().is_none(), "revoked tokens are forgotten");
+    let next = provider
+        .mock("POST", "/token")
+        .match_body("grant_type=client_credentials")
+        .with_body(token_body("at-2"))
+        .expect(1)
+        .create_async()
+        .await;
+    assert_eq!(source.token().await.unwrap().header_value(), "Bearer at-2");
+    next.assert_async().await;
+
+    let without_endpoint =
+        TokenSource::new(config_without_revocation(&provider.url()), transport(http_client())).unwrap();
+    assert!(matches!(without_endpoint.revoke().await, Err(AuthError::Config(_))));
+}
+
+fn config_without_revocation(base: &str) -> auth_core::SourceConfig {
+    config(&format!("{base}/token"))
+}
