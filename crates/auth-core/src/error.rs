@@ -85,6 +85,12 @@ pub enum ConfigError {
         /// The header or query parameter both would set.
         target: String,
     },
+    /// A required part of the configuration is missing.
+    #[error("the configuration is incomplete: {what}")]
+    Incomplete {
+        /// What is missing and how to provide it.
+        what: &'static str,
+    },
     /// No revocation URL was configured, but a revocation request was asked for.
     #[error("no revocation URL is configured; set revocation_url(..) to the provider's RFC 7009 endpoint")]
     NoRevocationUrl,

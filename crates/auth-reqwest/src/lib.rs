@@ -1,0 +1,47 @@
+//! `auth-reqwest`: the library in a reqwest program.
+//!
+//! - [`AuthClient`]: from "token URL, client id, secret, scope, API key
+//!   header" to a ready client in a few lines;
+//! - [`AuthMiddleware`]: a `reqwest_middleware::Middleware` for clients you
+//!   build yourself, with [`same_origin_redirects`] so that redirects never
+//!   carry credentials to another origin;
+//! - [`ReqwestTransport`]: the token endpoint transport for an
+//!   [`auth_tower::TokenSource`] (no redirects, a timeout, JSON).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # let mut provider = mockito::Server::new_async().await;
+//! # provider.mock("POST", "/oauth2/token").with_body(r#"{"access_token":"at-1","expires_in":3600}"#).create_async().await;
+//! # let mut api_server = mockito::Server::new_async().await;
+//! # api_server.mock("GET", "/v1/orders").match_header("authorization", "Bearer at-1")
+//! #     .match_header("x-api-key", "key-1").with_body("[]").create_async().await;
+//! # let (token_url, api) = (format!("{}/oauth2/token", provider.url()), api_server.url());
+//! use auth_reqwest::AuthClient;
+//!
+//! let client = AuthClient::builder()
+//!     .client_credentials(token_url, "client-id")   // https://... in production
+//!     .client_secret("client-secret")
+//!     .scope("orders:read")
+//!     .api_key_header("X-API-Key", "key-1")
+//!     .api_origin(&api)
+//!     .build()?;
+//! let orders = client.get(format!("{api}/v1/orders")).send().await?;
+//! assert_eq!(orders.status(), 200);
+//! assert_eq!(orders.text().await?, "[]");
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod client;
+mod middleware;
+mod redirect;
+mod transport;
+
+pub use client::{AuthClient, AuthClientBuilder};
+pub use middleware::AuthMiddleware;
+pub use redirect::{same_origin_redirects, MAX_REDIRECTS};
+pub use transport::{ReqwestTransport, DEFAULT_TIMEOUT};
