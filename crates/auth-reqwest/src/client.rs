@@ -55,7 +55,9 @@ impl AuthClient {
     pub async fn revoke(&self) -> Result<Revoked, AuthError> {
         match &self.source {
             Some(source) => source.revoke().await,
-            None => Err(AuthError::Config(ConfigError::Incomplete { what: "this client has no OAuth token source to revoke" })),
+            None => Err(AuthError::Config(ConfigError::Incomplete {
+                what: "this client has no OAuth token source to revoke",
+            })),
         }
     }
 }
@@ -106,7 +108,9 @@ impl AuthClientBuilder {
     /// The client secret (OAuth).
     pub fn client_secret(self, secret: impl Into<String>) -> Self {
         let secret = secret.into();
-        self.oauth("client_secret(..) needs client_credentials(token_url, client_id) first", |b| b.client_secret(secret))
+        self.oauth("client_secret(..) needs client_credentials(token_url, client_id) first", |b| {
+            b.client_secret(secret)
+        })
     }
     /// How the client authenticates at the token endpoint (default Basic).
     pub fn client_auth(self, method: ClientAuth) -> Self {
