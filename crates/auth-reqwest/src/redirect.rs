@@ -19,7 +19,7 @@ pub const MAX_REDIRECTS: usize = 10;
 /// [`AuthClient`]: crate::AuthClient
 /// [`AuthMiddleware`]: crate::AuthMiddleware
 pub fn same_origin_redirects() -> Policy {
-    Policy::custom(|attempt| decide(attempt))
+    Policy::custom(decide)
 }
 
 fn decide(attempt: Attempt<'_>) -> reqwest::redirect::Action {
