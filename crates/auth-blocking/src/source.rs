@@ -1,0 +1,367 @@
+//! The thread-safe token source: one background thread drives the
+//! `auth-core` lifecycle; any number of threads read the current token
+//! without a lock and wait on the single fetch when there is none.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use auth_core::request::{revocation_request, Revocable};
+use auth_core::response::{normalize_retry_after, parse_revocation_response};
+use auth_core::{AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want};
+
+use crate::error::Error;
+use crate::transport::BlockingTransport;
+
+type Reply = Result<Option<Arc<AccessToken>>, Error>;
+
+enum Command {
+    Want(mpsc::SyncSender<Reply>),
+    Unauthorized(Generation, Option<mpsc::SyncSender<Reply>>),
+    Nudge,
+    Revoke(mpsc::SyncSender<Result<Revoked, Error>>),
+}
+
+/// What [`BlockingTokenSource::revoke`] revoked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revoked {
+    /// An access token was revoked.
+    pub access_token: bool,
+    /// A refresh token was revoked.
+    pub refresh_token: bool,
+}
+
+/// A snapshot of a token source's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Token requests sent.
+    pub fetches: u64,
+    /// Token requests that failed.
+    pub failures: u64,
+    /// Tokens served from the cache without waiting.
+    pub cache_hits: u64,
+    /// Callers that had to wait for a fetch.
+    pub waits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    hits: AtomicU64,
+    waits: AtomicU64,
+}
+
+struct Published {
+    token: ArcSwapOption<AccessToken>,
+    nudged: AtomicBool,
+    counters: Counters,
+}
+
+struct Inner {
+    /// `None` only while dropping.
+    commands: Option<mpsc::Sender<Command>>,
+    published: Arc<Published>,
+    config: Arc<SourceConfig>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: close the channel, so the worker thread
+    /// ends (after the fetch in flight, if any), and wait for it.
+    fn drop(&mut self) {
+        drop(self.commands.take());
+        let worker = self.worker.lock().map(|mut w| w.take()).unwrap_or(None);
+        if let Some(worker) = worker {
+            if worker.thread().id() != std::thread::current().id() {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+/// A token source for synchronous programs: `Send + Sync`, cheap to clone,
+/// shared by every thread that calls the API.
+///
+/// A background thread owns the lifecycle: it fetches the first token when
+/// asked, renews it ahead of expiry while callers keep using the old one,
+/// backs off on failures and reacts to 401s. The thread ends when the last
+/// handle is dropped (the drop waits for a fetch in flight, bounded by the
+/// transport's timeout). No async runtime is involved.
+#[derive(Clone)]
+pub struct BlockingTokenSource {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for BlockingTokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingTokenSource")
+            .field("cache_key", self.inner.config.cache_key())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingTokenSource {
+    /// Starts a token source for `config` sending token requests through
+    /// `transport` (e.g. [`UreqTransport::for_tokens`](crate::UreqTransport::for_tokens),
+    /// or a closure in tests).
+    pub fn new(config: SourceConfig, transport: impl BlockingTransport) -> Result<Self, Error> {
+        Self::with_seed(config, transport, random_seed())
+    }
+
+    /// Like [`BlockingTokenSource::new`] with a fixed jitter seed (tests).
+    pub fn with_seed(config: SourceConfig, transport: impl BlockingTransport, seed: u64) -> Result<Self, Error> {
+        let config = Arc::new(config);
+        let (commands, receiver) = mpsc::channel();
+        let published =
+            Arc::new(Published { token: ArcSwapOption::empty(), nudged: AtomicBool::new(false), counters: Counters::default() });
+        let worker = Worker {
+            lifecycle: Lifecycle::new(Arc::clone(&config), seed),
+            transport: Box::new(transport),
+            published: Arc::clone(&published),
+            waiters: Vec::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("auth-token-source".to_owned())
+            .spawn(move || worker.run(receiver))
+            .map_err(|e| Error::Token(TokenError::transport(format!("could not start the token thread: {e}"))))?;
+        Ok(Self {
+            inner: Arc::new(Inner { commands: Some(commands), published, config, worker: Mutex::new(Some(handle)) }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SourceConfig {
+        &self.inner.config
+    }
+
+    /// A token to use now: the cached one when usable (an atomic load, no
+    /// lock), otherwise the result of the single shared fetch (blocking).
+    pub fn token(&self) -> Result<Arc<AccessToken>, Error> {
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Want(reply))?;
+        match answer.recv() {
+            Ok(Ok(Some(token))) => Ok(token),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(None)) | Err(_) => Err(Error::Stopped),
+        }
+    }
+
+    /// The cached token if it may be sent now.
+    pub fn cached(&self) -> Option<Arc<AccessToken>> {
+        let published = &self.inner.published;
+        let guard = published.token.load();
+        let token = guard.as_ref().filter(|t| t.is_usable(Instant::now()))?;
+        if Instant::now() >= token.renew_at() && !published.nudged.swap(true, Ordering::Relaxed) {
+            let _ = self.send(Command::Nudge);
+        }
+        published.counters.hits.fetch_add(1, Ordering::Relaxed);
+        Some(Arc::clone(token))
+    }
+
+    /// Reports that the API answered 401 to the token of `generation`; it
+    /// is invalidated once if still current, and a new one is fetched.
+    pub fn invalidate(&self, generation: Generation) {
+        self.unpublish(generation);
+        let _ = self.send(Command::Unauthorized(generation, None));
+    }
+
+    /// Reports a 401 for `generation` and blocks until the token to replay
+    /// the request with is known. `Ok(None)`: do not replay (the fetch-loop
+    /// guard kept the token); return the 401.
+    pub fn reject(&self, generation: Generation) -> Result<Option<Arc<AccessToken>>, Error> {
+        self.unpublish(generation);
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Unauthorized(generation, Some(reply)))?;
+        answer.recv().unwrap_or(Err(Error::Stopped))
+    }
+
+    /// Revokes the current tokens at the RFC 7009 endpoint and forgets them.
+    pub fn revoke(&self) -> Result<Revoked, Error> {
+        if self.inner.config.revocation_url().is_none() {
+            return Err(Error::Config(ConfigError::NoRevocationUrl));
+        }
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Revoke(reply))?;
+        answer.recv().unwrap_or(Err(Error::Stopped))
+    }
+
+    /// Counters since the source was created.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.published.counters;
+        Stats {
+            fetches: c.fetches.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            cache_hits: c.hits.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        match &self.inner.commands {
+            Some(commands) => commands.send(command).map_err(|_| Error::Stopped),
+            None => Err(Error::Stopped),
+        }
+    }
+
+    fn unpublish(&self, generation: Generation) {
+        let token = &self.inner.published.token;
+        let current = token.load();
+        if current.as_ref().is_some_and(|t| t.generation() == generation) {
+            token.compare_and_swap(&*current, None);
+        }
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish()
+}
+
+struct Worker {
+    lifecycle: Lifecycle,
+    transport: Box<dyn BlockingTransport>,
+    published: Arc<Published>,
+    waiters: Vec<mpsc::SyncSender<Reply>>,
+}
+
+impl Worker {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        loop {
+            self.carry_out();
+            let command = match self.lifecycle.poll_timeout() {
+                Some(deadline) => commands.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+                None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match command {
+                Ok(command) => self.handle(command),
+                Err(RecvTimeoutError::Timeout) => self.lifecycle.handle_timeout(Instant::now()),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        tracing::debug!(target: "auth_blocking", "token source stopped: every handle was dropped");
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Want(reply) => self.want(reply),
+            Command::Nudge => {
+                let _ = self.lifecycle.handle_token_wanted(Instant::now());
+            }
+            Command::Unauthorized(generation, reply) => {
+                let outcome = self.lifecycle.handle_unauthorized(Instant::now(), generation);
+                match reply {
+                    Some(reply) if outcome.should_replay() => self.want(reply),
+                    Some(reply) => {
+                        let _ = reply.send(Ok(None));
+                    }
+                    None => {}
+                }
+                if let Unauthorized::Suppressed { .. } = outcome {
+                    tracing::warn!(target: "auth_blocking", generation = generation.get(), "a freshly fetched token was rejected with 401 again; not fetching another yet");
+                }
+            }
+            Command::Revoke(reply) => {
+                let _ = reply.send(self.revoke());
+            }
+        }
+    }
+
+    fn want(&mut self, reply: mpsc::SyncSender<Reply>) {
+        match self.lifecycle.handle_token_wanted(Instant::now()) {
+            Want::Ready(token) => {
+                self.publish(&token);
+                let _ = reply.send(Ok(Some(token)));
+            }
+            Want::Wait => {
+                self.published.counters.waits.fetch_add(1, Ordering::Relaxed);
+                self.waiters.push(reply);
+            }
+            Want::Failed(error) => {
+                let _ = reply.send(Err(Error::Token(error)));
+            }
+            _ => {
+                let _ = reply.send(Err(Error::Stopped));
+            }
+        }
+    }
+
+    fn carry_out(&mut self) {
+        while let Some(output) = self.lifecycle.poll_output() {
+            match output {
+                Output::Fetch(fetch) => {
+                    self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(target: "auth_blocking", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
+                    match self.transport.send(fetch.request) {
+                        Ok(mut response) => {
+                            normalize_retry_after(response.headers_mut(), SystemTime::now());
+                            self.lifecycle.handle_fetch_response(Instant::now(), fetch.id, &response);
+                        }
+                        Err(error) => self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error.into_token_error()),
+                    }
+                }
+                Output::TokenReady(token) => {
+                    tracing::info!(target: "auth_blocking", generation = token.generation().get(), lifetime_s = token.lifetime().as_secs(), "access token obtained");
+                    self.publish(&token);
+                    self.published.nudged.store(false, Ordering::Relaxed);
+                    for waiter in self.waiters.drain(..) {
+                        let _ = waiter.send(Ok(Some(Arc::clone(&token))));
+                    }
+                }
+                Output::Failed(error) => {
+                    self.published.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "token request failed: {error}");
+                    for waiter in self.waiters.drain(..) {
+                        let _ = waiter.send(Err(Error::Token(error.clone())));
+                    }
+                }
+                Output::TokenWithdrawn { generation, .. } => {
+                    let published = self.published.token.load();
+                    if published.as_ref().is_some_and(|t| t.generation() == generation) {
+                        self.published.token.store(None);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn publish(&self, token: &Arc<AccessToken>) {
+        let published = self.published.token.load();
+        if published.as_ref().is_none_or(|p| p.generation() != token.generation()) {
+            self.published.token.store(Some(Arc::clone(token)));
+        }
+    }
+
+    fn revoke(&mut self) -> Result<Revoked, Error> {
+        let now = Instant::now();
+        let config = Arc::clone(self.lifecycle.config());
+        let access = self.lifecycle.current_token(now).map(|t| t.value().clone());
+        let refresh = self.lifecycle.refresh_token().cloned();
+        self.lifecycle.handle_discard(now);
+        self.carry_out();
+        let mut requests = Vec::new();
+        if let Some(refresh) = &refresh {
+            requests.push(revocation_request(&config, Revocable::RefreshToken(refresh))?);
+        }
+        if let Some(access) = &access {
+            requests.push(revocation_request(&config, Revocable::AccessToken(access))?);
+        }
+        for request in requests {
+            let response = self.transport.send(request).map_err(|e| Error::Token(e.into_token_error()))?;
+            parse_revocation_response(&config, response.status(), response.headers(), response.body())?;
+        }
+        Ok(Revoked { access_token: access.is_some(), refresh_token: refresh.is_some() })
+    }
+}
