@@ -68,6 +68,24 @@ mod tests {
         assert!(readme.contains(&command), "README.md must give `{command}`");
     }
 
+    /// `auth-blocking` must work in a program without an async runtime:
+    /// tokio is not in its dependency tree (default features).
+    #[test]
+    fn auth_blocking_has_no_async_runtime() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let output = std::process::Command::new(cargo)
+            .args(["tree", "-p", "auth-blocking", "-e", "normal", "--prefix", "none", "--offline"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let tree = String::from_utf8(output.stdout).unwrap();
+        assert!(tree.contains("auth-core"), "{tree}");
+        for runtime in ["tokio ", "async-std ", "smol "] {
+            assert!(!tree.lines().any(|l| l.starts_with(runtime)), "auth-blocking depends on {runtime}:\n{tree}");
+        }
+    }
+
     /// Every library crate denies missing docs and opens with an example.
     #[test]
     fn every_crate_documents_itself() {

@@ -25,7 +25,10 @@ pub struct AuthorizedClient {
 
 impl std::fmt::Debug for AuthorizedClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthorizedClient").field("source", &self.source).field("credentials", &self.credentials).finish_non_exhaustive()
+        f.debug_struct("AuthorizedClient")
+            .field("source", &self.source)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
     }
 }
 

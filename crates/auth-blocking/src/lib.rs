@@ -50,6 +50,6 @@ mod transport;
 pub use client::AuthorizedClient;
 pub use error::{Error, TransportError};
 pub use source::{BlockingTokenSource, Revoked, Stats};
+pub use transport::BlockingTransport;
 #[cfg(feature = "ureq")]
 pub use transport::UreqTransport;
-pub use transport::BlockingTransport;

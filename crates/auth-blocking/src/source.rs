@@ -11,7 +11,9 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwapOption;
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::response::{normalize_retry_after, parse_revocation_response};
-use auth_core::{AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want};
+use auth_core::{
+    AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
+};
 
 use crate::error::Error;
 use crate::transport::BlockingTransport;
@@ -119,8 +121,11 @@ impl BlockingTokenSource {
     pub fn with_seed(config: SourceConfig, transport: impl BlockingTransport, seed: u64) -> Result<Self, Error> {
         let config = Arc::new(config);
         let (commands, receiver) = mpsc::channel();
-        let published =
-            Arc::new(Published { token: ArcSwapOption::empty(), nudged: AtomicBool::new(false), counters: Counters::default() });
+        let published = Arc::new(Published {
+            token: ArcSwapOption::empty(),
+            nudged: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
         let worker = Worker {
             lifecycle: Lifecycle::new(Arc::clone(&config), seed),
             transport: Box::new(transport),
@@ -308,7 +313,9 @@ impl Worker {
                             normalize_retry_after(response.headers_mut(), SystemTime::now());
                             self.lifecycle.handle_fetch_response(Instant::now(), fetch.id, &response);
                         }
-                        Err(error) => self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error.into_token_error()),
+                        Err(error) => {
+                            self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error.into_token_error())
+                        }
                     }
                 }
                 Output::TokenReady(token) => {

@@ -93,7 +93,9 @@ mod ureq_transport {
     fn describe(error: ureq::Error) -> TransportError {
         match error {
             ureq::Error::Timeout(which) => TransportError::timeout(format!("timed out ({which})")),
-            ureq::Error::BodyExceedsLimit(limit) => TransportError::new(format!("the response body exceeds {limit} bytes")),
+            ureq::Error::BodyExceedsLimit(limit) => {
+                TransportError::new(format!("the response body exceeds {limit} bytes"))
+            }
             other => TransportError::new(other.to_string()),
         }
     }

@@ -30,7 +30,8 @@ fn endpoint(
 #[test]
 fn sixteen_threads_on_a_cold_start_cause_one_token_request() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let source = BlockingTokenSource::with_seed(config(), endpoint(calls.clone(), 3600, Duration::from_millis(100)), 1).unwrap();
+    let source =
+        BlockingTokenSource::with_seed(config(), endpoint(calls.clone(), 3600, Duration::from_millis(100)), 1).unwrap();
     let barrier = Arc::new(Barrier::new(16));
     let threads: Vec<_> = (0..16)
         .map(|_| {
@@ -53,7 +54,8 @@ fn sixteen_threads_on_a_cold_start_cause_one_token_request() {
 fn renewal_runs_in_the_background_and_callers_do_not_wait() {
     let calls = Arc::new(AtomicUsize::new(0));
     // 3 s tokens: usable 2.7 s, renewed about 0.3 s before that; the renewal takes 300 ms.
-    let source = BlockingTokenSource::with_seed(config(), endpoint(calls.clone(), 3, Duration::from_millis(300)), 2).unwrap();
+    let source =
+        BlockingTokenSource::with_seed(config(), endpoint(calls.clone(), 3, Duration::from_millis(300)), 2).unwrap();
     let first = source.token().unwrap();
     assert_eq!(first.header_value(), "Bearer tok-1");
     let renew_at = first.renew_at();
@@ -98,10 +100,12 @@ fn errors_reach_every_waiting_thread_and_name_the_provider_error() {
             .unwrap())
     };
     let source = BlockingTokenSource::with_seed(config(), refusing, 4).unwrap();
-    let threads: Vec<_> = (0..8).map(|_| {
-        let source = source.clone();
-        std::thread::spawn(move || source.token().unwrap_err())
-    }).collect();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let source = source.clone();
+            std::thread::spawn(move || source.token().unwrap_err())
+        })
+        .collect();
     for thread in threads {
         let error = thread.join().unwrap();
         assert_eq!(error.provider_error().unwrap().code.as_str(), "invalid_client");
