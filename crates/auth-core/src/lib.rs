@@ -76,7 +76,8 @@ pub use config::{BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfi
 pub use credentials::{Applied, Credentials, CredentialsBuilder, Origin};
 pub use error::{ApplyError, ConfigError, ErrorCode, ProviderError, TokenError};
 pub use lifecycle::{
-    FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, Stats, Unauthorized, Want, WithdrawReason,
+    FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, Stats, StoredToken, Unauthorized, Want,
+    WithdrawReason,
 };
 pub use token::{AccessToken, Generation};
 

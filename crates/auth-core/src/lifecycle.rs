@@ -46,7 +46,7 @@ use crate::config::SourceConfig;
 use crate::error::{ErrorCode, TokenError};
 use crate::request::{token_request, Grant};
 use crate::response::{parse_token_response, TokenResponse};
-use crate::secret::{ExposeSecret, RefreshToken};
+use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use crate::token::{AccessToken, Generation};
 
 /// Identifies one token fetch, so that a late answer to an abandoned fetch
@@ -169,6 +169,34 @@ impl Unauthorized {
     /// Whether the request that got the 401 should be replayed.
     pub fn should_replay(self) -> bool {
         !matches!(self, Self::Suppressed { .. })
+    }
+}
+
+/// A token saved outside the machine, to restore with
+/// [`Lifecycle::handle_restore`] or as taken by [`Lifecycle::snapshot`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StoredToken {
+    /// The access token, if one is worth keeping.
+    pub access_token: Option<AccessTokenValue>,
+    /// Its remaining lifetime.
+    pub expires_in: Duration,
+    /// The refresh token, if any.
+    pub refresh_token: Option<RefreshToken>,
+    /// The granted scope, if known.
+    pub scope: Option<String>,
+}
+
+impl StoredToken {
+    /// A saved token: the access token (if any) with its remaining
+    /// lifetime, the refresh token and scope (if any).
+    pub fn new(
+        access_token: Option<AccessTokenValue>,
+        expires_in: Duration,
+        refresh_token: Option<RefreshToken>,
+        scope: Option<String>,
+    ) -> Self {
+        Self { access_token, expires_in, refresh_token, scope }
     }
 }
 
@@ -408,6 +436,53 @@ impl Lifecycle {
         self.withdraw(WithdrawReason::Discarded);
         self.last_issued = None;
         self.refresh_token = None;
+    }
+
+    /// Starts from a token saved earlier (a disk cache, another process):
+    /// the access token is installed if it is still usable, the refresh
+    /// token kept for the next renewal. Ignored when a token is already
+    /// current. Emits [`Output::TokenReady`] when the access token is used.
+    pub fn handle_restore(&mut self, now: Instant, stored: StoredToken) {
+        self.advance(now);
+        if self.current.is_some() {
+            return;
+        }
+        if stored.refresh_token.is_some() {
+            self.refresh_token = stored.refresh_token;
+        }
+        let Some(access_token) = stored.access_token else {
+            return;
+        };
+        let restored = InFlight {
+            id: FetchId(0),
+            sent_at: now,
+            grant: GrantKind::ClientCredentials,
+            reason: FetchReason::NoToken,
+        };
+        let response = TokenResponse {
+            access_token,
+            expires_in: Some(stored.expires_in),
+            refresh_token: None,
+            scope: stored.scope,
+        };
+        if let Ok(token) = self.install(now, &restored, response) {
+            self.outputs.push_back(Output::TokenReady(token));
+        }
+    }
+
+    /// The current token and refresh token, to save (a disk cache). `None`
+    /// when there is neither.
+    pub fn snapshot(&self, now: Instant) -> Option<StoredToken> {
+        let token = self.current_token(now);
+        if token.is_none() && self.refresh_token.is_none() {
+            return None;
+        }
+        Some(StoredToken {
+            access_token: token.map(|t| t.value().clone()),
+            expires_in: token.map_or(Duration::ZERO, |t| t.remaining(now)),
+            refresh_token: self.refresh_token.clone(),
+            scope: token.and_then(|t| t.scope().map(str::to_owned)),
+        })
     }
 
     // ----- outputs -----
@@ -1012,6 +1087,38 @@ mod tests {
         let text = error.to_string();
         assert!(!text.contains("refresh-BBBB") && !text.contains("access-AAAA"), "{text}");
         assert!(text.contains("[redacted]"), "{text}");
+    }
+
+    #[test]
+    fn restore_and_snapshot_round_trip() {
+        let mut sim = Sim::new(builder());
+        let stored = StoredToken::new(
+            Some(AccessTokenValue::new("saved")),
+            SECS(1800),
+            Some(RefreshToken::new("r")),
+            Some("s".into()),
+        );
+        sim.lc.handle_restore(sim.now, stored);
+        let outputs = sim.outputs();
+        let [Output::TokenReady(token)] = &outputs[..] else { panic!("{outputs:?}") };
+        assert_eq!(token.value().expose_secret(), "saved");
+        assert_eq!(token.expires_at() - sim.now, SECS(1800));
+        assert_eq!(ready(sim.want()).generation(), token.generation());
+        assert!(sim.outputs().is_empty(), "no fetch: the restored token is used");
+        sim.at(600.0);
+        let snapshot = sim.lc.snapshot(sim.now).unwrap();
+        assert_eq!(snapshot.expires_in, SECS(1200));
+        assert_eq!(snapshot.refresh_token.unwrap().expose_secret(), "r");
+        assert_eq!(snapshot.scope.as_deref(), Some("s"));
+        // An expired saved token is not used; its refresh token is.
+        let mut sim = Sim::new(builder());
+        sim.lc.handle_restore(
+            sim.now,
+            StoredToken::new(Some(AccessTokenValue::new("old")), Duration::ZERO, Some(RefreshToken::new("r2")), None),
+        );
+        assert!(sim.outputs().is_empty());
+        assert!(matches!(sim.want(), Want::Wait));
+        assert_eq!(sim.take_fetch().grant, GrantKind::RefreshToken);
     }
 
     #[test]

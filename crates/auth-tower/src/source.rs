@@ -14,7 +14,8 @@ use arc_swap::{ArcSwapOption, Guard};
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::response::{normalize_retry_after, parse_revocation_response};
 use auth_core::{
-    AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
+    AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError,
+    Unauthorized, Want,
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -46,6 +47,8 @@ enum Command {
     Nudge,
     /// Revoke the current tokens (RFC 7009) and forget them.
     Revoke(oneshot::Sender<Result<Revoked, AuthError>>),
+    /// Report the tokens to save.
+    Snapshot(oneshot::Sender<Option<StoredToken>>),
 }
 
 /// What [`TokenSource::revoke`] revoked.
@@ -132,9 +135,17 @@ pub struct TokenSourceBuilder {
     fetcher: Fetcher,
     fetch_timeout: Duration,
     seed: Option<u64>,
+    restore: Option<StoredToken>,
 }
 
 impl TokenSourceBuilder {
+    /// Starts from a token saved earlier (see [`TokenSource::snapshot`]):
+    /// used at once if still valid, its refresh token kept.
+    pub fn restore(mut self, stored: StoredToken) -> Self {
+        self.restore = Some(stored);
+        self
+    }
+
     /// Timeout of one token request, connection included. Default 30 s.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = timeout;
@@ -159,8 +170,12 @@ impl TokenSourceBuilder {
             nudged: AtomicBool::new(false),
             counters: Counters::default(),
         });
+        let mut lifecycle = Lifecycle::new(Arc::clone(&config), seed);
+        if let Some(stored) = self.restore {
+            lifecycle.handle_restore(now(), stored);
+        }
         let worker = Worker {
-            lifecycle: Lifecycle::new(Arc::clone(&config), seed),
+            lifecycle,
             fetcher: self.fetcher,
             fetch_timeout: self.fetch_timeout,
             commands: receiver,
@@ -220,7 +235,7 @@ impl TokenSource {
             let transport = transport.clone();
             Box::pin(send(transport, request, limit))
         });
-        TokenSourceBuilder { config, fetcher, fetch_timeout: DEFAULT_FETCH_TIMEOUT, seed: None }
+        TokenSourceBuilder { config, fetcher, fetch_timeout: DEFAULT_FETCH_TIMEOUT, seed: None, restore: None }
     }
 
     /// The configuration.
@@ -285,6 +300,14 @@ impl TokenSource {
         let (reply, receiver) = oneshot::channel();
         self.shared.commands.send(Command::Revoke(reply)).map_err(|_| AuthError::Stopped)?;
         receiver.await.unwrap_or(Err(AuthError::Stopped))
+    }
+
+    /// The current access token (if usable) and refresh token, to save
+    /// and restore later with [`TokenSourceBuilder::restore`].
+    pub async fn snapshot(&self) -> Option<StoredToken> {
+        let (reply, receiver) = oneshot::channel();
+        self.shared.commands.send(Command::Snapshot(reply)).ok()?;
+        receiver.await.ok().flatten()
     }
 
     /// Counters since the source was created.
@@ -481,6 +504,9 @@ impl Worker {
                 let _ = self.lifecycle.handle_token_wanted(now());
             }
             Command::Revoke(reply) => self.revoke(reply),
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.lifecycle.snapshot(now()));
+            }
             Command::Unauthorized(generation, reply) => {
                 let outcome = self.lifecycle.handle_unauthorized(now(), generation);
                 if outcome == Unauthorized::Invalidated {

@@ -198,3 +198,27 @@ async fn dropping_every_handle_stops_all_background_work() {
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(endpoint.calls(), 1, "no request reached the token endpoint after the handles were dropped");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restored_token_is_used_without_a_fetch_and_snapshots_round_trip() {
+    use auth_core::secret::{AccessTokenValue, RefreshToken};
+    use auth_core::StoredToken;
+    let endpoint = ScriptedEndpoint::new(vec![], Scripted::token("fetched", 3600));
+    let stored = StoredToken::new(
+        Some(AccessTokenValue::new("saved")),
+        Duration::from_secs(600),
+        Some(RefreshToken::new("r")),
+        None,
+    );
+    let source = TokenSource::builder(config("https://auth.example.com/token"), endpoint.service())
+        .restore(stored)
+        .build()
+        .unwrap();
+    let api = echo_api(&source);
+    assert_eq!(call(&api).await, ("Bearer saved".to_owned(), Duration::ZERO));
+    assert_eq!(endpoint.calls(), 0);
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let snapshot = source.snapshot().await.unwrap();
+    assert_eq!(snapshot.expires_in, Duration::from_secs(500));
+    assert!(snapshot.refresh_token.is_some());
+}
