@@ -1,0 +1,636 @@
+//! `auth-testkit`: an embedded local OAuth 2.0 provider and protected API,
+//! bound to `127.0.0.1` on a free port, for tests, examples and the demo.
+//!
+//! - `POST /oauth/token`: the client credentials and refresh token grants,
+//!   with client authentication by HTTP Basic (RFC 6749 §2.3.1 encoded, or
+//!   raw), form body (`post`), JSON body, or none (public clients);
+//!   refresh tokens when the scope includes `offline_access`;
+//! - `POST /oauth/revoke`: RFC 7009 revocation;
+//! - `/api/...`: a protected API that wants a valid Bearer token (401 for a
+//!   missing, expired or revoked one) and, when configured, an API key in a
+//!   header or query parameter (403 when wrong);
+//! - `/legacy/...`: an API behind static HTTP Basic credentials;
+//! - fault switches: fail the next N token requests (500, 503, or 429 with
+//!   `Retry-After`), add latency to token requests, revoke every token.
+//!
+//! The server runs on a thread of its own (with its own small runtime), so
+//! it serves synchronous and async tests alike; it stops when the
+//! [`Provider`] is dropped.
+//!
+//! ```
+//! use auth_testkit::{Provider, ProviderConfig};
+//!
+//! let provider = Provider::start(ProviderConfig::new().client("app", "secret")).unwrap();
+//! assert!(provider.token_url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(provider.stats().token_requests, 0);
+//! ```
+
+#![deny(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use axum::Router;
+use base64::Engine as _;
+
+/// What the provider accepts and issues.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    clients: Vec<(String, Option<String>)>,
+    token_lifetime: Duration,
+    refresh_tokens: bool,
+    api_key: Option<(String, Option<String>, String)>,
+    basic_login: Option<(String, String)>,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProviderConfig {
+    /// No clients yet, 1-hour tokens, refresh tokens for `offline_access`,
+    /// no API key, no Basic login.
+    pub fn new() -> Self {
+        Self {
+            clients: Vec::new(),
+            token_lifetime: Duration::from_secs(3600),
+            refresh_tokens: true,
+            api_key: None,
+            basic_login: None,
+        }
+    }
+
+    /// Registers a confidential client.
+    pub fn client(mut self, id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.clients.push((id.into(), Some(secret.into())));
+        self
+    }
+
+    /// Registers a public client (no secret).
+    pub fn public_client(mut self, id: impl Into<String>) -> Self {
+        self.clients.push((id.into(), None));
+        self
+    }
+
+    /// The `expires_in` of issued access tokens.
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Whether to issue refresh tokens when the scope holds `offline_access`.
+    pub fn refresh_tokens(mut self, issue: bool) -> Self {
+        self.refresh_tokens = issue;
+        self
+    }
+
+    /// The API wants this key in the header `header` (and, if `query` is
+    /// given, accepts it in that query parameter instead).
+    pub fn api_key(mut self, header: impl Into<String>, query: Option<&str>, key: impl Into<String>) -> Self {
+        self.api_key = Some((header.into().to_ascii_lowercase(), query.map(str::to_owned), key.into()));
+        self
+    }
+
+    /// `/legacy/...` wants these HTTP Basic credentials.
+    pub fn basic_login(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic_login = Some((user.into(), password.into()));
+        self
+    }
+}
+
+/// A fault for the next token requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// `500` with an HTML error page.
+    ServerError,
+    /// `503` with an HTML error page.
+    Unavailable,
+    /// `429` with `Retry-After: <seconds>`.
+    TooManyRequests {
+        /// The `Retry-After` value, in seconds.
+        retry_after: u64,
+    },
+}
+
+/// One token endpoint request, as the provider understood it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRequest {
+    /// `grant_type`.
+    pub grant_type: String,
+    /// How the client authenticated: `basic`, `basic-raw`, `post`, `json`,
+    /// `none`, or `unknown`.
+    pub client_auth: String,
+    /// The client id, when one was found.
+    pub client_id: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `audience`.
+    pub audience: Option<String>,
+    /// Every `resource`.
+    pub resources: Vec<String>,
+    /// Every other parameter (the client secret excluded).
+    pub params: Vec<(String, String)>,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// Counters of what the provider served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProviderStats {
+    /// Requests to the token endpoint (faults included).
+    pub token_requests: u64,
+    /// Access tokens issued.
+    pub tokens_issued: u64,
+    /// Calls to the protected API.
+    pub api_calls: u64,
+    /// API calls answered 401.
+    pub api_unauthorized: u64,
+    /// Revocation requests.
+    pub revocations: u64,
+}
+
+#[derive(Debug)]
+struct Issued {
+    client_id: String,
+    scope: Option<String>,
+    expires_at: Option<Instant>,
+    refresh: bool,
+    revoked: bool,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    remaining: u32,
+    fault: Option<Fault>,
+    latency: Duration,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ProviderConfig,
+    tokens: HashMap<String, Issued>,
+    faults: Faults,
+    requests: Vec<TokenRequest>,
+    stats: ProviderStats,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
+    // A panic in a handler cannot leave the maps half-updated in a way that
+    // matters to a test provider: keep serving.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A running provider. Dropping it stops the server.
+pub struct Provider {
+    url: String,
+    shared: Shared,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// Starts the provider on `127.0.0.1` on a free port.
+    pub fn start(config: ProviderConfig) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shared: Shared = Arc::new(Mutex::new(Inner {
+            config,
+            tokens: HashMap::new(),
+            faults: Faults::default(),
+            requests: Vec::new(),
+            stats: ProviderStats::default(),
+        }));
+        let app = Router::new().fallback(route).with_state(Arc::clone(&shared));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name("auth-testkit".to_owned()).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+        Ok(Self { url, shared, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// The token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.url)
+    }
+    /// The RFC 7009 revocation endpoint.
+    pub fn revocation_url(&self) -> String {
+        format!("{}/oauth/revoke", self.url)
+    }
+    /// A URL of the protected API (`path` without the `/api` prefix).
+    pub fn api_url(&self, path: &str) -> String {
+        format!("{}/api/{}", self.url, path.trim_start_matches('/'))
+    }
+    /// A URL of the Basic-protected legacy API.
+    pub fn legacy_url(&self, path: &str) -> String {
+        format!("{}/legacy/{}", self.url, path.trim_start_matches('/'))
+    }
+
+    /// Answers the next `count` token requests with `fault`.
+    pub fn fail_next_token_requests(&self, count: u32, fault: Fault) {
+        let mut inner = lock(&self.shared);
+        inner.faults.remaining = count;
+        inner.faults.fault = Some(fault);
+    }
+
+    /// Delays every token response by `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.shared).faults.latency = latency;
+    }
+
+    /// Revokes every token issued so far (the API answers 401 to them).
+    pub fn revoke_all(&self) {
+        for issued in lock(&self.shared).tokens.values_mut() {
+            issued.revoked = true;
+        }
+    }
+
+    /// Changes the lifetime of tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        lock(&self.shared).config.token_lifetime = lifetime;
+    }
+
+    /// Every token request so far.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        lock(&self.shared).requests.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ProviderStats {
+        lock(&self.shared).stats
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn route(State(shared): State<Shared>, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, 1024 * 1024).await else {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    };
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    match (parts.method.clone(), path.as_str()) {
+        (Method::POST, "/oauth/token") => {
+            let latency = lock(&shared).faults.latency;
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            token(&shared, &parts.headers, &body)
+        }
+        (Method::POST, "/oauth/revoke") => revoke(&shared, &parts.headers, &body),
+        (_, p) if p.starts_with("/api/") => api(&shared, &parts.method, p, &query, &parts.headers, body.len()),
+        (_, p) if p.starts_with("/legacy/") => legacy(&shared, &parts.headers),
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
+    json(status, serde_json::json!({ "error": code, "error_description": description }))
+}
+
+/// The request's parameters, from a form or JSON body.
+fn params(headers: &HeaderMap, body: &[u8]) -> (Vec<(String, String)>, bool) {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        let mut out = Vec::new();
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
+            for (key, value) in map {
+                match value {
+                    serde_json::Value::String(s) => out.push((key, s)),
+                    serde_json::Value::Array(items) => {
+                        out.extend(items.into_iter().filter_map(|i| i.as_str().map(|s| (key.clone(), s.to_owned()))))
+                    }
+                    other => out.push((key, other.to_string())),
+                }
+            }
+        }
+        (out, true)
+    } else {
+        (form_urlencoded::parse(body).into_owned().collect(), false)
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Authenticates the client: `(method, client id)` or an error response.
+fn authenticate(
+    inner: &Inner,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+    is_json: bool,
+) -> Result<(String, String), (String, Response<Body>)> {
+    let known = |id: &str, secret: Option<&str>| {
+        inner.config.clients.iter().any(|(cid, csecret)| cid == id && csecret.as_deref() == secret)
+    };
+    let refuse = |method: &str| {
+        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
+        if method.starts_with("basic") {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"token\""));
+        }
+        Err((method.to_owned(), response))
+    };
+    if let Some(basic) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
+    {
+        let Some(decoded) =
+            base64::engine::general_purpose::STANDARD.decode(basic).ok().and_then(|b| String::from_utf8(b).ok())
+        else {
+            return refuse("basic");
+        };
+        let Some((id, secret)) = decoded.split_once(':') else {
+            return refuse("basic");
+        };
+        let unescape = |s: &str| {
+            form_urlencoded::parse(format!("v={}", s.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
+        let (Some(id_decoded), Some(secret_decoded)) = (unescape(id), unescape(secret)) else {
+            return refuse("basic");
+        };
+        // RFC 6749 §2.3.1 leaves only unreserved characters and escapes; any
+        // other byte means the client sent the values raw (RFC 2617 style).
+        let encoded = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b));
+        if encoded(id) && encoded(secret) && known(&id_decoded, Some(&secret_decoded)) {
+            return Ok(("basic".to_owned(), id_decoded));
+        }
+        if known(id, Some(secret)) {
+            return Ok(("basic-raw".to_owned(), id.to_owned()));
+        }
+        return refuse("basic");
+    }
+    let method = if is_json { "json" } else { "post" };
+    match (param(params, "client_id"), param(params, "client_secret")) {
+        (Some(id), Some(secret)) if known(id, Some(secret)) => Ok((method.to_owned(), id.to_owned())),
+        (Some(id), None) if known(id, None) => Ok(("none".to_owned(), id.to_owned())),
+        (Some(_), Some(_)) => refuse(method),
+        _ => refuse("unknown"),
+    }
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut rng = fastrand::Rng::new();
+    let body: String = std::iter::repeat_with(|| rng.alphanumeric()).take(32).collect();
+    format!("{prefix}{body}")
+}
+
+fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    let mut inner = lock(shared);
+    inner.stats.token_requests += 1;
+    let (params, is_json) = params(headers, body);
+    let mut record = TokenRequest {
+        grant_type: param(&params, "grant_type").unwrap_or("").to_owned(),
+        client_auth: "unknown".to_owned(),
+        client_id: param(&params, "client_id").map(str::to_owned),
+        scope: param(&params, "scope").map(str::to_owned),
+        audience: param(&params, "audience").map(str::to_owned),
+        resources: params.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.clone()).collect(),
+        params: params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "client_secret" | "refresh_token"))
+            .cloned()
+            .collect(),
+        status: 200,
+    };
+    let response = if inner.faults.remaining > 0 {
+        inner.faults.remaining -= 1;
+        match inner.faults.fault {
+            Some(Fault::TooManyRequests { retry_after }) => {
+                let mut response = oauth_error(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", "slow down");
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
+            Some(Fault::Unavailable) => html(StatusCode::SERVICE_UNAVAILABLE, "503 Service Unavailable"),
+            _ => html(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error"),
+        }
+    } else {
+        match authenticate(&inner, headers, &params, is_json) {
+            Err((method, response)) => {
+                record.client_auth = method;
+                response
+            }
+            Ok((method, client_id)) => {
+                record.client_auth = method;
+                record.client_id = Some(client_id.clone());
+                issue(&mut inner, &client_id, &params)
+            }
+        }
+    };
+    record.status = response.status().as_u16();
+    inner.requests.push(record);
+    response
+}
+
+fn html(status: StatusCode, title: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!(
+        "<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+}
+
+fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Response<Body> {
+    let lifetime = inner.config.token_lifetime;
+    let mut scope = param(params, "scope").map(str::to_owned);
+    let mut refresh = None;
+    match param(params, "grant_type") {
+        Some("client_credentials") => {
+            let offline = scope.as_deref().is_some_and(|s| s.split(' ').any(|w| w == "offline_access"));
+            if offline && inner.config.refresh_tokens {
+                let value = random_token("rt_");
+                inner.tokens.insert(
+                    value.clone(),
+                    Issued {
+                        client_id: client_id.to_owned(),
+                        scope: scope.clone(),
+                        expires_at: None,
+                        refresh: true,
+                        revoked: false,
+                    },
+                );
+                refresh = Some(value);
+            }
+        }
+        Some("refresh_token") => {
+            let presented = param(params, "refresh_token").unwrap_or("");
+            match inner.tokens.get(presented) {
+                Some(issued) if issued.refresh && !issued.revoked && issued.client_id == client_id => {
+                    scope = issued.scope.clone()
+                }
+                _ => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "The refresh token is invalid, expired or revoked",
+                    )
+                }
+            }
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Only client_credentials and refresh_token",
+            )
+        }
+    }
+    let access = random_token("at_");
+    inner.tokens.insert(
+        access.clone(),
+        Issued {
+            client_id: client_id.to_owned(),
+            scope: scope.clone(),
+            expires_at: Some(Instant::now() + lifetime),
+            refresh: false,
+            revoked: false,
+        },
+    );
+    inner.stats.tokens_issued += 1;
+    let mut body =
+        serde_json::json!({ "access_token": access, "token_type": "Bearer", "expires_in": lifetime.as_secs() });
+    if let Some(scope) = scope {
+        body["scope"] = serde_json::Value::String(scope);
+    }
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = serde_json::Value::String(refresh);
+    }
+    json(StatusCode::OK, body)
+}
+
+fn revoke(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    let mut inner = lock(shared);
+    inner.stats.revocations += 1;
+    let (params, is_json) = params(headers, body);
+    if let Err((_, response)) = authenticate(&inner, headers, &params, is_json) {
+        return response;
+    }
+    if let Some(issued) = param(&params, "token").and_then(|t| inner.tokens.get_mut(t)) {
+        issued.revoked = true;
+    }
+    // RFC 7009 §2.2: unknown tokens are not an error.
+    text(StatusCode::OK, "")
+}
+
+fn api(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body_len: usize,
+) -> Response<Body> {
+    let mut inner = lock(shared);
+    inner.stats.api_calls += 1;
+    if let Some((header_name, query_name, key)) = &inner.config.api_key {
+        let in_header = headers.get(header_name.as_str()).and_then(|v| v.to_str().ok()) == Some(key.as_str());
+        let in_query = query_name
+            .as_deref()
+            .is_some_and(|name| form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == name && v == key.as_str()));
+        if !in_header && !in_query {
+            return oauth_error(StatusCode::FORBIDDEN, "invalid_api_key", "A valid API key is required");
+        }
+    }
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let valid = bearer
+        .and_then(|token| inner.tokens.get(token))
+        .filter(|issued| !issued.refresh && !issued.revoked && issued.expires_at.is_some_and(|at| Instant::now() < at));
+    match valid {
+        Some(issued) => {
+            let body = serde_json::json!({
+                "ok": true,
+                "method": method.as_str(),
+                "path": path,
+                "client_id": issued.client_id,
+                "scope": issued.scope,
+                "body_bytes": body_len,
+            });
+            json(StatusCode::OK, body)
+        }
+        None => {
+            inner.stats.api_unauthorized += 1;
+            let mut response = oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The access token is missing, expired or revoked",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            response
+        }
+    }
+}
+
+fn legacy(shared: &Shared, headers: &HeaderMap) -> Response<Body> {
+    let inner = lock(shared);
+    let Some((user, password)) = &inner.config.basic_login else {
+        return text(StatusCode::NOT_FOUND, "no legacy API configured");
+    };
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str()) {
+        json(StatusCode::OK, serde_json::json!({ "ok": true, "user": user }))
+    } else {
+        let mut response = text(StatusCode::UNAUTHORIZED, "Basic credentials required");
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"legacy\""));
+        response
+    }
+}
