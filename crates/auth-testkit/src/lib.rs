@@ -369,23 +369,26 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// Authenticates the client: `(method, client id)` or an error response.
+/// The `invalid_client` answer for a client that tried `method`.
+fn refusal(method: &str) -> Response<Body> {
+    let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
+    if method.starts_with("basic") {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"token\""));
+    }
+    response
+}
+
+/// Authenticates the client: `(method, client id)`, or the method it tried.
 fn authenticate(
     inner: &Inner,
     headers: &HeaderMap,
     params: &[(String, String)],
     is_json: bool,
-) -> Result<(String, String), (String, Response<Body>)> {
+) -> Result<(String, String), String> {
     let known = |id: &str, secret: Option<&str>| {
         inner.config.clients.iter().any(|(cid, csecret)| cid == id && csecret.as_deref() == secret)
     };
-    let refuse = |method: &str| {
-        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
-        if method.starts_with("basic") {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"token\""));
-        }
-        Err((method.to_owned(), response))
-    };
+    let refuse = |method: &str| Err(method.to_owned());
     if let Some(basic) =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "))
     {
@@ -462,7 +465,8 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
         }
     } else {
         match authenticate(&inner, headers, &params, is_json) {
-            Err((method, response)) => {
+            Err(method) => {
+                let response = refusal(&method);
                 record.client_auth = method;
                 response
             }
@@ -559,8 +563,8 @@ fn revoke(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     let mut inner = lock(shared);
     inner.stats.revocations += 1;
     let (params, is_json) = params(headers, body);
-    if let Err((_, response)) = authenticate(&inner, headers, &params, is_json) {
-        return response;
+    if let Err(method) = authenticate(&inner, headers, &params, is_json) {
+        return refusal(&method);
     }
     if let Some(issued) = param(&params, "token").and_then(|t| inner.tokens.get_mut(t)) {
         issued.revoked = true;
