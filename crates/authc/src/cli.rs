@@ -1,0 +1,144 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// authc: get a token, call an API with the right credentials, revoke a
+/// token, or see the library work against its embedded provider.
+#[derive(Debug, Parser)]
+#[command(name = "authc", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+SECRETS are never taken from the command line (it shows in the process list):
+  client secret   AUTHC_CLIENT_SECRET or --client-secret-file
+  API key         AUTHC_API_KEY or --api-key-file
+  Basic password  AUTHC_BASIC_PASSWORD
+
+EXIT CODES:
+  0  success
+  2  usage or configuration error
+  3  the provider refused (RFC 6749 error: code and description printed)
+  4  network or protocol failure
+  5  the API answered an error status";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an access token (alone on stdout, for `$(authc token)`).
+    Token {
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// Print {"access_token","token_type","expires_in","scope"} instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a request with the credentials; print the response body.
+    Request {
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// The HTTP method (default GET, or POST with a body).
+        #[arg(short = 'X', long = "request", value_name = "METHOD")]
+        method: Option<String>,
+        /// A header, as 'Name: value'. Repeatable.
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// The request body.
+        #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Read the request body from a file.
+        #[arg(long, value_name = "FILE")]
+        data_file: Option<PathBuf>,
+        /// The URL.
+        url: String,
+    },
+    /// Revoke the cached token (RFC 7009) and remove it from the cache.
+    Revoke {
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// The revocation endpoint.
+        #[arg(long, env = "AUTHC_REVOCATION_URL", value_name = "URL")]
+        revocation_url: Option<String>,
+        /// With --token: what kind of token it is.
+        #[arg(long, value_enum, value_name = "HINT")]
+        token_type_hint: Option<TokenTypeHint>,
+        /// Revoke this token instead of the cached one; `-` reads it from stdin.
+        #[arg(long, value_name = "-")]
+        token: Option<String>,
+    },
+    /// Start the embedded provider and show the library at work.
+    Demo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenTypeHint {
+    #[value(name = "access_token")]
+    AccessToken,
+    #[value(name = "refresh_token")]
+    RefreshToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMethod {
+    Basic,
+    BasicRaw,
+    Post,
+    Json,
+    None,
+}
+
+/// How to authenticate: flags, environment, or a profile.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// A named profile of the config file.
+    #[arg(long, env = "AUTHC_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The config file (default: the user's config directory, authc/config.toml).
+    #[arg(long, env = "AUTHC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The OAuth 2.0 token endpoint.
+    #[arg(long, env = "AUTHC_TOKEN_URL", value_name = "URL")]
+    pub token_url: Option<String>,
+    /// The client id.
+    #[arg(long, env = "AUTHC_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Read the client secret from a file (or set AUTHC_CLIENT_SECRET).
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// How the client authenticates at the token endpoint [default: basic].
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub auth_method: Option<AuthMethod>,
+    /// A scope to request. Repeatable.
+    #[arg(long, value_name = "SCOPE")]
+    pub scope: Vec<String>,
+    /// The `audience` parameter.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
+    /// An RFC 8707 `resource`. Repeatable.
+    #[arg(long, value_name = "URI")]
+    pub resource: Vec<String>,
+    /// An extra token request parameter. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub param: Vec<String>,
+    /// Send an API key in this header (key from AUTHC_API_KEY or --api-key-file).
+    #[arg(long, value_name = "NAME")]
+    pub api_key_header: Option<String>,
+    /// Read the API key from a file.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Send the API key in this query parameter.
+    #[arg(long, value_name = "NAME")]
+    pub api_key_query: Option<String>,
+    /// Legacy HTTP Basic credentials: the user (password from AUTHC_BASIC_PASSWORD).
+    #[arg(long, value_name = "USER")]
+    pub basic_user: Option<String>,
+    /// Allow plain http to hosts that are not loopback (test environments only).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Neither read nor write the token cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}

@@ -1,0 +1,248 @@
+//! `authc token`, `authc request`, `authc revoke`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use auth_core::request::{revocation_request, Revocable};
+use auth_core::response::parse_revocation_response;
+use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
+use auth_core::SourceConfig;
+use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
+use auth_tower::TokenSource;
+use zeroize::Zeroizing;
+
+use crate::cache::DiskCache;
+use crate::cli::{AuthArgs, TokenTypeHint};
+use crate::failure::Failure;
+use crate::settings::Settings;
+
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A token source restored from (and saved back to) the disk cache.
+struct CachedSource {
+    source: TokenSource,
+    cache: Option<DiskCache>,
+}
+
+impl CachedSource {
+    fn open(settings: &Settings, config: SourceConfig) -> Result<Self, Failure> {
+        let cache = if settings.no_cache { None } else { DiskCache::locate() };
+        let transport =
+            ReqwestTransport::new().map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+        let stored = cache.as_ref().and_then(|cache| cache.load(config.cache_key()));
+        let mut builder = TokenSource::builder(config, transport);
+        if let Some(stored) = stored {
+            builder = builder.restore(stored);
+        }
+        Ok(Self { source: builder.build()?, cache })
+    }
+
+    /// Writes the current tokens back, so the next run reuses them.
+    async fn save(&self) {
+        let Some(cache) = &self.cache else { return };
+        if let Some(snapshot) = self.source.snapshot().await {
+            if let Err(e) = cache.save(self.source.config().cache_key(), &snapshot) {
+                tracing::warn!(target: "authc", "could not write the token cache: {e}");
+            }
+        }
+    }
+}
+
+fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failure> {
+    settings.source_config()?.ok_or_else(|| {
+        Failure::usage(format!(
+            "`authc {command}` needs --token-url and --client-id (or AUTHC_TOKEN_URL, AUTHC_CLIENT_ID, or a --profile)"
+        ))
+    })
+}
+
+pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
+    let settings = Settings::resolve(auth, None)?;
+    let config = needs_oauth(&settings, "token")?;
+    let session = CachedSource::open(&settings, config)?;
+    let token = session.source.token().await?;
+    session.save().await;
+    let now = tokio::time::Instant::now().into_std();
+    let line = if json {
+        Zeroizing::new(
+            serde_json::json!({
+                "access_token": token.value().expose_secret(),
+                "token_type": "Bearer",
+                "expires_in": token.remaining(now).as_secs(),
+                "scope": token.scope(),
+            })
+            .to_string(),
+        )
+    } else {
+        Zeroizing::new(token.value().expose_secret().to_owned())
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", line.as_str()).map_err(|e| Failure::network(format!("cannot write to stdout: {e}")))
+}
+
+pub struct RequestSpec {
+    pub method: Option<String>,
+    pub headers: Vec<String>,
+    pub data: Option<String>,
+    pub data_file: Option<PathBuf>,
+    pub url: String,
+}
+
+pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> {
+    let settings = Settings::resolve(auth, None)?;
+    let url = reqwest::Url::parse(&spec.url)
+        .map_err(|e| Failure::usage(format!("`{}` is not a valid URL: {e}", spec.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
+    }
+    let origin = url.origin().ascii_serialization();
+    let session = settings.source_config()?.map(|config| CachedSource::open(&settings, config)).transpose()?;
+    let credentials = settings.credentials(session.is_some(), &origin)?;
+    let middleware = match &session {
+        Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
+        None => AuthMiddleware::without_source(credentials)?,
+    };
+    let http = reqwest::Client::builder()
+        .redirect(same_origin_redirects())
+        .timeout(API_TIMEOUT)
+        .build()
+        .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+    let client = reqwest_middleware::ClientBuilder::new(http).with(middleware).build();
+
+    let body = match (&spec.data, &spec.data_file) {
+        (Some(data), _) => Some(data.clone().into_bytes()),
+        (None, Some(file)) => {
+            Some(std::fs::read(file).map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?)
+        }
+        (None, None) => None,
+    };
+    let method = match &spec.method {
+        Some(method) => reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| Failure::usage(format!("`{method}` is not an HTTP method")))?,
+        None if body.is_some() => reqwest::Method::POST,
+        None => reqwest::Method::GET,
+    };
+    let mut builder = client.request(method, url);
+    for header in &spec.headers {
+        let (name, value) =
+            header.split_once(':').ok_or_else(|| Failure::usage(format!("header `{header}` is not 'Name: value'")))?;
+        let name = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| Failure::usage(format!("`{}` is not a valid header name", name.trim())))?;
+        let value = reqwest::header::HeaderValue::from_str(value.trim())
+            .map_err(|_| Failure::usage(format!("the value of header `{name}` is not valid")))?;
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Failure::network(format!("reading the API response failed: {}", e.without_url())))?;
+    if let Some(session) = &session {
+        session.save().await;
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::network(format!("cannot write to stdout: {e}")))?;
+    if status.is_success() || status.is_redirection() {
+        Ok(())
+    } else {
+        Err(Failure::api(format!("the API answered {status}")))
+    }
+}
+
+pub async fn revoke(
+    auth: &AuthArgs,
+    revocation_url: Option<String>,
+    hint: Option<TokenTypeHint>,
+    token: Option<String>,
+) -> Result<(), Failure> {
+    let settings = Settings::resolve(auth, revocation_url)?;
+    let config = needs_oauth(&settings, "revoke")?;
+    if config.revocation_url().is_none() {
+        return Err(Failure::usage(
+            "`authc revoke` needs --revocation-url (or AUTHC_REVOCATION_URL, or revocation_url in the profile)",
+        ));
+    }
+    let cache = if settings.no_cache { None } else { DiskCache::locate() };
+    match token {
+        Some(dash) if dash == "-" => {
+            let mut value = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_to_string(&mut value)
+                .map_err(|e| Failure::usage(format!("cannot read the token from stdin: {e}")))?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(Failure::usage("no token on stdin"));
+            }
+            revoke_one(&config, value, hint.unwrap_or(TokenTypeHint::AccessToken)).await?;
+            if let Some(cache) = &cache {
+                let cached = cache.load(config.cache_key());
+                let holds = cached.is_some_and(|c| {
+                    c.access_token.as_ref().is_some_and(|t| t.expose_secret() == value)
+                        || c.refresh_token.as_ref().is_some_and(|t| t.expose_secret() == value)
+                });
+                if holds {
+                    cache.remove(config.cache_key());
+                }
+            }
+            eprintln!("authc: token revoked");
+            Ok(())
+        }
+        Some(_) => Err(Failure::usage(
+            "pass the token on stdin with `--token -` (a command-line value would show in the process list)",
+        )),
+        None => {
+            let Some(cache) = cache else {
+                return Err(Failure::usage(
+                    "nothing to revoke: the cache is off (--no-cache); pass a token with `--token -`",
+                ));
+            };
+            if cache.load(config.cache_key()).is_none() {
+                eprintln!("authc: no cached token for this configuration; nothing to revoke");
+                return Ok(());
+            }
+            let session = CachedSource::open(&settings, config)?;
+            let revoked = session.source.revoke().await;
+            cache.remove(session.source.config().cache_key());
+            let revoked = revoked?;
+            let what = match (revoked.access_token, revoked.refresh_token) {
+                (true, true) => "access and refresh tokens",
+                (false, true) => "refresh token",
+                _ => "access token",
+            };
+            eprintln!("authc: {what} revoked and removed from the cache");
+            Ok(())
+        }
+    }
+}
+
+async fn revoke_one(config: &SourceConfig, value: &str, hint: TokenTypeHint) -> Result<(), Failure> {
+    let request = match hint {
+        TokenTypeHint::AccessToken => {
+            revocation_request(config, Revocable::AccessToken(&AccessTokenValue::new(value)))?
+        }
+        TokenTypeHint::RefreshToken => revocation_request(config, Revocable::RefreshToken(&RefreshToken::new(value)))?,
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+    let request = reqwest::Request::try_from(request)
+        .map_err(|e| Failure::usage(format!("invalid revocation request: {}", e.without_url())))?;
+    let network = |e: reqwest::Error| {
+        Failure::network(format!("the revocation endpoint is unreachable: {}; check --revocation-url", e.without_url()))
+    };
+    let response = client.execute(request).await.map_err(network)?;
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = response.bytes().await.map_err(network)?;
+    parse_revocation_response(config, status, &headers, &body)
+        .map_err(|e| Failure::from(auth_tower::AuthError::Token(e)))
+}

@@ -1,0 +1,83 @@
+//! One clear line per failure, and the exit code that goes with it.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use auth_core::TokenError;
+use auth_tower::AuthError;
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 2: usage or configuration error.
+    Usage = 2,
+    /// 3: the provider refused (an RFC 6749 error).
+    Refused = 3,
+    /// 4: network or protocol failure.
+    Network = 4,
+    /// 5: the API answered an error status.
+    Api = 5,
+}
+
+/// A failure: what went wrong and what to check, in one line, never with a
+/// secret in it.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self { code: Code::Usage, message: message.into() }
+    }
+    pub fn network(message: impl Into<String>) -> Self {
+        Self { code: Code::Network, message: message.into() }
+    }
+    pub fn api(message: impl Into<String>) -> Self {
+        Self { code: Code::Api, message: message.into() }
+    }
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code as u8)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line: provider text was sanitised by the library, but be sure.
+        let line: String = self.message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        f.write_str(&line)
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(error: AuthError) -> Self {
+        let code = match &error {
+            AuthError::Token(TokenError::Provider(_)) => Code::Refused,
+            AuthError::Token(_) | AuthError::Stopped => Code::Network,
+            _ => Code::Usage,
+        };
+        Self { code, message: error.to_string() }
+    }
+}
+
+impl From<auth_core::ConfigError> for Failure {
+    fn from(error: auth_core::ConfigError) -> Self {
+        Self::usage(format!("invalid configuration: {error}"))
+    }
+}
+
+impl From<reqwest_middleware::Error> for Failure {
+    fn from(error: reqwest_middleware::Error) -> Self {
+        match error {
+            reqwest_middleware::Error::Middleware(inner) => match inner.downcast::<AuthError>() {
+                Ok(auth) => auth.into(),
+                Err(other) => Self::network(format!("the request failed: {other}")),
+            },
+            reqwest_middleware::Error::Reqwest(e) => Self::network(format!(
+                "the API request failed: {}; check the URL and the network path",
+                e.without_url()
+            )),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `authc`: the library's main job for a person or a shell script.
+//!
+//! ```text
+//! authc token   [AUTH] [--json] [--no-cache]
+//! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA | --data-file F] URL
+//! authc revoke  [AUTH] [--revocation-url URL] [--token-type-hint access_token|refresh_token]
+//! authc demo
+//! ```
+//!
+//! Exit codes: 0 success, 2 usage or configuration error, 3 the provider
+//! refused, 4 network or protocol failure, 5 the API answered an error.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cache;
+mod cli;
+mod commands;
+mod demo;
+mod failure;
+mod settings;
+
+use cli::{Cli, Command};
+use failure::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("authc: cannot start the async runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("authc: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Token { auth, json } => commands::token(&auth, json).await,
+        Command::Request { auth, method, headers, data, data_file, url } => {
+            commands::request(&auth, commands::RequestSpec { method, headers, data, data_file, url }).await
+        }
+        Command::Revoke { auth, revocation_url, token_type_hint, token } => {
+            commands::revoke(&auth, revocation_url, token_type_hint, token).await
+        }
+        Command::Demo => demo::run().await,
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (`trace`, `auth_tower=debug`,
+/// ...); nothing is logged without it. No secret is ever in a log field.
+fn init_logging() {
+    let Ok(spec) = std::env::var("RUST_LOG") else { return };
+    let filter: tracing_subscriber::filter::Targets = match spec.parse() {
+        Ok(filter) => filter,
+        Err(_) => {
+            eprintln!(
+                "authc: RUST_LOG `{spec}` is not understood (use e.g. `debug` or `auth_tower=trace`); logging off"
+            );
+            return;
+        }
+    };
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
+        .with(filter)
+        .try_init();
+}
