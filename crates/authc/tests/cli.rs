@@ -1,0 +1,453 @@
+//! End-to-end: the built `authc` binary against the embedded provider.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use auth_testkit::{Provider, ProviderConfig};
+
+const SECRET: &str = "cli-secret-Zx9";
+const API_KEY: &str = "cli-api-key-Q7";
+const BASIC_PASSWORD: &str = "legacy-pw-K3";
+
+struct Env {
+    dir: tempfile::TempDir,
+    provider: Provider,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Env {
+    fn new() -> Self {
+        let provider = Provider::start(
+            ProviderConfig::new()
+                .client("cli-client", SECRET)
+                .client("odd client", "p@ss word+/")
+                .public_client("public-cli")
+                .api_key("X-API-Key", Some("api_key"), API_KEY)
+                .basic_login("legacy-user", BASIC_PASSWORD),
+        )
+        .unwrap();
+        Self { dir: tempfile::tempdir().unwrap(), provider }
+    }
+
+    fn cache_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_authc"));
+        command
+            .args(args)
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
+            .env("AUTHC_CACHE_DIR", self.cache_dir())
+            .envs(envs.iter().copied());
+        command
+    }
+
+    fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        self.run_with_stdin(args, envs, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut child = self
+            .command(args, envs)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+
+    /// The usual OAuth flags plus the client secret in the environment.
+    fn oauth(&self, args: &[&str]) -> Run {
+        let token_url = self.provider.token_url();
+        let mut all = vec![args[0], "--token-url", &token_url, "--client-id", "cli-client"];
+        all.extend_from_slice(&args[1..]);
+        self.run(&all, &[("AUTHC_CLIENT_SECRET", SECRET)])
+    }
+}
+
+#[test]
+fn token_with_each_client_authentication_method() {
+    let env = Env::new();
+    let token_url = env.provider.token_url();
+    for (method, client, secret, recorded) in [
+        ("basic", "odd client", Some("p@ss word+/"), "basic"),
+        ("basic-raw", "odd client", Some("p@ss word+/"), "basic-raw"),
+        ("post", "cli-client", Some(SECRET), "post"),
+        ("json", "cli-client", Some(SECRET), "json"),
+        ("none", "public-cli", None, "none"),
+    ] {
+        let envs: Vec<(&str, &str)> = secret.map(|s| ("AUTHC_CLIENT_SECRET", s)).into_iter().collect();
+        let run = env.run(
+            &["token", "--no-cache", "--token-url", &token_url, "--client-id", client, "--auth-method", method],
+            &envs,
+        );
+        assert_eq!(run.code, 0, "{method}: {}", run.stderr);
+        assert!(
+            run.stdout.starts_with("at_") && run.stdout.ends_with('\n') && run.stdout.lines().count() == 1,
+            "{method}: {:?}",
+            run.stdout
+        );
+        assert_eq!(env.provider.token_requests().last().unwrap().client_auth, recorded);
+    }
+}
+
+#[test]
+fn scope_audience_resource_and_parameters_reach_the_provider() {
+    let env = Env::new();
+    let run = env.oauth(&[
+        "token",
+        "--no-cache",
+        "--scope",
+        "read",
+        "--scope",
+        "write",
+        "--audience",
+        "https://api.example/",
+        "--resource",
+        "https://r1.example",
+        "--resource",
+        "https://r2.example",
+        "--param",
+        "tenant=acme",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let request = env.provider.token_requests().pop().unwrap();
+    assert_eq!(request.scope.as_deref(), Some("read write"));
+    assert_eq!(request.audience.as_deref(), Some("https://api.example/"));
+    assert_eq!(request.resources, ["https://r1.example", "https://r2.example"]);
+    assert!(request.params.contains(&("tenant".to_owned(), "acme".to_owned())));
+}
+
+#[test]
+fn token_json_output() {
+    let env = Env::new();
+    let run = env.oauth(&["token", "--json", "--scope", "read"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let value: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(value["access_token"].as_str().unwrap().starts_with("at_"));
+    assert_eq!(value["token_type"], "Bearer");
+    assert_eq!(value["scope"], "read");
+    let expires_in = value["expires_in"].as_u64().unwrap();
+    assert!((3590..=3600).contains(&expires_in), "{expires_in}");
+}
+
+#[test]
+fn the_disk_cache_spares_the_token_endpoint() {
+    let env = Env::new();
+    let first = env.oauth(&["token"]);
+    let second = env.oauth(&["token"]);
+    assert_eq!((first.code, second.code), (0, 0), "{} {}", first.stderr, second.stderr);
+    assert_eq!(first.stdout, second.stdout, "the second run reuses the cached token");
+    assert_eq!(env.provider.stats().token_requests, 1);
+    let files: Vec<_> = std::fs::read_dir(env.cache_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(!text.contains(SECRET), "the client secret is never cached");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // --no-cache bypasses it.
+    assert_eq!(env.oauth(&["token", "--no-cache"]).code, 0);
+    assert_eq!(env.provider.stats().token_requests, 2);
+    // A corrupt file is ignored and replaced.
+    std::fs::write(&files[0], "{ not json").unwrap();
+    let third = env.oauth(&["token"]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(env.provider.stats().token_requests, 3);
+    assert!(std::fs::read_to_string(&files[0]).unwrap().contains(third.stdout.trim()));
+    assert_eq!(env.oauth(&["token"]).stdout, third.stdout);
+    assert_eq!(env.provider.stats().token_requests, 3);
+}
+
+#[test]
+fn request_with_bearer_and_api_key_header_query_and_basic() {
+    let env = Env::new();
+    let url = env.provider.api_url("orders");
+    let header = env.run(
+        &[
+            "request",
+            "--token-url",
+            &env.provider.token_url(),
+            "--client-id",
+            "cli-client",
+            "--api-key-header",
+            "X-API-Key",
+            &url,
+        ],
+        &[("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_API_KEY", API_KEY)],
+    );
+    assert_eq!(header.code, 0, "{}", header.stderr);
+    let body: serde_json::Value = serde_json::from_str(&header.stdout).unwrap();
+    assert_eq!(
+        (body["ok"].as_bool(), body["client_id"].as_str(), body["method"].as_str()),
+        (Some(true), Some("cli-client"), Some("GET"))
+    );
+
+    let query = env.run(
+        &[
+            "request",
+            "--token-url",
+            &env.provider.token_url(),
+            "--client-id",
+            "cli-client",
+            "--api-key-query",
+            "api_key",
+            "-X",
+            "PUT",
+            "-d",
+            "{}",
+            &url,
+        ],
+        &[("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_API_KEY", API_KEY)],
+    );
+    assert_eq!(query.code, 0, "{}", query.stderr);
+    assert!(query.stdout.contains(r#""method":"PUT""#), "{}", query.stdout);
+
+    let basic = env.run(
+        &["request", "--basic-user", "legacy-user", &env.provider.legacy_url("accounts")],
+        &[("AUTHC_BASIC_PASSWORD", BASIC_PASSWORD)],
+    );
+    assert_eq!(basic.code, 0, "{}", basic.stderr);
+    assert!(basic.stdout.contains("legacy-user"));
+}
+
+#[test]
+fn a_revoked_cached_token_is_renewed_and_the_request_replayed() {
+    let env = Env::new();
+    assert_eq!(env.oauth(&["token"]).code, 0);
+    env.provider.revoke_all();
+    let url = env.provider.api_url("orders");
+    let run = env.run(
+        &[
+            "request",
+            "--token-url",
+            &env.provider.token_url(),
+            "--client-id",
+            "cli-client",
+            "--api-key-header",
+            "X-API-Key",
+            &url,
+        ],
+        &[("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_API_KEY", API_KEY)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let stats = env.provider.stats();
+    assert_eq!((stats.api_unauthorized, stats.tokens_issued, stats.api_calls), (1, 2, 2), "{stats:?}");
+}
+
+#[test]
+fn revoke_the_cached_token_or_one_from_stdin() {
+    let env = Env::new();
+    let revocation_url = env.provider.revocation_url();
+    assert_eq!(env.oauth(&["token"]).code, 0);
+    let run = env.oauth(&["revoke", "--revocation-url", &revocation_url]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(env.provider.stats().revocations, 1);
+    assert_eq!(std::fs::read_dir(env.cache_dir()).unwrap().count(), 0, "removed from the cache");
+    // The next token is a new one.
+    assert_eq!(env.oauth(&["token"]).code, 0);
+    assert_eq!(env.provider.stats().tokens_issued, 2);
+
+    let token = env.oauth(&["token", "--no-cache"]).stdout;
+    let token_url = env.provider.token_url();
+    let run = env.run_with_stdin(
+        &[
+            "revoke",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "cli-client",
+            "--revocation-url",
+            &revocation_url,
+            "--token",
+            "-",
+        ],
+        &[("AUTHC_CLIENT_SECRET", SECRET)],
+        Some(&token),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(env.provider.stats().revocations, 2);
+    let refused = env.oauth(&["revoke", "--revocation-url", &revocation_url, "--token", "literal-token"]);
+    assert_eq!(refused.code, 2, "tokens are never taken from the command line");
+}
+
+#[test]
+fn every_exit_code() {
+    let env = Env::new();
+    assert_eq!(env.oauth(&["token"]).code, 0);
+    // 2: usage and configuration errors.
+    let missing = env.run(&["token"], &[]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("--token-url"), "{}", missing.stderr);
+    assert_eq!(env.oauth(&["token", "--param", "no-equals-sign"]).code, 2);
+    assert_eq!(env.run(&["token", "--bogus-flag"], &[]).code, 2);
+    let insecure = env.run(
+        &["token", "--token-url", "http://auth.example.com/token", "--client-id", "c"],
+        &[("AUTHC_CLIENT_SECRET", "s")],
+    );
+    assert_eq!(insecure.code, 2);
+    assert!(
+        insecure.stderr.contains("allow_insecure_http") || insecure.stderr.contains("https"),
+        "{}",
+        insecure.stderr
+    );
+    // 3: the provider refused, with its code and description.
+    let refused = env.run(
+        &["token", "--no-cache", "--token-url", &env.provider.token_url(), "--client-id", "cli-client"],
+        &[("AUTHC_CLIENT_SECRET", "wrong-secret")],
+    );
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("invalid_client") && refused.stderr.contains("Client authentication failed"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(refused.stderr.lines().count(), 1, "one line: {}", refused.stderr);
+    // 4: network failure.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/token", closed.local_addr().unwrap());
+    drop(closed);
+    let unreachable = env
+        .run(&["token", "--no-cache", "--token-url", &dead_url, "--client-id", "c"], &[("AUTHC_CLIENT_SECRET", "s")]);
+    assert_eq!(unreachable.code, 4, "{}", unreachable.stderr);
+    // 5: the API answered an error status.
+    let not_found = env.oauth(&["request", &format!("{}/nowhere", env.provider.url())]);
+    assert_eq!(not_found.code, 5, "{}", not_found.stderr);
+    assert!(not_found.stderr.contains("404"), "{}", not_found.stderr);
+    let forbidden = env.oauth(&["request", &env.provider.api_url("orders")]);
+    assert_eq!(forbidden.code, 5, "no API key: 403; {}", forbidden.stderr);
+}
+
+#[test]
+fn no_secret_reaches_stderr_even_with_trace_logging() {
+    let env = Env::new();
+    let token_url = env.provider.token_url();
+    let secrets = [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_API_KEY", API_KEY), ("RUST_LOG", "trace")];
+    let token =
+        env.run(&["token", "--token-url", &token_url, "--client-id", "cli-client", "--auth-method", "post"], &secrets);
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let access_token = token.stdout.trim().to_owned();
+    let url = env.provider.api_url("orders");
+    env.provider.revoke_all();
+    let request = env.run(
+        &[
+            "request",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "cli-client",
+            "--auth-method",
+            "post",
+            "--api-key-header",
+            "X-API-Key",
+            &url,
+        ],
+        &secrets,
+    );
+    assert_eq!(request.code, 0, "{}", request.stderr);
+    let refused = env.run(
+        &["token", "--no-cache", "--token-url", &token_url, "--client-id", "cli-client"],
+        &[("AUTHC_CLIENT_SECRET", "wrong-Secret-55"), ("RUST_LOG", "trace")],
+    );
+    assert_eq!(refused.code, 3);
+    let cached = std::fs::read_dir(env.cache_dir())
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    let renewed: serde_json::Value = serde_json::from_str(&cached).unwrap();
+    let renewed_token = renewed["access_token"].as_str().unwrap().to_owned();
+    assert!(token.stderr.contains("requesting an access token"), "trace logging is on: {}", token.stderr);
+    for run in [&token, &request, &refused] {
+        for secret in [SECRET, API_KEY, "wrong-Secret-55", access_token.as_str(), renewed_token.as_str()] {
+            assert!(!run.stderr.contains(secret), "`{secret}` leaked into stderr:\n{}", run.stderr);
+        }
+    }
+    for secret in [SECRET, API_KEY, access_token.as_str(), renewed_token.as_str()] {
+        assert!(!request.stdout.contains(secret), "`{secret}` leaked into stdout");
+    }
+}
+
+#[test]
+fn profiles_from_a_config_file() {
+    let env = Env::new();
+    let secret_file = env.dir.path().join("secret.txt");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let config = env.dir.path().join("authc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.sandbox]\ntoken_url = \"{}\"\nclient_id = \"cli-client\"\nclient_secret_file = \"{}\"\nauth_method = \"post\"\nscope = [\"read\"]\n",
+            env.provider.token_url(),
+            secret_file.display()
+        ),
+    )
+    .unwrap();
+    let config_path = config.to_str().unwrap();
+    let run = env.run(&["token", "--config", config_path, "--profile", "sandbox"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let request = env.provider.token_requests().pop().unwrap();
+    assert_eq!((request.client_auth.as_str(), request.scope.as_deref()), ("post", Some("read")));
+    // The profile can come from the environment too.
+    assert_eq!(env.run(&["token", "--profile", "sandbox"], &[("AUTHC_CONFIG", config_path)]).code, 0);
+    assert_eq!(env.run(&["token", "--config", config_path, "--profile", "missing"], &[]).code, 2);
+    std::fs::write(&config, "[profiles.bad]\nclient_secret = \"inline\"\n").unwrap();
+    let bad = env.run(&["token", "--config", config_path, "--profile", "bad"], &[]);
+    assert_eq!(bad.code, 2);
+    assert!(!bad.stderr.contains("inline"), "{}", bad.stderr);
+    // --client-secret-file on the command line.
+    let run = env.run(
+        &[
+            "token",
+            "--no-cache",
+            "--token-url",
+            &env.provider.token_url(),
+            "--client-id",
+            "cli-client",
+            "--client-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn the_demo_runs_and_ends_well() {
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let run = env.run(&["demo"], &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    for expected in [
+        "waited for the first token",
+        "arrived in the background",
+        "replayed the call",
+        "outage",
+        "healed",
+        "summary",
+        "(0 failed)",
+    ] {
+        assert!(run.stdout.contains(expected), "missing `{expected}` in:\n{}", run.stdout);
+    }
+}
