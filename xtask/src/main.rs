@@ -66,6 +66,16 @@ mod tests {
         assert!(ci.lines().any(|l| l.trim() == command), ".ci/run must run `{command}`");
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         assert!(readme.contains(&command), "README.md must give `{command}`");
+        let setup = readme
+            .split("## Set-up")
+            .nth(1)
+            .and_then(|s| s.split("```sh\n").nth(1))
+            .and_then(|s| s.split("```").next());
+        assert_eq!(
+            setup,
+            Some("cargo run -p authc -- demo\ncargo test --workspace\n"),
+            "the set-up is exactly the two commands"
+        );
     }
 
     /// `auth-blocking` must work in a program without an async runtime:

@@ -1,0 +1,81 @@
+//! The whole stack against the embedded provider (auth-testkit): the
+//! reqwest and blocking adapters through the same scenarios, over real
+//! HTTP on 127.0.0.1.
+
+use std::time::Duration;
+
+use auth_blocking::{AuthorizedClient, BlockingTokenSource, UreqTransport};
+use auth_core::{Credentials, RefreshPolicy, SourceConfig};
+use auth_reqwest::AuthClient;
+use auth_testkit::{Fault, Provider, ProviderConfig};
+
+fn provider(lifetime: Duration) -> Provider {
+    Provider::start(ProviderConfig::new().client("app", "app-secret").token_lifetime(lifetime).api_key(
+        "X-API-Key",
+        None,
+        "key",
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_client_rides_out_an_outage_and_recovers_from_revocation() {
+    let provider = provider(Duration::from_secs(4));
+    let client = AuthClient::builder()
+        .client_credentials(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .api_key_header("X-API-Key", "key")
+        .api_origin(provider.url())
+        .configure_token(|c| {
+            c.refresh_policy(RefreshPolicy { refresh_ahead_fraction: 0.5, ..RefreshPolicy::default() })
+        })
+        .build()
+        .unwrap();
+    let source = client.token_source().unwrap().clone();
+    let call = || async { client.get(provider.api_url("x")).send().await.unwrap().status().as_u16() };
+    assert_eq!(call().await, 200);
+    // The renewal (at about half the life) meets an outage of one request; the old token carries on.
+    provider.fail_next_token_requests(1, Fault::ServerError);
+    let first = source.cached().unwrap();
+    while source.cached().unwrap().generation() == first.generation() {
+        assert_eq!(call().await, 200, "no call fails during the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(source.stats().failures, 1);
+    // Revocation: one 401, one new token, one replay.
+    provider.revoke_all();
+    assert_eq!(call().await, 200);
+    assert_eq!(source.stats().replays_after_401, 1);
+    assert_eq!(provider.stats().api_unauthorized, 1);
+}
+
+#[test]
+fn blocking_client_rides_out_an_outage_and_recovers_from_revocation() {
+    let provider = provider(Duration::from_secs(4));
+    let config = SourceConfig::builder(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .refresh_policy(RefreshPolicy { refresh_ahead_fraction: 0.5, ..RefreshPolicy::default() })
+        .build()
+        .unwrap();
+    let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
+    let credentials = Credentials::builder()
+        .bearer_from_source()
+        .api_key_header("X-API-Key", "key")
+        .allow_origin(provider.url())
+        .build()
+        .unwrap();
+    let client = AuthorizedClient::new(source.clone(), credentials, UreqTransport::for_api());
+    let call =
+        || client.send(http::Request::get(provider.api_url("x")).body(Vec::new()).unwrap()).unwrap().status().as_u16();
+    assert_eq!(call(), 200);
+    provider.fail_next_token_requests(1, Fault::Unavailable);
+    let first = source.cached().unwrap();
+    while source.cached().unwrap().generation() == first.generation() {
+        assert_eq!(call(), 200, "no call fails during the outage");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(source.stats().failures, 1);
+    provider.revoke_all();
+    assert_eq!(call(), 200);
+    assert_eq!(provider.stats().api_unauthorized, 1);
+}
