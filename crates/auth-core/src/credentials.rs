@@ -191,12 +191,20 @@ impl Credentials {
         if !self.applies_to(request.uri()) {
             return Ok(Applied::SkippedOrigin);
         }
+        self.apply_allowed(request, token)?;
+        Ok(Applied::Attached)
+    }
+
+    /// Like [`Credentials::apply`] without the origin check, for callers
+    /// that checked [`Credentials::applies_to`] already (a driver decides on
+    /// the origin before it waits for a token).
+    pub fn apply_allowed<B>(&self, request: &mut Request<B>, token: Option<&AccessToken>) -> Result<(), ApplyError> {
         self.apply_headers(request.headers_mut(), token)?;
         for (name, key) in self.query_params() {
             let uri = with_query_param(request.uri(), name, key.expose_secret())?;
             *request.uri_mut() = uri;
         }
-        Ok(Applied::Attached)
+        Ok(())
     }
 
     /// Whether the credentials may be sent to this origin (for clients whose

@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use auth_core::{AccessToken, Credentials, Generation};
+use auth_core::{Credentials, Generation};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -82,7 +82,13 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
 
     fn layer(&self, inner: S) -> Auth<S> {
-        Auth { inner, source: self.source.clone(), credentials: Arc::clone(&self.credentials), replay: self.replay }
+        Auth {
+            inner,
+            source: self.source.clone(),
+            credentials: Arc::clone(&self.credentials),
+            needs_token: self.credentials.needs_token(),
+            replay: self.replay,
+        }
     }
 }
 
@@ -92,6 +98,7 @@ pub struct Auth<S> {
     inner: S,
     source: Option<TokenSource>,
     credentials: Arc<Credentials>,
+    needs_token: bool,
     replay: bool,
 }
 
@@ -136,72 +143,68 @@ where
             return ResponseFuture::sending(inner.call(request), None);
         }
         let source = match &self.source {
-            Some(source) if self.credentials.needs_token() => source,
+            Some(source) if self.needs_token => source,
             _ => {
-                return match self.credentials.apply(&mut request, None) {
-                    Ok(_) => ResponseFuture::sending(inner.call(request), None),
+                return match self.credentials.apply_allowed(&mut request, None) {
+                    Ok(()) => ResponseFuture::sending(inner.call(request), None),
                     Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
                 };
             }
         };
-        match source.load_usable(now()) {
-            Some(token) => {
-                let token: &AccessToken = &token;
-                let context = replay_context(self.replay, &request, source, &self.credentials, &inner);
-                let generation = token.generation();
-                match self.credentials.apply(&mut request, Some(token)) {
-                    Ok(_) => ResponseFuture::sending(inner.call(request), Some(context.with(generation))),
-                    Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
-                }
-            }
-            None => ResponseFuture {
-                state: State::Token {
-                    token: source.want(),
-                    request: Some(request),
-                    service: Some(inner),
-                    source: source.clone(),
-                    credentials: Arc::clone(&self.credentials),
-                    replay: self.replay,
-                },
-            },
+        let Some(token) = source.load_usable(now()) else {
+            let pending = Pending { request, service: inner, source: source.clone(), credentials: Arc::clone(&self.credentials), replay: self.replay };
+            return ResponseFuture { state: State::Token { token: source.want(), pending: Some(Box::new(pending)) } };
+        };
+        let copy = self.replay.then(|| Copy::of(&request, &inner, &self.credentials)).flatten();
+        let replay = Replay { copy, source: source.clone(), generation: token.generation() };
+        match self.credentials.apply_allowed(&mut request, Some(&token)) {
+            Ok(()) => ResponseFuture::sending(inner.call(request), Some(replay)),
+            Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
         }
     }
 }
 
-/// What a request that carries a token keeps for a 401: always the source
-/// (to invalidate the token), and a copy of the request with a spare inner
-/// service when replay is on and the body can be copied.
-fn replay_context<S: Clone, B: ReplayBody>(
-    enabled: bool,
-    request: &Request<B>,
-    source: &TokenSource,
-    credentials: &Arc<Credentials>,
-    service: &S,
-) -> Replay<S, B> {
-    let copy = if enabled { try_clone_request(request) } else { None };
-    let (service, credentials) = match copy {
-        Some(_) => (Some(service.clone()), Some(Arc::clone(credentials))),
-        None => (None, None),
-    };
-    Replay { request: copy, service, source: source.clone(), credentials, generation: None }
-}
-
-/// What a request that carried a token needs after a 401.
-struct Replay<S, B> {
-    /// The copy to replay, when the body could be copied.
-    request: Option<Request<B>>,
-    /// A clone of the inner service to replay with.
-    service: Option<S>,
+/// A request waiting for the first (or next) token: the cold path, boxed so
+/// that the hot path's future stays small.
+struct Pending<S, B> {
+    request: Request<B>,
+    service: S,
     source: TokenSource,
-    credentials: Option<Arc<Credentials>>,
-    generation: Option<Generation>,
+    credentials: Arc<Credentials>,
+    replay: bool,
 }
 
-impl<S, B> Replay<S, B> {
-    fn with(mut self, generation: Generation) -> Self {
-        self.generation = Some(generation);
-        self
+/// The copy of a request to replay after a 401, made before it was sent,
+/// with a spare inner service and the credentials to apply again.
+struct Copy<S, B> {
+    request: Request<B>,
+    service: S,
+    credentials: Arc<Credentials>,
+}
+
+impl<S: Clone, B: ReplayBody> Copy<S, B> {
+    /// `None` when the body cannot be copied (a stream).
+    fn of(request: &Request<B>, service: &S, credentials: &Arc<Credentials>) -> Option<Box<Self>> {
+        let request = try_clone_request(request)?;
+        Some(Box::new(Self { request, service: service.clone(), credentials: Arc::clone(credentials) }))
     }
+}
+
+/// What a request that carried a token keeps for a 401: the source (to
+/// invalidate the token) and, when replay is on and the body could be
+/// copied, the copy.
+struct Replay<S, B> {
+    copy: Option<Box<Copy<S, B>>>,
+    source: TokenSource,
+    generation: Generation,
+}
+
+/// After a 401: the copy to replay and the original answer, returned if no
+/// replay happens.
+struct Rejected<S, B, R> {
+    copy: Box<Copy<S, B>>,
+    source: TokenSource,
+    response: R,
 }
 
 pin_project! {
@@ -225,11 +228,7 @@ pin_project! {
         Token {
             #[pin]
             token: TokenFuture,
-            request: Option<Request<B>>,
-            service: Option<S>,
-            source: TokenSource,
-            credentials: Arc<Credentials>,
-            replay: bool,
+            pending: Option<Box<Pending<S, B>>>,
         },
         /// The request is in flight.
         Sending {
@@ -241,13 +240,11 @@ pin_project! {
         Renewing {
             #[pin]
             token: TokenFuture,
-            replay: Option<Replay<S, B>>,
-            response: Option<S::Response>,
+            rejected: Option<Box<Rejected<S, B, S::Response>>>,
         },
         /// Waiting for the spare inner service to be ready for the replay.
         ReplayReady {
-            service: S,
-            request: Option<Request<B>>,
+            copy: Option<Box<Copy<S, B>>>,
             source: TokenSource,
             generation: Generation,
         },
@@ -260,7 +257,7 @@ pin_project! {
         },
         /// The request failed before it was sent.
         Failed {
-            error: Option<AuthError>,
+            error: Option<Box<AuthError>>,
         },
     }
 }
@@ -274,7 +271,7 @@ where
     }
 
     fn failed(error: AuthError) -> Self {
-        Self { state: State::Failed { error: Some(error) } }
+        Self { state: State::Failed { error: Some(Box::new(error)) } }
     }
 }
 
@@ -290,70 +287,64 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Token { token, request, service, source, credentials, replay } => {
+                StateProj::Token { token, pending } => {
                     let token = match ready!(token.poll(cx)) {
                         Ok(Some(token)) => token,
                         Ok(None) => return Poll::Ready(Err(AuthError::Stopped.into())),
                         Err(error) => return Poll::Ready(Err(error.into())),
                     };
-                    let (Some(mut request), Some(mut service)) = (request.take(), service.take()) else {
+                    let Some(pending) = pending.take() else {
                         return Poll::Ready(Err(AuthError::Stopped.into()));
                     };
-                    let context = replay_context(*replay, &request, source, credentials, &service);
-                    if let Err(error) = credentials.apply(&mut request, Some(&token)) {
+                    let Pending { mut request, mut service, source, credentials, replay } = *pending;
+                    let copy = replay.then(|| Copy::of(&request, &service, &credentials)).flatten();
+                    if let Err(error) = credentials.apply_allowed(&mut request, Some(&token)) {
                         return Poll::Ready(Err(AuthError::Apply(error).into()));
                     }
                     let future = service.call(request);
-                    let replay = Some(context.with(token.generation()));
+                    let replay = Some(Replay { copy, source, generation: token.generation() });
                     this.state.set(State::Sending { future, replay });
                 }
                 StateProj::Sending { future, replay } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let Some(context) = replay.take().filter(|_| response.status() == StatusCode::UNAUTHORIZED) else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    let Some(generation) = context.generation else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    if context.request.is_none() || context.service.is_none() {
-                        // Not replayable: still invalidate, so the next request works.
-                        context.source.invalidate(generation);
+                    if response.status() != StatusCode::UNAUTHORIZED {
                         return Poll::Ready(Ok(response));
                     }
-                    let token = context.source.unauthorized(generation);
-                    this.state.set(State::Renewing { token, replay: Some(context), response: Some(response) });
-                }
-                StateProj::Renewing { token, replay, response } => {
-                    let outcome = ready!(token.poll(cx));
-                    let context = replay.take();
-                    let original = response.take();
-                    let (Ok(Some(token)), Some(context)) = (outcome, context) else {
-                        // Suppressed by the loop guard, or no new token: the caller gets the 401.
-                        return match original {
-                            Some(original) => Poll::Ready(Ok(original)),
-                            None => Poll::Ready(Err(AuthError::Stopped.into())),
-                        };
+                    let Some(Replay { copy, source, generation }) = replay.take() else {
+                        return Poll::Ready(Ok(response));
                     };
-                    let (Some(mut request), Some(service), Some(credentials)) =
-                        (context.request, context.service, context.credentials)
-                    else {
+                    let Some(copy) = copy else {
+                        // Not replayable: still invalidate, so the next request works.
+                        source.invalidate(generation);
+                        return Poll::Ready(Ok(response));
+                    };
+                    let token = source.unauthorized(generation);
+                    this.state.set(State::Renewing { token, rejected: Some(Box::new(Rejected { copy, source, response })) });
+                }
+                StateProj::Renewing { token, rejected } => {
+                    let outcome = ready!(token.poll(cx));
+                    let Some(rejected) = rejected.take() else {
                         return Poll::Ready(Err(AuthError::Stopped.into()));
                     };
-                    if let Err(error) = credentials.apply(&mut request, Some(&token)) {
+                    let Rejected { mut copy, source, response } = *rejected;
+                    let Ok(Some(token)) = outcome else {
+                        // Suppressed by the loop guard, or no new token: the caller gets the 401.
+                        return Poll::Ready(Ok(response));
+                    };
+                    if let Err(error) = copy.credentials.apply_allowed(&mut copy.request, Some(&token)) {
                         return Poll::Ready(Err(AuthError::Apply(error).into()));
                     }
-                    this.state.set(State::ReplayReady {
-                        service,
-                        request: Some(request),
-                        source: context.source,
-                        generation: token.generation(),
-                    });
+                    this.state.set(State::ReplayReady { copy: Some(copy), source, generation: token.generation() });
                 }
-                StateProj::ReplayReady { service, request, source, generation } => {
-                    ready!(service.poll_ready(cx)).map_err(Into::into)?;
-                    let Some(request) = request.take() else {
+                StateProj::ReplayReady { copy, source, generation } => {
+                    let Some(ready_copy) = copy.as_mut() else {
                         return Poll::Ready(Err(AuthError::Stopped.into()));
                     };
+                    ready!(ready_copy.service.poll_ready(cx)).map_err(Into::into)?;
+                    let Some(copy) = copy.take() else {
+                        return Poll::Ready(Err(AuthError::Stopped.into()));
+                    };
+                    let Copy { request, mut service, .. } = *copy;
                     let future = service.call(request);
                     let (source, generation) = (source.clone(), *generation);
                     this.state.set(State::Replaying { future, source, generation });
@@ -367,7 +358,7 @@ where
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Failed { error } => {
-                    let error = error.take().unwrap_or(AuthError::Stopped);
+                    let error = error.take().map_or(AuthError::Stopped, |e| *e);
                     return Poll::Ready(Err(error.into()));
                 }
             }

@@ -1,0 +1,162 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented function
+//! Figures 1-3: the per-request cost of putting a cached token on a
+//! request, against what a user would pick instead, in one run: the same
+//! no-op inner service, the same requests, the same runtime.
+//!
+//! - `hot_path/*`: ns per request, one task, current-thread runtime;
+//! - allocations per request (a counting global allocator);
+//! - `contention/*/{1,2,8}`: ns per request (wall time / requests) with
+//!   1, 2 and 8 tasks sharing one token on the multi-thread runtime.
+
+use std::alloc::System;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use auth_bench::{
+    bearer_header, benchmarking, floor, ours, request, token_endpoint, token_source, write_figures, Figure, MutexAuth, RwLockAuth,
+};
+use auth_tower::AuthLayer;
+use criterion::{criterion_group, BenchmarkId, Criterion};
+use http::Request;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use tower::{Layer, Service, ServiceExt};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// `iters` requests through `service`, one after the other.
+async fn drive<S>(mut service: S, iters: u64) -> Duration
+where
+    S: Service<Request<()>>,
+    S::Error: std::fmt::Debug,
+{
+    let started = Instant::now();
+    for _ in 0..iters {
+        let ready = service.ready().await.expect("the service is ready");
+        std::hint::black_box(ready.call(request()).await.expect("the call succeeds"));
+    }
+    started.elapsed()
+}
+
+/// `iters` requests split over `tasks` tasks, each with its own clone.
+async fn drive_concurrently<S>(service: S, iters: u64, tasks: u64) -> Duration
+where
+    S: Service<Request<()>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    let per_task = (iters / tasks).max(1);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks).map(|_| tokio::spawn(drive(service.clone(), per_task))).collect();
+    for handle in handles {
+        handle.await.expect("the task completes");
+    }
+    // Normalise to `iters` requests so criterion's per-iteration figure is per request.
+    started.elapsed().mul_f64(iters as f64 / (per_task * tasks) as f64)
+}
+
+fn contenders(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let source = runtime.block_on(async {
+        let source = token_source(token_endpoint(Arc::new(AtomicUsize::new(0)), Duration::ZERO, 3600));
+        source.token().await.expect("a first token");
+        source
+    });
+    let mutex = Arc::new(Mutex::new(bearer_header()));
+    let rwlock = Arc::new(tokio::sync::RwLock::new(bearer_header()));
+
+    let mut group = c.benchmark_group("hot_path");
+    group.bench_function("floor_tower_http_static_header", |b| b.to_async(&runtime).iter_custom(|iters| drive(floor(), iters)));
+    group.bench_function("auth_layer", |b| b.to_async(&runtime).iter_custom(|iters| drive(ours(&source), iters)));
+    group.bench_function("auth_layer_without_replay_copy", |b| {
+        b.to_async(&runtime).iter_custom(|iters| drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), iters))
+    });
+    group.bench_function("hand_written_std_mutex", |b| {
+        b.to_async(&runtime).iter_custom(|iters| drive(MutexAuth::new(mutex.clone()), iters))
+    });
+    group.bench_function("hand_written_tokio_rwlock", |b| {
+        b.to_async(&runtime).iter_custom(|iters| drive(RwLockAuth::new(rwlock.clone()), iters))
+    });
+    group.finish();
+
+    if benchmarking() {
+        allocations(&runtime, &source, &mutex, &rwlock);
+    }
+}
+
+/// Figure 2: heap allocations per request, each contender alone.
+fn allocations(
+    runtime: &tokio::runtime::Runtime,
+    source: &auth_tower::TokenSource,
+    mutex: &Arc<Mutex<http::HeaderValue>>,
+    rwlock: &Arc<tokio::sync::RwLock<http::HeaderValue>>,
+) {
+    const REQUESTS: u64 = 10_000;
+    let mut figures = Vec::new();
+    let mut measure = |name: &str, run: &mut dyn FnMut()| {
+        run(); // warm-up: lazily built state is not counted
+        let region = Region::new(GLOBAL);
+        run();
+        let stats = region.change();
+        figures.push(Figure::new(format!("allocations per request: {name}"), stats.allocations as f64 / REQUESTS as f64, "allocs"));
+    };
+    measure("floor (tower-http static header)", &mut || {
+        runtime.block_on(drive(floor(), REQUESTS));
+    });
+    measure("auth layer", &mut || {
+        runtime.block_on(drive(ours(source), REQUESTS));
+    });
+    measure("auth layer without the replay copy", &mut || {
+        runtime.block_on(drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), REQUESTS));
+    });
+    measure("hand-written std Mutex", &mut || {
+        runtime.block_on(drive(MutexAuth::new(mutex.clone()), REQUESTS));
+    });
+    measure("hand-written tokio RwLock", &mut || {
+        runtime.block_on(drive(RwLockAuth::new(rwlock.clone()), REQUESTS));
+    });
+    write_figures("hot_path", &figures);
+}
+
+fn contention(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let source = runtime.block_on(async {
+        let source = token_source(token_endpoint(Arc::new(AtomicUsize::new(0)), Duration::ZERO, 3600));
+        source.token().await.expect("a first token");
+        source
+    });
+    let mutex = Arc::new(Mutex::new(bearer_header()));
+    let rwlock = Arc::new(tokio::sync::RwLock::new(bearer_header()));
+    let mut group = c.benchmark_group("contention");
+    for tasks in [1u64, 2, 8] {
+        group.bench_with_input(BenchmarkId::new("floor_tower_http_static_header", tasks), &tasks, |b, &tasks| {
+            b.to_async(&runtime).iter_custom(|iters| drive_concurrently(floor(), iters, tasks))
+        });
+        group.bench_with_input(BenchmarkId::new("auth_layer", tasks), &tasks, |b, &tasks| {
+            b.to_async(&runtime).iter_custom(|iters| drive_concurrently(ours(&source), iters, tasks))
+        });
+        group.bench_with_input(BenchmarkId::new("hand_written_std_mutex", tasks), &tasks, |b, &tasks| {
+            b.to_async(&runtime).iter_custom(|iters| drive_concurrently(MutexAuth::new(mutex.clone()), iters, tasks))
+        });
+        group.bench_with_input(BenchmarkId::new("hand_written_tokio_rwlock", tasks), &tasks, |b, &tasks| {
+            b.to_async(&runtime).iter_custom(|iters| drive_concurrently(RwLockAuth::new(rwlock.clone()), iters, tasks))
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = contenders, contention
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,234 @@
+//! Shared pieces of the benchmarks: the contenders (every one wraps the
+//! same no-op inner service and sees the same requests), and the figure
+//! files that `cargo xtask bench` gathers into its report.
+//!
+//! ```
+//! let request = auth_bench::request();
+//! assert_eq!(request.uri(), auth_bench::API_URI);
+//! ```
+
+#![deny(missing_docs)]
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use auth_core::SourceConfig;
+use auth_tower::{Auth, AuthLayer, TokenSource};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response, Uri};
+use tower::{service_fn, Layer, Service};
+use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
+
+/// The URI every benchmark request goes to.
+pub const API_URI: &str = "https://api.example.com/v1/items";
+
+/// A realistic bearer token: a JWT-sized (about 800 bytes) opaque string.
+pub fn token_value() -> String {
+    let mut token = String::from("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.");
+    while token.len() < 800 {
+        token.push_str("eyJzdWIiOiJjbGllbnQtaWQiLCJhdWQiOiJhcGkifQ");
+    }
+    token
+}
+
+/// The request every contender handles: a GET with no body. Its URI is
+/// parsed once; each request clones it (a reference count), so that the
+/// harness adds as little as possible to every contender.
+pub fn request() -> Request<()> {
+    static URI: std::sync::OnceLock<Uri> = std::sync::OnceLock::new();
+    let mut request = Request::new(());
+    *request.uri_mut() = URI.get_or_init(|| Uri::from_static(API_URI)).clone();
+    request
+}
+
+/// The inner service of every contender: answers at once, allocates nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Noop;
+
+impl<B> Service<Request<B>> for Noop {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<B>) -> Self::Future {
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// `Bearer <token>` as a sensitive header value.
+pub fn bearer_header() -> HeaderValue {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token_value())).unwrap_or(HeaderValue::from_static("Bearer x"));
+    value.set_sensitive(true);
+    value
+}
+
+/// The floor: tower-http setting a static `Authorization` header.
+pub fn floor() -> SetRequestHeader<Noop, HeaderValue> {
+    SetRequestHeaderLayer::overriding(AUTHORIZATION, bearer_header()).layer(Noop)
+}
+
+/// A token endpoint answering with the benchmark token after `latency`,
+/// counting its requests.
+pub fn token_endpoint(
+    calls: Arc<AtomicUsize>,
+    latency: Duration,
+    lifetime_secs: u64,
+) -> impl Service<Request<Vec<u8>>, Response = Response<String>, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    let body = format!(r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{lifetime_secs}}}"#, token_value());
+    service_fn(move |_request: Request<Vec<u8>>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let body = body.clone();
+        async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            Ok::<_, Infallible>(Response::new(body))
+        }
+    })
+}
+
+/// A token source on `endpoint`. Must be called inside a tokio runtime.
+pub fn token_source(
+    endpoint: impl Service<Request<Vec<u8>>, Response = Response<String>, Error = Infallible, Future: Send> + Clone + Send + 'static,
+) -> TokenSource {
+    let config = SourceConfig::builder("https://auth.example.com/token", "bench-client")
+        .client_secret("bench-secret")
+        .build()
+        .unwrap_or_else(|e| panic!("benchmark configuration: {e}"));
+    TokenSource::builder(config, endpoint).seed(1).build().unwrap_or_else(|e| panic!("token source: {e}"))
+}
+
+/// The library's layer over the no-op service.
+pub fn ours(source: &TokenSource) -> Auth<Noop> {
+    AuthLayer::bearer(source.clone()).layer(Noop)
+}
+
+/// What users write by hand: the token behind an `std::sync::Mutex`
+/// (Go's oauth2 `reuseTokenSource` locks a mutex per request).
+#[derive(Debug, Clone)]
+pub struct MutexAuth<S> {
+    inner: S,
+    token: Arc<Mutex<HeaderValue>>,
+}
+
+impl MutexAuth<Noop> {
+    /// A mutex-guarded token over the no-op service.
+    pub fn new(token: Arc<Mutex<HeaderValue>>) -> Self {
+        Self { inner: Noop, token }
+    }
+}
+
+impl<S: Service<Request<B>>, B> Service<Request<B>> for MutexAuth<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        let value = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        request.headers_mut().insert(AUTHORIZATION, value);
+        self.inner.call(request)
+    }
+}
+
+/// What users write by hand: the token behind an
+/// `Arc<tokio::sync::RwLock<..>>`, read in an async block.
+#[derive(Debug, Clone)]
+pub struct RwLockAuth<S> {
+    inner: S,
+    token: Arc<tokio::sync::RwLock<HeaderValue>>,
+}
+
+impl RwLockAuth<Noop> {
+    /// An RwLock-guarded token over the no-op service.
+    pub fn new(token: Arc<tokio::sync::RwLock<HeaderValue>>) -> Self {
+        Self { inner: Noop, token }
+    }
+}
+
+impl<S, B> Service<Request<B>> for RwLockAuth<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let token = Arc::clone(&self.token);
+        Box::pin(async move {
+            let value = token.read().await.clone();
+            request.headers_mut().insert(AUTHORIZATION, value);
+            inner.call(request).await
+        })
+    }
+}
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// What was measured.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: &'static str,
+}
+
+impl Figure {
+    /// A figure.
+    pub fn new(name: impl Into<String>, value: f64, unit: &'static str) -> Self {
+        Self { name: name.into(), value, unit }
+    }
+}
+
+/// Whether the benchmark binary runs as a benchmark (`cargo bench`), not as
+/// a test (`cargo test` builds and smoke-runs it without timing anything).
+pub fn benchmarking() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// Writes the figures of `bench` to `target/bench-figures/<bench>.json`,
+/// where `cargo xtask bench` gathers them.
+pub fn write_figures(bench: &str, figures: &[Figure]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-figures");
+    let items: Vec<serde_json::Value> =
+        figures.iter().map(|f| serde_json::json!({ "name": f.name, "value": f.value, "unit": f.unit })).collect();
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{bench}.json")), serde_json::Value::Array(items).to_string()));
+    if let Err(e) = written {
+        eprintln!("could not write the figures of {bench}: {e}");
+    }
+    for figure in figures {
+        println!("{:<70} {:>14.2} {}", figure.name, figure.value, figure.unit);
+    }
+}
+
+/// The `q`-quantile (0..=1) of sorted samples.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
