@@ -3,6 +3,11 @@
 //! - `ci`: what CI must see clean: `cargo fmt --check`, `cargo clippy
 //!   --workspace --all-targets -- -D warnings`, the test suite (the README's
 //!   command), and `cargo doc` with warnings denied.
+//! - `bench`: runs the criterion benches of `auth-bench`, then writes
+//!   `target/bench-report.md` (a table) and `target/bench-report.json` (one
+//!   object per figure: name, value, unit), and prints the table.
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
@@ -13,9 +18,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") => bench::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n\n  ci    fmt --check, clippy -D warnings, tests, docs with warnings denied"
+                "usage: cargo xtask <ci|bench>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json"
             );
             return ExitCode::from(2);
         }
@@ -38,7 +44,7 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
-fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)

@@ -17,10 +17,22 @@ fn main() {
         write_figures(
             "day",
             &[
-                Figure::new("simulated day (86,400 requests, 1 h tokens, 5% endpoint failures): token fetches", report.fetches as f64, "fetches"),
+                Figure::new(
+                    "simulated day (86,400 requests, 1 h tokens, 5% endpoint failures): token fetches",
+                    report.fetches as f64,
+                    "fetches",
+                ),
                 Figure::new("simulated day: token fetches that failed", report.failures_injected as f64, "fetches"),
-                Figure::new("simulated day: requests that waited after the first token", report.waited_after_first_token as f64, "requests"),
-                Figure::new("simulated day: requests sent with an expired token", report.expired_sent as f64, "requests"),
+                Figure::new(
+                    "simulated day: requests that waited after the first token",
+                    report.waited_after_first_token as f64,
+                    "requests",
+                ),
+                Figure::new(
+                    "simulated day: requests sent with an expired token",
+                    report.expired_sent as f64,
+                    "requests",
+                ),
                 Figure::new("simulated day: wall time to simulate the day", wall.as_secs_f64() * 1e3, "ms"),
             ],
         );

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth_bench::{
-    bearer_header, benchmarking, floor, ours, request, token_endpoint, token_source, write_figures, Figure, MutexAuth, RwLockAuth,
+    bearer_header, benchmarking, floor, ours, request, token_endpoint, token_source, write_figures, Figure, MutexAuth,
+    RwLockAuth,
 };
 use auth_tower::AuthLayer;
 use criterion::{criterion_group, BenchmarkId, Criterion};
@@ -67,10 +68,14 @@ fn contenders(c: &mut Criterion) {
     let rwlock = Arc::new(tokio::sync::RwLock::new(bearer_header()));
 
     let mut group = c.benchmark_group("hot_path");
-    group.bench_function("floor_tower_http_static_header", |b| b.to_async(&runtime).iter_custom(|iters| drive(floor(), iters)));
+    group.bench_function("floor_tower_http_static_header", |b| {
+        b.to_async(&runtime).iter_custom(|iters| drive(floor(), iters))
+    });
     group.bench_function("auth_layer", |b| b.to_async(&runtime).iter_custom(|iters| drive(ours(&source), iters)));
     group.bench_function("auth_layer_without_replay_copy", |b| {
-        b.to_async(&runtime).iter_custom(|iters| drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), iters))
+        b.to_async(&runtime).iter_custom(|iters| {
+            drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), iters)
+        })
     });
     group.bench_function("hand_written_std_mutex", |b| {
         b.to_async(&runtime).iter_custom(|iters| drive(MutexAuth::new(mutex.clone()), iters))
@@ -99,7 +104,11 @@ fn allocations(
         let region = Region::new(GLOBAL);
         run();
         let stats = region.change();
-        figures.push(Figure::new(format!("allocations per request: {name}"), stats.allocations as f64 / REQUESTS as f64, "allocs"));
+        figures.push(Figure::new(
+            format!("allocations per request: {name}"),
+            stats.allocations as f64 / REQUESTS as f64,
+            "allocs",
+        ));
     };
     measure("floor (tower-http static header)", &mut || {
         runtime.block_on(drive(floor(), REQUESTS));
@@ -108,7 +117,8 @@ fn allocations(
         runtime.block_on(drive(ours(source), REQUESTS));
     });
     measure("auth layer without the replay copy", &mut || {
-        runtime.block_on(drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), REQUESTS));
+        runtime
+            .block_on(drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), REQUESTS));
     });
     measure("hand-written std Mutex", &mut || {
         runtime.block_on(drive(MutexAuth::new(mutex.clone()), REQUESTS));

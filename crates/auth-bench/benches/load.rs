@@ -54,8 +54,16 @@ async fn stampede(requests: usize, figures: &mut Vec<Figure>) {
     let elapsed = started.elapsed();
     assert_eq!(authorised.load(Ordering::Relaxed), requests, "every request carried the token");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a cold start makes exactly one token request");
-    figures.push(Figure::new(format!("cold-start stampede: token requests for {requests} concurrent requests"), calls.load(Ordering::SeqCst) as f64, "requests"));
-    figures.push(Figure::new(format!("cold-start stampede: time until all {requests} are authorised (50 ms endpoint)"), elapsed.as_secs_f64() * 1e3, "ms"));
+    figures.push(Figure::new(
+        format!("cold-start stampede: token requests for {requests} concurrent requests"),
+        calls.load(Ordering::SeqCst) as f64,
+        "requests",
+    ));
+    figures.push(Figure::new(
+        format!("cold-start stampede: time until all {requests} are authorised (50 ms endpoint)"),
+        elapsed.as_secs_f64() * 1e3,
+        "ms",
+    ));
 }
 
 /// The Go oauth2 / Spring style: a lock around "is the token still good?
@@ -70,7 +78,10 @@ struct BlockingRenewal<E> {
 
 impl<E> Service<Request<()>> for BlockingRenewal<E>
 where
-    E: Service<Request<Vec<u8>>, Response = Response<String>, Error = std::convert::Infallible> + Clone + Send + 'static,
+    E: Service<Request<Vec<u8>>, Response = Response<String>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
     E::Future: Send,
 {
     type Response = Response<()>;
@@ -89,7 +100,8 @@ where
                 let sent = Instant::now();
                 let body = endpoint.ready().await?.call(Request::new(Vec::new())).await?.into_body();
                 let token = body.split('"').nth(3).unwrap_or("").to_owned();
-                let value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or(HeaderValue::from_static("Bearer x"));
+                let value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).unwrap_or(HeaderValue::from_static("Bearer x"));
                 // The same hard margin as the library: min(10 s, lifetime / 10).
                 let margin = Duration::from_secs(10).min(lifetime / 10);
                 *guard = Some((value, sent + lifetime - margin));
@@ -144,6 +156,9 @@ async fn renewal_under_load(lifetime_secs: u64, run_for: Duration, figures: &mut
     let source = token_source(token_endpoint(background_calls.clone(), latency, lifetime_secs));
     source.token().await.expect("a first token");
     let background = steady(ours(&source), run_for).await;
+    // Counted now: the source would go on renewing during the other run.
+    let background_renewals = background_calls.load(Ordering::SeqCst).saturating_sub(1);
+    drop(source);
 
     let blocking_calls = Arc::new(AtomicUsize::new(0));
     let blocking = BlockingRenewal {
@@ -153,12 +168,17 @@ async fn renewal_under_load(lifetime_secs: u64, run_for: Duration, figures: &mut
     };
     blocking.clone().oneshot(request()).await.expect("a first token");
     let at_expiry = steady(blocking, run_for).await;
+    let blocking_renewals = blocking_calls.load(Ordering::SeqCst).saturating_sub(1);
 
-    for (style, latencies, calls) in
-        [("background renewal (library)", &background, &background_calls), ("blocking renewal at expiry (Go/Spring style)", &at_expiry, &blocking_calls)]
-    {
-        let renewals = calls.load(Ordering::SeqCst).saturating_sub(1);
-        figures.push(Figure::new(format!("renewal under load, {style}: renewals during the run"), renewals as f64, "fetches"));
+    for (style, latencies, renewals) in [
+        ("background renewal (library)", &background, background_renewals),
+        ("blocking renewal at expiry (Go/Spring style)", &at_expiry, blocking_renewals),
+    ] {
+        figures.push(Figure::new(
+            format!("renewal under load, {style}: renewals during the run"),
+            renewals as f64,
+            "fetches",
+        ));
         for (label, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
             figures.push(Figure::new(
                 format!("renewal under load, {style}: {label} added latency"),
@@ -167,6 +187,10 @@ async fn renewal_under_load(lifetime_secs: u64, run_for: Duration, figures: &mut
             ));
         }
         let waited = latencies.iter().filter(|l| **l >= Duration::from_millis(10)).count();
-        figures.push(Figure::new(format!("renewal under load, {style}: requests that waited 10 ms or more"), waited as f64, "requests"));
+        figures.push(Figure::new(
+            format!("renewal under load, {style}: requests that waited 10 ms or more"),
+            waited as f64,
+            "requests",
+        ));
     }
 }

@@ -66,7 +66,8 @@ impl<B> Service<Request<B>> for Noop {
 
 /// `Bearer <token>` as a sensitive header value.
 pub fn bearer_header() -> HeaderValue {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token_value())).unwrap_or(HeaderValue::from_static("Bearer x"));
+    let mut value =
+        HeaderValue::from_str(&format!("Bearer {}", token_value())).unwrap_or(HeaderValue::from_static("Bearer x"));
     value.set_sensitive(true);
     value
 }
@@ -82,7 +83,8 @@ pub fn token_endpoint(
     calls: Arc<AtomicUsize>,
     latency: Duration,
     lifetime_secs: u64,
-) -> impl Service<Request<Vec<u8>>, Response = Response<String>, Error = Infallible, Future: Send> + Clone + Send + 'static {
+) -> impl Service<Request<Vec<u8>>, Response = Response<String>, Error = Infallible, Future: Send> + Clone + Send + 'static
+{
     let body = format!(r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{lifetime_secs}}}"#, token_value());
     service_fn(move |_request: Request<Vec<u8>>| {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -98,7 +100,10 @@ pub fn token_endpoint(
 
 /// A token source on `endpoint`. Must be called inside a tokio runtime.
 pub fn token_source(
-    endpoint: impl Service<Request<Vec<u8>>, Response = Response<String>, Error = Infallible, Future: Send> + Clone + Send + 'static,
+    endpoint: impl Service<Request<Vec<u8>>, Response = Response<String>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static,
 ) -> TokenSource {
     let config = SourceConfig::builder("https://auth.example.com/token", "bench-client")
         .client_secret("bench-secret")

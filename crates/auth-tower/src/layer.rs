@@ -152,7 +152,13 @@ where
             }
         };
         let Some(token) = source.load_usable(now()) else {
-            let pending = Pending { request, service: inner, source: source.clone(), credentials: Arc::clone(&self.credentials), replay: self.replay };
+            let pending = Pending {
+                request,
+                service: inner,
+                source: source.clone(),
+                credentials: Arc::clone(&self.credentials),
+                replay: self.replay,
+            };
             return ResponseFuture { state: State::Token { token: source.want(), pending: Some(Box::new(pending)) } };
         };
         let copy = self.replay.then(|| Copy::of(&request, &inner, &self.credentials)).flatten();
@@ -319,7 +325,8 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     let token = source.unauthorized(generation);
-                    this.state.set(State::Renewing { token, rejected: Some(Box::new(Rejected { copy, source, response })) });
+                    this.state
+                        .set(State::Renewing { token, rejected: Some(Box::new(Rejected { copy, source, response })) });
                 }
                 StateProj::Renewing { token, rejected } => {
                     let outcome = ready!(token.poll(cx));

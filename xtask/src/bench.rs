@@ -1,0 +1,157 @@
+//! `cargo xtask bench`: run the benches, gather their figures, report.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+struct Row {
+    name: String,
+    value: f64,
+    unit: String,
+    note: String,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub(crate) fn run() -> Result<(), String> {
+    let target = root().join("target");
+    let _ = std::fs::remove_dir_all(target.join("bench-figures"));
+    crate::cargo(&["bench", "-p", "auth-bench"], &[])?;
+    let rows = gather(&target)?;
+    let machine = machine();
+    let (markdown, json) = render(&rows, &machine);
+    std::fs::write(target.join("bench-report.md"), &markdown).map_err(|e| format!("writing the report: {e}"))?;
+    std::fs::write(target.join("bench-report.json"), json.to_string())
+        .map_err(|e| format!("writing the report: {e}"))?;
+    println!("{markdown}");
+    eprintln!("xtask: wrote target/bench-report.md and target/bench-report.json");
+    Ok(())
+}
+
+/// Criterion's median estimate for `id` (`group/function[/parameter]`), in ns.
+fn criterion_ns(target: &Path, id: &str) -> Result<f64, String> {
+    let path = target.join("criterion").join(id).join("new/estimates.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("no criterion result at {}: {e}", path.display()))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    value["median"]["point_estimate"].as_f64().ok_or_else(|| format!("{}: no median", path.display()))
+}
+
+fn gather(target: &Path) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let contenders = [
+        ("floor_tower_http_static_header", "tower-http static header (floor)"),
+        ("auth_layer", "auth layer (401 replay copy on, the default)"),
+        ("auth_layer_without_replay_copy", "auth layer, replay_on_401(false)"),
+        ("hand_written_std_mutex", "hand-written std Mutex"),
+        ("hand_written_tokio_rwlock", "hand-written tokio RwLock"),
+    ];
+    let floor = criterion_ns(target, "hot_path/floor_tower_http_static_header")?;
+    for (id, label) in contenders {
+        let ns = criterion_ns(target, &format!("hot_path/{id}"))?;
+        rows.push(Row {
+            name: format!("1. per-request cost: {label}"),
+            value: ns,
+            unit: "ns".into(),
+            note: String::new(),
+        });
+        let target_note = if id.starts_with("auth_layer") { "target ≤ 1.25" } else { "" };
+        rows.push(Row {
+            name: format!("1. ratio to the floor: {label}"),
+            value: ns / floor,
+            unit: "x".into(),
+            note: target_note.into(),
+        });
+    }
+    let figures = |bench: &str| -> Result<Vec<Value>, String> {
+        let path = target.join("bench-figures").join(format!("{bench}.json"));
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("no figures at {}: {e}", path.display()))?;
+        match serde_json::from_str(&text) {
+            Ok(Value::Array(items)) => Ok(items),
+            _ => Err(format!("{}: not a list of figures", path.display())),
+        }
+    };
+    let mut floor_allocs = None;
+    for item in figures("hot_path")? {
+        let (name, value) =
+            (item["name"].as_str().unwrap_or("").to_owned(), item["value"].as_f64().unwrap_or(f64::NAN));
+        if name.contains("floor") {
+            floor_allocs = Some(value);
+        }
+        let note = match (floor_allocs, name.contains("auth layer")) {
+            (Some(floor), true) => format!("{:+.2} vs the floor (target +0)", value - floor),
+            _ => String::new(),
+        };
+        rows.push(Row { name: format!("2. {name}"), value, unit: item["unit"].as_str().unwrap_or("").into(), note });
+    }
+    for (id, label) in &contenders[..2].iter().chain(&contenders[3..]).cloned().collect::<Vec<_>>() {
+        let one = criterion_ns(target, &format!("contention/{id}/1"))?;
+        for tasks in [1, 2, 8] {
+            let ns = criterion_ns(target, &format!("contention/{id}/{tasks}"))?;
+            rows.push(Row {
+                name: format!("3. contention, {tasks} task(s): {label}"),
+                value: ns,
+                unit: "ns/request".into(),
+                note: format!("{:.2}x one task", ns / one),
+            });
+        }
+    }
+    for (bench, number) in [("load", ""), ("day", "5. ")] {
+        for item in figures(bench)? {
+            let name = item["name"].as_str().unwrap_or("").to_owned();
+            let prefix = if !number.is_empty() {
+                number
+            } else if name.starts_with("cold-start") {
+                "4. "
+            } else {
+                "6. "
+            };
+            let note = if name.contains("token requests for") || name.contains("expired token") {
+                "target: 1 / 0"
+            } else {
+                ""
+            };
+            rows.push(Row {
+                name: format!("{prefix}{name}"),
+                value: item["value"].as_f64().unwrap_or(f64::NAN),
+                unit: item["unit"].as_str().unwrap_or("").into(),
+                note: note.into(),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {} {}, {rustc}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+fn render(rows: &[Row], machine: &str) -> (String, Value) {
+    let mut markdown = format!("Machine: {machine}\n\n| Figure | Value | Unit | Note |\n|---|---:|---|---|\n");
+    for row in rows {
+        let value = if row.value.abs() >= 100.0 { format!("{:.0}", row.value) } else { format!("{:.2}", row.value) };
+        let _ = writeln!(markdown, "| {} | {} | {} | {} |", row.name, value, row.unit, row.note);
+    }
+    let json = Value::Array(
+        rows.iter().map(|r| serde_json::json!({ "name": r.name, "value": r.value, "unit": r.unit, "note": r.note, "machine": machine })).collect(),
+    );
+    (markdown, json)
+}
