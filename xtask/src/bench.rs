@@ -108,8 +108,10 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
             } else {
                 "6. "
             };
-            let note = if name.contains("token requests for") || name.contains("expired token") {
-                "target: 1 / 0"
+            let note = if name.contains("token requests for") {
+                "target 1"
+            } else if name.contains("expired token") {
+                "target 0"
             } else {
                 ""
             };
@@ -121,6 +123,8 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
             });
         }
     }
+    // In figure order (the sort is stable within a figure).
+    rows.sort_by_key(|row| row.name.split('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
     Ok(rows)
 }
 
