@@ -2,15 +2,15 @@
 //! `auth-core` lifecycle; any number of threads read the current token
 //! without a lock and wait on the single fetch when there is none.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
-use arc_swap::ArcSwapOption;
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::response::{normalize_retry_after, parse_revocation_response};
+use auth_core::slot::TokenSlot;
 use auth_core::{
     AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
 };
@@ -60,8 +60,7 @@ struct Counters {
 }
 
 struct Published {
-    token: ArcSwapOption<AccessToken>,
-    nudged: AtomicBool,
+    slot: TokenSlot,
     counters: Counters,
 }
 
@@ -121,11 +120,7 @@ impl BlockingTokenSource {
     pub fn with_seed(config: SourceConfig, transport: impl BlockingTransport, seed: u64) -> Result<Self, Error> {
         let config = Arc::new(config);
         let (commands, receiver) = mpsc::channel();
-        let published = Arc::new(Published {
-            token: ArcSwapOption::empty(),
-            nudged: AtomicBool::new(false),
-            counters: Counters::default(),
-        });
+        let published = Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default() });
         let worker = Worker {
             lifecycle: Lifecycle::new(Arc::clone(&config), seed),
             transport: Box::new(transport),
@@ -164,13 +159,12 @@ impl BlockingTokenSource {
     /// The cached token if it may be sent now.
     pub fn cached(&self) -> Option<Arc<AccessToken>> {
         let published = &self.inner.published;
-        let guard = published.token.load();
-        let token = guard.as_ref().filter(|t| t.is_usable(Instant::now()))?;
-        if Instant::now() >= token.renew_at() && !published.nudged.swap(true, Ordering::Relaxed) {
+        let token = published.slot.load(Instant::now())?;
+        if token.renewal_due() {
             let _ = self.send(Command::Nudge);
         }
         published.counters.hits.fetch_add(1, Ordering::Relaxed);
-        Some(Arc::clone(token))
+        Some(token.to_arc())
     }
 
     /// Reports that the API answered 401 to the token of `generation`; it
@@ -219,11 +213,7 @@ impl BlockingTokenSource {
     }
 
     fn unpublish(&self, generation: Generation) {
-        let token = &self.inner.published.token;
-        let current = token.load();
-        if current.as_ref().is_some_and(|t| t.generation() == generation) {
-            token.compare_and_swap(&*current, None);
-        }
+        self.inner.published.slot.withdraw(generation);
     }
 }
 
@@ -321,7 +311,6 @@ impl Worker {
                 Output::TokenReady(token) => {
                     tracing::info!(target: "auth_blocking", generation = token.generation().get(), lifetime_s = token.lifetime().as_secs(), "access token obtained");
                     self.publish(&token);
-                    self.published.nudged.store(false, Ordering::Relaxed);
                     for waiter in self.waiters.drain(..) {
                         let _ = waiter.send(Ok(Some(Arc::clone(&token))));
                     }
@@ -334,10 +323,7 @@ impl Worker {
                     }
                 }
                 Output::TokenWithdrawn { generation, .. } => {
-                    let published = self.published.token.load();
-                    if published.as_ref().is_some_and(|t| t.generation() == generation) {
-                        self.published.token.store(None);
-                    }
+                    self.published.slot.withdraw(generation);
                 }
                 _ => {}
             }
@@ -345,10 +331,7 @@ impl Worker {
     }
 
     fn publish(&self, token: &Arc<AccessToken>) {
-        let published = self.published.token.load();
-        if published.as_ref().is_none_or(|p| p.generation() != token.generation()) {
-            self.published.token.store(Some(Arc::clone(token)));
-        }
+        self.published.slot.publish(token);
     }
 
     fn revoke(&mut self) -> Result<Revoked, Error> {

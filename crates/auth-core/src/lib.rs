@@ -70,6 +70,7 @@ pub mod lifecycle;
 pub mod request;
 pub mod response;
 pub mod secret;
+pub mod slot;
 pub mod token;
 
 pub use config::{BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder};

@@ -5,14 +5,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::{ArcSwapOption, Guard};
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::response::{normalize_retry_after, parse_revocation_response};
+use auth_core::slot::{Loaded, TokenSlot};
 use auth_core::{
     AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError,
     Unauthorized, Want,
@@ -92,8 +92,7 @@ pub struct Stats {
 
 /// What the worker publishes for the lock-free read path.
 struct Published {
-    token: ArcSwapOption<AccessToken>,
-    nudged: AtomicBool,
+    slot: TokenSlot,
     counters: Counters,
 }
 
@@ -165,11 +164,7 @@ impl TokenSourceBuilder {
         let config = Arc::new(self.config);
         let seed = self.seed.unwrap_or_else(random_seed);
         let (commands, receiver) = mpsc::unbounded_channel();
-        let published = Arc::new(Published {
-            token: ArcSwapOption::empty(),
-            nudged: AtomicBool::new(false),
-            counters: Counters::default(),
-        });
+        let published = Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default() });
         let mut lifecycle = Lifecycle::new(Arc::clone(&config), seed);
         if let Some(stored) = self.restore {
             lifecycle.handle_restore(now(), stored);
@@ -274,11 +269,7 @@ impl TokenSource {
     /// the worker has seen the 401 (it republishes the token if the
     /// lifecycle keeps it).
     fn unpublish(&self, generation: Generation) {
-        let token = &self.shared.published.token;
-        let current = token.load();
-        if current.as_ref().is_some_and(|t| t.generation() == generation) {
-            token.compare_and_swap(&*current, None);
-        }
+        self.shared.published.slot.withdraw(generation);
     }
 
     /// Reports that the API answered 401 to the token of `generation`, and
@@ -327,19 +318,14 @@ impl TokenSource {
 
     /// The published token if usable at `now`, without touching a lock or
     /// allocating. Nudges the worker once when the renewal point passed.
-    pub(crate) fn load_usable(&self, now: Instant) -> Option<UsableToken> {
+    pub(crate) fn load_usable(&self, now: Instant) -> Option<Loaded> {
         let published = &self.shared.published;
-        let guard = published.token.load();
-        match &*guard {
-            Some(token) if token.is_usable(now) => {
-                if now >= token.renew_at() && !published.nudged.swap(true, Ordering::Relaxed) {
-                    let _ = self.shared.commands.send(Command::Nudge);
-                }
-                published.counters.hits.fetch_add(1, Ordering::Relaxed);
-                Some(UsableToken(guard))
-            }
-            _ => None,
+        let token = published.slot.load(now)?;
+        if token.renewal_due() {
+            let _ = self.shared.commands.send(Command::Nudge);
         }
+        published.counters.hits.fetch_add(1, Ordering::Relaxed);
+        Some(token)
     }
 
     /// Waits for a token from the worker.
@@ -356,32 +342,6 @@ impl TokenSource {
         let (reply, receiver) = oneshot::channel();
         let sent = self.shared.commands.send(Command::Unauthorized(generation, Some(reply))).is_ok();
         TokenFuture { receiver: sent.then_some(receiver), replays: Some(Arc::clone(&self.shared.published)) }
-    }
-}
-
-/// A published token that was usable when loaded: an arc-swap guard, so
-/// holding it costs no reference count.
-pub(crate) struct UsableToken(Guard<Option<Arc<AccessToken>>>);
-
-impl UsableToken {
-    fn to_arc(&self) -> Arc<AccessToken> {
-        Arc::clone(self.arc())
-    }
-
-    fn arc(&self) -> &Arc<AccessToken> {
-        match &*self.0 {
-            Some(token) => token,
-            // Safe: `load_usable` builds a `UsableToken` only from a guard holding `Some`.
-            None => unreachable!("UsableToken always holds a token"),
-        }
-    }
-}
-
-impl std::ops::Deref for UsableToken {
-    type Target = AccessToken;
-
-    fn deref(&self) -> &AccessToken {
-        self.arc()
     }
 }
 
@@ -578,7 +538,6 @@ impl Worker {
                         "access token obtained"
                     );
                     self.publish(&token);
-                    self.published.nudged.store(false, Ordering::Relaxed);
                     for waiter in self.waiters.drain(..) {
                         let _ = waiter.send(Ok(Some(Arc::clone(&token))));
                     }
@@ -599,10 +558,7 @@ impl Worker {
                 }
                 Output::TokenWithdrawn { generation, reason } => {
                     tracing::debug!(target: "auth_tower", generation = generation.get(), ?reason, "token withdrawn");
-                    let published = self.published.token.load();
-                    if published.as_ref().is_some_and(|t| t.generation() == generation) {
-                        self.published.token.store(None);
-                    }
+                    self.published.slot.withdraw(generation);
                 }
                 _ => {}
             }
@@ -644,10 +600,7 @@ impl Worker {
 
     /// Makes `token` the one readers see, unless it already is.
     fn publish(&self, token: &Arc<AccessToken>) {
-        let published = self.published.token.load();
-        if published.as_ref().is_none_or(|p| p.generation() != token.generation()) {
-            self.published.token.store(Some(Arc::clone(token)));
-        }
+        self.published.slot.publish(token);
     }
 
     fn start(&mut self, fetch: FetchRequest) {
