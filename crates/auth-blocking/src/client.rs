@@ -59,13 +59,13 @@ impl AuthorizedClient {
         let source = match &self.source {
             Some(source) if self.credentials.needs_token() => source,
             _ => {
-                self.credentials.apply(&mut request, None)?;
+                self.credentials.apply_allowed(&mut request, None)?;
                 return Ok(self.transport.send(request)?);
             }
         };
         let token = source.token()?;
         let mut replay = copy(&request);
-        self.credentials.apply(&mut request, Some(&token))?;
+        self.credentials.apply_allowed(&mut request, Some(&token))?;
         let response = self.transport.send(request)?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -73,7 +73,7 @@ impl AuthorizedClient {
         let Some(renewed) = source.reject(token.generation()).ok().flatten() else {
             return Ok(response);
         };
-        self.credentials.apply(&mut replay, Some(&renewed))?;
+        self.credentials.apply_allowed(&mut replay, Some(&renewed))?;
         let replayed = self.transport.send(replay)?;
         if replayed.status() == StatusCode::UNAUTHORIZED {
             source.invalidate(renewed.generation());
