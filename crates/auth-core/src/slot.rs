@@ -37,6 +37,7 @@ pub struct Loaded {
 impl Loaded {
     /// Whether this load is the first to see the token past its renewal
     /// point: the reader should tell its worker (once per token).
+    #[inline]
     pub fn renewal_due(&self) -> bool {
         self.renewal_due
     }
@@ -46,6 +47,7 @@ impl Loaded {
         Arc::clone(self.arc())
     }
 
+    #[inline]
     fn arc(&self) -> &Arc<AccessToken> {
         match &*self.guard {
             Some(token) => token,
@@ -58,6 +60,7 @@ impl Loaded {
 impl std::ops::Deref for Loaded {
     type Target = AccessToken;
 
+    #[inline]
     fn deref(&self) -> &AccessToken {
         self.arc()
     }
@@ -70,6 +73,7 @@ impl TokenSlot {
     }
 
     /// The token, if it may be sent at `now` (before its `usable_until`).
+    #[inline]
     pub fn load(&self, now: Instant) -> Option<Loaded> {
         let guard = self.token.load();
         let token = guard.as_ref().filter(|t| t.is_usable(now))?;

@@ -50,10 +50,12 @@ impl AccessToken {
         &self.value
     }
     /// `Bearer <token>`, marked sensitive. Cloning it is a reference count.
+    #[inline]
     pub fn header_value(&self) -> &HeaderValue {
         &self.header
     }
     /// Which token of its source this is.
+    #[inline]
     pub fn generation(&self) -> Generation {
         self.generation
     }
@@ -71,6 +73,7 @@ impl AccessToken {
         self.usable_until
     }
     /// When its renewal is due.
+    #[inline]
     pub fn renew_at(&self) -> Instant {
         self.renew_at
     }
@@ -88,6 +91,7 @@ impl AccessToken {
         self.scope.as_deref()
     }
     /// Whether it may be put on a request at `now`.
+    #[inline]
     pub fn is_usable(&self, now: Instant) -> bool {
         now < self.usable_until
     }
