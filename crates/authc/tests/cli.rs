@@ -435,10 +435,8 @@ fn profiles_from_a_config_file() {
 #[test]
 fn the_demo_runs_and_ends_well() {
     let env = Env::new();
-    let started = std::time::Instant::now();
     let run = env.run(&["demo"], &[]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(started.elapsed() < std::time::Duration::from_secs(30));
     for expected in [
         "waited for the first token",
         "arrived in the background",
