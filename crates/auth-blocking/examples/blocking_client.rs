@@ -2,38 +2,30 @@
 //! API key header and a client credentials Bearer token, from 4 threads
 //! sharing one token source.
 //!
-//! The provider and the API are local stand-ins (mockito on 127.0.0.1):
-//! `cargo run -p auth-blocking --example blocking_client`.
+//! Runs against the embedded provider (auth-testkit on 127.0.0.1, which
+//! serves from a thread of its own): `cargo run -p auth-blocking --example blocking_client`.
 
 use auth_blocking::{AuthorizedClient, BlockingTokenSource, UreqTransport};
 use auth_core::{Credentials, SourceConfig};
+use auth_testkit::{Provider, ProviderConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut provider = mockito::Server::new();
-    provider
-        .mock("POST", "/oauth2/token")
-        .with_body(r#"{"access_token":"sync-token","token_type":"Bearer","expires_in":3600}"#)
-        .expect(1)
-        .create();
-    let mut api = mockito::Server::new();
-    api.mock("GET", "/v1/items")
-        .match_header("authorization", "Bearer sync-token")
-        .match_header("x-api-key", "sync-key")
-        .with_body("[1,2,3]")
-        .create();
+    let provider = Provider::start(ProviderConfig::new().client("client-id", "client-secret").api_key(
+        "X-API-Key",
+        None,
+        "sync-key",
+    ))?;
 
-    let config = SourceConfig::builder(format!("{}/oauth2/token", provider.url()), "client-id")
-        .client_secret("client-secret")
-        .build()?;
+    let config = SourceConfig::builder(provider.token_url(), "client-id").client_secret("client-secret").build()?;
     let source = BlockingTokenSource::new(config, UreqTransport::for_tokens())?;
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("X-API-Key", "sync-key")
-        .allow_origin(api.url())
+        .allow_origin(provider.url())
         .build()?;
     let client = AuthorizedClient::new(source.clone(), credentials, UreqTransport::for_api());
 
-    let url = format!("{}/v1/items", api.url());
+    let url = provider.api_url("v1/items");
     let threads: Vec<_> = (0..4)
         .map(|i| {
             let client = client.clone();
@@ -48,6 +40,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for thread in threads {
         thread.join().map_err(|_| "a thread panicked")?;
     }
-    println!("token requests: {}", source.stats().fetches);
+    println!("token requests: {}", provider.stats().token_requests);
     Ok(())
 }

@@ -1,30 +1,28 @@
 //! Revocation of a token (RFC 7009): both the access and the refresh
 //! token are revoked and forgotten; the next call gets a new token.
 //!
-//! Local stand-in (mockito on 127.0.0.1): `cargo run -p auth-reqwest --example revoke`.
+//! Runs against the embedded provider (auth-testkit on 127.0.0.1):
+//! `cargo run -p auth-reqwest --example revoke`.
 
 use auth_reqwest::AuthClient;
+use auth_testkit::{Provider, ProviderConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut provider = mockito::Server::new_async().await;
-    provider
-        .mock("POST", "/token")
-        .with_body(r#"{"access_token":"access","refresh_token":"refresh","expires_in":3600}"#)
-        .create_async()
-        .await;
-    let revocations = provider.mock("POST", "/revoke").expect(2).create_async().await;
+    let provider = Provider::start(ProviderConfig::new().client("client-id", "client-secret"))?;
 
     let client = AuthClient::builder()
-        .client_credentials(format!("{}/token", provider.url()), "client-id")
+        .client_credentials(provider.token_url(), "client-id")
         .client_secret("client-secret")
-        .revocation_url(format!("{}/revoke", provider.url()))
+        .scope("offline_access")
+        .revocation_url(provider.revocation_url())
+        .api_origin(provider.url())
         .build()?;
-    let source = client.token_source().ok_or("no token source")?;
-    source.token().await?;
+    println!("before: {}", client.get(provider.api_url("me")).send().await?.status());
     let revoked = client.revoke().await?;
     println!("revoked access token: {}, refresh token: {}", revoked.access_token, revoked.refresh_token);
-    revocations.assert_async().await;
-    println!("cached token after revocation: {}", source.cached().is_some());
+    println!("revocation requests: {}", provider.stats().revocations);
+    println!("after: {} (with a new token)", client.get(provider.api_url("me")).send().await?.status());
+    println!("tokens issued: {}", provider.stats().tokens_issued);
     Ok(())
 }

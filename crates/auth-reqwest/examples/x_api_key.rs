@@ -1,19 +1,19 @@
 //! Provider style: a plain `X-API-Key` API, no OAuth at all.
 //!
-//! Local stand-in (mockito on 127.0.0.1): `cargo run -p auth-reqwest --example x_api_key`.
+//! Runs against the embedded provider's API (auth-testkit on 127.0.0.1),
+//! configured as an API-key-only API:
+//! `cargo run -p auth-reqwest --example x_api_key`.
 
 use auth_reqwest::AuthClient;
+use auth_testkit::{Provider, ProviderConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut api = mockito::Server::new_async().await;
-    api.mock("GET", "/quotes")
-        .match_header("x-api-key", "my-api-key")
-        .with_body(r#"{"EURUSD":1.08}"#)
-        .create_async()
-        .await;
+    let provider =
+        Provider::start(ProviderConfig::new().api_key("X-API-Key", None, "my-api-key").api_requires_token(false))?;
 
-    let client = AuthClient::builder().api_key_header("X-API-Key", "my-api-key").api_origin(api.url()).build()?;
-    println!("quotes: {}", client.get(format!("{}/quotes", api.url())).send().await?.text().await?);
+    let client = AuthClient::builder().api_key_header("X-API-Key", "my-api-key").api_origin(provider.url()).build()?;
+    let response = client.get(provider.api_url("quotes")).send().await?;
+    println!("{} {}", response.status(), response.text().await?);
     Ok(())
 }

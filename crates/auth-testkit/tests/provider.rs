@@ -153,3 +153,13 @@ fn fault_switches() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(provider.stats().token_requests, 5);
 }
+
+#[test]
+fn an_api_key_only_api() {
+    let provider =
+        Provider::start(ProviderConfig::new().api_key("X-API-Key", None, "k").api_requires_token(false)).unwrap();
+    let status =
+        |key: &str| agent().get(provider.api_url("x")).header("x-api-key", key).call().unwrap().status().as_u16();
+    assert_eq!(status("k"), 200);
+    assert_eq!(status("wrong"), 403);
+}

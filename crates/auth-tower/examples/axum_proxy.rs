@@ -1,11 +1,12 @@
 //! An axum service that calls an upstream API through `AuthLayer`: its own
 //! clients never see the upstream credentials.
 //!
-//! Upstream provider and API are local stand-ins (mockito on 127.0.0.1);
-//! the example starts the axum service on 127.0.0.1, calls it once, and
-//! exits: `cargo run -p auth-tower --example axum_proxy`.
+//! The upstream provider and API are the embedded provider (auth-testkit
+//! on 127.0.0.1); the example starts the axum service on 127.0.0.1, calls
+//! it once, and exits: `cargo run -p auth-tower --example axum_proxy`.
 
 use auth_core::{Credentials, SourceConfig};
+use auth_testkit::{Provider, ProviderConfig};
 use auth_tower::{Auth, AuthLayer, TokenSource};
 use axum::extract::State;
 use axum::routing::get;
@@ -26,7 +27,7 @@ struct AppState {
 
 /// GET /orders: fetches the orders upstream with the service's credentials.
 async fn orders(State(state): State<AppState>) -> Result<String, (http::StatusCode, String)> {
-    let request = http::Request::get(format!("{}/v2/orders", state.upstream_url))
+    let request = http::Request::get(format!("{}/orders", state.upstream_url))
         .body(Full::new(Bytes::new()))
         .map_err(|e| (http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let response = state
@@ -40,37 +41,26 @@ async fn orders(State(state): State<AppState>) -> Result<String, (http::StatusCo
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut provider = mockito::Server::new_async().await;
-    provider
-        .mock("POST", "/token")
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"access_token":"upstream-token","token_type":"bearer","expires_in":3600}"#)
-        .create_async()
-        .await;
-    let mut upstream_api = mockito::Server::new_async().await;
-    upstream_api
-        .mock("GET", "/v2/orders")
-        .match_header("authorization", "Bearer upstream-token")
-        .match_header("x-api-key", "upstream-key")
-        .with_body(r#"{"orders":[]}"#)
-        .create_async()
-        .await;
+    let provider = Provider::start(ProviderConfig::new().client("proxy", "proxy-secret").api_key(
+        "X-API-Key",
+        None,
+        "upstream-key",
+    ))?;
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let transport = ServiceBuilder::new()
         .map_request(|request: http::Request<Vec<u8>>| request.map(|body| Full::new(Bytes::from(body))))
         .service(client.clone());
-    let config =
-        SourceConfig::builder(format!("{}/token", provider.url()), "proxy").client_secret("proxy-secret").build()?;
+    let config = SourceConfig::builder(provider.token_url(), "proxy").client_secret("proxy-secret").build()?;
     let source = TokenSource::new(config, transport)?;
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("X-API-Key", "upstream-key")
-        .allow_origin(upstream_api.url())
+        .allow_origin(provider.url())
         .build()?;
     let state = AppState {
         upstream: AuthLayer::new(source, credentials).layer(client.clone()),
-        upstream_url: upstream_api.url(),
+        upstream_url: provider.api_url("v2"),
     };
     let app = Router::new().route("/orders", get(orders)).with_state(state);
 
