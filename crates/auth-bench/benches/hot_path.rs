@@ -57,13 +57,18 @@ where
     started.elapsed().mul_f64(iters as f64 / (per_task * tasks) as f64)
 }
 
-fn contenders(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let source = runtime.block_on(async {
+/// A token source on `runtime` that already holds its token.
+fn warm_source(runtime: &tokio::runtime::Runtime) -> auth_tower::TokenSource {
+    runtime.block_on(async {
         let source = token_source(token_endpoint(Arc::new(AtomicUsize::new(0)), Duration::ZERO, 3600));
         source.token().await.expect("a first token");
         source
-    });
+    })
+}
+
+fn contenders(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let source = warm_source(&runtime);
     let mutex = Arc::new(Mutex::new(bearer_header()));
     let rwlock = Arc::new(tokio::sync::RwLock::new(bearer_header()));
 
@@ -131,11 +136,7 @@ fn allocations(
 
 fn contention(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let source = runtime.block_on(async {
-        let source = token_source(token_endpoint(Arc::new(AtomicUsize::new(0)), Duration::ZERO, 3600));
-        source.token().await.expect("a first token");
-        source
-    });
+    let source = warm_source(&runtime);
     let mutex = Arc::new(Mutex::new(bearer_header()));
     let rwlock = Arc::new(tokio::sync::RwLock::new(bearer_header()));
     let mut group = c.benchmark_group("contention");
