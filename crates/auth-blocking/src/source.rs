@@ -159,7 +159,7 @@ impl BlockingTokenSource {
     /// The cached token if it may be sent now.
     pub fn cached(&self) -> Option<Arc<AccessToken>> {
         let published = &self.inner.published;
-        let token = published.slot.load(Instant::now())?;
+        let token = published.slot.load(Instant::now)?;
         if token.renewal_due() {
             let _ = self.send(Command::Nudge);
         }
@@ -235,13 +235,21 @@ impl Worker {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
             self.carry_out();
-            let command = match self.lifecycle.poll_timeout() {
+            let deadline = match (self.lifecycle.poll_timeout(), self.published.slot.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let command = match deadline {
                 Some(deadline) => commands.recv_timeout(deadline.saturating_duration_since(Instant::now())),
                 None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match command {
                 Ok(command) => self.handle(command),
-                Err(RecvTimeoutError::Timeout) => self.lifecycle.handle_timeout(Instant::now()),
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    self.published.slot.handle_timeout(now);
+                    self.lifecycle.handle_timeout(now);
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
@@ -331,7 +339,7 @@ impl Worker {
     }
 
     fn publish(&self, token: &Arc<AccessToken>) {
-        self.published.slot.publish(token);
+        self.published.slot.publish(token, Instant::now());
     }
 
     fn revoke(&mut self) -> Result<Revoked, Error> {

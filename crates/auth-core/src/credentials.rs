@@ -142,6 +142,8 @@ pub enum Applied {
 pub struct Credentials {
     parts: Vec<Part>,
     origins: Vec<Origin>,
+    /// Whether a part goes into the query (known once, checked per request).
+    has_query: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -168,16 +170,18 @@ impl Credentials {
 
     /// Only an OAuth bearer token from a token source, on every origin.
     pub fn bearer() -> Self {
-        Self { parts: vec![Part::Bearer], origins: Vec::new() }
+        Self { parts: vec![Part::Bearer], origins: Vec::new(), has_query: false }
     }
 
     /// Whether [`Credentials::apply`] needs an access token.
+    #[inline]
     pub fn needs_token(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Bearer))
     }
 
     /// Whether the credentials may be sent to `uri`. With no origin filter,
     /// every URI qualifies.
+    #[inline]
     pub fn applies_to(&self, uri: &Uri) -> bool {
         self.origins.is_empty() || self.origins.iter().any(|o| o.matches(uri))
     }
@@ -198,8 +202,16 @@ impl Credentials {
     /// Like [`Credentials::apply`] without the origin check, for callers
     /// that checked [`Credentials::applies_to`] already (a driver decides on
     /// the origin before it waits for a token).
+    #[inline]
     pub fn apply_allowed<B>(&self, request: &mut Request<B>, token: Option<&AccessToken>) -> Result<(), ApplyError> {
         self.apply_headers(request.headers_mut(), token)?;
+        if self.has_query {
+            self.apply_query(request)?;
+        }
+        Ok(())
+    }
+
+    fn apply_query<B>(&self, request: &mut Request<B>) -> Result<(), ApplyError> {
         for (name, key) in self.query_params() {
             let uri = with_query_param(request.uri(), name, key.expose_secret())?;
             *request.uri_mut() = uri;
@@ -217,6 +229,7 @@ impl Credentials {
     /// same name. Does not check the origin and does not set query
     /// parameters (see [`Credentials::query_params`]): for adapters whose
     /// request type is not `http::Request`.
+    #[inline]
     pub fn apply_headers(&self, headers: &mut http::HeaderMap, token: Option<&AccessToken>) -> Result<(), ApplyError> {
         for part in &self.parts {
             match part {
@@ -237,6 +250,7 @@ impl Credentials {
     }
 
     /// The API keys that go into query parameters, by parameter name.
+    #[inline]
     pub fn query_params(&self) -> impl Iterator<Item = (&str, &ApiKey)> {
         self.parts.iter().filter_map(|p| match p {
             Part::Query(name, key) => Some((name.as_str(), key)),
@@ -363,7 +377,8 @@ impl CredentialsBuilder {
             parts.push(Part::Query(name, key));
         }
         let origins = self.origins.iter().map(|o| Origin::parse(o)).collect::<Result<_, _>>()?;
-        Ok(Credentials { parts, origins })
+        let has_query = parts.iter().any(|p| matches!(p, Part::Query(..)));
+        Ok(Credentials { parts, origins, has_query })
     }
 }
 

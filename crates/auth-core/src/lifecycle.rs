@@ -580,7 +580,7 @@ impl Lifecycle {
         let token = Arc::new(AccessToken {
             value: response.access_token,
             header,
-            generation: Generation(self.last_generation),
+            generation: Generation::nth(self.last_generation),
             issued_at: fetch.sent_at,
             expires_at,
             usable_until,

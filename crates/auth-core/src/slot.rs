@@ -3,28 +3,55 @@
 //! A driver's worker [`publish`](TokenSlot::publish)es each new token and
 //! [`withdraw`](TokenSlot::withdraw)s it when the lifecycle says so; any
 //! number of threads [`load`](TokenSlot::load) it with one atomic load (an
-//! `arc-swap` guard: no lock, no reference count, no allocation).
+//! `arc-swap` guard: no lock, no reference count, no allocation), and a
+//! [`SlotReader`] (one per client service) reads it with a single pointer
+//! comparison.
+//!
+//! # When the clock is read
+//!
+//! Reading the clock costs more than everything else on the read path, so
+//! a read takes a clock *closure* and calls it only when the answer may
+//! depend on the time. Like the lifecycle, the slot is driven by time
+//! events: the driver sleeps until [`TokenSlot::poll_timeout`] (the
+//! published token's renewal point) and then calls
+//! [`TokenSlot::handle_timeout`]. Until then the token is *fresh*: it is
+//! far from its `usable_until` (the refresh-ahead window plus the safety
+//! margin lie between), and reads skip the clock. From the renewal point
+//! on, every read checks the clock against `usable_until` and reports the
+//! first read past the renewal point (so a driver without background
+//! renewal can start one). A [`SlotReader`] also reads the clock on every
+//! 64th fresh read, so a driver whose timer is late cannot keep a token
+//! fresh past its renewal point for long.
 //!
 //! ```
 //! use std::time::Instant;
 //! use auth_core::slot::TokenSlot;
 //!
 //! let slot = TokenSlot::new();
-//! assert!(slot.load(Instant::now()).is_none());
+//! assert!(slot.load(Instant::now).is_none());
+//! assert!(slot.poll_timeout().is_none());
 //! ```
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::cache::Cache;
 use arc_swap::{ArcSwapOption, Guard};
 
 use crate::token::{AccessToken, Generation};
+
+/// Fresh reads a [`SlotReader`] makes between two clock checks.
+const SAMPLE_EVERY: u8 = 64;
 
 /// The slot holding the token readers use.
 #[derive(Debug, Default)]
 pub struct TokenSlot {
     token: ArcSwapOption<AccessToken>,
+    /// The generation of the published token while it is before its
+    /// renewal point (as the driver's timer last saw it); 0 otherwise.
+    fresh: AtomicU64,
     renewal_signalled: AtomicBool,
 }
 
@@ -57,7 +84,7 @@ impl Loaded {
     }
 }
 
-impl std::ops::Deref for Loaded {
+impl Deref for Loaded {
     type Target = AccessToken;
 
     #[inline]
@@ -72,22 +99,47 @@ impl TokenSlot {
         Self::default()
     }
 
-    /// The token, if it may be sent at `now` (before its `usable_until`).
+    /// The token, if it may be sent now; `clock` is called only when the
+    /// token is not fresh (see the [module docs](self)).
     #[inline]
-    pub fn load(&self, now: Instant) -> Option<Loaded> {
+    pub fn load(&self, clock: impl FnOnce() -> Instant) -> Option<Loaded> {
         let guard = self.token.load();
-        let token = guard.as_ref().filter(|t| t.is_usable(now))?;
-        let renewal_due = now >= token.renew_at() && !self.renewal_signalled.swap(true, Ordering::Relaxed);
+        let token = guard.as_ref()?;
+        let renewal_due = self.admit(token, clock)?;
         Some(Loaded { guard, renewal_due })
     }
 
-    /// Makes `token` the one readers see (unless it already is).
-    pub fn publish(&self, token: &Arc<AccessToken>) {
+    /// Whether `token` (the published one) may be sent: `Some(renewal_due)`.
+    #[inline]
+    fn admit(&self, token: &AccessToken, clock: impl FnOnce() -> Instant) -> Option<bool> {
+        if self.is_fresh(token) {
+            return Some(false);
+        }
+        self.admit_at(token, clock())
+    }
+
+    #[inline]
+    fn is_fresh(&self, token: &AccessToken) -> bool {
+        self.fresh.load(Ordering::Acquire) == token.generation().get()
+    }
+
+    fn admit_at(&self, token: &AccessToken, now: Instant) -> Option<bool> {
+        if !token.is_usable(now) {
+            return None;
+        }
+        Some(now >= token.renew_at() && !self.renewal_signalled.swap(true, Ordering::Relaxed))
+    }
+
+    /// Makes `token` the one readers see (unless it already is), fresh
+    /// when `now` is before its renewal point.
+    pub fn publish(&self, token: &Arc<AccessToken>, now: Instant) {
         let current = self.token.load();
         if current.as_ref().is_none_or(|t| t.generation() != token.generation()) {
             self.token.store(Some(Arc::clone(token)));
             self.renewal_signalled.store(false, Ordering::Relaxed);
         }
+        let fresh = if now < token.renew_at() { token.generation().get() } else { 0 };
+        self.fresh.store(fresh, Ordering::Release);
     }
 
     /// Stops readers from using the token of `generation`, if it is the
@@ -95,9 +147,131 @@ impl TokenSlot {
     pub fn withdraw(&self, generation: Generation) {
         let current = self.token.load();
         if current.as_ref().is_some_and(|t| t.generation() == generation) {
+            let _ = self.fresh.compare_exchange(generation.get(), 0, Ordering::AcqRel, Ordering::Relaxed);
             self.token.compare_and_swap(&*current, None);
         }
     }
+
+    /// When the driver must call [`TokenSlot::handle_timeout`]: the
+    /// renewal point of the fresh token, if there is one.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let token = self.token.load();
+        token.as_ref().filter(|t| self.is_fresh(t)).map(|t| t.renew_at())
+    }
+
+    /// Ends the fresh period of the published token once `now` reaches
+    /// its renewal point: from then on every read checks the clock.
+    pub fn handle_timeout(&self, now: Instant) {
+        let token = self.token.load();
+        if let Some(token) = token.as_ref().filter(|t| now >= t.renew_at()) {
+            self.end_fresh(token.generation());
+        }
+    }
+
+    fn end_fresh(&self, generation: Generation) {
+        let _ = self.fresh.compare_exchange(generation.get(), 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// A reader for one client (one service instance): it keeps the
+    /// published token and rechecks only whether it changed, one atomic
+    /// load per read.
+    pub fn reader(self: &Arc<Self>) -> SlotReader {
+        SlotReader {
+            cache: Cache::new(Published(Arc::clone(self))),
+            slot: Arc::clone(self),
+            until_sample: SAMPLE_EVERY,
+        }
+    }
+}
+
+/// The slot as `arc-swap`'s cache wants it: something dereferencing to
+/// the swapped pointer.
+#[derive(Debug, Clone)]
+struct Published(Arc<TokenSlot>);
+
+impl Deref for Published {
+    type Target = ArcSwapOption<AccessToken>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.token
+    }
+}
+
+/// A per-client view of a [`TokenSlot`], for the hot path: it holds the
+/// published token and reloads it only when the slot changed. Clone one
+/// per client; reading needs `&mut self`.
+///
+/// A reader keeps the token it last saw alive (and in memory) until its
+/// next read or its drop, even after the slot withdrew it; it never hands
+/// out a withdrawn token.
+#[derive(Debug, Clone)]
+pub struct SlotReader {
+    cache: Cache<Published, Option<Arc<AccessToken>>>,
+    slot: Arc<TokenSlot>,
+    until_sample: u8,
+}
+
+/// A token read through a [`SlotReader`], usable when it was read.
+#[derive(Debug)]
+pub struct ReadToken<'a> {
+    token: &'a Arc<AccessToken>,
+    renewal_due: bool,
+}
+
+impl ReadToken<'_> {
+    /// Whether this read is the first to see the token past its renewal
+    /// point: the reader should tell its worker (once per token).
+    #[inline]
+    pub fn renewal_due(&self) -> bool {
+        self.renewal_due
+    }
+
+    /// A shared handle on the token (a reference count).
+    pub fn to_arc(&self) -> Arc<AccessToken> {
+        Arc::clone(self.token)
+    }
+}
+
+impl Deref for ReadToken<'_> {
+    type Target = AccessToken;
+
+    #[inline]
+    fn deref(&self) -> &AccessToken {
+        self.token
+    }
+}
+
+impl SlotReader {
+    /// The token, if it may be sent now; `clock` is called only when the
+    /// token is not fresh, and on every 64th fresh read (a check that
+    /// does not depend on the driver's timer).
+    #[inline]
+    pub fn load(&mut self, clock: impl FnOnce() -> Instant) -> Option<ReadToken<'_>> {
+        let token = self.cache.load().as_ref()?;
+        let slot = &self.slot;
+        let renewal_due = if slot.is_fresh(token) {
+            self.until_sample -= 1;
+            if self.until_sample == 0 {
+                self.until_sample = SAMPLE_EVERY;
+                sample(slot, token, clock())?
+            } else {
+                false
+            }
+        } else {
+            slot.admit_at(token, clock())?
+        };
+        Some(ReadToken { token, renewal_due })
+    }
+}
+
+/// A clock check of a fresh token: ends its fresh period itself when the
+/// driver's timer is late.
+#[cold]
+fn sample(slot: &TokenSlot, token: &AccessToken, now: Instant) -> Option<bool> {
+    if now >= token.renew_at() {
+        slot.end_fresh(token.generation());
+    }
+    slot.admit_at(token, now)
 }
 
 #[cfg(test)]
@@ -106,25 +280,108 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn no_clock() -> Instant {
+        panic!("a fresh token is read without the clock")
+    }
+
     #[test]
     fn publish_load_signal_and_withdraw_by_generation() {
         let slot = TokenSlot::new();
         let token = Arc::new(AccessToken::for_tests("t"));
-        slot.publish(&token);
         let now = Instant::now();
-        let loaded = slot.load(now).unwrap();
+        slot.publish(&token, now);
+        let loaded = slot.load(no_clock).unwrap();
         assert_eq!(loaded.header_value(), "Bearer t");
         assert!(!loaded.renewal_due());
-        // Past the renewal point: signalled once.
+        assert_eq!(slot.poll_timeout(), Some(token.renew_at()));
+        // The timer before the renewal point changes nothing.
+        slot.handle_timeout(now);
+        assert!(slot.load(no_clock).is_some());
+        // At the renewal point the fresh period ends: the clock decides.
         let later = token.renew_at() + Duration::from_secs(1);
-        assert!(slot.load(later).unwrap().renewal_due());
-        assert!(!slot.load(later).unwrap().renewal_due());
+        slot.handle_timeout(later);
+        assert_eq!(slot.poll_timeout(), None);
+        assert!(slot.load(|| later).unwrap().renewal_due());
+        assert!(!slot.load(|| later).unwrap().renewal_due());
         // Past usable_until: not handed out.
-        assert!(slot.load(token.usable_until()).is_none());
+        assert!(slot.load(|| token.usable_until()).is_none());
         // Withdrawing another generation changes nothing.
-        slot.withdraw(Generation(99));
-        assert!(slot.load(now).is_some());
+        slot.withdraw(Generation::nth(99));
+        assert!(slot.load(|| now).is_some());
         slot.withdraw(token.generation());
-        assert!(slot.load(now).is_none());
+        assert!(slot.load(|| now).is_none());
+    }
+
+    #[test]
+    fn a_token_published_past_its_renewal_point_is_never_fresh() {
+        let slot = TokenSlot::new();
+        let token = Arc::new(AccessToken::for_tests("t"));
+        let late = token.renew_at() + Duration::from_secs(1);
+        slot.publish(&token, late);
+        assert_eq!(slot.poll_timeout(), None);
+        assert!(slot.load(|| late).unwrap().renewal_due());
+        assert!(slot.load(|| token.usable_until()).is_none());
+        let mut reader = Arc::new(slot).reader();
+        assert!(reader.load(|| token.usable_until()).is_none());
+    }
+
+    #[test]
+    fn withdrawing_ends_the_fresh_period() {
+        let slot = Arc::new(TokenSlot::new());
+        let token = Arc::new(AccessToken::for_tests("t"));
+        let now = Instant::now();
+        slot.publish(&token, now);
+        let mut reader = slot.reader();
+        assert!(reader.load(no_clock).is_some());
+        slot.withdraw(token.generation());
+        assert!(reader.load(no_clock).is_none());
+        // Published again (the lifecycle kept it): fresh again.
+        slot.publish(&token, now);
+        assert!(reader.load(no_clock).is_some());
+    }
+
+    #[test]
+    fn a_reader_follows_the_slot_and_samples_the_clock() {
+        let slot = Arc::new(TokenSlot::new());
+        let mut reader = slot.reader();
+        assert!(reader.load(no_clock).is_none());
+        let first = Arc::new(AccessToken::for_tests("first"));
+        let now = Instant::now();
+        slot.publish(&first, now);
+        assert_eq!(reader.load(no_clock).unwrap().header_value(), "Bearer first");
+
+        // The driver's timer is late: the token stays fresh in the slot,
+        // but the 64th fresh read samples the clock, sees the renewal point
+        // pass and ends the fresh period.
+        let late = first.renew_at() + Duration::from_secs(1);
+        let (mut clock_reads, mut renewal_reports) = (0, 0);
+        for _ in 1..SAMPLE_EVERY {
+            let read = reader.load(|| {
+                clock_reads += 1;
+                late
+            });
+            renewal_reports += usize::from(read.unwrap().renewal_due());
+        }
+        assert_eq!((clock_reads, renewal_reports), (1, 1), "one sample, which reports the renewal");
+        assert_eq!(slot.poll_timeout(), None, "the sample ended the fresh period");
+        // From now on every read checks the clock; the renewal is not reported twice.
+        let mut clock_reads = 0;
+        for _ in 0..3 {
+            let read = reader.load(|| {
+                clock_reads += 1;
+                late
+            });
+            assert!(!read.unwrap().renewal_due());
+        }
+        assert_eq!(clock_reads, 3);
+        assert!(reader.load(|| first.usable_until()).is_none());
+
+        // A new token replaces the cached one at the next read.
+        let mut second = AccessToken::for_tests("second");
+        second.generation = Generation::nth(2);
+        slot.publish(&Arc::new(second), now);
+        let read = reader.load(no_clock).unwrap();
+        assert_eq!(read.header_value(), "Bearer second");
+        assert_eq!(read.generation(), Generation::nth(2));
     }
 }

@@ -1,6 +1,7 @@
 //! The access token as the lifecycle hands it out.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -11,12 +12,18 @@ use crate::secret::{AccessTokenValue, ExposeSecret};
 /// one with every token the source obtains, so a 401 can say which token it
 /// rejected and an old rejection cannot discard a newer token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Generation(pub(crate) u64);
+pub struct Generation(NonZeroU64);
 
 impl Generation {
-    /// The number, for logs and metrics.
+    /// The `n`th token of a source, counting from 1 (0 counts as 1).
+    pub(crate) fn nth(n: u64) -> Self {
+        Self(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN))
+    }
+
+    /// The number, for logs and metrics: 1 for the first token.
+    #[inline]
     pub fn get(self) -> u64 {
-        self.0
+        self.0.get()
     }
 }
 
@@ -115,7 +122,7 @@ impl AccessToken {
         Self {
             header: Self::bearer_header(&value).expect("test token is valid"),
             value,
-            generation: Generation(1),
+            generation: Generation::nth(1),
             issued_at: now,
             expires_at: now + Duration::from_secs(3600),
             usable_until: now + Duration::from_secs(3590),

@@ -131,8 +131,14 @@ pub(crate) fn try_clone_request<B: ReplayBody>(request: &http::Request<B>) -> Op
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
+    // A new request's header map and extensions are empty: copy only what
+    // is there.
+    if !request.headers().is_empty() {
+        *copy.headers_mut() = request.headers().clone();
+    }
+    if !request.extensions().is_empty() {
+        *copy.extensions_mut() = request.extensions().clone();
+    }
     Some(copy)
 }
 

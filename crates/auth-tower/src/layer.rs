@@ -34,7 +34,7 @@ use tower::{Layer, Service};
 
 use crate::body::{try_clone_request, ReplayBody};
 use crate::error::{AuthError, BoxError};
-use crate::source::{now, TokenFuture, TokenSource};
+use crate::source::{SourceId, TokenFuture, TokenReader, TokenSource};
 
 /// Puts credentials on requests; see the [module docs](self).
 ///
@@ -42,16 +42,38 @@ use crate::source::{now, TokenFuture, TokenSource};
 /// shares the same token source.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
-    source: Option<TokenSource>,
-    credentials: Arc<Credentials>,
+    bound: Arc<Bound>,
     replay: bool,
+}
+
+/// The credentials, with the token source when they carry its token.
+#[derive(Debug)]
+struct Bound {
+    credentials: Credentials,
+    source: Option<TokenSource>,
+}
+
+impl Bound {
+    #[inline]
+    fn source_id(&self) -> SourceId {
+        self.source.as_ref().map_or(SourceId::NONE, TokenSource::id)
+    }
+
+    /// Reports a 401 and waits for the token to replay with.
+    fn unauthorized(&self, generation: Generation) -> TokenFuture {
+        match &self.source {
+            Some(source) => source.unauthorized(generation),
+            None => TokenFuture::stopped(),
+        }
+    }
 }
 
 impl AuthLayer {
     /// Credentials that include a bearer token from `source` (and possibly
     /// API keys, limited to origins, ...).
     pub fn new(source: TokenSource, credentials: Credentials) -> Self {
-        Self { source: Some(source), credentials: Arc::new(credentials), replay: true }
+        let source = credentials.needs_token().then_some(source);
+        Self { bound: Arc::new(Bound { credentials, source }), replay: true }
     }
 
     /// Only `Authorization: Bearer` from `source`, on every origin.
@@ -65,13 +87,15 @@ impl AuthLayer {
         if credentials.needs_token() {
             return Err(AuthError::Apply(auth_core::ApplyError::MissingToken));
         }
-        Ok(Self { source: None, credentials: Arc::new(credentials), replay: false })
+        Ok(Self { bound: Arc::new(Bound { credentials, source: None }), replay: false })
     }
 
     /// Whether to replay a request once after a 401 with a renewed token
     /// (default `true`). Replaying needs a copy of each request made before
-    /// it is sent; turn it off to skip that copy when the API never answers
-    /// 401 to a token it issued. The token is invalidated on 401 either way.
+    /// it is sent (no allocation for a request without headers or
+    /// extensions; a copy of the header map otherwise); turn it off to skip
+    /// that copy when the API never answers 401 to a token it issued. The
+    /// token is invalidated on 401 either way.
     pub fn replay_on_401(mut self, replay: bool) -> Self {
         self.replay = replay;
         self
@@ -84,9 +108,8 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Auth<S> {
         Auth {
             inner,
-            source: self.source.clone(),
-            credentials: Arc::clone(&self.credentials),
-            needs_token: self.credentials.needs_token(),
+            reader: self.bound.source.as_ref().map(TokenSource::reader),
+            bound: Arc::clone(&self.bound),
             replay: self.replay,
         }
     }
@@ -96,9 +119,10 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct Auth<S> {
     inner: S,
-    source: Option<TokenSource>,
-    credentials: Arc<Credentials>,
-    needs_token: bool,
+    bound: Arc<Bound>,
+    /// This service's own reader of the published token, when the
+    /// credentials carry one.
+    reader: Option<TokenReader>,
     replay: bool,
 }
 
@@ -117,7 +141,7 @@ impl<S> Auth<S> {
     }
     /// The token source, if the credentials use one.
     pub fn token_source(&self) -> Option<&TokenSource> {
-        self.source.as_ref()
+        self.bound.source.as_ref()
     }
 }
 
@@ -139,32 +163,25 @@ where
         // The ready service goes into the future; `self` keeps a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !self.credentials.applies_to(request.uri()) {
-            return ResponseFuture::sending(inner.call(request), None);
-        }
-        let source = match &self.source {
-            Some(source) if self.needs_token => source,
-            _ => {
-                return match self.credentials.apply_allowed(&mut request, None) {
-                    Ok(()) => ResponseFuture::sending(inner.call(request), None),
-                    Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
-                };
-            }
-        };
-        let Some(token) = source.load_usable(now()) else {
-            let pending = Pending {
-                request,
-                service: inner,
-                source: source.clone(),
-                credentials: Arc::clone(&self.credentials),
-                replay: self.replay,
+        let bound = &self.bound;
+        let credentials = &bound.credentials;
+        let Some(reader) = &mut self.reader else {
+            // No token: only static credentials, if the origin qualifies.
+            let applied = credentials.applies_to(request.uri()).then(|| credentials.apply_allowed(&mut request, None));
+            return match applied {
+                Some(Err(error)) => ResponseFuture::failed(AuthError::Apply(error)),
+                _ => ResponseFuture::sending(inner.call(request), Replay::without_token()),
             };
-            return ResponseFuture { state: State::Token { token: source.want(), pending: Some(Box::new(pending)) } };
         };
-        let copy = self.replay.then(|| Copy::of(&request, &inner, &self.credentials)).flatten();
-        let replay = Replay { copy, source: source.clone(), generation: token.generation() };
-        match self.credentials.apply_allowed(&mut request, Some(&token)) {
-            Ok(()) => ResponseFuture::sending(inner.call(request), Some(replay)),
+        if !credentials.applies_to(request.uri()) {
+            return ResponseFuture::sending(inner.call(request), Replay::without_token());
+        }
+        let Some(token) = reader.load() else {
+            return ResponseFuture::pending(request, inner, bound, self.replay);
+        };
+        let replay = Replay::new(self.replay, &request, &inner, bound, token.generation());
+        match credentials.apply_allowed(&mut request, Some(&token)) {
+            Ok(()) => ResponseFuture::sending(inner.call(request), replay),
             Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
         }
     }
@@ -175,41 +192,61 @@ where
 struct Pending<S, B> {
     request: Request<B>,
     service: S,
-    source: TokenSource,
-    credentials: Arc<Credentials>,
+    bound: Arc<Bound>,
     replay: bool,
 }
 
-/// The copy of a request to replay after a 401, made before it was sent,
-/// with a spare inner service and the credentials to apply again.
+/// What a request keeps for a 401. Two words and no reference count, so
+/// that the hot path's future stays small (moved without a `memcpy`
+/// call) and writes no shared memory.
+enum Replay<S, B> {
+    /// The token it carried, if any, to invalidate on a 401: replay is
+    /// off, the body streams, or this is the replay.
+    Invalidate { source: SourceId, generation: Option<Generation> },
+    /// A copy of the request to replay after a 401.
+    Copied(Box<Copy<S, B>>),
+}
+
+/// The copy of a request to replay after a 401, made before it was sent
+/// (so before credentials were put on it), with a spare inner service and
+/// the token it was sent with.
 struct Copy<S, B> {
     request: Request<B>,
     service: S,
-    credentials: Arc<Credentials>,
+    bound: Arc<Bound>,
+    generation: Generation,
 }
 
-impl<S: Clone, B: ReplayBody> Copy<S, B> {
-    /// `None` when the body cannot be copied (a stream).
-    fn of(request: &Request<B>, service: &S, credentials: &Arc<Credentials>) -> Option<Box<Self>> {
-        let request = try_clone_request(request)?;
-        Some(Box::new(Self { request, service: service.clone(), credentials: Arc::clone(credentials) }))
+impl<S: Clone, B: ReplayBody> Replay<S, B> {
+    /// A copy of `request` when `replay` is on and its body can be copied.
+    #[inline]
+    fn new(replay: bool, request: &Request<B>, service: &S, bound: &Arc<Bound>, generation: Generation) -> Self {
+        match replay.then(|| try_clone_request(request)).flatten() {
+            Some(request) => {
+                let bound = Arc::clone(bound);
+                Self::Copied(Box::new(Copy { request, service: service.clone(), bound, generation }))
+            }
+            None => Self::Invalidate { source: bound.source_id(), generation: Some(generation) },
+        }
     }
 }
 
-/// What a request that carried a token keeps for a 401: the source (to
-/// invalidate the token) and, when replay is on and the body could be
-/// copied, the copy.
-struct Replay<S, B> {
-    copy: Option<Box<Copy<S, B>>>,
-    source: TokenSource,
-    generation: Generation,
+impl<S, B> Replay<S, B> {
+    /// For a request sent without a token: nothing to do on a 401.
+    fn without_token() -> Self {
+        Self::Invalidate { source: SourceId::NONE, generation: None }
+    }
+
+    /// Takes the replay out of a state being left (a 401 came back).
+    fn take(&mut self) -> Self {
+        std::mem::replace(self, Self::without_token())
+    }
 }
 
 /// After a 401: the copy to replay and the original answer, returned if no
 /// replay happens.
 struct Rejected<S, B, R> {
     copy: Box<Copy<S, B>>,
-    source: TokenSource,
     response: R,
 }
 
@@ -236,11 +273,11 @@ pin_project! {
             token: TokenFuture,
             pending: Option<Box<Pending<S, B>>>,
         },
-        /// The request is in flight.
+        /// The request (or its replay) is in flight.
         Sending {
             #[pin]
             future: S::Future,
-            replay: Option<Replay<S, B>>,
+            replay: Replay<S, B>,
         },
         /// The API answered 401: waiting for the token to replay with.
         Renewing {
@@ -251,15 +288,6 @@ pin_project! {
         /// Waiting for the spare inner service to be ready for the replay.
         ReplayReady {
             copy: Option<Box<Copy<S, B>>>,
-            source: TokenSource,
-            generation: Generation,
-        },
-        /// The replay is in flight.
-        Replaying {
-            #[pin]
-            future: S::Future,
-            source: TokenSource,
-            generation: Generation,
         },
         /// The request failed before it was sent.
         Failed {
@@ -272,8 +300,18 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    fn sending(future: S::Future, replay: Option<Replay<S, B>>) -> Self {
+    fn sending(future: S::Future, replay: Replay<S, B>) -> Self {
         Self { state: State::Sending { future, replay } }
+    }
+
+    /// Waits for a token, then sends (the cold path).
+    fn pending(request: Request<B>, service: S, bound: &Arc<Bound>, replay: bool) -> Self {
+        let Some(source) = &bound.source else {
+            return Self::failed(AuthError::Apply(auth_core::ApplyError::MissingToken));
+        };
+        let token = source.want();
+        let pending = Pending { request, service, bound: Arc::clone(bound), replay };
+        Self { state: State::Token { token, pending: Some(Box::new(pending)) } }
     }
 
     fn failed(error: AuthError) -> Self {
@@ -289,85 +327,121 @@ where
 {
     type Output = Result<Response<ResB>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Token { token, pending } => {
-                    let token = match ready!(token.poll(cx)) {
-                        Ok(Some(token)) => token,
-                        Ok(None) => return Poll::Ready(Err(AuthError::Stopped.into())),
-                        Err(error) => return Poll::Ready(Err(error.into())),
-                    };
-                    let Some(pending) = pending.take() else {
-                        return Poll::Ready(Err(AuthError::Stopped.into()));
-                    };
-                    let Pending { mut request, mut service, source, credentials, replay } = *pending;
-                    let copy = replay.then(|| Copy::of(&request, &service, &credentials)).flatten();
-                    if let Err(error) = credentials.apply_allowed(&mut request, Some(&token)) {
-                        return Poll::Ready(Err(AuthError::Apply(error).into()));
-                    }
-                    let future = service.call(request);
-                    let replay = Some(Replay { copy, source, generation: token.generation() });
-                    this.state.set(State::Sending { future, replay });
+        let mut state = self.project().state;
+        // The hot path, kept small enough to inline: the request is in
+        // flight and its answer is not a 401.
+        if let StateProj::Sending { future, .. } = state.as_mut().project() {
+            let response = ready!(future.poll(cx)).map_err(Into::into)?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Poll::Ready(Ok(response));
+            }
+            if let Some(response) = unauthorized(state.as_mut(), response) {
+                return Poll::Ready(Ok(response));
+            }
+        }
+        drive(state, cx)
+    }
+}
+
+/// After a 401 to a request in flight: moves on to renewing the token (and
+/// `None`) when the request is replayed, or gives the response back.
+#[cold]
+fn unauthorized<S, B>(mut state: Pin<&mut State<S, B>>, response: S::Response) -> Option<S::Response>
+where
+    S: Service<Request<B>>,
+{
+    let StateProj::Sending { replay, .. } = state.as_mut().project() else {
+        return Some(response);
+    };
+    match replay.take() {
+        Replay::Copied(copy) => {
+            let token = copy.bound.unauthorized(copy.generation);
+            let rejected = Some(Box::new(Rejected { copy, response }));
+            state.set(State::Renewing { token, rejected });
+            None
+        }
+        Replay::Invalidate { source, generation } => {
+            // Not replayable (or replayed already): still invalidate, so
+            // that the next request works.
+            if let (Some(generation), Some(source)) = (generation, source.source()) {
+                source.invalidate(generation);
+            }
+            Some(response)
+        }
+    }
+}
+
+/// Every state but the hot one.
+#[cold]
+fn drive<S, B, ResB>(mut state: Pin<&mut State<S, B>>, cx: &mut Context<'_>) -> Poll<Result<Response<ResB>, BoxError>>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Token { token, pending } => {
+                let token = match ready!(token.poll(cx)) {
+                    Ok(Some(token)) => token,
+                    Ok(None) => return Poll::Ready(Err(AuthError::Stopped.into())),
+                    Err(error) => return Poll::Ready(Err(error.into())),
+                };
+                let Some(pending) = pending.take() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                let Pending { mut request, mut service, bound, replay } = *pending;
+                let replay = Replay::new(replay, &request, &service, &bound, token.generation());
+                if let Err(error) = bound.credentials.apply_allowed(&mut request, Some(&token)) {
+                    return Poll::Ready(Err(AuthError::Apply(error).into()));
                 }
-                StateProj::Sending { future, replay } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if response.status() != StatusCode::UNAUTHORIZED {
-                        return Poll::Ready(Ok(response));
-                    }
-                    let Some(Replay { copy, source, generation }) = replay.take() else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    let Some(copy) = copy else {
-                        // Not replayable: still invalidate, so the next request works.
-                        source.invalidate(generation);
-                        return Poll::Ready(Ok(response));
-                    };
-                    let token = source.unauthorized(generation);
-                    this.state
-                        .set(State::Renewing { token, rejected: Some(Box::new(Rejected { copy, source, response })) });
-                }
-                StateProj::Renewing { token, rejected } => {
-                    let outcome = ready!(token.poll(cx));
-                    let Some(rejected) = rejected.take() else {
-                        return Poll::Ready(Err(AuthError::Stopped.into()));
-                    };
-                    let Rejected { mut copy, source, response } = *rejected;
-                    let Ok(Some(token)) = outcome else {
-                        // Suppressed by the loop guard, or no new token: the caller gets the 401.
-                        return Poll::Ready(Ok(response));
-                    };
-                    if let Err(error) = copy.credentials.apply_allowed(&mut copy.request, Some(&token)) {
-                        return Poll::Ready(Err(AuthError::Apply(error).into()));
-                    }
-                    this.state.set(State::ReplayReady { copy: Some(copy), source, generation: token.generation() });
-                }
-                StateProj::ReplayReady { copy, source, generation } => {
-                    let Some(ready_copy) = copy.as_mut() else {
-                        return Poll::Ready(Err(AuthError::Stopped.into()));
-                    };
-                    ready!(ready_copy.service.poll_ready(cx)).map_err(Into::into)?;
-                    let Some(copy) = copy.take() else {
-                        return Poll::Ready(Err(AuthError::Stopped.into()));
-                    };
-                    let Copy { request, mut service, .. } = *copy;
-                    let future = service.call(request);
-                    let (source, generation) = (source.clone(), *generation);
-                    this.state.set(State::Replaying { future, source, generation });
-                }
-                StateProj::Replaying { future, source, generation } => {
-                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if response.status() == StatusCode::UNAUTHORIZED {
-                        // Never replayed twice; the lifecycle decides whether this token is dropped.
-                        source.invalidate(*generation);
-                    }
+                let future = service.call(request);
+                state.set(State::Sending { future, replay });
+            }
+            StateProj::Sending { future, .. } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                if response.status() != StatusCode::UNAUTHORIZED {
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Failed { error } => {
-                    let error = error.take().map_or(AuthError::Stopped, |e| *e);
-                    return Poll::Ready(Err(error.into()));
+                if let Some(response) = unauthorized(state.as_mut(), response) {
+                    return Poll::Ready(Ok(response));
                 }
+            }
+            StateProj::Renewing { token, rejected } => {
+                let outcome = ready!(token.poll(cx));
+                let Some(rejected) = rejected.take() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                let Rejected { mut copy, response } = *rejected;
+                let Ok(Some(token)) = outcome else {
+                    // Suppressed by the loop guard, or no new token: the caller gets the 401.
+                    return Poll::Ready(Ok(response));
+                };
+                if let Err(error) = copy.bound.credentials.apply_allowed(&mut copy.request, Some(&token)) {
+                    return Poll::Ready(Err(AuthError::Apply(error).into()));
+                }
+                copy.generation = token.generation();
+                state.set(State::ReplayReady { copy: Some(copy) });
+            }
+            StateProj::ReplayReady { copy } => {
+                let Some(ready_copy) = copy.as_mut() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                ready!(ready_copy.service.poll_ready(cx)).map_err(Into::into)?;
+                let Some(copy) = copy.take() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                let Copy { request, mut service, bound, generation } = *copy;
+                let future = service.call(request);
+                // A 401 to the replay only invalidates: never replayed twice.
+                let replay = Replay::Invalidate { source: bound.source_id(), generation: Some(generation) };
+                state.set(State::Sending { future, replay });
+            }
+            StateProj::Failed { error } => {
+                let error = error.take().map_or(AuthError::Stopped, |e| *e);
+                return Poll::Ready(Err(error.into()));
             }
         }
     }

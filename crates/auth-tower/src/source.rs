@@ -3,16 +3,18 @@
 //! current token without a lock and wait on the single fetch when there is
 //! none.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::response::{normalize_retry_after, parse_revocation_response};
-use auth_core::slot::{Loaded, TokenSlot};
+use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
 use auth_core::{
     AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError,
     Unauthorized, Want,
@@ -80,7 +82,9 @@ pub struct Stats {
     pub fetches: u64,
     /// Token requests that failed.
     pub failures: u64,
-    /// Tokens served from the cache without waiting.
+    /// Tokens served from the cache without waiting. Each `Auth` service
+    /// adds its hits in batches of 64 (and when it drops), so a live
+    /// service's latest hits may not show yet.
     pub cache_hits: u64,
     /// Callers that had to wait for a fetch.
     pub waits: u64,
@@ -92,14 +96,58 @@ pub struct Stats {
 
 /// What the worker publishes for the lock-free read path.
 struct Published {
-    slot: TokenSlot,
+    slot: Arc<TokenSlot>,
     counters: Counters,
 }
 
 struct Shared {
+    id: SourceId,
     commands: mpsc::UnboundedSender<Command>,
     published: Arc<Published>,
     config: Arc<SourceConfig>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.id.unregister();
+    }
+}
+
+/// The number of a token source, unique in the process: a request future
+/// keeps it (rather than a handle) to reach its source after a 401, so the
+/// hot path writes no shared memory, not even a reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceId(NonZeroU64);
+
+/// The sources alive, by number. Weak handles: the registry never keeps a
+/// source (or its worker) alive. Touched when a source starts, when its
+/// last handle drops, and on a 401; never per request.
+static SOURCES: Mutex<BTreeMap<NonZeroU64, Weak<Shared>>> = Mutex::new(BTreeMap::new());
+static NEXT_SOURCE: AtomicU64 = AtomicU64::new(1);
+
+impl SourceId {
+    /// Stands for "no source" where a number is needed anyway (a request
+    /// sent without a token). Never registered.
+    pub(crate) const NONE: Self = Self(NonZeroU64::MAX);
+
+    fn next() -> Self {
+        Self(NonZeroU64::new(NEXT_SOURCE.fetch_add(1, Ordering::Relaxed)).unwrap_or(NonZeroU64::MIN))
+    }
+
+    fn register(self, shared: &Arc<Shared>) {
+        SOURCES.lock().unwrap_or_else(PoisonError::into_inner).insert(self.0, Arc::downgrade(shared));
+    }
+
+    fn unregister(self) {
+        SOURCES.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.0);
+    }
+
+    /// The source, if it is still alive.
+    pub(crate) fn source(self) -> Option<TokenSource> {
+        let sources = SOURCES.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = sources.get(&self.0)?.upgrade()?;
+        Some(TokenSource { shared })
+    }
 }
 
 /// A shared, cheaply clonable source of access tokens.
@@ -164,7 +212,7 @@ impl TokenSourceBuilder {
         let config = Arc::new(self.config);
         let seed = self.seed.unwrap_or_else(random_seed);
         let (commands, receiver) = mpsc::unbounded_channel();
-        let published = Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default() });
+        let published = Arc::new(Published { slot: Arc::new(TokenSlot::new()), counters: Counters::default() });
         let mut lifecycle = Lifecycle::new(Arc::clone(&config), seed);
         if let Some(stored) = self.restore {
             lifecycle.handle_restore(now(), stored);
@@ -179,7 +227,10 @@ impl TokenSourceBuilder {
             fetch: None,
         };
         runtime.spawn(worker.run());
-        Ok(TokenSource { shared: Arc::new(Shared { commands, published, config }) })
+        let id = SourceId::next();
+        let shared = Arc::new(Shared { id, commands, published, config });
+        id.register(&shared);
+        Ok(TokenSource { shared })
     }
 }
 
@@ -254,7 +305,9 @@ impl TokenSource {
 
     /// The cached token if it may be sent now, counting a cache hit.
     pub fn cached(&self) -> Option<Arc<AccessToken>> {
-        self.load_usable(now()).map(|token| token.to_arc())
+        let token = self.shared.published.slot.load(now)?;
+        self.count_read(token.renewal_due());
+        Some(token.to_arc())
     }
 
     /// Reports that the API answered 401 to the token of `generation`.
@@ -316,16 +369,30 @@ impl TokenSource {
 
     // ----- for the layer -----
 
-    /// The published token if usable at `now`, without touching a lock or
-    /// allocating. Nudges the worker once when the renewal point passed.
-    pub(crate) fn load_usable(&self, now: Instant) -> Option<Loaded> {
-        let published = &self.shared.published;
-        let token = published.slot.load(now)?;
-        if token.renewal_due() {
+    /// A reader of the published token for one service (the lock-free hot
+    /// path of the layer).
+    pub(crate) fn reader(&self) -> TokenReader {
+        TokenReader { slot: self.shared.published.slot.reader(), unflushed: 0, source: self.clone() }
+    }
+
+    /// The number under which a request future finds this source again.
+    #[inline]
+    pub(crate) fn id(&self) -> SourceId {
+        self.shared.id
+    }
+
+    /// Counts a cache hit, and nudges the worker when the read was the
+    /// first past the renewal point.
+    fn count_read(&self, renewal_due: bool) {
+        self.nudge_if(renewal_due);
+        self.shared.published.counters.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn nudge_if(&self, renewal_due: bool) {
+        if renewal_due {
             let _ = self.shared.commands.send(Command::Nudge);
         }
-        published.counters.hits.fetch_add(1, Ordering::Relaxed);
-        Some(token)
     }
 
     /// Waits for a token from the worker.
@@ -345,6 +412,54 @@ impl TokenSource {
     }
 }
 
+/// One service's reader of the published token: no shared write per read
+/// (its cache hits are added to the source's counter in batches, and when
+/// it drops).
+#[derive(Debug)]
+pub(crate) struct TokenReader {
+    slot: SlotReader,
+    unflushed: u32,
+    source: TokenSource,
+}
+
+/// Cache hits a reader counts before it adds them to the source's counter.
+const HITS_BATCH: u32 = 64;
+
+impl TokenReader {
+    /// The token if it may be sent now (see [`SlotReader::load`]); nudges
+    /// the worker when this read was the first past the renewal point.
+    #[inline]
+    pub(crate) fn load(&mut self) -> Option<ReadToken<'_>> {
+        let Self { slot, unflushed, source } = self;
+        let token = slot.load(now)?;
+        source.nudge_if(token.renewal_due());
+        *unflushed += 1;
+        if *unflushed == HITS_BATCH {
+            flush_hits(source, unflushed);
+        }
+        Some(token)
+    }
+}
+
+#[cold]
+fn flush_hits(source: &TokenSource, unflushed: &mut u32) {
+    source.shared.published.counters.hits.fetch_add(u64::from(std::mem::take(unflushed)), Ordering::Relaxed);
+}
+
+impl Clone for TokenReader {
+    fn clone(&self) -> Self {
+        Self { slot: self.slot.clone(), unflushed: 0, source: self.source.clone() }
+    }
+}
+
+impl Drop for TokenReader {
+    fn drop(&mut self) {
+        if self.unflushed > 0 {
+            flush_hits(&self.source, &mut self.unflushed);
+        }
+    }
+}
+
 /// The answer of the worker to a caller that waits.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
@@ -357,6 +472,13 @@ pub(crate) struct TokenFuture {
 impl std::fmt::Debug for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Published").finish_non_exhaustive()
+    }
+}
+
+impl TokenFuture {
+    /// A future that answers [`AuthError::Stopped`] at once.
+    pub(crate) fn stopped() -> Self {
+        Self { receiver: None, replays: None }
     }
 }
 
@@ -438,7 +560,8 @@ impl Worker {
     async fn run(mut self) {
         loop {
             self.carry_out();
-            let deadline = self.lifecycle.poll_timeout().map(tokio::time::Instant::from_std);
+            let deadline = earliest(self.lifecycle.poll_timeout(), self.published.slot.poll_timeout())
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.handle(command),
@@ -451,7 +574,11 @@ impl Worker {
                         self.finish(fetch.id, fetch.started, outcome);
                     }
                 }
-                () = sleep_until(deadline) => self.lifecycle.handle_timeout(now()),
+                () = sleep_until(deadline) => {
+                    let now = now();
+                    self.published.slot.handle_timeout(now);
+                    self.lifecycle.handle_timeout(now);
+                }
             }
         }
         tracing::debug!(target: "auth_tower", "token source stopped: every handle was dropped");
@@ -600,7 +727,7 @@ impl Worker {
 
     /// Makes `token` the one readers see, unless it already is.
     fn publish(&self, token: &Arc<AccessToken>) {
-        self.published.slot.publish(token);
+        self.published.slot.publish(token, now());
     }
 
     fn start(&mut self, fetch: FetchRequest) {
@@ -624,6 +751,14 @@ async fn poll_fetch(fetch: &mut Option<InFlight>) -> Result<Response<Bytes>, Tok
     match fetch {
         Some(fetch) => (&mut fetch.future).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

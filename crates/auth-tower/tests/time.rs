@@ -31,6 +31,15 @@ fn source(endpoint: &ScriptedEndpoint) -> TokenSource {
     TokenSource::builder(config("https://auth.example.com/token"), endpoint.service()).seed(7).build().unwrap()
 }
 
+/// Sends one request through `api` itself (not a clone), returning the
+/// token it carried.
+async fn send(
+    api: &mut impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError>,
+) -> Result<String, auth_tower::BoxError> {
+    let ready = api.ready().await?;
+    Ok(ready.call(Request::new(String::new())).await?.into_body())
+}
+
 /// Sends one request and returns the token it carried and how long it took.
 async fn call(
     api: &(impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone),
@@ -221,4 +230,62 @@ async fn a_restored_token_is_used_without_a_fetch_and_snapshots_round_trip() {
     let snapshot = source.snapshot().await.unwrap();
     assert_eq!(snapshot.expires_in, Duration::from_secs(500));
     assert!(snapshot.refresh_token.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_background_renewal_the_first_request_past_the_renewal_point_starts_it() {
+    let endpoint = ScriptedEndpoint::new(
+        vec![Scripted::token("first", 3600), Scripted::token("second", 3600).latency(LATENCY)],
+        Scripted::status(500, "unexpected"),
+    );
+    let policy = auth_core::RefreshPolicy { background: false, ..Default::default() };
+    let config = auth_core::SourceConfig::builder("https://auth.example.com/token", "client-id")
+        .client_secret("very-secret-client-secret")
+        .refresh_policy(policy)
+        .build()
+        .unwrap();
+    let source = TokenSource::builder(config, endpoint.service()).seed(7).build().unwrap();
+    // One service, so that its reader (which skips the clock while the
+    // token is fresh) is the one that sees the renewal point pass.
+    let mut api = echo_api(&source);
+    assert_eq!(send(&mut api).await.unwrap(), "Bearer first");
+    let token = source.cached().unwrap();
+    tokio::time::sleep_until(Instant::from_std(token.renew_at()) - Duration::from_secs(1)).await;
+    assert_eq!(send(&mut api).await.unwrap(), "Bearer first");
+    tokio::task::yield_now().await;
+    assert_eq!(endpoint.calls(), 1, "no renewal before the renewal point, and none from a timer");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(endpoint.calls(), 1, "no background renewal");
+    // Past the renewal point: this request still carries the old token and starts the renewal.
+    assert_eq!(send(&mut api).await.unwrap(), "Bearer first");
+    tokio::task::yield_now().await;
+    assert_eq!(endpoint.calls(), 2, "the request past the renewal point started one renewal");
+    tokio::time::sleep(LATENCY + Duration::from_millis(1)).await;
+    assert_eq!(send(&mut api).await.unwrap(), "Bearer second");
+    // At usable_until the old token is never sent: here the new one is in place long before.
+    tokio::time::sleep_until(Instant::from_std(token.usable_until())).await;
+    assert_eq!(send(&mut api).await.unwrap(), "Bearer second");
+    assert_eq!(endpoint.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_never_sent_at_its_usable_until_through_a_long_lived_service() {
+    // Every renewal fails: the token's end is reached with the same service
+    // (and its cached read of the token) in use.
+    let endpoint = ScriptedEndpoint::new(vec![Scripted::token("only", 100)], Scripted::status(503, "maintenance"));
+    let source = source(&endpoint);
+    let mut api = echo_api(&source);
+    assert_eq!(send(&mut api).await.unwrap(), "Bearer only");
+    let usable_until = Instant::from_std(source.cached().unwrap().usable_until());
+    let mut sent = 1;
+    while Instant::now() < usable_until {
+        match send(&mut api).await {
+            Ok(token) => assert_eq!(token, "Bearer only"),
+            Err(error) => panic!("the token was still usable: {error}"),
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(sent > 300);
+    assert!(send(&mut api).await.is_err(), "the expired token was not sent");
 }
