@@ -768,3 +768,46 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    fn unreachable_endpoint() -> TokenSource {
+        let config = SourceConfig::builder("https://auth.example.com/token", "client-id")
+            .client_secret("very-secret-client-secret")
+            .build()
+            .unwrap();
+        let transport = tower::service_fn(|_: Request<Vec<u8>>| async {
+            Ok::<_, Infallible>(Response::builder().status(503).body(String::new()).unwrap())
+        });
+        TokenSource::new(config, transport).unwrap()
+    }
+
+    fn registered(id: SourceId) -> bool {
+        SOURCES.lock().unwrap().contains_key(&id.0)
+    }
+
+    #[tokio::test]
+    async fn a_source_is_found_by_its_number_until_its_last_handle_drops() {
+        let source = unreachable_endpoint();
+        let other = unreachable_endpoint();
+        let id = source.id();
+        assert_ne!(id, other.id(), "every source has its own number");
+        assert_ne!(id, SourceId::NONE);
+        let found = id.source().expect("a live source is registered");
+        assert!(Arc::ptr_eq(&found.shared, &source.shared));
+        drop(found);
+
+        let reader = source.reader();
+        drop(source);
+        assert!(registered(id), "a reader is a handle: it keeps the source alive");
+        drop(reader);
+        assert!(!registered(id), "the entry goes with the last handle");
+        assert!(id.source().is_none());
+        assert!(SourceId::NONE.source().is_none());
+        assert!(other.id().source().is_some(), "other sources are untouched");
+    }
+}

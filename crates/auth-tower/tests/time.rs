@@ -289,3 +289,21 @@ async fn a_token_is_never_sent_at_its_usable_until_through_a_long_lived_service(
     assert!(sent > 300);
     assert!(send(&mut api).await.is_err(), "the expired token was not sent");
 }
+
+#[tokio::test(start_paused = true)]
+async fn cache_hits_of_a_service_are_all_counted_by_the_time_it_drops() {
+    let endpoint = ScriptedEndpoint::new(vec![], Scripted::token("t", 3600));
+    let source = source(&endpoint);
+    let mut api = echo_api(&source);
+    assert_eq!(send(&mut api).await.unwrap(), "Bearer t", "the first request waits for the fetch");
+    for _ in 0..100 {
+        assert_eq!(send(&mut api).await.unwrap(), "Bearer t");
+    }
+    let live = source.stats().cache_hits;
+    assert!(live <= 100, "never more hits than requests: {live}");
+    assert!(live >= 64, "hits are added at least every 64 requests: {live}");
+    drop(api);
+    let stats = source.stats();
+    assert_eq!(stats.cache_hits, 100, "the rest are added when the service drops");
+    assert_eq!((stats.fetches, stats.waits), (1, 1));
+}
