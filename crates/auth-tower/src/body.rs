@@ -125,6 +125,7 @@ impl http_body::Body for ReplayableBody {
 
 /// A copy of `request` for a replay, when its body can be copied. Method,
 /// URI, version, headers and extensions are copied as they are.
+#[inline(always)]
 pub(crate) fn try_clone_request<B: ReplayBody>(request: &http::Request<B>) -> Option<http::Request<B>> {
     let body = request.body().try_clone_body()?;
     let mut copy = http::Request::new(body);
