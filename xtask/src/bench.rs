@@ -44,7 +44,7 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
     let contenders = [
         ("floor_tower_http_static_header", "tower-http static header (floor)"),
         ("auth_layer", "auth layer (401 replay copy on, the default)"),
-        ("auth_layer_without_replay_copy", "auth layer, replay_on_401(false)"),
+        ("auth_layer_without_replay_copy", "auth layer, without_replay()"),
         ("hand_written_std_mutex", "hand-written std Mutex"),
         ("hand_written_tokio_rwlock", "hand-written tokio RwLock"),
     ];

@@ -79,7 +79,7 @@ fn contenders(c: &mut Criterion) {
     group.bench_function("auth_layer", |b| b.to_async(&runtime).iter_custom(|iters| drive(ours(&source), iters)));
     group.bench_function("auth_layer_without_replay_copy", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
-            drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), iters)
+            drive(AuthLayer::bearer(source.clone()).without_replay().layer(auth_bench::Noop), iters)
         })
     });
     group.bench_function("hand_written_std_mutex", |b| {
@@ -122,8 +122,7 @@ fn allocations(
         runtime.block_on(drive(ours(source), REQUESTS));
     });
     measure("auth layer without the replay copy", &mut || {
-        runtime
-            .block_on(drive(AuthLayer::bearer(source.clone()).replay_on_401(false).layer(auth_bench::Noop), REQUESTS));
+        runtime.block_on(drive(AuthLayer::bearer(source.clone()).without_replay().layer(auth_bench::Noop), REQUESTS));
     });
     measure("hand-written std Mutex", &mut || {
         runtime.block_on(drive(MutexAuth::new(mutex.clone()), REQUESTS));

@@ -43,7 +43,7 @@ fn main() {
         match contender.as_str() {
             "floor" => drive(floor(), n).await,
             "layer" => drive(AuthLayer::bearer(source).layer(Noop), n).await,
-            "no-replay" => drive(AuthLayer::bearer(source).replay_on_401(false).layer(Noop), n).await,
+            "no-replay" => drive(AuthLayer::bearer(source).without_replay().layer(Noop), n).await,
             other => {
                 eprintln!("unknown contender {other:?}: use floor, layer or no-replay");
                 std::process::exit(2);

@@ -23,6 +23,7 @@
 //! ```
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -39,11 +40,71 @@ use crate::source::{SourceId, TokenFuture, TokenReader, TokenSource};
 /// Puts credentials on requests; see the [module docs](self).
 ///
 /// Configuration only: cloning it is cheap and every service it wraps
-/// shares the same token source.
+/// shares the same token source. `R` says what a 401 does:
+/// [`ReplayOn401`] (the default) or [`NoReplay`].
 #[derive(Debug, Clone)]
-pub struct AuthLayer {
+pub struct AuthLayer<R = ReplayOn401> {
     bound: Arc<Bound>,
-    replay: bool,
+    mode: PhantomData<R>,
+}
+
+/// The default 401 handling: a copy of each request whose body can be
+/// copied ([`ReplayBody`]) is made before it is sent, and after a 401 the
+/// copy is sent once more with a renewed token. The copy lives inside the
+/// response future (no allocation for a request without headers or
+/// extensions), which makes the future larger by about one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOn401;
+
+/// No replay: no copy is made, and a 401 goes back to the caller. The
+/// token is still invalidated, so the next request carries a new one.
+/// For APIs that never reject a token they issued before its expiry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReplay;
+
+mod sealed {
+    /// Where a response future keeps its replay copy: inline, or nowhere.
+    pub trait Mode {
+        /// Whether a copy is made at all.
+        const REPLAYS: bool;
+        /// A kept `T`: `T` itself, or an empty type.
+        type Kept<T>;
+        /// Keeps `t`, when this mode keeps anything.
+        fn keep<T>(t: T) -> Option<Self::Kept<T>>;
+        /// The kept `T`.
+        fn take<T>(kept: Self::Kept<T>) -> T;
+    }
+
+    /// Has no value: what [`super::NoReplay`] keeps.
+    pub enum Nothing {}
+}
+
+impl sealed::Mode for ReplayOn401 {
+    const REPLAYS: bool = true;
+    type Kept<T> = T;
+
+    #[inline(always)]
+    fn keep<T>(t: T) -> Option<T> {
+        Some(t)
+    }
+
+    fn take<T>(kept: T) -> T {
+        kept
+    }
+}
+
+impl sealed::Mode for NoReplay {
+    const REPLAYS: bool = false;
+    type Kept<T> = sealed::Nothing;
+
+    #[inline(always)]
+    fn keep<T>(_t: T) -> Option<sealed::Nothing> {
+        None
+    }
+
+    fn take<T>(kept: sealed::Nothing) -> T {
+        match kept {}
+    }
 }
 
 /// The credentials, with the token source when they carry its token.
@@ -69,11 +130,15 @@ impl Bound {
 }
 
 impl AuthLayer {
+    fn with(bound: Bound) -> Self {
+        Self { bound: Arc::new(bound), mode: PhantomData }
+    }
+
     /// Credentials that include a bearer token from `source` (and possibly
     /// API keys, limited to origins, ...).
     pub fn new(source: TokenSource, credentials: Credentials) -> Self {
         let source = credentials.needs_token().then_some(source);
-        Self { bound: Arc::new(Bound { credentials, source }), replay: true }
+        Self::with(Bound { credentials, source })
     }
 
     /// Only `Authorization: Bearer` from `source`, on every origin.
@@ -87,46 +152,42 @@ impl AuthLayer {
         if credentials.needs_token() {
             return Err(AuthError::Apply(auth_core::ApplyError::MissingToken));
         }
-        Ok(Self { bound: Arc::new(Bound { credentials, source: None }), replay: false })
+        Ok(Self::with(Bound { credentials, source: None }))
     }
 
-    /// Whether to replay a request once after a 401 with a renewed token
-    /// (default `true`). Replaying needs a copy of each request made before
-    /// it is sent (no allocation for a request without headers or
-    /// extensions; a copy of the header map otherwise); turn it off to skip
-    /// that copy when the API never answers 401 to a token it issued. The
-    /// token is invalidated on 401 either way.
-    pub fn replay_on_401(mut self, replay: bool) -> Self {
-        self.replay = replay;
-        self
+    /// Does not replay requests after a 401 ([`NoReplay`]): no copy of
+    /// each request is made before it is sent, and the response future
+    /// stays small. The token is invalidated on a 401 either way.
+    pub fn without_replay(self) -> AuthLayer<NoReplay> {
+        AuthLayer { bound: self.bound, mode: PhantomData }
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
+impl<S, R> Layer<S> for AuthLayer<R> {
+    type Service = Auth<S, R>;
 
-    fn layer(&self, inner: S) -> Auth<S> {
+    fn layer(&self, inner: S) -> Auth<S, R> {
         Auth {
             inner,
             reader: self.bound.source.as_ref().map(TokenSource::reader),
             bound: Arc::clone(&self.bound),
-            replay: self.replay,
+            mode: PhantomData,
         }
     }
 }
 
 /// The service [`AuthLayer`] builds around an inner client service.
 #[derive(Debug, Clone)]
-pub struct Auth<S> {
+pub struct Auth<S, R = ReplayOn401> {
     inner: S,
     bound: Arc<Bound>,
     /// This service's own reader of the published token, when the
     /// credentials carry one.
     reader: Option<TokenReader>,
-    replay: bool,
+    mode: PhantomData<R>,
 }
 
-impl<S> Auth<S> {
+impl<S, R> Auth<S, R> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -145,15 +206,16 @@ impl<S> Auth<S> {
     }
 }
 
-impl<S, B, ResB> Service<Request<B>> for Auth<S>
+impl<S, B, ResB, R> Service<Request<B>> for Auth<S, R>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     B: ReplayBody,
+    R: sealed::Mode,
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, B, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -177,9 +239,9 @@ where
             return ResponseFuture::sending(inner.call(request), Replay::without_token());
         }
         let Some(token) = reader.load() else {
-            return ResponseFuture::pending(request, inner, bound, self.replay);
+            return ResponseFuture::pending(request, inner, bound);
         };
-        let replay = Replay::new(self.replay, &request, &inner, bound, token.generation());
+        let replay = Replay::new(&request, &inner, bound, token.generation());
         match credentials.apply_allowed(&mut request, Some(&token)) {
             Ok(()) => ResponseFuture::sending(inner.call(request), replay),
             Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
@@ -193,20 +255,20 @@ struct Pending<S, B> {
     request: Request<B>,
     service: S,
     bound: Arc<Bound>,
-    replay: bool,
 }
 
 /// What a request keeps for a 401. Without a copy: two words and no
-/// reference count, so the future stays small and writes no shared memory.
-/// The copy is kept inline, not boxed: a larger future, but no allocation
-/// per request.
+/// reference count, and no shared memory written. With [`ReplayOn401`]
+/// the copy is kept inline, not boxed: a larger future, but no allocation
+/// per request; with [`NoReplay`] the copy's variant is empty and the
+/// future stays small.
 #[allow(clippy::large_enum_variant)] // Deliberate: boxing the copy costs an allocation per request.
-enum Replay<S, B> {
+enum Replay<S, B, R: sealed::Mode> {
     /// The token it carried, if any, to invalidate on a 401: replay is
     /// off, the body streams, or this is the replay.
     Invalidate { source: SourceId, generation: Option<Generation> },
     /// A copy of the request to replay after a 401.
-    Copied(Copy<S, B>),
+    Copied(R::Kept<Copy<S, B>>),
 }
 
 /// The copy of a request to replay after a 401, made before it was sent
@@ -219,21 +281,25 @@ struct Copy<S, B> {
     generation: Generation,
 }
 
-impl<S: Clone, B: ReplayBody> Replay<S, B> {
-    /// A copy of `request` when `replay` is on and its body can be copied.
+impl<S: Clone, B: ReplayBody, R: sealed::Mode> Replay<S, B, R> {
+    /// A copy of `request` when `R` replays and its body can be copied.
     #[inline(always)]
-    fn new(replay: bool, request: &Request<B>, service: &S, bound: &Arc<Bound>, generation: Generation) -> Self {
-        match replay.then(|| try_clone_request(request)).flatten() {
+    fn new(request: &Request<B>, service: &S, bound: &Arc<Bound>, generation: Generation) -> Self {
+        match R::REPLAYS.then(|| try_clone_request(request)).flatten() {
             Some(request) => {
                 let bound = Arc::clone(bound);
-                Self::Copied(Copy { request, service: service.clone(), bound, generation })
+                match R::keep(Copy { request, service: service.clone(), bound, generation }) {
+                    Some(copy) => Self::Copied(copy),
+                    // Not reached: a mode that keeps nothing makes no copy.
+                    None => Self::Invalidate { source: SourceId::NONE, generation: None },
+                }
             }
             None => Self::Invalidate { source: bound.source_id(), generation: Some(generation) },
         }
     }
 }
 
-impl<S, B> Replay<S, B> {
+impl<S, B, R: sealed::Mode> Replay<S, B, R> {
     /// For a request sent without a token: nothing to do on a 401.
     fn without_token() -> Self {
         Self::Invalidate { source: SourceId::NONE, generation: None }
@@ -247,27 +313,29 @@ impl<S, B> Replay<S, B> {
 
 /// After a 401: the copy to replay and the original answer, returned if no
 /// replay happens.
-struct Rejected<S, B, R> {
+struct Rejected<S, B, Res> {
     copy: Box<Copy<S, B>>,
-    response: R,
+    response: Res,
 }
 
 pin_project! {
     /// The response future of [`Auth`].
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, B, R = ReplayOn401>
     where
         S: Service<Request<B>>,
+        R: sealed::Mode,
     {
         #[pin]
-        state: State<S, B>,
+        state: State<S, B, R>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, B>
+    enum State<S, B, R>
     where
         S: Service<Request<B>>,
+        R: sealed::Mode,
     {
         /// No usable token yet: waiting on the shared fetch.
         Token {
@@ -279,7 +347,7 @@ pin_project! {
         Sending {
             #[pin]
             future: S::Future,
-            replay: Replay<S, B>,
+            replay: Replay<S, B, R>,
         },
         /// The API answered 401: waiting for the token to replay with.
         Renewing {
@@ -298,22 +366,23 @@ pin_project! {
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B, R> ResponseFuture<S, B, R>
 where
     S: Service<Request<B>>,
+    R: sealed::Mode,
 {
     #[inline(always)]
-    fn sending(future: S::Future, replay: Replay<S, B>) -> Self {
+    fn sending(future: S::Future, replay: Replay<S, B, R>) -> Self {
         Self { state: State::Sending { future, replay } }
     }
 
     /// Waits for a token, then sends (the cold path).
-    fn pending(request: Request<B>, service: S, bound: &Arc<Bound>, replay: bool) -> Self {
+    fn pending(request: Request<B>, service: S, bound: &Arc<Bound>) -> Self {
         let Some(source) = &bound.source else {
             return Self::failed(AuthError::Apply(auth_core::ApplyError::MissingToken));
         };
         let token = source.want();
-        let pending = Pending { request, service, bound: Arc::clone(bound), replay };
+        let pending = Pending { request, service, bound: Arc::clone(bound) };
         Self { state: State::Token { token, pending: Some(Box::new(pending)) } }
     }
 
@@ -322,11 +391,12 @@ where
     }
 }
 
-impl<S, B, ResB> Future for ResponseFuture<S, B>
+impl<S, B, ResB, R> Future for ResponseFuture<S, B, R>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     B: ReplayBody,
+    R: sealed::Mode,
 {
     type Output = Result<Response<ResB>, BoxError>;
 
@@ -351,15 +421,17 @@ where
 /// After a 401 to a request in flight: moves on to renewing the token (and
 /// `None`) when the request is replayed, or gives the response back.
 #[cold]
-fn unauthorized<S, B>(mut state: Pin<&mut State<S, B>>, response: S::Response) -> Option<S::Response>
+fn unauthorized<S, B, R>(mut state: Pin<&mut State<S, B, R>>, response: S::Response) -> Option<S::Response>
 where
     S: Service<Request<B>>,
+    R: sealed::Mode,
 {
     let StateProj::Sending { replay, .. } = state.as_mut().project() else {
         return Some(response);
     };
     match replay.take() {
         Replay::Copied(copy) => {
+            let copy = R::take(copy);
             let token = copy.bound.unauthorized(copy.generation);
             let rejected = Some(Box::new(Rejected { copy: Box::new(copy), response }));
             state.set(State::Renewing { token, rejected });
@@ -378,11 +450,15 @@ where
 
 /// Every state but the hot one.
 #[cold]
-fn drive<S, B, ResB>(mut state: Pin<&mut State<S, B>>, cx: &mut Context<'_>) -> Poll<Result<Response<ResB>, BoxError>>
+fn drive<S, B, ResB, R>(
+    mut state: Pin<&mut State<S, B, R>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResB>, BoxError>>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     B: ReplayBody,
+    R: sealed::Mode,
 {
     loop {
         match state.as_mut().project() {
@@ -395,8 +471,8 @@ where
                 let Some(pending) = pending.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Pending { mut request, mut service, bound, replay } = *pending;
-                let replay = Replay::new(replay, &request, &service, &bound, token.generation());
+                let Pending { mut request, mut service, bound } = *pending;
+                let replay = Replay::new(&request, &service, &bound, token.generation());
                 if let Err(error) = bound.credentials.apply_allowed(&mut request, Some(&token)) {
                     return Poll::Ready(Err(AuthError::Apply(error).into()));
                 }
@@ -447,5 +523,25 @@ where
                 return Poll::Ready(Err(error.into()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::*;
+
+    type Inner = tower::util::BoxCloneSyncService<Request<String>, Response<String>, BoxError>;
+
+    #[test]
+    fn without_replay_a_request_keeps_two_words_for_a_401() {
+        assert_eq!(size_of::<Replay<Inner, String, NoReplay>>(), 16, "a source number and a generation");
+        assert!(
+            size_of::<Replay<Inner, String, ReplayOn401>>() > size_of::<Request<String>>(),
+            "the default keeps the copy inline, not boxed"
+        );
+        let future = size_of::<ResponseFuture<Inner, String, NoReplay>>();
+        assert!(future <= 64, "a boxed inner future, the two words and a tag: {future} bytes");
     }
 }

@@ -59,5 +59,5 @@ pub mod source;
 
 pub use body::{ReplayBody, ReplayableBody};
 pub use error::{AuthError, BoxError};
-pub use layer::{Auth, AuthLayer, ResponseFuture};
+pub use layer::{Auth, AuthLayer, NoReplay, ReplayOn401, ResponseFuture};
 pub use source::{Revoked, Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT};

@@ -202,6 +202,45 @@ async fn a_request_with_a_streaming_body_gets_its_401_and_the_next_request_works
     assert_eq!(source.stats().replays_after_401, 0);
 }
 
+#[tokio::test]
+async fn without_replay_a_401_reaches_the_caller_and_the_next_request_gets_a_new_token() {
+    let mut provider = mockito::Server::new_async().await;
+    provider.mock("POST", "/token").with_body(token_body("revoked")).expect(1).create_async().await;
+    let mut api_server = mockito::Server::new_async().await;
+    let rejected = api_server
+        .mock("POST", "/v1/orders")
+        .match_header("authorization", "Bearer revoked")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let accepted = api_server
+        .mock("POST", "/v1/orders")
+        .match_header("authorization", "Bearer renewed")
+        .with_body("created")
+        .expect(1)
+        .create_async()
+        .await;
+
+    let client = http_client();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
+    source.token().await.unwrap();
+    let renewal = provider.mock("POST", "/token").with_body(token_body("renewed")).expect(1).create_async().await;
+    let api = AuthLayer::bearer(source.clone()).without_replay().layer(client);
+    let url = format!("{}/v1/orders", api_server.url());
+    let order = || Request::post(&url).body(Full::new(Bytes::from("order=1"))).unwrap();
+
+    let response = api.clone().oneshot(order()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "without_replay: an in-memory body is not replayed either");
+    rejected.assert_async().await;
+    let response = api.oneshot(order()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the 401 invalidated the token");
+    accepted.assert_async().await;
+    renewal.assert_async().await;
+    let stats = source.stats();
+    assert_eq!((stats.fetches, stats.invalidations, stats.replays_after_401), (2, 1, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_client_reaches_every_waiting_caller_at_once_without_secrets() {
     let mut provider = mockito::Server::new_async().await;
