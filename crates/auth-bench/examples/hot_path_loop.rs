@@ -51,7 +51,8 @@ fn main() {
         }
         let per_request = started.elapsed().as_nanos() as f64 / n as f64;
         println!("{contender}: {n} requests, {per_request:.1} ns per request");
-        let future = std::mem::size_of::<auth_tower::ResponseFuture<Noop, ()>>();
-        println!("the auth layer's response future here: {future} bytes");
+        let default = std::mem::size_of::<auth_tower::ResponseFuture<Noop, ()>>();
+        let without_replay = std::mem::size_of::<auth_tower::ResponseFuture<Noop, (), auth_tower::NoReplay>>();
+        println!("the auth layer's response future here: {default} bytes, {without_replay} without replay");
     });
 }
