@@ -147,7 +147,7 @@ impl TokenSlot {
     pub fn withdraw(&self, generation: Generation) {
         let current = self.token.load();
         if current.as_ref().is_some_and(|t| t.generation() == generation) {
-            let _ = self.fresh.compare_exchange(generation.get(), 0, Ordering::AcqRel, Ordering::Relaxed);
+            self.end_fresh(generation);
             self.token.compare_and_swap(&*current, None);
         }
     }
@@ -162,8 +162,14 @@ impl TokenSlot {
     /// Ends the fresh period of the published token once `now` reaches
     /// its renewal point: from then on every read checks the clock.
     pub fn handle_timeout(&self, now: Instant) {
-        let token = self.token.load();
-        if let Some(token) = token.as_ref().filter(|t| now >= t.renew_at()) {
+        if let Some(token) = self.token.load().as_ref() {
+            self.end_fresh_if_due(token, now);
+        }
+    }
+
+    /// Ends the fresh period of `token` if `now` is past its renewal point.
+    fn end_fresh_if_due(&self, token: &AccessToken, now: Instant) {
+        if now >= token.renew_at() {
             self.end_fresh(token.generation());
         }
     }
@@ -268,9 +274,7 @@ impl SlotReader {
 /// driver's timer is late.
 #[cold]
 fn sample(slot: &TokenSlot, token: &AccessToken, now: Instant) -> Option<bool> {
-    if now >= token.renew_at() {
-        slot.end_fresh(token.generation());
-    }
+    slot.end_fresh_if_due(token, now);
     slot.admit_at(token, now)
 }
 

@@ -285,17 +285,15 @@ impl<S: Clone, B: ReplayBody, R: sealed::Mode> Replay<S, B, R> {
     /// A copy of `request` when `R` replays and its body can be copied.
     #[inline(always)]
     fn new(request: &Request<B>, service: &S, bound: &Arc<Bound>, generation: Generation) -> Self {
-        match R::REPLAYS.then(|| try_clone_request(request)).flatten() {
-            Some(request) => {
-                let bound = Arc::clone(bound);
-                match R::keep(Copy { request, service: service.clone(), bound, generation }) {
-                    Some(copy) => Self::Copied(copy),
-                    // Not reached: a mode that keeps nothing makes no copy.
-                    None => Self::Invalidate { source: SourceId::NONE, generation: None },
+        if R::REPLAYS {
+            if let Some(request) = try_clone_request(request) {
+                let copy = Copy { request, service: service.clone(), bound: Arc::clone(bound), generation };
+                if let Some(copy) = R::keep(copy) {
+                    return Self::Copied(copy);
                 }
             }
-            None => Self::Invalidate { source: bound.source_id(), generation: Some(generation) },
         }
+        Self::Invalidate { source: bound.source_id(), generation: Some(generation) }
     }
 }
 
