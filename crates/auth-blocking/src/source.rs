@@ -235,20 +235,14 @@ impl Worker {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
             self.carry_out();
-            let deadline = match (self.lifecycle.poll_timeout(), self.published.slot.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let command = match deadline {
+            let command = match self.published.slot.poll_timeout_with(&self.lifecycle) {
                 Some(deadline) => commands.recv_timeout(deadline.saturating_duration_since(Instant::now())),
                 None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match command {
                 Ok(command) => self.handle(command),
                 Err(RecvTimeoutError::Timeout) => {
-                    let now = Instant::now();
-                    self.published.slot.handle_timeout(now);
-                    self.lifecycle.handle_timeout(now);
+                    self.published.slot.handle_timeout_with(&mut self.lifecycle, Instant::now())
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }

@@ -40,6 +40,7 @@ use std::time::Instant;
 use arc_swap::cache::Cache;
 use arc_swap::{ArcSwapOption, Guard};
 
+use crate::lifecycle::Lifecycle;
 use crate::token::{AccessToken, Generation};
 
 /// Fresh reads a [`SlotReader`] makes between two clock checks.
@@ -165,6 +166,22 @@ impl TokenSlot {
         if let Some(token) = self.token.load().as_ref() {
             self.end_fresh_if_due(token, now);
         }
+    }
+
+    /// When a driver's worker must wake next: the earlier of `lifecycle`'s
+    /// deadline and this slot's (see [`TokenSlot::poll_timeout`]).
+    pub fn poll_timeout_with(&self, lifecycle: &Lifecycle) -> Option<Instant> {
+        match (lifecycle.poll_timeout(), self.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The time event of a driver's worker, woken at
+    /// [`TokenSlot::poll_timeout_with`]: the slot's, then `lifecycle`'s.
+    pub fn handle_timeout_with(&self, lifecycle: &mut Lifecycle, now: Instant) {
+        self.handle_timeout(now);
+        lifecycle.handle_timeout(now);
     }
 
     /// Ends the fresh period of `token` if `now` is past its renewal point.

@@ -560,8 +560,7 @@ impl Worker {
     async fn run(mut self) {
         loop {
             self.carry_out();
-            let deadline = earliest(self.lifecycle.poll_timeout(), self.published.slot.poll_timeout())
-                .map(tokio::time::Instant::from_std);
+            let deadline = self.published.slot.poll_timeout_with(&self.lifecycle).map(tokio::time::Instant::from_std);
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.handle(command),
@@ -574,11 +573,7 @@ impl Worker {
                         self.finish(fetch.id, fetch.started, outcome);
                     }
                 }
-                () = sleep_until(deadline) => {
-                    let now = now();
-                    self.published.slot.handle_timeout(now);
-                    self.lifecycle.handle_timeout(now);
-                }
+                () = sleep_until(deadline) => self.published.slot.handle_timeout_with(&mut self.lifecycle, now()),
             }
         }
         tracing::debug!(target: "auth_tower", "token source stopped: every handle was dropped");
@@ -751,14 +746,6 @@ async fn poll_fetch(fetch: &mut Option<InFlight>) -> Result<Response<Bytes>, Tok
     match fetch {
         Some(fetch) => (&mut fetch.future).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The earlier of two optional deadlines.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
