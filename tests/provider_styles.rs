@@ -211,10 +211,10 @@ fn revocation_of_a_token() {
         &json_response(200, r#"{"access_token":"at-9","refresh_token":"rt-9"}"#),
     );
     let token = token_ready(&mut lc);
-    let request = revocation_request(&config, Revocable::RefreshToken(lc.refresh_token().unwrap())).unwrap();
+    let request = revocation_request(&config, Revocable::RefreshToken(lc.refresh_token().unwrap())).unwrap().request;
     assert_eq!(request.uri(), "https://login.provider.example/oauth2/revoke");
     assert_eq!(form(&request), pairs(&[("token", "rt-9"), ("token_type_hint", "refresh_token")]));
-    let request = revocation_request(&config, Revocable::AccessToken(token.value())).unwrap();
+    let request = revocation_request(&config, Revocable::AccessToken(token.value())).unwrap().request;
     assert_eq!(form(&request), pairs(&[("token", "at-9"), ("token_type_hint", "access_token")]));
     lc.handle_discard(clock.now());
     assert!(lc.current_token(clock.now()).is_none());

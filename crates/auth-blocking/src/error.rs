@@ -1,6 +1,6 @@
 //! Errors of the blocking adapter.
 
-use auth_core::{ApplyError, ConfigError, ProviderError, TokenError};
+use auth_core::{ApplyError, ConfigError, Endpoint, ProviderError, TokenError};
 
 /// A transport failure below HTTP (connect, TLS, timeout, reset, a body
 /// over its size cap), described without URL query, header or body.
@@ -8,27 +8,51 @@ use auth_core::{ApplyError, ConfigError, ProviderError, TokenError};
 #[error("{message}")]
 pub struct TransportError {
     message: String,
-    timeout: bool,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Other,
+    Timeout,
+    BodyTooLarge { status: u16, limit: usize },
 }
 
 impl TransportError {
     /// A failure.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), timeout: false }
+        Self { message: message.into(), kind: Kind::Other }
     }
 
     /// A timeout.
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self { message: message.into(), timeout: true }
+        Self { message: message.into(), kind: Kind::Timeout }
+    }
+
+    /// A response whose body is over the `limit` the reader was given.
+    pub fn body_too_large(status: u16, limit: usize) -> Self {
+        Self {
+            message: format!("HTTP {status} with a body over the {limit}-byte cap"),
+            kind: Kind::BodyTooLarge { status, limit },
+        }
     }
 
     /// Whether it was a timeout.
     pub fn is_timeout(&self) -> bool {
-        self.timeout
+        self.kind == Kind::Timeout
+    }
+
+    /// Whether the response body was over the cap.
+    pub fn is_body_too_large(&self) -> bool {
+        matches!(self.kind, Kind::BodyTooLarge { .. })
     }
 
     pub(crate) fn into_token_error(self) -> TokenError {
-        TokenError::Transport { message: self.message, timeout: self.timeout }
+        match self.kind {
+            Kind::BodyTooLarge { status, limit } => TokenError::BodyTooLarge { status, limit },
+            Kind::Timeout => TokenError::Transport { message: self.message, timeout: true },
+            Kind::Other => TokenError::Transport { message: self.message, timeout: false },
+        }
     }
 }
 
@@ -36,9 +60,15 @@ impl TransportError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No token could be obtained from the token endpoint.
-    #[error("could not obtain an access token: {0}")]
+    /// No token could be obtained from the token endpoint. The token
+    /// source retries transient failures by itself (sooner while callers
+    /// wait); a later call may succeed.
+    #[error("could not obtain an access token: {}{}", .0, retry_note(.0))]
     Token(#[from] TokenError),
+    /// The token could not be revoked at the RFC 7009 endpoint. The tokens
+    /// were forgotten all the same.
+    #[error("could not revoke the token: {}", .0.about(Endpoint::Revocation))]
+    Revocation(TokenError),
     /// The credentials could not be applied to the request.
     #[error("could not apply credentials: {0}")]
     Apply(#[from] ApplyError),
@@ -48,16 +78,28 @@ pub enum Error {
     /// The API request failed below HTTP.
     #[error("the API request failed: {0}; check the network path to the API")]
     Transport(#[from] TransportError),
-    /// The token source's thread is gone (it panicked).
+    /// The token source's thread is gone.
     #[error("the token source has stopped; create a new one")]
     Stopped,
+    /// The token source's thread stopped on an internal error (a bug).
+    #[error("the token source's thread failed ({0}); this is a bug, please report it; create a new token source")]
+    WorkerFailed(String),
+}
+
+/// The token source retries transient failures by itself.
+fn retry_note(error: &TokenError) -> &'static str {
+    if error.is_transient() {
+        "; the token source retries by itself (sooner while callers wait)"
+    } else {
+        ""
+    }
 }
 
 impl Error {
     /// The provider's RFC 6749 error, when the token endpoint sent one.
     pub fn provider_error(&self) -> Option<&ProviderError> {
         match self {
-            Self::Token(e) => e.provider_error(),
+            Self::Token(e) | Self::Revocation(e) => e.provider_error(),
             _ => None,
         }
     }
@@ -65,9 +107,9 @@ impl Error {
     /// Whether retrying later may help.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Token(e) => e.is_transient(),
-            Self::Transport(_) | Self::Stopped => true,
-            Self::Apply(_) | Self::Config(_) => false,
+            Self::Token(e) | Self::Revocation(e) => e.is_transient(),
+            Self::Transport(_) => true,
+            Self::Stopped | Self::WorkerFailed(_) | Self::Apply(_) | Self::Config(_) => false,
         }
     }
 }

@@ -4,12 +4,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
-use auth_core::request::{revocation_request, Revocable};
-use auth_core::response::{normalize_retry_after, parse_revocation_response};
+use auth_core::request::TokenKind;
+use auth_core::response::normalize_retry_after;
 use auth_core::slot::TokenSlot;
 use auth_core::{
     AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
@@ -62,6 +62,18 @@ struct Counters {
 struct Published {
     slot: TokenSlot,
     counters: Counters,
+    /// Set when the worker thread stopped on a panic: what it said.
+    failure: OnceLock<String>,
+}
+
+impl Published {
+    /// Why no answer will come from the worker.
+    fn stopped(&self) -> Error {
+        match self.failure.get() {
+            Some(message) => Error::WorkerFailed(message.clone()),
+            None => Error::Stopped,
+        }
+    }
 }
 
 struct Inner {
@@ -120,7 +132,8 @@ impl BlockingTokenSource {
     pub fn with_seed(config: SourceConfig, transport: impl BlockingTransport, seed: u64) -> Result<Self, Error> {
         let config = Arc::new(config);
         let (commands, receiver) = mpsc::channel();
-        let published = Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default() });
+        let published =
+            Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
         let worker = Worker {
             lifecycle: Lifecycle::new(Arc::clone(&config), seed),
             transport: Box::new(transport),
@@ -152,7 +165,7 @@ impl BlockingTokenSource {
         match answer.recv() {
             Ok(Ok(Some(token))) => Ok(token),
             Ok(Err(error)) => Err(error),
-            Ok(Ok(None)) | Err(_) => Err(Error::Stopped),
+            Ok(Ok(None)) | Err(_) => Err(self.inner.published.stopped()),
         }
     }
 
@@ -181,7 +194,7 @@ impl BlockingTokenSource {
         self.unpublish(generation);
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Command::Unauthorized(generation, Some(reply)))?;
-        answer.recv().unwrap_or(Err(Error::Stopped))
+        answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()))
     }
 
     /// Revokes the current tokens at the RFC 7009 endpoint and forgets them.
@@ -191,7 +204,7 @@ impl BlockingTokenSource {
         }
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Command::Revoke(reply))?;
-        answer.recv().unwrap_or(Err(Error::Stopped))
+        answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()))
     }
 
     /// Counters since the source was created.
@@ -207,7 +220,7 @@ impl BlockingTokenSource {
 
     fn send(&self, command: Command) -> Result<(), Error> {
         match &self.inner.commands {
-            Some(commands) => commands.send(command).map_err(|_| Error::Stopped),
+            Some(commands) => commands.send(command).map_err(|_| self.inner.published.stopped()),
             None => Err(Error::Stopped),
         }
     }
@@ -234,20 +247,50 @@ struct Worker {
 impl Worker {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
-            self.carry_out();
-            let command = match self.published.slot.poll_timeout_with(&self.lifecycle) {
+            let Ok(deadline) = self.guarded(|worker| {
+                worker.carry_out();
+                worker.published.slot.poll_timeout_with(&worker.lifecycle)
+            }) else {
+                return;
+            };
+            let command = match deadline {
                 Some(deadline) => commands.recv_timeout(deadline.saturating_duration_since(Instant::now())),
                 None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            match command {
-                Ok(command) => self.handle(command),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.published.slot.handle_timeout_with(&mut self.lifecycle, Instant::now())
-                }
+            let step = match command {
+                Ok(command) => self.guarded(|worker| worker.handle(command)),
+                Err(RecvTimeoutError::Timeout) => self
+                    .guarded(|worker| worker.published.slot.handle_timeout_with(&mut worker.lifecycle, Instant::now())),
                 Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if step.is_err() {
+                return;
             }
         }
         tracing::debug!(target: "auth_blocking", "token source stopped: every handle was dropped");
+    }
+
+    /// Runs one step; a panic (a bug) stops the thread with its message
+    /// kept for the callers, whose waits end at once.
+    fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> T) -> Result<T, ()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self))).map_err(|panic| {
+            let message = panic_message(&*panic);
+            tracing::error!(target: "auth_blocking", "token source thread failed: {message}");
+            let _ = self.published.failure.set(message);
+        })
+    }
+
+    /// Sends a request through the transport; a transport that panics
+    /// fails the request, not the thread.
+    fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.transport.send(request))) {
+            Ok(Ok(mut response)) => {
+                normalize_retry_after(response.headers_mut(), SystemTime::now());
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(error.into_token_error()),
+            Err(panic) => Err(TokenError::transport(format!("the token transport failed: {}", panic_message(&*panic)))),
+        }
     }
 
     fn handle(&mut self, command: Command) {
@@ -300,14 +343,9 @@ impl Worker {
                 Output::Fetch(fetch) => {
                     self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(target: "auth_blocking", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
-                    match self.transport.send(fetch.request) {
-                        Ok(mut response) => {
-                            normalize_retry_after(response.headers_mut(), SystemTime::now());
-                            self.lifecycle.handle_fetch_response(Instant::now(), fetch.id, &response);
-                        }
-                        Err(error) => {
-                            self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error.into_token_error())
-                        }
+                    match self.send(fetch.request) {
+                        Ok(response) => self.lifecycle.handle_fetch_response(Instant::now(), fetch.id, &response),
+                        Err(error) => self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error),
                     }
                 }
                 Output::TokenReady(token) => {
@@ -337,23 +375,28 @@ impl Worker {
     }
 
     fn revoke(&mut self) -> Result<Revoked, Error> {
-        let now = Instant::now();
-        let config = Arc::clone(self.lifecycle.config());
-        let access = self.lifecycle.current_token(now).map(|t| t.value().clone());
-        let refresh = self.lifecycle.refresh_token().cloned();
-        self.lifecycle.handle_discard(now);
+        let requests = self.lifecycle.handle_revoke(Instant::now())?;
         self.carry_out();
-        let mut requests = Vec::new();
-        if let Some(refresh) = &refresh {
-            requests.push(revocation_request(&config, Revocable::RefreshToken(refresh))?);
+        let config = Arc::clone(self.lifecycle.config());
+        let revoked = Revoked {
+            access_token: requests.iter().any(|r| r.kind() == TokenKind::AccessToken),
+            refresh_token: requests.iter().any(|r| r.kind() == TokenKind::RefreshToken),
+        };
+        for mut revocation in requests {
+            let response = self.send(revocation.take_request()).map_err(Error::Revocation)?;
+            revocation
+                .parse_response(&config, response.status(), response.headers(), response.body())
+                .map_err(Error::Revocation)?;
         }
-        if let Some(access) = &access {
-            requests.push(revocation_request(&config, Revocable::AccessToken(access))?);
-        }
-        for request in requests {
-            let response = self.transport.send(request).map_err(|e| Error::Token(e.into_token_error()))?;
-            parse_revocation_response(&config, response.status(), response.headers(), response.body())?;
-        }
-        Ok(Revoked { access_token: access.is_some(), refresh_token: refresh.is_some() })
+        Ok(revoked)
     }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

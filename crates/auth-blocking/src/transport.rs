@@ -52,7 +52,12 @@ mod ureq_transport {
     ///
     /// It never follows redirects (a 3xx is returned as it is, so no
     /// credential ever follows a redirect to another place), has a global
-    /// timeout, and reads at most `body_limit` bytes of a response.
+    /// timeout, and reads at most `body_limit` bytes of a response, or the
+    /// configuration's `max_body_bytes` for the token and revocation
+    /// requests the core builds (they carry it as a
+    /// [`MaxBodyBytes`](auth_core::request::MaxBodyBytes) extension). A
+    /// body over the cap is [`TransportError::is_body_too_large`], which the
+    /// token source reports as `TokenError::BodyTooLarge`.
     #[derive(Debug, Clone)]
     pub struct UreqTransport {
         agent: ureq::Agent,
@@ -83,9 +88,18 @@ mod ureq_transport {
 
     impl BlockingTransport for UreqTransport {
         fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
+            let limit = request
+                .extensions()
+                .get::<auth_core::request::MaxBodyBytes>()
+                .map_or(self.body_limit, |max| max.0 as u64);
             let response = self.agent.run(request).map_err(describe)?;
             let (parts, mut body) = response.into_parts();
-            let bytes = body.with_config().limit(self.body_limit).read_to_vec().map_err(describe)?;
+            let bytes = body.with_config().limit(limit).read_to_vec().map_err(|error| match error {
+                ureq::Error::BodyExceedsLimit(_) => {
+                    TransportError::body_too_large(parts.status.as_u16(), usize::try_from(limit).unwrap_or(usize::MAX))
+                }
+                other => describe(other),
+            })?;
             Ok(Response::from_parts(parts, bytes))
         }
     }

@@ -119,7 +119,8 @@ pub struct RefreshPolicy {
     /// Share of the usable lifetime spent in the renewal window. Default
     /// `0.1`. Range `0.0..=0.5`.
     pub refresh_ahead_fraction: f64,
-    /// Upper bound of the renewal window before jitter. Default 60 s: long
+    /// Upper bound of the renewal window before jitter. At most 1 day.
+    /// Default 60 s: long
     /// enough for a few retries with backoff, short enough that a 1-hour
     /// token costs one fetch per lifetime (MSAL uses 5 min, Google 3m45s,
     /// both at the price of extra fetches a day).
@@ -128,7 +129,7 @@ pub struct RefreshPolicy {
     /// `0.5`. Range `0.0..=1.0`.
     pub jitter: f64,
     /// The hard margin before expiry inside which a token is not sent.
-    /// Default 10 s (Go's oauth2 uses 10 s; Spring 60 s).
+    /// Default 10 s (Go's oauth2 uses 10 s; Spring 60 s). At most 1 hour.
     pub safety_margin: Duration,
     /// Renew from a timer at the renewal point even when no caller asks.
     /// Default `true`: callers never wait after the first token. With
@@ -142,6 +143,7 @@ pub struct RefreshPolicy {
     /// next 401-triggered fetch waits this long, doubling each time up to
     /// [`BackoffPolicy::max`]. Default 10 s. It keeps an API that rejects
     /// every token (wrong audience, wrong API key) from causing a fetch loop.
+    /// More than zero, at most 1 day.
     pub unauthorized_backoff: Duration,
 }
 
@@ -166,24 +168,36 @@ impl Default for RefreshPolicy {
 /// to `jitter`. A permanent error (bad credentials or scope) waits at least
 /// `permanent_delay`; a `Retry-After` from the provider is honoured up to
 /// `max_retry_after`. While waiting, callers are served the still-valid
-/// token if one exists, and otherwise get the last error at once.
+/// token if one exists, and otherwise get the last error at once; after a
+/// transient error, such a refused caller brings the next try forward to
+/// [`demand_retry`](BackoffPolicy::demand_retry) after the failure, so that
+/// callers get a token soon after the endpoint heals, however long the
+/// outage was. Without callers the backoff grows up to `max`.
+///
+/// Every value is checked by [`SourceConfigBuilder::build`]; the bounds
+/// are given with each field.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackoffPolicy {
-    /// First delay. Default 1 s.
+    /// First delay. Default 1 s. Range: more than zero, at most 1 hour.
     pub initial: Duration,
     /// Growth factor. Default `2.0`. Range `1.0..=10.0`.
     pub multiplier: f64,
-    /// Longest delay. Default 5 min.
+    /// Longest delay. Default 5 min. Range: at least `initial`, at most 1 day.
     pub max: Duration,
     /// Random shortening, as a share of the delay. Default `0.5` (delays
     /// fall between half and all of the computed value). Range `0.0..=1.0`.
     pub jitter: f64,
     /// Least delay after a permanent error. Default 60 s: a fixed
     /// configuration will not heal by itself, and hammering the endpoint
-    /// with bad credentials can get a client locked out.
+    /// with bad credentials can get a client locked out. At most 1 day.
     pub permanent_delay: Duration,
-    /// Cap on an honoured `Retry-After`. Default 10 min.
+    /// Cap on an honoured `Retry-After`. Default 10 min. At most 1 day.
     pub max_retry_after: Duration,
+    /// While no usable token exists and callers ask for one, a transient
+    /// failure is retried this long after it happened (shortened by up to
+    /// a quarter at random; a `Retry-After` is still honoured) rather than
+    /// at the end of the backoff. Default 2 s. Range: 100 ms to 10 min.
+    pub demand_retry: Duration,
 }
 
 impl Default for BackoffPolicy {
@@ -195,6 +209,7 @@ impl Default for BackoffPolicy {
             jitter: 0.5,
             permanent_delay: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(600),
+            demand_retry: Duration::from_secs(2),
         }
     }
 }
@@ -458,25 +473,53 @@ impl SourceConfigBuilder {
     }
 }
 
+/// The longest delay or window a policy may name: longer ones are
+/// mistakes, and would overflow `Instant` arithmetic on some platforms.
+const ONE_DAY: Duration = Duration::from_secs(24 * 3600);
+const ONE_HOUR: Duration = Duration::from_secs(3600);
+
+/// The largest response body cap: bodies are read whole into memory.
+pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
 fn validate_policies(
     refresh: &RefreshPolicy,
     backoff: &BackoffPolicy,
     default_lifetime: Duration,
     max_body_bytes: usize,
 ) -> Result<(), ConfigError> {
-    let checks: [(bool, &'static str, &'static str); 8] = [
+    let checks: [(bool, &'static str, &'static str); 16] = [
         ((0.0..=0.5).contains(&refresh.refresh_ahead_fraction), "refresh_ahead_fraction", "0.0 to 0.5"),
         ((0.0..=1.0).contains(&refresh.jitter), "refresh jitter", "0.0 to 1.0"),
+        (refresh.max_refresh_ahead <= ONE_DAY, "max_refresh_ahead", "at most 1 day"),
+        (refresh.safety_margin <= ONE_HOUR, "safety_margin", "at most 1 hour"),
+        (
+            !refresh.unauthorized_backoff.is_zero() && refresh.unauthorized_backoff <= ONE_DAY,
+            "unauthorized_backoff",
+            "more than zero and at most 1 day",
+        ),
         ((1.0..=10.0).contains(&backoff.multiplier), "backoff multiplier", "1.0 to 10.0"),
         ((0.0..=1.0).contains(&backoff.jitter), "backoff jitter", "0.0 to 1.0"),
-        (!backoff.initial.is_zero(), "backoff initial", "more than zero"),
+        (
+            !backoff.initial.is_zero() && backoff.initial <= ONE_HOUR,
+            "backoff initial",
+            "more than zero and at most 1 hour",
+        ),
         (backoff.max >= backoff.initial, "backoff max", "at least the initial delay"),
+        (backoff.max <= ONE_DAY, "backoff max", "at most 1 day"),
+        (backoff.permanent_delay <= ONE_DAY, "backoff permanent_delay", "at most 1 day"),
+        (backoff.max_retry_after <= ONE_DAY, "backoff max_retry_after", "at most 1 day"),
+        (
+            (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&backoff.demand_retry),
+            "backoff demand_retry",
+            "100 ms to 10 minutes",
+        ),
         (
             !default_lifetime.is_zero() && default_lifetime <= crate::response::MAX_LIFETIME,
             "default_lifetime",
             "more than zero and at most 366 days",
         ),
         (max_body_bytes >= 1024, "max_body_bytes", "at least 1024"),
+        (max_body_bytes <= MAX_BODY_BYTES_LIMIT, "max_body_bytes", "at most 16 MiB"),
     ];
     match checks.iter().find(|(ok, _, _)| !ok) {
         Some((_, name, reason)) => Err(ConfigError::InvalidPolicy { name, reason }),
@@ -667,6 +710,45 @@ mod tests {
         let backoff = BackoffPolicy { initial: Duration::ZERO, ..BackoffPolicy::default() };
         assert!(matches!(base().backoff_policy(backoff).build(), Err(ConfigError::InvalidPolicy { .. })));
         assert!(matches!(base().default_lifetime(Duration::ZERO).build(), Err(ConfigError::InvalidPolicy { .. })));
+    }
+
+    #[test]
+    fn extreme_policies_are_refused_with_the_bound() {
+        let backoffs = [
+            BackoffPolicy { initial: Duration::MAX, ..BackoffPolicy::default() },
+            BackoffPolicy { max: Duration::MAX, ..BackoffPolicy::default() },
+            BackoffPolicy { permanent_delay: Duration::MAX, ..BackoffPolicy::default() },
+            BackoffPolicy { max_retry_after: Duration::MAX, ..BackoffPolicy::default() },
+            BackoffPolicy { demand_retry: Duration::ZERO, ..BackoffPolicy::default() },
+            BackoffPolicy { multiplier: f64::NAN, ..BackoffPolicy::default() },
+            BackoffPolicy { jitter: f64::INFINITY, ..BackoffPolicy::default() },
+        ];
+        for policy in backoffs {
+            let err = base().backoff_policy(policy.clone()).build().unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidPolicy { .. }), "{policy:?}");
+            assert!(err.to_string().contains("at most") || err.to_string().contains("to"), "{err}");
+        }
+        let refreshes = [
+            RefreshPolicy { safety_margin: Duration::MAX, ..RefreshPolicy::default() },
+            RefreshPolicy { max_refresh_ahead: Duration::MAX, ..RefreshPolicy::default() },
+            RefreshPolicy { unauthorized_backoff: Duration::MAX, ..RefreshPolicy::default() },
+            RefreshPolicy { refresh_ahead_fraction: f64::NAN, ..RefreshPolicy::default() },
+        ];
+        for policy in refreshes {
+            let err = base().refresh_policy(policy.clone()).build().unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidPolicy { .. }), "{policy:?}");
+        }
+        assert!(base().max_body_bytes(usize::MAX).build().is_err());
+        // The largest values allowed build.
+        let widest = BackoffPolicy {
+            initial: ONE_HOUR,
+            max: ONE_DAY,
+            permanent_delay: ONE_DAY,
+            max_retry_after: ONE_DAY,
+            multiplier: 10.0,
+            ..BackoffPolicy::default()
+        };
+        assert!(base().backoff_policy(widest).build().is_ok());
     }
 
     #[test]

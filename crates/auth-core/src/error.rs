@@ -166,7 +166,7 @@ impl ErrorCode {
             Self::UnsupportedGrantType => "the endpoint does not support this grant type; check the token URL",
             Self::InvalidScope => "check the requested scopes against those granted to this client",
             Self::InvalidTarget => "check the resource and audience values against what the provider knows",
-            Self::TemporarilyUnavailable | Self::ServerError => "the provider reports a temporary failure; it will be retried with backoff",
+            Self::TemporarilyUnavailable | Self::ServerError => "the provider reports a temporary failure; retrying later may succeed",
             Self::Other(_) => "see the provider's error description and documentation",
         }
     }
@@ -200,15 +200,13 @@ pub struct ProviderError {
 /// The error is `Clone` so that one failed fetch can be handed to every
 /// caller that waited on it. [`TokenError::is_transient`] tells whether
 /// retrying later may help; the `Display` text ends with what to check.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenError {
     /// The provider answered with an OAuth 2.0 error (RFC 6749 §5.2).
-    #[error("{}", provider_message(.0))]
     Provider(ProviderError),
     /// The endpoint answered with an error status and a body that is not an
     /// OAuth error (an HTML error page from a proxy, say).
-    #[error("token endpoint answered HTTP {status} without an OAuth error body: \"{excerpt}\"; {}", status_hint(*status))]
     Status {
         /// The HTTP status.
         status: u16,
@@ -219,7 +217,6 @@ pub enum TokenError {
         retry_after: Option<Duration>,
     },
     /// The response body exceeded the configured size cap.
-    #[error("token endpoint answered HTTP {status} with a body over the {limit}-byte cap; check the token URL points at an OAuth token endpoint")]
     BodyTooLarge {
         /// The HTTP status.
         status: u16,
@@ -227,7 +224,6 @@ pub enum TokenError {
         limit: usize,
     },
     /// A success status with a body that is not a token response.
-    #[error("token endpoint answered HTTP {status} with {reason}; check the token URL points at an OAuth 2.0 token endpoint")]
     Malformed {
         /// The HTTP status.
         status: u16,
@@ -235,20 +231,17 @@ pub enum TokenError {
         reason: &'static str,
     },
     /// The access token is empty or cannot be sent in a header.
-    #[error("the provider issued an access token that {reason}; it is not used. Report this to the provider")]
     InvalidAccessToken {
         /// What is wrong with it.
         reason: &'static str,
     },
     /// The token type is not one this library can send.
-    #[error("the provider issued a `{token_type}` token; only Bearer tokens can be sent. Check the client's token type setting at the provider")]
     UnsupportedTokenType {
         /// The `token_type` as sent (sanitised).
         token_type: String,
     },
     /// The token would have expired (or reached the safety margin) before it
     /// arrived: the endpoint is too slow for the token's lifetime.
-    #[error("the token expired before it arrived (lifetime {lifetime:?}, fetch took {elapsed:?}); check the network path to the token endpoint")]
     ExpiredOnArrival {
         /// The lifetime the provider gave.
         lifetime: Duration,
@@ -257,7 +250,6 @@ pub enum TokenError {
     },
     /// The token endpoint could not be reached or the exchange failed below
     /// HTTP (DNS, connect, TLS, timeout, reset). Reported by the driver.
-    #[error("token endpoint unreachable: {message}; check the network path and the token URL")]
     Transport {
         /// What failed, with no URL query, header or body in it.
         message: String,
@@ -266,29 +258,67 @@ pub enum TokenError {
     },
 }
 
-fn provider_message(e: &ProviderError) -> String {
-    let mut out = format!("token endpoint refused the request: {} (HTTP {})", e.code, e.status);
-    if let Some(description) = &e.description {
-        out.push_str(": ");
-        out.push_str(description);
-    }
-    if let Some(uri) = &e.uri {
-        out.push_str(" (see ");
-        out.push_str(uri);
-        out.push(')');
-    }
-    out.push_str("; ");
-    out.push_str(e.code.hint());
-    out
+/// Which endpoint an error came from, for its wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// The token endpoint (fetching a token).
+    Token,
+    /// The RFC 7009 revocation endpoint.
+    Revocation,
 }
 
-fn status_hint(status: u16) -> &'static str {
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Token => "token endpoint",
+            Self::Revocation => "revocation endpoint",
+        }
+    }
+
+    fn url(self) -> &'static str {
+        match self {
+            Self::Token => "token URL",
+            Self::Revocation => "revocation URL",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, Endpoint::Token)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// [`TokenError::about`]: the error worded for one endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    error: &'a TokenError,
+    endpoint: Endpoint,
+}
+
+impl fmt::Display for About<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.write(f, self.endpoint)
+    }
+}
+
+fn retry_after_note(f: &mut fmt::Formatter<'_>, retry_after: Option<Duration>) -> fmt::Result {
+    match retry_after {
+        Some(delay) => write!(f, " (Retry-After: {} s)", delay.as_secs()),
+        None => Ok(()),
+    }
+}
+
+fn status_hint(status: u16, endpoint: Endpoint) -> String {
     match status {
-        401 | 403 => "check the client id, secret and client authentication method",
-        404 | 405 => "check the token URL",
-        408 | 429 => "the provider asked us to slow down; it will be retried with backoff",
-        500..=599 => "the provider failed; it will be retried with backoff",
-        _ => "check the token URL and the request parameters",
+        401 | 403 => "check the client id, secret and client authentication method".to_owned(),
+        404 | 405 => format!("check the {}", endpoint.url()),
+        408 | 429 => "the provider asked to slow down; retry after the delay it gave".to_owned(),
+        500..=599 => "the provider failed; retrying later may succeed".to_owned(),
+        _ => format!("check the {} and the request parameters", endpoint.url()),
     }
 }
 
@@ -348,12 +378,18 @@ impl TokenError {
         self.provider_error().map(|e| &e.code)
     }
 
-    /// The error with every occurrence of `secrets` in provider text
-    /// (description, URI, excerpt) replaced by `[redacted]`.
-    pub(crate) fn redacted(self, secrets: &[&str]) -> Self {
-        let clean = |text: String| crate::secret::redact_all(&text, secrets);
+    /// The error with every run of a secret in `redactor` removed from
+    /// the text it holds (provider text and transport messages).
+    pub fn redacted(self, redactor: &crate::redact::Redactor) -> Self {
+        if redactor.is_empty() {
+            return self;
+        }
+        let clean = |text: String| redactor.redact(&text);
         match self {
             Self::Provider(mut e) => {
+                if let ErrorCode::Other(code) = e.code {
+                    e.code = ErrorCode::Other(clean(code));
+                }
                 e.description = e.description.map(clean);
                 e.uri = e.uri.map(clean);
                 Self::Provider(e)
@@ -361,7 +397,67 @@ impl TokenError {
             Self::Status { status, excerpt, retry_after } => {
                 Self::Status { status, excerpt: clean(excerpt), retry_after }
             }
+            Self::UnsupportedTokenType { token_type } => Self::UnsupportedTokenType { token_type: clean(token_type) },
+            Self::Transport { message, timeout } => Self::Transport { message: clean(message), timeout },
             other => other,
+        }
+    }
+
+    /// The error worded for `endpoint` (the `Display` of a `TokenError`
+    /// speaks of the token endpoint).
+    pub fn about(&self, endpoint: Endpoint) -> About<'_> {
+        About { error: self, endpoint }
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, endpoint: Endpoint) -> fmt::Result {
+        let name = endpoint.name();
+        match self {
+            Self::Provider(e) => {
+                write!(f, "{name} refused the request: {} (HTTP {})", e.code, e.status)?;
+                if let Some(description) = &e.description {
+                    write!(f, ": {description}")?;
+                }
+                if let Some(uri) = &e.uri {
+                    write!(f, " (see {uri})")?;
+                }
+                retry_after_note(f, e.retry_after)?;
+                write!(f, "; {}", e.code.hint())
+            }
+            Self::Status { status, excerpt, retry_after } => {
+                write!(f, "{name} answered HTTP {status} without an OAuth error body: \"{excerpt}\"")?;
+                retry_after_note(f, *retry_after)?;
+                write!(f, "; {}", status_hint(*status, endpoint))
+            }
+            Self::BodyTooLarge { status, limit } => write!(
+                f,
+                "{name} answered HTTP {status} with a body over the {limit}-byte cap; check the {} points at an OAuth endpoint",
+                endpoint.url()
+            ),
+            Self::Malformed { status, reason } => write!(
+                f,
+                "{name} answered HTTP {status} with {reason}; check the {} points at an OAuth 2.0 {name}",
+                endpoint.url()
+            ),
+            Self::InvalidAccessToken { reason } => write!(
+                f,
+                "the provider issued an access token that {reason}; it is not used. Report this to the provider"
+            ),
+            Self::UnsupportedTokenType { token_type } => write!(
+                f,
+                "the provider issued a `{token_type}` token; only Bearer tokens can be sent. Check the client's token type setting at the provider"
+            ),
+            Self::ExpiredOnArrival { lifetime, elapsed } => write!(
+                f,
+                "the token expired before it arrived (lifetime {lifetime:?}, fetch took {elapsed:?}); check the network path to the {name}"
+            ),
+            Self::Transport { message, timeout: true } => write!(
+                f,
+                "{name} timed out: {message}; check the network path to it and the {}, or raise the timeout",
+                endpoint.url()
+            ),
+            Self::Transport { message, timeout: false } => {
+                write!(f, "{name} unreachable: {message}; check the network path and the {}", endpoint.url())
+            }
         }
     }
 
@@ -444,7 +540,17 @@ mod tests {
         assert!(text.contains("Client authentication failed"), "{text}");
         assert!(text.contains("check the client id and secret"), "{text}");
         let text = TokenError::Status { status: 502, excerpt: "Bad Gateway".into(), retry_after: None }.to_string();
-        assert!(text.contains("HTTP 502") && text.contains("Bad Gateway") && text.contains("retried"), "{text}");
+        assert!(text.contains("HTTP 502") && text.contains("Bad Gateway") && text.contains("retrying later"), "{text}");
+        assert!(!text.contains("will be retried"), "no promise of a retry nobody makes: {text}");
+        let text =
+            TokenError::Status { status: 429, excerpt: String::new(), retry_after: Some(Duration::from_secs(30)) }
+                .to_string();
+        assert!(text.contains("Retry-After: 30 s"), "{text}");
+        let revoke = provider("invalid_request", 400);
+        let text = revoke.about(Endpoint::Revocation).to_string();
+        assert!(text.starts_with("revocation endpoint refused the request"), "{text}");
+        let text = TokenError::Transport { message: "no answer within 5s".into(), timeout: true }.to_string();
+        assert!(text.contains("timed out") && !text.contains("unreachable"), "{text}");
     }
 }
 

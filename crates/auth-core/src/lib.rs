@@ -67,6 +67,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod lifecycle;
+pub mod redact;
 pub mod request;
 pub mod response;
 pub mod secret;
@@ -75,7 +76,7 @@ pub mod token;
 
 pub use config::{BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder};
 pub use credentials::{Applied, Credentials, CredentialsBuilder, Origin};
-pub use error::{ApplyError, ConfigError, ErrorCode, ProviderError, TokenError};
+pub use error::{ApplyError, ConfigError, Endpoint, ErrorCode, ProviderError, TokenError};
 pub use lifecycle::{
     FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, Stats, StoredToken, Unauthorized, Want,
     WithdrawReason,

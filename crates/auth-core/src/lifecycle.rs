@@ -43,9 +43,10 @@ use std::time::{Duration, Instant};
 use http::Response;
 
 use crate::config::SourceConfig;
+use crate::error::ConfigError;
 use crate::error::{ErrorCode, TokenError};
-use crate::request::{token_request, Grant};
-use crate::response::{parse_token_response, TokenResponse};
+use crate::request::{revocation_request, token_request, Grant, Revocable, RevocationRequest};
+use crate::response::{parse_token_response_redacting, redactor_for, TokenResponse, MAX_LIFETIME};
 use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use crate::token::{AccessToken, Generation};
 
@@ -86,7 +87,9 @@ pub enum FetchReason {
 /// A token request to send. Send it, then report the outcome with
 /// [`Lifecycle::handle_fetch_response`] or [`Lifecycle::handle_fetch_failed`]
 /// with the same `id`.
-#[derive(Debug)]
+///
+/// Its `Debug` shows the id, grant, reason, method, URI and header names;
+/// never the body or a header value.
 #[non_exhaustive]
 pub struct FetchRequest {
     /// The fetch's id.
@@ -98,6 +101,15 @@ pub struct FetchRequest {
     /// The request. Its body may hold the client secret or refresh token:
     /// do not log it.
     pub request: http::Request<Vec<u8>>,
+}
+
+impl std::fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("FetchRequest");
+        out.field("id", &self.id).field("grant", &self.grant).field("reason", &self.reason);
+        crate::request::describe_request(&mut out, &self.request);
+        out.finish_non_exhaustive()
+    }
 }
 
 /// What the machine asks the driver to do.
@@ -239,6 +251,9 @@ struct Current {
 struct Backoff {
     until: Instant,
     error: TokenError,
+    /// When a caller's demand may bring the retry forward (transient
+    /// errors only): see [`BackoffPolicy::demand_retry`](crate::BackoffPolicy::demand_retry).
+    demand_at: Option<Instant>,
 }
 
 /// The lifecycle of one token source. See the [module docs](self) for the
@@ -256,6 +271,9 @@ pub struct Lifecycle {
     consecutive_failures: u32,
     unauthorized_streak: u32,
     waiting: bool,
+    /// A caller was refused during a backoff with no usable token: retry
+    /// at the backoff's `demand_at`.
+    demand: bool,
     next_fetch_id: u64,
     last_generation: u64,
     outputs: VecDeque<Output>,
@@ -291,6 +309,7 @@ impl Lifecycle {
             consecutive_failures: 0,
             unauthorized_streak: 0,
             waiting: false,
+            demand: false,
             next_fetch_id: 0,
             last_generation: 0,
             outputs: VecDeque::new(),
@@ -356,7 +375,12 @@ impl Lifecycle {
         }
         if self.fetch.is_none() {
             if let Some(backoff) = &self.backoff {
-                return Want::Failed(backoff.error.clone());
+                if backoff.demand_at.is_none_or(|at| now < at) {
+                    // A retry comes at `demand_at` (if the error is transient).
+                    self.demand = true;
+                    return Want::Failed(backoff.error.clone());
+                }
+                self.backoff = None;
             }
             self.start_fetch(now, FetchReason::NoToken);
         }
@@ -372,9 +396,11 @@ impl Lifecycle {
         let Some(fetch) = self.fetch.take_if(|f| f.id == id) else {
             return;
         };
-        let parsed =
-            parse_token_response(&self.config, response.status(), response.headers(), response.body().as_ref())
-                .map_err(|error| self.redact_tokens(error));
+        let parsed = {
+            let secrets = self.held_secrets();
+            let (status, headers, body) = (response.status(), response.headers(), response.body().as_ref());
+            parse_token_response_redacting(&self.config, &secrets, status, headers, body)
+        };
         match parsed.and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
                 self.consecutive_failures = 0;
@@ -392,6 +418,7 @@ impl Lifecycle {
     pub fn handle_fetch_failed(&mut self, now: Instant, id: FetchId, error: TokenError) {
         self.advance(now);
         if let Some(fetch) = self.fetch.take_if(|f| f.id == id) {
+            let error = error.redacted(&redactor_for(&self.config, &self.held_secrets()));
             self.fail(now, fetch, error);
         }
     }
@@ -438,6 +465,28 @@ impl Lifecycle {
         self.refresh_token = None;
     }
 
+    /// Forgets the current access token and refresh token (as
+    /// [`Lifecycle::handle_discard`]) and returns the RFC 7009 requests that
+    /// revoke them: the refresh token first (revoking it often revokes its
+    /// access tokens too), then the access token if it was still usable.
+    /// Send each and read its answer with
+    /// [`RevocationRequest::parse_response`]. Fails, forgetting nothing,
+    /// when no revocation URL is configured.
+    pub fn handle_revoke(&mut self, now: Instant) -> Result<Vec<RevocationRequest>, ConfigError> {
+        self.advance(now);
+        let config = Arc::clone(&self.config);
+        config.revocation_url().ok_or(ConfigError::NoRevocationUrl)?;
+        let mut requests = Vec::with_capacity(2);
+        if let Some(refresh) = &self.refresh_token {
+            requests.push(revocation_request(&config, Revocable::RefreshToken(refresh))?);
+        }
+        if let Some(access) = self.current_token(now) {
+            requests.push(revocation_request(&config, Revocable::AccessToken(access.value()))?);
+        }
+        self.handle_discard(now);
+        Ok(requests)
+    }
+
     /// Starts from a token saved earlier (a disk cache, another process):
     /// the access token is installed if it is still usable, the refresh
     /// token kept for the next renewal. Ignored when a token is already
@@ -461,7 +510,8 @@ impl Lifecycle {
         };
         let response = TokenResponse {
             access_token,
-            expires_in: Some(stored.expires_in),
+            // A saved lifetime is clamped like a fetched one.
+            expires_in: Some(stored.expires_in.min(MAX_LIFETIME)),
             refresh_token: None,
             scope: stored.scope,
         };
@@ -497,17 +547,26 @@ impl Lifecycle {
     /// end of a backoff that holds back a renewal. `None`: nothing to do
     /// until an input arrives.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let current = self.current.as_ref()?;
-        let mut deadline = current.token.usable_until;
-        if self.fetch.is_none() {
-            let next = match &self.backoff {
-                Some(backoff) => Some(backoff.until),
-                None if self.config.refresh_policy().background => Some(current.token.renew_at),
-                None => None,
-            };
-            deadline = next.map_or(deadline, |next| next.min(deadline));
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut deadline = None;
+        if let Some(current) = &self.current {
+            deadline = Some(current.token.usable_until);
+            if self.fetch.is_none() {
+                let next = match &self.backoff {
+                    Some(backoff) => Some(backoff.until),
+                    None if self.config.refresh_policy().background => Some(current.token.renew_at),
+                    None => None,
+                };
+                deadline = earliest(deadline, next);
+            }
         }
-        Some(deadline)
+        if self.demand_retry_pending() {
+            deadline = earliest(deadline, self.backoff.as_ref().and_then(|b| b.demand_at));
+        }
+        deadline
     }
 
     // ----- internals -----
@@ -516,6 +575,12 @@ impl Lifecycle {
     fn advance(&mut self, now: Instant) {
         if self.current.as_ref().is_some_and(|c| !c.token.is_usable(now)) {
             self.withdraw(WithdrawReason::Expired);
+        }
+        if self.demand_retry_pending() && self.backoff.as_ref().and_then(|b| b.demand_at).is_some_and(|at| now >= at) {
+            // Callers were refused while no token existed: retry now rather
+            // than at the end of a long backoff.
+            self.backoff = None;
+            self.start_fetch(now, FetchReason::NoToken);
         }
         if self.backoff.as_ref().is_some_and(|b| now >= b.until) {
             self.backoff = None;
@@ -532,6 +597,7 @@ impl Lifecycle {
             Some(refresh) => (GrantKind::RefreshToken, token_request(&self.config, Grant::RefreshToken(refresh))),
             None => (GrantKind::ClientCredentials, token_request(&self.config, Grant::ClientCredentials)),
         };
+        self.demand = false;
         self.next_fetch_id += 1;
         let id = FetchId(self.next_fetch_id);
         self.fetch = Some(InFlight { id, sent_at: now, grant, reason });
@@ -599,13 +665,18 @@ impl Lifecycle {
         Ok(token)
     }
 
-    /// Removes the tokens this machine holds from provider text in `error`
-    /// (the client secret is already removed by the parser).
-    fn redact_tokens(&self, error: TokenError) -> TokenError {
+    /// The tokens this machine holds, to redact from provider text (the
+    /// parser adds the client secret).
+    fn held_secrets(&self) -> Vec<&str> {
         let refresh = self.refresh_token.as_ref().map(|t| t.expose_secret());
+        let current = self.current.as_ref().map(|c| c.token.value().expose_secret());
         let access = self.last_issued.as_ref().map(|t| t.value().expose_secret());
-        let secrets: Vec<&str> = refresh.into_iter().chain(access).collect();
-        error.redacted(&secrets)
+        refresh.into_iter().chain(current).chain(access).collect()
+    }
+
+    /// Whether a refused caller is owed a retry at the backoff's `demand_at`.
+    fn demand_retry_pending(&self) -> bool {
+        self.demand && self.current.is_none() && self.fetch.is_none()
     }
 
     fn fail(&mut self, now: Instant, fetch: InFlight, error: TokenError) {
@@ -619,8 +690,9 @@ impl Lifecycle {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.stats.failures += 1;
         let delay = self.backoff_delay(&error);
-        let until = now.checked_add(delay).unwrap_or(now + Duration::from_secs(1));
-        self.backoff = Some(Backoff { until, error: error.clone() });
+        let until = now.checked_add(delay).unwrap_or(now);
+        let demand_at = self.demand_delay(&error).and_then(|d| now.checked_add(d)).map(|at| at.min(until));
+        self.backoff = Some(Backoff { until, error: error.clone(), demand_at });
         self.waiting = false;
         self.outputs.push_back(Output::Failed(error));
     }
@@ -630,7 +702,8 @@ impl Lifecycle {
         let exponent = self.consecutive_failures.saturating_sub(1).min(64) as i32;
         let base = (policy.initial.as_secs_f64() * policy.multiplier.powi(exponent)).min(policy.max.as_secs_f64());
         let jittered = base * (1.0 - policy.jitter * self.rng.f64());
-        let mut delay = Duration::from_secs_f64(jittered.max(0.001));
+        // Saturating: an out-of-range float is the longest delay allowed.
+        let mut delay = Duration::try_from_secs_f64(jittered.max(0.001)).unwrap_or(policy.max);
         if !error.is_transient() {
             delay = delay.max(policy.permanent_delay);
         }
@@ -638,6 +711,22 @@ impl Lifecycle {
             delay = delay.max(asked.min(policy.max_retry_after));
         }
         delay
+    }
+
+    /// How soon after a transient failure a refused caller brings the
+    /// retry forward: [`BackoffPolicy::demand_retry`](crate::BackoffPolicy::demand_retry),
+    /// shortened by up to a quarter at random, but no sooner than a
+    /// `Retry-After`. `None` for permanent errors (their backoff stands).
+    fn demand_delay(&mut self, error: &TokenError) -> Option<Duration> {
+        if !error.is_transient() {
+            return None;
+        }
+        let policy = self.config.backoff_policy();
+        let delay = policy.demand_retry.mul_f64(1.0 - 0.25 * self.rng.f64());
+        Some(match error.retry_after() {
+            Some(asked) => delay.max(asked.min(policy.max_retry_after)),
+            None => delay,
+        })
     }
 
     /// How long a token fetched because of a 401 is protected from being
@@ -653,7 +742,15 @@ impl Lifecycle {
 #[allow(clippy::disallowed_methods)] // the tests anchor simulated time at one real instant
 mod tests {
     use super::*;
-    use crate::config::{BackoffPolicy, RefreshPolicy, SourceConfigBuilder};
+    use crate::config::{BackoffPolicy, ClientAuth, RefreshPolicy, SourceConfigBuilder};
+
+    /// A copy of a fetch request, to show it wrapped in an `Output`.
+    fn sim_fetch_copy(fetch: &FetchRequest) -> FetchRequest {
+        let mut request = http::Request::new(fetch.request.body().clone());
+        *request.uri_mut() = fetch.request.uri().clone();
+        *request.headers_mut() = fetch.request.headers().clone();
+        FetchRequest { id: fetch.id, grant: fetch.grant, reason: fetch.reason, request }
+    }
     use crate::secret::ExposeSecret;
 
     const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -979,17 +1076,80 @@ mod tests {
         }
         assert_eq!(sim.now, token.usable_until());
         assert!(retries >= 4, "{retries} retries in the renewal window");
-        // Callers now get the error at once.
+        // No token now, and the last failure is older than the demand delay:
+        // the first caller starts a retry and waits on it.
+        assert!(matches!(sim.want(), Want::Wait));
+        let retry = sim.take_fetch();
+        sim.respond(retry.id, 500, "oops");
+        // Callers now get the error at once...
         match sim.want() {
             Want::Failed(TokenError::Status { status: 500, .. }) => {}
             other => panic!("{other:?}"),
         }
-        // Once the backoff ends, the next caller starts a fetch and the endpoint has healed.
-        sim.now += SECS(300);
-        assert!(matches!(sim.want(), Want::Wait));
-        let fetch = sim.take_fetch();
+        // ...and their demand brings the next try to within 2 s, though the
+        // backoff is much longer by now.
+        let (until, _) = sim.lc.backoff().unwrap();
+        let demand_at = sim.lc.poll_timeout().unwrap();
+        assert!(demand_at - sim.now <= SECS(2) && demand_at - sim.now >= Duration::from_millis(1500));
+        assert!(until > demand_at);
+        sim.now = demand_at;
+        let fetch = only_fetch(sim.timeout());
+        assert_eq!(fetch.reason, FetchReason::NoToken);
         sim.respond_token(fetch.id, "healed", 3600);
         assert_eq!(ready(sim.want()).value().expose_secret(), "healed");
+    }
+
+    #[test]
+    fn callers_get_a_token_within_two_seconds_of_healing_after_a_long_outage() {
+        let mut sim = Sim::new(builder());
+        let healed_at = 30.0 * 60.0;
+        let mut fetches = 0;
+        let mut first_token_at = None;
+        // A caller every 100 ms for 35 minutes; the endpoint fails for 30.
+        let mut t = 0.0;
+        while t < 35.0 * 60.0 {
+            sim.at(t);
+            let mut outputs = sim.timeout();
+            if let Want::Ready(_) = sim.want() {
+                first_token_at.get_or_insert(t);
+                break;
+            }
+            outputs.extend(sim.outputs());
+            for output in outputs {
+                if let Output::Fetch(fetch) = output {
+                    fetches += 1;
+                    if t < healed_at {
+                        sim.respond(fetch.id, 503, "down");
+                    } else {
+                        sim.respond_token(fetch.id, "healed", 3600);
+                    }
+                }
+            }
+            t += 0.1;
+        }
+        let first = first_token_at.expect("a token after the outage");
+        assert!(first >= healed_at && first <= healed_at + 2.05, "token at {first}s, healed at {healed_at}s");
+        // At most one try every 1.5 s while callers kept asking.
+        assert!(fetches <= (healed_at / 1.5) as usize + 2, "{fetches} fetches");
+        assert!(fetches >= (healed_at / 2.0) as usize - 2, "{fetches} fetches");
+    }
+
+    #[test]
+    fn without_demand_the_backoff_grows_and_permanent_errors_keep_theirs() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.respond(fetch.id, 503, "down");
+        // Nobody asks: the timer follows the backoff only (no token, no deadline).
+        assert_eq!(sim.lc.poll_timeout(), None);
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.respond(fetch.id, 401, r#"{"error":"invalid_client"}"#);
+        assert!(matches!(sim.want(), Want::Failed(_)));
+        assert_eq!(sim.lc.poll_timeout(), None, "a permanent error is not retried on demand");
+        sim.at(30.0);
+        assert!(matches!(sim.want(), Want::Failed(_)), "still within the permanent delay");
     }
 
     #[test]
@@ -1090,6 +1250,60 @@ mod tests {
     }
 
     #[test]
+    fn restored_lifetimes_are_clamped_like_fetched_ones() {
+        let mut sim = Sim::new(builder());
+        let forever = StoredToken::new(Some(AccessTokenValue::new("saved")), Duration::MAX, None, None);
+        sim.lc.handle_restore(sim.now, forever);
+        let [Output::TokenReady(token)] = &sim.outputs()[..] else { panic!() };
+        assert_eq!(token.lifetime(), MAX_LIFETIME);
+    }
+
+    #[test]
+    fn revoking_forgets_both_tokens_and_asks_for_both_revocations() {
+        let mut sim = Sim::new(builder().revocation_url("https://auth.example.com/revoke"));
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.respond(fetch.id, 200, r#"{"access_token":"at-1","refresh_token":"rt-1","expires_in":3600}"#);
+        let requests = sim.lc.handle_revoke(sim.now).unwrap();
+        let kinds: Vec<_> = requests.iter().map(|r| r.kind()).collect();
+        assert_eq!(kinds, [crate::request::TokenKind::RefreshToken, crate::request::TokenKind::AccessToken]);
+        assert!(sim.lc.refresh_token().is_none() && sim.lc.current_token(sim.now).is_none());
+        assert!(matches!(sim.outputs()[..], [Output::TokenWithdrawn { reason: WithdrawReason::Discarded, .. }]));
+        // Without a revocation URL nothing is forgotten.
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        sim.respond_token(fetch.id, "kept", 3600);
+        assert_eq!(sim.lc.handle_revoke(sim.now).unwrap_err(), ConfigError::NoRevocationUrl);
+        assert!(sim.lc.current_token(sim.now).is_some());
+    }
+
+    #[test]
+    fn backoff_arithmetic_saturates_at_the_widest_policy() {
+        let widest = BackoffPolicy {
+            initial: Duration::from_secs(3600),
+            max: Duration::from_secs(86_400),
+            multiplier: 10.0,
+            jitter: 0.0,
+            ..BackoffPolicy::default()
+        };
+        let mut sim = Sim::new(builder().backoff_policy(widest));
+        for _ in 0..80 {
+            sim.now += Duration::from_secs(86_400);
+            sim.timeout();
+            sim.want();
+            if let Some(fetch) = sim.outputs().into_iter().find_map(|o| match o {
+                Output::Fetch(f) => Some(f),
+                _ => None,
+            }) {
+                sim.respond(fetch.id, 500, "down");
+            }
+        }
+        assert!(sim.lc.stats().failures >= 40);
+        assert_eq!(sim.lc.backoff().unwrap().0 - sim.now, Duration::from_secs(86_400));
+    }
+
+    #[test]
     fn restore_and_snapshot_round_trip() {
         let mut sim = Sim::new(builder());
         let stored = StoredToken::new(
@@ -1123,10 +1337,26 @@ mod tests {
 
     #[test]
     fn debug_shows_no_secret() {
+        for auth in [ClientAuth::Basic, ClientAuth::Post, ClientAuth::Json] {
+            let mut sim = Sim::new(builder().client_secret("client-secret-789").client_auth(auth));
+            sim.want();
+            let fetch = sim.take_fetch();
+            let shown = format!("{fetch:?} {:?}", Output::Fetch(sim_fetch_copy(&fetch)));
+            crate::request::tests::assert_no_secret(&shown, &["client-secret-789"]);
+            assert!(shown.contains("ClientCredentials") && shown.contains("/token"), "{shown}");
+            let refresh = sim.respond(fetch.id, 200, r#"{"access_token":"a","refresh_token":"refresh-token-321"}"#);
+            assert_eq!(refresh.len(), 1);
+            sim.now = sim.lc.poll_timeout().unwrap();
+            let renewal = only_fetch(sim.timeout());
+            assert_eq!(renewal.grant, GrantKind::RefreshToken);
+            crate::request::tests::assert_no_secret(
+                &format!("{renewal:?}"),
+                &["client-secret-789", "refresh-token-321"],
+            );
+        }
         let mut sim = Sim::new(builder());
         sim.want();
         let fetch = sim.take_fetch();
-        assert!(!format!("{fetch:?}").contains("secret\""));
         let token = sim.respond_token(fetch.id, "visible-token-value", 3600);
         let shown = format!("{:?} {:?}", sim.lc, token);
         assert!(!shown.contains("visible-token-value"), "{shown}");

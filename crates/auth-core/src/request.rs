@@ -59,6 +59,89 @@ impl Grant<'_> {
     }
 }
 
+/// The cap on a response body that the core will read, put by the core in
+/// the extensions of every request it builds: a transport that reads whole
+/// bodies (auth-blocking's ureq transport) reads at most this many bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxBodyBytes(pub usize);
+
+/// An RFC 7009 revocation request, with what is needed to read its answer
+/// (the token it revokes, to redact from any provider text).
+///
+/// Its `Debug` shows the method, URI, kind and header names; never the
+/// body (which holds the token and possibly the client secret) or a header
+/// value.
+pub struct RevocationRequest {
+    /// The request to send. Its body holds the token being revoked (and
+    /// the client secret with `post` and `json`): never log it.
+    pub request: Request<Vec<u8>>,
+    kind: TokenKind,
+    token: Zeroizing<String>,
+}
+
+/// Which kind of token a revocation request revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// An access token.
+    AccessToken,
+    /// A refresh token.
+    RefreshToken,
+}
+
+impl RevocationRequest {
+    /// Which token it revokes.
+    pub fn kind(&self) -> TokenKind {
+        self.kind
+    }
+
+    /// Takes the request out to send it (leaving an empty one); the
+    /// revocation request keeps what [`RevocationRequest::parse_response`]
+    /// needs.
+    pub fn take_request(&mut self) -> Request<Vec<u8>> {
+        std::mem::take(&mut self.request)
+    }
+
+    /// Reads the endpoint's answer (see
+    /// [`parse_revocation_response`](crate::response::parse_revocation_response)),
+    /// with the revoked token redacted from any provider text. Word the
+    /// error with [`TokenError::about`](crate::TokenError::about) and
+    /// [`Endpoint::Revocation`](crate::Endpoint::Revocation).
+    pub fn parse_response(
+        &self,
+        config: &SourceConfig,
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<(), crate::TokenError> {
+        crate::response::parse_revocation_response(config, &[self.token.as_str()], status, headers, body)
+    }
+}
+
+impl std::fmt::Debug for RevocationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("RevocationRequest");
+        out.field("kind", &self.kind);
+        describe_request(&mut out, &self.request);
+        out.finish_non_exhaustive()
+    }
+}
+
+/// Adds a request's method, URI and header names (never a value, never
+/// the body) to a `Debug` output.
+pub(crate) fn describe_request(out: &mut std::fmt::DebugStruct<'_, '_>, request: &Request<Vec<u8>>) {
+    struct Names<'a>(&'a http::HeaderMap);
+    impl std::fmt::Debug for Names<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_list().entries(self.0.keys().map(http::HeaderName::as_str)).finish()
+        }
+    }
+    out.field("method", request.method())
+        .field("uri", request.uri())
+        .field("headers", &Names(request.headers()))
+        .field("body_bytes", &request.body().len());
+}
+
 /// A token to revoke, with the RFC 7009 `token_type_hint` it implies.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -91,13 +174,14 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
 
 /// Builds an RFC 7009 revocation request for `token`, authenticated like
 /// the token requests. Fails only when no revocation URL is configured.
-pub fn revocation_request(config: &SourceConfig, token: Revocable<'_>) -> Result<Request<Vec<u8>>, ConfigError> {
+pub fn revocation_request(config: &SourceConfig, token: Revocable<'_>) -> Result<RevocationRequest, ConfigError> {
     let url = config.revocation_url().ok_or(ConfigError::NoRevocationUrl)?;
-    let (value, hint) = match token {
-        Revocable::AccessToken(t) => (t.expose_secret(), "access_token"),
-        Revocable::RefreshToken(t) => (t.expose_secret(), "refresh_token"),
+    let (value, hint, kind) = match token {
+        Revocable::AccessToken(t) => (t.expose_secret(), "access_token", TokenKind::AccessToken),
+        Revocable::RefreshToken(t) => (t.expose_secret(), "refresh_token", TokenKind::RefreshToken),
     };
-    Ok(build(config, url, &[("token", value), ("token_type_hint", hint)]))
+    let request = build(config, url, &[("token", value), ("token_type_hint", hint)]);
+    Ok(RevocationRequest { request, kind, token: Zeroizing::new(value.to_owned()) })
 }
 
 fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -> Request<Vec<u8>> {
@@ -139,6 +223,7 @@ fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -> Request<V
     if let Some(value) = authorization {
         headers.insert(AUTHORIZATION, value);
     }
+    request.extensions_mut().insert(MaxBodyBytes(config.max_body_bytes()));
     request
 }
 
@@ -170,7 +255,7 @@ fn basic_header(user: &str, password: &str) -> HeaderValue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::SourceConfigBuilder;
 
@@ -300,15 +385,17 @@ mod tests {
         let config =
             builder(ClientAuth::Basic).revocation_url("https://auth.example.com/oauth/revoke").build().unwrap();
         let access = AccessTokenValue::new("at-123");
-        let request = revocation_request(&config, Revocable::AccessToken(&access)).unwrap();
+        let revocation = revocation_request(&config, Revocable::AccessToken(&access)).unwrap();
+        assert_eq!(revocation.kind(), TokenKind::AccessToken);
+        let request = &revocation.request;
         assert_eq!(request.uri(), "https://auth.example.com/oauth/revoke");
-        assert_eq!(body(&request), "token=at-123&token_type_hint=access_token");
-        assert_eq!(decode_basic(&request), "client-1:secret");
+        assert_eq!(body(request), "token=at-123&token_type_hint=access_token");
+        assert_eq!(decode_basic(request), "client-1:secret");
         let refresh = RefreshToken::new("rt-9");
-        let request = revocation_request(&config, Revocable::RefreshToken(&refresh)).unwrap();
+        let request = revocation_request(&config, Revocable::RefreshToken(&refresh)).unwrap().request;
         assert_eq!(body(&request), "token=rt-9&token_type_hint=refresh_token");
         let json = builder(ClientAuth::Json).revocation_url("https://auth.example.com/oauth/revoke").build().unwrap();
-        let request = revocation_request(&json, Revocable::RefreshToken(&refresh)).unwrap();
+        let request = revocation_request(&json, Revocable::RefreshToken(&refresh)).unwrap().request;
         let value: Value = serde_json::from_slice(request.body()).unwrap();
         assert_eq!(value["token"], "rt-9");
         assert_eq!(value["client_id"], "client-1");
@@ -317,5 +404,59 @@ mod tests {
             revocation_request(&none, Revocable::RefreshToken(&refresh)).unwrap_err(),
             ConfigError::NoRevocationUrl
         );
+    }
+
+    #[test]
+    fn revocation_errors_never_quote_the_revoked_token() {
+        let config = builder(ClientAuth::Post).revocation_url("https://auth.example.com/oauth/revoke").build().unwrap();
+        let refresh = RefreshToken::new("RT-8f2a9c1d77e3b4");
+        let revocation = revocation_request(&config, Revocable::RefreshToken(&refresh)).unwrap();
+        let body = br#"{"error":"invalid_request","error_description":"token RT-8f2a9c1d77e3b4 is not known"}"#;
+        let error = revocation
+            .parse_response(&config, http::StatusCode::BAD_REQUEST, &http::HeaderMap::new(), body)
+            .unwrap_err();
+        let text = error.about(crate::Endpoint::Revocation).to_string();
+        assert!(!text.contains("8f2a9c1d") && text.contains("[redacted]"), "{text}");
+        assert!(text.starts_with("revocation endpoint refused"), "{text}");
+    }
+
+    #[test]
+    fn debug_of_requests_shows_no_body_and_no_credential() {
+        let config = builder(ClientAuth::Post)
+            .client_secret("the-client-secret-123")
+            .revocation_url("https://auth.example.com/oauth/revoke")
+            .build()
+            .unwrap();
+        let refresh = RefreshToken::new("the-refresh-token-456");
+        let basic = builder(ClientAuth::Basic)
+            .client_secret("the-client-secret-123")
+            .revocation_url("https://auth.example.com/oauth/revoke")
+            .build()
+            .unwrap();
+        for config in [&config, &basic] {
+            let revocation = revocation_request(config, Revocable::RefreshToken(&refresh)).unwrap();
+            let shown = format!("{revocation:?}");
+            assert_no_secret(&shown, &["the-client-secret-123", "the-refresh-token-456"]);
+            assert!(shown.contains("RefreshToken") && shown.contains("/oauth/revoke"), "{shown}");
+        }
+    }
+
+    /// Looks for the secrets in every form the Debug output could hold
+    /// them: as text, and in the byte lists and base64 that a derived
+    /// `Debug` of a body or header would print.
+    pub(crate) fn assert_no_secret(shown: &str, secrets: &[&str]) {
+        let numbers: Vec<u8> =
+            shown.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u8>().ok()).collect();
+        let decoded = String::from_utf8_lossy(&numbers);
+        let base64_runs: String = shown
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '='))
+            .filter_map(|run| base64::engine::general_purpose::STANDARD.decode(run).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .collect();
+        for secret in secrets {
+            for haystack in [shown, &decoded, &base64_runs] {
+                assert!(!haystack.contains(secret), "{secret} in {haystack}");
+            }
+        }
     }
 }

@@ -24,15 +24,17 @@
 //! ```
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use crate::config::SourceConfig;
 use crate::error::{ErrorCode, ProviderError, TokenError};
-use crate::secret::{redact_all, AccessTokenValue, ExposeSecret, RefreshToken};
+use crate::redact::Redactor;
+use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 
 /// Longest lifetime accepted from `expires_in`: 366 days. Larger values
 /// are clamped, so that no arithmetic on an `Instant` can overflow.
@@ -62,8 +64,23 @@ pub struct TokenResponse {
 /// The body is rejected when it is larger than the configuration's
 /// `max_body_bytes`. A `Retry-After` in seconds is kept on the error;
 /// convert an HTTP-date `Retry-After` first with [`normalize_retry_after`].
+/// Provider text in errors is redacted of the client secret (see
+/// [`parse_token_response_redacting`] to redact more).
 pub fn parse_token_response(
     config: &SourceConfig,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, TokenError> {
+    parse_token_response_redacting(config, &[], status, headers, body)
+}
+
+/// [`parse_token_response`], also redacting `secrets` (the tokens the
+/// caller holds) from provider text, in every encoding (see
+/// [`crate::redact`]).
+pub fn parse_token_response_redacting(
+    config: &SourceConfig,
+    secrets: &[&str],
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
@@ -72,14 +89,18 @@ pub fn parse_token_response(
     if body.len() > config.max_body_bytes() {
         return Err(TokenError::BodyTooLarge { status: code, limit: config.max_body_bytes() });
     }
-    let secret = config.client_secret().map(ExposeSecret::expose_secret).unwrap_or("");
+    let redactor = LazyRedactor::new(config, secrets);
     let fields = Fields::parse(headers.get(CONTENT_TYPE), body);
     if let Some(fields) = &fields {
         if let Some(error) = fields.get("error").as_text() {
-            let clean = |text: Cow<'_, str>, max| redact_all(&sanitize_excerpt(&text, max), &[secret]);
+            let clean = |text: Cow<'_, str>, max| redactor.clean(&text, max);
+            let code = match ErrorCode::parse(&error) {
+                ErrorCode::Other(_) => ErrorCode::Other(clean(error, 64)),
+                known => known,
+            };
             return Err(TokenError::Provider(ProviderError {
-                status: code,
-                code: ErrorCode::parse(&error),
+                status: status.as_u16(),
+                code,
                 description: fields.get("error_description").as_text().map(|d| clean(d, 300)).filter(|d| !d.is_empty()),
                 uri: fields.get("error_uri").as_text().map(|u| clean(u, 200)).filter(|u| !u.is_empty()),
                 retry_after: retry_after_seconds(headers),
@@ -90,7 +111,7 @@ pub fn parse_token_response(
         let text = String::from_utf8_lossy(body);
         return Err(TokenError::Status {
             status: code,
-            excerpt: redact_all(&sanitize_excerpt(&text, EXCERPT_CHARS), &[secret]),
+            excerpt: redactor.clean(&text, EXCERPT_CHARS),
             retry_after: retry_after_seconds(headers),
         });
     }
@@ -106,7 +127,11 @@ pub fn parse_token_response(
         Field::Text(kind) if kind.eq_ignore_ascii_case("bearer") => {}
         other => {
             let shown = other.as_text().unwrap_or(Cow::Borrowed("(not a string)"));
-            return Err(TokenError::UnsupportedTokenType { token_type: sanitize_excerpt(&shown, 32) });
+            // The access token of this very response is a secret too.
+            let mut also = secrets.to_vec();
+            also.push(&access_token);
+            let token_type = LazyRedactor::new(config, &also).clean(&shown, 32);
+            return Err(TokenError::UnsupportedTokenType { token_type });
         }
     }
     if access_token.is_empty() {
@@ -133,9 +158,12 @@ pub fn parse_token_response(
 /// Parses the answer to an RFC 7009 revocation request: any 2xx is success
 /// (the body is ignored; revoking an unknown or expired token succeeds too),
 /// anything else is classified like a token endpoint error
-/// (`unsupported_token_type` arrives as [`ErrorCode::Other`]).
+/// (`unsupported_token_type` arrives as [`ErrorCode::Other`]). `secrets`
+/// (the token being revoked) are redacted from provider text along with
+/// the client secret.
 pub fn parse_revocation_response(
     config: &SourceConfig,
+    secrets: &[&str],
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
@@ -143,16 +171,53 @@ pub fn parse_revocation_response(
     if status.is_success() {
         return Ok(());
     }
-    match parse_token_response(config, status, headers, body) {
+    match parse_token_response_redacting(config, secrets, status, headers, body) {
         Err(error) => Err(error),
         // A non-2xx answer is never a token; keep the status.
         Ok(_) => Err(TokenError::Status { status: status.as_u16(), excerpt: String::new(), retry_after: None }),
     }
 }
 
+/// The redactor for a response, built on first use (only error paths need it).
+struct LazyRedactor<'a> {
+    config: &'a SourceConfig,
+    secrets: &'a [&'a str],
+    built: std::cell::OnceCell<Redactor>,
+}
+
+impl<'a> LazyRedactor<'a> {
+    fn new(config: &'a SourceConfig, secrets: &'a [&'a str]) -> Self {
+        Self { config, secrets, built: std::cell::OnceCell::new() }
+    }
+
+    /// Provider text made safe to show: secrets redacted from the raw text,
+    /// sanitised, redacted again (sanitising folds whitespace and drops
+    /// tags), then cut to `max_chars`.
+    fn clean(&self, text: &str, max_chars: usize) -> String {
+        let redactor = self.built.get_or_init(|| redactor_for(self.config, self.secrets));
+        let once = sanitize_excerpt(&redactor.redact(text), usize::MAX);
+        sanitize_excerpt(&redactor.redact(&once), max_chars)
+    }
+}
+
+/// A redactor of the configuration's client secret (alone and as a Basic
+/// credential) and of `secrets`.
+pub(crate) fn redactor_for(config: &SourceConfig, secrets: &[&str]) -> Redactor {
+    let mut redactor = Redactor::new();
+    if let Some(secret) = config.client_secret() {
+        redactor.add_basic(config.client_id(), secret.expose_secret());
+    }
+    for secret in secrets {
+        redactor.add(secret);
+    }
+    redactor.build()
+}
+
 /// The body's fields, from JSON or form encoding.
 enum Fields {
-    Json(Map<String, Value>),
+    /// Values kept as raw JSON, decoded on use: a number too large for an
+    /// `f64` (`1e400`) does not fail the whole body.
+    Json(BTreeMap<String, Box<RawValue>>),
     Form(Vec<(String, String)>),
 }
 
@@ -175,18 +240,12 @@ impl Field<'_> {
 }
 
 impl Fields {
-    /// JSON when the type says so or the body looks like an object, form
-    /// encoding when the type says so or the body has the fields we look
-    /// for. `None` when neither fits.
     fn parse(content_type: Option<&HeaderValue>, body: &[u8]) -> Option<Self> {
         let media = content_type
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .unwrap_or_default();
-        let json = || match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => Some(Self::Json(map)),
-            _ => None,
-        };
+        let json = || serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(body).ok().map(Self::Json);
         let form = || {
             let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
             pairs.iter().any(|(k, _)| k == "access_token" || k == "error").then_some(Self::Form(pairs))
@@ -206,11 +265,16 @@ impl Fields {
 
     fn get(&self, name: &str) -> Field<'_> {
         match self {
-            Self::Json(map) => match map.get(name) {
+            Self::Json(map) => match map.get(name).map(|raw| raw.get().trim()) {
                 None => Field::Missing,
-                Some(Value::Null) => Field::Null,
-                Some(Value::String(s)) => Field::Text(Cow::Borrowed(s)),
-                Some(Value::Number(n)) => n.as_f64().map_or(Field::Other, Field::Number),
+                Some("null") => Field::Null,
+                Some(raw) if raw.starts_with('"') => {
+                    serde_json::from_str::<String>(raw).map_or(Field::Other, |s| Field::Text(Cow::Owned(s)))
+                }
+                Some(raw) if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                    // JSON numbers are valid f64 syntax; too large ones parse as infinity.
+                    raw.parse::<f64>().map_or(Field::Other, Field::Number)
+                }
                 Some(_) => Field::Other,
             },
             Self::Form(pairs) => {
@@ -238,7 +302,7 @@ fn parse_expires_in(field: &Field<'_>) -> Option<Duration> {
 /// Text from a provider made safe to show: tags dropped, control bytes and
 /// runs of whitespace turned into one space, cut to `max_chars` characters.
 pub(crate) fn sanitize_excerpt(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars + 4));
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_add(4)));
     let mut in_tag = false;
     let mut count = 0;
     let mut pending_space = false;
@@ -315,6 +379,19 @@ mod tests {
         parse_token_response(&config(), StatusCode::from_u16(status).unwrap(), &headers, body.as_bytes())
     }
 
+    fn parse_with_config(
+        config: &SourceConfig,
+        status: u16,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> Result<TokenResponse, TokenError> {
+        let mut headers = HeaderMap::new();
+        if let Some(ct) = content_type {
+            headers.insert(CONTENT_TYPE, ct.parse().unwrap());
+        }
+        parse_token_response(config, StatusCode::from_u16(status).unwrap(), &headers, body.as_bytes())
+    }
+
     fn parse(body: &str) -> Result<TokenResponse, TokenError> {
         parse_with(200, Some("application/json"), body)
     }
@@ -353,6 +430,9 @@ mod tests {
             assert_eq!(lifetime(none), None, "{none}");
         }
         assert_eq!(lifetime("1e300"), Some(MAX_LIFETIME));
+        assert_eq!(lifetime("1e400"), Some(MAX_LIFETIME), "beyond f64: clamped, not a failed body");
+        assert_eq!(lifetime("-1e400"), None);
+        assert_eq!(lifetime("3.6e3"), Some(Duration::from_secs(3600)));
         assert_eq!(lifetime("18446744073709551615"), Some(MAX_LIFETIME));
         assert_eq!(lifetime(r#""inf""#), Some(MAX_LIFETIME));
         assert_eq!(parse(r#"{"access_token":"t"}"#).unwrap().expires_in, None);
@@ -447,6 +527,42 @@ mod tests {
     }
 
     #[test]
+    fn every_provider_field_is_redacted_before_it_is_cut_or_cleaned() {
+        let secret = "sEcr3t~Zy+/ <é>\tq\"x%41-long-enough-to-be-cut";
+        let config =
+            SourceConfig::builder("https://auth.example.com/token", "my app").client_secret(secret).build().unwrap();
+        let basic = |plain: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, plain);
+        let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let json_escaped = serde_json::to_string(secret).unwrap();
+        let json_inner = &json_escaped[1..json_escaped.len() - 1];
+        let bodies = [
+            (400, "application/json", format!(r#"{{"error":"bad_{json_inner}"}}"#)),
+            (
+                400,
+                "application/json",
+                format!(r#"{{"error":"invalid_client","error_description":"got {json_inner}"}}"#),
+            ),
+            (400, "application/json", format!(r#"{{"error":"invalid_client","error_uri":"https://x/{form}"}}"#)),
+            (200, "application/json", format!(r#"{{"access_token":"t","token_type":"{json_inner}"}}"#)),
+            (500, "text/plain", format!("echo: client_secret={form}")),
+            (500, "text/plain", format!("echo: Authorization: Basic {}", basic(&format!("my app:{secret}")))),
+            (500, "text/html", format!("{}<b>{secret}</b>", "x".repeat(EXCERPT_CHARS - 20))),
+            (500, "application/json", format!(r#"{{"message":"{json_inner}"}}"#)),
+        ];
+        for (status, content_type, body) in bodies {
+            let err = parse_with_config(&config, status, Some(content_type), &body).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            for run in secret.as_bytes().windows(8).filter_map(|w| std::str::from_utf8(w).ok()) {
+                assert!(!shown.contains(run), "`{run}` of the secret in {shown}");
+            }
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        // A known code is never mangled by redaction.
+        let err = parse_with_config(&config, 401, Some("application/json"), r#"{"error":"invalid_client"}"#);
+        assert_eq!(err.unwrap_err().code(), Some(&ErrorCode::InvalidClient));
+    }
+
+    #[test]
     fn bodies_over_the_cap_are_rejected() {
         let config =
             SourceConfig::builder("https://a.example/t", "id").client_secret("s").max_body_bytes(1024).build().unwrap();
@@ -475,17 +591,19 @@ mod tests {
     fn revocation_answers() {
         let config = config();
         let headers = HeaderMap::new();
-        assert!(parse_revocation_response(&config, StatusCode::OK, &headers, b"").is_ok());
-        assert!(parse_revocation_response(&config, StatusCode::NO_CONTENT, &headers, b"").is_ok());
+        assert!(parse_revocation_response(&config, &[], StatusCode::OK, &headers, b"").is_ok());
+        assert!(parse_revocation_response(&config, &[], StatusCode::NO_CONTENT, &headers, b"").is_ok());
         let err = parse_revocation_response(
             &config,
+            &[],
             StatusCode::BAD_REQUEST,
             &headers,
             br#"{"error":"unsupported_token_type"}"#,
         )
         .unwrap_err();
         assert_eq!(err.code(), Some(&ErrorCode::Other("unsupported_token_type".into())));
-        let err = parse_revocation_response(&config, StatusCode::SERVICE_UNAVAILABLE, &headers, b"down").unwrap_err();
+        let err =
+            parse_revocation_response(&config, &[], StatusCode::SERVICE_UNAVAILABLE, &headers, b"down").unwrap_err();
         assert!(err.is_transient());
     }
 

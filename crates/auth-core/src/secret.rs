@@ -98,22 +98,6 @@ secret_type!(
     RefreshToken
 );
 
-/// Replaces every occurrence of each non-empty secret in `text` by
-/// `[redacted]`.
-///
-/// Used on text that comes from a provider (an `error_description`, an error
-/// page excerpt) before it is put into an error, in case the provider echoes
-/// what it was sent.
-pub(crate) fn redact_all(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        if out.contains(secret) {
-            out = out.replace(secret, "[redacted]");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,11 +125,5 @@ mod tests {
         assert_eq!(key.expose_secret(), "k e+y/ü");
         assert!(!key.is_empty());
         assert!(ApiKey::new("").is_empty());
-    }
-
-    #[test]
-    fn redaction_replaces_every_occurrence_and_ignores_tiny_values() {
-        let text = "bad secret abcd1234, again abcd1234";
-        assert_eq!(redact_all(text, &["abcd1234", "", "a"]), "bad secret [redacted], again [redacted]");
     }
 }

@@ -99,6 +99,11 @@ struct Model {
     failures: u32,
     /// No fetch may start before this (a backoff's shortest possible end).
     not_before: Option<Instant>,
+    /// After a transient failure: no fetch on a caller's demand before the
+    /// first instant, and one due by the second once a caller was refused.
+    demand_window: Option<(Instant, Instant)>,
+    /// A caller was refused since the last failure.
+    refused: bool,
     /// Set while a refresh grant's `invalid_grant` may start the fallback fetch at once.
     fallback_allowed: bool,
     /// Generations a 401 was reported for in the current step.
@@ -128,11 +133,15 @@ impl Model {
         match output {
             Output::Fetch(fetch) => {
                 assert!(self.in_flight.is_none(), "two fetches in flight");
-                if !std::mem::take(&mut self.fallback_allowed) {
+                let on_demand = self.refused
+                    && self.current.is_none()
+                    && self.demand_window.is_some_and(|(earliest, _)| now >= earliest);
+                if !std::mem::take(&mut self.fallback_allowed) && !on_demand {
                     if let Some(not_before) = self.not_before {
                         assert!(now >= not_before, "fetch {:?} before the backoff ends", fetch.reason);
                     }
                 }
+                self.refused = false;
                 if let Some(current) = self.current {
                     let facts = &self.tokens[&current];
                     assert!(now >= facts.renew_at, "fetch ({:?}) while a fresh token exists", fetch.reason);
@@ -182,6 +191,14 @@ impl Model {
                 self.waiting = false;
                 self.failures += 1;
                 self.not_before = Some(now + self.shortest_backoff(&error));
+                self.refused = false;
+                self.demand_window = error.is_transient().then(|| {
+                    let policy = self.config.backoff_policy();
+                    let asked = error.retry_after().map_or(Duration::ZERO, |a| a.min(policy.max_retry_after));
+                    let earliest =
+                        policy.demand_retry.mul_f64(0.75).max(asked).saturating_sub(Duration::from_millis(1));
+                    (now + earliest, now + policy.demand_retry.max(asked))
+                });
             }
             Output::TokenWithdrawn { generation, reason } => {
                 let generation = generation.get();
@@ -228,6 +245,8 @@ impl Harness {
                 waiting: false,
                 failures: 0,
                 not_before: None,
+                demand_window: None,
+                refused: false,
                 fallback_allowed: false,
                 rejected_now: Vec::new(),
                 delivering: None,
@@ -270,6 +289,10 @@ impl Harness {
                     self.drain();
                 }
                 self.model.now = target;
+                if let Some((_, latest)) = self.model.demand_window.filter(|_| self.model.refused) {
+                    let owed = self.model.current.is_none() && self.model.in_flight.is_none();
+                    assert!(!owed || target < latest, "callers were refused, yet no retry by the demand deadline");
+                }
             }
             Step::Want => {
                 let answer = self.lc.handle_token_wanted(self.model.now);
@@ -291,6 +314,10 @@ impl Harness {
                         assert!(self.model.in_flight.is_none());
                         let (until, _) = self.lc.backoff().expect("failed a caller outside a backoff");
                         assert!(until > self.model.now);
+                        if let Some((_, latest)) = self.model.demand_window {
+                            assert!(self.model.now < latest, "refused a caller though the demand retry was due");
+                        }
+                        self.model.refused = true;
                     }
                     other => panic!("unexpected answer {other:?}"),
                 }

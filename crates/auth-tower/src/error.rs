@@ -1,6 +1,8 @@
 //! Errors of the async driver and the layer.
 
-use auth_core::{ApplyError, ConfigError, ErrorCode, ProviderError, TokenError};
+use std::time::Duration;
+
+use auth_core::{ApplyError, ConfigError, Endpoint, ErrorCode, ProviderError, TokenError};
 
 /// A boxed error, as tower services use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -14,9 +16,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
-    /// No token could be obtained from the token endpoint.
-    #[error("could not obtain an access token: {0}")]
+    /// No token could be obtained from the token endpoint. The token
+    /// source keeps retrying transient failures (with backoff, sooner while
+    /// callers wait); a later call may succeed.
+    #[error("could not obtain an access token: {}{}", .0, retry_note(.0))]
     Token(#[from] TokenError),
+    /// The token could not be revoked at the RFC 7009 endpoint. The tokens
+    /// were forgotten all the same.
+    #[error("could not revoke the token: {}", .0.about(Endpoint::Revocation))]
+    Revocation(TokenError),
     /// The credentials could not be applied to the request.
     #[error("could not apply credentials: {0}")]
     Apply(#[from] ApplyError),
@@ -26,16 +34,41 @@ pub enum AuthError {
     /// A token source was created outside a tokio runtime.
     #[error("a TokenSource must be created inside a tokio runtime (it spawns its worker task there)")]
     NoRuntime,
-    /// The token source's worker has stopped (its runtime shut down).
-    #[error("the token source has stopped (its tokio runtime shut down); create a new one")]
+    /// The token source's worker has stopped because the tokio runtime it
+    /// ran on shut down.
+    #[error("the token source has stopped: the tokio runtime it was created in has shut down; create a new TokenSource in a runtime that outlives its use")]
     Stopped,
+    /// The token source's worker stopped on an internal error (a bug).
+    #[error("the token source's worker failed ({0}); this is a bug, please report it; create a new TokenSource")]
+    WorkerFailed(String),
+    /// The token source did not answer in time, and its worker never took
+    /// the request up: the runtime it was created in is not being driven.
+    #[error(
+        "the token source did not answer within {waited:?}: the tokio runtime it was created in is not running its tasks \
+         (a current-thread runtime that is idle or blocked?); create the TokenSource in a runtime that keeps running \
+         (a multi-thread runtime, or the one the callers use)"
+    )]
+    NotDriven {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+}
+
+/// What a caller is told about retries: the token source retries transient
+/// failures by itself.
+fn retry_note(error: &TokenError) -> &'static str {
+    if error.is_transient() {
+        "; the token source retries by itself (sooner while callers wait)"
+    } else {
+        ""
+    }
 }
 
 impl AuthError {
     /// The provider's RFC 6749 error, when the token endpoint sent one.
     pub fn provider_error(&self) -> Option<&ProviderError> {
         match self {
-            Self::Token(e) => e.provider_error(),
+            Self::Token(e) | Self::Revocation(e) => e.provider_error(),
             _ => None,
         }
     }
@@ -48,8 +81,9 @@ impl AuthError {
     /// Whether retrying later may help.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Token(e) => e.is_transient(),
-            Self::Stopped => true,
+            Self::Token(e) | Self::Revocation(e) => e.is_transient(),
+            Self::NotDriven { .. } => true,
+            Self::Stopped | Self::WorkerFailed(_) => false,
             Self::Apply(_) | Self::Config(_) | Self::NoRuntime => false,
         }
     }

@@ -10,6 +10,10 @@
 //! - [`AuthLayer`] / [`Auth`]: applies Bearer, API key (header or query),
 //!   Basic, or any combination, only on the allowed origins, and replays a
 //!   request once after a 401 when its body can be copied ([`ReplayBody`]).
+//! - [`redirect`]: where to put tower-http's `FollowRedirect` so that no
+//!   credential follows a redirect to another origin, and
+//!   [`same_origin_redirects`](redirect::same_origin_redirects) for the
+//!   order that needs it.
 //!
 //! # Example
 //!
@@ -55,9 +59,10 @@
 pub mod body;
 pub mod error;
 pub mod layer;
+pub mod redirect;
 pub mod source;
 
 pub use body::{ReplayBody, ReplayableBody};
 pub use error::{AuthError, BoxError};
 pub use layer::{Auth, AuthLayer, NoReplay, ReplayOn401, ResponseFuture};
-pub use source::{Revoked, Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT};
+pub use source::{Revoked, Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT, WAIT_GRACE};

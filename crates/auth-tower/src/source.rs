@@ -8,12 +8,12 @@ use std::future::Future;
 use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_core::request::{revocation_request, Revocable};
-use auth_core::response::{normalize_retry_after, parse_revocation_response};
+use auth_core::request::TokenKind;
+use auth_core::response::normalize_retry_after;
 use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
 use auth_core::{
     AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError,
@@ -94,10 +94,32 @@ pub struct Stats {
     pub replays_after_401: u64,
 }
 
-/// What the worker publishes for the lock-free read path.
+/// How much longer than the fetch timeout a caller waits for the worker
+/// before it concludes that the worker's runtime is not being driven.
+pub const WAIT_GRACE: Duration = Duration::from_secs(5);
+
+/// What the worker publishes for the lock-free read path, and for callers
+/// that wait.
 struct Published {
     slot: Arc<TokenSlot>,
     counters: Counters,
+    /// Commands the worker has taken up: a waiting caller that sees no
+    /// change knows the worker's runtime is not running it.
+    handled: AtomicU64,
+    /// How long a caller waits for an answer: the fetch timeout and a grace.
+    patience: Duration,
+    /// Set when the worker stopped on a panic: what it said.
+    failure: OnceLock<String>,
+}
+
+impl Published {
+    /// Why no answer will come from the worker.
+    fn stopped(&self) -> AuthError {
+        match self.failure.get() {
+            Some(message) => AuthError::WorkerFailed(message.clone()),
+            None => AuthError::Stopped,
+        }
+    }
 }
 
 struct Shared {
@@ -212,7 +234,13 @@ impl TokenSourceBuilder {
         let config = Arc::new(self.config);
         let seed = self.seed.unwrap_or_else(random_seed);
         let (commands, receiver) = mpsc::unbounded_channel();
-        let published = Arc::new(Published { slot: Arc::new(TokenSlot::new()), counters: Counters::default() });
+        let published = Arc::new(Published {
+            slot: Arc::new(TokenSlot::new()),
+            counters: Counters::default(),
+            handled: AtomicU64::new(0),
+            patience: self.fetch_timeout.saturating_add(WAIT_GRACE),
+            failure: OnceLock::new(),
+        });
         let mut lifecycle = Lifecycle::new(Arc::clone(&config), seed);
         if let Some(stored) = self.restore {
             lifecycle.handle_restore(now(), stored);
@@ -397,18 +425,27 @@ impl TokenSource {
 
     /// Waits for a token from the worker.
     pub(crate) fn want(&self) -> TokenFuture {
-        let (reply, receiver) = oneshot::channel();
-        let sent = self.shared.commands.send(Command::Want(reply)).is_ok();
-        TokenFuture { receiver: sent.then_some(receiver), replays: None }
+        self.ask(Command::Want, false)
     }
 
     /// Reports a 401 and waits for the token to replay with (`None`: do not
     /// replay).
     pub(crate) fn unauthorized(&self, generation: Generation) -> TokenFuture {
         self.unpublish(generation);
+        self.ask(|reply| Command::Unauthorized(generation, Some(reply)), true)
+    }
+
+    /// Sends a command that the worker answers with a token.
+    fn ask(&self, command: impl FnOnce(oneshot::Sender<Reply>) -> Command, replay: bool) -> TokenFuture {
+        let published = Arc::clone(&self.shared.published);
         let (reply, receiver) = oneshot::channel();
-        let sent = self.shared.commands.send(Command::Unauthorized(generation, Some(reply))).is_ok();
-        TokenFuture { receiver: sent.then_some(receiver), replays: Some(Arc::clone(&self.shared.published)) }
+        let seen = published.handled.load(Ordering::Acquire);
+        match self.shared.commands.send(command(reply)) {
+            Ok(()) => {
+                TokenFuture(Answer::Waiting(Box::new(Waiting { receiver, published, seen, replay, deadline: None })))
+            }
+            Err(_) => TokenFuture::failed(published.stopped()),
+        }
     }
 }
 
@@ -460,25 +497,56 @@ impl Drop for TokenReader {
     }
 }
 
-/// The answer of the worker to a caller that waits.
-#[derive(Debug)]
+/// The answer of the worker to a caller that waits: at most the fetch
+/// timeout and [`WAIT_GRACE`], then an error that says why no answer came.
 #[must_use = "futures do nothing unless polled"]
-pub(crate) struct TokenFuture {
-    receiver: Option<oneshot::Receiver<Reply>>,
-    /// Set when the answer is a token to replay a request with: counted.
-    replays: Option<Arc<Published>>,
+pub(crate) struct TokenFuture(Answer);
+
+enum Answer {
+    Waiting(Box<Waiting>),
+    Failed(Box<AuthError>),
+    Done,
 }
 
-impl std::fmt::Debug for Published {
+impl std::fmt::Debug for TokenFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Published").finish_non_exhaustive()
+        f.debug_struct("TokenFuture").finish_non_exhaustive()
     }
 }
 
+/// A caller's wait, boxed: waiting is the cold path.
+struct Waiting {
+    receiver: oneshot::Receiver<Reply>,
+    published: Arc<Published>,
+    /// `handled` when the command was sent.
+    seen: u64,
+    /// The answer is a token to replay a request with: counted.
+    replay: bool,
+    /// Started on the first pending poll, when the caller runs in tokio.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
 impl TokenFuture {
+    /// A future that answers `error` at once.
+    pub(crate) fn failed(error: AuthError) -> Self {
+        Self(Answer::Failed(Box::new(error)))
+    }
+
     /// A future that answers [`AuthError::Stopped`] at once.
     pub(crate) fn stopped() -> Self {
-        Self { receiver: None, replays: None }
+        Self::failed(AuthError::Stopped)
+    }
+}
+
+impl Waiting {
+    /// The error for a caller whose patience ran out.
+    fn expired(&self) -> AuthError {
+        let waited = self.published.patience;
+        if self.published.handled.load(Ordering::Acquire) == self.seen {
+            AuthError::NotDriven { waited }
+        } else {
+            AuthError::Token(TokenError::timeout(waited))
+        }
     }
 }
 
@@ -486,14 +554,31 @@ impl Future for TokenFuture {
     type Output = Reply;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
-        let Some(receiver) = self.receiver.as_mut() else {
-            return Poll::Ready(Err(AuthError::Stopped));
+        let waiting = match &mut self.0 {
+            Answer::Waiting(waiting) => waiting,
+            Answer::Failed(_) | Answer::Done => {
+                let Answer::Failed(error) = std::mem::replace(&mut self.0, Answer::Done) else {
+                    return Poll::Ready(Err(AuthError::Stopped));
+                };
+                return Poll::Ready(Err(*error));
+            }
         };
-        let reply = std::task::ready!(Pin::new(receiver).poll(cx)).unwrap_or(Err(AuthError::Stopped));
-        if let (Ok(Some(_)), Some(published)) = (&reply, &self.replays) {
-            published.counters.replays.fetch_add(1, Ordering::Relaxed);
+        if let Poll::Ready(reply) = Pin::new(&mut waiting.receiver).poll(cx) {
+            let reply = reply.unwrap_or_else(|_| Err(waiting.published.stopped()));
+            if let (Ok(Some(_)), true) = (&reply, waiting.replay) {
+                waiting.published.counters.replays.fetch_add(1, Ordering::Relaxed);
+            }
+            return Poll::Ready(reply);
         }
-        Poll::Ready(reply)
+        if waiting.deadline.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+            waiting.deadline = Some(Box::pin(tokio::time::sleep(waiting.published.patience)));
+        }
+        if let Some(deadline) = waiting.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(waiting.expired()));
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -505,8 +590,8 @@ where
     B: http_body::Body,
     B::Error: Into<BoxError>,
 {
-    let ready = transport.ready().await.map_err(|e| TokenError::transport(describe(e.into().as_ref())))?;
-    let response = ready.call(request).await.map_err(|e| TokenError::transport(describe(e.into().as_ref())))?;
+    let ready = transport.ready().await.map_err(|e| transport_error(e.into()))?;
+    let response = ready.call(request).await.map_err(|e| transport_error(e.into()))?;
     let (mut parts, body) = response.into_parts();
     let body = Limited::new(body, limit).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
@@ -517,6 +602,36 @@ where
     })?;
     normalize_retry_after(&mut parts.headers, SystemTime::now());
     Ok(Response::from_parts(parts, body.to_bytes()))
+}
+
+/// A transport's error as a token error: a `TokenError` the transport made
+/// itself is kept (it knows best what happened); otherwise a timeout is
+/// recognised anywhere in the chain of sources.
+fn transport_error(error: BoxError) -> TokenError {
+    match error.downcast::<TokenError>() {
+        Ok(error) => *error,
+        Err(error) => {
+            let timeout = is_timeout(error.as_ref());
+            TokenError::Transport { message: describe(error.as_ref()), timeout }
+        }
+    }
+}
+
+/// Whether an error, or one of its sources, is a timeout.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<tower::timeout::error::Elapsed>() || error.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// An error and its sources on one line, cut to a readable length.
@@ -556,27 +671,63 @@ struct Worker {
     fetch: Option<InFlight>,
 }
 
+/// What woke the worker.
+enum Event {
+    Command(Command),
+    Fetched(Result<Response<Bytes>, TokenError>),
+    Timeout,
+}
+
 impl Worker {
     async fn run(mut self) {
         loop {
-            self.carry_out();
-            let deadline = self.published.slot.poll_timeout_with(&self.lifecycle).map(tokio::time::Instant::from_std);
-            tokio::select! {
+            let deadline = match self.guarded(|worker| {
+                worker.carry_out();
+                worker.published.slot.poll_timeout_with(&worker.lifecycle)
+            }) {
+                Ok(deadline) => deadline.map(tokio::time::Instant::from_std),
+                Err(()) => return,
+            };
+            let event = tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(command) => self.handle(command),
+                    Some(command) => Event::Command(command),
                     // Every handle is gone: stop, dropping any fetch in flight.
                     None => break,
                 },
-                outcome = poll_fetch(&mut self.fetch) => {
-                    let fetch = self.fetch.take();
-                    if let Some(fetch) = fetch {
-                        self.finish(fetch.id, fetch.started, outcome);
-                    }
-                }
-                () = sleep_until(deadline) => self.published.slot.handle_timeout_with(&mut self.lifecycle, now()),
+                outcome = poll_fetch(&mut self.fetch) => Event::Fetched(outcome),
+                () = sleep_until(deadline) => Event::Timeout,
+            };
+            if self.guarded(|worker| worker.on(event)).is_err() {
+                return;
             }
         }
         tracing::debug!(target: "auth_tower", "token source stopped: every handle was dropped");
+    }
+
+    /// Runs one step; a panic (a bug) stops the worker with its message
+    /// kept, so that callers learn what happened rather than a false
+    /// "runtime shut down".
+    fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> T) -> Result<T, ()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self))).map_err(|panic| {
+            let message = panic_message(&*panic);
+            tracing::error!(target: "auth_tower", "token source worker failed: {message}");
+            let _ = self.published.failure.set(message);
+        })
+    }
+
+    fn on(&mut self, event: Event) {
+        match event {
+            Event::Command(command) => {
+                self.published.handled.fetch_add(1, Ordering::Release);
+                self.handle(command);
+            }
+            Event::Fetched(outcome) => {
+                if let Some(fetch) = self.fetch.take() {
+                    self.finish(fetch.id, fetch.started, outcome);
+                }
+            }
+            Event::Timeout => self.published.slot.handle_timeout_with(&mut self.lifecycle, now()),
+        }
     }
 
     fn handle(&mut self, command: Command) {
@@ -690,33 +841,37 @@ impl Worker {
     /// Forgets the tokens, then revokes them in a task of their own (the
     /// worker keeps serving commands meanwhile).
     fn revoke(&mut self, reply: oneshot::Sender<Result<Revoked, AuthError>>) {
-        let now = now();
+        let requests = match self.lifecycle.handle_revoke(now()) {
+            Ok(requests) => requests,
+            Err(error) => {
+                let _ = reply.send(Err(AuthError::Config(error)));
+                return;
+            }
+        };
         let config = Arc::clone(self.lifecycle.config());
-        let access = self.lifecycle.current_token(now).map(|t| t.value().clone());
-        let refresh = self.lifecycle.refresh_token().cloned();
-        self.lifecycle.handle_discard(now);
-        let mut requests = Vec::new();
-        if let Some(refresh) = &refresh {
-            requests.push(revocation_request(&config, Revocable::RefreshToken(refresh)));
-        }
-        if let Some(access) = &access {
-            requests.push(revocation_request(&config, Revocable::AccessToken(access)));
-        }
-        let revoked = Revoked { access_token: access.is_some(), refresh_token: refresh.is_some() };
-        let sends: Result<Vec<FetchFuture>, _> =
-            requests.into_iter().map(|request| request.map(|request| (self.fetcher)(request))).collect();
+        let revoked = Revoked {
+            access_token: requests.iter().any(|r| r.kind() == TokenKind::AccessToken),
+            refresh_token: requests.iter().any(|r| r.kind() == TokenKind::RefreshToken),
+        };
+        let sends: Vec<_> = requests
+            .into_iter()
+            .map(|mut revocation| {
+                let send = (self.fetcher)(revocation.take_request());
+                (revocation, send)
+            })
+            .collect();
         let timeout = self.fetch_timeout;
         tokio::spawn(async move {
             let outcome = async {
-                for send in sends? {
+                for (revocation, send) in sends {
                     let response =
                         tokio::time::timeout(timeout, send).await.map_err(|_| TokenError::timeout(timeout))??;
-                    parse_revocation_response(&config, response.status(), response.headers(), response.body())?;
+                    revocation.parse_response(&config, response.status(), response.headers(), response.body())?;
                 }
                 tracing::info!(target: "auth_tower", access = revoked.access_token, refresh = revoked.refresh_token, "tokens revoked");
                 Ok(revoked)
             };
-            let _ = reply.send(outcome.await.map_err(|e: AuthError| e));
+            let _ = reply.send(outcome.await.map_err(AuthError::Revocation));
         });
     }
 
@@ -730,14 +885,48 @@ impl Worker {
         tracing::info!(target: "auth_tower", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
         let timeout = self.fetch_timeout;
         let request = (self.fetcher)(fetch.request);
-        let future: FetchFuture = Box::pin(async move {
+        // A task of its own: a transport that panics fails this fetch, not
+        // the worker. Dropping the fetch (the worker stops) aborts it.
+        let task = AbortOnDrop(tokio::spawn(async move {
             match tokio::time::timeout(timeout, request).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(TokenError::timeout(timeout)),
             }
+        }));
+        let future: FetchFuture = Box::pin(async move {
+            task.await.unwrap_or_else(|error| {
+                let what = if error.is_panic() { panic_message(&*error.into_panic()) } else { error.to_string() };
+                Err(TokenError::transport(format!("the token transport failed: {what}")))
+            })
         });
         self.fetch = Some(InFlight { id: fetch.id, started: now(), future });
     }
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Resolves with the outcome of the fetch in flight; pending forever when

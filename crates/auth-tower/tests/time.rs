@@ -307,3 +307,137 @@ async fn cache_hits_of_a_service_are_all_counted_by_the_time_it_drops() {
     assert_eq!(stats.cache_hits, 100, "the rest are added when the service drops");
     assert_eq!((stats.fetches, stats.waits), (1, 1));
 }
+
+/// A token endpoint that is down until `healed_at` (tokio's clock), then
+/// issues tokens.
+fn outage_until(healed_at: Instant, calls: Arc<std::sync::atomic::AtomicUsize>) -> TokenSource {
+    let transport = service_fn(move |_request: Request<Vec<u8>>| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let response = if Instant::now() < healed_at {
+                Response::builder().status(503).body("down".to_owned())
+            } else {
+                Response::builder().status(200).body(r#"{"access_token":"healed","expires_in":3600}"#.to_owned())
+            };
+            Ok::<_, Infallible>(response.unwrap())
+        }
+    });
+    TokenSource::builder(config("https://auth.example.com/token"), transport).seed(3).build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_get_a_token_within_two_seconds_after_a_thirty_minute_outage() {
+    let start = Instant::now();
+    let healed_at = start + Duration::from_secs(30 * 60);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = outage_until(healed_at, Arc::clone(&calls));
+    // A caller every 100 ms, as a service under load would have.
+    let recovered_at = loop {
+        match source.token().await {
+            Ok(token) => {
+                assert_eq!(auth_core::secret::ExposeSecret::expose_secret(token.value()), "healed");
+                break Instant::now();
+            }
+            Err(error) => assert!(error.is_transient(), "{error}"),
+        }
+        assert!(Instant::now() < healed_at + Duration::from_secs(60), "no recovery a minute after healing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let after_healing = recovered_at.saturating_duration_since(healed_at);
+    assert!(after_healing <= Duration::from_millis(2100), "first token {after_healing:?} after healing");
+    // The endpoint was not hammered: about one try every 1.5-2 s.
+    let tries = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((850..=1250).contains(&tries), "{tries} token requests in 30 minutes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_callers_the_backoff_keeps_growing_during_an_outage() {
+    let start = Instant::now();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = outage_until(start + Duration::from_secs(3600), Arc::clone(&calls));
+    assert!(source.token().await.is_err());
+    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+    // One try only: nobody asked again, and no token exists to renew.
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_whose_runtime_is_not_driven_gives_a_clear_error_in_bounded_time() {
+    // The source is made inside a current-thread runtime that then sits idle.
+    let endpoint = ScriptedEndpoint::new(vec![], Scripted::token("t", 3600));
+    let service = endpoint.service();
+    let (idle, source) = std::thread::spawn(move || {
+        let idle = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let source = idle.block_on(async {
+            TokenSource::builder(config("https://auth.example.com/token"), service)
+                .fetch_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap()
+        });
+        (idle, source)
+    })
+    .join()
+    .unwrap();
+    let started = Instant::now();
+    let error = source.token().await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(error, AuthError::NotDriven { .. }), "{error:?}");
+    assert_eq!(waited, Duration::from_secs(2) + auth_tower::WAIT_GRACE);
+    let text = error.to_string();
+    assert!(text.contains("not running its tasks") && text.contains("runtime"), "{text}");
+    assert_eq!(endpoint.calls(), 0);
+    drop(source);
+    idle.shutdown_background();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transport_that_panics_fails_the_fetch_and_the_source_lives_on() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let transport = service_fn(move |_request: Request<Vec<u8>>| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                panic!("transport bug 42");
+            }
+            Ok::<_, Infallible>(Response::new(r#"{"access_token":"after","expires_in":3600}"#.to_owned()))
+        }
+    });
+    let source = TokenSource::builder(config("https://auth.example.com/token"), transport).build().unwrap();
+    let error = source.token().await.unwrap_err();
+    assert!(error.to_string().contains("transport bug 42"), "{error}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(source.token().await.is_ok(), "the worker survived and retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_fails_says_so_instead_of_blaming_the_runtime() {
+    /// A transport whose clone (made by the worker for each fetch) panics.
+    struct BadClone;
+    impl Clone for BadClone {
+        fn clone(&self) -> Self {
+            panic!("transport bug in clone");
+        }
+    }
+    impl tower::Service<Request<Vec<u8>>> for BadClone {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<String>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<Vec<u8>>) -> Self::Future {
+            std::future::ready(Ok(Response::new(String::new())))
+        }
+    }
+    let source = TokenSource::builder(config("https://auth.example.com/token"), BadClone).build().unwrap();
+    let error = source.token().await.unwrap_err();
+    assert!(
+        matches!(&error, AuthError::WorkerFailed(message) if message.contains("transport bug in clone")),
+        "{error:?}"
+    );
+    let again = source.token().await.unwrap_err();
+    assert!(matches!(again, AuthError::WorkerFailed(_)), "{again:?}");
+    assert!(!again.to_string().contains("runtime"), "{again}");
+}

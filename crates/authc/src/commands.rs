@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use auth_core::request::{revocation_request, Revocable};
-use auth_core::response::parse_revocation_response;
 use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use auth_core::SourceConfig;
 use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
@@ -224,7 +223,7 @@ pub async fn revoke(
 }
 
 async fn revoke_one(config: &SourceConfig, value: &str, hint: TokenTypeHint) -> Result<(), Failure> {
-    let request = match hint {
+    let mut revocation = match hint {
         TokenTypeHint::AccessToken => {
             revocation_request(config, Revocable::AccessToken(&AccessTokenValue::new(value)))?
         }
@@ -235,7 +234,7 @@ async fn revoke_one(config: &SourceConfig, value: &str, hint: TokenTypeHint) -> 
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
-    let request = reqwest::Request::try_from(request)
+    let request = reqwest::Request::try_from(revocation.take_request())
         .map_err(|e| Failure::usage(format!("invalid revocation request: {}", e.without_url())))?;
     let network = |e: reqwest::Error| {
         Failure::network(format!("the revocation endpoint is unreachable: {}; check --revocation-url", e.without_url()))
@@ -243,6 +242,7 @@ async fn revoke_one(config: &SourceConfig, value: &str, hint: TokenTypeHint) -> 
     let response = client.execute(request).await.map_err(network)?;
     let (status, headers) = (response.status(), response.headers().clone());
     let body = response.bytes().await.map_err(network)?;
-    parse_revocation_response(config, status, &headers, &body)
-        .map_err(|e| Failure::from(auth_tower::AuthError::Token(e)))
+    revocation
+        .parse_response(config, status, &headers, &body)
+        .map_err(|e| Failure::from(auth_tower::AuthError::Revocation(e)))
 }

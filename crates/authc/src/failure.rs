@@ -53,11 +53,18 @@ impl fmt::Display for Failure {
 impl From<AuthError> for Failure {
     fn from(error: AuthError) -> Self {
         let code = match &error {
-            AuthError::Token(TokenError::Provider(_)) => Code::Refused,
-            AuthError::Token(_) | AuthError::Stopped => Code::Network,
+            AuthError::Token(TokenError::Provider(_)) | AuthError::Revocation(TokenError::Provider(_)) => Code::Refused,
+            AuthError::Token(_) | AuthError::Revocation(_) | AuthError::Stopped | AuthError::NotDriven { .. } => {
+                Code::Network
+            }
             _ => Code::Usage,
         };
-        Self { code, message: error.to_string() }
+        // One run, no retry: a one-shot command does not promise one.
+        let message = match &error {
+            AuthError::Token(e) => format!("could not obtain an access token: {e}"),
+            other => other.to_string(),
+        };
+        Self { code, message }
     }
 }
 
