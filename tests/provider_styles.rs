@@ -166,7 +166,11 @@ fn json_token_request_with_audience_and_a_one_day_token() {
 
 #[test]
 fn plain_x_api_key_api() {
-    let credentials = Credentials::builder().api_key_header("X-API-Key", "k-123").build().unwrap();
+    let credentials = Credentials::builder()
+        .api_key_header("X-API-Key", "k-123")
+        .allow_origin("https://data.provider.example")
+        .build()
+        .unwrap();
     assert!(!credentials.needs_token());
     let mut call = http::Request::get("https://data.provider.example/v2/items?page=2").body(()).unwrap();
     credentials.apply(&mut call, None).unwrap();
@@ -177,7 +181,11 @@ fn plain_x_api_key_api() {
 
 #[test]
 fn api_key_in_a_query_parameter() {
-    let credentials = Credentials::builder().api_key_query("api_key", "k 1").build().unwrap();
+    let credentials = Credentials::builder()
+        .api_key_query("api_key", "k 1")
+        .allow_origin("https://data.provider.example")
+        .build()
+        .unwrap();
     let mut call = http::Request::get("https://data.provider.example/v2/items?page=2").body(()).unwrap();
     credentials.apply(&mut call, None).unwrap();
     assert_eq!(call.uri(), "https://data.provider.example/v2/items?page=2&api_key=k%201");
@@ -185,11 +193,19 @@ fn api_key_in_a_query_parameter() {
 
 #[test]
 fn legacy_basic_credentials_and_a_jwt_the_user_holds() {
-    let basic = Credentials::builder().basic("token-id", "token-secret").build().unwrap();
+    let basic = Credentials::builder()
+        .basic("token-id", "token-secret")
+        .allow_origin("https://legacy.provider.example")
+        .build()
+        .unwrap();
     let mut call = http::Request::get("https://legacy.provider.example/api").body(()).unwrap();
     basic.apply(&mut call, None).unwrap();
     assert_eq!(call.headers()["authorization"], "Basic dG9rZW4taWQ6dG9rZW4tc2VjcmV0");
-    let jwt = Credentials::builder().static_bearer("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln").build().unwrap();
+    let jwt = Credentials::builder()
+        .static_bearer("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln")
+        .allow_origin("https://jwt.provider.example")
+        .build()
+        .unwrap();
     let mut call = http::Request::get("https://jwt.provider.example/api").body(()).unwrap();
     jwt.apply(&mut call, None).unwrap();
     assert_eq!(call.headers()["authorization"], "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln");

@@ -17,7 +17,6 @@ use auth_bench::{
     bearer_header, benchmarking, floor, ours, request, token_endpoint, token_source, write_figures, Figure, MutexAuth,
     RwLockAuth,
 };
-use auth_tower::AuthLayer;
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use http::Request;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -79,7 +78,7 @@ fn contenders(c: &mut Criterion) {
     group.bench_function("auth_layer", |b| b.to_async(&runtime).iter_custom(|iters| drive(ours(&source), iters)));
     group.bench_function("auth_layer_without_replay_copy", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
-            drive(AuthLayer::bearer(source.clone()).without_replay().layer(auth_bench::Noop), iters)
+            drive(auth_bench::bearer_layer(&source).without_replay().layer(auth_bench::Noop), iters)
         })
     });
     group.bench_function("hand_written_std_mutex", |b| {
@@ -122,7 +121,7 @@ fn allocations(
         runtime.block_on(drive(ours(source), REQUESTS));
     });
     measure("auth layer without the replay copy", &mut || {
-        runtime.block_on(drive(AuthLayer::bearer(source.clone()).without_replay().layer(auth_bench::Noop), REQUESTS));
+        runtime.block_on(drive(auth_bench::bearer_layer(&source).without_replay().layer(auth_bench::Noop), REQUESTS));
     });
     measure("hand-written std Mutex", &mut || {
         runtime.block_on(drive(MutexAuth::new(mutex.clone()), REQUESTS));

@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use auth_bench::{benchmarking, ours, quantile, request, token_endpoint, token_source, write_figures, Figure, Noop};
-use auth_tower::AuthLayer;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use tower::{service_fn, Layer, Service, ServiceExt};
@@ -40,7 +39,7 @@ async fn stampede(requests: usize, figures: &mut Vec<Figure>) {
     let authorised = Arc::new(AtomicUsize::new(0));
     let source = token_source(token_endpoint(calls.clone(), Duration::from_millis(50), 3600));
     let seen = authorised.clone();
-    let api = AuthLayer::bearer(source.clone()).layer(service_fn(move |request: Request<()>| {
+    let api = auth_bench::bearer_layer(&source).layer(service_fn(move |request: Request<()>| {
         if request.headers().contains_key(AUTHORIZATION) {
             seen.fetch_add(1, Ordering::Relaxed);
         }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_bench::{floor, request, token_endpoint, token_source, Noop};
-use auth_tower::AuthLayer;
 use tower::{Layer, Service, ServiceExt};
 
 /// Sends `n` requests through one service, as figure 1 does.
@@ -42,8 +41,8 @@ fn main() {
         let started = Instant::now();
         match contender.as_str() {
             "floor" => drive(floor(), n).await,
-            "layer" => drive(AuthLayer::bearer(source).layer(Noop), n).await,
-            "no-replay" => drive(AuthLayer::bearer(source).without_replay().layer(Noop), n).await,
+            "layer" => drive(auth_bench::bearer_layer(&source).layer(Noop), n).await,
+            "no-replay" => drive(auth_bench::bearer_layer(&source).without_replay().layer(Noop), n).await,
             other => {
                 eprintln!("unknown contender {other:?}: use floor, layer or no-replay");
                 std::process::exit(2);

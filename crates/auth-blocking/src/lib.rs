@@ -32,7 +32,7 @@
 //!     .client_secret("client-secret")
 //!     .build()?;
 //! let source = BlockingTokenSource::new(config, token_endpoint)?;
-//! let client = AuthorizedClient::new(source.clone(), Credentials::bearer(), api);
+//! let client = AuthorizedClient::new(source.clone(), Credentials::bearer("https://api.example.com")?, api);
 //!
 //! let response = client.send(http::Request::get("https://api.example.com/v1/items").body(Vec::new())?)?;
 //! assert_eq!(response.body(), b"Bearer at-1");

@@ -147,7 +147,7 @@ fn plain_x_api_key_and_legacy_basic() {
         .expect(1)
         .create();
     let key_client = AuthorizedClient::without_source(
-        Credentials::builder().api_key_header("X-API-Key", "k-1").build().unwrap(),
+        Credentials::builder().api_key_header("X-API-Key", "k-1").allow_origin(api.url()).build().unwrap(),
         UreqTransport::for_api(),
     )
     .unwrap();
@@ -155,7 +155,7 @@ fn plain_x_api_key_and_legacy_basic() {
         key_client.send(get(format!("{}/data", api.url()))).unwrap();
     }
     let basic_client = AuthorizedClient::without_source(
-        Credentials::builder().basic("token-id", "token-secret").build().unwrap(),
+        Credentials::builder().basic("token-id", "token-secret").allow_origin(api.url()).build().unwrap(),
         UreqTransport::for_api(),
     )
     .unwrap();
@@ -180,7 +180,8 @@ fn a_401_gets_one_new_token_and_one_replay() {
         .create();
     let config = SourceConfig::builder(format!("{}/token", provider.url()), "id").client_secret("s").build().unwrap();
     let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
-    let client = AuthorizedClient::new(source.clone(), Credentials::bearer(), UreqTransport::for_api());
+    let client =
+        AuthorizedClient::new(source.clone(), Credentials::bearer(&api.url()).unwrap(), UreqTransport::for_api());
     source.token().unwrap();
     first.assert();
     let renewal = provider.mock("POST", "/token").with_body(token_json("t2", 3600)).expect(1).create();
@@ -229,7 +230,7 @@ fn redirects_are_returned_not_followed() {
         .create();
     let never = elsewhere.mock("GET", Matcher::Any).expect(0).create();
     let client = AuthorizedClient::without_source(
-        Credentials::builder().api_key_header("X-API-Key", "k").build().unwrap(),
+        Credentials::builder().api_key_header("X-API-Key", "k").allow_origin(api.url()).build().unwrap(),
         UreqTransport::for_api(),
     )
     .unwrap();

@@ -69,11 +69,16 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// Parses `scheme://host[:port]` (a path is ignored). The scheme must
-    /// be `http` or `https`; the port defaults to 80 or 443.
+    /// Parses `scheme://host[:port]` (a trailing `/` is accepted; a path,
+    /// query or fragment is an error: an origin is scheme, host and port
+    /// only, and a path would suggest a limit that is not applied). The
+    /// scheme must be `http` or `https`; the port defaults to 80 or 443.
     pub fn parse(origin: &str) -> Result<Self, ConfigError> {
         let invalid = |reason| ConfigError::InvalidOrigin { origin: origin.to_owned(), reason };
         let uri: Uri = origin.parse().map_err(|_| invalid("it does not parse as a URL"))?;
+        if origin.contains('#') || uri.path_and_query().is_some_and(|p| !matches!(p.as_str(), "" | "/")) {
+            return Err(invalid("origins have no path, query or fragment (credentials go to every path of an origin)"));
+        }
         let scheme = uri.scheme().cloned().ok_or_else(|| invalid("it has no scheme"))?;
         let authority = uri.authority().ok_or_else(|| invalid("it has no host"))?;
         if authority.as_str().contains('@') {
@@ -168,9 +173,10 @@ impl Credentials {
         CredentialsBuilder::default()
     }
 
-    /// Only an OAuth bearer token from a token source, on every origin.
-    pub fn bearer() -> Self {
-        Self { parts: vec![Part::Bearer], origins: Vec::new(), has_query: false }
+    /// Only an OAuth bearer token from a token source, sent to `origin`
+    /// (`https://api.example.com`) only.
+    pub fn bearer(origin: &str) -> Result<Self, ConfigError> {
+        Self::builder().bearer_from_source().allow_origin(origin).build()
     }
 
     /// Whether [`Credentials::apply`] needs an access token.
@@ -179,8 +185,8 @@ impl Credentials {
         self.parts.iter().any(|p| matches!(p, Part::Bearer))
     }
 
-    /// Whether the credentials may be sent to `uri`. With no origin filter,
-    /// every URI qualifies.
+    /// Whether the credentials may be sent to `uri`. Built with
+    /// [`CredentialsBuilder::any_origin`], every URI qualifies.
     #[inline]
     pub fn applies_to(&self, uri: &Uri) -> bool {
         self.origins.is_empty() || self.origins.iter().any(|o| o.matches(uri))
@@ -269,6 +275,7 @@ pub struct CredentialsBuilder {
     headers: Vec<(String, ApiKey)>,
     queries: Vec<(String, ApiKey)>,
     origins: Vec<String>,
+    any_origin: bool,
 }
 
 impl CredentialsBuilder {
@@ -306,10 +313,21 @@ impl CredentialsBuilder {
     }
 
     /// Limits the credentials to an origin (`https://api.example.com`,
-    /// `http://127.0.0.1:8080`); may be called several times. Without any,
-    /// the credentials go to every origin the client calls.
+    /// `http://127.0.0.1:8080`: scheme, host and port, no path); may be
+    /// called several times. Required (or [`any_origin`](Self::any_origin)):
+    /// requests to other origins, redirects included, go out without the
+    /// credentials.
     pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
         self.origins.push(origin.into());
+        self
+    }
+
+    /// Sends the credentials to every origin the client calls, instead of
+    /// the origins given with [`allow_origin`](Self::allow_origin). Unsafe
+    /// outside a client that only ever calls one API: a redirect or a URL
+    /// built from user input would carry the credentials to another host.
+    pub fn any_origin(mut self) -> Self {
+        self.any_origin = true;
         self
     }
 
@@ -376,7 +394,12 @@ impl CredentialsBuilder {
             }
             parts.push(Part::Query(name, key));
         }
-        let origins = self.origins.iter().map(|o| Origin::parse(o)).collect::<Result<_, _>>()?;
+        let origins: Vec<Origin> = self.origins.iter().map(|o| Origin::parse(o)).collect::<Result<_, _>>()?;
+        match (origins.is_empty(), self.any_origin) {
+            (true, false) if !parts.is_empty() => return Err(ConfigError::NoOrigin),
+            (false, true) => return Err(ConfigError::AnyOriginWithOrigins),
+            _ => {}
+        }
         let has_query = parts.iter().any(|p| matches!(p, Part::Query(..)));
         Ok(Credentials { parts, origins, has_query })
     }
@@ -426,6 +449,7 @@ mod tests {
         let credentials = Credentials::builder()
             .bearer_from_source()
             .api_key_header("cdpapi-Subscription-Key", "sub-key")
+            .allow_origin("https://api.example.com")
             .build()
             .unwrap();
         assert!(credentials.needs_token());
@@ -446,6 +470,7 @@ mod tests {
         let credentials = Credentials::builder()
             .static_bearer("eyJhbGciOi.eyJzdWIi.sig")
             .api_key_header("X-API-Key", "k")
+            .allow_origin("https://api.example.com")
             .build()
             .unwrap();
         assert!(!credentials.needs_token());
@@ -457,18 +482,22 @@ mod tests {
 
     #[test]
     fn basic_is_rfc7617() {
-        let credentials = Credentials::builder().basic("token-id", "p:ss wörd").build().unwrap();
+        let credentials = Credentials::builder()
+            .basic("token-id", "p:ss wörd")
+            .allow_origin("https://api.example.com")
+            .build()
+            .unwrap();
         let mut request = get("https://api.example.com/");
         credentials.apply(&mut request, None).unwrap();
         let value = request.headers()[AUTHORIZATION].to_str().unwrap();
         let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ").unwrap()).unwrap();
         assert_eq!(String::from_utf8(decoded).unwrap(), "token-id:p:ss wörd");
-        assert!(Credentials::builder().basic("a:b", "c").build().is_err());
+        assert!(Credentials::builder().basic("a:b", "c").any_origin().build().is_err());
     }
 
     #[test]
     fn query_api_key_keeps_other_parameters_and_replaces_its_own() {
-        let credentials = Credentials::builder().api_key_query("api_key", "k y+/&").build().unwrap();
+        let credentials = Credentials::builder().api_key_query("api_key", "k y+/&").any_origin().build().unwrap();
         let mut request = get("https://api.example.com/v1/search?q=a%20b&api_key=old&x=1");
         credentials.apply(&mut request, None).unwrap();
         assert_eq!(request.uri(), "https://api.example.com/v1/search?q=a%20b&x=1&api_key=k%20y%2B%2F%26");
@@ -479,18 +508,19 @@ mod tests {
 
     #[test]
     fn conflicts_and_bad_values_are_refused() {
-        let conflict = |b: CredentialsBuilder| matches!(b.build(), Err(ConfigError::ConflictingCredentials { .. }));
+        let conflict =
+            |b: CredentialsBuilder| matches!(b.any_origin().build(), Err(ConfigError::ConflictingCredentials { .. }));
         assert!(conflict(Credentials::builder().bearer_from_source().basic("u", "p")));
         assert!(conflict(Credentials::builder().bearer_from_source().static_bearer("t")));
         assert!(conflict(Credentials::builder().bearer_from_source().api_key_header("Authorization", "k")));
         assert!(conflict(Credentials::builder().api_key_header("X-API-Key", "a").api_key_header("x-api-key", "b")));
         assert!(conflict(Credentials::builder().api_key_query("k", "a").api_key_query("k", "b")));
         assert!(matches!(
-            Credentials::builder().api_key_header("bad name", "k").build(),
+            Credentials::builder().api_key_header("bad name", "k").any_origin().build(),
             Err(ConfigError::InvalidHeaderName { .. })
         ));
         for bad in ["key\n", "key\r\nX-Evil: 1", "k\u{7f}", "ключ", ""] {
-            let err = Credentials::builder().api_key_header("X-API-Key", bad).build().unwrap_err();
+            let err = Credentials::builder().api_key_header("X-API-Key", bad).any_origin().build().unwrap_err();
             assert!(matches!(err, ConfigError::InvalidCredentialValue { .. }), "{bad:?}");
             if !bad.is_empty() {
                 assert!(!err.to_string().contains(bad), "the value must not be echoed");
@@ -523,8 +553,42 @@ mod tests {
         }
         assert!(matches!(Origin::parse("ftp://x"), Err(ConfigError::InvalidOrigin { .. })));
         assert!(matches!(Origin::parse("nohost"), Err(ConfigError::InvalidOrigin { .. })));
-        // No filter: every origin.
-        assert!(Credentials::bearer().applies_to(&"https://any.example/".parse().unwrap()));
+        // Every origin only when asked for.
+        let any = Credentials::builder().bearer_from_source().any_origin().build().unwrap();
+        assert!(any.applies_to(&"https://any.example/".parse().unwrap()));
+        let bearer = Credentials::bearer("https://api.example.com").unwrap();
+        assert!(!bearer.applies_to(&"https://any.example/".parse().unwrap()));
+    }
+
+    #[test]
+    fn credentials_without_an_origin_are_refused() {
+        let builders = [
+            Credentials::builder().bearer_from_source(),
+            Credentials::builder().api_key_header("X-API-Key", "k"),
+            Credentials::builder().api_key_query("key", "k"),
+            Credentials::builder().basic("u", "p"),
+            Credentials::builder().static_bearer("t"),
+        ];
+        for builder in builders {
+            let err = builder.build().unwrap_err();
+            assert_eq!(err, ConfigError::NoOrigin);
+            assert!(err.to_string().contains("allow_origin"), "{err}");
+        }
+        let both = Credentials::builder().bearer_from_source().allow_origin("https://a.example").any_origin().build();
+        assert_eq!(both.unwrap_err(), ConfigError::AnyOriginWithOrigins);
+        // Nothing to send: nothing to limit.
+        assert!(Credentials::builder().build().is_ok());
+    }
+
+    #[test]
+    fn origins_have_no_path() {
+        for bad in ["https://api.example.com/v1", "https://api.example.com/?x=1", "https://api.example.com#f"] {
+            let err = Origin::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("no path"), "{bad}: {err}");
+        }
+        for ok in ["https://api.example.com", "https://api.example.com/", "http://127.0.0.1:8080"] {
+            assert!(Origin::parse(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]
@@ -556,6 +620,7 @@ mod tests {
             .api_key_header("X-API-Key", "key-abc-123")
             .basic("u", "pw-xyz-789")
             .api_key_query("k", "q-secret-456")
+            .allow_origin("https://api.example.com")
             .build()
             .unwrap();
         let shown = format!("{credentials:?}");

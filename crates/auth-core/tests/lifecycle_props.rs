@@ -295,6 +295,8 @@ impl Harness {
                 }
             }
             Step::Want => {
+                // A caller with no token to use is demand: it may start the retry.
+                self.model.refused |= self.model.current.is_none() && self.model.in_flight.is_none();
                 let answer = self.lc.handle_token_wanted(self.model.now);
                 self.drain();
                 match answer {

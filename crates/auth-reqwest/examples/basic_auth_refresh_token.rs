@@ -19,6 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .client_credentials(provider.token_url(), "my client")
         .client_secret("p@ss word")
         .scope("offline_access")
+        .api_origin(provider.url())
         .build()?;
     let source = client.token_source().ok_or("no token source")?;
     println!("first token:   generation {}", source.token().await?.generation().get());

@@ -165,11 +165,20 @@ impl AuthClientBuilder {
         self.credentials = self.credentials.static_bearer(token.into());
         self
     }
-    /// Limits the credentials to an origin (`https://api.example.com`); may
-    /// be repeated. Strongly recommended: without it the credentials go to
-    /// every host the client calls.
+    /// Limits the credentials to an origin (`https://api.example.com`:
+    /// scheme, host and port, no path); may be repeated. Required, or
+    /// [`any_origin`](Self::any_origin): requests to other origins go out
+    /// without the credentials.
     pub fn api_origin(mut self, origin: impl Into<String>) -> Self {
         self.credentials = self.credentials.allow_origin(origin);
+        self
+    }
+    /// Sends the credentials to every host the client calls instead of the
+    /// origins given with [`api_origin`](Self::api_origin). Only for a
+    /// client that calls one API and URLs you control: a URL built from
+    /// user input would receive the credentials.
+    pub fn any_origin(mut self) -> Self {
+        self.credentials = self.credentials.any_origin();
         self
     }
     /// Timeout of each API request. Default: none.

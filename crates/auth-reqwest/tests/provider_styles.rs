@@ -84,6 +84,7 @@ async fn basic_client_auth_with_offline_access_renews_with_the_refresh_token_and
         .client_credentials(format!("{}/token", provider.url()), "my client")
         .client_secret("p@ss:word")
         .scope("offline_access")
+        .api_origin(api.url())
         .build()
         .unwrap();
     let source = client.token_source().unwrap().clone();
@@ -141,6 +142,7 @@ async fn json_token_request_with_audience_and_a_one_day_token() {
         .client_secret("xyz")
         .client_auth(ClientAuth::Json)
         .audience("https://api.example.com/")
+        .api_origin(api.url())
         .build()
         .unwrap();
     for _ in 0..20 {
@@ -184,7 +186,7 @@ async fn api_key_in_the_query() {
         .expect(1)
         .create_async()
         .await;
-    let client = AuthClient::builder().api_key_query("api_key", "k 1").build().unwrap();
+    let client = AuthClient::builder().api_key_query("api_key", "k 1").api_origin(api.url()).build().unwrap();
     client.get(format!("{}/search?q=a%20b", api.url())).send().await.unwrap();
     calls.assert_async().await;
 }
@@ -198,7 +200,7 @@ async fn legacy_basic_credentials() {
         .expect(1)
         .create_async()
         .await;
-    let client = AuthClient::builder().basic("token-id", "token-secret").build().unwrap();
+    let client = AuthClient::builder().basic("token-id", "token-secret").api_origin(api.url()).build().unwrap();
     client.get(format!("{}/legacy", api.url())).send().await.unwrap();
     calls.assert_async().await;
 }
@@ -222,6 +224,7 @@ async fn revocation_of_a_token() {
         .client_credentials(format!("{}/token", provider.url()), "id")
         .client_secret("secret")
         .revocation_url(format!("{}/revoke", provider.url()))
+        .api_origin("https://api.example.com")
         .build()
         .unwrap();
     client.token_source().unwrap().token().await.unwrap();

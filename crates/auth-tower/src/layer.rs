@@ -11,13 +11,13 @@
 //!
 //! // An API key only: no token source needed.
 //! let layer = AuthLayer::without_source(
-//!     Credentials::builder().api_key_header("X-API-Key", "key-123").build()?,
+//!     Credentials::builder().api_key_header("X-API-Key", "key-123").allow_origin("https://api.example.com").build()?,
 //! )?;
 //! let api = layer.layer(service_fn(|request: http::Request<String>| async move {
 //!     let key = request.headers()["x-api-key"].clone();
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(key.to_str().unwrap().to_owned()))
 //! }));
-//! let response = api.oneshot(http::Request::new(String::new())).await?;
+//! let response = api.oneshot(http::Request::get("https://api.example.com/v1").body(String::new())?).await?;
 //! assert_eq!(response.body(), "key-123");
 //! # Ok(()) }
 //! ```
@@ -141,9 +141,10 @@ impl AuthLayer {
         Self::with(Bound { credentials, source })
     }
 
-    /// Only `Authorization: Bearer` from `source`, on every origin.
-    pub fn bearer(source: TokenSource) -> Self {
-        Self::new(source, Credentials::bearer())
+    /// Only `Authorization: Bearer` from `source`, on requests to `origin`
+    /// (`https://api.example.com`).
+    pub fn bearer(source: TokenSource, origin: &str) -> Result<Self, AuthError> {
+        Ok(Self::new(source, Credentials::bearer(origin)?))
     }
 
     /// Static credentials (API keys, Basic, a static bearer): no token

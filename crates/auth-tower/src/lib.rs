@@ -38,6 +38,7 @@
 //! let credentials = Credentials::builder()
 //!     .bearer_from_source()
 //!     .api_key_header("cdpapi-Subscription-Key", "subscription-key")
+//!     .allow_origin("https://api.example.com")
 //!     .build()?;
 //! // The API client: here a stand-in that echoes what it received.
 //! let api = AuthLayer::new(source.clone(), credentials).layer(service_fn(|request: http::Request<String>| async move {
@@ -46,9 +47,10 @@
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(format!("{auth} {key}")))
 //! }));
 //!
-//! let response = api.clone().oneshot(http::Request::new(String::new())).await?;
+//! let orders = || http::Request::get("https://api.example.com/v1/orders").body(String::new());
+//! let response = api.clone().oneshot(orders()?).await?;
 //! assert_eq!(response.body(), "Bearer at-1 subscription-key");
-//! let response = api.oneshot(http::Request::new(String::new())).await?;
+//! let response = api.oneshot(orders()?).await?;
 //! assert_eq!(response.body(), "Bearer at-1 subscription-key");
 //! assert_eq!(source.stats().fetches, 1, "one token for both calls");
 //! # Ok(()) }

@@ -45,8 +45,12 @@ async fn a_thousand_concurrent_requests_on_a_cold_start_cause_one_token_request(
 
     let client = http_client();
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
-    let credentials =
-        Credentials::builder().bearer_from_source().api_key_header("X-API-Key", "api-key-1").build().unwrap();
+    let credentials = Credentials::builder()
+        .bearer_from_source()
+        .api_key_header("X-API-Key", "api-key-1")
+        .allow_origin(api_server.url())
+        .build()
+        .unwrap();
     let api = AuthLayer::new(source.clone(), credentials).layer(client);
     let url = format!("{}/v1/items", api_server.url());
 
@@ -88,7 +92,7 @@ async fn a_401_gets_one_new_token_and_one_replay() {
 
     let client = http_client();
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
-    let api = AuthLayer::bearer(source.clone()).layer(client);
+    let api = AuthLayer::bearer(source.clone(), &api_server.url()).unwrap().layer(client);
     // Warm the cache with t1, then let the provider issue t2 next.
     let t1 = source.token().await.unwrap();
     assert_eq!(t1.header_value(), "Bearer t1");
@@ -134,17 +138,19 @@ async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
     let renewal = provider.mock("POST", "/token").with_body(token_body("new")).expect(1).create_async().await;
     // Hold the 100 requests until all were sent with the old token.
     let barrier = Arc::new(tokio::sync::Barrier::new(100));
-    let api = AuthLayer::bearer(source.clone()).layer(tower::service_fn(move |request: Request<Full<Bytes>>| {
-        let client = client.clone();
-        let barrier = barrier.clone();
-        let first_attempt = request.headers()["authorization"] == "Bearer old";
-        async move {
-            if first_attempt {
-                barrier.wait().await;
+    let api = AuthLayer::bearer(source.clone(), &api_server.url()).unwrap().layer(tower::service_fn(
+        move |request: Request<Full<Bytes>>| {
+            let client = client.clone();
+            let barrier = barrier.clone();
+            let first_attempt = request.headers()["authorization"] == "Bearer old";
+            async move {
+                if first_attempt {
+                    barrier.wait().await;
+                }
+                client.request(request).await
             }
-            client.request(request).await
-        }
-    }));
+        },
+    ));
     let url = format!("{}/x", api_server.url());
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..100 {
@@ -186,7 +192,7 @@ async fn a_request_with_a_streaming_body_gets_its_401_and_the_next_request_works
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(http_client())).unwrap();
     source.token().await.unwrap();
     let renewal = provider.mock("POST", "/token").with_body(token_body("fresh")).expect(1).create_async().await;
-    let api = AuthLayer::bearer(source.clone()).layer(client);
+    let api = AuthLayer::bearer(source.clone(), &api_server.url()).unwrap().layer(client);
     let url = format!("{}/upload", api_server.url());
 
     let streaming = Request::put(&url).body(ReplayableBody::stream(Full::new(Bytes::from("chunk")))).unwrap();
@@ -226,7 +232,7 @@ async fn without_replay_a_401_reaches_the_caller_and_the_next_request_gets_a_new
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
     source.token().await.unwrap();
     let renewal = provider.mock("POST", "/token").with_body(token_body("renewed")).expect(1).create_async().await;
-    let api = AuthLayer::bearer(source.clone()).without_replay().layer(client);
+    let api = AuthLayer::bearer(source.clone(), &api_server.url()).unwrap().without_replay().layer(client);
     let url = format!("{}/v1/orders", api_server.url());
     let order = || Request::post(&url).body(Full::new(Bytes::from("order=1"))).unwrap();
 
@@ -254,7 +260,7 @@ async fn invalid_client_reaches_every_waiting_caller_at_once_without_secrets() {
         .await;
     let client = http_client();
     let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
-    let api = AuthLayer::bearer(source.clone()).layer(client);
+    let api = AuthLayer::bearer(source.clone(), "http://127.0.0.1:9").unwrap().layer(client);
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let api = api.clone();

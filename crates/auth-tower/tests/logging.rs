@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auth_tower::{AuthLayer, TokenSource};
+use auth_tower::TokenSource;
 use common::{Scripted, ScriptedEndpoint};
 use http::{Request, Response};
 use tower::{service_fn, Layer, ServiceExt};
@@ -55,7 +55,7 @@ async fn trace_output_holds_no_secret() {
         .build()
         .unwrap();
     let source = TokenSource::builder(config, endpoint.service()).seed(1).build().unwrap();
-    let api = AuthLayer::bearer(source.clone()).layer(service_fn(|request: Request<String>| async move {
+    let api = common::any_origin_bearer(&source).layer(service_fn(|request: Request<String>| async move {
         let status = if request.headers()["authorization"] == "Bearer access-token-AAA" { 401 } else { 200 };
         Ok::<_, std::convert::Infallible>(Response::builder().status(status).body(String::new()).unwrap())
     }));

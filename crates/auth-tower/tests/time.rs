@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::TokenError;
-use auth_tower::{AuthError, AuthLayer, TokenSource};
+use auth_tower::{AuthError, TokenSource};
 use common::{config, Scripted, ScriptedEndpoint};
 use http::{Request, Response};
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ const LATENCY: Duration = Duration::from_millis(200);
 fn echo_api(
     source: &TokenSource,
 ) -> impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone {
-    AuthLayer::bearer(source.clone()).layer(service_fn(|request: Request<String>| async move {
+    common::any_origin_bearer(&source).layer(service_fn(|request: Request<String>| async move {
         let auth = request.headers()["authorization"].to_str().unwrap().to_owned();
         Ok::<_, Infallible>(Response::new(auth))
     }))

@@ -116,3 +116,10 @@ impl ScriptedEndpoint {
         }))
     }
 }
+
+/// The bearer layer for tests whose requests have a relative URI: the
+/// credentials go to any origin (an explicit opt-in).
+pub fn any_origin_bearer(source: &auth_tower::TokenSource) -> auth_tower::AuthLayer {
+    let credentials = auth_core::Credentials::builder().bearer_from_source().any_origin().build().unwrap();
+    auth_tower::AuthLayer::new(source.clone(), credentials)
+}
