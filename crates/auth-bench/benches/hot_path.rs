@@ -121,7 +121,7 @@ fn allocations(
         runtime.block_on(drive(ours(source), REQUESTS));
     });
     measure("auth layer without the replay copy", &mut || {
-        runtime.block_on(drive(auth_bench::bearer_layer(&source).without_replay().layer(auth_bench::Noop), REQUESTS));
+        runtime.block_on(drive(auth_bench::bearer_layer(source).without_replay().layer(auth_bench::Noop), REQUESTS));
     });
     measure("hand-written std Mutex", &mut || {
         runtime.block_on(drive(MutexAuth::new(mutex.clone()), REQUESTS));
