@@ -21,7 +21,7 @@ const LATENCY: Duration = Duration::from_millis(200);
 fn echo_api(
     source: &TokenSource,
 ) -> impl tower::Service<Request<String>, Response = Response<String>, Error = auth_tower::BoxError> + Clone {
-    common::any_origin_bearer(&source).layer(service_fn(|request: Request<String>| async move {
+    common::any_origin_bearer(source).layer(service_fn(|request: Request<String>| async move {
         let auth = request.headers()["authorization"].to_str().unwrap().to_owned();
         Ok::<_, Infallible>(Response::new(auth))
     }))
