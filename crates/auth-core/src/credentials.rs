@@ -255,6 +255,34 @@ impl Credentials {
         Ok(())
     }
 
+    /// `query` (without `?`) with the value of every parameter these
+    /// credentials put in a query replaced by `[redacted]`; `None` when
+    /// none of them is there. For URLs that are shown (errors, logs,
+    /// `Response::url()`): the key must not travel with them.
+    pub fn redact_query(&self, query: &str) -> Option<String> {
+        let mut found = false;
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|segment| {
+                let key = segment.split_once('=').map_or(segment, |(k, _)| k);
+                let decoded = form_urlencoded::parse(key.as_bytes()).next().map(|(k, _)| k);
+                if decoded.is_some_and(|name| self.query_params().any(|(ours, _)| ours == name)) {
+                    found = true;
+                    format!("{key}=[redacted]")
+                } else {
+                    segment.to_owned()
+                }
+            })
+            .collect();
+        found.then(|| redacted.join("&"))
+    }
+
+    /// Whether some credential goes into the query string.
+    #[inline]
+    pub fn has_query_params(&self) -> bool {
+        self.has_query
+    }
+
     /// The API keys that go into query parameters, by parameter name.
     #[inline]
     pub fn query_params(&self) -> impl Iterator<Item = (&str, &ApiKey)> {
@@ -504,6 +532,15 @@ mod tests {
         let mut bare = get("https://api.example.com");
         credentials.apply(&mut bare, None).unwrap();
         assert_eq!(bare.uri(), "https://api.example.com/?api_key=k%20y%2B%2F%26");
+    }
+
+    #[test]
+    fn query_keys_are_redacted_from_shown_urls() {
+        let credentials = Credentials::builder().api_key_query("api key", "k-123").any_origin().build().unwrap();
+        assert!(credentials.has_query_params());
+        assert_eq!(credentials.redact_query("q=1&api%20key=k-123&x=2").as_deref(), Some("q=1&api%20key=[redacted]&x=2"));
+        assert_eq!(credentials.redact_query("api+key=k-123").as_deref(), Some("api+key=[redacted]"));
+        assert_eq!(credentials.redact_query("q=1"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use auth_core::secret::ExposeSecret;
 use auth_core::{AccessToken, Credentials};
 use auth_tower::{AuthError, TokenSource};
 use http::{Extensions, StatusCode};
-use reqwest::{Request, Response};
+use reqwest::{Request, Response, ResponseBuilderExt as _};
 use reqwest_middleware::{Middleware, Next};
 
 /// Puts credentials on every request of a `reqwest_middleware` client, and
@@ -22,6 +22,11 @@ use reqwest_middleware::{Middleware, Next};
 ///   401 back, and the next request uses the new token.
 /// - Pair it with [`same_origin_redirects`](crate::same_origin_redirects)
 ///   on the client, so that redirects never carry credentials elsewhere.
+/// - An API key in a query parameter is on the URL that is sent. In what
+///   the middleware returns it is `[redacted]`: the URL of an error, and
+///   `Response::url()` (so `error_for_status()` and logs of the final URL
+///   do not show it). Prefer a header key where the provider allows one:
+///   proxies and server logs see query strings.
 #[derive(Debug, Clone)]
 pub struct AuthMiddleware {
     source: Option<TokenSource>,
@@ -70,6 +75,50 @@ fn middleware_error(error: AuthError) -> reqwest_middleware::Error {
 #[async_trait::async_trait]
 impl Middleware for AuthMiddleware {
     async fn handle(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let outcome = self.send(request, extensions, next).await;
+        if !self.credentials.has_query_params() {
+            return outcome;
+        }
+        match outcome {
+            Ok(response) => Ok(self.redact_response_url(response)),
+            Err(reqwest_middleware::Error::Reqwest(mut error)) => {
+                if let Some(url) = error.url_mut() {
+                    self.redact_url(url);
+                }
+                Err(reqwest_middleware::Error::Reqwest(error))
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+impl AuthMiddleware {
+    /// Replaces the value of our query keys in `url`.
+    fn redact_url(&self, url: &mut reqwest::Url) {
+        if let Some(redacted) = url.query().and_then(|query| self.credentials.redact_query(query)) {
+            url.set_query(Some(&redacted));
+        }
+    }
+
+    /// The response with our query keys redacted from `Response::url()`.
+    fn redact_response_url(&self, response: Response) -> Response {
+        let mut url = response.url().clone();
+        if url.query().and_then(|query| self.credentials.redact_query(query)).is_none() {
+            return response;
+        }
+        self.redact_url(&mut url);
+        let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let mut carrier = http::Response::builder().url(url).body(()).unwrap_or_default();
+        parts.extensions.extend(std::mem::take(carrier.extensions_mut()));
+        Response::from(http::Response::from_parts(parts, body))
+    }
+
+    async fn send(
         &self,
         mut request: Request,
         extensions: &mut Extensions,

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use auth_core::TokenError;
 use http::header::ACCEPT;
 use http::HeaderValue;
 use tower::Service;
@@ -51,7 +52,10 @@ impl ReqwestTransport {
 
 impl Service<http::Request<Vec<u8>>> for ReqwestTransport {
     type Response = http::Response<reqwest::Body>;
-    type Error = reqwest::Error;
+    /// A failure below HTTP, already classified: reqwest's own timeout is
+    /// a timeout (`TokenError::Transport { timeout: true, .. }`), anything
+    /// else is a transport failure. The message holds no URL.
+    type Error = TokenError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -62,9 +66,45 @@ impl Service<http::Request<Vec<u8>>> for ReqwestTransport {
         request.headers_mut().entry(ACCEPT).or_insert(HeaderValue::from_static("application/json"));
         let client = self.client.clone();
         Box::pin(async move {
-            let request = reqwest::Request::try_from(request)?;
-            let response = client.execute(request).await?;
+            let request = reqwest::Request::try_from(request).map_err(token_error)?;
+            let response = client.execute(request).await.map_err(token_error)?;
             Ok(http::Response::from(response))
         })
+    }
+}
+
+/// A reqwest error as a token error: timeouts recognised, no URL, the
+/// causes on one line.
+pub(crate) fn token_error(error: reqwest::Error) -> TokenError {
+    let timeout = error.is_timeout();
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    TokenError::Transport { message, timeout }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reqwest_timeouts_are_timeouts() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/token", silent.local_addr().unwrap());
+        let mut transport = ReqwestTransport::with_timeout(Duration::from_millis(200)).unwrap();
+        let request = http::Request::post(&url).body(b"grant_type=client_credentials".to_vec()).unwrap();
+        let error = transport.call(request).await.unwrap_err();
+        assert!(matches!(error, TokenError::Transport { timeout: true, .. }), "{error:?}");
+        assert!(error.to_string().contains("timed out"), "{error}");
+        assert!(!error.to_string().contains("unreachable"), "{error}");
+        drop(silent);
     }
 }

@@ -292,3 +292,46 @@ async fn misordered_builder_calls_are_a_clear_error() {
     let error = AuthClient::builder().scope("read").build().unwrap_err();
     assert!(error.to_string().contains("client_credentials(token_url, client_id) first"), "{error}");
 }
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn an_api_key_in_the_query_never_shows_in_what_the_client_returns() {
+    const KEY: &str = "query-key-5f3a9c";
+    let assert_hidden = |shown: String| {
+        assert!(!shown.contains(KEY) && !shown.contains("5f3a9c"), "the key leaked: {shown}");
+    };
+    // Connection refused.
+    let origin = format!("http://127.0.0.1:{}", closed_port());
+    let client = AuthClient::builder().api_key_query("api_key", KEY).api_origin(&origin).build().unwrap();
+    let error = client.get(format!("{origin}/v1/items?page=2")).send().await.unwrap_err();
+    assert_hidden(format!("{error} {error:?}"));
+    assert!(format!("{error:?}").contains("api_key=[redacted]") || format!("{error:?}").contains("api_key=%5Bredacted%5D"));
+
+    // A timeout: the server accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", silent.local_addr().unwrap());
+    let client = AuthClient::builder()
+        .api_key_query("api_key", KEY)
+        .api_origin(&origin)
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let error = client.get(format!("{origin}/slow")).send().await.unwrap_err();
+    assert_hidden(format!("{error} {error:?}"));
+
+    // An error status, and the response's own URL.
+    let mut api = Server::new_async().await;
+    api.mock("GET", "/fails").match_query(Matcher::Any).with_status(500).create_async().await;
+    let client = AuthClient::builder().api_key_query("api_key", KEY).api_origin(api.url()).build().unwrap();
+    let response = client.get(format!("{}/fails?x=1", api.url())).send().await.unwrap();
+    assert_hidden(response.url().to_string());
+    assert!(response.url().query().unwrap().starts_with("x=1&api_key="), "{}", response.url());
+    let error = response.error_for_status().unwrap_err();
+    assert_hidden(format!("{error} {error:?}"));
+    drop(silent);
+}

@@ -52,6 +52,11 @@ pub enum Command {
         /// Read the request body from a file.
         #[arg(long, value_name = "FILE")]
         data_file: Option<PathBuf>,
+        /// Give up when the API stays silent this long (connecting, or
+        /// between two parts of the answer); a long answer streams on as
+        /// long as data keeps coming.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        timeout: u64,
         /// The URL.
         url: String,
     },

@@ -16,7 +16,6 @@ use crate::cli::{AuthArgs, TokenTypeHint};
 use crate::failure::Failure;
 use crate::settings::Settings;
 
-const API_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A token source restored from (and saved back to) the disk cache.
 struct CachedSource {
@@ -25,8 +24,7 @@ struct CachedSource {
 }
 
 impl CachedSource {
-    fn open(settings: &Settings, config: SourceConfig) -> Result<Self, Failure> {
-        let cache = if settings.no_cache { None } else { DiskCache::locate() };
+    fn open(config: SourceConfig, cache: Option<DiskCache>) -> Result<Self, Failure> {
         let transport =
             ReqwestTransport::new().map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
         let stored = cache.as_ref().and_then(|cache| cache.load(config.cache_key()));
@@ -42,9 +40,19 @@ impl CachedSource {
         let Some(cache) = &self.cache else { return };
         if let Some(snapshot) = self.source.snapshot().await {
             if let Err(e) = cache.save(self.source.config().cache_key(), &snapshot) {
-                tracing::warn!(target: "authc", "could not write the token cache: {e}");
+                // Said once per run, without RUST_LOG: the next run will fetch again.
+                eprintln!("authc: could not write the token cache: {e}; the next run fetches a new token");
             }
         }
+    }
+}
+
+/// The disk cache, unless `--no-cache` (or the directory is unsafe: said on stderr).
+fn disk_cache(settings: &Settings) -> Option<DiskCache> {
+    if settings.no_cache {
+        None
+    } else {
+        DiskCache::open()
     }
 }
 
@@ -59,7 +67,7 @@ fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failu
 pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
     let settings = Settings::resolve(auth, None)?;
     let config = needs_oauth(&settings, "token")?;
-    let session = CachedSource::open(&settings, config)?;
+    let session = CachedSource::open(config, disk_cache(&settings))?;
     let token = session.source.token().await?;
     session.save().await;
     let now = tokio::time::Instant::now().into_std();
@@ -85,6 +93,9 @@ pub struct RequestSpec {
     pub headers: Vec<String>,
     pub data: Option<String>,
     pub data_file: Option<PathBuf>,
+    /// How long the API may stay silent (connecting, or between two reads
+    /// of the answer): a long download streams on while data keeps coming.
+    pub timeout: Duration,
     pub url: String,
 }
 
@@ -96,7 +107,8 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
         return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
     }
     let origin = url.origin().ascii_serialization();
-    let session = settings.source_config()?.map(|config| CachedSource::open(&settings, config)).transpose()?;
+    let session =
+        settings.source_config()?.map(|config| CachedSource::open(config, disk_cache(&settings))).transpose()?;
     let credentials = settings.credentials(session.is_some(), &origin)?;
     let middleware = match &session {
         Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
@@ -104,7 +116,8 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
     };
     let http = reqwest::Client::builder()
         .redirect(same_origin_redirects())
-        .timeout(API_TIMEOUT)
+        .connect_timeout(spec.timeout)
+        .read_timeout(spec.timeout)
         .build()
         .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
     let client = reqwest_middleware::ClientBuilder::new(http).with(middleware).build();
@@ -135,20 +148,21 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
     if let Some(body) = body {
         builder = builder.body(body);
     }
-    let response = builder.send().await?;
+    let mut response = builder.send().await?;
     let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Failure::network(format!("reading the API response failed: {}", e.without_url())))?;
     if let Some(session) = &session {
         session.save().await;
     }
+    // Streamed: the body goes to stdout as it arrives, whatever its size.
     let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&bytes)
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::network(format!("cannot write to stdout: {e}")))?;
+    let write_failed = |e: std::io::Error| Failure::network(format!("cannot write to stdout: {e}"));
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        let what = if e.is_timeout() { "timed out" } else { "failed" };
+        Failure::network(format!("reading the API response {what}: {}", e.without_url()))
+    })? {
+        stdout.write_all(&chunk).map_err(write_failed)?;
+    }
+    stdout.flush().map_err(write_failed)?;
     if status.is_success() || status.is_redirection() {
         Ok(())
     } else {
@@ -169,7 +183,7 @@ pub async fn revoke(
             "`authc revoke` needs --revocation-url (or AUTHC_REVOCATION_URL, or revocation_url in the profile)",
         ));
     }
-    let cache = if settings.no_cache { None } else { DiskCache::locate() };
+    let cache = disk_cache(&settings);
     match token {
         Some(dash) if dash == "-" => {
             let mut value = Zeroizing::new(String::new());
@@ -207,9 +221,12 @@ pub async fn revoke(
                 eprintln!("authc: no cached token for this configuration; nothing to revoke");
                 return Ok(());
             }
-            let session = CachedSource::open(&settings, config)?;
+            let key = config.cache_key().clone();
+            let session = CachedSource::open(config, Some(cache))?;
             let revoked = session.source.revoke().await;
-            cache.remove(session.source.config().cache_key());
+            if let Some(cache) = &session.cache {
+                cache.remove(&key);
+            }
             let revoked = revoked?;
             let what = match (revoked.access_token, revoked.refresh_token) {
                 (true, true) => "access and refresh tokens",

@@ -81,6 +81,10 @@ impl From<reqwest_middleware::Error> for Failure {
                 Ok(auth) => auth.into(),
                 Err(other) => Self::network(format!("the request failed: {other}")),
             },
+            reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => Self::network(format!(
+                "the API request timed out: {}; the API did not answer in time, try again or check the network path",
+                e.without_url()
+            )),
             reqwest_middleware::Error::Reqwest(e) => Self::network(format!(
                 "the API request failed: {}; check the URL and the network path",
                 e.without_url()

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! authc token   [AUTH] [--json] [--no-cache]
-//! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA | --data-file F] URL
+//! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA | --data-file F] [--timeout S] URL
 //! authc revoke  [AUTH] [--revocation-url URL] [--token-type-hint access_token|refresh_token]
 //! authc demo
 //! ```
@@ -46,8 +46,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Token { auth, json } => commands::token(&auth, json).await,
-        Command::Request { auth, method, headers, data, data_file, url } => {
-            commands::request(&auth, commands::RequestSpec { method, headers, data, data_file, url }).await
+        Command::Request { auth, method, headers, data, data_file, timeout, url } => {
+            let timeout = std::time::Duration::from_secs(timeout.max(1));
+            commands::request(&auth, commands::RequestSpec { method, headers, data, data_file, timeout, url }).await
         }
         Command::Revoke { auth, revocation_url, token_type_hint, token } => {
             commands::revoke(&auth, revocation_url, token_type_hint, token).await

@@ -449,3 +449,127 @@ fn the_demo_runs_and_ends_well() {
         assert!(run.stdout.contains(expected), "missing `{expected}` in:\n{}", run.stdout);
     }
 }
+
+impl Env {
+    /// Runs and waits at most `limit`: a hang is a failure, not a stuck test.
+    fn run_bounded(&self, args: &[&str], envs: &[(&str, &str)], limit: std::time::Duration) -> Run {
+        let mut child =
+            self.command(args, envs).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > limit {
+                child.kill().unwrap();
+                panic!("authc {args:?} still ran after {limit:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+
+    fn oauth_bounded(&self, args: &[&str]) -> Run {
+        let token_url = self.provider.token_url();
+        let mut all = vec![args[0], "--token-url", &token_url, "--client-id", "cli-client"];
+        all.extend_from_slice(&args[1..]);
+        self.run_bounded(&all, &[("AUTHC_CLIENT_SECRET", SECRET)], std::time::Duration::from_secs(30))
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_shared_cache_directory_is_not_used_and_a_fifo_does_not_hang() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    std::fs::create_dir_all(env.cache_dir()).unwrap();
+    std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let shared = env.oauth_bounded(&["token"]);
+    assert_eq!(shared.code, 0, "{}", shared.stderr);
+    assert!(shared.stderr.contains("not using the token cache") && shared.stderr.contains("writable"), "{}", shared.stderr);
+    assert_eq!(std::fs::read_dir(env.cache_dir()).unwrap().count(), 0, "nothing written to a shared directory");
+
+    // A FIFO planted at the cache path of this configuration.
+    std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(env.oauth_bounded(&["token"]).code, 0);
+    let entry = std::fs::read_dir(env.cache_dir()).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_file(&entry).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&entry).status().unwrap().success());
+    let fifo = env.oauth_bounded(&["token"]);
+    assert_eq!(fifo.code, 0, "{}", fifo.stderr);
+    assert!(!fifo.stdout.trim().is_empty());
+}
+
+#[test]
+fn a_failed_cache_write_is_said_once_without_rust_log() {
+    let env = Env::new();
+    assert_eq!(env.oauth_bounded(&["token"]).code, 0);
+    // A directory where this configuration's cache file goes: the write fails, even for root.
+    let entry = std::fs::read_dir(env.cache_dir()).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_file(&entry).unwrap();
+    std::fs::create_dir_all(entry.join("occupied")).unwrap();
+    let run = env.oauth_bounded(&["token"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.trim().is_empty());
+    assert_eq!(run.stderr.matches("could not write the token cache").count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn a_one_shot_429_shows_retry_after_and_promises_no_retry() {
+    let env = Env::new();
+    env.provider.fail_next_token_requests(1, auth_testkit::Fault::TooManyRequests { retry_after: 30 });
+    let run = env.oauth_bounded(&["token", "--no-cache"]);
+    assert_eq!(run.code, 3, "an RFC 6749 error body: {}", run.stderr);
+    assert!(run.stderr.contains("Retry-After: 30 s"), "{}", run.stderr);
+    assert!(!run.stderr.contains("will be retried") && !run.stderr.contains("retries by itself"), "{}", run.stderr);
+}
+
+#[test]
+fn an_api_that_stays_silent_times_out_and_says_so() {
+    let env = Env::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/slow", silent.local_addr().unwrap());
+    let run = env.run_bounded(
+        &["request", "--timeout", "1", "--api-key-header", "X-API-Key", &url],
+        &[("AUTHC_API_KEY", API_KEY)],
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("timed out"), "{}", run.stderr);
+    drop(silent);
+}
+
+#[test]
+fn request_streams_the_answer_as_it_arrives() {
+    use std::io::{BufRead, BufReader, Read};
+    let env = Env::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/stream", listener.local_addr().unwrap());
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = [0u8; 4096];
+        let _ = stream.read(&mut head).unwrap();
+        let first = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n6\r\nfirst\n\r\n";
+        stream.write_all(first.as_bytes()).unwrap();
+        stream.flush().unwrap();
+        // The rest comes only once the client has shown the first part.
+        let streamed = seen_rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok();
+        stream.write_all(b"5\r\nlast\n\r\n0\r\n\r\n").unwrap();
+        streamed
+    });
+    let mut child = env
+        .command(&["request", "--api-key-header", "X-API-Key", &url], &[("AUTHC_API_KEY", API_KEY)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first");
+    seen_tx.send(()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "last");
+    assert!(child.wait().unwrap().success());
+    assert!(server.join().unwrap(), "the first part reached stdout only after the whole answer");
+}
