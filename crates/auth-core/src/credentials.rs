@@ -538,7 +538,10 @@ mod tests {
     fn query_keys_are_redacted_from_shown_urls() {
         let credentials = Credentials::builder().api_key_query("api key", "k-123").any_origin().build().unwrap();
         assert!(credentials.has_query_params());
-        assert_eq!(credentials.redact_query("q=1&api%20key=k-123&x=2").as_deref(), Some("q=1&api%20key=[redacted]&x=2"));
+        assert_eq!(
+            credentials.redact_query("q=1&api%20key=k-123&x=2").as_deref(),
+            Some("q=1&api%20key=[redacted]&x=2")
+        );
         assert_eq!(credentials.redact_query("api+key=k-123").as_deref(), Some("api+key=[redacted]"));
         assert_eq!(credentials.redact_query("q=1"), None);
     }

@@ -310,7 +310,9 @@ async fn an_api_key_in_the_query_never_shows_in_what_the_client_returns() {
     let client = AuthClient::builder().api_key_query("api_key", KEY).api_origin(&origin).build().unwrap();
     let error = client.get(format!("{origin}/v1/items?page=2")).send().await.unwrap_err();
     assert_hidden(format!("{error} {error:?}"));
-    assert!(format!("{error:?}").contains("api_key=[redacted]") || format!("{error:?}").contains("api_key=%5Bredacted%5D"));
+    assert!(
+        format!("{error:?}").contains("api_key=[redacted]") || format!("{error:?}").contains("api_key=%5Bredacted%5D")
+    );
 
     // A timeout: the server accepts and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

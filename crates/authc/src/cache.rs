@@ -298,7 +298,8 @@ mod tests {
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "untouched").unwrap();
         // The old predictable names, and the cache path itself, as links.
-        for name in [format!("{}.tmp{}", key.fingerprint(), std::process::id()), format!("{}.json", key.fingerprint())] {
+        for name in [format!("{}.tmp{}", key.fingerprint(), std::process::id()), format!("{}.json", key.fingerprint())]
+        {
             std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
         }
         saved(&cache, &key);

@@ -16,7 +16,6 @@ use crate::cli::{AuthArgs, TokenTypeHint};
 use crate::failure::Failure;
 use crate::settings::Settings;
 
-
 /// A token source restored from (and saved back to) the disk cache.
 struct CachedSource {
     source: TokenSource,

@@ -453,8 +453,13 @@ fn the_demo_runs_and_ends_well() {
 impl Env {
     /// Runs and waits at most `limit`: a hang is a failure, not a stuck test.
     fn run_bounded(&self, args: &[&str], envs: &[(&str, &str)], limit: std::time::Duration) -> Run {
-        let mut child =
-            self.command(args, envs).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command(args, envs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let started = std::time::Instant::now();
         while child.try_wait().unwrap().is_none() {
             if started.elapsed() > limit {
@@ -488,7 +493,11 @@ fn a_shared_cache_directory_is_not_used_and_a_fifo_does_not_hang() {
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let shared = env.oauth_bounded(&["token"]);
     assert_eq!(shared.code, 0, "{}", shared.stderr);
-    assert!(shared.stderr.contains("not using the token cache") && shared.stderr.contains("writable"), "{}", shared.stderr);
+    assert!(
+        shared.stderr.contains("not using the token cache") && shared.stderr.contains("writable"),
+        "{}",
+        shared.stderr
+    );
     assert_eq!(std::fs::read_dir(env.cache_dir()).unwrap().count(), 0, "nothing written to a shared directory");
 
     // A FIFO planted at the cache path of this configuration.
