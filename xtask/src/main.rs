@@ -6,6 +6,10 @@
 //! - `bench`: runs the criterion benches of `auth-bench`, then writes
 //!   `target/bench-report.md` (a table) and `target/bench-report.json` (one
 //!   object per figure: name, value, unit), and prints the table.
+//! - `fuzz`: the long run of `auth-core`'s fuzz suite (release build):
+//!   1,000,000 inputs for each parser property and 50,000 lifecycle
+//!   sequences; `cargo test` runs 10,000 of each. Override with
+//!   `AUTH_FUZZ_CASES` and `AUTH_FUZZ_SEQUENCES`.
 
 mod bench;
 
@@ -19,9 +23,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bench") => bench::run(),
+        Some("fuzz") => fuzz(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|bench>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json"
+                "usage: cargo xtask <ci|bench|fuzz>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json\n  fuzz   parsers on 1,000,000 inputs, the lifecycle on 50,000 sequences"
             );
             return ExitCode::from(2);
         }
@@ -41,6 +46,18 @@ fn ci() -> Result<(), String> {
     cargo(TEST_COMMAND, &[])?;
     cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
     eprintln!("xtask: ci clean");
+    Ok(())
+}
+
+/// The fuzz suite's long run, in release mode.
+fn fuzz() -> Result<(), String> {
+    let cases = std::env::var("AUTH_FUZZ_CASES").unwrap_or_else(|_| "1000000".to_owned());
+    let sequences = std::env::var("AUTH_FUZZ_SEQUENCES").unwrap_or_else(|_| "50000".to_owned());
+    cargo(
+        &["test", "--release", "-p", "auth-core", "--test", "fuzz", "--", "--nocapture"],
+        &[("AUTH_FUZZ_CASES", &cases), ("AUTH_FUZZ_SEQUENCES", &sequences)],
+    )?;
+    eprintln!("xtask: fuzz clean ({cases} inputs per parser property, {sequences} lifecycle sequences)");
     Ok(())
 }
 

@@ -238,3 +238,50 @@ fn redirects_are_returned_not_followed() {
     moved.assert();
     never.assert();
 }
+
+#[test]
+fn a_revocation_error_is_worded_as_one_and_never_quotes_the_token() {
+    let mut provider = Server::new();
+    provider
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"AT-4e1b77c09d","refresh_token":"RT-8f2a9c1d77","expires_in":3600}"#)
+        .create();
+    provider
+        .mock("POST", "/revoke")
+        .with_status(400)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"error":"invalid_request","error_description":"token RT-8f2a9c1d77 is not known"}"#)
+        .create();
+    let config = SourceConfig::builder(format!("{}/token", provider.url()), "id")
+        .client_secret("secret")
+        .revocation_url(format!("{}/revoke", provider.url()))
+        .build()
+        .unwrap();
+    let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
+    source.token().unwrap();
+    let error = source.revoke().unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("8f2a9c1d") && !shown.contains("4e1b77c0"), "{shown}");
+    assert!(error.to_string().starts_with("could not revoke the token: revocation endpoint refused"), "{error}");
+    assert!(!shown.contains("obtain an access token"), "{shown}");
+}
+
+#[test]
+fn an_oversized_token_answer_is_body_too_large_and_a_raised_cap_is_honoured() {
+    let mut provider = Server::new();
+    let padding = "p".repeat(100 * 1024);
+    let body = format!(r#"{{"access_token":"big","expires_in":3600,"padding":"{padding}"}}"#);
+    provider.mock("POST", "/token").with_body(&body).create();
+    let url = format!("{}/token", provider.url());
+    let small = SourceConfig::builder(&url, "id").client_secret("s").build().unwrap();
+    let source = BlockingTokenSource::new(small, UreqTransport::for_tokens()).unwrap();
+    match source.token().unwrap_err() {
+        auth_blocking::Error::Token(auth_core::TokenError::BodyTooLarge { status: 200, limit }) => {
+            assert_eq!(limit, 64 * 1024)
+        }
+        other => panic!("{other:?}"),
+    }
+    let raised = SourceConfig::builder(&url, "id").client_secret("s").max_body_bytes(256 * 1024).build().unwrap();
+    let source = BlockingTokenSource::new(raised, UreqTransport::for_tokens()).unwrap();
+    assert_eq!(auth_core::secret::ExposeSecret::expose_secret(source.token().unwrap().value()), "big");
+}

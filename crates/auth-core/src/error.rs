@@ -430,7 +430,13 @@ impl TokenError {
                     write!(f, " (see {uri})")?;
                 }
                 retry_after_note(f, e.retry_after)?;
-                write!(f, "; {}", e.code.hint())
+                let hint = match (endpoint, &e.code) {
+                    (Endpoint::Revocation, ErrorCode::InvalidRequest | ErrorCode::UnsupportedGrantType) => {
+                        "check the revocation URL and the client authentication method the provider expects"
+                    }
+                    _ => e.code.hint(),
+                };
+                write!(f, "; {hint}")
             }
             Self::Status { status, excerpt, retry_after } => {
                 write!(f, "{name} answered HTTP {status} without an OAuth error body: \"{excerpt}\"")?;

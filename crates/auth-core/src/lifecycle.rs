@@ -483,6 +483,12 @@ impl Lifecycle {
         if let Some(access) = self.current_token(now) {
             requests.push(revocation_request(&config, Revocable::AccessToken(access.value()))?);
         }
+        // An answer may echo any token we hold, not only the one it revokes.
+        for request in &mut requests {
+            for secret in self.held_secrets() {
+                request.redact_also(secret);
+            }
+        }
         self.handle_discard(now);
         Ok(requests)
     }

@@ -76,7 +76,8 @@ pub struct RevocationRequest {
     /// the client secret with `post` and `json`): never log it.
     pub request: Request<Vec<u8>>,
     kind: TokenKind,
-    token: Zeroizing<String>,
+    /// The token it revokes, and any other token to redact from the answer.
+    secrets: Vec<Zeroizing<String>>,
 }
 
 /// Which kind of token a revocation request revokes.
@@ -114,7 +115,15 @@ impl RevocationRequest {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> Result<(), crate::TokenError> {
-        crate::response::parse_revocation_response(config, &[self.token.as_str()], status, headers, body)
+        let secrets: Vec<&str> = self.secrets.iter().map(|s| s.as_str()).collect();
+        crate::response::parse_revocation_response(config, &secrets, status, headers, body)
+    }
+
+    /// Also redacts `secret` (another token the caller holds) from the answer.
+    pub fn redact_also(&mut self, secret: &str) {
+        if !self.secrets.iter().any(|s| s.as_str() == secret) {
+            self.secrets.push(Zeroizing::new(secret.to_owned()));
+        }
     }
 }
 
@@ -181,7 +190,7 @@ pub fn revocation_request(config: &SourceConfig, token: Revocable<'_>) -> Result
         Revocable::RefreshToken(t) => (t.expose_secret(), "refresh_token", TokenKind::RefreshToken),
     };
     let request = build(config, url, &[("token", value), ("token_type_hint", hint)]);
-    Ok(RevocationRequest { request, kind, token: Zeroizing::new(value.to_owned()) })
+    Ok(RevocationRequest { request, kind, secrets: vec![Zeroizing::new(value.to_owned())] })
 }
 
 fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -> Request<Vec<u8>> {

@@ -363,3 +363,34 @@ async fn revoke_revokes_both_tokens_and_forgets_them() {
 fn config_without_revocation(base: &str) -> auth_core::SourceConfig {
     config(&format!("{base}/token"))
 }
+
+#[tokio::test]
+async fn a_revocation_error_is_worded_as_one_and_never_quotes_the_token() {
+    let mut provider = mockito::Server::new_async().await;
+    provider
+        .mock("POST", "/token")
+        .with_body(r#"{"access_token":"AT-4e1b77c09d","refresh_token":"RT-8f2a9c1d77","expires_in":3600}"#)
+        .create_async()
+        .await;
+    provider
+        .mock("POST", "/revoke")
+        .with_status(400)
+        .with_header("content-type", "application/json")
+        .with_body(
+            r#"{"error":"invalid_request","error_description":"token RT-8f2a9c1d77 (AT-4e1b77c09d) is not known"}"#,
+        )
+        .create_async()
+        .await;
+    let config = auth_core::SourceConfig::builder(format!("{}/token", provider.url()), "client-id")
+        .client_secret("very-secret-client-secret")
+        .revocation_url(format!("{}/revoke", provider.url()))
+        .build()
+        .unwrap();
+    let source = TokenSource::new(config, transport(http_client())).unwrap();
+    source.token().await.unwrap();
+    let error = source.revoke().await.unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("8f2a9c1d") && !shown.contains("4e1b77c0"), "{shown}");
+    assert!(error.to_string().starts_with("could not revoke the token: revocation endpoint refused"), "{error}");
+    assert!(source.cached().is_none(), "forgotten all the same");
+}

@@ -582,3 +582,35 @@ fn request_streams_the_answer_as_it_arrives() {
     assert!(child.wait().unwrap().success());
     assert!(server.join().unwrap(), "the first part reached stdout only after the whole answer");
 }
+
+#[test]
+fn a_revocation_error_never_quotes_the_token_it_revokes() {
+    let env = Env::new();
+    let mut endpoint = mockito::Server::new();
+    endpoint
+        .mock("POST", "/revoke")
+        .with_status(400)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"error":"invalid_request","error_description":"token RT-8f2a9c1d77 is not known"}"#)
+        .create();
+    let token_url = env.provider.token_url();
+    let revoke_url = format!("{}/revoke", endpoint.url());
+    let run = env.run_with_stdin(
+        &[
+            "revoke",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "cli-client",
+            "--revocation-url",
+            &revoke_url,
+            "--token",
+            "-",
+        ],
+        &[("AUTHC_CLIENT_SECRET", SECRET)],
+        Some("RT-8f2a9c1d77\n"),
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(!run.stderr.contains("8f2a9c1d"), "{}", run.stderr);
+    assert!(run.stderr.contains("could not revoke the token: revocation endpoint refused"), "{}", run.stderr);
+}
