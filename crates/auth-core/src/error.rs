@@ -343,6 +343,28 @@ impl TokenError {
         Self::Transport { message: message.into(), timeout: false }
     }
 
+    /// A transport failure described by `error` and its chain of sources,
+    /// on one line, cut to 300 characters, for drivers. The error must not
+    /// show a URL query, a header or a body (strip URLs first).
+    pub fn from_error(error: &(dyn std::error::Error + 'static), timeout: bool) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        if message.len() > 300 {
+            let cut = (0..=300).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+            message.truncate(cut);
+            message.push('…');
+        }
+        Self::Transport { message, timeout }
+    }
+
     /// A timeout of the token request, for drivers.
     pub fn timeout(after: Duration) -> Self {
         Self::Transport { message: format!("no answer within {after:?}"), timeout: true }
@@ -545,6 +567,17 @@ mod tests {
         assert!(TokenError::timeout(Duration::from_secs(30)).is_transient());
         assert_eq!(TokenError::timeout(Duration::from_secs(30)).kind(), "timeout");
         assert!(!TokenError::Malformed { status: 200, reason: "x" }.is_transient());
+    }
+
+    #[test]
+    fn transport_errors_carry_their_causes_on_one_capped_line() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let outer = std::io::Error::other(inner);
+        let error = TokenError::from_error(&outer, false);
+        assert_eq!(error, TokenError::Transport { message: "connection refused".into(), timeout: false });
+        let long = std::io::Error::other("é".repeat(400));
+        let TokenError::Transport { message, .. } = TokenError::from_error(&long, true) else { panic!() };
+        assert!(message.len() <= 304 && message.ends_with('…'), "{message}");
     }
 
     #[test]

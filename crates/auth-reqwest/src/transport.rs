@@ -73,22 +73,10 @@ impl Service<http::Request<Vec<u8>>> for ReqwestTransport {
     }
 }
 
-/// A reqwest error as a token error: timeouts recognised, no URL, the
-/// causes on one line.
+/// A reqwest error as a token error: timeouts recognised, no URL.
 pub(crate) fn token_error(error: reqwest::Error) -> TokenError {
     let timeout = error.is_timeout();
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    TokenError::Transport { message, timeout }
+    TokenError::from_error(&error.without_url(), timeout)
 }
 
 #[cfg(test)]

@@ -597,7 +597,12 @@ where
         if e.is::<http_body_util::LengthLimitError>() {
             TokenError::BodyTooLarge { status: parts.status.as_u16(), limit }
         } else {
-            TokenError::transport(format!("reading the response body failed: {}", describe(e.as_ref())))
+            match TokenError::from_error(e.as_ref(), false) {
+                TokenError::Transport { message, timeout } => {
+                    TokenError::Transport { message: format!("reading the response body failed: {message}"), timeout }
+                }
+                other => other,
+            }
         }
     })?;
     normalize_retry_after(&mut parts.headers, SystemTime::now());
@@ -612,7 +617,7 @@ fn transport_error(error: BoxError) -> TokenError {
         Ok(error) => *error,
         Err(error) => {
             let timeout = is_timeout(error.as_ref());
-            TokenError::Transport { message: describe(error.as_ref()), timeout }
+            TokenError::from_error(error.as_ref(), timeout)
         }
     }
 }
@@ -632,26 +637,6 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         current = error.source();
     }
     false
-}
-
-/// An error and its sources on one line, cut to a readable length.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    if text.len() > 300 {
-        let cut = (0..=300).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
 }
 
 struct InFlight {

@@ -20,6 +20,16 @@ struct Run {
     stderr: String,
 }
 
+/// Waits for `child` and keeps what it printed.
+fn collect(child: std::process::Child) -> Run {
+    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8(stdout).unwrap(),
+        stderr: String::from_utf8(stderr).unwrap(),
+    }
+}
+
 impl Env {
     fn new() -> Self {
         let provider = Provider::start(
@@ -67,12 +77,7 @@ impl Env {
             child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         }
         drop(child.stdin.take());
-        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8(stdout).unwrap(),
-            stderr: String::from_utf8(stderr).unwrap(),
-        }
+        collect(child)
     }
 
     /// The usual OAuth flags plus the client secret in the environment.
@@ -468,12 +473,7 @@ impl Env {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8(stdout).unwrap(),
-            stderr: String::from_utf8(stderr).unwrap(),
-        }
+        collect(child)
     }
 
     fn oauth_bounded(&self, args: &[&str]) -> Run {
