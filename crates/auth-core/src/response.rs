@@ -552,8 +552,13 @@ mod tests {
         for (status, content_type, body) in bodies {
             let err = parse_with_config(&config, status, Some(content_type), &body).unwrap_err();
             let shown = format!("{err} {err:?}");
-            for run in secret.as_bytes().windows(8).filter_map(|w| std::str::from_utf8(w).ok()) {
-                assert!(!shown.contains(run), "`{run}` of the secret in {shown}");
+            let percent =
+                percent_encoding::percent_encode(secret.as_bytes(), crate::request::NOT_UNRESERVED).to_string();
+            let forms = [secret, &form, json_inner, &percent, &basic(&format!("my app:{secret}"))];
+            for form in forms {
+                for run in form.as_bytes().windows(8).filter_map(|w| std::str::from_utf8(w).ok()) {
+                    assert!(!shown.contains(run), "`{run}` of an encoding of the secret in {shown}");
+                }
             }
             assert!(shown.contains("[redacted]"), "{shown}");
         }
