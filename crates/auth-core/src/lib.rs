@@ -72,6 +72,7 @@ pub mod request;
 pub mod response;
 pub mod secret;
 pub mod slot;
+pub mod store;
 pub mod token;
 
 pub use config::{BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder};

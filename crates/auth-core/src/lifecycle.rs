@@ -38,7 +38,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::Response;
 
@@ -48,6 +48,9 @@ use crate::error::{ErrorCode, TokenError};
 use crate::request::{revocation_request, token_request, Grant, Revocable, RevocationRequest};
 use crate::response::{parse_token_response_redacting, redactor_for, TokenResponse, MAX_LIFETIME};
 use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
+use crate::store::{
+    Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId, StoreRequest,
+};
 use crate::token::{AccessToken, Generation};
 
 /// Identifies one token fetch, so that a late answer to an abandoned fetch
@@ -123,6 +126,9 @@ pub enum Output {
     /// A fetch failed and will be retried after a backoff: hand the error to
     /// every waiter. A still-valid token, if any, stays published.
     Failed(TokenError),
+    /// Carry out this operation on the shared token store (only with a
+    /// [`StoreConfig`]) and answer with [`Lifecycle::handle_store`].
+    Store(StoreRequest),
     /// This token must no longer be sent: unpublish it.
     TokenWithdrawn {
         /// The token's generation.
@@ -233,6 +239,20 @@ pub struct Stats {
     pub hits: u64,
     /// `handle_token_wanted` calls told to wait.
     pub waits: u64,
+    /// Store reads.
+    pub store_reads: u64,
+    /// Tokens taken from the store (fetched by a peer) instead of fetched.
+    pub adoptions: u64,
+    /// Renewal leases taken.
+    pub leases_won: u64,
+    /// Lease attempts that found a peer holding it (the token it fetched
+    /// was awaited).
+    pub leases_lost: u64,
+    /// Waits for a peer's fetch that ended in a local fetch.
+    pub peer_waits_expired: u64,
+    /// Store operations that failed or timed out (each fell back to a
+    /// local fetch or was skipped).
+    pub store_errors: u64,
 }
 
 struct InFlight {
@@ -246,6 +266,59 @@ struct Current {
     token: Arc<AccessToken>,
     reason: FetchReason,
     received_at: Instant,
+}
+
+/// The shared store's state within one lifecycle.
+struct Shared {
+    config: StoreConfig,
+    owner: LeaseOwner,
+    next_op: u64,
+    /// The store operation the acquisition waits on.
+    awaiting: Option<(StoreOpId, Awaiting)>,
+    /// A token is being obtained through the store (no fetch yet).
+    acquiring: Option<Acquiring>,
+    lease_held: bool,
+    /// The newest generation seen in the store.
+    generation: u64,
+    /// The fingerprint of the token a 401 rejected: never adopted again.
+    rejected: Option<String>,
+    /// An instant and the wall time at that instant, from the latest store
+    /// answer: converts between the store's Unix times and `Instant`s.
+    anchor: Option<(Instant, SystemTime)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    Read,
+    Lease,
+}
+
+struct Acquiring {
+    reason: FetchReason,
+    /// A peer holds the lease: wait for its token until then.
+    peer_wait_until: Option<Instant>,
+    /// Read the store again at this instant.
+    next_read: Option<Instant>,
+}
+
+impl Shared {
+    fn next_read(&self) -> Option<Instant> {
+        self.acquiring.as_ref().and_then(|a| a.next_read).filter(|_| self.awaiting.is_none())
+    }
+
+    fn request(&mut self, op: StoreOp) -> StoreRequest {
+        self.next_op += 1;
+        StoreRequest { id: StoreOpId(self.next_op), op }
+    }
+
+    fn wall(&self, at: Instant) -> Option<SystemTime> {
+        let (instant, wall) = self.anchor?;
+        if at >= instant {
+            wall.checked_add(at - instant)
+        } else {
+            wall.checked_sub(instant - at)
+        }
+    }
 }
 
 struct Backoff {
@@ -274,6 +347,8 @@ pub struct Lifecycle {
     /// A caller was refused during a backoff with no usable token: retry
     /// at the backoff's `demand_at`.
     demand: bool,
+    /// The shared store's state, when one is configured.
+    store: Option<Box<Shared>>,
     next_fetch_id: u64,
     last_generation: u64,
     outputs: VecDeque<Output>,
@@ -310,11 +385,33 @@ impl Lifecycle {
             unauthorized_streak: 0,
             waiting: false,
             demand: false,
+            store: None,
             next_fetch_id: 0,
             last_generation: 0,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// A machine with no token that shares its tokens through a store
+    /// (see [`crate::store`]): before fetching it reads the store, adopts a
+    /// token a peer fetched, or takes the renewal lease and fetches, then
+    /// writes the new token back.
+    pub fn with_store(config: impl Into<Arc<SourceConfig>>, seed: u64, store: StoreConfig) -> Self {
+        let mut lifecycle = Self::new(config, seed);
+        let owner = LeaseOwner(lifecycle.rng.u128(..));
+        lifecycle.store = Some(Box::new(Shared {
+            config: store,
+            owner,
+            next_op: 0,
+            awaiting: None,
+            acquiring: None,
+            lease_held: false,
+            generation: 0,
+            rejected: None,
+            anchor: None,
+        }));
+        lifecycle
     }
 
     // ----- getters -----
@@ -367,13 +464,13 @@ impl Lifecycle {
         self.advance(now);
         if let Some(current) = &self.current {
             let token = Arc::clone(&current.token);
-            if now >= token.renew_at && self.fetch.is_none() && self.backoff.is_none() {
+            if now >= token.renew_at && !self.busy() && self.backoff.is_none() {
                 self.start_fetch(now, FetchReason::Renewal);
             }
             self.stats.hits += 1;
             return Want::Ready(token);
         }
-        if self.fetch.is_none() {
+        if !self.busy() {
             if let Some(backoff) = &self.backoff {
                 if backoff.demand_at.is_none_or(|at| now < at) {
                     // A retry comes at `demand_at` (if the error is transient).
@@ -403,6 +500,7 @@ impl Lifecycle {
         };
         match parsed.and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
+                self.write_shared(&token, fetch.sent_at);
                 self.consecutive_failures = 0;
                 self.backoff = None;
                 self.waiting = false;
@@ -442,10 +540,12 @@ impl Lifecycle {
         }
         self.withdraw(WithdrawReason::Rejected);
         self.stats.invalidations += 1;
-        match &mut self.fetch {
-            Some(fetch) => fetch.reason = FetchReason::Unauthorized,
-            None if self.backoff.is_none() => self.start_fetch(now, FetchReason::Unauthorized),
-            None => {}
+        self.invalidate_shared(generation);
+        match (&mut self.fetch, self.store.as_mut().and_then(|s| s.acquiring.as_mut())) {
+            (Some(fetch), _) => fetch.reason = FetchReason::Unauthorized,
+            (None, Some(acquiring)) => acquiring.reason = FetchReason::Unauthorized,
+            (None, None) if self.backoff.is_none() => self.start_fetch(now, FetchReason::Unauthorized),
+            (None, None) => {}
         }
         Unauthorized::Invalidated
     }
@@ -541,6 +641,75 @@ impl Lifecycle {
         })
     }
 
+    /// The store answered operation `id` (see [`crate::store`]); `wall` is
+    /// the wall time at `now`, to convert the store's Unix times. Answers to
+    /// operations nobody waits for are counted and otherwise ignored.
+    pub fn handle_store(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        id: StoreOpId,
+        answer: Result<StoreAnswer, StoreError>,
+    ) {
+        let Some(store) = self.store.as_mut() else { return };
+        store.anchor = Some((now, wall));
+        let awaited = store.awaiting.take_if(|(awaited, _)| *awaited == id).map(|(_, what)| what);
+        if answer.is_err() {
+            self.stats.store_errors += 1;
+        }
+        self.advance(now);
+        let Some(what) = awaited else { return };
+        let Some(acquiring) = self.store.as_ref().and_then(|s| s.acquiring.as_ref()) else { return };
+        let reason = acquiring.reason;
+        let patience_over = acquiring.peer_wait_until.is_some_and(|until| now >= until);
+        match (what, answer) {
+            (Awaiting::Read, Ok(StoreAnswer::Envelope(envelope))) => {
+                if envelope.is_some_and(|envelope| self.adopt(now, wall, &envelope)) {
+                    return;
+                }
+                if patience_over {
+                    self.stats.peer_waits_expired += 1;
+                    self.fetch_now(now, reason);
+                } else {
+                    self.acquire_lease();
+                }
+            }
+            (Awaiting::Lease, Ok(StoreAnswer::Lease(true))) => {
+                self.stats.leases_won += 1;
+                if let Some(store) = self.store.as_mut() {
+                    store.lease_held = true;
+                }
+                self.fetch_now(now, reason);
+            }
+            (Awaiting::Lease, Ok(StoreAnswer::Lease(false))) => {
+                self.stats.leases_lost += 1;
+                self.poll_store_later(now);
+            }
+            // A store error (or an answer of the wrong kind): with a usable
+            // token, try the store again shortly; with callers waiting and
+            // no token, fetch here at once, as without a store.
+            (_, _) if self.current.is_some() && !patience_over => self.poll_store_later(now),
+            (_, _) => self.fetch_now(now, reason),
+        }
+    }
+
+    /// Reads the store again after the poll interval, waiting for a peer's
+    /// token (or for the store to answer) until the patience runs out: the
+    /// peer wait, and never more than half the current token's remaining
+    /// usable time, so that a renewal still ends before it stops.
+    fn poll_store_later(&mut self, now: Instant) {
+        let usable_until = self.current.as_ref().map(|c| c.token.usable_until);
+        let Some(store) = self.store.as_mut() else { return };
+        let (wait, poll) = (store.config.peer_wait, store.config.poll_interval);
+        let Some(acquiring) = store.acquiring.as_mut() else { return };
+        let mut until = now + wait;
+        if let Some(usable_until) = usable_until {
+            until = until.min(now + usable_until.saturating_duration_since(now) / 2);
+        }
+        let until = *acquiring.peer_wait_until.get_or_insert(until);
+        acquiring.next_read = Some((now + poll).min(until.max(now)));
+    }
+
     // ----- outputs -----
 
     /// The next action for the driver. Drain after every input.
@@ -560,7 +729,7 @@ impl Lifecycle {
         let mut deadline = None;
         if let Some(current) = &self.current {
             deadline = Some(current.token.usable_until);
-            if self.fetch.is_none() {
+            if !self.busy() {
                 let next = match &self.backoff {
                     Some(backoff) => Some(backoff.until),
                     None if self.config.refresh_policy().background => Some(current.token.renew_at),
@@ -572,10 +741,147 @@ impl Lifecycle {
         if self.demand_retry_pending() {
             deadline = earliest(deadline, self.backoff.as_ref().and_then(|b| b.demand_at));
         }
+        deadline = earliest(deadline, self.store.as_ref().and_then(|s| s.next_read()));
         deadline
     }
 
     // ----- internals -----
+
+    /// Asks the store for the envelope.
+    fn read_store(&mut self) {
+        let Some(store) = self.store.as_mut() else { return };
+        if let Some(acquiring) = store.acquiring.as_mut() {
+            acquiring.next_read = None;
+        }
+        let request = store.request(StoreOp::Read);
+        store.awaiting = Some((request.id, Awaiting::Read));
+        self.stats.store_reads += 1;
+        self.outputs.push_back(Output::Store(request));
+    }
+
+    fn acquire_lease(&mut self) {
+        let Some(store) = self.store.as_mut() else { return };
+        let op = StoreOp::AcquireLease { owner: store.owner, ttl: store.config.lease_ttl };
+        let request = store.request(op);
+        store.awaiting = Some((request.id, Awaiting::Lease));
+        self.outputs.push_back(Output::Store(request));
+    }
+
+    fn release_lease(&mut self) {
+        let Some(store) = self.store.as_mut() else { return };
+        if std::mem::take(&mut store.lease_held) {
+            let request = store.request(StoreOp::ReleaseLease { owner: store.owner });
+            self.outputs.push_back(Output::Store(request));
+        }
+    }
+
+    /// The current token of `generation` was rejected: delete it from the
+    /// store too, if the store still holds that very token.
+    fn invalidate_shared(&mut self, generation: Generation) {
+        let Some(store) = self.store.as_mut() else { return };
+        let Some(token) = self.last_issued.as_ref().filter(|t| t.generation == generation) else { return };
+        let fingerprint = crate::store::fingerprint(token.value().expose_secret());
+        store.rejected = Some(fingerprint.clone());
+        let request = store.request(StoreOp::Invalidate { fingerprint });
+        self.outputs.push_back(Output::Store(request));
+    }
+
+    /// Writes a token this machine fetched to the store (releasing the
+    /// lease with the write).
+    fn write_shared(&mut self, token: &Arc<AccessToken>, sent_at: Instant) {
+        let refresh_token = self.refresh_token.clone();
+        let Some(store) = self.store.as_mut() else { return };
+        let release = std::mem::take(&mut store.lease_held).then_some(store.owner);
+        let (Some(issued), Some(expires)) = (store.wall(sent_at), store.wall(token.expires_at)) else {
+            // No wall time known yet (no store answer so far): nothing to share.
+            if let Some(owner) = release {
+                let request = store.request(StoreOp::ReleaseLease { owner });
+                self.outputs.push_back(Output::Store(request));
+            }
+            return;
+        };
+        let after_401 = self.current.as_ref().is_some_and(|c| c.reason == FetchReason::Unauthorized);
+        let record = Record::from_parts(
+            self.config.cache_key(),
+            Some(token.value().clone()),
+            issued,
+            expires,
+            token.lifetime_from_provider(),
+            token.scope().map(str::to_owned),
+            refresh_token,
+            after_401,
+            self.unauthorized_streak,
+        );
+        store.generation += 1;
+        let envelope = Envelope::seal(&record, store.generation);
+        let request = store.request(StoreOp::Write { envelope, release });
+        self.outputs.push_back(Output::Store(request));
+    }
+
+    /// Takes the token in `envelope` if it is good enough: for this cache
+    /// key, not the one just rejected, and usable past this replica's own
+    /// renewal point for it. Its refresh token is taken either way when
+    /// the envelope is newer than anything seen.
+    fn adopt(&mut self, now: Instant, wall: SystemTime, envelope: &Envelope) -> bool {
+        let Some(store) = self.store.as_mut() else { return false };
+        let newer = envelope.generation >= store.generation;
+        store.generation = store.generation.max(envelope.generation);
+        let rejected = store.rejected.as_deref() == Some(envelope.fingerprint.as_str());
+        let Ok(record) = envelope.open(self.config.cache_key()) else {
+            self.stats.store_errors += 1;
+            return false;
+        };
+        if newer {
+            if let Some(refresh) = record.refresh_token() {
+                self.refresh_token = Some(refresh.clone());
+            }
+        }
+        let current = self.current.as_ref().map(|c| crate::store::fingerprint(c.token.value().expose_secret()));
+        let (Some(access), false) =
+            (record.access_token(), rejected || current.as_deref() == Some(&envelope.fingerprint))
+        else {
+            return false;
+        };
+        // The record's times, as instants on this machine's clock.
+        let Ok(remaining) = record.expires_at().duration_since(wall) else { return false };
+        let lifetime = record.expires_at().duration_since(record.issued_at()).unwrap_or(remaining);
+        let sent_at = now.checked_add(remaining).and_then(|end| end.checked_sub(lifetime)).unwrap_or(now);
+        let reason = if record.after_401() { FetchReason::Unauthorized } else { FetchReason::NoToken };
+        let adopted = InFlight { id: FetchId(0), sent_at, grant: GrantKind::ClientCredentials, reason };
+        let response = TokenResponse {
+            access_token: access.clone(),
+            expires_in: Some(lifetime.min(MAX_LIFETIME)),
+            refresh_token: None,
+            scope: record.scope().map(str::to_owned),
+        };
+        let previous = self.current.take();
+        let streak = self.unauthorized_streak;
+        match self.install(now, &adopted, response) {
+            Ok(token) if now < token.renew_at => {
+                self.unauthorized_streak = record.unauthorized_streak();
+                if let Some(current) = self.current.as_mut() {
+                    // The loop guard counts from when the peer got it.
+                    current.received_at = sent_at;
+                }
+                if let Some(store) = self.store.as_mut() {
+                    store.acquiring = None;
+                }
+                self.consecutive_failures = 0;
+                self.backoff = None;
+                self.waiting = false;
+                self.stats.adoptions += 1;
+                self.stats.tokens += 1;
+                self.outputs.push_back(Output::TokenReady(token));
+                true
+            }
+            _ => {
+                // Not good enough: undo.
+                self.current = previous;
+                self.unauthorized_streak = streak;
+                false
+            }
+        }
+    }
 
     /// Brings the state up to `now`.
     fn advance(&mut self, now: Instant) {
@@ -592,12 +898,39 @@ impl Lifecycle {
             self.backoff = None;
         }
         let renewal_due = self.current.as_ref().is_some_and(|c| now >= c.token.renew_at);
-        if renewal_due && self.fetch.is_none() && self.backoff.is_none() && self.config.refresh_policy().background {
+        if renewal_due && !self.busy() && self.backoff.is_none() && self.config.refresh_policy().background {
             self.start_fetch(now, FetchReason::Renewal);
+        }
+        if self.store.as_ref().and_then(|s| s.next_read()).is_some_and(|at| now >= at) {
+            self.read_store();
         }
     }
 
+    /// Whether a token is being obtained: a fetch in flight, or the store
+    /// being consulted first.
+    fn busy(&self) -> bool {
+        self.fetch.is_some() || self.store.as_ref().is_some_and(|s| s.acquiring.is_some())
+    }
+
+    /// Obtains a new token: through the store when one is configured,
+    /// otherwise by fetching at once.
     fn start_fetch(&mut self, now: Instant, reason: FetchReason) {
+        if self.store.is_some() {
+            self.demand = false;
+            if let Some(store) = self.store.as_mut() {
+                store.acquiring = Some(Acquiring { reason, peer_wait_until: None, next_read: None });
+            }
+            self.read_store();
+        } else {
+            self.fetch_now(now, reason);
+        }
+    }
+
+    /// Sends the token request.
+    fn fetch_now(&mut self, now: Instant, reason: FetchReason) {
+        if let Some(store) = self.store.as_mut() {
+            store.acquiring = None;
+        }
         let use_refresh = self.config.refresh_policy().use_refresh_token;
         let (grant, request) = match self.refresh_token.as_ref().filter(|_| use_refresh) {
             Some(refresh) => (GrantKind::RefreshToken, token_request(&self.config, Grant::RefreshToken(refresh))),
@@ -682,7 +1015,7 @@ impl Lifecycle {
 
     /// Whether a refused caller is owed a retry at the backoff's `demand_at`.
     fn demand_retry_pending(&self) -> bool {
-        self.demand && self.current.is_none() && self.fetch.is_none()
+        self.demand && self.current.is_none() && !self.busy()
     }
 
     fn fail(&mut self, now: Instant, fetch: InFlight, error: TokenError) {
@@ -690,9 +1023,10 @@ impl Lifecycle {
             // The refresh token is dead; the client credentials still work.
             self.refresh_token = None;
             self.stats.refresh_fallbacks += 1;
-            self.start_fetch(now, fetch.reason);
+            self.fetch_now(now, fetch.reason);
             return;
         }
+        self.release_lease();
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.stats.failures += 1;
         let delay = self.backoff_delay(&error);

@@ -456,3 +456,131 @@ proptest! {
         }
     }
 }
+
+#[derive(Debug, Clone)]
+enum FleetStep {
+    Advance(Duration),
+    Want(usize),
+    Complete { replica: usize, ok: bool, expires_in: u64 },
+    Unauthorized(usize),
+    StoreFails(bool),
+}
+
+fn fleet_step() -> impl Strategy<Value = FleetStep> {
+    prop_oneof![
+        3 => prop_oneof![(0u64..2_000).prop_map(Duration::from_millis), (0u64..4_000).prop_map(Duration::from_secs)].prop_map(FleetStep::Advance),
+        4 => (0usize..3).prop_map(FleetStep::Want),
+        3 => (0usize..3, any::<bool>(), prop_oneof![Just(3600u64), 1u64..120]).prop_map(|(replica, ok, expires_in)| FleetStep::Complete { replica, ok, expires_in }),
+        1 => (0usize..3).prop_map(FleetStep::Unauthorized),
+        1 => any::<bool>().prop_map(FleetStep::StoreFails),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(cases("AUTH_FUZZ_SEQUENCES") / 5))]
+
+    /// Three replicas sharing a store that may fail at any time: no panic,
+    /// no unusable token handed out, one fetch per replica at a time, one
+    /// awaited store operation at a time, and a lease held only while its
+    /// holder fetches.
+    #[test]
+    fn a_fleet_sharing_a_faulty_store_holds_its_invariants(
+        seeds in prop::array::uniform3(any::<u64>()),
+        steps in prop::collection::vec(fleet_step(), 1..60),
+    ) {
+        use auth_core::store::{MemoryStore, StoreAnswer, StoreConfig, StoreError, StoreOp};
+        let config = SourceConfig::builder("https://auth.example.com/token", "id")
+            .client_secret("fleet-client-secret-1")
+            .build()
+            .unwrap();
+        let store = MemoryStore::new();
+        let mut replicas: Vec<Lifecycle> =
+            seeds.iter().map(|seed| Lifecycle::with_store(config.clone(), *seed, StoreConfig::default())).collect();
+        let start = Instant::now();
+        let wall0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut elapsed = Duration::ZERO;
+        let mut in_flight: [Option<auth_core::FetchId>; 3] = [None; 3];
+        let mut holds_lease = [false; 3];
+        let mut issued: Vec<Vec<auth_core::Generation>> = vec![Vec::new(); 3];
+        let mut failing = false;
+        let mut counter = 0u64;
+        for step in steps {
+            let mut touched: Vec<usize> = Vec::new();
+            match step {
+                FleetStep::Advance(by) => {
+                    elapsed += by;
+                    for (i, lc) in replicas.iter_mut().enumerate() {
+                        lc.handle_timeout(start + elapsed);
+                        touched.push(i);
+                    }
+                }
+                FleetStep::Want(i) => {
+                    if let Want::Ready(token) = replicas[i].handle_token_wanted(start + elapsed) {
+                        prop_assert!(token.is_usable(start + elapsed));
+                    }
+                    touched.push(i);
+                }
+                FleetStep::Complete { replica, ok, expires_in } => {
+                    if let Some(id) = in_flight[replica].take() {
+                        counter += 1;
+                        let body = if ok {
+                            format!(r#"{{"access_token":"tok-{counter}","expires_in":{expires_in}}}"#)
+                        } else {
+                            "<html>down</html>".to_owned()
+                        };
+                        let status = if ok { 200 } else { 503 };
+                        let response = http::Response::builder().status(status).body(body.into_bytes()).unwrap();
+                        replicas[replica].handle_fetch_response(start + elapsed, id, &response);
+                        touched.push(replica);
+                    }
+                }
+                FleetStep::Unauthorized(i) => {
+                    if let Some(generation) = issued[i].last() {
+                        let _ = replicas[i].handle_unauthorized(start + elapsed, *generation);
+                        touched.push(i);
+                    }
+                }
+                FleetStep::StoreFails(on) => failing = on,
+            }
+            while let Some(i) = touched.pop() {
+                while let Some(output) = replicas[i].poll_output() {
+                    match output {
+                        Output::Store(request) => {
+                            let answer = if failing {
+                                Err(StoreError::new("down"))
+                            } else {
+                                Ok(store.apply(config.cache_key(), wall0 + elapsed, &request.op))
+                            };
+                            match (&request.op, &answer) {
+                                (StoreOp::AcquireLease { .. }, Ok(StoreAnswer::Lease(true))) => holds_lease[i] = true,
+                                (StoreOp::Write { release: Some(_), .. } | StoreOp::ReleaseLease { .. }, _) => holds_lease[i] = false,
+                                _ => {}
+                            }
+                            replicas[i].handle_store(start + elapsed, wall0 + elapsed, request.id, answer);
+                        }
+                        Output::Fetch(fetch) => {
+                            prop_assert!(in_flight[i].is_none(), "two fetches in flight at replica {i}");
+                            assert_hidden(&format!("{fetch:?}"), &forms("fleet-client-secret-1", Some("id")));
+                            in_flight[i] = Some(fetch.id);
+                        }
+                        Output::TokenReady(token) => {
+                            prop_assert!(token.is_usable(start + elapsed));
+                            issued[i].push(token.generation());
+                        }
+                        Output::Failed(error) => {
+                            assert_hidden(&format!("{error} {error:?}"), &forms("fleet-client-secret-1", Some("id")))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for i in 0..3 {
+                prop_assert_eq!(replicas[i].fetch_in_flight(), in_flight[i]);
+                prop_assert!(!holds_lease[i] || in_flight[i].is_some(), "replica {} holds the lease without fetching", i);
+                if let Some(token) = replicas[i].current_token(start + elapsed) {
+                    prop_assert!(token.is_usable(start + elapsed));
+                }
+            }
+        }
+    }
+}
