@@ -63,8 +63,10 @@ pub mod error;
 pub mod layer;
 pub mod redirect;
 pub mod source;
+pub mod store;
 
 pub use body::{ReplayBody, ReplayableBody};
 pub use error::{AuthError, BoxError};
 pub use layer::{Auth, AuthLayer, NoReplay, ReplayOn401, ResponseFuture};
 pub use source::{Revoked, Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT, WAIT_GRACE};
+pub use store::TokenStore;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use auth_core::request::TokenKind;
 use auth_core::response::normalize_retry_after;
 use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
+use auth_core::store::{StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId, StoreRequest};
 use auth_core::{
     AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError,
     Unauthorized, Want,
@@ -26,9 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
 use crate::error::{AuthError, BoxError};
+use crate::store::TokenStore;
 
 /// Default timeout of one token request, connection included.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default timeout of one store operation: past it the source fetches on
+/// its own, so a slow store never makes a request wait longer.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The current time, on tokio's clock (which tests can pause and advance).
 pub(crate) fn now() -> Instant {
@@ -72,6 +78,11 @@ struct Counters {
     waits: AtomicU64,
     invalidations: AtomicU64,
     replays: AtomicU64,
+    store_reads: AtomicU64,
+    adoptions: AtomicU64,
+    leases_won: AtomicU64,
+    leases_lost: AtomicU64,
+    store_errors: AtomicU64,
 }
 
 /// A snapshot of a token source's counters.
@@ -92,6 +103,16 @@ pub struct Stats {
     pub invalidations: u64,
     /// Requests replayed after a 401.
     pub replays_after_401: u64,
+    /// Reads of the shared store.
+    pub store_reads: u64,
+    /// Tokens taken from the store (a peer fetched them).
+    pub adoptions: u64,
+    /// Renewal leases taken (this source fetched for the fleet).
+    pub leases_won: u64,
+    /// Lease attempts that found a peer fetching.
+    pub leases_lost: u64,
+    /// Store operations that failed or timed out.
+    pub store_errors: u64,
 }
 
 /// How much longer than the fetch timeout a caller waits for the worker
@@ -205,6 +226,8 @@ pub struct TokenSourceBuilder {
     fetch_timeout: Duration,
     seed: Option<u64>,
     restore: Option<StoredToken>,
+    store: Option<(Arc<dyn TokenStore>, StoreConfig)>,
+    store_timeout: Duration,
 }
 
 impl TokenSourceBuilder {
@@ -221,6 +244,19 @@ impl TokenSourceBuilder {
         self
     }
 
+    /// Shares tokens through `store` with every source of the same cache
+    /// key (other tasks, processes, replicas): see [`crate::store`].
+    pub fn store(mut self, store: impl TokenStore, config: StoreConfig) -> Self {
+        self.store = Some((Arc::new(store), config));
+        self
+    }
+
+    /// Timeout of one store operation. Default 250 ms.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// Seed of the jitter of renewal points and backoffs. Default: random,
     /// so that replicas spread out. Fix it in tests.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -234,14 +270,26 @@ impl TokenSourceBuilder {
         let config = Arc::new(self.config);
         let seed = self.seed.unwrap_or_else(random_seed);
         let (commands, receiver) = mpsc::unbounded_channel();
+        // With a store, a caller may also wait for a peer's fetch and for
+        // a few store operations before the local fetch.
+        let store_wait = self
+            .store
+            .as_ref()
+            .map_or(Duration::ZERO, |(_, store)| store.peer_wait.saturating_add(self.store_timeout.saturating_mul(3)));
         let published = Arc::new(Published {
             slot: Arc::new(TokenSlot::new()),
             counters: Counters::default(),
             handled: AtomicU64::new(0),
-            patience: self.fetch_timeout.saturating_add(WAIT_GRACE),
+            patience: self.fetch_timeout.saturating_add(store_wait).saturating_add(WAIT_GRACE),
             failure: OnceLock::new(),
         });
-        let mut lifecycle = Lifecycle::new(Arc::clone(&config), seed);
+        let (store, mut lifecycle) = match self.store {
+            Some((store, store_config)) => {
+                (Some(store), Lifecycle::with_store(Arc::clone(&config), seed, store_config))
+            }
+            None => (None, Lifecycle::new(Arc::clone(&config), seed)),
+        };
+        let (store_answers, store_answered) = mpsc::unbounded_channel();
         if let Some(stored) = self.restore {
             lifecycle.handle_restore(now(), stored);
         }
@@ -253,6 +301,10 @@ impl TokenSourceBuilder {
             published: Arc::clone(&published),
             waiters: Vec::new(),
             fetch: None,
+            store,
+            store_timeout: self.store_timeout,
+            store_answers,
+            store_answered,
         };
         runtime.spawn(worker.run());
         let id = SourceId::next();
@@ -309,7 +361,15 @@ impl TokenSource {
             let transport = transport.clone();
             Box::pin(send(transport, request, limit))
         });
-        TokenSourceBuilder { config, fetcher, fetch_timeout: DEFAULT_FETCH_TIMEOUT, seed: None, restore: None }
+        TokenSourceBuilder {
+            config,
+            fetcher,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            seed: None,
+            restore: None,
+            store: None,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+        }
     }
 
     /// The configuration.
@@ -392,6 +452,11 @@ impl TokenSource {
             waits: c.waits.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
             replays_after_401: c.replays.load(Ordering::Relaxed),
+            store_reads: c.store_reads.load(Ordering::Relaxed),
+            adoptions: c.adoptions.load(Ordering::Relaxed),
+            leases_won: c.leases_won.load(Ordering::Relaxed),
+            leases_lost: c.leases_lost.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -645,6 +710,8 @@ struct InFlight {
     future: FetchFuture,
 }
 
+type StoreAnswered = (StoreOpId, Result<StoreAnswer, StoreError>);
+
 /// The task that owns the lifecycle.
 struct Worker {
     lifecycle: Lifecycle,
@@ -654,12 +721,18 @@ struct Worker {
     published: Arc<Published>,
     waiters: Vec<oneshot::Sender<Reply>>,
     fetch: Option<InFlight>,
+    store: Option<Arc<dyn TokenStore>>,
+    store_timeout: Duration,
+    /// Store operations run as tasks of their own and answer here.
+    store_answers: mpsc::UnboundedSender<StoreAnswered>,
+    store_answered: mpsc::UnboundedReceiver<StoreAnswered>,
 }
 
 /// What woke the worker.
 enum Event {
     Command(Command),
     Fetched(Result<Response<Bytes>, TokenError>),
+    Stored(StoreAnswered),
     Timeout,
 }
 
@@ -680,6 +753,7 @@ impl Worker {
                     None => break,
                 },
                 outcome = poll_fetch(&mut self.fetch) => Event::Fetched(outcome),
+                Some(answered) = self.store_answered.recv() => Event::Stored(answered),
                 () = sleep_until(deadline) => Event::Timeout,
             };
             if self.guarded(|worker| worker.on(event)).is_err() {
@@ -711,8 +785,44 @@ impl Worker {
                     self.finish(fetch.id, fetch.started, outcome);
                 }
             }
+            Event::Stored((id, answer)) => {
+                if let Err(error) = &answer {
+                    tracing::debug!(target: "auth_tower", op = id.get(), timeout = error.timeout, "token store operation failed: {error}");
+                }
+                self.lifecycle.handle_store(now(), SystemTime::now(), id, answer);
+                self.publish_store_stats();
+            }
             Event::Timeout => self.published.slot.handle_timeout_with(&mut self.lifecycle, now()),
         }
+    }
+
+    /// Copies the lifecycle's store counters to the shared ones.
+    fn publish_store_stats(&self) {
+        let (stats, counters) = (self.lifecycle.stats(), &self.published.counters);
+        counters.store_reads.store(stats.store_reads, Ordering::Relaxed);
+        counters.adoptions.store(stats.adoptions, Ordering::Relaxed);
+        counters.leases_won.store(stats.leases_won, Ordering::Relaxed);
+        counters.leases_lost.store(stats.leases_lost, Ordering::Relaxed);
+        counters.store_errors.store(stats.store_errors, Ordering::Relaxed);
+    }
+
+    /// Runs a store operation in a task of its own, with the store timeout.
+    fn run_store_op(&self, request: StoreRequest) {
+        let answers = self.store_answers.clone();
+        let Some(store) = self.store.clone() else {
+            let _ = answers.send((request.id, Err(StoreError::new("no store is configured"))));
+            return;
+        };
+        let key = self.lifecycle.config().cache_key().clone();
+        let timeout = self.store_timeout;
+        tracing::trace!(target: "auth_tower", op = request.id.get(), kind = store_op_kind(&request.op), "token store operation");
+        tokio::spawn(async move {
+            let answer = match tokio::time::timeout(timeout, store.execute(&key, &request.op)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(StoreError::timeout(timeout)),
+            };
+            let _ = answers.send((request.id, answer));
+        });
     }
 
     fn handle(&mut self, command: Command) {
@@ -786,6 +896,7 @@ impl Worker {
         while let Some(output) = self.lifecycle.poll_output() {
             match output {
                 Output::Fetch(fetch) => self.start(fetch),
+                Output::Store(request) => self.run_store_op(request),
                 Output::TokenReady(token) => {
                     tracing::info!(
                         target: "auth_tower",
@@ -885,6 +996,18 @@ impl Worker {
             })
         });
         self.fetch = Some(InFlight { id: fetch.id, started: now(), future });
+    }
+}
+
+/// A short name of a store operation, for logs.
+fn store_op_kind(op: &StoreOp) -> &'static str {
+    match op {
+        StoreOp::Read => "read",
+        StoreOp::AcquireLease { .. } => "acquire_lease",
+        StoreOp::Write { .. } => "write",
+        StoreOp::Invalidate { .. } => "invalidate",
+        StoreOp::ReleaseLease { .. } => "release_lease",
+        _ => "other",
     }
 }
 
