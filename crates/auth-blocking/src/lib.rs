@@ -45,11 +45,13 @@
 mod client;
 mod error;
 mod source;
+pub mod store;
 mod transport;
 
 pub use client::AuthorizedClient;
 pub use error::{Error, TransportError};
-pub use source::{BlockingTokenSource, Revoked, Stats};
+pub use source::{BlockingSourceBuilder, BlockingTokenSource, Revoked, Stats, DEFAULT_STORE_TIMEOUT};
+pub use store::BlockingTokenStore;
 pub use transport::BlockingTransport;
 #[cfg(feature = "ureq")]
 pub use transport::UreqTransport;

@@ -6,16 +6,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use auth_core::request::TokenKind;
 use auth_core::response::normalize_retry_after;
 use auth_core::slot::TokenSlot;
+use auth_core::store::{StoreConfig, StoreError};
 use auth_core::{
     AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
 };
 
 use crate::error::Error;
+use crate::store::{BlockingTokenStore, StoreRunner};
 use crate::transport::BlockingTransport;
 
 type Reply = Result<Option<Arc<AccessToken>>, Error>;
@@ -49,6 +51,10 @@ pub struct Stats {
     pub cache_hits: u64,
     /// Callers that had to wait for a fetch.
     pub waits: u64,
+    /// Tokens taken from the shared store (a peer fetched them).
+    pub adoptions: u64,
+    /// Store operations that failed or timed out.
+    pub store_errors: u64,
 }
 
 #[derive(Default)]
@@ -57,6 +63,8 @@ struct Counters {
     failures: AtomicU64,
     hits: AtomicU64,
     waits: AtomicU64,
+    adoptions: AtomicU64,
+    store_errors: AtomicU64,
 }
 
 struct Published {
@@ -130,15 +138,42 @@ impl BlockingTokenSource {
 
     /// Like [`BlockingTokenSource::new`] with a fixed jitter seed (tests).
     pub fn with_seed(config: SourceConfig, transport: impl BlockingTransport, seed: u64) -> Result<Self, Error> {
-        let config = Arc::new(config);
+        Self::builder(config, transport).seed(seed).build()
+    }
+
+    /// A token source with options (a shared store, a seed).
+    pub fn builder(config: SourceConfig, transport: impl BlockingTransport) -> BlockingSourceBuilder {
+        BlockingSourceBuilder {
+            config,
+            transport: Box::new(transport),
+            seed: None,
+            store: None,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
+        }
+    }
+
+    fn start(options: BlockingSourceBuilder) -> Result<Self, Error> {
+        let config = Arc::new(options.config);
+        let seed = options.seed.unwrap_or_else(random_seed);
         let (commands, receiver) = mpsc::channel();
         let published =
             Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
+        let (lifecycle, store) = match options.store {
+            Some((store, store_config)) => {
+                let runner =
+                    StoreRunner::start(store, config.cache_key().clone(), options.store_timeout).map_err(|e| {
+                        Error::Token(TokenError::transport(format!("could not start the store thread: {e}")))
+                    })?;
+                (Lifecycle::with_store(Arc::clone(&config), seed, store_config), Some(runner))
+            }
+            None => (Lifecycle::new(Arc::clone(&config), seed), None),
+        };
         let worker = Worker {
-            lifecycle: Lifecycle::new(Arc::clone(&config), seed),
-            transport: Box::new(transport),
+            lifecycle,
+            transport: options.transport,
             published: Arc::clone(&published),
             waiters: Vec::new(),
+            store,
         };
         let handle = std::thread::Builder::new()
             .name("auth-token-source".to_owned())
@@ -215,6 +250,8 @@ impl BlockingTokenSource {
             failures: c.failures.load(Ordering::Relaxed),
             cache_hits: c.hits.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
+            adoptions: c.adoptions.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -237,11 +274,51 @@ fn random_seed() -> u64 {
     hasher.finish()
 }
 
+/// Default timeout of one store operation.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Options of a [`BlockingTokenSource`]; see [`BlockingTokenSource::builder`].
+#[must_use = "call build() to start the token source"]
+pub struct BlockingSourceBuilder {
+    config: SourceConfig,
+    transport: Box<dyn BlockingTransport>,
+    seed: Option<u64>,
+    store: Option<(Arc<dyn BlockingTokenStore>, StoreConfig)>,
+    store_timeout: Duration,
+}
+
+impl BlockingSourceBuilder {
+    /// Shares tokens through `store` with every source of the same cache
+    /// key (other threads, processes, replicas): see [`crate::store`].
+    pub fn store(mut self, store: impl BlockingTokenStore, config: StoreConfig) -> Self {
+        self.store = Some((Arc::new(store), config));
+        self
+    }
+
+    /// Timeout of one store operation. Default 250 ms.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Seed of the jitter of renewal points and backoffs. Default: random.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Starts the token source's thread.
+    pub fn build(self) -> Result<BlockingTokenSource, Error> {
+        BlockingTokenSource::start(self)
+    }
+}
+
 struct Worker {
     lifecycle: Lifecycle,
     transport: Box<dyn BlockingTransport>,
     published: Arc<Published>,
     waiters: Vec<mpsc::SyncSender<Reply>>,
+    store: Option<StoreRunner>,
 }
 
 impl Worker {
@@ -364,6 +441,20 @@ impl Worker {
                 }
                 Output::TokenWithdrawn { generation, .. } => {
                     self.published.slot.withdraw(generation);
+                }
+                Output::Store(request) => {
+                    let id = request.id;
+                    let answer = match &self.store {
+                        Some(store) => store.run(request),
+                        None => Err(StoreError::new("no store is configured")),
+                    };
+                    if let Err(error) = &answer {
+                        tracing::debug!(target: "auth_blocking", op = id.get(), "token store operation failed: {error}");
+                    }
+                    self.lifecycle.handle_store(Instant::now(), SystemTime::now(), id, answer);
+                    let (stats, counters) = (self.lifecycle.stats(), &self.published.counters);
+                    counters.adoptions.store(stats.adoptions, Ordering::Relaxed);
+                    counters.store_errors.store(stats.store_errors, Ordering::Relaxed);
                 }
                 _ => {}
             }

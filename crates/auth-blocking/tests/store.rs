@@ -1,0 +1,78 @@
+//! Blocking token sources sharing a store: one fetch for many sources, and
+//! a hung or broken store never fails a request nor holds it up past the
+//! store timeout.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_blocking::{BlockingTokenSource, BlockingTokenStore, TransportError};
+use auth_core::secret::ExposeSecret;
+use auth_core::store::{MemoryStore, StoreAnswer, StoreConfig, StoreError, StoreOp};
+use auth_core::{CacheKey, SourceConfig};
+
+fn config() -> SourceConfig {
+    SourceConfig::builder("https://auth.example.com/token", "id").client_secret("s").build().unwrap()
+}
+
+/// A token endpoint that takes 50 ms and counts its calls.
+fn endpoint(
+    calls: &Arc<AtomicUsize>,
+) -> impl Fn(http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TransportError> + Send + Sync + 'static {
+    let calls = Arc::clone(calls);
+    move |_request| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#).into_bytes()))
+    }
+}
+
+#[test]
+fn four_sources_on_one_store_make_one_fetch() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = MemoryStore::new();
+    let sources: Vec<BlockingTokenSource> = (0..4)
+        .map(|_| {
+            BlockingTokenSource::builder(config(), endpoint(&calls))
+                .store(store.clone(), StoreConfig::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|source| scope.spawn(move || source.token().unwrap().value().expose_secret().to_owned()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for four sources");
+    assert_eq!(sources.iter().map(|s| s.stats().adoptions).sum::<u64>(), 3);
+}
+
+/// A store that never answers.
+struct Hung;
+
+impl BlockingTokenStore for Hung {
+    fn execute(&self, _key: &CacheKey, _op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        std::thread::sleep(Duration::from_secs(3600));
+        Err(StoreError::new("woke up"))
+    }
+}
+
+#[test]
+fn a_hung_store_costs_one_store_timeout_and_no_error() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = BlockingTokenSource::builder(config(), endpoint(&calls))
+        .store(Hung, StoreConfig::default())
+        .store_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(source.token().unwrap().value().expose_secret(), "tok-1");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    assert!(source.stats().store_errors >= 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
