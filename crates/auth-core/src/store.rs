@@ -87,6 +87,12 @@ impl StoreOpId {
 pub struct LeaseOwner(pub(crate) u128);
 
 impl LeaseOwner {
+    /// An owner with this value (a lifecycle draws a random one; backends'
+    /// tests make their own).
+    pub fn new(value: u128) -> Self {
+        Self(value)
+    }
+
     /// The value to store as the lease's owner (32 hex digits).
     pub fn as_hex(&self) -> String {
         format!("{:032x}", self.0)

@@ -104,8 +104,8 @@ impl Fleet {
             match output {
                 Output::Store(request) => {
                     self.store_ops += 1;
-                    let failing =
-                        self.store_down || (self.store_fails_every > 0 && self.store_ops % self.store_fails_every == 0);
+                    let failing = self.store_down
+                        || (self.store_fails_every > 0 && self.store_ops.is_multiple_of(self.store_fails_every));
                     let answer = if failing {
                         Err(StoreError::new("injected failure"))
                     } else {

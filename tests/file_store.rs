@@ -1,0 +1,84 @@
+//! Token sources on one host sharing a file store: each source has its own
+//! `FileStore` on the same directory, as separate processes would.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::secret::ExposeSecret;
+use auth_core::store::StoreConfig;
+use auth_core::SourceConfig;
+use auth_store::FileStore;
+
+fn config() -> SourceConfig {
+    SourceConfig::builder("https://auth.example.com/token", "fleet").client_secret("s").build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_async_sources_on_one_directory_make_one_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let endpoint = tower::service_fn(move |_request: http::Request<Vec<u8>>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, Infallible>(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#)))
+        }
+    });
+    let sources: Vec<auth_tower::TokenSource> = (0..8)
+        .map(|_| {
+            let store = FileStore::open(dir.path().join("tokens")).unwrap();
+            auth_tower::TokenSource::builder(config(), endpoint.clone())
+                .store(store, StoreConfig::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut calls_in_flight = tokio::task::JoinSet::new();
+    for source in &sources {
+        let source = source.clone();
+        calls_in_flight.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
+    }
+    while let Some(outcome) = calls_in_flight.join_next().await {
+        assert_eq!(outcome.unwrap().unwrap(), "tok-1");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for eight sources");
+    // A source started later (the next process) adopts the stored token.
+    let late = auth_tower::TokenSource::builder(config(), endpoint)
+        .store(FileStore::open(dir.path().join("tokens")).unwrap(), StoreConfig::default())
+        .build()
+        .unwrap();
+    assert_eq!(late.token().await.unwrap().value().expose_secret(), "tok-1");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn blocking_sources_on_one_directory_make_one_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sources: Vec<auth_blocking::BlockingTokenSource> = (0..4)
+        .map(|_| {
+            let calls = Arc::clone(&calls);
+            let endpoint = move |_request: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, auth_blocking::TransportError> {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::sleep(Duration::from_millis(100));
+                Ok(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#).into_bytes()))
+            };
+            auth_blocking::BlockingTokenSource::builder(config(), endpoint)
+                .store(FileStore::open(dir.path()).unwrap(), StoreConfig::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|s| scope.spawn(move || s.token().unwrap().value().expose_secret().to_owned()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
