@@ -560,6 +560,10 @@ impl Lifecycle {
     /// say). The next caller causes a new fetch.
     pub fn handle_discard(&mut self, now: Instant) {
         self.advance(now);
+        if let Some(generation) = self.current.as_ref().map(|c| c.token.generation) {
+            // Peers must not adopt it either.
+            self.invalidate_shared(generation);
+        }
         self.withdraw(WithdrawReason::Discarded);
         self.last_issued = None;
         self.refresh_token = None;

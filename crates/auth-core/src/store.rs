@@ -245,7 +245,8 @@ impl Record {
     pub fn access_token_value(&self) -> Option<&str> {
         self.access_token.as_ref().map(|t| t.expose_secret())
     }
-    pub(crate) fn access_token(&self) -> Option<&AccessTokenValue> {
+    /// The access token, if the record holds one.
+    pub fn access_token(&self) -> Option<&AccessTokenValue> {
         self.access_token.as_ref()
     }
     /// When the access token expires.
@@ -259,10 +260,12 @@ impl Record {
     pub fn lifetime_from_provider(&self) -> bool {
         self.lifetime_from_provider
     }
-    pub(crate) fn scope(&self) -> Option<&str> {
+    /// The granted scope, when known.
+    pub fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
     }
-    pub(crate) fn refresh_token(&self) -> Option<&RefreshToken> {
+    /// The refresh token, if the record holds one.
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
         self.refresh_token.as_ref()
     }
     pub(crate) fn after_401(&self) -> bool {
@@ -327,8 +330,9 @@ impl Record {
     }
 }
 
-/// A SHA-256 of a token, the first 32 hex digits.
-pub(crate) fn fingerprint(token: &str) -> String {
+/// A SHA-256 of a token, the first 32 hex digits: what an [`Envelope`]
+/// carries to name its token without holding it.
+pub fn fingerprint(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 

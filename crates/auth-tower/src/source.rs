@@ -57,6 +57,8 @@ enum Command {
     Revoke(oneshot::Sender<Result<Revoked, AuthError>>),
     /// Report the tokens to save.
     Snapshot(oneshot::Sender<Option<StoredToken>>),
+    /// Answer once no store operation is running.
+    Flush(oneshot::Sender<()>),
 }
 
 /// What [`TokenSource::revoke`] revoked.
@@ -305,6 +307,8 @@ impl TokenSourceBuilder {
             store_timeout: self.store_timeout,
             store_answers,
             store_answered,
+            store_pending: 0,
+            flushes: Vec::new(),
         };
         runtime.spawn(worker.run());
         let id = SourceId::next();
@@ -440,6 +444,17 @@ impl TokenSource {
         let (reply, receiver) = oneshot::channel();
         self.shared.commands.send(Command::Snapshot(reply)).ok()?;
         receiver.await.ok().flatten()
+    }
+
+    /// Waits until the store operations started so far have finished
+    /// (each is bounded by the store timeout): a program about to exit
+    /// calls it so that the token it fetched reaches the store. Without a
+    /// store it returns at once.
+    pub async fn flush(&self) {
+        let (reply, receiver) = oneshot::channel();
+        if self.shared.commands.send(Command::Flush(reply)).is_ok() {
+            let _ = receiver.await;
+        }
     }
 
     /// Counters since the source was created.
@@ -726,6 +741,10 @@ struct Worker {
     /// Store operations run as tasks of their own and answer here.
     store_answers: mpsc::UnboundedSender<StoreAnswered>,
     store_answered: mpsc::UnboundedReceiver<StoreAnswered>,
+    /// Store operations started and not answered yet.
+    store_pending: usize,
+    /// Callers of `flush` waiting for `store_pending` to reach zero.
+    flushes: Vec<oneshot::Sender<()>>,
 }
 
 /// What woke the worker.
@@ -786,11 +805,19 @@ impl Worker {
                 }
             }
             Event::Stored((id, answer)) => {
+                self.store_pending = self.store_pending.saturating_sub(1);
                 if let Err(error) = &answer {
                     tracing::debug!(target: "auth_tower", op = id.get(), timeout = error.timeout, "token store operation failed: {error}");
                 }
                 self.lifecycle.handle_store(now(), SystemTime::now(), id, answer);
                 self.publish_store_stats();
+                // Operations the answer started are counted before flushes are told.
+                self.carry_out();
+                if self.store_pending == 0 {
+                    for flush in self.flushes.drain(..) {
+                        let _ = flush.send(());
+                    }
+                }
             }
             Event::Timeout => self.published.slot.handle_timeout_with(&mut self.lifecycle, now()),
         }
@@ -807,7 +834,8 @@ impl Worker {
     }
 
     /// Runs a store operation in a task of its own, with the store timeout.
-    fn run_store_op(&self, request: StoreRequest) {
+    fn run_store_op(&mut self, request: StoreRequest) {
+        self.store_pending += 1;
         let answers = self.store_answers.clone();
         let Some(store) = self.store.clone() else {
             let _ = answers.send((request.id, Err(StoreError::new("no store is configured"))));
@@ -834,6 +862,13 @@ impl Worker {
             Command::Revoke(reply) => self.revoke(reply),
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.lifecycle.snapshot(now()));
+            }
+            Command::Flush(reply) => {
+                if self.store_pending == 0 {
+                    let _ = reply.send(());
+                } else {
+                    self.flushes.push(reply);
+                }
             }
             Command::Unauthorized(generation, reply) => {
                 let outcome = self.lifecycle.handle_unauthorized(now(), generation);

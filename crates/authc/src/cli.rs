@@ -143,7 +143,11 @@ pub struct AuthArgs {
     /// Allow plain http to hosts that are not loopback (test environments only).
     #[arg(long)]
     pub allow_insecure_http: bool,
-    /// Neither read nor write the token cache.
+    /// Neither read nor write the token cache (the same as `--store none`).
     #[arg(long)]
     pub no_cache: bool,
+    /// Where tokens are shared between runs and processes: `file` (the
+    /// cache directory, the default), `file:DIR`, or `none`.
+    #[arg(long, env = "AUTHC_STORE", value_name = "STORE")]
+    pub store: Option<String>,
 }

@@ -6,53 +6,82 @@ use std::time::Duration;
 
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
-use auth_core::SourceConfig;
+use auth_core::store::{StoreAnswer, StoreConfig, StoreOp};
+use auth_core::{SourceConfig, StoredToken};
 use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
+use auth_store::FileStore;
 use auth_tower::TokenSource;
 use zeroize::Zeroizing;
 
-use crate::cache::DiskCache;
 use crate::cli::{AuthArgs, TokenTypeHint};
 use crate::failure::Failure;
-use crate::settings::Settings;
+use crate::settings::{Settings, StoreChoice};
 
-/// A token source restored from (and saved back to) the disk cache.
+/// A token source sharing its tokens through the token store (a file
+/// store in the cache directory by default): parallel runs make one grant,
+/// later runs reuse the token.
 struct CachedSource {
     source: TokenSource,
-    cache: Option<DiskCache>,
+    store: Option<FileStore>,
 }
 
 impl CachedSource {
-    fn open(config: SourceConfig, cache: Option<DiskCache>) -> Result<Self, Failure> {
+    fn open(config: SourceConfig, store: Option<FileStore>, restore: Option<StoredToken>) -> Result<Self, Failure> {
         let transport =
             ReqwestTransport::new().map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
-        let stored = cache.as_ref().and_then(|cache| cache.load(config.cache_key()));
         let mut builder = TokenSource::builder(config, transport);
-        if let Some(stored) = stored {
+        if let Some(store) = &store {
+            builder = builder.store(store.clone(), StoreConfig::default());
+        }
+        if let Some(stored) = restore {
             builder = builder.restore(stored);
         }
-        Ok(Self { source: builder.build()?, cache })
+        Ok(Self { source: builder.build()?, store })
     }
 
-    /// Writes the current tokens back, so the next run reuses them.
+    /// Waits for the store writes of this run (bounded by the store
+    /// timeout), and says once when the cache could not be used.
     async fn save(&self) {
-        let Some(cache) = &self.cache else { return };
-        if let Some(snapshot) = self.source.snapshot().await {
-            if let Err(e) = cache.save(self.source.config().cache_key(), &snapshot) {
-                // Said once per run, without RUST_LOG: the next run will fetch again.
-                eprintln!("authc: could not write the token cache: {e}; the next run fetches a new token");
-            }
+        if self.store.is_none() {
+            return;
+        }
+        self.source.flush().await;
+        let errors = self.source.stats().store_errors;
+        if errors > 0 {
+            // Said once per run, without RUST_LOG: the next run will fetch again.
+            eprintln!(
+                "authc: could not use the token cache ({errors} operation(s) failed); the next run fetches a new token"
+            );
         }
     }
 }
 
-/// The disk cache, unless `--no-cache` (or the directory is unsafe: said on stderr).
-fn disk_cache(settings: &Settings) -> Option<DiskCache> {
-    if settings.no_cache {
-        None
-    } else {
-        DiskCache::open()
+/// The token store, unless `--store none` (or the directory is unsafe:
+/// said on stderr).
+fn token_store(settings: &Settings) -> Option<FileStore> {
+    let StoreChoice::File(dir) = settings.store.as_ref()?;
+    match FileStore::open(dir) {
+        Ok(store) => Some(store),
+        Err(error) => {
+            eprintln!("authc: not using the token cache: {}", error.message);
+            None
+        }
     }
+}
+
+/// The tokens the store holds for `config`, if any (without fetching).
+fn stored_tokens(store: &FileStore, config: &SourceConfig) -> Option<StoredToken> {
+    let now = std::time::SystemTime::now();
+    let key = config.cache_key();
+    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute_at(key, now, &StoreOp::Read) else { return None };
+    let record = envelope.open(key).ok()?;
+    let remaining = record.expires_at().duration_since(now).unwrap_or_default();
+    Some(StoredToken::new(
+        record.access_token().cloned(),
+        remaining,
+        record.refresh_token().cloned(),
+        record.scope().map(str::to_owned),
+    ))
 }
 
 fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failure> {
@@ -66,7 +95,7 @@ fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failu
 pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
     let settings = Settings::resolve(auth, None)?;
     let config = needs_oauth(&settings, "token")?;
-    let session = CachedSource::open(config, disk_cache(&settings))?;
+    let session = CachedSource::open(config, token_store(&settings), None)?;
     let token = session.source.token().await?;
     session.save().await;
     let now = tokio::time::Instant::now().into_std();
@@ -107,7 +136,7 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
     }
     let origin = url.origin().ascii_serialization();
     let session =
-        settings.source_config()?.map(|config| CachedSource::open(config, disk_cache(&settings))).transpose()?;
+        settings.source_config()?.map(|config| CachedSource::open(config, token_store(&settings), None)).transpose()?;
     let credentials = settings.credentials(session.is_some(), &origin)?;
     let middleware = match &session {
         Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
@@ -182,7 +211,7 @@ pub async fn revoke(
             "`authc revoke` needs --revocation-url (or AUTHC_REVOCATION_URL, or revocation_url in the profile)",
         ));
     }
-    let cache = disk_cache(&settings);
+    let store = token_store(&settings);
     match token {
         Some(dash) if dash == "-" => {
             let mut value = Zeroizing::new(String::new());
@@ -194,14 +223,17 @@ pub async fn revoke(
                 return Err(Failure::usage("no token on stdin"));
             }
             revoke_one(&config, value, hint.unwrap_or(TokenTypeHint::AccessToken)).await?;
-            if let Some(cache) = &cache {
-                let cached = cache.load(config.cache_key());
-                let holds = cached.is_some_and(|c| {
+            if let Some(store) = &store {
+                // The stored record holds it: delete the record (compare-and-delete).
+                let stored = stored_tokens(store, &config);
+                let holds = stored.as_ref().is_some_and(|c| {
                     c.access_token.as_ref().is_some_and(|t| t.expose_secret() == value)
                         || c.refresh_token.as_ref().is_some_and(|t| t.expose_secret() == value)
                 });
-                if holds {
-                    cache.remove(config.cache_key());
+                if let Some(access) = stored.and_then(|c| c.access_token).filter(|_| holds) {
+                    let fingerprint = auth_core::store::fingerprint(access.expose_secret());
+                    let op = StoreOp::Invalidate { fingerprint };
+                    let _ = store.execute_at(config.cache_key(), std::time::SystemTime::now(), &op);
                 }
             }
             eprintln!("authc: token revoked");
@@ -211,21 +243,18 @@ pub async fn revoke(
             "pass the token on stdin with `--token -` (a command-line value would show in the process list)",
         )),
         None => {
-            let Some(cache) = cache else {
+            let Some(store) = store else {
                 return Err(Failure::usage(
-                    "nothing to revoke: the cache is off (--no-cache); pass a token with `--token -`",
+                    "nothing to revoke: the cache is off (--no-cache or --store none); pass a token with `--token -`",
                 ));
             };
-            if cache.load(config.cache_key()).is_none() {
+            let Some(stored) = stored_tokens(&store, &config) else {
                 eprintln!("authc: no cached token for this configuration; nothing to revoke");
                 return Ok(());
-            }
-            let key = config.cache_key().clone();
-            let session = CachedSource::open(config, Some(cache))?;
+            };
+            let session = CachedSource::open(config, Some(store), Some(stored))?;
             let revoked = session.source.revoke().await;
-            if let Some(cache) = &session.cache {
-                cache.remove(&key);
-            }
+            session.save().await;
             let revoked = revoked?;
             let what = match (revoked.access_token, revoked.refresh_token) {
                 (true, true) => "access and refresh tokens",

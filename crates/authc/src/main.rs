@@ -14,7 +14,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-mod cache;
 mod cli;
 mod commands;
 mod demo;

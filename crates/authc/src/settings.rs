@@ -37,6 +37,8 @@ struct Profile {
     revocation_url: Option<String>,
     #[serde(default)]
     allow_insecure_http: bool,
+    /// `file`, `file:DIR` or `none`.
+    store: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,7 +66,15 @@ pub struct Settings {
     pub basic_password: Option<Password>,
     pub revocation_url: Option<String>,
     pub allow_insecure_http: bool,
-    pub no_cache: bool,
+    /// The token store: `None` for none.
+    pub store: Option<StoreChoice>,
+}
+
+/// Where tokens are shared between runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// A directory (the cache directory by default).
+    File(PathBuf),
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -118,6 +128,24 @@ fn read_secret(var: &str, file: Option<&Path>, what: &str) -> Result<Option<Stri
             .map_err(|e| Failure::usage(format!("cannot read the {what} file {}: {e}", file.display())))?,
     );
     Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// Parses `--store`: `file`, `file:DIR` or `none`.
+fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
+    let default_dir = || {
+        std::env::var_os("AUTHC_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("authc")))
+            .ok_or_else(|| Failure::usage("no cache directory is known: set AUTHC_CACHE_DIR or pass --store file:DIR"))
+    };
+    match spec {
+        "none" => Ok(None),
+        "file" => Ok(Some(StoreChoice::File(default_dir()?))),
+        other => match other.strip_prefix("file:") {
+            Some(dir) if !dir.is_empty() => Ok(Some(StoreChoice::File(PathBuf::from(dir)))),
+            _ => Err(Failure::usage(format!("--store `{other}` is not understood; use file, file:DIR or none"))),
+        },
+    }
 }
 
 fn auth_method(method: AuthMethod) -> ClientAuth {
@@ -176,7 +204,11 @@ impl Settings {
             .map(Password::new),
             revocation_url: revocation_url.or(profile.revocation_url),
             allow_insecure_http: args.allow_insecure_http || profile.allow_insecure_http,
-            no_cache: args.no_cache,
+            store: if args.no_cache {
+                None
+            } else {
+                store_choice(args.store.as_deref().or(profile.store.as_deref()).unwrap_or("file"))?
+            },
         })
     }
 

@@ -48,6 +48,21 @@ impl Env {
         self.dir.path().join("cache")
     }
 
+    /// The token records in the cache (the lock files beside them aside).
+    fn records(&self) -> Vec<std::path::PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.cache_dir()) else { return Vec::new() };
+        entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "record")).collect()
+    }
+
+    /// The access token the (single) cached record holds.
+    fn cached_access_token(&self) -> String {
+        let records = self.records();
+        assert_eq!(records.len(), 1, "{records:?}");
+        let envelope: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
+        let record: serde_json::Value = serde_json::from_str(envelope["payload"].as_str().unwrap()).unwrap();
+        record["access_token"].as_str().unwrap().to_owned()
+    }
+
     fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_authc"));
         command
@@ -163,7 +178,7 @@ fn the_disk_cache_spares_the_token_endpoint() {
     assert_eq!((first.code, second.code), (0, 0), "{} {}", first.stderr, second.stderr);
     assert_eq!(first.stdout, second.stdout, "the second run reuses the cached token");
     assert_eq!(env.provider.stats().token_requests, 1);
-    let files: Vec<_> = std::fs::read_dir(env.cache_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let files = env.records();
     assert_eq!(files.len(), 1);
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(!text.contains(SECRET), "the client secret is never cached");
@@ -180,7 +195,7 @@ fn the_disk_cache_spares_the_token_endpoint() {
     let third = env.oauth(&["token"]);
     assert_eq!(third.code, 0, "{}", third.stderr);
     assert_eq!(env.provider.stats().token_requests, 3);
-    assert!(std::fs::read_to_string(&files[0]).unwrap().contains(third.stdout.trim()));
+    assert_eq!(env.cached_access_token(), third.stdout.trim());
     assert_eq!(env.oauth(&["token"]).stdout, third.stdout);
     assert_eq!(env.provider.stats().token_requests, 3);
 }
@@ -269,7 +284,7 @@ fn revoke_the_cached_token_or_one_from_stdin() {
     let run = env.oauth(&["revoke", "--revocation-url", &revocation_url]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(env.provider.stats().revocations, 1);
-    assert_eq!(std::fs::read_dir(env.cache_dir()).unwrap().count(), 0, "removed from the cache");
+    assert_eq!(env.records().len(), 0, "removed from the cache");
     // The next token is a new one.
     assert_eq!(env.oauth(&["token"]).code, 0);
     assert_eq!(env.provider.stats().tokens_issued, 2);
@@ -376,12 +391,7 @@ fn no_secret_reaches_stderr_even_with_trace_logging() {
         &[("AUTHC_CLIENT_SECRET", "wrong-Secret-55"), ("RUST_LOG", "trace")],
     );
     assert_eq!(refused.code, 3);
-    let cached = std::fs::read_dir(env.cache_dir())
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect::<String>();
-    let renewed: serde_json::Value = serde_json::from_str(&cached).unwrap();
-    let renewed_token = renewed["access_token"].as_str().unwrap().to_owned();
+    let renewed_token = env.cached_access_token();
     assert!(token.stderr.contains("requesting an access token"), "trace logging is on: {}", token.stderr);
     for run in [&token, &request, &refused] {
         for secret in [SECRET, API_KEY, "wrong-Secret-55", access_token.as_str(), renewed_token.as_str()] {
@@ -503,7 +513,7 @@ fn a_shared_cache_directory_is_not_used_and_a_fifo_does_not_hang() {
     // A FIFO planted at the cache path of this configuration.
     std::fs::set_permissions(env.cache_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(env.oauth_bounded(&["token"]).code, 0);
-    let entry = std::fs::read_dir(env.cache_dir()).unwrap().next().unwrap().unwrap().path();
+    let entry = env.records().pop().unwrap();
     std::fs::remove_file(&entry).unwrap();
     assert!(std::process::Command::new("mkfifo").arg(&entry).status().unwrap().success());
     let fifo = env.oauth_bounded(&["token"]);
@@ -515,14 +525,14 @@ fn a_shared_cache_directory_is_not_used_and_a_fifo_does_not_hang() {
 fn a_failed_cache_write_is_said_once_without_rust_log() {
     let env = Env::new();
     assert_eq!(env.oauth_bounded(&["token"]).code, 0);
-    // A directory where this configuration's cache file goes: the write fails, even for root.
-    let entry = std::fs::read_dir(env.cache_dir()).unwrap().next().unwrap().unwrap().path();
+    // A directory where this configuration's record goes: the write fails, even for root.
+    let entry = env.records().pop().unwrap();
     std::fs::remove_file(&entry).unwrap();
     std::fs::create_dir_all(entry.join("occupied")).unwrap();
     let run = env.oauth_bounded(&["token"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stdout.trim().is_empty());
-    assert_eq!(run.stderr.matches("could not write the token cache").count(), 1, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("could not use the token cache").count(), 1, "{}", run.stderr);
 }
 
 #[test]
@@ -613,4 +623,46 @@ fn a_revocation_error_never_quotes_the_token_it_revokes() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(!run.stderr.contains("8f2a9c1d"), "{}", run.stderr);
     assert!(run.stderr.contains("could not revoke the token: revocation endpoint refused"), "{}", run.stderr);
+}
+
+#[test]
+fn twenty_parallel_runs_on_a_cold_store_make_one_grant() {
+    let env = Env::new();
+    env.provider.set_latency(std::time::Duration::from_millis(300));
+    let token_url = env.provider.token_url();
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|_| {
+            env.command(
+                &["token", "--token-url", &token_url, "--client-id", "cli-client"],
+                &[("AUTHC_CLIENT_SECRET", SECRET)],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let runs: Vec<Run> = children.into_iter().map(collect).collect();
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout, runs[0].stdout, "every run printed the same token");
+    }
+    assert_eq!(env.provider.stats().token_requests, 1, "one grant for twenty processes");
+}
+
+#[test]
+fn the_store_option() {
+    let env = Env::new();
+    let elsewhere = env.dir.path().join("elsewhere");
+    let store = format!("file:{}", elsewhere.display());
+    assert_eq!(env.oauth(&["token", "--store", &store]).code, 0);
+    assert_eq!(env.oauth(&["token", "--store", &store]).code, 0);
+    assert_eq!(env.provider.stats().token_requests, 1);
+    assert!(std::fs::read_dir(&elsewhere).unwrap().count() > 0);
+    assert!(env.records().is_empty(), "the default directory is untouched");
+    assert_eq!(env.oauth(&["token", "--store", "none"]).code, 0);
+    assert_eq!(env.provider.stats().token_requests, 2);
+    let bad = env.oauth(&["token", "--store", "ftp://x"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("file, file:DIR or none"), "{}", bad.stderr);
 }
