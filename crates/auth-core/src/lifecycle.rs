@@ -295,6 +295,8 @@ enum Awaiting {
 
 struct Acquiring {
     reason: FetchReason,
+    /// The lease is held: the read under way is the check before fetching.
+    leased: bool,
     /// A peer holds the lease: wait for its token until then.
     peer_wait_until: Option<Instant>,
     /// Read the store again at this instant.
@@ -665,13 +667,18 @@ impl Lifecycle {
         let Some(what) = awaited else { return };
         let Some(acquiring) = self.store.as_ref().and_then(|s| s.acquiring.as_ref()) else { return };
         let reason = acquiring.reason;
+        let leased = acquiring.leased;
         let patience_over = acquiring.peer_wait_until.is_some_and(|until| now >= until);
         match (what, answer) {
             (Awaiting::Read, Ok(StoreAnswer::Envelope(envelope))) => {
                 if envelope.is_some_and(|envelope| self.adopt(now, wall, &envelope)) {
+                    // The previous holder wrote its token just before we won the lease.
+                    self.release_lease();
                     return;
                 }
-                if patience_over {
+                if leased {
+                    self.fetch_now(now, reason);
+                } else if patience_over {
                     self.stats.peer_waits_expired += 1;
                     self.fetch_now(now, reason);
                 } else {
@@ -682,8 +689,13 @@ impl Lifecycle {
                 self.stats.leases_won += 1;
                 if let Some(store) = self.store.as_mut() {
                     store.lease_held = true;
+                    if let Some(acquiring) = store.acquiring.as_mut() {
+                        acquiring.leased = true;
+                    }
                 }
-                self.fetch_now(now, reason);
+                // Reading and leasing are two steps: a peer may have written
+                // its token and released the lease between them. Read again.
+                self.read_store();
             }
             (Awaiting::Lease, Ok(StoreAnswer::Lease(false))) => {
                 self.stats.leases_lost += 1;
@@ -692,7 +704,7 @@ impl Lifecycle {
             // A store error (or an answer of the wrong kind): with a usable
             // token, try the store again shortly; with callers waiting and
             // no token, fetch here at once, as without a store.
-            (_, _) if self.current.is_some() && !patience_over => self.poll_store_later(now),
+            (_, _) if self.current.is_some() && !patience_over && !leased => self.poll_store_later(now),
             (_, _) => self.fetch_now(now, reason),
         }
     }
@@ -922,7 +934,7 @@ impl Lifecycle {
         if self.store.is_some() {
             self.demand = false;
             if let Some(store) = self.store.as_mut() {
-                store.acquiring = Some(Acquiring { reason, peer_wait_until: None, next_read: None });
+                store.acquiring = Some(Acquiring { reason, leased: false, peer_wait_until: None, next_read: None });
             }
             self.read_store();
         } else {

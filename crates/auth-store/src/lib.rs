@@ -5,6 +5,8 @@
 //!
 //! - [`FileStore`] (feature `file`, default): one directory, one record per
 //!   cache key, leases by advisory file locks: processes on one host.
+//! - `RedisStore` / `BlockingRedisStore` (feature `redis`): Redis, for a
+//!   fleet of replicas on many hosts.
 //! - Features `tower` and `blocking` implement `auth_tower::TokenStore` and
 //!   `auth_blocking::BlockingTokenStore` for each backend.
 //!
@@ -36,3 +38,12 @@ pub mod file;
 
 #[cfg(feature = "file")]
 pub use file::FileStore;
+
+#[cfg(feature = "redis")]
+pub mod redis;
+
+#[cfg(all(feature = "redis", feature = "tower"))]
+pub use self::redis::RedisStore;
+
+#[cfg(all(feature = "redis", feature = "blocking"))]
+pub use self::redis::BlockingRedisStore;

@@ -1,0 +1,358 @@
+//! A token store in Redis: for a fleet of replicas on many hosts.
+//!
+//! Per cache key (named by its fingerprint, which holds no secret), under
+//! a prefix (`auth-store:` by default):
+//!
+//! - `<prefix><key>:record`: a hash with `generation`, `fingerprint`,
+//!   `expires_at_ms` and `payload`; it expires with its token
+//!   (`PEXPIREAT`). A write replaces it only when its generation is higher
+//!   (a Lua script, atomic); an invalidation deletes it only when it still
+//!   holds the rejected token's fingerprint.
+//! - `<prefix><key>:lease`: the renewal lease, `SET lease owner NX PX ttl`,
+//!   released by a compare-and-delete script; a holder that dies blocks the
+//!   others at most for the ttl.
+//!
+//! [`RedisStore`] (features `redis` and `tower`) uses redis-rs's tokio
+//! connection manager, which reconnects by itself; it connects on first
+//! use, so a Redis that is down at start-up is a store error like any
+//! other: the token source fetches on its own meanwhile.
+//! [`BlockingRedisStore`] (features `redis` and `blocking`) uses the
+//! synchronous client, with no async runtime.
+
+use std::time::Duration;
+
+use auth_core::store::{Envelope, StoreAnswer, StoreError, StoreOp};
+use auth_core::CacheKey;
+use redis::Script;
+use zeroize::Zeroizing;
+
+/// The default prefix of the keys.
+pub const DEFAULT_PREFIX: &str = "auth-store:";
+
+/// Replaces the record when none is stored or the stored generation is
+/// lower, sets its expiry, then releases the lease if the owner given
+/// still holds it. Returns 1 when written.
+const WRITE: &str = r"
+local stored = redis.call('HGET', KEYS[1], 'generation')
+local written = 0
+if (not stored) or tonumber(stored) < tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'fingerprint', ARGV[2], 'expires_at_ms', ARGV[3], 'payload', ARGV[4])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+  written = 1
+end
+if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) == ARGV[5] then
+  redis.call('DEL', KEYS[2])
+end
+return written
+";
+
+/// Deletes the record when it holds the fingerprint given.
+const INVALIDATE: &str = r"
+if redis.call('HGET', KEYS[1], 'fingerprint') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Deletes the lease when the owner given holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+fn keys(prefix: &str, key: &CacheKey) -> (String, String) {
+    let base = format!("{prefix}{}", key.fingerprint());
+    (format!("{base}:record"), format!("{base}:lease"))
+}
+
+fn redis_error(error: &redis::RedisError) -> StoreError {
+    // Redis errors carry no secret of ours (keys are fingerprints); the
+    // URL with its password is never part of them.
+    let timeout = error.is_timeout();
+    StoreError { message: format!("redis: {}", error.kind_text()), timeout }
+}
+
+trait KindText {
+    fn kind_text(&self) -> String;
+}
+
+impl KindText for redis::RedisError {
+    fn kind_text(&self) -> String {
+        let detail = self.detail().map(|d| format!(": {d}")).unwrap_or_default();
+        format!("{:?}{detail}", self.kind()).chars().take(300).collect()
+    }
+}
+
+/// The fields read back from the record hash.
+type Fields = (Option<u64>, Option<String>, Option<u64>, Option<Vec<u8>>);
+
+fn envelope(fields: Fields) -> Option<Envelope> {
+    let (generation, fingerprint, expires_at_unix_ms, payload) = fields;
+    Some(Envelope {
+        generation: generation?,
+        fingerprint: fingerprint?,
+        expires_at_unix_ms: expires_at_unix_ms?,
+        payload: Zeroizing::new(payload?),
+    })
+}
+
+fn unknown() -> StoreError {
+    StoreError::new("an operation this Redis store does not know")
+}
+
+/// Checks a Redis URL (`redis://`, `rediss://`) without connecting.
+fn client(url: &str) -> Result<redis::Client, StoreError> {
+    redis::Client::open(url).map_err(|e| {
+        // The error may quote the URL, password included: never shown.
+        let _ = e;
+        StoreError::new("the Redis URL is not valid; write redis://[user:password@]host:port/db (or rediss:// for TLS)")
+    })
+}
+
+#[cfg(feature = "tower")]
+pub use self::asynchronous::RedisStore;
+
+#[cfg(feature = "tower")]
+mod asynchronous {
+    use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+    use redis::AsyncCommands as _;
+    use tokio::sync::OnceCell;
+
+    use super::*;
+
+    /// A Redis token store for the async token source; see the
+    /// [module docs](super). Clones share the connection.
+    #[derive(Clone)]
+    pub struct RedisStore {
+        client: redis::Client,
+        prefix: String,
+        connection: std::sync::Arc<OnceCell<ConnectionManager>>,
+        timeout: Duration,
+    }
+
+    impl std::fmt::Debug for RedisStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // Not the URL: it may hold a password.
+            f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+        }
+    }
+
+    impl RedisStore {
+        /// A store at `url` (`redis://host:port/db`, `rediss://` for TLS
+        /// when redis-rs is built with TLS). Connects on first use.
+        pub fn new(url: &str) -> Result<Self, StoreError> {
+            Ok(Self {
+                client: client(url)?,
+                prefix: DEFAULT_PREFIX.to_owned(),
+                connection: std::sync::Arc::new(OnceCell::new()),
+                timeout: Duration::from_millis(250),
+            })
+        }
+
+        /// The key prefix (default `auth-store:`).
+        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.prefix = prefix.into();
+            self
+        }
+
+        /// How long connecting and each answer may take (default 250 ms,
+        /// the token source's default store timeout).
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.timeout = timeout;
+            self
+        }
+
+        async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
+                .set_number_of_retries(1);
+            let manager = self
+                .connection
+                .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+                .await
+                .map_err(|e| redis_error(&e))?;
+            Ok(manager.clone())
+        }
+
+        /// Carries out `op` on the record of `key`.
+        pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+            let mut connection = self.connection().await?;
+            let (record, lease) = keys(&self.prefix, key);
+            let failed = |e: redis::RedisError| redis_error(&e);
+            match op {
+                StoreOp::Read => {
+                    let fields: Fields = connection
+                        .hmget(&record, &["generation", "fingerprint", "expires_at_ms", "payload"])
+                        .await
+                        .map_err(failed)?;
+                    Ok(StoreAnswer::Envelope(envelope(fields)))
+                }
+                StoreOp::AcquireLease { owner, ttl } => {
+                    let options = redis::SetOptions::default()
+                        .conditional_set(redis::ExistenceCheck::NX)
+                        .with_expiration(redis::SetExpiry::PX(ttl.as_millis().try_into().unwrap_or(u64::MAX)));
+                    let set: Option<String> =
+                        connection.set_options(&lease, owner.as_hex(), options).await.map_err(failed)?;
+                    Ok(StoreAnswer::Lease(set.is_some()))
+                }
+                StoreOp::Write { envelope, release } => {
+                    let written: i64 = Script::new(WRITE)
+                        .key(&record)
+                        .key(&lease)
+                        .arg(envelope.generation)
+                        .arg(&envelope.fingerprint)
+                        .arg(envelope.expires_at_unix_ms)
+                        .arg(envelope.payload.as_slice())
+                        .arg(release.map(|o| o.as_hex()).unwrap_or_default())
+                        .invoke_async(&mut connection)
+                        .await
+                        .map_err(failed)?;
+                    Ok(StoreAnswer::Written(written == 1))
+                }
+                StoreOp::Invalidate { fingerprint } => {
+                    let _: i64 = Script::new(INVALIDATE)
+                        .key(&record)
+                        .arg(fingerprint)
+                        .invoke_async(&mut connection)
+                        .await
+                        .map_err(failed)?;
+                    Ok(StoreAnswer::Done)
+                }
+                StoreOp::ReleaseLease { owner } => {
+                    let _: i64 = Script::new(RELEASE)
+                        .key(&lease)
+                        .arg(owner.as_hex())
+                        .invoke_async(&mut connection)
+                        .await
+                        .map_err(failed)?;
+                    Ok(StoreAnswer::Done)
+                }
+                _ => Err(unknown()),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl auth_tower::TokenStore for RedisStore {
+        async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+            self.execute_async(key, op).await
+        }
+    }
+}
+
+#[cfg(feature = "blocking")]
+pub use self::synchronous::BlockingRedisStore;
+
+#[cfg(feature = "blocking")]
+mod synchronous {
+    use std::sync::Mutex;
+
+    use redis::Commands as _;
+
+    use super::*;
+
+    /// A Redis token store for the blocking token source (no async
+    /// runtime); see the [module docs](super).
+    pub struct BlockingRedisStore {
+        client: redis::Client,
+        prefix: String,
+        connection: Mutex<Option<redis::Connection>>,
+        timeout: Duration,
+    }
+
+    impl std::fmt::Debug for BlockingRedisStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("BlockingRedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+        }
+    }
+
+    impl BlockingRedisStore {
+        /// A store at `url`. Connects on first use, and again after a failure.
+        pub fn new(url: &str) -> Result<Self, StoreError> {
+            Ok(Self {
+                client: client(url)?,
+                prefix: DEFAULT_PREFIX.to_owned(),
+                connection: Mutex::new(None),
+                timeout: Duration::from_millis(250),
+            })
+        }
+
+        /// The key prefix (default `auth-store:`).
+        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.prefix = prefix.into();
+            self
+        }
+
+        /// How long connecting and each answer may take (default 250 ms).
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.timeout = timeout;
+            self
+        }
+
+        fn run(
+            &self,
+            key: &CacheKey,
+            op: &StoreOp,
+            connection: &mut redis::Connection,
+        ) -> redis::RedisResult<StoreAnswer> {
+            let (record, lease) = keys(&self.prefix, key);
+            Ok(match op {
+                StoreOp::Read => {
+                    let fields: Fields =
+                        connection.hmget(&record, &["generation", "fingerprint", "expires_at_ms", "payload"])?;
+                    StoreAnswer::Envelope(envelope(fields))
+                }
+                StoreOp::AcquireLease { owner, ttl } => {
+                    let options = redis::SetOptions::default()
+                        .conditional_set(redis::ExistenceCheck::NX)
+                        .with_expiration(redis::SetExpiry::PX(ttl.as_millis().try_into().unwrap_or(u64::MAX)));
+                    let set: Option<String> = connection.set_options(&lease, owner.as_hex(), options)?;
+                    StoreAnswer::Lease(set.is_some())
+                }
+                StoreOp::Write { envelope, release } => {
+                    let written: i64 = Script::new(WRITE)
+                        .key(&record)
+                        .key(&lease)
+                        .arg(envelope.generation)
+                        .arg(&envelope.fingerprint)
+                        .arg(envelope.expires_at_unix_ms)
+                        .arg(envelope.payload.as_slice())
+                        .arg(release.map(|o| o.as_hex()).unwrap_or_default())
+                        .invoke(connection)?;
+                    StoreAnswer::Written(written == 1)
+                }
+                StoreOp::Invalidate { fingerprint } => {
+                    let _: i64 = Script::new(INVALIDATE).key(&record).arg(fingerprint).invoke(connection)?;
+                    StoreAnswer::Done
+                }
+                StoreOp::ReleaseLease { owner } => {
+                    let _: i64 = Script::new(RELEASE).key(&lease).arg(owner.as_hex()).invoke(connection)?;
+                    StoreAnswer::Done
+                }
+                _ => return Err(redis::RedisError::from((redis::ErrorKind::Client, "unknown operation"))),
+            })
+        }
+    }
+
+    impl auth_blocking::BlockingTokenStore for BlockingRedisStore {
+        fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+            let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_none() {
+                let connection = self.client.get_connection_with_timeout(self.timeout).map_err(|e| redis_error(&e))?;
+                connection.set_read_timeout(Some(self.timeout)).map_err(|e| redis_error(&e))?;
+                connection.set_write_timeout(Some(self.timeout)).map_err(|e| redis_error(&e))?;
+                *slot = Some(connection);
+            }
+            let Some(connection) = slot.as_mut() else { return Err(StoreError::new("redis: not connected")) };
+            self.run(key, op, connection).map_err(|e| {
+                // Reconnect next time.
+                *slot = None;
+                redis_error(&e)
+            })
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Token sources sharing a real Redis (a `redis-server` this test starts on
+//! a free loopback port): one fetch for a fleet, and a Redis that dies or
+//! freezes never fails a request nor holds one up past the store timeout.
+//!
+//! Without `redis-server` on the PATH the tests print a notice and pass,
+//! unless `AUTH_REQUIRE_REDIS=1` (as CI sets), which makes that a failure.
+
+use std::convert::Infallible;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_core::secret::ExposeSecret;
+use auth_core::store::{Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreOp};
+use auth_core::SourceConfig;
+use auth_store::{BlockingRedisStore, RedisStore};
+
+/// A redis-server of this test's own, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Self> {
+        let required = std::env::var("AUTH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
+            assert!(!required, "AUTH_REQUIRE_REDIS=1 but redis-server is not installed");
+            eprintln!("notice: redis-server is not installed; skipping the Redis tests (apt-get install redis-server)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let redis = Self { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config() -> SourceConfig {
+    SourceConfig::builder("https://auth.example.com/token", "fleet").client_secret("s").build().unwrap()
+}
+
+type Endpoint = tower::util::BoxCloneSyncService<http::Request<Vec<u8>>, http::Response<String>, Infallible>;
+
+/// A token endpoint with 50 ms latency that counts its calls.
+fn endpoint(calls: &Arc<AtomicUsize>) -> Endpoint {
+    let calls = Arc::clone(calls);
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |_request: http::Request<Vec<u8>>| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, Infallible>(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#)))
+        }
+    }))
+}
+
+fn source(endpoint: &Endpoint, store: RedisStore, store_config: StoreConfig) -> auth_tower::TokenSource {
+    auth_tower::TokenSource::builder(config(), endpoint.clone()).store(store, store_config).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_on_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let key = config().cache_key().clone();
+    let now = std::time::SystemTime::now();
+    let (a, b) = (LeaseOwner::new(1), LeaseOwner::new(2));
+    let ttl = Duration::from_secs(40);
+    let lease = |owner| StoreOp::AcquireLease { owner, ttl };
+    assert!(matches!(store.execute_async(&key, &lease(a)).await.unwrap(), StoreAnswer::Lease(true)));
+    assert!(matches!(store.execute_async(&key, &lease(b)).await.unwrap(), StoreAnswer::Lease(false)));
+    let envelope =
+        |generation, token| Envelope::seal(&Record::new(&key, token, now + Duration::from_secs(3600)), generation);
+    let write = |generation, token, release| StoreOp::Write { envelope: envelope(generation, token), release };
+    assert!(matches!(store.execute_async(&key, &write(2, "t2", Some(a))).await.unwrap(), StoreAnswer::Written(true)));
+    assert!(matches!(store.execute_async(&key, &lease(b)).await.unwrap(), StoreAnswer::Lease(true)), "released");
+    assert!(matches!(store.execute_async(&key, &write(1, "t1", None)).await.unwrap(), StoreAnswer::Written(false)));
+    let StoreAnswer::Envelope(Some(read)) = store.execute_async(&key, &StoreOp::Read).await.unwrap() else { panic!() };
+    assert_eq!(read.generation, 2);
+    assert_eq!(read.open(&key).unwrap().access_token_value(), Some("t2"));
+    let invalidate = |fingerprint: &str| StoreOp::Invalidate { fingerprint: fingerprint.to_owned() };
+    store.execute_async(&key, &invalidate("another")).await.unwrap();
+    assert!(matches!(store.execute_async(&key, &StoreOp::Read).await.unwrap(), StoreAnswer::Envelope(Some(_))));
+    store.execute_async(&key, &invalidate(&read.fingerprint)).await.unwrap();
+    assert!(matches!(store.execute_async(&key, &StoreOp::Read).await.unwrap(), StoreAnswer::Envelope(None)));
+    store.execute_async(&key, &StoreOp::ReleaseLease { owner: a }).await.unwrap();
+    assert!(matches!(store.execute_async(&key, &lease(a)).await.unwrap(), StoreAnswer::Lease(false)), "b holds it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_sources_with_their_own_connections_make_one_fetch() {
+    let Some(redis) = Redis::start() else { return };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = endpoint(&calls);
+    let sources: Vec<_> =
+        (0..8).map(|_| source(&endpoint, RedisStore::new(&redis.url()).unwrap(), StoreConfig::default())).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in &sources {
+        let source = source.clone();
+        tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(outcome.unwrap().unwrap(), "tok-1");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for the fleet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_or_frozen_costs_no_request_and_sharing_resumes() {
+    let Some(redis) = Redis::start() else { return };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = endpoint(&calls);
+    let a = source(&endpoint, RedisStore::new(&redis.url()).unwrap(), StoreConfig::default());
+    let b = source(&endpoint, RedisStore::new(&redis.url()).unwrap(), StoreConfig::default());
+    let first = a.token().await.unwrap();
+    b.token().await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // Frozen: a 401 forces b to obtain a new token; the store does not answer.
+    redis.signal("-STOP");
+    let started = Instant::now();
+    let renewed = b.reject(b.token().await.unwrap().generation()).await.unwrap().expect("replay");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(1500), "waited {waited:?} with Redis frozen");
+    assert_ne!(renewed.value().expose_secret(), first.value().expose_secret());
+    assert!(b.stats().store_errors >= 1);
+
+    // Back: the next new token is shared again.
+    redis.signal("-CONT");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fetched = calls.load(Ordering::SeqCst);
+    let renewed_a = a.reject(first.generation()).await.unwrap().expect("replay");
+    let c = source(&endpoint, RedisStore::new(&redis.url()).unwrap(), StoreConfig::default());
+    assert_eq!(c.token().await.unwrap().value().expose_secret(), renewed_a.value().expose_secret());
+    assert!(calls.load(Ordering::SeqCst) <= fetched + 1, "c adopted a's token");
+
+    // A token fetched after a 401 and rejected again at once is not
+    // replaced: the fetch-loop guard is shared through the store.
+    let adopted = c.token().await.unwrap();
+    assert!(c.reject(adopted.generation()).await.unwrap().is_none(), "suppressed: no replay");
+
+    // Killed: cached tokens keep serving, new sources fetch on their own.
+    let url = redis.url();
+    drop(redis);
+    let started = Instant::now();
+    assert_eq!(a.token().await.unwrap().value().expose_secret(), renewed_a.value().expose_secret());
+    let d = source(&endpoint, RedisStore::new(&url).unwrap(), StoreConfig::default());
+    assert!(d.token().await.is_ok(), "a source whose Redis is gone still gets a token");
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(d.stats().store_errors >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_that_died_blocks_the_others_at_most_for_its_ttl() {
+    let Some(redis) = Redis::start() else { return };
+    let key = config().cache_key().clone();
+    // A holder took the lease for 1.5 s and died before writing a token.
+    let dead = RedisStore::new(&redis.url()).unwrap();
+    let lease = StoreOp::AcquireLease { owner: LeaseOwner::new(99), ttl: Duration::from_millis(1500) };
+    assert!(matches!(dead.execute_async(&key, &lease).await.unwrap(), StoreAnswer::Lease(true)));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = endpoint(&calls);
+    let mut patient = StoreConfig::default();
+    patient.poll_interval = Duration::from_millis(100);
+    let sources: Vec<_> =
+        (0..4).map(|_| source(&endpoint, RedisStore::new(&redis.url()).unwrap(), patient.clone())).collect();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in &sources {
+        let source = source.clone();
+        tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(outcome.unwrap().unwrap(), "tok-1");
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1300) && waited < Duration::from_secs(3), "waited {waited:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch once the dead lease expired");
+}
+
+#[test]
+fn blocking_sources_on_redis_make_one_fetch_without_an_async_runtime() {
+    let Some(redis) = Redis::start() else { return };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sources: Vec<auth_blocking::BlockingTokenSource> = (0..4)
+        .map(|_| {
+            let calls = Arc::clone(&calls);
+            let endpoint = move |_request: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, auth_blocking::TransportError> {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::sleep(Duration::from_millis(50));
+                Ok(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#).into_bytes()))
+            };
+            auth_blocking::BlockingTokenSource::builder(config(), endpoint)
+                .store(BlockingRedisStore::new(&redis.url()).unwrap(), StoreConfig::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|s| scope.spawn(move || s.token().unwrap().value().expose_secret().to_owned()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
