@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use auth_core::store::{Envelope, StoreAnswer, StoreError, StoreOp};
 use auth_core::CacheKey;
-use redis::Script;
 use zeroize::Zeroizing;
 
 /// The default prefix of the keys.
@@ -99,8 +98,75 @@ fn envelope(fields: Fields) -> Option<Envelope> {
     })
 }
 
-fn unknown() -> StoreError {
-    StoreError::new("an operation this Redis store does not know")
+/// One store operation as one Redis command (scripts as `EVAL`), and what
+/// its reply means.
+struct Prepared {
+    command: redis::Cmd,
+    reply: Reply,
+}
+
+#[derive(Clone, Copy)]
+enum Reply {
+    Envelope,
+    Lease,
+    Written,
+    Done,
+}
+
+fn prepare(prefix: &str, key: &CacheKey, op: &StoreOp) -> Result<Prepared, StoreError> {
+    let (record, lease) = keys(prefix, key);
+    let eval = |script: &str, keys: &[&str]| {
+        let mut command = redis::cmd("EVAL");
+        command.arg(script).arg(keys.len()).arg(keys);
+        command
+    };
+    let (command, reply) = match op {
+        StoreOp::Read => {
+            let mut command = redis::cmd("HMGET");
+            command.arg(&record).arg(&["generation", "fingerprint", "expires_at_ms", "payload"]);
+            (command, Reply::Envelope)
+        }
+        StoreOp::AcquireLease { owner, ttl } => {
+            let mut command = redis::cmd("SET");
+            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            command.arg(&lease).arg(owner.as_hex()).arg("NX").arg("PX").arg(ttl_ms);
+            (command, Reply::Lease)
+        }
+        StoreOp::Write { envelope, release } => {
+            let mut command = eval(WRITE, &[&record, &lease]);
+            command
+                .arg(envelope.generation)
+                .arg(&envelope.fingerprint)
+                .arg(envelope.expires_at_unix_ms)
+                .arg(envelope.payload.as_slice())
+                .arg(release.map(|o| o.as_hex()).unwrap_or_default());
+            (command, Reply::Written)
+        }
+        StoreOp::Invalidate { fingerprint } => {
+            let mut command = eval(INVALIDATE, &[&record]);
+            command.arg(fingerprint);
+            (command, Reply::Done)
+        }
+        StoreOp::ReleaseLease { owner } => {
+            let mut command = eval(RELEASE, &[&lease]);
+            command.arg(owner.as_hex());
+            (command, Reply::Done)
+        }
+        _ => return Err(StoreError::new("an operation this Redis store does not know")),
+    };
+    Ok(Prepared { command, reply })
+}
+
+/// What a command's reply means for the token source.
+fn answer(reply: Reply, value: redis::Value) -> Result<StoreAnswer, StoreError> {
+    // Not the reply itself: it may hold the payload (tokens).
+    let convert = |_: redis::ParsingError| StoreError::new("redis: a reply of an unexpected shape");
+    Ok(match reply {
+        Reply::Envelope => StoreAnswer::Envelope(envelope(redis::from_redis_value(value).map_err(convert)?)),
+        Reply::Lease => StoreAnswer::Lease(!matches!(value, redis::Value::Nil)),
+        Reply::Written => StoreAnswer::Written(redis::from_redis_value::<i64>(value).map_err(convert)? == 1),
+        Reply::Done => StoreAnswer::Done,
+    })
 }
 
 /// Checks a Redis URL (`redis://`, `rediss://`) without connecting.
@@ -118,7 +184,6 @@ pub use self::asynchronous::RedisStore;
 #[cfg(feature = "tower")]
 mod asynchronous {
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-    use redis::AsyncCommands as _;
     use tokio::sync::OnceCell;
 
     use super::*;
@@ -180,59 +245,10 @@ mod asynchronous {
 
         /// Carries out `op` on the record of `key`.
         pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+            let Prepared { command, reply } = prepare(&self.prefix, key, op)?;
             let mut connection = self.connection().await?;
-            let (record, lease) = keys(&self.prefix, key);
-            let failed = |e: redis::RedisError| redis_error(&e);
-            match op {
-                StoreOp::Read => {
-                    let fields: Fields = connection
-                        .hmget(&record, &["generation", "fingerprint", "expires_at_ms", "payload"])
-                        .await
-                        .map_err(failed)?;
-                    Ok(StoreAnswer::Envelope(envelope(fields)))
-                }
-                StoreOp::AcquireLease { owner, ttl } => {
-                    let options = redis::SetOptions::default()
-                        .conditional_set(redis::ExistenceCheck::NX)
-                        .with_expiration(redis::SetExpiry::PX(ttl.as_millis().try_into().unwrap_or(u64::MAX)));
-                    let set: Option<String> =
-                        connection.set_options(&lease, owner.as_hex(), options).await.map_err(failed)?;
-                    Ok(StoreAnswer::Lease(set.is_some()))
-                }
-                StoreOp::Write { envelope, release } => {
-                    let written: i64 = Script::new(WRITE)
-                        .key(&record)
-                        .key(&lease)
-                        .arg(envelope.generation)
-                        .arg(&envelope.fingerprint)
-                        .arg(envelope.expires_at_unix_ms)
-                        .arg(envelope.payload.as_slice())
-                        .arg(release.map(|o| o.as_hex()).unwrap_or_default())
-                        .invoke_async(&mut connection)
-                        .await
-                        .map_err(failed)?;
-                    Ok(StoreAnswer::Written(written == 1))
-                }
-                StoreOp::Invalidate { fingerprint } => {
-                    let _: i64 = Script::new(INVALIDATE)
-                        .key(&record)
-                        .arg(fingerprint)
-                        .invoke_async(&mut connection)
-                        .await
-                        .map_err(failed)?;
-                    Ok(StoreAnswer::Done)
-                }
-                StoreOp::ReleaseLease { owner } => {
-                    let _: i64 = Script::new(RELEASE)
-                        .key(&lease)
-                        .arg(owner.as_hex())
-                        .invoke_async(&mut connection)
-                        .await
-                        .map_err(failed)?;
-                    Ok(StoreAnswer::Done)
-                }
-                _ => Err(unknown()),
-            }
+            let value: redis::Value = command.query_async(&mut connection).await.map_err(|e| redis_error(&e))?;
+            answer(reply, value)
         }
     }
 
@@ -250,8 +266,6 @@ pub use self::synchronous::BlockingRedisStore;
 #[cfg(feature = "blocking")]
 mod synchronous {
     use std::sync::Mutex;
-
-    use redis::Commands as _;
 
     use super::*;
 
@@ -292,50 +306,6 @@ mod synchronous {
             self.timeout = timeout;
             self
         }
-
-        fn run(
-            &self,
-            key: &CacheKey,
-            op: &StoreOp,
-            connection: &mut redis::Connection,
-        ) -> redis::RedisResult<StoreAnswer> {
-            let (record, lease) = keys(&self.prefix, key);
-            Ok(match op {
-                StoreOp::Read => {
-                    let fields: Fields =
-                        connection.hmget(&record, &["generation", "fingerprint", "expires_at_ms", "payload"])?;
-                    StoreAnswer::Envelope(envelope(fields))
-                }
-                StoreOp::AcquireLease { owner, ttl } => {
-                    let options = redis::SetOptions::default()
-                        .conditional_set(redis::ExistenceCheck::NX)
-                        .with_expiration(redis::SetExpiry::PX(ttl.as_millis().try_into().unwrap_or(u64::MAX)));
-                    let set: Option<String> = connection.set_options(&lease, owner.as_hex(), options)?;
-                    StoreAnswer::Lease(set.is_some())
-                }
-                StoreOp::Write { envelope, release } => {
-                    let written: i64 = Script::new(WRITE)
-                        .key(&record)
-                        .key(&lease)
-                        .arg(envelope.generation)
-                        .arg(&envelope.fingerprint)
-                        .arg(envelope.expires_at_unix_ms)
-                        .arg(envelope.payload.as_slice())
-                        .arg(release.map(|o| o.as_hex()).unwrap_or_default())
-                        .invoke(connection)?;
-                    StoreAnswer::Written(written == 1)
-                }
-                StoreOp::Invalidate { fingerprint } => {
-                    let _: i64 = Script::new(INVALIDATE).key(&record).arg(fingerprint).invoke(connection)?;
-                    StoreAnswer::Done
-                }
-                StoreOp::ReleaseLease { owner } => {
-                    let _: i64 = Script::new(RELEASE).key(&lease).arg(owner.as_hex()).invoke(connection)?;
-                    StoreAnswer::Done
-                }
-                _ => return Err(redis::RedisError::from((redis::ErrorKind::Client, "unknown operation"))),
-            })
-        }
     }
 
     impl auth_blocking::BlockingTokenStore for BlockingRedisStore {
@@ -347,12 +317,14 @@ mod synchronous {
                 connection.set_write_timeout(Some(self.timeout)).map_err(|e| redis_error(&e))?;
                 *slot = Some(connection);
             }
+            let Prepared { command, reply } = prepare(&self.prefix, key, op)?;
             let Some(connection) = slot.as_mut() else { return Err(StoreError::new("redis: not connected")) };
-            self.run(key, op, connection).map_err(|e| {
+            let value: redis::Value = command.query(connection).map_err(|e| {
                 // Reconnect next time.
                 *slot = None;
                 redis_error(&e)
-            })
+            })?;
+            answer(reply, value)
         }
     }
 }
