@@ -238,3 +238,37 @@ fn blocking_sources_on_redis_make_one_fetch_without_an_async_runtime() {
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_records_are_shared_and_unreadable_without_the_key() {
+    let Some(redis) = Redis::start() else { return };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = endpoint(&calls);
+    let encrypted = || auth_store::Encrypted::new(RedisStore::new(&redis.url()).unwrap(), &[42u8; 32]);
+    let a = auth_tower::TokenSource::builder(config(), endpoint.clone())
+        .store(encrypted(), StoreConfig::default())
+        .build()
+        .unwrap();
+    let token = a.token().await.unwrap();
+    a.flush().await;
+    let b = auth_tower::TokenSource::builder(config(), endpoint.clone())
+        .store(encrypted(), StoreConfig::default())
+        .build()
+        .unwrap();
+    assert_eq!(b.token().await.unwrap().value().expose_secret(), token.value().expose_secret());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "shared through the encrypted record");
+    // Redis itself holds no token.
+    let raw = RedisStore::new(&redis.url()).unwrap();
+    let StoreAnswer::Envelope(Some(envelope)) = raw.execute_async(config().cache_key(), &StoreOp::Read).await.unwrap()
+    else {
+        panic!("no record")
+    };
+    assert!(!String::from_utf8_lossy(&envelope.payload).contains(token.value().expose_secret()));
+    // Another key cannot use it: that source fetches its own token.
+    let c = auth_tower::TokenSource::builder(config(), endpoint)
+        .store(auth_store::Encrypted::new(RedisStore::new(&redis.url()).unwrap(), &[1u8; 32]), StoreConfig::default())
+        .build()
+        .unwrap();
+    assert_ne!(c.token().await.unwrap().value().expose_secret(), token.value().expose_secret());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -7,6 +7,8 @@
 //!   cache key, leases by advisory file locks: processes on one host.
 //! - `RedisStore` / `BlockingRedisStore` (feature `redis`): Redis, for a
 //!   fleet of replicas on many hosts.
+//! - `Encrypted` (feature `encryption`): any backend, its records sealed
+//!   with AES-256-GCM under a key of yours.
 //! - Features `tower` and `blocking` implement `auth_tower::TokenStore` and
 //!   `auth_blocking::BlockingTokenStore` for each backend.
 //!
@@ -38,6 +40,12 @@ pub mod file;
 
 #[cfg(feature = "file")]
 pub use file::FileStore;
+
+#[cfg(feature = "encryption")]
+pub mod encrypted;
+
+#[cfg(feature = "encryption")]
+pub use encrypted::Encrypted;
 
 #[cfg(feature = "redis")]
 pub mod redis;
