@@ -6,7 +6,6 @@
 //! unless `AUTH_REQUIRE_REDIS=1` (as CI sets), which makes that a failure.
 
 use std::convert::Infallible;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,57 +15,7 @@ use auth_core::store::{Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, S
 use auth_core::SourceConfig;
 use auth_store::{BlockingRedisStore, RedisStore};
 
-/// A redis-server of this test's own, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Option<Self> {
-        let required = std::env::var("AUTH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
-        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
-            assert!(!required, "AUTH_REQUIRE_REDIS=1 but redis-server is not installed");
-            eprintln!("notice: redis-server is not installed; skipping the Redis tests (apt-get install redis-server)");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let redis = Self { child, port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use auth_testkit::redis::RedisServer as Redis;
 
 fn config() -> SourceConfig {
     SourceConfig::builder("https://auth.example.com/token", "fleet").client_secret("s").build().unwrap()

@@ -27,6 +27,8 @@
 
 #![deny(missing_docs)]
 
+pub mod redis;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -52,6 +52,13 @@ pub trait TokenStore: Send + Sync + 'static {
 }
 
 #[async_trait::async_trait]
+impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
+    async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        (**self).execute(key, op).await
+    }
+}
+
+#[async_trait::async_trait]
 impl TokenStore for MemoryStore {
     async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         Ok(self.apply(key, SystemTime::now(), op))

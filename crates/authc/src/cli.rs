@@ -146,8 +146,11 @@ pub struct AuthArgs {
     /// Neither read nor write the token cache (the same as `--store none`).
     #[arg(long)]
     pub no_cache: bool,
-    /// Where tokens are shared between runs and processes: `file` (the
-    /// cache directory, the default), `file:DIR`, or `none`.
+    /// Where tokens are shared between runs, processes and hosts: `file`
+    /// (the cache directory, the default), `file:DIR`,
+    /// `redis://[user:password@]HOST:PORT/DB` (or `rediss://`), or `none`.
+    /// With AUTHC_STORE_KEY_FILE (32 bytes or 64 hex digits) the records
+    /// are encrypted.
     #[arg(long, env = "AUTHC_STORE", value_name = "STORE")]
     pub store: Option<String>,
 }

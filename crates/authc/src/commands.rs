@@ -9,8 +9,10 @@ use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use auth_core::store::{StoreAnswer, StoreConfig, StoreOp};
 use auth_core::{SourceConfig, StoredToken};
 use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
-use auth_store::FileStore;
+use auth_store::{Encrypted, FileStore, RedisStore};
 use auth_tower::TokenSource;
+use auth_tower::TokenStore;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::cli::{AuthArgs, TokenTypeHint};
@@ -22,11 +24,14 @@ use crate::settings::{Settings, StoreChoice};
 /// later runs reuse the token.
 struct CachedSource {
     source: TokenSource,
-    store: Option<FileStore>,
+    store: Option<Store>,
 }
 
+/// The token store authc uses.
+type Store = Arc<dyn TokenStore>;
+
 impl CachedSource {
-    fn open(config: SourceConfig, store: Option<FileStore>, restore: Option<StoredToken>) -> Result<Self, Failure> {
+    fn open(config: SourceConfig, store: Option<Store>, restore: Option<StoredToken>) -> Result<Self, Failure> {
         let transport =
             ReqwestTransport::new().map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
         let mut builder = TokenSource::builder(config, transport);
@@ -56,24 +61,35 @@ impl CachedSource {
     }
 }
 
-/// The token store, unless `--store none` (or the directory is unsafe:
-/// said on stderr).
-fn token_store(settings: &Settings) -> Option<FileStore> {
-    let StoreChoice::File(dir) = settings.store.as_ref()?;
-    match FileStore::open(dir) {
-        Ok(store) => Some(store),
+/// The token store, unless `--store none`; an unusable one (an unsafe
+/// directory, a bad URL or key) is said on stderr and not used.
+fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
+    let Some(choice) = settings.store.as_ref() else { return Ok(None) };
+    let store: Result<Store, auth_core::store::StoreError> = match choice {
+        StoreChoice::File(dir) => FileStore::open(dir).map(|s| Arc::new(s) as Store),
+        StoreChoice::Redis(url) => RedisStore::new(url).map(|s| Arc::new(s) as Store),
+    };
+    let store = match store {
+        Ok(store) => store,
         Err(error) => {
             eprintln!("authc: not using the token cache: {}", error.message);
-            None
+            return Ok(None);
         }
-    }
+    };
+    let Some(key_file) = std::env::var_os("AUTHC_STORE_KEY_FILE") else { return Ok(Some(store)) };
+    let key = Zeroizing::new(std::fs::read(&key_file).map_err(|e| {
+        Failure::usage(format!("cannot read AUTHC_STORE_KEY_FILE {}: {e}", std::path::Path::new(&key_file).display()))
+    })?);
+    let encrypted = Encrypted::from_key_bytes(store, &key)
+        .map_err(|e| Failure::usage(format!("AUTHC_STORE_KEY_FILE: {}", e.message)))?;
+    Ok(Some(Arc::new(encrypted)))
 }
 
 /// The tokens the store holds for `config`, if any (without fetching).
-fn stored_tokens(store: &FileStore, config: &SourceConfig) -> Option<StoredToken> {
+async fn stored_tokens(store: &Store, config: &SourceConfig) -> Option<StoredToken> {
     let now = std::time::SystemTime::now();
     let key = config.cache_key();
-    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute_at(key, now, &StoreOp::Read) else { return None };
+    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute(key, &StoreOp::Read).await else { return None };
     let record = envelope.open(key).ok()?;
     let remaining = record.expires_at().duration_since(now).unwrap_or_default();
     Some(StoredToken::new(
@@ -95,7 +111,7 @@ fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failu
 pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
     let settings = Settings::resolve(auth, None)?;
     let config = needs_oauth(&settings, "token")?;
-    let session = CachedSource::open(config, token_store(&settings), None)?;
+    let session = CachedSource::open(config, token_store(&settings)?, None)?;
     let token = session.source.token().await?;
     session.save().await;
     let now = tokio::time::Instant::now().into_std();
@@ -135,8 +151,10 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
         return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
     }
     let origin = url.origin().ascii_serialization();
-    let session =
-        settings.source_config()?.map(|config| CachedSource::open(config, token_store(&settings), None)).transpose()?;
+    let session = settings
+        .source_config()?
+        .map(|config| CachedSource::open(config, token_store(&settings)?, None))
+        .transpose()?;
     let credentials = settings.credentials(session.is_some(), &origin)?;
     let middleware = match &session {
         Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
@@ -211,7 +229,7 @@ pub async fn revoke(
             "`authc revoke` needs --revocation-url (or AUTHC_REVOCATION_URL, or revocation_url in the profile)",
         ));
     }
-    let store = token_store(&settings);
+    let store = token_store(&settings)?;
     match token {
         Some(dash) if dash == "-" => {
             let mut value = Zeroizing::new(String::new());
@@ -225,7 +243,7 @@ pub async fn revoke(
             revoke_one(&config, value, hint.unwrap_or(TokenTypeHint::AccessToken)).await?;
             if let Some(store) = &store {
                 // The stored record holds it: delete the record (compare-and-delete).
-                let stored = stored_tokens(store, &config);
+                let stored = stored_tokens(store, &config).await;
                 let holds = stored.as_ref().is_some_and(|c| {
                     c.access_token.as_ref().is_some_and(|t| t.expose_secret() == value)
                         || c.refresh_token.as_ref().is_some_and(|t| t.expose_secret() == value)
@@ -233,7 +251,7 @@ pub async fn revoke(
                 if let Some(access) = stored.and_then(|c| c.access_token).filter(|_| holds) {
                     let fingerprint = auth_core::store::fingerprint(access.expose_secret());
                     let op = StoreOp::Invalidate { fingerprint };
-                    let _ = store.execute_at(config.cache_key(), std::time::SystemTime::now(), &op);
+                    let _ = store.execute(config.cache_key(), &op).await;
                 }
             }
             eprintln!("authc: token revoked");
@@ -248,7 +266,7 @@ pub async fn revoke(
                     "nothing to revoke: the cache is off (--no-cache or --store none); pass a token with `--token -`",
                 ));
             };
-            let Some(stored) = stored_tokens(&store, &config) else {
+            let Some(stored) = stored_tokens(&store, &config).await else {
                 eprintln!("authc: no cached token for this configuration; nothing to revoke");
                 return Ok(());
             };

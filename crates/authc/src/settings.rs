@@ -71,10 +71,21 @@ pub struct Settings {
 }
 
 /// Where tokens are shared between runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     /// A directory (the cache directory by default).
     File(PathBuf),
+    /// A Redis URL (it may hold a password: never shown).
+    Redis(String),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(dir) => f.debug_tuple("File").field(dir).finish(),
+            Self::Redis(_) => f.write_str("Redis([redacted])"),
+        }
+    }
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -130,7 +141,7 @@ fn read_secret(var: &str, file: Option<&Path>, what: &str) -> Result<Option<Stri
     Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
 }
 
-/// Parses `--store`: `file`, `file:DIR` or `none`.
+/// Parses `--store`: `file`, `file:DIR`, `redis://...`, `rediss://...` or `none`.
 fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
     let default_dir = || {
         std::env::var_os("AUTHC_CACHE_DIR")
@@ -141,9 +152,13 @@ fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
     match spec {
         "none" => Ok(None),
         "file" => Ok(Some(StoreChoice::File(default_dir()?))),
+        redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
+            Ok(Some(StoreChoice::Redis(redis.to_owned())))
+        }
         other => match other.strip_prefix("file:") {
             Some(dir) if !dir.is_empty() => Ok(Some(StoreChoice::File(PathBuf::from(dir)))),
-            _ => Err(Failure::usage(format!("--store `{other}` is not understood; use file, file:DIR or none"))),
+            // Not quoted: a mistyped Redis URL may hold a password.
+            _ => Err(Failure::usage("--store is not understood; use file, file:DIR, redis://HOST:PORT/DB or none")),
         },
     }
 }

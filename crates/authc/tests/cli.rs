@@ -664,5 +664,46 @@ fn the_store_option() {
     assert_eq!(env.provider.stats().token_requests, 2);
     let bad = env.oauth(&["token", "--store", "ftp://x"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("file, file:DIR or none"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("file, file:DIR, redis://HOST:PORT/DB or none"), "{}", bad.stderr);
+}
+
+#[test]
+fn twenty_parallel_runs_on_redis_make_one_grant_and_a_key_file_encrypts() {
+    let Some(redis) = auth_testkit::redis::RedisServer::start() else { return };
+    let env = Env::new();
+    env.provider.set_latency(std::time::Duration::from_millis(300));
+    let token_url = env.provider.token_url();
+    let key_file = env.dir.path().join("store.key");
+    std::fs::write(&key_file, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n").unwrap();
+    let key_file = key_file.display().to_string();
+    let url = redis.url();
+    let envs =
+        [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str()), ("AUTHC_STORE_KEY_FILE", key_file.as_str())];
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|_| {
+            env.command(&["token", "--token-url", &token_url, "--client-id", "cli-client"], &envs)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let runs: Vec<Run> = children.into_iter().map(collect).collect();
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout, runs[0].stdout);
+        assert!(!run.stderr.contains("00112233"), "{}", run.stderr);
+    }
+    assert_eq!(env.provider.stats().token_requests, 1, "one grant for twenty processes on Redis");
+    // Without the key the encrypted record is not used (tests/redis_store.rs
+    // checks the raw record holds no token).
+    let without_key = env.run(
+        &["token", "--token-url", &token_url, "--client-id", "cli-client"],
+        &[("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str())],
+    );
+    assert_eq!(without_key.code, 0, "{}", without_key.stderr);
+    assert_ne!(without_key.stdout, runs[0].stdout, "an encrypted record is unusable without the key");
+    let bad_url = env.oauth(&["token", "--store", "rediss//user:pa55word@host"]);
+    assert_eq!(bad_url.code, 2);
+    assert!(!bad_url.stderr.contains("pa55word"), "{}", bad_url.stderr);
 }
