@@ -486,6 +486,14 @@ impl Env {
         collect(child)
     }
 
+    /// Runs `n` copies of the command at once and waits for all.
+    fn run_parallel(&self, n: usize, args: &[&str], envs: &[(&str, &str)]) -> Vec<Run> {
+        let children: Vec<std::process::Child> = (0..n)
+            .map(|_| self.command(args, envs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+            .collect();
+        children.into_iter().map(collect).collect()
+    }
+
     fn oauth_bounded(&self, args: &[&str]) -> Run {
         let token_url = self.provider.token_url();
         let mut all = vec![args[0], "--token-url", &token_url, "--client-id", "cli-client"];
@@ -679,16 +687,7 @@ fn twenty_parallel_runs_on_redis_make_one_grant_and_a_key_file_encrypts() {
     let url = redis.url();
     let envs =
         [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str()), ("AUTHC_STORE_KEY_FILE", key_file.as_str())];
-    let children: Vec<std::process::Child> = (0..20)
-        .map(|_| {
-            env.command(&["token", "--token-url", &token_url, "--client-id", "cli-client"], &envs)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let runs: Vec<Run> = children.into_iter().map(collect).collect();
+    let runs = env.run_parallel(20, &["token", "--token-url", &token_url, "--client-id", "cli-client"], &envs);
     for run in &runs {
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_eq!(run.stdout, runs[0].stdout);
