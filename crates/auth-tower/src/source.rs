@@ -85,6 +85,7 @@ struct Counters {
     leases_won: AtomicU64,
     leases_lost: AtomicU64,
     store_errors: AtomicU64,
+    peer_waits_expired: AtomicU64,
 }
 
 /// A snapshot of a token source's counters.
@@ -115,6 +116,8 @@ pub struct Stats {
     pub leases_lost: u64,
     /// Store operations that failed or timed out.
     pub store_errors: u64,
+    /// Waits for a peer's fetch that ran out (this source then fetched).
+    pub peer_waits_expired: u64,
 }
 
 /// How much longer than the fetch timeout a caller waits for the worker
@@ -472,6 +475,7 @@ impl TokenSource {
             leases_won: c.leases_won.load(Ordering::Relaxed),
             leases_lost: c.leases_lost.load(Ordering::Relaxed),
             store_errors: c.store_errors.load(Ordering::Relaxed),
+            peer_waits_expired: c.peer_waits_expired.load(Ordering::Relaxed),
         }
     }
 
@@ -831,6 +835,7 @@ impl Worker {
         counters.leases_won.store(stats.leases_won, Ordering::Relaxed);
         counters.leases_lost.store(stats.leases_lost, Ordering::Relaxed);
         counters.store_errors.store(stats.store_errors, Ordering::Relaxed);
+        counters.peer_waits_expired.store(stats.peer_waits_expired, Ordering::Relaxed);
     }
 
     /// Runs a store operation in a task of its own, with the store timeout.
