@@ -12,11 +12,11 @@
 //!   released by a compare-and-delete script; a holder that dies blocks the
 //!   others at most for the ttl.
 //!
-//! [`RedisStore`] (features `redis` and `tower`) uses redis-rs's tokio
+//! `RedisStore` (features `redis` and `tower`) uses redis-rs's tokio
 //! connection manager, which reconnects by itself; it connects on first
 //! use, so a Redis that is down at start-up is a store error like any
 //! other: the token source fetches on its own meanwhile.
-//! [`BlockingRedisStore`] (features `redis` and `blocking`) uses the
+//! `BlockingRedisStore` (features `redis` and `blocking`) uses the
 //! synchronous client, with no async runtime.
 
 use std::time::Duration;
