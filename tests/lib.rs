@@ -6,6 +6,9 @@
 //! ```
 
 #![deny(missing_docs)]
+#![allow(clippy::disallowed_methods)] // one real Instant anchors simulated time
+
+pub mod fleet_sim;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,126 @@
+//! Fleets of token sources sharing one store (the core's protocol, on
+//! simulated time; see `auth_tests::fleet_sim`).
+
+use std::time::Duration;
+
+use auth_tests::fleet_sim::{simulate_fleet_day, Fleet};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[test]
+fn a_cold_fleet_makes_one_fetch_and_every_replica_gets_the_token() {
+    let mut fleet = Fleet::new(8, Duration::from_millis(50), 3600);
+    for i in 0..8 {
+        assert!(fleet.want(i).is_none(), "nobody has a token yet");
+    }
+    fleet.run_until(SECS(2));
+    assert_eq!(fleet.fetches, 1, "one fetch for the whole fleet");
+    for i in 0..8 {
+        assert!(fleet.want(i).is_some(), "replica {i} has the token");
+        let token = fleet.replicas[i].token.as_ref().unwrap();
+        assert_eq!(auth_core::secret::ExposeSecret::expose_secret(token.value()), "tok-1");
+    }
+    let adoptions: u64 = fleet.replicas.iter().map(|r| r.lc.stats().adoptions).sum();
+    assert_eq!(adoptions, 7);
+}
+
+#[test]
+fn a_fleet_of_a_hundred_makes_one_fetch_per_token_lifetime() {
+    let day = simulate_fleet_day(100, true, Duration::ZERO, 0.0);
+    assert!(day.fetches <= 26, "{} fetches in a day for 100 replicas", day.fetches);
+    assert_eq!((day.expired_sent, day.failed_calls, day.waited_after_start), (0, 0, 0), "{day:?}");
+    let alone = simulate_fleet_day(100, false, Duration::ZERO, 0.0);
+    assert!(alone.fetches >= 2400, "without sharing every replica fetches: {alone:?}");
+}
+
+#[test]
+fn a_slow_store_failing_five_percent_costs_few_fetches_and_no_request() {
+    let day = simulate_fleet_day(100, true, Duration::from_millis(20), 0.05);
+    assert!(day.fetches <= 40, "{day:?}");
+    assert_eq!((day.expired_sent, day.failed_calls, day.waited_after_start), (0, 0, 0), "{day:?}");
+}
+
+#[test]
+fn with_the_store_down_every_replica_fetches_on_its_own_and_nobody_fails() {
+    let mut fleet = Fleet::new(4, Duration::from_millis(50), 3600);
+    fleet.store_down = true;
+    for i in 0..4 {
+        fleet.want(i);
+    }
+    fleet.run_until(SECS(1));
+    assert_eq!(fleet.fetches, 4, "each replica fetched for itself");
+    for i in 0..4 {
+        assert!(fleet.want(i).is_some());
+    }
+    // The store comes back: the next renewals share again.
+    fleet.store_down = false;
+    let before = fleet.fetches;
+    fleet.run_until(SECS(3 * 3600));
+    for i in 0..4 {
+        assert!(fleet.want(i).is_some());
+    }
+    assert!(fleet.fetches - before <= 4, "{} fetches for 3 renewals of 4 replicas", fleet.fetches - before);
+    assert_eq!(fleet.failed_calls, 0);
+}
+
+#[test]
+fn a_401_at_the_fleet_gives_one_new_token() {
+    let mut fleet = Fleet::new(6, Duration::from_millis(50), 3600);
+    for i in 0..6 {
+        fleet.want(i);
+    }
+    fleet.run_until(SECS(1));
+    assert_eq!(fleet.fetches, 1);
+    fleet.run_until(SECS(600));
+    // The API rejects tok-1: every replica gets a 401 for it.
+    for i in 0..6 {
+        let generation = fleet.replicas[i].token.as_ref().unwrap().generation();
+        let now = fleet.instant();
+        let _ = fleet.replicas[i].lc.handle_unauthorized(now, generation);
+        fleet.drain(i);
+    }
+    fleet.run_until(SECS(605));
+    assert_eq!(fleet.fetches, 2, "one new token for the fleet");
+    for i in 0..6 {
+        assert!(fleet.want(i).is_some());
+        let token = fleet.replicas[i].token.as_ref().unwrap();
+        assert_eq!(auth_core::secret::ExposeSecret::expose_secret(token.value()), "tok-2");
+    }
+}
+
+#[test]
+fn rotating_refresh_tokens_are_never_spent_twice() {
+    let mut fleet = Fleet::new(10, Duration::from_millis(200), 600);
+    fleet.rotate = true;
+    let mut t = Duration::ZERO;
+    while t < SECS(6 * 3600) {
+        fleet.run_until(t);
+        for i in 0..10 {
+            fleet.want(i);
+        }
+        t += SECS(5);
+    }
+    assert_eq!(fleet.refresh_reused, 0, "a refresh token was spent twice");
+    // One fetch per renewal period (a 600 s token is renewed 59-88 s before
+    // its usable end at 590 s) for the fleet, and the cold start.
+    let renewals = (6 * 3600) / (590 - 88) + 1;
+    assert!(fleet.fetches <= renewals, "{} fetches, at most {renewals} renewals", fleet.fetches);
+    assert_eq!(fleet.failed_calls, 0);
+    assert_eq!(fleet.expired_sent, 0);
+}
+
+#[test]
+fn a_lease_holder_that_dies_blocks_the_others_only_for_the_peer_wait() {
+    let mut fleet = Fleet::new(3, Duration::from_millis(50), 3600);
+    fleet.want(0);
+    // Replica 0 took the lease and is fetching; it dies: its fetch never completes.
+    assert_eq!(fleet.fetches, 1);
+    fleet.pending.clear();
+    fleet.want(1);
+    fleet.want(2);
+    fleet.run_until(SECS(9));
+    assert!(fleet.want(1).is_none(), "still waiting for the peer");
+    fleet.run_until(SECS(11));
+    assert!(fleet.want(1).is_some() && fleet.want(2).is_some(), "fetched locally after the peer wait");
+    assert!(fleet.fetches <= 3);
+}
