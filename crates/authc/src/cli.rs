@@ -148,7 +148,7 @@ pub struct AuthArgs {
     pub no_cache: bool,
     /// Where tokens are shared between runs, processes and hosts: `file`
     /// (the cache directory, the default), `file:DIR`,
-    /// `redis://[user:password@]HOST:PORT/DB` (or `rediss://`), or `none`.
+    /// `redis://[user:password@]HOST:PORT/DB`, or `none`.
     /// With AUTHC_STORE_KEY_FILE (32 bytes or 64 hex digits) the records
     /// are encrypted.
     #[arg(long, env = "AUTHC_STORE", value_name = "STORE")]
