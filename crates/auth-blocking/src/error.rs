@@ -63,7 +63,7 @@ pub enum Error {
     /// No token could be obtained from the token endpoint. The token
     /// source retries transient failures by itself (sooner while callers
     /// wait); a later call may succeed.
-    #[error("could not obtain an access token: {}{}", .0, retry_note(.0))]
+    #[error("could not obtain an access token: {}{}", .0, .0.source_retry_note())]
     Token(#[from] TokenError),
     /// The token could not be revoked at the RFC 7009 endpoint. The tokens
     /// were forgotten all the same.
@@ -84,15 +84,6 @@ pub enum Error {
     /// The token source's thread stopped on an internal error (a bug).
     #[error("the token source's thread failed ({0}); this is a bug, please report it; create a new token source")]
     WorkerFailed(String),
-}
-
-/// The token source retries transient failures by itself.
-fn retry_note(error: &TokenError) -> &'static str {
-    if error.is_transient() {
-        "; the token source retries by itself (sooner while callers wait)"
-    } else {
-        ""
-    }
 }
 
 impl Error {

@@ -387,6 +387,19 @@ impl TokenError {
         }
     }
 
+    /// What a long-lived token source adds to this error for its callers:
+    /// it retries transient failures by itself (see
+    /// [`BackoffPolicy::demand_retry`](crate::BackoffPolicy::demand_retry)),
+    /// so a later call may succeed. Empty for permanent errors, and not for
+    /// one-shot programs, which retry nothing.
+    pub fn source_retry_note(&self) -> &'static str {
+        if self.is_transient() {
+            "; the token source retries by itself (sooner while callers wait)"
+        } else {
+            ""
+        }
+    }
+
     /// The delay the provider asked for with `Retry-After`, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -597,6 +610,10 @@ mod tests {
         let revoke = provider("invalid_request", 400);
         let text = revoke.about(Endpoint::Revocation).to_string();
         assert!(text.starts_with("revocation endpoint refused the request"), "{text}");
+        assert!(TokenError::Status { status: 503, excerpt: String::new(), retry_after: None }
+            .source_retry_note()
+            .contains("retries by itself"));
+        assert_eq!(provider("invalid_client", 401).source_retry_note(), "", "a permanent error is not retried");
         let text = TokenError::Transport { message: "no answer within 5s".into(), timeout: true }.to_string();
         assert!(text.contains("timed out") && !text.contains("unreachable"), "{text}");
     }

@@ -295,8 +295,6 @@ enum Awaiting {
 
 struct Acquiring {
     reason: FetchReason,
-    /// The lease is held: the read under way is the check before fetching.
-    leased: bool,
     /// A peer holds the lease: wait for its token until then.
     peer_wait_until: Option<Instant>,
     /// Read the store again at this instant.
@@ -665,9 +663,13 @@ impl Lifecycle {
         }
         self.advance(now);
         let Some(what) = awaited else { return };
-        let Some(acquiring) = self.store.as_ref().and_then(|s| s.acquiring.as_ref()) else { return };
+        let Some(store) = self.store.as_ref() else { return };
+        let Some(acquiring) = store.acquiring.as_ref() else { return };
         let reason = acquiring.reason;
-        let leased = acquiring.leased;
+        // No acquisition starts while a lease is held (a write or a failure
+        // releases it first): a held lease means the lease was won for this
+        // one, and the read under way is the check before fetching.
+        let leased = store.lease_held;
         let patience_over = acquiring.peer_wait_until.is_some_and(|until| now >= until);
         match (what, answer) {
             (Awaiting::Read, Ok(StoreAnswer::Envelope(envelope))) => {
@@ -689,9 +691,6 @@ impl Lifecycle {
                 self.stats.leases_won += 1;
                 if let Some(store) = self.store.as_mut() {
                     store.lease_held = true;
-                    if let Some(acquiring) = store.acquiring.as_mut() {
-                        acquiring.leased = true;
-                    }
                 }
                 // Reading and leasing are two steps: a peer may have written
                 // its token and released the lease between them. Read again.
@@ -807,15 +806,12 @@ impl Lifecycle {
     fn write_shared(&mut self, token: &Arc<AccessToken>, sent_at: Instant) {
         let refresh_token = self.refresh_token.clone();
         let Some(store) = self.store.as_mut() else { return };
-        let release = std::mem::take(&mut store.lease_held).then_some(store.owner);
         let (Some(issued), Some(expires)) = (store.wall(sent_at), store.wall(token.expires_at)) else {
             // No wall time known yet (no store answer so far): nothing to share.
-            if let Some(owner) = release {
-                let request = store.request(StoreOp::ReleaseLease { owner });
-                self.outputs.push_back(Output::Store(request));
-            }
+            self.release_lease();
             return;
         };
+        let release = std::mem::take(&mut store.lease_held).then_some(store.owner);
         let after_401 = self.current.as_ref().is_some_and(|c| c.reason == FetchReason::Unauthorized);
         let record = Record::from_parts(
             self.config.cache_key(),
@@ -934,7 +930,7 @@ impl Lifecycle {
         if self.store.is_some() {
             self.demand = false;
             if let Some(store) = self.store.as_mut() {
-                store.acquiring = Some(Acquiring { reason, leased: false, peer_wait_until: None, next_read: None });
+                store.acquiring = Some(Acquiring { reason, peer_wait_until: None, next_read: None });
             }
             self.read_store();
         } else {

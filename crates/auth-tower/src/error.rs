@@ -19,7 +19,7 @@ pub enum AuthError {
     /// No token could be obtained from the token endpoint. The token
     /// source keeps retrying transient failures (with backoff, sooner while
     /// callers wait); a later call may succeed.
-    #[error("could not obtain an access token: {}{}", .0, retry_note(.0))]
+    #[error("could not obtain an access token: {}{}", .0, .0.source_retry_note())]
     Token(#[from] TokenError),
     /// The token could not be revoked at the RFC 7009 endpoint. The tokens
     /// were forgotten all the same.
@@ -52,16 +52,6 @@ pub enum AuthError {
         /// How long the caller waited.
         waited: Duration,
     },
-}
-
-/// What a caller is told about retries: the token source retries transient
-/// failures by itself.
-fn retry_note(error: &TokenError) -> &'static str {
-    if error.is_transient() {
-        "; the token source retries by itself (sooner while callers wait)"
-    } else {
-        ""
-    }
 }
 
 impl AuthError {
