@@ -1,6 +1,8 @@
 //! Token sources on one host sharing a file store: each source has its own
 //! `FileStore` on the same directory, as separate processes would.
 
+mod blocking_fleet;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,28 +59,9 @@ async fn eight_async_sources_on_one_directory_make_one_fetch() {
 #[test]
 fn blocking_sources_on_one_directory_make_one_fetch() {
     let dir = tempfile::tempdir().unwrap();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let sources: Vec<auth_blocking::BlockingTokenSource> = (0..4)
-        .map(|_| {
-            let calls = Arc::clone(&calls);
-            let endpoint = move |_request: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, auth_blocking::TransportError> {
-                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                std::thread::sleep(Duration::from_millis(100));
-                Ok(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#).into_bytes()))
-            };
-            auth_blocking::BlockingTokenSource::builder(config(), endpoint)
-                .store(FileStore::open(dir.path()).unwrap(), StoreConfig::default())
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let tokens: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|s| scope.spawn(move || s.token().unwrap().value().expose_secret().to_owned()))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let (tokens, calls) = blocking_fleet::tokens_of_blocking_sources(&config(), 4, Duration::from_millis(100), || {
+        FileStore::open(dir.path()).unwrap()
     });
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls, 1);
 }

@@ -5,6 +5,8 @@
 //! Without `redis-server` on the PATH the tests print a notice and pass,
 //! unless `AUTH_REQUIRE_REDIS=1` (as CI sets), which makes that a failure.
 
+mod blocking_fleet;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -162,30 +164,11 @@ async fn a_lease_holder_that_died_blocks_the_others_at_most_for_its_ttl() {
 #[test]
 fn blocking_sources_on_redis_make_one_fetch_without_an_async_runtime() {
     let Some(redis) = Redis::start() else { return };
-    let calls = Arc::new(AtomicUsize::new(0));
-    let sources: Vec<auth_blocking::BlockingTokenSource> = (0..4)
-        .map(|_| {
-            let calls = Arc::clone(&calls);
-            let endpoint = move |_request: http::Request<Vec<u8>>| -> Result<http::Response<Vec<u8>>, auth_blocking::TransportError> {
-                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                std::thread::sleep(Duration::from_millis(50));
-                Ok(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#).into_bytes()))
-            };
-            auth_blocking::BlockingTokenSource::builder(config(), endpoint)
-                .store(BlockingRedisStore::new(&redis.url()).unwrap(), StoreConfig::default())
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let tokens: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|s| scope.spawn(move || s.token().unwrap().value().expose_secret().to_owned()))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    let (tokens, calls) = blocking_fleet::tokens_of_blocking_sources(&config(), 4, Duration::from_millis(50), || {
+        BlockingRedisStore::new(&redis.url()).unwrap()
     });
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
