@@ -65,3 +65,15 @@ fn blocking_sources_on_one_directory_make_one_fetch() {
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
     assert_eq!(calls, 1);
 }
+
+#[test]
+fn the_budget_protocol_on_files() {
+    let dir = tempfile::tempdir().unwrap();
+    blocking_fleet::check_budget_protocol(&config(), || FileStore::open(dir.path()).unwrap());
+}
+
+#[test]
+fn a_fleet_on_one_directory_shares_its_fetch_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    blocking_fleet::check_shared_budget(|| FileStore::open(dir.path()).unwrap());
+}

@@ -204,3 +204,15 @@ async fn encrypted_records_are_shared_and_unreadable_without_the_key() {
     assert_ne!(c.token().await.unwrap().value().expose_secret(), token.value().expose_secret());
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn the_budget_protocol_on_redis() {
+    let Some(redis) = Redis::start() else { return };
+    blocking_fleet::check_budget_protocol(&config(), || BlockingRedisStore::new(&redis.url()).unwrap());
+}
+
+#[test]
+fn a_fleet_on_redis_shares_its_fetch_budget() {
+    let Some(redis) = Redis::start() else { return };
+    blocking_fleet::check_shared_budget(|| BlockingRedisStore::new(&redis.url()).unwrap());
+}

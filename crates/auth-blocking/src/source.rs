@@ -51,20 +51,30 @@ pub struct Stats {
     pub cache_hits: u64,
     /// Callers that had to wait for a fetch.
     pub waits: u64,
+    /// Reads of the shared store.
+    pub store_reads: u64,
     /// Tokens taken from the shared store (a peer fetched them).
     pub adoptions: u64,
+    /// Renewal leases taken (this source fetched for the fleet).
+    pub leases_won: u64,
+    /// Lease attempts that found a peer fetching.
+    pub leases_lost: u64,
+    /// Waits for a peer's fetch that ran out (this source then fetched).
+    pub peer_waits_expired: u64,
     /// Store operations that failed or timed out.
     pub store_errors: u64,
+    /// Fetches not made because the fetch budget was spent
+    /// (`max_fetches_per_day`).
+    pub budget_refusals: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     fetches: AtomicU64,
-    failures: AtomicU64,
     hits: AtomicU64,
     waits: AtomicU64,
-    adoptions: AtomicU64,
-    store_errors: AtomicU64,
+    /// The lifecycle's own counters, copied after each event.
+    lifecycle: std::sync::Mutex<auth_core::Stats>,
 }
 
 struct Published {
@@ -245,13 +255,19 @@ impl BlockingTokenSource {
     /// Counters since the source was created.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.published.counters;
+        let lifecycle = *c.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Stats {
             fetches: c.fetches.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
+            failures: lifecycle.failures,
             cache_hits: c.hits.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
-            adoptions: c.adoptions.load(Ordering::Relaxed),
-            store_errors: c.store_errors.load(Ordering::Relaxed),
+            store_reads: lifecycle.store_reads,
+            adoptions: lifecycle.adoptions,
+            leases_won: lifecycle.leases_won,
+            leases_lost: lifecycle.leases_lost,
+            peer_waits_expired: lifecycle.peer_waits_expired,
+            store_errors: lifecycle.store_errors,
+            budget_refusals: lifecycle.budget_refusals,
         }
     }
 
@@ -433,8 +449,7 @@ impl Worker {
                     }
                 }
                 Output::Failed(error) => {
-                    self.published.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "token request failed: {error}");
+                    tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "could not obtain a token: {error}");
                     for waiter in self.waiters.drain(..) {
                         let _ = waiter.send(Err(Error::Token(error.clone())));
                     }
@@ -452,13 +467,12 @@ impl Worker {
                         tracing::debug!(target: "auth_blocking", op = id.get(), "token store operation failed: {error}");
                     }
                     self.lifecycle.handle_store(Instant::now(), SystemTime::now(), id, answer);
-                    let (stats, counters) = (self.lifecycle.stats(), &self.published.counters);
-                    counters.adoptions.store(stats.adoptions, Ordering::Relaxed);
-                    counters.store_errors.store(stats.store_errors, Ordering::Relaxed);
                 }
                 _ => {}
             }
         }
+        *self.published.counters.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            self.lifecycle.stats();
     }
 
     fn publish(&self, token: &Arc<AccessToken>) {

@@ -252,6 +252,7 @@ pub struct SourceConfig {
     max_body_bytes: usize,
     refresh: RefreshPolicy,
     backoff: BackoffPolicy,
+    max_fetches_per_day: Option<u32>,
     cache_key: CacheKey,
 }
 
@@ -272,6 +273,7 @@ impl SourceConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             refresh: RefreshPolicy::default(),
             backoff: BackoffPolicy::default(),
+            max_fetches_per_day: None,
             allow_insecure_http: false,
         }
     }
@@ -332,6 +334,14 @@ impl SourceConfig {
     pub fn backoff_policy(&self) -> &BackoffPolicy {
         &self.backoff
     }
+
+    /// The fetch budget: at most this many token requests in any
+    /// [`FETCH_BUDGET_WINDOW`] (24 hours), counted in the shared store
+    /// across the fleet when there is one. See
+    /// [`SourceConfigBuilder::max_fetches_per_day`].
+    pub fn max_fetches_per_day(&self) -> Option<u32> {
+        self.max_fetches_per_day
+    }
     /// The cache key: identical for two configurations exactly when their
     /// tokens are interchangeable.
     pub fn cache_key(&self) -> &CacheKey {
@@ -357,6 +367,7 @@ pub struct SourceConfigBuilder {
     max_body_bytes: usize,
     refresh: RefreshPolicy,
     backoff: BackoffPolicy,
+    max_fetches_per_day: Option<u32>,
     allow_insecure_http: bool,
 }
 
@@ -423,6 +434,22 @@ impl SourceConfigBuilder {
         self.backoff = policy;
         self
     }
+    /// Caps token requests at `limit` in any 24 hours (a rolling window,
+    /// so no calendar day in any time zone sees more), for providers that
+    /// cap the tokens they issue per day. With a shared store the count is
+    /// kept there, for every process and replica with this cache key;
+    /// without one (or while the store fails) each process counts its own.
+    ///
+    /// When the budget is spent the current token is served until it is no
+    /// longer usable; then callers get [`TokenError::BudgetSpent`](crate::TokenError::BudgetSpent),
+    /// which says the budget and when the next fetch is allowed. A request
+    /// the provider answered with an error (or that never reached it) is
+    /// given back; one answered with a success status counts even when its
+    /// body was unusable. Off by default; `limit` must be at least 1.
+    pub fn max_fetches_per_day(mut self, limit: u32) -> Self {
+        self.max_fetches_per_day = Some(limit);
+        self
+    }
     /// Allows plain `http` endpoints on hosts that are not loopback. Only for
     /// test environments: the client secret would cross the network in clear.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
@@ -453,6 +480,9 @@ impl SourceConfigBuilder {
             }
         }
         validate_policies(&self.refresh, &self.backoff, self.default_lifetime, self.max_body_bytes)?;
+        if self.max_fetches_per_day == Some(0) {
+            return Err(ConfigError::InvalidPolicy { name: "max_fetches_per_day", reason: "at least 1" });
+        }
         let cache_key = CacheKey::derive(&token_url, &self);
         Ok(SourceConfig {
             token_url,
@@ -468,10 +498,14 @@ impl SourceConfigBuilder {
             max_body_bytes: self.max_body_bytes,
             refresh: self.refresh,
             backoff: self.backoff,
+            max_fetches_per_day: self.max_fetches_per_day,
             cache_key,
         })
     }
 }
+
+/// The window of [`SourceConfigBuilder::max_fetches_per_day`]: 24 hours.
+pub const FETCH_BUDGET_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest delay or window a policy may name: longer ones are
 /// mistakes, and would overflow `Instant` arithmetic on some platforms.

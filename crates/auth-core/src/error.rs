@@ -265,6 +265,22 @@ pub enum TokenError {
         /// Whether it was a timeout.
         timeout: bool,
     },
+    /// The fetch budget ([`SourceConfigBuilder::max_fetches_per_day`](crate::SourceConfigBuilder::max_fetches_per_day))
+    /// is spent and the current token (if any) is no longer usable. No
+    /// request was sent.
+    BudgetSpent {
+        /// The budget: token requests per 24 hours.
+        limit: u32,
+        /// Whether it was counted in the shared store, for the whole fleet
+        /// (otherwise by this process alone).
+        shared: bool,
+        /// How long until the next fetch is allowed, as of when the error
+        /// was handed out.
+        retry_in: Duration,
+        /// When the next fetch is allowed, in wall time, when known (a
+        /// shared store says it).
+        retry_at: Option<std::time::SystemTime>,
+    },
 }
 
 /// Which endpoint an error came from, for its wording.
@@ -311,6 +327,21 @@ pub struct About<'a> {
 impl fmt::Display for About<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.error.write(f, self.endpoint)
+    }
+}
+
+/// A duration as hours, minutes and seconds (`3h 12m 5s`).
+struct HumanDuration(Duration);
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0);
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        match (h, m) {
+            (0, 0) => write!(f, "{s}s"),
+            (0, _) => write!(f, "{m}m {s}s"),
+            _ => write!(f, "{h}h {m}m {s}s"),
+        }
     }
 }
 
@@ -382,7 +413,7 @@ impl TokenError {
                     || (matches!(e.code, ErrorCode::Other(_)) && status_is_transient(e.status))
             }
             Self::Status { status, .. } | Self::BodyTooLarge { status, .. } => status_is_transient(*status),
-            Self::Transport { .. } | Self::ExpiredOnArrival { .. } => true,
+            Self::Transport { .. } | Self::ExpiredOnArrival { .. } | Self::BudgetSpent { .. } => true,
             Self::Malformed { .. } | Self::InvalidAccessToken { .. } | Self::UnsupportedTokenType { .. } => false,
         }
     }
@@ -393,7 +424,7 @@ impl TokenError {
     /// so a later call may succeed. Empty for permanent errors, and not for
     /// one-shot programs, which retry nothing.
     pub fn source_retry_note(&self) -> &'static str {
-        if self.is_transient() {
+        if self.is_transient() && !matches!(self, Self::BudgetSpent { .. }) {
             "; the token source retries by itself (sooner while callers wait)"
         } else {
             ""
@@ -405,6 +436,7 @@ impl TokenError {
         match self {
             Self::Provider(e) => e.retry_after,
             Self::Status { retry_after, .. } => *retry_after,
+            Self::BudgetSpent { retry_in, .. } => Some(*retry_in),
             _ => None,
         }
     }
@@ -508,6 +540,19 @@ impl TokenError {
             Self::Transport { message, timeout: false } => {
                 write!(f, "{name} unreachable: {message}; check the network path and the {}", endpoint.url())
             }
+            Self::BudgetSpent { limit, shared, retry_in, retry_at } => {
+                let counted = if *shared { " by every process sharing the token store" } else { " by this process" };
+                write!(
+                    f,
+                    "the token budget is spent: {limit} token requests in the last 24 hours{counted} \
+                     (max_fetches_per_day); the next is allowed in {}",
+                    HumanDuration(*retry_in)
+                )?;
+                if let Some(at) = retry_at {
+                    write!(f, " ({})", httpdate::fmt_http_date(*at))?;
+                }
+                write!(f, ". No request was sent; raise the budget if the provider allows more tokens per day")
+            }
         }
     }
 
@@ -518,6 +563,7 @@ impl TokenError {
             Self::Status { .. } => "status",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::Malformed { .. } => "malformed",
+            Self::BudgetSpent { .. } => "budget_spent",
             Self::InvalidAccessToken { .. } => "invalid_access_token",
             Self::UnsupportedTokenType { .. } => "unsupported_token_type",
             Self::ExpiredOnArrival { .. } => "expired_on_arrival",

@@ -75,7 +75,9 @@ pub mod slot;
 pub mod store;
 pub mod token;
 
-pub use config::{BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder};
+pub use config::{
+    BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder, FETCH_BUDGET_WINDOW,
+};
 pub use credentials::{Applied, Credentials, CredentialsBuilder, Origin};
 pub use error::{ApplyError, ConfigError, Endpoint, ErrorCode, ProviderError, TokenError};
 pub use lifecycle::{

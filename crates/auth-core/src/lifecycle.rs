@@ -38,18 +38,19 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Response;
 
-use crate::config::SourceConfig;
+use crate::config::{SourceConfig, FETCH_BUDGET_WINDOW};
 use crate::error::ConfigError;
 use crate::error::{ErrorCode, TokenError};
 use crate::request::{revocation_request, token_request, Grant, Revocable, RevocationRequest};
 use crate::response::{parse_token_response_redacting, redactor_for, TokenResponse, MAX_LIFETIME};
 use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use crate::store::{
-    Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId, StoreRequest,
+    unix_ms, BudgetAnswer, Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId,
+    StoreRequest,
 };
 use crate::token::{AccessToken, Generation};
 
@@ -253,6 +254,10 @@ pub struct Stats {
     /// Store operations that failed or timed out (each fell back to a
     /// local fetch or was skipped).
     pub store_errors: u64,
+    /// Fetches not made because the fetch budget was spent.
+    pub budget_refusals: u64,
+    /// Counted fetches given back because the provider refused them.
+    pub budget_refunds: u64,
 }
 
 struct InFlight {
@@ -260,6 +265,24 @@ struct InFlight {
     sent_at: Instant,
     grant: GrantKind,
     reason: FetchReason,
+    /// Where the fetch was counted against the budget, to give it back.
+    slot: Option<Slot>,
+}
+
+/// A fetch counted against the budget.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: u64,
+    /// Counted in the shared store (and here).
+    shared: bool,
+}
+
+/// This process's fetches counted against the budget.
+#[derive(Default)]
+struct Budget {
+    /// When each fetch in the window was made, oldest first, and its slot.
+    local: VecDeque<(Instant, u64)>,
+    next_slot: u64,
 }
 
 struct Current {
@@ -291,6 +314,8 @@ struct Shared {
 enum Awaiting {
     Read,
     Lease,
+    /// A budget slot, by id.
+    Budget(u64),
 }
 
 struct Acquiring {
@@ -309,6 +334,11 @@ impl Shared {
     fn request(&mut self, op: StoreOp) -> StoreRequest {
         self.next_op += 1;
         StoreRequest { id: StoreOpId(self.next_op), op }
+    }
+
+    /// The name of budget slot `id` in the store: unique per source.
+    fn slot_name(&self, id: u64) -> String {
+        format!("{}-{id}", self.owner.as_hex())
     }
 
     fn wall(&self, at: Instant) -> Option<SystemTime> {
@@ -349,6 +379,7 @@ pub struct Lifecycle {
     demand: bool,
     /// The shared store's state, when one is configured.
     store: Option<Box<Shared>>,
+    budget: Budget,
     next_fetch_id: u64,
     last_generation: u64,
     outputs: VecDeque<Output>,
@@ -386,6 +417,7 @@ impl Lifecycle {
             waiting: false,
             demand: false,
             store: None,
+            budget: Budget::default(),
             next_fetch_id: 0,
             last_generation: 0,
             outputs: VecDeque::new(),
@@ -475,11 +507,19 @@ impl Lifecycle {
                 if backoff.demand_at.is_none_or(|at| now < at) {
                     // A retry comes at `demand_at` (if the error is transient).
                     self.demand = true;
-                    return Want::Failed(backoff.error.clone());
+                    let mut error = backoff.error.clone();
+                    if let TokenError::BudgetSpent { retry_in, .. } = &mut error {
+                        *retry_in = backoff.until.saturating_duration_since(now);
+                    }
+                    return Want::Failed(error);
                 }
                 self.backoff = None;
             }
             self.start_fetch(now, FetchReason::NoToken);
+            if let Some(backoff) = self.backoff.as_ref().filter(|_| !self.busy()) {
+                // Refused at once: the fetch budget is spent.
+                return Want::Failed(backoff.error.clone());
+            }
         }
         self.waiting = true;
         self.stats.waits += 1;
@@ -617,6 +657,7 @@ impl Lifecycle {
             sent_at: now,
             grant: GrantKind::ClientCredentials,
             reason: FetchReason::NoToken,
+            slot: None,
         };
         let response = TokenResponse {
             access_token,
@@ -672,6 +713,17 @@ impl Lifecycle {
         let leased = store.lease_held;
         let patience_over = acquiring.peer_wait_until.is_some_and(|until| now >= until);
         match (what, answer) {
+            (Awaiting::Budget(slot), Ok(StoreAnswer::Budget(BudgetAnswer::Granted))) => {
+                self.budget.local.push_back((now, slot));
+                self.send_fetch(now, reason, Some(Slot { id: slot, shared: true }));
+            }
+            (Awaiting::Budget(_), Ok(StoreAnswer::Budget(BudgetAnswer::Spent { next_at_unix_ms }))) => {
+                let at = UNIX_EPOCH.checked_add(Duration::from_millis(next_at_unix_ms));
+                let wait = at.and_then(|at| at.duration_since(wall).ok()).unwrap_or(Duration::ZERO);
+                self.budget_spent(now, now.checked_add(wait), at, true);
+            }
+            // The store could not count it: count it here.
+            (Awaiting::Budget(_), _) => self.fetch_now(now, reason, false),
             (Awaiting::Read, Ok(StoreAnswer::Envelope(envelope))) => {
                 if envelope.is_some_and(|envelope| self.adopt(now, wall, &envelope)) {
                     // The previous holder wrote its token just before we won the lease.
@@ -679,10 +731,10 @@ impl Lifecycle {
                     return;
                 }
                 if leased {
-                    self.fetch_now(now, reason);
+                    self.fetch_now(now, reason, true);
                 } else if patience_over {
                     self.stats.peer_waits_expired += 1;
-                    self.fetch_now(now, reason);
+                    self.fetch_now(now, reason, true);
                 } else {
                     self.acquire_lease();
                 }
@@ -704,7 +756,7 @@ impl Lifecycle {
             // token, try the store again shortly; with callers waiting and
             // no token, fetch here at once, as without a store.
             (_, _) if self.current.is_some() && !patience_over && !leased => self.poll_store_later(now),
-            (_, _) => self.fetch_now(now, reason),
+            (_, _) => self.fetch_now(now, reason, false),
         }
     }
 
@@ -859,7 +911,7 @@ impl Lifecycle {
         let lifetime = record.expires_at().duration_since(record.issued_at()).unwrap_or(remaining);
         let sent_at = now.checked_add(remaining).and_then(|end| end.checked_sub(lifetime)).unwrap_or(now);
         let reason = if record.after_401() { FetchReason::Unauthorized } else { FetchReason::NoToken };
-        let adopted = InFlight { id: FetchId(0), sent_at, grant: GrantKind::ClientCredentials, reason };
+        let adopted = InFlight { id: FetchId(0), sent_at, grant: GrantKind::ClientCredentials, reason, slot: None };
         let response = TokenResponse {
             access_token: access.clone(),
             expires_in: Some(lifetime.min(MAX_LIFETIME)),
@@ -934,12 +986,82 @@ impl Lifecycle {
             }
             self.read_store();
         } else {
-            self.fetch_now(now, reason);
+            self.fetch_now(now, reason, false);
+        }
+    }
+
+    /// Sends the token request if the fetch budget allows it: counted in
+    /// the store when one is configured and `store_ok` (it answered the
+    /// acquisition so far), otherwise here.
+    fn fetch_now(&mut self, now: Instant, reason: FetchReason, store_ok: bool) {
+        let Some(limit) = self.config.max_fetches_per_day() else {
+            self.send_fetch(now, reason, None);
+            return;
+        };
+        // This process's own fetches are a part of the fleet's: when they
+        // alone fill the window, the store need not be asked.
+        if let Some(start) = now.checked_sub(FETCH_BUDGET_WINDOW) {
+            while self.budget.local.front().is_some_and(|(at, _)| *at <= start) {
+                self.budget.local.pop_front();
+            }
+        }
+        if self.budget.local.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+            let next = self.budget.local.front().and_then(|(at, _)| at.checked_add(FETCH_BUDGET_WINDOW));
+            let at = next.and_then(|next| self.store.as_ref().and_then(|s| s.wall(next)));
+            self.budget_spent(now, next, at, false);
+            return;
+        }
+        self.budget.next_slot += 1;
+        let id = self.budget.next_slot;
+        if let Some(store) = self.store.as_mut().filter(|_| store_ok) {
+            if let Some(at) = store.wall(now) {
+                let op = StoreOp::SpendBudget {
+                    limit,
+                    window: FETCH_BUDGET_WINDOW,
+                    at_unix_ms: unix_ms(at),
+                    slot: store.slot_name(id),
+                };
+                store.acquiring.get_or_insert(Acquiring { reason, peer_wait_until: None, next_read: None }).reason =
+                    reason;
+                let request = store.request(op);
+                store.awaiting = Some((request.id, Awaiting::Budget(id)));
+                self.outputs.push_back(Output::Store(request));
+                return;
+            }
+        }
+        self.budget.local.push_back((now, id));
+        self.send_fetch(now, reason, Some(Slot { id, shared: false }));
+    }
+
+    /// The fetch budget is spent until `next` (no sooner than a second
+    /// from now): no fetch until then; the current token is served while
+    /// it is usable, and callers without one get the error.
+    fn budget_spent(&mut self, now: Instant, next: Option<Instant>, at: Option<SystemTime>, shared: bool) {
+        self.release_lease();
+        if let Some(store) = self.store.as_mut() {
+            store.acquiring = None;
+        }
+        let until = next.unwrap_or(now).max(now + Duration::from_secs(1));
+        let limit = self.config.max_fetches_per_day().unwrap_or(0);
+        let error = TokenError::BudgetSpent { limit, shared, retry_in: until - now, retry_at: at };
+        self.stats.budget_refusals += 1;
+        self.backoff = Some(Backoff { until, error: error.clone(), demand_at: None });
+        self.waiting = false;
+        self.outputs.push_back(Output::Failed(error));
+    }
+
+    /// Gives back the budget slot of a fetch the provider refused.
+    fn refund(&mut self, slot: Slot) {
+        self.budget.local.retain(|(_, id)| *id != slot.id);
+        self.stats.budget_refunds += 1;
+        if let Some(store) = self.store.as_mut().filter(|_| slot.shared) {
+            let request = store.request(StoreOp::RefundBudget { slot: store.slot_name(slot.id) });
+            self.outputs.push_back(Output::Store(request));
         }
     }
 
     /// Sends the token request.
-    fn fetch_now(&mut self, now: Instant, reason: FetchReason) {
+    fn send_fetch(&mut self, now: Instant, reason: FetchReason, slot: Option<Slot>) {
         if let Some(store) = self.store.as_mut() {
             store.acquiring = None;
         }
@@ -951,7 +1073,7 @@ impl Lifecycle {
         self.demand = false;
         self.next_fetch_id += 1;
         let id = FetchId(self.next_fetch_id);
-        self.fetch = Some(InFlight { id, sent_at: now, grant, reason });
+        self.fetch = Some(InFlight { id, sent_at: now, grant, reason, slot });
         self.stats.fetches += 1;
         self.outputs.push_back(Output::Fetch(FetchRequest { id, grant, reason, request }));
     }
@@ -1031,11 +1153,14 @@ impl Lifecycle {
     }
 
     fn fail(&mut self, now: Instant, fetch: InFlight, error: TokenError) {
+        if let Some(slot) = fetch.slot.filter(|_| nothing_issued(&error)) {
+            self.refund(slot);
+        }
         if fetch.grant == GrantKind::RefreshToken && error.code() == Some(&ErrorCode::InvalidGrant) {
             // The refresh token is dead; the client credentials still work.
             self.refresh_token = None;
             self.stats.refresh_fallbacks += 1;
-            self.fetch_now(now, fetch.reason);
+            self.fetch_now(now, fetch.reason, true);
             return;
         }
         self.release_lease();
@@ -1087,6 +1212,17 @@ impl Lifecycle {
         let base = self.config.refresh_policy().unauthorized_backoff;
         let doublings = self.unauthorized_streak.saturating_sub(1).min(16);
         base.saturating_mul(1 << doublings).min(self.config.backoff_policy().max.max(base))
+    }
+}
+
+/// Whether a failed fetch certainly obtained no token, so that its budget
+/// slot is given back: the provider answered with an error, or the request
+/// did not complete. A success status with an unusable body counts.
+fn nothing_issued(error: &TokenError) -> bool {
+    match error {
+        TokenError::Provider(_) | TokenError::Status { .. } | TokenError::Transport { .. } => true,
+        TokenError::BodyTooLarge { status, .. } => !(200..300).contains(status),
+        _ => false,
     }
 }
 
@@ -1685,6 +1821,114 @@ mod tests {
         assert!(sim.outputs().is_empty());
         assert!(matches!(sim.want(), Want::Wait));
         assert_eq!(sim.take_fetch().grant, GrantKind::RefreshToken);
+    }
+
+    #[test]
+    fn a_spent_budget_serves_the_token_until_unusable_then_says_when() {
+        let refresh = RefreshPolicy { jitter: 0.0, ..RefreshPolicy::default() };
+        let mut sim = Sim::new(builder().max_fetches_per_day(2).refresh_policy(refresh));
+        sim.want();
+        let fetch = sim.take_fetch();
+        // A refused request is given back: it does not count.
+        sim.respond(fetch.id, 503, "down");
+        sim.now = sim.lc.backoff().unwrap().0;
+        let first_at = sim.now;
+        assert!(matches!(sim.want(), Want::Wait));
+        let first = sim.take_fetch();
+        let token = sim.respond_token(first.id, "t1", 3600);
+        sim.now = token.renew_at();
+        let second = only_fetch(sim.timeout());
+        let token = sim.respond_token(second.id, "t2", 3600);
+        sim.now = token.renew_at();
+        let outputs = sim.timeout();
+        assert!(
+            matches!(&outputs[..], [Output::Failed(TokenError::BudgetSpent { limit: 2, shared: false, .. })]),
+            "{outputs:?}"
+        );
+        assert_eq!(ready(sim.want()).generation(), token.generation(), "the current token is still served");
+        assert!(sim.outputs().is_empty());
+        sim.now = token.usable_until();
+        sim.timeout();
+        let allowed_at = sim.now + SECS(1);
+        let error = match sim.want() {
+            Want::Failed(error) => error,
+            other => panic!("{other:?}"),
+        };
+        // The window started with the first counted fetch (the refused one was given back).
+        let expected = (first_at + FETCH_BUDGET_WINDOW).duration_since(sim.now);
+        assert_eq!(error.retry_after(), Some(expected));
+        let text = error.to_string();
+        assert!(
+            text.contains("token budget is spent: 2 token requests in the last 24 hours by this process"),
+            "{text}"
+        );
+        assert!(text.contains("the next is allowed in 22h"), "{text}");
+        assert!(allowed_at < first_at + FETCH_BUDGET_WINDOW);
+        assert_eq!(sim.lc.stats().budget_refusals, 1);
+        assert_eq!(sim.lc.stats().budget_refunds, 1);
+        // When the first fetch leaves the window, the next caller fetches.
+        sim.now = first_at + FETCH_BUDGET_WINDOW;
+        assert!(matches!(sim.want(), Want::Wait));
+        let third = sim.take_fetch();
+        sim.respond_token(third.id, "t3", 3600);
+    }
+
+    #[test]
+    fn a_budget_in_the_store_is_shared_by_every_source() {
+        let store = crate::store::MemoryStore::new();
+        let config = Arc::new(builder().max_fetches_per_day(1).build().unwrap());
+        let t0 = Instant::now();
+        let wall0 = UNIX_EPOCH + SECS(1_800_000_000);
+        let mut a = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+        let mut b = Lifecycle::with_store(Arc::clone(&config), 2, StoreConfig::default());
+        // Runs store operations until the source asks for something else.
+        let run = |lc: &mut Lifecycle, now: Instant| -> Vec<Output> {
+            let mut other = Vec::new();
+            while let Some(output) = lc.poll_output() {
+                match output {
+                    Output::Store(request) => {
+                        let wall = wall0 + (now - t0);
+                        let answer = store.apply(config.cache_key(), wall, &request.op);
+                        lc.handle_store(now, wall, request.id, Ok(answer));
+                    }
+                    output => other.push(output),
+                }
+            }
+            other
+        };
+        assert!(matches!(a.handle_token_wanted(t0), Want::Wait));
+        let fetch = only_fetch(run(&mut a, t0));
+        // Another cache key's worth of traffic does not matter; the same key's does.
+        let mut response = Response::new(br#"{"access_token":"shared","expires_in":60}"#.to_vec());
+        response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        a.handle_fetch_response(t0, fetch.id, &response);
+        run(&mut a, t0);
+        // b adopts a's token: no fetch, nothing spent.
+        assert!(matches!(b.handle_token_wanted(t0), Want::Wait));
+        assert!(run(&mut b, t0).iter().any(|o| matches!(o, Output::TokenReady(_))));
+        // Both tokens expire; the fleet's one fetch of the day is spent.
+        let later = t0 + SECS(120);
+        assert!(matches!(b.handle_token_wanted(later), Want::Wait));
+        let outputs = run(&mut b, later);
+        let Some(Output::Failed(TokenError::BudgetSpent { shared: true, retry_at: Some(at), retry_in, .. })) =
+            outputs.iter().find(|o| matches!(o, Output::Failed(_)))
+        else {
+            panic!("{outputs:?}")
+        };
+        assert_eq!(*at, wall0 + FETCH_BUDGET_WINDOW, "when a's fetch leaves the window");
+        assert_eq!(*retry_in, FETCH_BUDGET_WINDOW - SECS(120));
+        assert!(!outputs.iter().any(|o| matches!(o, Output::Fetch(_))));
+        assert!(matches!(b.handle_token_wanted(later), Want::Failed(TokenError::BudgetSpent { .. })));
+        // The lease was given back: a can try too, and is refused the same way.
+        assert!(matches!(a.handle_token_wanted(later), Want::Wait));
+        assert!(run(&mut a, later).iter().any(|o| matches!(o, Output::Failed(TokenError::BudgetSpent { .. }))));
+        assert_eq!(a.stats().fetches + b.stats().fetches, 1);
+    }
+
+    #[test]
+    fn a_budget_of_zero_is_refused() {
+        let error = builder().max_fetches_per_day(0).build().unwrap_err();
+        assert!(error.to_string().contains("max_fetches_per_day"), "{error}");
     }
 
     #[test]

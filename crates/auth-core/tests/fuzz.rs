@@ -360,20 +360,28 @@ proptest! {
         (refresh, backoff, lifetime) in policies(),
         seed in any::<u64>(),
         steps in prop::collection::vec(step(), 1..40),
+        budget in prop::option::of(1u32..5),
     ) {
         let secret = "lifecycle-client-secret-77";
-        let config = SourceConfig::builder("https://auth.example.com/token", "id")
+        let mut builder = SourceConfig::builder("https://auth.example.com/token", "id")
             .client_secret(secret)
             .client_auth(ClientAuth::Post)
             .revocation_url("https://auth.example.com/revoke")
             .refresh_policy(refresh)
             .backoff_policy(backoff)
-            .default_lifetime(lifetime)
-            .build()
-            .expect("the strategy only makes valid policies");
+            .default_lifetime(lifetime);
+        if let Some(limit) = budget {
+            builder = builder.max_fetches_per_day(limit);
+        }
+        let config = builder.build().expect("the strategy only makes valid policies");
+        // When the fetch in flight was sent, and when each fetch that
+        // brought a token was sent.
+        let mut sent_at = None;
+        let mut fetched: Vec<Instant> = Vec::new();
         let mut lc = Lifecycle::new(config, seed);
         let start = Instant::now();
         let mut now = start;
+        let mut answered = false;
         let mut in_flight = None;
         let mut issued: Vec<auth_core::Generation> = Vec::new();
         let hidden = forms(secret, Some("id"));
@@ -403,6 +411,7 @@ proptest! {
                             response.headers_mut().insert(http::header::RETRY_AFTER, value);
                         }
                         lc.handle_fetch_response(now, id, &response);
+                        answered = true;
                     }
                 }
                 Step::Fail { timeout } => {
@@ -437,19 +446,31 @@ proptest! {
                         prop_assert!(in_flight.is_none(), "two fetches in flight");
                         assert_hidden(&format!("{fetch:?}"), &hidden);
                         in_flight = Some(fetch.id);
+                        sent_at = Some(now);
                     }
                     Output::TokenReady(token) => {
                         prop_assert!(token.is_usable(now), "a token ready but unusable");
                         prop_assert!(token.lifetime() <= auth_core::response::MAX_LIFETIME);
                         prop_assert!(token.renew_at() <= token.usable_until());
                         issued.push(token.generation());
+                        if std::mem::take(&mut answered) {
+                            fetched.push(sent_at.unwrap_or(start));
+                        }
                     }
                     Output::Failed(error) => assert_hidden(&format!("{error} {error:?}"), &hidden),
                     Output::TokenWithdrawn { .. } => {}
                     other => prop_assert!(false, "unexpected {other:?}"),
                 }
             }
+            answered = false;
             prop_assert_eq!(lc.fetch_in_flight(), in_flight, "the machine and the driver disagree on the fetch");
+            if let Some(limit) = budget {
+                let day = Duration::from_secs(24 * 3600);
+                for from in &fetched {
+                    let in_day = fetched.iter().filter(|t| **t >= *from && **t < *from + day).count();
+                    prop_assert!(in_day <= limit as usize, "{} tokens fetched in a day with a budget of {}", in_day, limit);
+                }
+            }
             if let Some(token) = lc.current_token(now) {
                 prop_assert!(token.is_usable(now));
             }
@@ -481,18 +502,27 @@ proptest! {
 
     /// Three replicas sharing a store that may fail at any time: no panic,
     /// no unusable token handed out, one fetch per replica at a time, one
-    /// awaited store operation at a time, and a lease held only while its
-    /// holder fetches.
+    /// awaited store operation at a time, a lease held only while its
+    /// holder fetches, and with a fetch budget, no more counted fetches in
+    /// any 24 hours than the budget: per replica always, for the fleet
+    /// while the store works.
     #[test]
     fn a_fleet_sharing_a_faulty_store_holds_its_invariants(
         seeds in prop::array::uniform3(any::<u64>()),
         steps in prop::collection::vec(fleet_step(), 1..60),
+        budget in prop::option::of(1u32..4),
     ) {
         use auth_core::store::{MemoryStore, StoreAnswer, StoreConfig, StoreError, StoreOp};
-        let config = SourceConfig::builder("https://auth.example.com/token", "id")
-            .client_secret("fleet-client-secret-1")
-            .build()
-            .unwrap();
+        let mut builder = SourceConfig::builder("https://auth.example.com/token", "id")
+            .client_secret("fleet-client-secret-1");
+        if let Some(limit) = budget {
+            builder = builder.max_fetches_per_day(limit);
+        }
+        let config = builder.build().unwrap();
+        // Fetches that count against the budget: (when, replica, id); a
+        // refused one is given back.
+        let mut counted: Vec<(Duration, usize, auth_core::FetchId)> = Vec::new();
+        let mut store_ever_failed = false;
         let store = MemoryStore::new();
         let mut replicas: Vec<Lifecycle> =
             seeds.iter().map(|seed| Lifecycle::with_store(config.clone(), *seed, StoreConfig::default())).collect();
@@ -529,6 +559,9 @@ proptest! {
                             "<html>down</html>".to_owned()
                         };
                         let status = if ok { 200 } else { 503 };
+                        if !ok {
+                            counted.retain(|(_, r, f)| (*r, *f) != (replica, id));
+                        }
                         let response = http::Response::builder().status(status).body(body.into_bytes()).unwrap();
                         replicas[replica].handle_fetch_response(start + elapsed, id, &response);
                         touched.push(replica);
@@ -540,7 +573,10 @@ proptest! {
                         touched.push(i);
                     }
                 }
-                FleetStep::StoreFails(on) => failing = on,
+                FleetStep::StoreFails(on) => {
+                    failing = on;
+                    store_ever_failed |= on;
+                }
             }
             while let Some(i) = touched.pop() {
                 while let Some(output) = replicas[i].poll_output() {
@@ -560,6 +596,7 @@ proptest! {
                         }
                         Output::Fetch(fetch) => {
                             prop_assert!(in_flight[i].is_none(), "two fetches in flight at replica {i}");
+                            counted.push((elapsed, i, fetch.id));
                             assert_hidden(&format!("{fetch:?}"), &forms("fleet-client-secret-1", Some("id")));
                             in_flight[i] = Some(fetch.id);
                         }
@@ -580,6 +617,20 @@ proptest! {
                 if let Some(token) = replicas[i].current_token(start + elapsed) {
                     prop_assert!(token.is_usable(start + elapsed));
                 }
+            }
+        }
+        if let Some(limit) = budget {
+            let day = Duration::from_secs(24 * 3600);
+            let most_in_a_day = |times: &[Duration]| {
+                times.iter().map(|from| times.iter().filter(|t| **t >= *from && **t < *from + day).count()).max().unwrap_or(0)
+            };
+            for i in 0..3 {
+                let own: Vec<Duration> = counted.iter().filter(|(_, r, _)| *r == i).map(|(t, _, _)| *t).collect();
+                prop_assert!(most_in_a_day(&own) <= limit as usize, "replica {} exceeded the budget: {:?}", i, own);
+            }
+            if !store_ever_failed {
+                let all: Vec<Duration> = counted.iter().map(|(t, _, _)| *t).collect();
+                prop_assert!(most_in_a_day(&all) <= limit as usize, "the fleet exceeded the budget: {:?}", all);
             }
         }
     }

@@ -8,8 +8,10 @@
 //! - `<key>.lease`: an advisory exclusive lock (`flock`) held while the
 //!   lease holder fetches. The operating system releases it when the
 //!   holder's process dies, so a crashed fetch never blocks the others;
+//! - `<key>.budget`: with a fetch budget, the requests counted in the
+//!   last 24 hours (times and names, no secret), 0600, replaced atomically;
 //! - `<key>.mutex`: a lock held for the few microseconds of a
-//!   compare-and-set or compare-and-delete.
+//!   compare-and-set, compare-and-delete or budget count.
 //!
 //! The directory must be private: it is created 0700 when missing, and an
 //! existing one is refused when it is a symbolic link, belongs to another
@@ -24,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use auth_core::store::{Envelope, LeaseOwner, StoreAnswer, StoreError, StoreOp};
+use auth_core::store::{BudgetLog, Envelope, LeaseOwner, StoreAnswer, StoreError, StoreOp};
 use auth_core::CacheKey;
 use zeroize::Zeroizing;
 
@@ -92,6 +94,18 @@ impl FileStore {
                 self.release(key, *owner);
                 Ok(StoreAnswer::Done)
             }
+            StoreOp::SpendBudget { limit, window, at_unix_ms, slot } => self.locked(key, |store| {
+                let mut log = store.budget(key)?;
+                let answer = log.spend(*limit, *window, *at_unix_ms, slot);
+                store.replace(key, "budget", &log.encode())?;
+                Ok(StoreAnswer::Budget(answer))
+            }),
+            StoreOp::RefundBudget { slot } => self.locked(key, |store| {
+                let mut log = store.budget(key)?;
+                log.refund(slot);
+                store.replace(key, "budget", &log.encode())?;
+                Ok(StoreAnswer::Done)
+            }),
             _ => Err(StoreError::new("an operation this file store does not know")),
         }
     }
@@ -112,6 +126,11 @@ impl FileStore {
         Ok(envelope)
     }
 
+    /// The budget log (empty when missing or unreadable).
+    fn budget(&self, key: &CacheKey) -> Result<BudgetLog, StoreError> {
+        Ok(read_regular(&self.path(key, "budget"))?.map_or_else(BudgetLog::default, |text| BudgetLog::decode(&text)))
+    }
+
     fn write(&self, key: &CacheKey, envelope: &Envelope) -> Result<(), StoreError> {
         let payload =
             std::str::from_utf8(&envelope.payload).map_err(|_| StoreError::new("a payload that is not text"))?;
@@ -125,14 +144,20 @@ impl FileStore {
             })
             .to_string(),
         );
+        self.replace(key, "record", &body)
+    }
+
+    /// Replaces `<key>.<suffix>` with `body` atomically: a temporary file
+    /// (0600, random name, created exclusively) renamed over it.
+    fn replace(&self, key: &CacheKey, suffix: &str, body: &str) -> Result<(), StoreError> {
         let mut file = tempfile::Builder::new()
             .prefix(".auth-store-")
             .suffix(".tmp")
             .tempfile_in(&self.dir)
             .map_err(|e| io_error("create a temporary file", &e))?;
-        file.write_all(body.as_bytes()).map_err(|e| io_error("write the record", &e))?;
-        file.as_file().sync_all().map_err(|e| io_error("write the record", &e))?;
-        file.persist(self.path(key, "record")).map_err(|e| io_error("replace the record", &e.error))?;
+        file.write_all(body.as_bytes()).map_err(|e| io_error(&format!("write the {suffix} file"), &e))?;
+        file.as_file().sync_all().map_err(|e| io_error(&format!("write the {suffix} file"), &e))?;
+        file.persist(self.path(key, suffix)).map_err(|e| io_error(&format!("replace the {suffix} file"), &e.error))?;
         Ok(())
     }
 

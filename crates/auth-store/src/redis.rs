@@ -11,6 +11,10 @@
 //! - `<prefix><key>:lease`: the renewal lease, `SET lease owner NX PX ttl`,
 //!   released by a compare-and-delete script; a holder that dies blocks the
 //!   others at most for the ttl.
+//! - `<prefix><key>:budget`: with a fetch budget, a sorted set of the
+//!   token requests counted in the window (scored by time); a script
+//!   forgets the old ones, counts and adds atomically; it expires a
+//!   window after its newest entry.
 //!
 //! `RedisStore` (features `redis` and `tower`) uses redis-rs's tokio
 //! connection manager, which reconnects by itself; it connects on first
@@ -21,7 +25,7 @@
 
 use std::time::Duration;
 
-use auth_core::store::{Envelope, StoreAnswer, StoreError, StoreOp};
+use auth_core::store::{BudgetAnswer, Envelope, StoreAnswer, StoreError, StoreOp};
 use auth_core::CacheKey;
 use zeroize::Zeroizing;
 
@@ -62,9 +66,29 @@ end
 return 0
 ";
 
+/// Forgets the requests older than the window, then counts this one if
+/// fewer than the limit remain. Returns -1 when counted, otherwise when
+/// the oldest leaves the window (Unix ms).
+const SPEND: &str = r"
+local limit, window, at = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], at, ARGV[4])
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[1], tonumber(newest[2]) + window)
+  return -1
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tonumber(oldest[2]) + window
+";
+
 fn keys(prefix: &str, key: &CacheKey) -> (String, String) {
     let base = format!("{prefix}{}", key.fingerprint());
     (format!("{base}:record"), format!("{base}:lease"))
+}
+
+fn budget_key(prefix: &str, key: &CacheKey) -> String {
+    format!("{prefix}{}:budget", key.fingerprint())
 }
 
 fn redis_error(error: &redis::RedisError) -> StoreError {
@@ -111,6 +135,7 @@ enum Reply {
     Lease,
     Written,
     Done,
+    Budget,
 }
 
 fn prepare(prefix: &str, key: &CacheKey, op: &StoreOp) -> Result<Prepared, StoreError> {
@@ -152,6 +177,18 @@ fn prepare(prefix: &str, key: &CacheKey, op: &StoreOp) -> Result<Prepared, Store
             command.arg(owner.as_hex());
             (command, Reply::Done)
         }
+        StoreOp::SpendBudget { limit, window, at_unix_ms, slot } => {
+            let budget = budget_key(prefix, key);
+            let mut command = eval(SPEND, &[&budget]);
+            let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+            command.arg(*limit).arg(window_ms).arg(*at_unix_ms).arg(slot);
+            (command, Reply::Budget)
+        }
+        StoreOp::RefundBudget { slot } => {
+            let mut command = redis::cmd("ZREM");
+            command.arg(budget_key(prefix, key)).arg(slot);
+            (command, Reply::Done)
+        }
         _ => return Err(StoreError::new("an operation this Redis store does not know")),
     };
     Ok(Prepared { command, reply })
@@ -166,6 +203,10 @@ fn answer(reply: Reply, value: redis::Value) -> Result<StoreAnswer, StoreError> 
         Reply::Lease => StoreAnswer::Lease(!matches!(value, redis::Value::Nil)),
         Reply::Written => StoreAnswer::Written(redis::from_redis_value::<i64>(value).map_err(convert)? == 1),
         Reply::Done => StoreAnswer::Done,
+        Reply::Budget => StoreAnswer::Budget(match redis::from_redis_value::<i64>(value).map_err(convert)? {
+            -1 => BudgetAnswer::Granted,
+            next => BudgetAnswer::Spent { next_at_unix_ms: u64::try_from(next).unwrap_or(0) },
+        }),
     })
 }
 

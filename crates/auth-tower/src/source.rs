@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use auth_core::request::TokenKind;
 use auth_core::response::normalize_retry_after;
 use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
-use auth_core::store::{StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId, StoreRequest};
+use auth_core::store::{StoreAnswer, StoreConfig, StoreError, StoreOpId, StoreRequest};
 use auth_core::{
     AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError,
     Unauthorized, Want,
@@ -86,6 +86,7 @@ struct Counters {
     leases_lost: AtomicU64,
     store_errors: AtomicU64,
     peer_waits_expired: AtomicU64,
+    budget_refusals: AtomicU64,
 }
 
 /// A snapshot of a token source's counters.
@@ -118,6 +119,9 @@ pub struct Stats {
     pub store_errors: u64,
     /// Waits for a peer's fetch that ran out (this source then fetched).
     pub peer_waits_expired: u64,
+    /// Fetches not made because the fetch budget was spent
+    /// (`max_fetches_per_day`).
+    pub budget_refusals: u64,
 }
 
 /// How much longer than the fetch timeout a caller waits for the worker
@@ -476,6 +480,7 @@ impl TokenSource {
             leases_lost: c.leases_lost.load(Ordering::Relaxed),
             store_errors: c.store_errors.load(Ordering::Relaxed),
             peer_waits_expired: c.peer_waits_expired.load(Ordering::Relaxed),
+            budget_refusals: c.budget_refusals.load(Ordering::Relaxed),
         }
     }
 
@@ -814,7 +819,7 @@ impl Worker {
                     tracing::debug!(target: "auth_tower", op = id.get(), timeout = error.timeout, "token store operation failed: {error}");
                 }
                 self.lifecycle.handle_store(now(), SystemTime::now(), id, answer);
-                self.publish_store_stats();
+                self.publish_lifecycle_stats();
                 // Operations the answer started are counted before flushes are told.
                 self.carry_out();
                 if self.store_pending == 0 {
@@ -827,9 +832,11 @@ impl Worker {
         }
     }
 
-    /// Copies the lifecycle's store counters to the shared ones.
-    fn publish_store_stats(&self) {
+    /// Copies the lifecycle's counters to the shared ones.
+    fn publish_lifecycle_stats(&self) {
         let (stats, counters) = (self.lifecycle.stats(), &self.published.counters);
+        counters.failures.store(stats.failures, Ordering::Relaxed);
+        counters.budget_refusals.store(stats.budget_refusals, Ordering::Relaxed);
         counters.store_reads.store(stats.store_reads, Ordering::Relaxed);
         counters.adoptions.store(stats.adoptions, Ordering::Relaxed);
         counters.leases_won.store(stats.leases_won, Ordering::Relaxed);
@@ -848,7 +855,7 @@ impl Worker {
         };
         let key = self.lifecycle.config().cache_key().clone();
         let timeout = self.store_timeout;
-        tracing::trace!(target: "auth_tower", op = request.id.get(), kind = store_op_kind(&request.op), "token store operation");
+        tracing::trace!(target: "auth_tower", op = request.id.get(), kind = request.op.kind(), "token store operation");
         tokio::spawn(async move {
             let answer = match tokio::time::timeout(timeout, store.execute(&key, &request.op)).await {
                 Ok(answer) => answer,
@@ -952,14 +959,13 @@ impl Worker {
                     }
                 }
                 Output::Failed(error) => {
-                    self.published.counters.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         target: "auth_tower",
                         kind = error.kind(),
                         transient = error.is_transient(),
                         code = error.code().map(|c| c.as_str().to_owned()),
                         waiters = self.waiters.len(),
-                        "token request failed: {error}"
+                        "could not obtain a token: {error}"
                     );
                     for waiter in self.waiters.drain(..) {
                         let _ = waiter.send(Err(AuthError::Token(error.clone())));
@@ -972,6 +978,7 @@ impl Worker {
                 _ => {}
             }
         }
+        self.publish_lifecycle_stats();
     }
 
     /// Forgets the tokens, then revokes them in a task of their own (the
@@ -1036,18 +1043,6 @@ impl Worker {
             })
         });
         self.fetch = Some(InFlight { id: fetch.id, started: now(), future });
-    }
-}
-
-/// A short name of a store operation, for logs.
-fn store_op_kind(op: &StoreOp) -> &'static str {
-    match op {
-        StoreOp::Read => "read",
-        StoreOp::AcquireLease { .. } => "acquire_lease",
-        StoreOp::Write { .. } => "write",
-        StoreOp::Invalidate { .. } => "invalidate",
-        StoreOp::ReleaseLease { .. } => "release_lease",
-        _ => "other",
     }
 }
 
