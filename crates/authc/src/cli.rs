@@ -22,7 +22,8 @@ SECRETS are never taken from the command line (it shows in the process list):
 EXIT CODES:
   0  success
   2  usage or configuration error
-  3  the provider refused (RFC 6749 error: code and description printed)
+  3  the provider refused (RFC 6749 error: code and description printed),
+     or the fetch budget (--max-fetches-per-day) is spent
   4  network or protocol failure
   5  the API answered an error status";
 
@@ -153,4 +154,10 @@ pub struct AuthArgs {
     /// are encrypted.
     #[arg(long, env = "AUTHC_STORE", value_name = "STORE")]
     pub store: Option<String>,
+    /// At most N token requests in any 24 hours, counted in the store for
+    /// every run and host sharing it (for providers that cap tokens per
+    /// day). When spent, a cached token is still used; without one the run
+    /// fails (exit 3) and says when the next request is allowed.
+    #[arg(long, env = "AUTHC_MAX_FETCHES_PER_DAY", value_name = "N")]
+    pub max_fetches_per_day: Option<u32>,
 }

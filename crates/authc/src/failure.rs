@@ -11,7 +11,8 @@ use auth_tower::AuthError;
 pub enum Code {
     /// 2: usage or configuration error.
     Usage = 2,
-    /// 3: the provider refused (an RFC 6749 error).
+    /// 3: the provider refused (an RFC 6749 error), or the fetch budget is
+    /// spent.
     Refused = 3,
     /// 4: network or protocol failure.
     Network = 4,
@@ -53,7 +54,8 @@ impl fmt::Display for Failure {
 impl From<AuthError> for Failure {
     fn from(error: AuthError) -> Self {
         let code = match &error {
-            AuthError::Token(TokenError::Provider(_)) | AuthError::Revocation(TokenError::Provider(_)) => Code::Refused,
+            AuthError::Token(TokenError::Provider(_) | TokenError::BudgetSpent { .. })
+            | AuthError::Revocation(TokenError::Provider(_)) => Code::Refused,
             AuthError::Token(_) | AuthError::Revocation(_) | AuthError::Stopped | AuthError::NotDriven { .. } => {
                 Code::Network
             }

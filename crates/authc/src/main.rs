@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Exit codes: 0 success, 2 usage or configuration error, 3 the provider
-//! refused, 4 network or protocol failure, 5 the API answered an error.
+//! refused or the fetch budget is spent, 4 network or protocol failure, 5 the API answered an error.
 
 use std::process::ExitCode;
 

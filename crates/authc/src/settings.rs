@@ -39,6 +39,7 @@ struct Profile {
     allow_insecure_http: bool,
     /// `file`, `file:DIR` or `none`.
     store: Option<String>,
+    max_fetches_per_day: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +69,8 @@ pub struct Settings {
     pub allow_insecure_http: bool,
     /// The token store: `None` for none.
     pub store: Option<StoreChoice>,
+    /// The fetch budget per 24 hours.
+    pub max_fetches_per_day: Option<u32>,
 }
 
 /// Where tokens are shared between runs.
@@ -225,6 +228,7 @@ impl Settings {
             } else {
                 store_choice(args.store.as_deref().or(profile.store.as_deref()).unwrap_or("file"))?
             },
+            max_fetches_per_day: args.max_fetches_per_day.or(profile.max_fetches_per_day),
         })
     }
 
@@ -262,6 +266,9 @@ impl Settings {
         }
         if let Some(url) = &self.revocation_url {
             builder = builder.revocation_url(url);
+        }
+        if let Some(limit) = self.max_fetches_per_day {
+            builder = builder.max_fetches_per_day(limit);
         }
         Ok(Some(builder.build()?))
     }

@@ -706,3 +706,22 @@ fn twenty_parallel_runs_on_redis_make_one_grant_and_a_key_file_encrypts() {
     assert_eq!(bad_url.code, 2);
     assert!(!bad_url.stderr.contains("pa55word"), "{}", bad_url.stderr);
 }
+
+#[test]
+fn a_spent_fetch_budget_is_shared_by_runs_and_says_when() {
+    let env = Env::new();
+    env.provider.set_token_lifetime(std::time::Duration::from_secs(2));
+    let first = env.oauth(&["token", "--max-fetches-per-day", "1"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let cached = env.oauth(&["token", "--max-fetches-per-day", "1"]);
+    assert_eq!((cached.code, &cached.stdout), (0, &first.stdout), "the cached token is still served");
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    let spent = env.oauth(&["token", "--max-fetches-per-day", "1"]);
+    assert_eq!(spent.code, 3, "{}", spent.stderr);
+    assert!(spent.stderr.contains("the token budget is spent: 1 token requests in the last 24 hours"), "{}", spent.stderr);
+    assert!(spent.stderr.contains("the next is allowed in 23h"), "{}", spent.stderr);
+    assert_eq!(env.provider.stats().token_requests, 1, "no request past the budget");
+    let bad = env.oauth(&["token", "--max-fetches-per-day", "0"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("max_fetches_per_day"), "{}", bad.stderr);
+}
