@@ -70,22 +70,63 @@ async fn the_protocol_on_redis() {
     assert!(matches!(store.execute_async(&key, &lease(a)).await.unwrap(), StoreAnswer::Lease(false)), "b holds it");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_sources_with_their_own_connections_make_one_fetch() {
-    let Some(redis) = Redis::start() else { return };
+/// Sources on stores made by `store`, asking at once: the tokens they got,
+/// and how many token requests were made.
+async fn tokens_of_async_sources(n: usize, store: impl Fn() -> RedisStore) -> (Vec<String>, usize) {
     let calls = Arc::new(AtomicUsize::new(0));
     let endpoint = endpoint(&calls);
-    let sources: Vec<_> =
-        (0..8).map(|_| source(&endpoint, RedisStore::new(&redis.url()).unwrap(), StoreConfig::default())).collect();
+    let sources: Vec<_> = (0..n).map(|_| source(&endpoint, store(), StoreConfig::default())).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for source in &sources {
         let source = source.clone();
         tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
     }
+    let mut tokens = Vec::new();
     while let Some(outcome) = tasks.join_next().await {
-        assert_eq!(outcome.unwrap().unwrap(), "tok-1");
+        tokens.push(outcome.unwrap().unwrap());
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for the fleet");
+    (tokens, calls.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_sources_with_their_own_connections_make_one_fetch() {
+    let Some(redis) = Redis::start() else { return };
+    let (tokens, calls) = tokens_of_async_sources(8, || RedisStore::new(&redis.url()).unwrap()).await;
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 1, "one fetch for the fleet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_shares_over_tls_and_checks_the_certificate() {
+    let Some(redis) = Redis::start_tls() else { return };
+    let (url, ca) = (redis.tls_url(), redis.ca_pem().unwrap().as_bytes().to_vec());
+    let (tokens, calls) = tokens_of_async_sources(4, || RedisStore::with_root_certificate(&url, &ca).unwrap()).await;
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 1, "one fetch for the fleet, over TLS");
+    let (tokens, calls) = tokio::task::spawn_blocking(move || {
+        blocking_fleet::tokens_of_blocking_sources(&config(), 3, Duration::from_millis(50), || {
+            BlockingRedisStore::with_root_certificate(&url, &ca).unwrap()
+        })
+    })
+    .await
+    .unwrap();
+    assert!(tokens.iter().all(|t| t == "tok-1"), "blocking sources adopt it over TLS too: {tokens:?}");
+    assert_eq!(calls, 0);
+    // The system's roots do not know the test CA: the store is refused (a
+    // store error), and the source fetches on its own.
+    let refused =
+        RedisStore::new(&redis.tls_url()).unwrap().execute_async(&config().cache_key().clone(), &StoreOp::Read).await;
+    let message = refused.unwrap_err().message;
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    let untrusting = source(
+        &endpoint(&Arc::new(AtomicUsize::new(0))),
+        RedisStore::new(&redis.tls_url()).unwrap(),
+        StoreConfig::default(),
+    );
+    assert_eq!(untrusting.token().await.unwrap().value().expose_secret(), "tok-1", "its own endpoint's first token");
+    untrusting.flush().await;
+    assert!(untrusting.stats().store_errors >= 1);
+    assert_eq!(untrusting.stats().adoptions, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,8 @@
 //! - [`FileStore`] (feature `file`, default): one directory, one record per
 //!   cache key, leases by advisory file locks: processes on one host.
 //! - `RedisStore` / `BlockingRedisStore` (feature `redis`): Redis, for a
-//!   fleet of replicas on many hosts.
+//!   fleet of replicas on many hosts; `rediss://` (TLS, rustls) with the
+//!   features `tls` (blocking) and `tower-tls` (async).
 //! - `Encrypted` (feature `encryption`): any backend, its records sealed
 //!   with AES-256-GCM under a key of yours.
 //! - Features `tower` and `blocking` implement `auth_tower::TokenStore` and

@@ -104,7 +104,13 @@ trait KindText {
 
 impl KindText for redis::RedisError {
     fn kind_text(&self) -> String {
-        let detail = self.detail().map(|d| format!(": {d}")).unwrap_or_default();
+        // An IO error's cause (refused, reset, a certificate not trusted)
+        // says what to fix; it quotes nothing stored.
+        let cause = match self.kind() {
+            redis::ErrorKind::Io => std::error::Error::source(self).map(|e| format!(": {e}")),
+            _ => None,
+        };
+        let detail = self.detail().map(|d| format!(": {d}")).or(cause).unwrap_or_default();
         format!("{:?}{detail}", self.kind()).chars().take(300).collect()
     }
 }
@@ -210,30 +216,91 @@ fn answer(reply: Reply, value: redis::Value) -> Result<StoreAnswer, StoreError> 
     })
 }
 
-/// Checks a Redis URL (`redis://`, `rediss://`) without connecting.
-fn client(url: &str) -> Result<redis::Client, StoreError> {
-    if url.starts_with("rediss://") {
+/// A client for `url` without connecting: `redis://`, or `rediss://`
+/// (TLS, the server's certificate checked against the system's trusted
+/// roots, or `root_pem` when given) if `tls_feature` is built in.
+fn client(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Result<redis::Client, StoreError> {
+    // Never the URL in an error: it may hold a password.
+    let invalid = || StoreError::new("the Redis URL is not valid; write redis[s]://[user:password@]host:port/db");
+    let tls = url.starts_with("rediss://");
+    if !tls && !url.starts_with("redis://") {
+        return Err(invalid());
+    }
+    if url.contains('#') {
+        // redis-rs reads `#insecure` as "skip the certificate checks".
         return Err(StoreError::new(
-            "rediss:// (Redis over TLS) is not built into this version yet; use redis:// on a trusted network or through a TLS tunnel",
+            "the Redis URL has a fragment (#...); remove it: certificate checks cannot be turned off",
         ));
     }
-    redis::Client::open(url).map_err(|e| {
-        // The error may quote the URL, password included: never shown.
-        let _ = e;
-        StoreError::new("the Redis URL is not valid; write redis://[user:password@]host:port/db")
-    })
+    if !tls {
+        if root_pem.is_some() {
+            return Err(StoreError::new("a root certificate was given for a redis:// URL; use rediss://"));
+        }
+        return redis::Client::open(url).map_err(|_| invalid());
+    }
+    match tls_feature {
+        #[cfg(feature = "tls")]
+        None => tls_client(url, root_pem).map_err(|_| match root_pem {
+            Some(_) => StoreError::new(
+                "the Redis URL or the root certificate is not valid; write rediss://[user:password@]host:port/db and give a PEM certificate",
+            ),
+            None => invalid(),
+        }),
+        missing => Err(StoreError::new(format!(
+            "rediss:// (Redis over TLS) is not built in: enable the auth-store feature `{}`",
+            missing.unwrap_or("tls")
+        ))),
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls_client(url: &str, root_pem: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    // rustls needs a process-wide crypto provider when more than one is
+    // compiled in: ring, unless the program installed one already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(pem) = root_pem {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let certificates: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
+        if certificates.map_or(true, |c| c.is_empty()) {
+            return Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no PEM certificate")));
+        }
+    }
+    match root_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) },
+        ),
+        None => redis::Client::open(url),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn urls_are_checked_without_echoing_them() {
-        for bad in ["redis://user:pa55word@[::1", "http://user:pa55word@host", "rediss://user:pa55word@host:6380/0"] {
-            let error = super::client(bad).unwrap_err();
+        let bad = [
+            "redis://user:pa55word@[::1",
+            "http://user:pa55word@host",
+            "rediss://user:pa55word@[::1",
+            "rediss://user:pa55word@host:6380/0#insecure",
+        ];
+        for url in bad {
+            let error = super::client(url, None, None).unwrap_err();
             assert!(!error.message.contains("pa55word"), "{error}");
         }
-        assert!(super::client("rediss://host:6380/0").unwrap_err().message.contains("not built into this version"));
-        assert!(super::client("redis://127.0.0.1:6379/0").is_ok());
+        let fragment = super::client("rediss://host:6380/0#insecure", None, None).unwrap_err();
+        assert!(fragment.message.contains("certificate checks cannot be turned off"), "{fragment}");
+        let missing = super::client("rediss://host:6380/0", None, Some("tower-tls")).unwrap_err();
+        assert!(missing.message.contains("enable the auth-store feature `tower-tls`"), "{missing}");
+        assert!(super::client("redis://127.0.0.1:6379/0", None, None).is_ok());
+        let root = super::client("redis://127.0.0.1:6379/0", Some(b"pem"), None).unwrap_err();
+        assert!(root.message.contains("use rediss://"), "{root}");
+        #[cfg(feature = "tls")]
+        {
+            assert!(super::client("rediss://host:6380/0", None, None).is_ok());
+            let pem = super::client("rediss://user:pa55word@host:6380/0", Some(b"not a certificate"), None);
+            assert!(pem.is_err_and(|e| !e.message.contains("pa55word")));
+        }
     }
 }
 
@@ -264,12 +331,28 @@ mod asynchronous {
         }
     }
 
+    /// The feature that `rediss://` needs here, when it is not built in.
+    const TLS_FEATURE: Option<&str> = if cfg!(feature = "tower-tls") { None } else { Some("tower-tls") };
+
     impl RedisStore {
-        /// A store at `url` (`redis://host:port/db`, `rediss://` for TLS
-        /// when redis-rs is built with TLS). Connects on first use.
+        /// A store at `url`: `redis://[user:password@]host:port/db`, or
+        /// `rediss://...` (TLS, feature `tower-tls`) with the server's
+        /// certificate checked against the system's trusted roots.
+        /// Connects on first use.
         pub fn new(url: &str) -> Result<Self, StoreError> {
+            Self::with_client(client(url, None, TLS_FEATURE)?)
+        }
+
+        /// A store at a `rediss://` `url` whose server certificate is
+        /// checked against `root_pem` (a PEM CA certificate: a private CA)
+        /// instead of the system's roots.
+        pub fn with_root_certificate(url: &str, root_pem: &[u8]) -> Result<Self, StoreError> {
+            Self::with_client(client(url, Some(root_pem), TLS_FEATURE)?)
+        }
+
+        fn with_client(client: redis::Client) -> Result<Self, StoreError> {
             Ok(Self {
-                client: client(url)?,
+                client,
                 prefix: DEFAULT_PREFIX.to_owned(),
                 connection: std::sync::Arc::new(OnceCell::new()),
                 timeout: Duration::from_millis(250),
@@ -343,11 +426,28 @@ mod synchronous {
         }
     }
 
+    /// The feature that `rediss://` needs here, when it is not built in.
+    const TLS_FEATURE: Option<&str> = if cfg!(feature = "tls") { None } else { Some("tls") };
+
     impl BlockingRedisStore {
-        /// A store at `url`. Connects on first use, and again after a failure.
+        /// A store at `url`: `redis://[user:password@]host:port/db`, or
+        /// `rediss://...` (TLS, feature `tls`) with the server's certificate
+        /// checked against the system's trusted roots. Connects on first
+        /// use, and again after a failure.
         pub fn new(url: &str) -> Result<Self, StoreError> {
+            Self::with_client(client(url, None, TLS_FEATURE)?)
+        }
+
+        /// A store at a `rediss://` `url` whose server certificate is
+        /// checked against `root_pem` (a PEM CA certificate: a private CA)
+        /// instead of the system's roots.
+        pub fn with_root_certificate(url: &str, root_pem: &[u8]) -> Result<Self, StoreError> {
+            Self::with_client(client(url, Some(root_pem), TLS_FEATURE)?)
+        }
+
+        fn with_client(client: redis::Client) -> Result<Self, StoreError> {
             Ok(Self {
-                client: client(url)?,
+                client,
                 prefix: DEFAULT_PREFIX.to_owned(),
                 connection: Mutex::new(None),
                 timeout: Duration::from_millis(250),

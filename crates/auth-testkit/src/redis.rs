@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     port: u16,
+    /// With TLS: the PEM of the CA that signed the server's certificate.
+    ca_pem: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -17,6 +19,17 @@ impl RedisServer {
     /// returns `None` (the test passes), unless `AUTH_REQUIRE_REDIS=1`,
     /// which makes it panic (the test fails).
     pub fn start() -> Option<Self> {
+        Self::launch(false)
+    }
+
+    /// Starts one that speaks TLS only, with a certificate for 127.0.0.1
+    /// signed by a CA made for it ([`RedisServer::ca_pem`]); URL
+    /// [`RedisServer::tls_url`]. Skipped like [`RedisServer::start`].
+    pub fn start_tls() -> Option<Self> {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Option<Self> {
         let required = std::env::var("AUTH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
         if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
             assert!(!required, "AUTH_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install redis-server)");
@@ -25,15 +38,22 @@ impl RedisServer {
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         let dir = tempfile::tempdir().ok()?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = Self { child, port, _dir: dir };
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).arg("--dir").arg(dir.path());
+        let ca_pem = if tls {
+            let (ca, cert, key) = tls_files();
+            let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::write(&cert_path, cert).expect("write the test certificate");
+            std::fs::write(&key_path, key).expect("write the test key");
+            command.args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no"]);
+            command.arg("--tls-cert-file").arg(cert_path).arg("--tls-key-file").arg(key_path);
+            Some(ca)
+        } else {
+            command.args(["--port", &port.to_string()]);
+            None
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server starts");
+        let server = Self { child, port, ca_pem, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
@@ -47,11 +67,35 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// `rediss://127.0.0.1:PORT/0` (a server started with
+    /// [`RedisServer::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The PEM of the CA that signed a TLS server's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
     /// Sends `signal` (`-STOP`, `-CONT`, ...) to the server.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status();
         assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
     }
+}
+
+/// A CA certificate, and a server certificate for 127.0.0.1 it signed with
+/// the server's key, all PEM.
+fn tls_files() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a CA key")).expect("a CA");
+    let server_key = KeyPair::generate().expect("a server key");
+    let server_params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server parameters");
+    let server = server_params.signed_by(&server_key, &ca).expect("a server certificate");
+    (ca.pem(), server.pem(), server_key.serialize_pem())
 }
 
 impl Drop for RedisServer {

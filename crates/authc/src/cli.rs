@@ -150,6 +150,8 @@ pub struct AuthArgs {
     /// Where tokens are shared between runs, processes and hosts: `file`
     /// (the cache directory, the default), `file:DIR`,
     /// `redis://[user:password@]HOST:PORT/DB`, or `none`.
+    /// `rediss://` is Redis over TLS (the server certificate checked against
+    /// the system's roots, or the PEM CA in AUTHC_STORE_CA_FILE).
     /// With AUTHC_STORE_KEY_FILE (32 bytes or 64 hex digits) the records
     /// are encrypted.
     #[arg(long, env = "AUTHC_STORE", value_name = "STORE")]

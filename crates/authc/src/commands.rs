@@ -67,7 +67,18 @@ fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
     let Some(choice) = settings.store.as_ref() else { return Ok(None) };
     let store: Result<Store, auth_core::store::StoreError> = match choice {
         StoreChoice::File(dir) => FileStore::open(dir).map(|s| Arc::new(s) as Store),
-        StoreChoice::Redis(url) => RedisStore::new(url).map(|s| Arc::new(s) as Store),
+        StoreChoice::Redis(url) => match std::env::var_os("AUTHC_STORE_CA_FILE") {
+            None => RedisStore::new(url).map(|s| Arc::new(s) as Store),
+            Some(ca_file) => {
+                let pem = std::fs::read(&ca_file).map_err(|e| {
+                    Failure::usage(format!(
+                        "cannot read AUTHC_STORE_CA_FILE {}: {e}",
+                        std::path::Path::new(&ca_file).display()
+                    ))
+                })?;
+                RedisStore::with_root_certificate(url, &pem).map(|s| Arc::new(s) as Store)
+            }
+        },
     };
     let store = match store {
         Ok(store) => store,

@@ -156,7 +156,6 @@ fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
         "none" => Ok(None),
         "file" => Ok(Some(StoreChoice::File(default_dir()?))),
         redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
-            // rediss:// is refused by the store with a clear reason.
             Ok(Some(StoreChoice::Redis(redis.to_owned())))
         }
         other => match other.strip_prefix("file:") {

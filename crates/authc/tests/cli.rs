@@ -718,10 +718,41 @@ fn a_spent_fetch_budget_is_shared_by_runs_and_says_when() {
     std::thread::sleep(std::time::Duration::from_millis(2_100));
     let spent = env.oauth(&["token", "--max-fetches-per-day", "1"]);
     assert_eq!(spent.code, 3, "{}", spent.stderr);
-    assert!(spent.stderr.contains("the token budget is spent: 1 token requests in the last 24 hours"), "{}", spent.stderr);
+    assert!(
+        spent.stderr.contains("the token budget is spent: 1 token requests in the last 24 hours"),
+        "{}",
+        spent.stderr
+    );
     assert!(spent.stderr.contains("the next is allowed in 23h"), "{}", spent.stderr);
     assert_eq!(env.provider.stats().token_requests, 1, "no request past the budget");
     let bad = env.oauth(&["token", "--max-fetches-per-day", "0"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("max_fetches_per_day"), "{}", bad.stderr);
+}
+
+#[test]
+fn rediss_with_a_private_ca_shares_one_grant() {
+    let Some(redis) = auth_testkit::redis::RedisServer::start_tls() else { return };
+    let env = Env::new();
+    env.provider.set_latency(std::time::Duration::from_millis(300));
+    let token_url = env.provider.token_url();
+    let ca_file = env.dir.path().join("redis-ca.pem");
+    std::fs::write(&ca_file, redis.ca_pem().unwrap()).unwrap();
+    let (url, ca_file) = (redis.tls_url(), ca_file.display().to_string());
+    let envs =
+        [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str()), ("AUTHC_STORE_CA_FILE", ca_file.as_str())];
+    let runs = env.run_parallel(5, &["token", "--token-url", &token_url, "--client-id", "cli-client"], &envs);
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout, runs[0].stdout);
+        assert!(run.stderr.is_empty(), "no store error: {}", run.stderr);
+    }
+    assert_eq!(env.provider.stats().token_requests, 1, "one grant for five processes over TLS");
+    // Without the CA the certificate is not trusted: said once, the run still succeeds.
+    let untrusted = env.run(
+        &["token", "--token-url", &token_url, "--client-id", "cli-client"],
+        &[("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str())],
+    );
+    assert_eq!(untrusted.code, 0, "{}", untrusted.stderr);
+    assert!(untrusted.stderr.contains("could not use the token cache"), "{}", untrusted.stderr);
 }
