@@ -257,3 +257,94 @@ fn a_fleet_on_redis_shares_its_fetch_budget() {
     let Some(redis) = Redis::start() else { return };
     blocking_fleet::check_shared_budget(|| BlockingRedisStore::new(&redis.url()).unwrap());
 }
+
+/// A token endpoint that rotates refresh tokens: each refresh grant spends
+/// the presented refresh token and issues a new one; a spent one presented
+/// again is counted as reused and refused (`invalid_grant`), as providers
+/// with reuse detection do.
+#[derive(Clone, Default)]
+struct Rotating {
+    state: Arc<std::sync::Mutex<RotatingState>>,
+}
+
+#[derive(Default)]
+struct RotatingState {
+    issued: usize,
+    live_refresh: Option<String>,
+    spent: Vec<String>,
+    reused: usize,
+    refreshes: usize,
+}
+
+impl Rotating {
+    fn endpoint(&self) -> Endpoint {
+        let state = Arc::clone(&self.state);
+        tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<Vec<u8>>| {
+            let params: Vec<(String, String)> = form_urlencoded::parse(request.body()).into_owned().collect();
+            let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let mut state = state.lock().unwrap();
+            let body = if param("grant_type").as_deref() == Some("refresh_token") {
+                let presented = param("refresh_token").unwrap_or_default();
+                if state.live_refresh.as_deref() == Some(presented.as_str()) {
+                    state.refreshes += 1;
+                    state.spent.push(presented);
+                    None
+                } else {
+                    if state.spent.contains(&presented) {
+                        state.reused += 1;
+                    }
+                    Some(r#"{"error":"invalid_grant"}"#.to_owned())
+                }
+            } else {
+                None
+            };
+            let response = match body {
+                Some(error) => http::Response::builder().status(400).body(error).unwrap(),
+                None => {
+                    state.issued += 1;
+                    let n = state.issued;
+                    state.live_refresh = Some(format!("rt-{n}"));
+                    http::Response::new(format!(
+                        r#"{{"access_token":"tok-{n}","expires_in":2,"refresh_token":"rt-{n}"}}"#
+                    ))
+                }
+            };
+            async move { Ok::<_, Infallible>(response) }
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_refresh_tokens_are_never_spent_twice_on_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let provider = Rotating::default();
+    let sources: Vec<_> = (0..6)
+        .map(|_| source(&provider.endpoint(), RedisStore::new(&redis.url()).unwrap(), StoreConfig::default()))
+        .collect();
+    // Six sources ask for tokens every 20 ms for 7 s: 2 s tokens, so the
+    // fleet renews about four times, each time racing to refresh.
+    let deadline = Instant::now() + Duration::from_secs(7);
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in &sources {
+        let source = source.clone();
+        tasks.spawn(async move {
+            let mut failures = 0;
+            while Instant::now() < deadline {
+                if source.token().await.is_err() {
+                    failures += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        });
+    }
+    while let Some(failures) = tasks.join_next().await {
+        assert_eq!(failures.unwrap(), 0, "no caller failed");
+    }
+    let state = provider.state.lock().unwrap();
+    assert_eq!(state.reused, 0, "a refresh token was presented after it was spent");
+    assert!(state.refreshes >= 3, "the fleet renewed with its refresh tokens ({} refreshes)", state.refreshes);
+    // About five (the cold start and four renewals); six sources renewing
+    // on their own would make well over twenty.
+    assert!(state.issued <= 7, "one token per lifetime for the fleet, not per source: {} issued", state.issued);
+}
