@@ -348,3 +348,50 @@ async fn rotating_refresh_tokens_are_never_spent_twice_on_redis() {
     // on their own would make well over twenty.
     assert!(state.issued <= 7, "one token per lifetime for the fleet, not per source: {} issued", state.issued);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_at_every_replica_gives_the_fleet_one_new_token() {
+    let Some(redis) = Redis::start() else { return };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = endpoint(&calls);
+    let sources: Vec<_> =
+        (0..4).map(|_| source(&endpoint, RedisStore::new(&redis.url()).unwrap(), StoreConfig::default())).collect();
+    let mut first = Vec::new();
+    for source in &sources {
+        first.push(source.token().await.unwrap());
+    }
+    assert!(first.iter().all(|t| t.value().expose_secret() == "tok-1"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The API rejects tok-1 at every replica at once: one of them deletes
+    // it from the store and fetches; the others adopt what it wrote.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (source, token) in sources.iter().zip(&first) {
+        let (source, generation) = (source.clone(), token.generation());
+        tasks.spawn(async move {
+            source.invalidate(generation);
+            source.token().await.map(|t| t.value().expose_secret().to_owned())
+        });
+    }
+    while let Some(token) = tasks.join_next().await {
+        assert_eq!(token.unwrap().unwrap(), "tok-2");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one new token for the fleet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_for_another_cache_key_is_ignored() {
+    let Some(redis) = Redis::start() else { return };
+    let store = RedisStore::new(&redis.url()).unwrap();
+    let other = SourceConfig::builder("https://other.example.com/token", "fleet").client_secret("s").build().unwrap();
+    // A record of another configuration, planted where this one's lives
+    // (a writer that mixed up keys, or a tampered store).
+    let planted =
+        Record::new(other.cache_key(), "not-for-you", std::time::SystemTime::now() + Duration::from_secs(3600));
+    let write = StoreOp::Write { envelope: Envelope::seal(&planted, 99), release: None };
+    assert!(matches!(store.execute_async(config().cache_key(), &write).await.unwrap(), StoreAnswer::Written(true)));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = source(&endpoint(&calls), store, StoreConfig::default());
+    assert_eq!(source.token().await.unwrap().value().expose_secret(), "tok-1", "fetched, not adopted");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(source.stats().adoptions, 0);
+}
