@@ -457,6 +457,10 @@ impl Worker {
                 Output::TokenWithdrawn { generation, .. } => {
                     self.published.slot.withdraw(generation);
                 }
+                Output::StoreHealth { error: Some(error), .. } => {
+                    tracing::warn!(target: "auth_blocking", timeout = error.timeout, "{error}; fetching without the store until it answers again");
+                }
+                Output::StoreHealth { .. } => tracing::info!(target: "auth_blocking", "the token store answers again"),
                 Output::Store(request) => {
                     let id = request.id;
                     let answer = match &self.store {

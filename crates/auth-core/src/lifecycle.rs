@@ -137,6 +137,15 @@ pub enum Output {
         /// Why.
         reason: WithdrawReason,
     },
+    /// The shared store stopped answering (the first failure after a
+    /// success, with its error) or answers again: log it. Emitted once per
+    /// change, so that an outage is said once, not per operation.
+    StoreHealth {
+        /// Whether the store answers now.
+        available: bool,
+        /// The failure that made it unavailable.
+        error: Option<StoreError>,
+    },
 }
 
 /// Why a token was withdrawn.
@@ -308,6 +317,8 @@ struct Shared {
     /// An instant and the wall time at that instant, from the latest store
     /// answer: converts between the store's Unix times and `Instant`s.
     anchor: Option<(Instant, SystemTime)>,
+    /// The last operation failed.
+    failing: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,6 +453,7 @@ impl Lifecycle {
             generation: 0,
             rejected: None,
             anchor: None,
+            failing: false,
         }));
         lifecycle
     }
@@ -699,6 +711,11 @@ impl Lifecycle {
         let Some(store) = self.store.as_mut() else { return };
         store.anchor = Some((now, wall));
         let awaited = store.awaiting.take_if(|(awaited, _)| *awaited == id).map(|(_, what)| what);
+        if store.failing != answer.is_err() {
+            store.failing = answer.is_err();
+            let error = answer.as_ref().err().cloned();
+            self.outputs.push_back(Output::StoreHealth { available: error.is_none(), error });
+        }
         if answer.is_err() {
             self.stats.store_errors += 1;
         }
@@ -1923,6 +1940,46 @@ mod tests {
         assert!(matches!(a.handle_token_wanted(later), Want::Wait));
         assert!(run(&mut a, later).iter().any(|o| matches!(o, Output::Failed(TokenError::BudgetSpent { .. }))));
         assert_eq!(a.stats().fetches + b.stats().fetches, 1);
+    }
+
+    #[test]
+    fn a_store_outage_is_reported_once_and_its_end_once() {
+        let config = Arc::new(builder().build().unwrap());
+        let t0 = Instant::now();
+        let wall = UNIX_EPOCH + SECS(1_800_000_000);
+        let mut lc = Lifecycle::with_store(Arc::clone(&config), 7, StoreConfig::default());
+        let health = std::cell::RefCell::new(Vec::new());
+        let answer = |lc: &mut Lifecycle, now: Instant, ok: bool| {
+            let mut fetch = None;
+            while let Some(output) = lc.poll_output() {
+                match output {
+                    Output::Store(request) => {
+                        let result = if ok { Ok(StoreAnswer::Envelope(None)) } else { Err(StoreError::new("down")) };
+                        lc.handle_store(now, wall, request.id, result);
+                    }
+                    Output::StoreHealth { available, error } => health.borrow_mut().push((available, error.is_some())),
+                    Output::Fetch(f) => fetch = Some(f.id),
+                    _ => {}
+                }
+            }
+            fetch
+        };
+        // Three acquisitions while the store fails: each fetches locally.
+        for round in 0..3u64 {
+            let now = t0 + SECS(round * 4000);
+            lc.handle_token_wanted(now);
+            let id = answer(&mut lc, now, false).expect("a local fetch");
+            let mut response = Response::new(br#"{"access_token":"t","expires_in":3600}"#.to_vec());
+            response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            lc.handle_fetch_response(now, id, &response);
+            answer(&mut lc, now, false);
+        }
+        assert!(lc.stats().store_errors >= 6);
+        assert_eq!(*health.borrow(), vec![(false, true)], "said once");
+        let now = t0 + SECS(12_000 + 4000);
+        lc.handle_token_wanted(now);
+        answer(&mut lc, now, true);
+        assert_eq!(*health.borrow(), vec![(false, true), (true, false)], "and its end once");
     }
 
     #[test]

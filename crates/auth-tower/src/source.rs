@@ -975,6 +975,10 @@ impl Worker {
                     tracing::debug!(target: "auth_tower", generation = generation.get(), ?reason, "token withdrawn");
                     self.published.slot.withdraw(generation);
                 }
+                Output::StoreHealth { error: Some(error), .. } => {
+                    tracing::warn!(target: "auth_tower", timeout = error.timeout, "{error}; fetching without the store until it answers again");
+                }
+                Output::StoreHealth { .. } => tracing::info!(target: "auth_tower", "the token store answers again"),
                 _ => {}
             }
         }
