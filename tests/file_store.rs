@@ -77,3 +77,31 @@ fn a_fleet_on_one_directory_shares_its_fetch_budget() {
     let dir = tempfile::tempdir().unwrap();
     blocking_fleet::check_shared_budget(|| FileStore::open(dir.path()).unwrap());
 }
+
+#[test]
+fn a_large_budget_is_kept_whole_in_its_file() {
+    use auth_core::store::{BudgetAnswer, BudgetLog, StoreAnswer, StoreOp};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let key = config().cache_key().clone();
+    let (t0, day, limit) = (1_800_000_000_000u64, auth_core::FETCH_BUDGET_WINDOW, 6_000);
+    let slot = |at: u64| format!("{:032x}-{at}", u128::MAX);
+    // 5,999 requests already counted: far more than a token record may
+    // hold (256 KiB).
+    let mut log = BudgetLog::default();
+    for at in t0..t0 + 5_999 {
+        assert_eq!(log.spend(limit, day, at, &slot(at)), BudgetAnswer::Granted);
+    }
+    let text = log.encode();
+    assert!(text.len() > 256 * 1024);
+    std::fs::write(dir.path().join(format!("{}.budget", key.fingerprint())), text).unwrap();
+    let spend = |at: u64| {
+        let op = StoreOp::SpendBudget { limit, window: day, at_unix_ms: at, slot: slot(at) };
+        match store.execute_at(&key, std::time::SystemTime::now(), &op).unwrap() {
+            StoreAnswer::Budget(answer) => answer,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(spend(t0 + 5_999), BudgetAnswer::Granted, "the 6,000th");
+    assert_eq!(spend(t0 + 6_000), BudgetAnswer::Spent { next_at_unix_ms: t0 + 86_400_000 }, "all were counted");
+}

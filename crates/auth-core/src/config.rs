@@ -445,7 +445,7 @@ impl SourceConfigBuilder {
     /// which says the budget and when the next fetch is allowed. A request
     /// the provider answered with an error (or that never reached it) is
     /// given back; one answered with a success status counts even when its
-    /// body was unusable. Off by default; `limit` must be at least 1.
+    /// body was unusable. Off by default; `limit` is 1 to 100,000.
     pub fn max_fetches_per_day(mut self, limit: u32) -> Self {
         self.max_fetches_per_day = Some(limit);
         self
@@ -480,8 +480,8 @@ impl SourceConfigBuilder {
             }
         }
         validate_policies(&self.refresh, &self.backoff, self.default_lifetime, self.max_body_bytes)?;
-        if self.max_fetches_per_day == Some(0) {
-            return Err(ConfigError::InvalidPolicy { name: "max_fetches_per_day", reason: "at least 1" });
+        if self.max_fetches_per_day.is_some_and(|n| n == 0 || n as usize > crate::store::BudgetLog::MAX_ENTRIES) {
+            return Err(ConfigError::InvalidPolicy { name: "max_fetches_per_day", reason: "1 to 100000" });
         }
         let cache_key = CacheKey::derive(&token_url, &self);
         Ok(SourceConfig {

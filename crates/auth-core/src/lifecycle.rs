@@ -1983,9 +1983,15 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_of_zero_is_refused() {
-        let error = builder().max_fetches_per_day(0).build().unwrap_err();
-        assert!(error.to_string().contains("max_fetches_per_day"), "{error}");
+    fn a_budget_of_zero_or_too_many_is_refused() {
+        for limit in [0, 100_001] {
+            let error = builder().max_fetches_per_day(limit).build().unwrap_err();
+            assert!(
+                error.to_string().contains("max_fetches_per_day") && error.to_string().contains("1 to 100000"),
+                "{error}"
+            );
+        }
+        assert!(builder().max_fetches_per_day(100_000).build().is_ok());
     }
 
     #[test]

@@ -33,6 +33,10 @@ use zeroize::Zeroizing;
 /// The largest record file read; a larger one is ignored.
 pub const MAX_RECORD_BYTES: u64 = 256 * 1024;
 
+/// The largest budget file read: room for the most entries a budget may
+/// hold (`BudgetLog::MAX_ENTRIES`, about 60 bytes each).
+const MAX_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+
 const FORMAT: u64 = 1;
 
 /// A token store in a private directory; see the [module docs](self).
@@ -128,7 +132,8 @@ impl FileStore {
 
     /// The budget log (empty when missing or unreadable).
     fn budget(&self, key: &CacheKey) -> Result<BudgetLog, StoreError> {
-        Ok(read_regular(&self.path(key, "budget"))?.map_or_else(BudgetLog::default, |text| BudgetLog::decode(&text)))
+        let text = read_regular_capped(&self.path(key, "budget"), MAX_BUDGET_BYTES)?;
+        Ok(text.map_or_else(BudgetLog::default, |text| BudgetLog::decode(&text)))
     }
 
     fn write(&self, key: &CacheKey, envelope: &Envelope) -> Result<(), StoreError> {
@@ -232,18 +237,23 @@ fn open_lock(path: &Path) -> Result<File, StoreError> {
 /// [`MAX_RECORD_BYTES`] (`None` when missing or not such a file): never
 /// through a symbolic link, and never blocking on a FIFO.
 pub fn read_regular(path: &Path) -> Result<Option<Zeroizing<String>>, StoreError> {
+    read_regular_capped(path, MAX_RECORD_BYTES)
+}
+
+/// [`read_regular`] with a cap of `cap` bytes.
+fn read_regular_capped(path: &Path, cap: u64) -> Result<Option<Zeroizing<String>>, StoreError> {
     let file = match open_no_follow(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(_) => return Ok(None),
     };
     let meta = file.metadata().map_err(|e| io_error("inspect a record", &e))?;
-    if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
+    if !meta.is_file() || meta.len() > cap {
         tracing::debug!(target: "auth_store", "ignoring a record that is not a small regular file");
         return Ok(None);
     }
     let mut text = Zeroizing::new(String::new());
-    if file.take(MAX_RECORD_BYTES).read_to_string(&mut text).is_err() {
+    if file.take(cap).read_to_string(&mut text).is_err() {
         return Ok(None);
     }
     Ok(Some(text))
