@@ -6,6 +6,7 @@
 //! valgrind --tool=callgrind target/release/examples/hot_path_loop floor 200000
 //! valgrind --tool=callgrind target/release/examples/hot_path_loop layer 200000
 //! valgrind --tool=callgrind target/release/examples/hot_path_loop no-replay 200000
+//! valgrind --tool=callgrind target/release/examples/hot_path_loop origin 200000
 //! ```
 //!
 //! Divide the instruction count (`I refs`) by the number of requests; the
@@ -43,8 +44,9 @@ fn main() {
             "floor" => drive(floor(), n).await,
             "layer" => drive(auth_bench::bearer_layer(&source).layer(Noop), n).await,
             "no-replay" => drive(auth_bench::bearer_layer(&source).without_replay().layer(Noop), n).await,
+            "origin" => drive(auth_bench::origin_layer(&source).layer(Noop), n).await,
             other => {
-                eprintln!("unknown contender {other:?}: use floor, layer or no-replay");
+                eprintln!("unknown contender {other:?}: use floor, layer, no-replay or origin");
                 std::process::exit(2);
             }
         }

@@ -238,6 +238,12 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// The recommended set-up: the bearer layer limited to the API's origin
+/// (the benchmark requests go to it), with the default 401 replay.
+pub fn origin_layer(source: &TokenSource) -> AuthLayer {
+    AuthLayer::bearer(source.clone(), "https://api.example.com").expect("the origin is valid")
+}
+
 /// The bearer layer the benchmarks measure. The benchmarks send requests
 /// with a relative URI, so the credentials go to any origin (an explicit
 /// opt-in: real clients name the API's origin).

@@ -64,8 +64,12 @@ impl AsRef<[u8]> for ZeroizeOnDrop {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     scheme: Scheme,
+    /// Lowercase, IPv6 addresses in brackets.
     host: String,
     port: u16,
+    /// Whether `port` is the scheme's default (a URI without a port is on
+    /// this origin).
+    default_port: bool,
 }
 
 impl Origin {
@@ -88,27 +92,52 @@ impl Origin {
             .port_u16()
             .or_else(|| default_port(&scheme))
             .ok_or_else(|| invalid("its scheme is not http or https"))?;
-        Ok(Self { scheme, host: authority.host().to_ascii_lowercase(), port })
+        let default_port = default_port(&scheme) == Some(port);
+        Ok(Self { scheme, host: authority.host().to_ascii_lowercase(), port, default_port })
     }
 
-    /// Whether `uri` (absolute) is on this origin. Compares without
-    /// allocating; host names are compared case-insensitively.
+    /// Whether `uri` (absolute) is on this origin. A few comparisons, no
+    /// allocation: the scheme, then the authority's bytes against the host
+    /// (case-insensitively) and the port. An authority with user info
+    /// (`host@evil.example`) never matches.
+    #[inline]
     pub fn matches(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return false;
-        };
-        !authority.as_str().contains('@') && self.matches_parts(scheme.as_str(), authority.host(), authority.port_u16())
+        match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => *scheme == self.scheme && self.matches_authority(authority.as_str()),
+            _ => false,
+        }
+    }
+
+    /// `host[:port]` exactly (no user info), host case-insensitive.
+    #[inline]
+    fn matches_authority(&self, authority: &str) -> bool {
+        let (authority, host) = (authority.as_bytes(), self.host.as_bytes());
+        match authority.split_at_checked(host.len()) {
+            // Equal bytes first (hosts are usually written in lowercase).
+            Some((head, rest)) if head == host || head.eq_ignore_ascii_case(host) => match rest {
+                [] | [b':'] => self.default_port,
+                [b':', digits @ ..] => parse_port(digits) == Some(self.port),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     /// Whether scheme, host and explicit port (if any) are this origin.
+    #[inline]
     pub fn matches_parts(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        let Ok(scheme) = Scheme::try_from(scheme) else {
-            return false;
-        };
-        scheme == self.scheme
+        scheme.eq_ignore_ascii_case(self.scheme.as_str())
             && host.eq_ignore_ascii_case(&self.host)
-            && port.or_else(|| default_port(&scheme)) == Some(self.port)
+            && port.map_or(self.default_port, |port| port == self.port)
     }
+}
+
+/// A port number written in decimal digits only.
+fn parse_port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))?.try_into().ok()
 }
 
 fn default_port(scheme: &Scheme) -> Option<u16> {
@@ -668,5 +697,55 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("X-API-Key") || shown.contains("x-api-key"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod origin_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The plain reading of "on this origin", with `http`'s own parsing:
+    /// what the fast comparison must agree with.
+    fn reference(origin: &Origin, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else { return false };
+        // A port that is written but is no port (66000) is no origin of ours
+        // (`port_u16` would read it as absent, the default port).
+        let written = authority.as_str().rsplit_once(':').filter(|(_, p)| !p.contains(']')).map(|(_, p)| p);
+        let bad_port = written.is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_err());
+        !bad_port
+            && !authority.as_str().contains('@')
+            && *scheme == origin.scheme
+            && authority.host().eq_ignore_ascii_case(&origin.host)
+            && authority.port_u16().or_else(|| default_port(scheme)) == Some(origin.port)
+    }
+
+    fn authority() -> impl Strategy<Value = String> {
+        let host = prop_oneof![
+            Just("api.example.com".to_owned()),
+            Just("API.Example.COM".to_owned()),
+            Just("api.example.com.evil.net".to_owned()),
+            Just("127.0.0.1".to_owned()),
+            Just("[::1]".to_owned()),
+            "[a-z.]{1,12}",
+        ];
+        let port = prop_oneof![Just(String::new()), Just(":".to_owned()), "(:[0-9]{1,6})", Just(":443".to_owned())];
+        let user = prop_oneof![Just(String::new()), Just("api.example.com@".to_owned()), Just("u:p@".to_owned())];
+        (user, host, port).prop_map(|(user, host, port)| format!("{user}{host}{port}"))
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_origin_check_agrees_with_the_plain_one(
+            origin in prop::sample::select(vec!["https://api.example.com", "http://127.0.0.1:8080", "https://[::1]", "http://api.example.com:443"]),
+            scheme in prop::sample::select(vec!["https", "http", "HTTPS"]),
+            authority in authority(),
+        ) {
+            let origin = Origin::parse(origin).unwrap();
+            if let Ok(uri) = format!("{scheme}://{authority}/path?q=1").parse::<Uri>() {
+                prop_assert_eq!(origin.matches(&uri), reference(&origin, &uri), "{}", uri);
+            }
+        }
     }
 }

@@ -123,26 +123,6 @@ impl http_body::Body for ReplayableBody {
     }
 }
 
-/// A copy of `request` for a replay, when its body can be copied. Method,
-/// URI, version, headers and extensions are copied as they are.
-#[inline(always)]
-pub(crate) fn try_clone_request<B: ReplayBody>(request: &http::Request<B>) -> Option<http::Request<B>> {
-    let body = request.body().try_clone_body()?;
-    let mut copy = http::Request::new(body);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    // A new request's header map and extensions are empty: copy only what
-    // is there.
-    if !request.headers().is_empty() {
-        *copy.headers_mut() = request.headers().clone();
-    }
-    if !request.extensions().is_empty() {
-        *copy.extensions_mut() = request.extensions().clone();
-    }
-    Some(copy)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,21 +137,6 @@ mod tests {
         assert!(boxed.try_clone_body().is_none());
         assert!(ReplayableBody::full("abc").try_clone_body().is_some());
         assert!(ReplayableBody::stream(Full::new(Bytes::new())).try_clone_body().is_none());
-    }
-
-    #[test]
-    fn request_copy_keeps_everything() {
-        let mut request = http::Request::post("https://api.example.com/x?y=1")
-            .header("x-trace", "1")
-            .body(String::from("payload"))
-            .unwrap();
-        request.extensions_mut().insert(7u32);
-        let copy = try_clone_request(&request).unwrap();
-        assert_eq!(copy.method(), "POST");
-        assert_eq!(copy.uri(), request.uri());
-        assert_eq!(copy.headers(), request.headers());
-        assert_eq!(copy.extensions().get::<u32>(), Some(&7));
-        assert_eq!(copy.body(), "payload");
     }
 
     #[tokio::test]

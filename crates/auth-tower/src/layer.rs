@@ -33,7 +33,7 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::body::{try_clone_request, ReplayBody};
+use crate::body::ReplayBody;
 use crate::error::{AuthError, BoxError};
 use crate::source::{SourceId, TokenFuture, TokenReader, TokenSource};
 
@@ -223,9 +223,6 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // The ready service goes into the future; `self` keeps a fresh clone.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let bound = &self.bound;
         let credentials = &bound.credentials;
         let Some(reader) = &mut self.reader else {
@@ -233,18 +230,23 @@ where
             let applied = credentials.applies_to(request.uri()).then(|| credentials.apply_allowed(&mut request, None));
             return match applied {
                 Some(Err(error)) => ResponseFuture::failed(AuthError::Apply(error)),
-                _ => ResponseFuture::sending(inner.call(request), Replay::without_token()),
+                _ => ResponseFuture::sending(self.inner.call(request), Replay::without_token()),
             };
         };
         if !credentials.applies_to(request.uri()) {
-            return ResponseFuture::sending(inner.call(request), Replay::without_token());
+            return ResponseFuture::sending(self.inner.call(request), Replay::without_token());
         }
         let Some(token) = reader.load() else {
+            // The ready service waits with the request; `self` keeps a fresh clone.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::pending(request, inner, bound);
         };
-        let replay = Replay::new(&request, &inner, bound, token.generation());
+        // The replay gets a clone of the service (made ready again before
+        // it sends); the ready one sends now.
+        let replay = Replay::new(&request, &self.inner, bound, token.generation());
         match credentials.apply_allowed(&mut request, Some(&token)) {
-            Ok(()) => ResponseFuture::sending(inner.call(request), replay),
+            Ok(()) => ResponseFuture::sending(self.inner.call(request), replay),
             Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
         }
     }
@@ -276,6 +278,55 @@ enum Replay<S, B, R: sealed::Mode> {
 /// (so before credentials were put on it), with a spare inner service and
 /// the token it was sent with.
 struct Copy<S, B> {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    /// Empty when the request had none (no drop, no copy).
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    body: B,
+    service: S,
+    bound: Arc<Bound>,
+    generation: Generation,
+}
+
+impl<S, B> Copy<S, B> {
+    /// A copy of `request` (with `body`, its body's copy).
+    #[inline(always)]
+    fn of(request: &Request<B>, body: B, service: S, bound: &Arc<Bound>, generation: Generation) -> Self {
+        // A new header map or extension set is empty and costs nothing:
+        // copy only what is there.
+        let headers = if request.headers().is_empty() { http::HeaderMap::new() } else { request.headers().clone() };
+        let extensions =
+            if request.extensions().is_empty() { http::Extensions::new() } else { request.extensions().clone() };
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers,
+            extensions,
+            body,
+            service,
+            bound: Arc::clone(bound),
+            generation,
+        }
+    }
+
+    /// The copy as a request to send again.
+    fn into_resend(self) -> Resend<S, B> {
+        let mut request = Request::new(self.body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers;
+        *request.extensions_mut() = self.extensions;
+        Resend { request, service: self.service, bound: self.bound, generation: self.generation }
+    }
+}
+
+/// A replay on its way: the copy rebuilt as a request, with the service
+/// it goes to and the token it carries.
+struct Resend<S, B> {
     request: Request<B>,
     service: S,
     bound: Arc<Bound>,
@@ -287,9 +338,8 @@ impl<S: Clone, B: ReplayBody, R: sealed::Mode> Replay<S, B, R> {
     #[inline(always)]
     fn new(request: &Request<B>, service: &S, bound: &Arc<Bound>, generation: Generation) -> Self {
         if R::REPLAYS {
-            if let Some(request) = try_clone_request(request) {
-                let copy = Copy { request, service: service.clone(), bound: Arc::clone(bound), generation };
-                if let Some(copy) = R::keep(copy) {
+            if let Some(body) = request.body().try_clone_body() {
+                if let Some(copy) = R::keep(Copy::of(request, body, service.clone(), bound, generation)) {
                     return Self::Copied(copy);
                 }
             }
@@ -313,7 +363,7 @@ impl<S, B, R: sealed::Mode> Replay<S, B, R> {
 /// After a 401: the copy to replay and the original answer, returned if no
 /// replay happens.
 struct Rejected<S, B, Res> {
-    copy: Box<Copy<S, B>>,
+    copy: Copy<S, B>,
     response: Res,
 }
 
@@ -356,7 +406,7 @@ pin_project! {
         },
         /// Waiting for the spare inner service to be ready for the replay.
         ReplayReady {
-            copy: Option<Box<Copy<S, B>>>,
+            copy: Option<Box<Resend<S, B>>>,
         },
         /// The request failed before it was sent.
         Failed {
@@ -432,7 +482,7 @@ where
         Replay::Copied(copy) => {
             let copy = R::take(copy);
             let token = copy.bound.unauthorized(copy.generation);
-            let rejected = Some(Box::new(Rejected { copy: Box::new(copy), response }));
+            let rejected = Some(Box::new(Rejected { copy, response }));
             state.set(State::Renewing { token, rejected });
             None
         }
@@ -492,16 +542,17 @@ where
                 let Some(rejected) = rejected.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Rejected { mut copy, response } = *rejected;
+                let Rejected { copy, response } = *rejected;
                 let Ok(Some(token)) = outcome else {
                     // Suppressed by the loop guard, or no new token: the caller gets the 401.
                     return Poll::Ready(Ok(response));
                 };
-                if let Err(error) = copy.bound.credentials.apply_allowed(&mut copy.request, Some(&token)) {
+                let mut resend = Box::new(copy.into_resend());
+                if let Err(error) = resend.bound.credentials.apply_allowed(&mut resend.request, Some(&token)) {
                     return Poll::Ready(Err(AuthError::Apply(error).into()));
                 }
-                copy.generation = token.generation();
-                state.set(State::ReplayReady { copy: Some(copy) });
+                resend.generation = token.generation();
+                state.set(State::ReplayReady { copy: Some(resend) });
             }
             StateProj::ReplayReady { copy } => {
                 let Some(ready_copy) = copy.as_mut() else {
@@ -511,7 +562,7 @@ where
                 let Some(copy) = copy.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Copy { request, mut service, bound, generation } = *copy;
+                let Resend { request, mut service, bound, generation } = *copy;
                 let future = service.call(request);
                 // A 401 to the replay only invalidates: never replayed twice.
                 let replay = Replay::Invalidate { source: bound.source_id(), generation: Some(generation) };
@@ -532,6 +583,45 @@ mod tests {
     use super::*;
 
     type Inner = tower::util::BoxCloneSyncService<Request<String>, Response<String>, BoxError>;
+
+    /// The generation of a token a lifecycle issued.
+    fn a_generation() -> Generation {
+        let config = auth_core::SourceConfig::builder("https://a.example/token", "id").client_secret("s").build();
+        let mut lifecycle = auth_core::Lifecycle::new(config.unwrap(), 1);
+        let now = std::time::Instant::now();
+        lifecycle.handle_token_wanted(now);
+        let Some(auth_core::Output::Fetch(fetch)) = lifecycle.poll_output() else { panic!("a fetch") };
+        let response = http::Response::new(br#"{"access_token":"t","expires_in":60}"#.to_vec());
+        lifecycle.handle_fetch_response(now, fetch.id, &response);
+        lifecycle.current_token(now).expect("a token").generation()
+    }
+
+    #[test]
+    fn a_replay_is_the_request_as_it_was_before_the_credentials() {
+        let mut request = http::Request::post("https://api.example.com/x?y=1")
+            .header("x-trace", "1")
+            .version(http::Version::HTTP_2)
+            .body(String::from("payload"))
+            .unwrap();
+        request.extensions_mut().insert(7u32);
+        let credentials = Credentials::builder().api_key_header("X-API-Key", "k").any_origin().build().unwrap();
+        let bound = Arc::new(Bound { credentials, source: None });
+        let generation = a_generation();
+        let copy = Copy::of(&request, request.body().clone(), (), &bound, generation);
+        request.headers_mut().insert("x-added-after", http::HeaderValue::from_static("1"));
+        let resend = copy.into_resend();
+        let replay = resend.request;
+        assert_eq!(replay.method(), "POST");
+        assert_eq!(replay.uri(), "https://api.example.com/x?y=1");
+        assert_eq!(replay.version(), http::Version::HTTP_2);
+        assert_eq!(replay.headers().len(), 1, "the headers it had, not those added after the copy");
+        assert_eq!(replay.headers()["x-trace"], "1");
+        assert_eq!(replay.extensions().get::<u32>(), Some(&7));
+        assert_eq!(replay.body(), "payload");
+        assert_eq!(resend.generation, generation);
+        let bare = Copy::of(&http::Request::new(()), (), (), &bound, generation).into_resend().request;
+        assert!(bare.headers().is_empty() && bare.extensions().is_empty());
+    }
 
     #[test]
     fn without_replay_a_request_keeps_two_words_for_a_401() {
