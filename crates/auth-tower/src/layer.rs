@@ -34,6 +34,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::body::ReplayBody;
+use crate::registry::Registry;
 use crate::error::{AuthError, BoxError};
 use crate::source::{SourceId, TokenFuture, TokenReader, TokenSource};
 
@@ -112,6 +113,29 @@ impl sealed::Mode for NoReplay {
 struct Bound {
     credentials: Credentials,
     source: Option<TokenSource>,
+    /// Its number in [`BOUNDS`]: what a replay copy keeps.
+    id: BoundId,
+}
+
+/// The layers' credentials alive, by number: a replay copy names them in
+/// one word instead of holding a reference count on every request.
+static BOUNDS: Registry<Bound> = Registry::new();
+
+/// The number of a layer's [`Bound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BoundId(std::num::NonZeroU64);
+
+impl BoundId {
+    /// The credentials, if the layer is still alive (looked up on a 401).
+    fn bound(self) -> Option<Arc<Bound>> {
+        BOUNDS.get(self.0)
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        BOUNDS.unregister(self.id.0);
+    }
 }
 
 impl Bound {
@@ -130,15 +154,18 @@ impl Bound {
 }
 
 impl AuthLayer {
-    fn with(bound: Bound) -> Self {
-        Self { bound: Arc::new(bound), mode: PhantomData }
+    fn with(credentials: Credentials, source: Option<TokenSource>) -> Self {
+        let id = BoundId(BOUNDS.next_id());
+        let bound = Arc::new(Bound { credentials, source, id });
+        BOUNDS.register(id.0, &bound);
+        Self { bound, mode: PhantomData }
     }
 
     /// Credentials that include a bearer token from `source` (and possibly
     /// API keys, limited to origins, ...).
     pub fn new(source: TokenSource, credentials: Credentials) -> Self {
         let source = credentials.needs_token().then_some(source);
-        Self::with(Bound { credentials, source })
+        Self::with(credentials, source)
     }
 
     /// Only `Authorization: Bearer` from `source`, on requests to `origin`
@@ -153,7 +180,7 @@ impl AuthLayer {
         if credentials.needs_token() {
             return Err(AuthError::Apply(auth_core::ApplyError::MissingToken));
         }
-        Ok(Self::with(Bound { credentials, source: None }))
+        Ok(Self::with(credentials, None))
     }
 
     /// Does not replay requests after a 401 ([`NoReplay`]): no copy of
@@ -286,7 +313,7 @@ struct Copy<S, B> {
     extensions: http::Extensions,
     body: B,
     service: S,
-    bound: Arc<Bound>,
+    bound: BoundId,
     generation: Generation,
 }
 
@@ -307,20 +334,20 @@ impl<S, B> Copy<S, B> {
             extensions,
             body,
             service,
-            bound: Arc::clone(bound),
+            bound: bound.id,
             generation,
         }
     }
 
-    /// The copy as a request to send again.
-    fn into_resend(self) -> Resend<S, B> {
+    /// The copy as a request to send again, with `bound`, its credentials.
+    fn into_resend(self, bound: Arc<Bound>) -> Resend<S, B> {
         let mut request = Request::new(self.body);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers;
         *request.extensions_mut() = self.extensions;
-        Resend { request, service: self.service, bound: self.bound, generation: self.generation }
+        Resend { request, service: self.service, bound, generation: self.generation }
     }
 }
 
@@ -364,6 +391,7 @@ impl<S, B, R: sealed::Mode> Replay<S, B, R> {
 /// replay happens.
 struct Rejected<S, B, Res> {
     copy: Copy<S, B>,
+    bound: Arc<Bound>,
     response: Res,
 }
 
@@ -481,8 +509,11 @@ where
     match replay.take() {
         Replay::Copied(copy) => {
             let copy = R::take(copy);
-            let token = copy.bound.unauthorized(copy.generation);
-            let rejected = Some(Box::new(Rejected { copy, response }));
+            // The layer is gone (dropped while this request was in flight):
+            // nothing to renew with; the caller gets the 401.
+            let Some(bound) = copy.bound.bound() else { return Some(response) };
+            let token = bound.unauthorized(copy.generation);
+            let rejected = Some(Box::new(Rejected { copy, bound, response }));
             state.set(State::Renewing { token, rejected });
             None
         }
@@ -542,12 +573,12 @@ where
                 let Some(rejected) = rejected.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Rejected { copy, response } = *rejected;
+                let Rejected { copy, bound, response } = *rejected;
                 let Ok(Some(token)) = outcome else {
                     // Suppressed by the loop guard, or no new token: the caller gets the 401.
                     return Poll::Ready(Ok(response));
                 };
-                let mut resend = Box::new(copy.into_resend());
+                let mut resend = Box::new(copy.into_resend(bound));
                 if let Err(error) = resend.bound.credentials.apply_allowed(&mut resend.request, Some(&token)) {
                     return Poll::Ready(Err(AuthError::Apply(error).into()));
                 }
@@ -609,7 +640,7 @@ mod tests {
         let generation = a_generation();
         let copy = Copy::of(&request, request.body().clone(), (), &bound, generation);
         request.headers_mut().insert("x-added-after", http::HeaderValue::from_static("1"));
-        let resend = copy.into_resend();
+        let resend = copy.into_resend(Arc::clone(&bound));
         let replay = resend.request;
         assert_eq!(replay.method(), "POST");
         assert_eq!(replay.uri(), "https://api.example.com/x?y=1");
@@ -619,7 +650,7 @@ mod tests {
         assert_eq!(replay.extensions().get::<u32>(), Some(&7));
         assert_eq!(replay.body(), "payload");
         assert_eq!(resend.generation, generation);
-        let bare = Copy::of(&http::Request::new(()), (), (), &bound, generation).into_resend().request;
+        let bare = Copy::of(&http::Request::new(()), (), (), &bound, generation).into_resend(bound).request;
         assert!(bare.headers().is_empty() && bare.extensions().is_empty());
     }
 

@@ -62,6 +62,7 @@ pub mod body;
 pub mod error;
 pub mod layer;
 pub mod redirect;
+mod registry;
 pub mod source;
 pub mod store;
 

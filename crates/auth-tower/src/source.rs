@@ -3,12 +3,11 @@
 //! current token without a lock and wait on the single fetch when there is
 //! none.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +25,7 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
+use crate::registry::Registry;
 use crate::error::{AuthError, BoxError};
 use crate::store::TokenStore;
 
@@ -171,11 +171,9 @@ impl Drop for Shared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SourceId(NonZeroU64);
 
-/// The sources alive, by number. Weak handles: the registry never keeps a
-/// source (or its worker) alive. Touched when a source starts, when its
-/// last handle drops, and on a 401; never per request.
-static SOURCES: Mutex<BTreeMap<NonZeroU64, Weak<Shared>>> = Mutex::new(BTreeMap::new());
-static NEXT_SOURCE: AtomicU64 = AtomicU64::new(1);
+/// The sources alive, by number (the registry never keeps a source, or
+/// its worker, alive).
+static SOURCES: Registry<Shared> = Registry::new();
 
 impl SourceId {
     /// Stands for "no source" where a number is needed anyway (a request
@@ -183,22 +181,20 @@ impl SourceId {
     pub(crate) const NONE: Self = Self(NonZeroU64::MAX);
 
     fn next() -> Self {
-        Self(NonZeroU64::new(NEXT_SOURCE.fetch_add(1, Ordering::Relaxed)).unwrap_or(NonZeroU64::MIN))
+        Self(SOURCES.next_id())
     }
 
     fn register(self, shared: &Arc<Shared>) {
-        SOURCES.lock().unwrap_or_else(PoisonError::into_inner).insert(self.0, Arc::downgrade(shared));
+        SOURCES.register(self.0, shared);
     }
 
     fn unregister(self) {
-        SOURCES.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.0);
+        SOURCES.unregister(self.0);
     }
 
     /// The source, if it is still alive.
     pub(crate) fn source(self) -> Option<TokenSource> {
-        let sources = SOURCES.lock().unwrap_or_else(PoisonError::into_inner);
-        let shared = sources.get(&self.0)?.upgrade()?;
-        Some(TokenSource { shared })
+        SOURCES.get(self.0).map(|shared| TokenSource { shared })
     }
 }
 
@@ -1110,7 +1106,7 @@ mod tests {
     }
 
     fn registered(id: SourceId) -> bool {
-        SOURCES.lock().unwrap().contains_key(&id.0)
+        SOURCES.contains(id.0)
     }
 
     #[tokio::test]
