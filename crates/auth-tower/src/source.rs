@@ -25,8 +25,8 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Service, ServiceExt};
 
-use crate::registry::Registry;
 use crate::error::{AuthError, BoxError};
+use crate::registry::Registry;
 use crate::store::TokenStore;
 
 /// Default timeout of one token request, connection included.
