@@ -35,7 +35,6 @@ use tower::{Layer, Service};
 
 use crate::body::ReplayBody;
 use crate::error::{AuthError, BoxError};
-use crate::registry::Registry;
 use crate::source::{SourceId, TokenFuture, TokenReader, TokenSource};
 
 /// Puts credentials on requests; see the [module docs](self).
@@ -113,29 +112,6 @@ impl sealed::Mode for NoReplay {
 struct Bound {
     credentials: Credentials,
     source: Option<TokenSource>,
-    /// Its number in [`BOUNDS`]: what a replay copy keeps.
-    id: BoundId,
-}
-
-/// The layers' credentials alive, by number: a replay copy names them in
-/// one word instead of holding a reference count on every request.
-static BOUNDS: Registry<Bound> = Registry::new();
-
-/// The number of a layer's [`Bound`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct BoundId(std::num::NonZeroU64);
-
-impl BoundId {
-    /// The credentials, if the layer is still alive (looked up on a 401).
-    fn bound(self) -> Option<Arc<Bound>> {
-        BOUNDS.get(self.0)
-    }
-}
-
-impl Drop for Bound {
-    fn drop(&mut self) {
-        BOUNDS.unregister(self.id.0);
-    }
 }
 
 impl Bound {
@@ -155,10 +131,7 @@ impl Bound {
 
 impl AuthLayer {
     fn with(credentials: Credentials, source: Option<TokenSource>) -> Self {
-        let id = BoundId(BOUNDS.next_id());
-        let bound = Arc::new(Bound { credentials, source, id });
-        BOUNDS.register(id.0, &bound);
-        Self { bound, mode: PhantomData }
+        Self { bound: Arc::new(Bound { credentials, source }), mode: PhantomData }
     }
 
     /// Credentials that include a bearer token from `source` (and possibly
@@ -314,7 +287,9 @@ struct Copy<S, B> {
     rest: Option<Box<(http::HeaderMap, http::Extensions)>>,
     body: B,
     service: S,
-    bound: BoundId,
+    /// The credentials (a request in flight keeps them, whether or not
+    /// the service that sent it is still there: `oneshot` drops it).
+    bound: Arc<Bound>,
     generation: Generation,
 }
 
@@ -331,13 +306,13 @@ impl<S, B> Copy<S, B> {
             rest,
             body,
             service,
-            bound: bound.id,
+            bound: Arc::clone(bound),
             generation,
         }
     }
 
-    /// The copy as a request to send again, with `bound`, its credentials.
-    fn into_resend(self, bound: Arc<Bound>) -> Resend<S, B> {
+    /// The copy as a request to send again.
+    fn into_resend(self) -> Resend<S, B> {
         let mut request = Request::new(self.body);
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
@@ -347,7 +322,7 @@ impl<S, B> Copy<S, B> {
             *request.headers_mut() = headers;
             *request.extensions_mut() = extensions;
         }
-        Resend { request, service: self.service, bound, generation: self.generation }
+        Resend { request, service: self.service, bound: self.bound, generation: self.generation }
     }
 }
 
@@ -391,7 +366,6 @@ impl<S, B, R: sealed::Mode> Replay<S, B, R> {
 /// replay happens.
 struct Rejected<S, B, Res> {
     copy: Copy<S, B>,
-    bound: Arc<Bound>,
     response: Res,
 }
 
@@ -509,11 +483,8 @@ where
     match replay.take() {
         Replay::Copied(copy) => {
             let copy = R::take(copy);
-            // The layer is gone (dropped while this request was in flight):
-            // nothing to renew with; the caller gets the 401.
-            let Some(bound) = copy.bound.bound() else { return Some(response) };
-            let token = bound.unauthorized(copy.generation);
-            let rejected = Some(Box::new(Rejected { copy, bound, response }));
+            let token = copy.bound.unauthorized(copy.generation);
+            let rejected = Some(Box::new(Rejected { copy, response }));
             state.set(State::Renewing { token, rejected });
             None
         }
@@ -573,12 +544,12 @@ where
                 let Some(rejected) = rejected.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Rejected { copy, bound, response } = *rejected;
+                let Rejected { copy, response } = *rejected;
                 let Ok(Some(token)) = outcome else {
                     // Suppressed by the loop guard, or no new token: the caller gets the 401.
                     return Poll::Ready(Ok(response));
                 };
-                let mut resend = Box::new(copy.into_resend(bound));
+                let mut resend = Box::new(copy.into_resend());
                 if let Err(error) = resend.bound.credentials.apply_allowed(&mut resend.request, Some(&token)) {
                     return Poll::Ready(Err(AuthError::Apply(error).into()));
                 }
@@ -640,7 +611,7 @@ mod tests {
         let generation = a_generation();
         let copy = Copy::of(&request, request.body().clone(), (), &bound, generation);
         request.headers_mut().insert("x-added-after", http::HeaderValue::from_static("1"));
-        let resend = copy.into_resend(Arc::clone(&bound));
+        let resend = copy.into_resend();
         let replay = resend.request;
         assert_eq!(replay.method(), "POST");
         assert_eq!(replay.uri(), "https://api.example.com/x?y=1");
@@ -650,7 +621,7 @@ mod tests {
         assert_eq!(replay.extensions().get::<u32>(), Some(&7));
         assert_eq!(replay.body(), "payload");
         assert_eq!(resend.generation, generation);
-        let bare = Copy::of(&http::Request::new(()), (), (), &bound, generation).into_resend(bound).request;
+        let bare = Copy::of(&http::Request::new(()), (), (), &bound, generation).into_resend().request;
         assert!(bare.headers().is_empty() && bare.extensions().is_empty());
     }
 
