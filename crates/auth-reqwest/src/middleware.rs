@@ -6,7 +6,9 @@ use auth_core::credentials::query_with_param;
 use auth_core::secret::ExposeSecret;
 use auth_core::{AccessToken, Credentials};
 use auth_tower::{AuthError, TokenSource};
-use http::{Extensions, StatusCode};
+use std::time::Duration;
+
+use http::{Extensions, StatusCode, Version};
 use reqwest::{Request, Response, ResponseBuilderExt as _};
 use reqwest_middleware::{Middleware, Next};
 
@@ -16,10 +18,13 @@ use reqwest_middleware::{Middleware, Next};
 /// - Credentials go only to the origins they are limited to
 ///   ([`Credentials`]' origin filter); other requests pass untouched.
 /// - On a 401 to a request that carried a token, the token is invalidated
-///   (once, however many requests are rejected) and, when
-///   `Request::try_clone` succeeds, the request is replayed once with the
-///   new token. Streaming bodies cannot be cloned: such a request gets its
-///   401 back, and the next request uses the new token.
+///   (once, however many requests are rejected) and the request is
+///   replayed once with the new token. Streaming bodies cannot be copied:
+///   such a request gets its 401 back, and the next request uses the new
+///   token. The copy costs nothing for a request without body or headers:
+///   its URL is taken back from the 401 itself, so a 401 that came after a
+///   redirect (a URL other than the one sent) is returned, not replayed;
+///   the next request carries the new token.
 /// - Pair it with [`same_origin_redirects`](crate::same_origin_redirects)
 ///   on the client, so that redirects never carry credentials elsewhere.
 /// - An API key in a query parameter is on the URL that is sent. In what
@@ -65,6 +70,63 @@ impl AuthMiddleware {
             request.url_mut().set_query(Some(&query));
         }
         Ok(())
+    }
+}
+
+/// What a replay after a 401 needs, copied before the send: only what the
+/// response cannot give back, and nothing that allocates for a request
+/// without headers or body. The URL is not copied: a 401 that was not
+/// redirected comes with the URL it was sent to (`Response::url`), and a
+/// print of the sent URL tells whether it was redirected.
+enum Copy {
+    /// The parts of a request without a body.
+    Parts { method: http::Method, headers: Option<http::HeaderMap>, timeout: Option<Duration>, version: Version },
+    /// A request with an in-memory body: copied whole (`Request::try_clone`).
+    Whole(Request),
+}
+
+impl Copy {
+    /// `None` when the request cannot be sent again (a streaming body).
+    fn before_send(request: &Request) -> Option<Self> {
+        if request.body().is_some() {
+            return request.try_clone().map(Self::Whole);
+        }
+        let headers = (!request.headers().is_empty()).then(|| request.headers().clone());
+        let (method, timeout, version) = (request.method().clone(), request.timeout().copied(), request.version());
+        Some(Self::Parts { method, headers, timeout, version })
+    }
+
+    /// The request to replay after `response` (a 401): `None` when the
+    /// response came from a redirect (not the URL that was sent), which
+    /// is not replayed.
+    fn into_request(self, response: &Response, sent: UrlPrint) -> Option<Request> {
+        match self {
+            Self::Whole(request) => Some(request),
+            Self::Parts { method, headers, timeout, version } => {
+                if UrlPrint::of(response.url()) != sent {
+                    return None;
+                }
+                let mut request = Request::new(method, response.url().clone());
+                if let Some(headers) = headers {
+                    *request.headers_mut() = headers;
+                }
+                *request.timeout_mut() = timeout;
+                *request.version_mut() = version;
+                Some(request)
+            }
+        }
+    }
+}
+
+/// A print of a URL (length and a 64-bit hash), to tell whether a response
+/// came from the URL that was sent without keeping a copy of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UrlPrint(usize, u64);
+
+impl UrlPrint {
+    fn of(url: &reqwest::Url) -> Self {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        Self(url.as_str().len(), BuildHasherDefault::<DefaultHasher>::default().hash_one(url.as_str()))
     }
 }
 
@@ -135,14 +197,14 @@ impl AuthMiddleware {
             }
         };
         let token = source.token().await.map_err(middleware_error)?;
-        // Copied before the first send, without credentials; `None` for streams.
-        let replay = request.try_clone();
+        let copy = Copy::before_send(&request);
         self.apply(&mut request, Some(&token)).map_err(middleware_error)?;
+        let sent_url = UrlPrint::of(request.url());
         let response = next.clone().run(request, extensions).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let Some(mut replay) = replay else {
+        let Some(mut replay) = copy.and_then(|copy| copy.into_request(&response, sent_url)) else {
             source.invalidate(token.generation());
             return Ok(response);
         };

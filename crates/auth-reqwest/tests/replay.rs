@@ -150,3 +150,59 @@ async fn redirects_to_another_origin_never_carry_credentials() {
     target.assert_async().await;
     let _ = same;
 }
+
+#[tokio::test]
+async fn a_get_is_replayed_with_its_url_headers_and_a_new_token() {
+    let mut provider = Server::new_async().await;
+    let mut api = Server::new_async().await;
+    let client = client_with_token(&mut provider, "t1", &api).await;
+    let renewal = provider.mock("POST", "/token").with_body(token_json("t2")).expect(1).create_async().await;
+    let rejected = api
+        .mock("GET", "/orders?page=2")
+        .match_header("authorization", "Bearer t1")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    let accepted = api
+        .mock("GET", "/orders?page=2")
+        .match_header("authorization", "Bearer t2")
+        .match_header("x-trace", "abc")
+        .with_body("[]")
+        .expect(1)
+        .create_async()
+        .await;
+    let response = client.get(format!("{}/orders?page=2", api.url())).header("x-trace", "abc").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "[]");
+    rejected.assert_async().await;
+    accepted.assert_async().await;
+    renewal.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_401_after_a_redirect_is_returned_and_the_next_call_works() {
+    let mut provider = Server::new_async().await;
+    let mut api = Server::new_async().await;
+    let client = client_with_token(&mut provider, "t1", &api).await;
+    let renewal = provider.mock("POST", "/token").with_body(token_json("t2")).expect(1).create_async().await;
+    let moved = api.mock("GET", "/old").with_status(302).with_header("location", "/new").expect(1).create_async().await;
+    let rejected =
+        api.mock("GET", "/new").match_header("authorization", "Bearer t1").with_status(401).create_async().await;
+    // The redirected request is not replayed (the original is not kept
+    // whole): its caller gets the 401, the token is renewed for the next.
+    let response = client.get(format!("{}/old", api.url())).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    moved.assert_async().await;
+    rejected.assert_async().await;
+    let accepted = api
+        .mock("GET", "/new")
+        .match_header("authorization", "Bearer t2")
+        .with_body("ok")
+        .expect(1)
+        .create_async()
+        .await;
+    assert_eq!(client.get(format!("{}/new", api.url())).send().await.unwrap().status(), 200);
+    accepted.assert_async().await;
+    renewal.assert_async().await;
+}
