@@ -251,3 +251,62 @@ pub fn bearer_layer(source: &TokenSource) -> AuthLayer {
     let credentials = auth_core::Credentials::builder().bearer_from_source().any_origin().build();
     AuthLayer::new(source.clone(), credentials.expect("bearer credentials for any origin are valid"))
 }
+
+/// The reqwest-middleware frame of figure 9: a client whose last middleware
+/// answers at once (a no-op transport), and the floor middleware.
+pub mod reqwest_frame {
+    use std::time::{Duration, Instant};
+
+    use http::{Extensions, HeaderValue};
+    use reqwest::{Request, Response};
+    use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
+
+    /// The floor: a middleware that sets a static `Authorization` header.
+    #[derive(Debug)]
+    pub struct StaticHeader(pub HeaderValue);
+
+    #[async_trait::async_trait]
+    impl Middleware for StaticHeader {
+        async fn handle(
+            &self,
+            mut request: Request,
+            extensions: &mut Extensions,
+            next: Next<'_>,
+        ) -> reqwest_middleware::Result<Response> {
+            request.headers_mut().insert(http::header::AUTHORIZATION, self.0.clone());
+            next.run(request, extensions).await
+        }
+    }
+
+    /// The no-op transport: answers 200 with an empty body, sends nothing.
+    #[derive(Debug)]
+    pub struct Answer;
+
+    #[async_trait::async_trait]
+    impl Middleware for Answer {
+        async fn handle(
+            &self,
+            request: Request,
+            _: &mut Extensions,
+            _: Next<'_>,
+        ) -> reqwest_middleware::Result<Response> {
+            std::hint::black_box(&request);
+            Ok(Response::from(http::Response::new(reqwest::Body::from(""))))
+        }
+    }
+
+    /// A client with `middleware` over the no-op transport.
+    pub fn client(middleware: impl Middleware) -> ClientWithMiddleware {
+        ClientBuilder::new(reqwest::Client::new()).with(middleware).with(Answer).build()
+    }
+
+    /// `iters` GET requests to `url` through `client`, one after the other.
+    pub async fn drive(client: &ClientWithMiddleware, url: &reqwest::Url, iters: u64) -> Duration {
+        let started = Instant::now();
+        for _ in 0..iters {
+            let request = Request::new(reqwest::Method::GET, url.clone());
+            std::hint::black_box(client.execute(request).await.expect("the no-op transport answers"));
+        }
+        started.elapsed()
+    }
+}

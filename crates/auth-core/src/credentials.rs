@@ -126,8 +126,9 @@ impl Origin {
     /// Whether scheme, host and explicit port (if any) are this origin.
     #[inline]
     pub fn matches_parts(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        scheme.eq_ignore_ascii_case(self.scheme.as_str())
-            && host.eq_ignore_ascii_case(&self.host)
+        let own = self.scheme.as_str();
+        (scheme == own || scheme.eq_ignore_ascii_case(own))
+            && (host == self.host || host.eq_ignore_ascii_case(&self.host))
             && port.map_or(self.default_port, |port| port == self.port)
     }
 }

@@ -63,8 +63,12 @@ impl AuthMiddleware {
         self.credentials.applies_to_origin(url.scheme(), url.host_str().unwrap_or(""), url.port())
     }
 
+    #[inline]
     fn apply(&self, request: &mut Request, token: Option<&AccessToken>) -> Result<(), AuthError> {
         self.credentials.apply_headers(request.headers_mut(), token)?;
+        if !self.credentials.has_query_params() {
+            return Ok(());
+        }
         for (name, key) in self.credentials.query_params() {
             let query = query_with_param(request.url().query().unwrap_or(""), name, key.expose_secret());
             request.url_mut().set_query(Some(&query));
@@ -80,18 +84,19 @@ impl AuthMiddleware {
 /// print of the sent URL tells whether it was redirected.
 enum Copy {
     /// The parts of a request without a body.
-    Parts { method: http::Method, headers: Option<http::HeaderMap>, timeout: Option<Duration>, version: Version },
-    /// A request with an in-memory body: copied whole (`Request::try_clone`).
-    Whole(Request),
+    Parts { method: http::Method, headers: Option<Box<http::HeaderMap>>, timeout: Option<Duration>, version: Version },
+    /// A request with an in-memory body: copied whole (`Request::try_clone`),
+    /// boxed so that the common path's future stays small.
+    Whole(Box<Request>),
 }
 
 impl Copy {
     /// `None` when the request cannot be sent again (a streaming body).
     fn before_send(request: &Request) -> Option<Self> {
         if request.body().is_some() {
-            return request.try_clone().map(Self::Whole);
+            return request.try_clone().map(|copy| Self::Whole(Box::new(copy)));
         }
-        let headers = (!request.headers().is_empty()).then(|| request.headers().clone());
+        let headers = (!request.headers().is_empty()).then(|| Box::new(request.headers().clone()));
         let (method, timeout, version) = (request.method().clone(), request.timeout().copied(), request.version());
         Some(Self::Parts { method, headers, timeout, version })
     }
@@ -101,14 +106,14 @@ impl Copy {
     /// is not replayed.
     fn into_request(self, response: &Response, sent: UrlPrint) -> Option<Request> {
         match self {
-            Self::Whole(request) => Some(request),
+            Self::Whole(request) => Some(*request),
             Self::Parts { method, headers, timeout, version } => {
                 if UrlPrint::of(response.url()) != sent {
                     return None;
                 }
                 let mut request = Request::new(method, response.url().clone());
                 if let Some(headers) = headers {
-                    *request.headers_mut() = headers;
+                    *request.headers_mut() = *headers;
                 }
                 *request.timeout_mut() = timeout;
                 *request.version_mut() = version;
@@ -124,9 +129,20 @@ impl Copy {
 struct UrlPrint(usize, u64);
 
 impl UrlPrint {
+    /// Length and a multiply-xor hash over 8-byte words. Not a defence
+    /// against a server that makes two URLs print alike: a replay goes only
+    /// to an origin the credentials are for, checked again before it is
+    /// sent, and the redirect itself took them there.
     fn of(url: &reqwest::Url) -> Self {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        Self(url.as_str().len(), BuildHasherDefault::<DefaultHasher>::default().hash_one(url.as_str()))
+        let bytes = url.as_str().as_bytes();
+        let mut words = bytes.chunks_exact(8);
+        let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+        let mut hash =
+            words.by_ref().fold(0, |hash, word| mix(hash, u64::from_le_bytes(word.try_into().unwrap_or_default())));
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        hash = mix(hash, u64::from_le_bytes(tail));
+        Self(bytes.len(), hash)
     }
 }
 
@@ -134,15 +150,31 @@ fn middleware_error(error: AuthError) -> reqwest_middleware::Error {
     reqwest_middleware::Error::middleware(error)
 }
 
-#[async_trait::async_trait]
+// Written out rather than with `#[async_trait]`: the boxed future is the
+// `send` future itself, not one wrapped in another, so that it stays within
+// the allocator's small-block cache.
 impl Middleware for AuthMiddleware {
-    async fn handle(
-        &self,
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
         request: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let outcome = self.send(request, extensions, next).await;
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.send(request, extensions, next))
+    }
+}
+
+impl AuthMiddleware {
+    /// `outcome` with our query keys redacted from its URL (when the
+    /// credentials put any in the query).
+    #[inline]
+    fn finish(&self, outcome: reqwest_middleware::Result<Response>) -> reqwest_middleware::Result<Response> {
         if !self.credentials.has_query_params() {
             return outcome;
         }
@@ -157,9 +189,7 @@ impl Middleware for AuthMiddleware {
             Err(other) => Err(other),
         }
     }
-}
 
-impl AuthMiddleware {
     /// Replaces the value of our query keys in `url`.
     fn redact_url(&self, url: &mut reqwest::Url) {
         if let Some(redacted) = url.query().and_then(|query| self.credentials.redact_query(query)) {
@@ -193,18 +223,43 @@ impl AuthMiddleware {
             Some(source) if self.credentials.needs_token() => source,
             _ => {
                 self.apply(&mut request, None).map_err(middleware_error)?;
-                return next.run(request, extensions).await;
+                return self.finish(next.run(request, extensions).await);
             }
         };
-        let token = source.token().await.map_err(middleware_error)?;
+        // A cached token without an await; the first callers wait here.
+        let token = match source.cached() {
+            Some(token) => token,
+            // Boxed: the rare wait stays out of the common path's future.
+            None => Box::pin(source.token()).await.map_err(middleware_error)?,
+        };
         let copy = Copy::before_send(&request);
         self.apply(&mut request, Some(&token)).map_err(middleware_error)?;
         let sent_url = UrlPrint::of(request.url());
-        let response = next.clone().run(request, extensions).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        let Some(mut replay) = copy.and_then(|copy| copy.into_request(&response, sent_url)) else {
+        let response = next.clone().run(request, extensions).await;
+        let response = match response {
+            Ok(response) if response.status() == StatusCode::UNAUTHORIZED => response,
+            outcome => return self.finish(outcome),
+        };
+        // The rare path, in a future of its own: the common one stays small.
+        let outcome = Box::pin(self.after_401(source, &token, copy, sent_url, response, extensions, next)).await;
+        self.finish(outcome)
+    }
+
+    /// A 401 to a request sent with `token`: renew it and replay the copy
+    /// once (unless it cannot be: a stream, a redirect, the loop guard).
+    #[allow(clippy::too_many_arguments)]
+    async fn after_401(
+        &self,
+        source: &TokenSource,
+        token: &AccessToken,
+        copy: Option<Copy>,
+        sent_url: UrlPrint,
+        response: Response,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let replay = copy.and_then(|copy| copy.into_request(&response, sent_url));
+        let Some(mut replay) = replay.filter(|replay| self.applies_to(replay)) else {
             source.invalidate(token.generation());
             return Ok(response);
         };
@@ -220,5 +275,21 @@ impl AuthMiddleware {
             source.invalidate(renewed.generation());
         }
         Ok(replayed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<'a, F>(_: fn(&'a AuthMiddleware, Request, &'a mut Extensions, Next<'a>) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn the_common_path_future_is_small() {
+        let size = future_size(AuthMiddleware::send);
+        eprintln!("send future: {size} bytes");
+        assert!(size < 4096);
     }
 }
