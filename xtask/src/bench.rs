@@ -44,6 +44,7 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
     let contenders = [
         ("floor_tower_http_static_header", "tower-http static header (floor)"),
         ("auth_layer", "auth layer (401 replay copy on, the default)"),
+        ("auth_layer_with_origin", "auth layer with an origin (the default and recommended set-up)"),
         ("auth_layer_without_replay_copy", "auth layer, without_replay()"),
         ("hand_written_std_mutex", "hand-written std Mutex"),
         ("hand_written_tokio_rwlock", "hand-written tokio RwLock"),
@@ -57,7 +58,11 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
             unit: "ns".into(),
             note: String::new(),
         });
-        let target_note = if id.starts_with("auth_layer") { "target ≤ 1.25" } else { "" };
+        let target_note = match id {
+            "auth_layer_with_origin" => "target ≤ 1.30",
+            "auth_layer_without_replay_copy" => "target ≤ 1.25",
+            _ => "",
+        };
         rows.push(Row {
             name: format!("1. ratio to the floor: {label}"),
             value: ns / floor,
@@ -86,7 +91,7 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
         };
         rows.push(Row { name: format!("2. {name}"), value, unit: item["unit"].as_str().unwrap_or("").into(), note });
     }
-    for (id, label) in &contenders[..2].iter().chain(&contenders[3..]).cloned().collect::<Vec<_>>() {
+    for (id, label) in &contenders[..2].iter().chain(&contenders[4..]).cloned().collect::<Vec<_>>() {
         let one = criterion_ns(target, &format!("contention/{id}/1"))?;
         for tasks in [1, 2, 8] {
             let ns = criterion_ns(target, &format!("contention/{id}/{tasks}"))?;
@@ -124,6 +129,38 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
                 note: note.into(),
             });
         }
+    }
+    let rq_floor = criterion_ns(target, "reqwest/floor_static_header_middleware")?;
+    for (id, label, note) in [
+        ("floor_static_header_middleware", "static-header middleware (floor)", ""),
+        ("auth_middleware_with_origin", "AuthMiddleware with an origin", "target ≤ 1.10"),
+    ] {
+        let ns = criterion_ns(target, &format!("reqwest/{id}"))?;
+        rows.push(Row {
+            name: format!("9. reqwest-middleware, per request: {label}"),
+            value: ns,
+            unit: "ns".into(),
+            note: String::new(),
+        });
+        rows.push(Row {
+            name: format!("9. reqwest-middleware, ratio to the floor: {label}"),
+            value: ns / rq_floor,
+            unit: "x".into(),
+            note: note.into(),
+        });
+    }
+    let mut rq_floor_allocs = None;
+    for item in figures("reqwest")? {
+        let (name, value) =
+            (item["name"].as_str().unwrap_or("").to_owned(), item["value"].as_f64().unwrap_or(f64::NAN));
+        let note = match rq_floor_allocs {
+            None => {
+                rq_floor_allocs = Some(value);
+                String::new()
+            }
+            Some(floor) => format!("{:+.2} vs the floor (target +0)", value - floor),
+        };
+        rows.push(Row { name: format!("9. {name}"), value, unit: "allocs".into(), note });
     }
     // Figure 8 needs redis-server: without it the bench writes nothing.
     match figures("store") {

@@ -76,6 +76,10 @@ fn contenders(c: &mut Criterion) {
         b.to_async(&runtime).iter_custom(|iters| drive(floor(), iters))
     });
     group.bench_function("auth_layer", |b| b.to_async(&runtime).iter_custom(|iters| drive(ours(&source), iters)));
+    group.bench_function("auth_layer_with_origin", |b| {
+        b.to_async(&runtime)
+            .iter_custom(|iters| drive(auth_bench::origin_layer(&source).layer(auth_bench::Noop), iters))
+    });
     group.bench_function("auth_layer_without_replay_copy", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
             drive(auth_bench::bearer_layer(&source).without_replay().layer(auth_bench::Noop), iters)
@@ -119,6 +123,9 @@ fn allocations(
     });
     measure("auth layer", &mut || {
         runtime.block_on(drive(ours(source), REQUESTS));
+    });
+    measure("auth layer with an origin", &mut || {
+        runtime.block_on(drive(auth_bench::origin_layer(source).layer(auth_bench::Noop), REQUESTS));
     });
     measure("auth layer without the replay copy", &mut || {
         runtime.block_on(drive(auth_bench::bearer_layer(source).without_replay().layer(auth_bench::Noop), REQUESTS));
