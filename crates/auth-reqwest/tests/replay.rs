@@ -206,3 +206,47 @@ async fn a_401_after_a_redirect_is_returned_and_the_next_call_works() {
     accepted.assert_async().await;
     renewal.assert_async().await;
 }
+
+#[tokio::test]
+async fn a_replay_with_a_query_key_carries_it_once() {
+    let mut provider = Server::new_async().await;
+    let mut api = Server::new_async().await;
+    let issued = provider.mock("POST", "/token").with_body(token_json("t1")).expect(1).create_async().await;
+    let client = AuthClient::builder()
+        .client_credentials(format!("{}/token", provider.url()), "id")
+        .client_secret("secret")
+        .api_key_query("key", "k-1")
+        .api_origin(api.url())
+        .build()
+        .unwrap();
+    client.token_source().unwrap().token().await.unwrap();
+    issued.assert_async().await;
+    let renewal = provider.mock("POST", "/token").with_body(token_json("t2")).expect(1).create_async().await;
+    let query = Matcher::AllOf(vec![
+        Matcher::UrlEncoded("page".into(), "2".into()),
+        Matcher::UrlEncoded("key".into(), "k-1".into()),
+    ]);
+    let rejected = api
+        .mock("GET", "/orders")
+        .match_query(query.clone())
+        .match_header("authorization", "Bearer t1")
+        .with_status(401)
+        .expect(1)
+        .create_async()
+        .await;
+    // The replay's URL comes from the 401 (with the key in it): the key is
+    // replaced, not added twice.
+    let accepted = api
+        .mock("GET", Matcher::Regex(r"^/orders\?page=2&key=k-1$".into()))
+        .match_header("authorization", "Bearer t2")
+        .with_body("[]")
+        .expect(1)
+        .create_async()
+        .await;
+    let response = client.get(format!("{}/orders?page=2", api.url())).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!response.url().as_str().contains("k-1"), "the key is redacted in what the client returns");
+    rejected.assert_async().await;
+    accepted.assert_async().await;
+    renewal.assert_async().await;
+}
