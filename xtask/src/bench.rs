@@ -16,11 +16,19 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-pub(crate) fn run() -> Result<(), String> {
+pub(crate) fn run(peers: bool) -> Result<(), String> {
     let target = root().join("target");
     let _ = std::fs::remove_dir_all(target.join("bench-figures"));
     crate::cargo(&["bench", "-p", "auth-bench"], &[])?;
-    let rows = gather(&target)?;
+    if peers {
+        // A workspace of its own: the peers never enter `cargo test --workspace`.
+        let manifest = root().join("bench-peers/Cargo.toml");
+        crate::cargo(&["bench", "--manifest-path", &manifest.to_string_lossy()], &[])?;
+    }
+    let mut rows = gather(&target)?;
+    if peers {
+        rows.extend(peer_rows(&target)?);
+    }
     let machine = machine();
     let (markdown, json) = render(&rows, &machine);
     std::fs::write(target.join("bench-report.md"), &markdown).map_err(|e| format!("writing the report: {e}"))?;
@@ -29,6 +37,24 @@ pub(crate) fn run() -> Result<(), String> {
     println!("{markdown}");
     eprintln!("xtask: wrote target/bench-report.md and target/bench-report.json");
     Ok(())
+}
+
+/// Figure 10: the peers' figures, as the peers bench wrote them.
+fn peer_rows(target: &Path) -> Result<Vec<Row>, String> {
+    let path = target.join("bench-figures/peers.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("no figures at {}: {e}", path.display()))?;
+    let Ok(Value::Array(items)) = serde_json::from_str(&text) else {
+        return Err(format!("{}: not a list of figures", path.display()));
+    };
+    Ok(items
+        .iter()
+        .map(|item| Row {
+            name: format!("10. {}", item["name"].as_str().unwrap_or("")),
+            value: item["value"].as_f64().unwrap_or(f64::NAN),
+            unit: item["unit"].as_str().unwrap_or("").into(),
+            note: String::new(),
+        })
+        .collect())
 }
 
 /// Criterion's median estimate for `id` (`group/function[/parameter]`), in ns.

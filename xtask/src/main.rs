@@ -22,11 +22,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("bench") => bench::run(),
+        Some("bench") => bench::run(args.iter().any(|a| a == "--peers")),
         Some("fuzz") => fuzz(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|bench|fuzz>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json\n  fuzz   parsers on 1,000,000 inputs, the lifecycle on 50,000 sequences"
+                "usage: cargo xtask <ci|bench [--peers]|fuzz>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json\n         --peers: also the published peers side by side (bench-peers/, a workspace of its own)\n  fuzz   parsers on 1,000,000 inputs, the lifecycle on 50,000 sequences"
             );
             return ExitCode::from(2);
         }
