@@ -82,7 +82,7 @@ impl AuthMiddleware {
 /// without headers or body. The URL is not copied: a 401 that was not
 /// redirected comes with the URL it was sent to (`Response::url`), and a
 /// print of the sent URL tells whether it was redirected.
-enum Copy {
+enum ReplayCopy {
     /// The parts of a request without a body.
     Parts { method: http::Method, headers: Option<Box<http::HeaderMap>>, timeout: Option<Duration>, version: Version },
     /// A request with an in-memory body: copied whole (`Request::try_clone`),
@@ -90,7 +90,7 @@ enum Copy {
     Whole(Box<Request>),
 }
 
-impl Copy {
+impl ReplayCopy {
     /// `None` when the request cannot be sent again (a streaming body).
     fn before_send(request: &Request) -> Option<Self> {
         if request.body().is_some() {
@@ -232,7 +232,7 @@ impl AuthMiddleware {
             // Boxed: the rare wait stays out of the common path's future.
             None => Box::pin(source.token()).await.map_err(middleware_error)?,
         };
-        let copy = Copy::before_send(&request);
+        let copy = ReplayCopy::before_send(&request);
         self.apply(&mut request, Some(&token)).map_err(middleware_error)?;
         let sent_url = UrlPrint::of(request.url());
         let response = next.clone().run(request, extensions).await;
@@ -252,7 +252,7 @@ impl AuthMiddleware {
         &self,
         source: &TokenSource,
         token: &AccessToken,
-        copy: Option<Copy>,
+        copy: Option<ReplayCopy>,
         sent_url: UrlPrint,
         response: Response,
         extensions: &mut Extensions,
