@@ -205,6 +205,64 @@ where
     })
 }
 
+/// One contender of a frame: how long a request takes with `tasks` tasks
+/// (ns), and how many allocations it makes (one task).
+struct Contender<'a> {
+    name: &'static str,
+    time: Box<dyn Fn(u64) -> f64 + 'a>,
+    allocations: Box<dyn Fn() -> f64 + 'a>,
+}
+
+impl<'a> Contender<'a> {
+    const TOWER_REQUESTS: u64 = 200_000;
+    const REQWEST_REQUESTS: u64 = 50_000;
+
+    fn tower<S>(name: &'static str, runtime: &'a tokio::runtime::Runtime, service: S) -> Self
+    where
+        S: Service<Request<()>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: std::fmt::Debug,
+    {
+        let timed = service.clone();
+        Self {
+            name,
+            time: Box::new(move |tasks| time_tower(runtime, &timed, tasks, Self::TOWER_REQUESTS)),
+            allocations: Box::new(move || tower_allocations(runtime, &service)),
+        }
+    }
+
+    fn reqwest(name: &'static str, runtime: &'a tokio::runtime::Runtime, client: ClientWithMiddleware) -> Self {
+        let timed = client.clone();
+        let url = reqwest::Url::parse(API_URI).expect("the benchmark URL");
+        Self {
+            name,
+            time: Box::new(move |tasks| time_reqwest(runtime, &timed, tasks, Self::REQWEST_REQUESTS)),
+            allocations: Box::new(move || {
+                allocations(10_000, |n| {
+                    runtime.block_on(reqwest_frame::drive(&client, &url, n));
+                })
+            }),
+        }
+    }
+}
+
+/// The figures of one frame: ns and the ratio to the frame's floor (the
+/// first contender) with 1 and 8 tasks, then allocations per request.
+fn report(figures: &mut Vec<Figure>, frame: &str, contenders: &[Contender<'_>]) {
+    for tasks in [1, 8] {
+        let times: Vec<f64> = contenders.iter().map(|c| (c.time)(tasks)).collect();
+        for (contender, ns) in contenders.iter().zip(&times) {
+            let name = contender.name;
+            figures.push(Figure::new(format!("peers, {frame}, {tasks} task(s): {name}"), *ns, "ns"));
+            figures.push(Figure::new(format!("peers, {frame}, {tasks} task(s), ratio: {name}"), ns / times[0], "x"));
+        }
+    }
+    for contender in contenders {
+        let name = format!("peers, {frame}, allocations per request: {}", contender.name);
+        figures.push(Figure::new(name, (contender.allocations)(), "allocs"));
+    }
+}
+
 fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return; // `cargo test` builds it; only `cargo bench` runs it
@@ -247,94 +305,31 @@ fn main() {
         move || middle.authorization_header().map(|h| (*h).clone()).unwrap_or(HeaderValue::from_static("Bearer x"))
     };
 
-    const REQUESTS: u64 = 200_000;
-    let mut figures = Vec::new();
-    // The tower frame.
-    let tower_floor = floor();
-    let ours = origin_layer(&ours_source).layer(Noop);
-    let aliri_tower = HeaderFrom { header: aliri_header.clone() };
-    let middle_tower = HeaderFrom { header: middle_header.clone() };
-    let oauth2_tower = RwLockOauth2 { token: Arc::clone(&oauth2_token) };
-    for tasks in [1, 8] {
-        let floor_ns = time_tower(&runtime, &tower_floor, tasks, REQUESTS);
-        let contenders: [(&str, f64); 5] = [
-            ("tower-http static header (floor)", floor_ns),
-            ("auth layer with an origin (ours)", time_tower(&runtime, &ours, tasks, REQUESTS)),
-            ("aliri_tokens TokenWatcher", time_tower(&runtime, &aliri_tower, tasks, REQUESTS)),
-            ("middle ClientCredentialAuthorizer", time_tower(&runtime, &middle_tower, tasks, REQUESTS)),
-            ("oauth2-rs with a tokio RwLock", time_tower(&runtime, &oauth2_tower, tasks, REQUESTS)),
-        ];
-        for (name, ns) in contenders {
-            figures.push(Figure::new(format!("peers, tower frame, {tasks} task(s): {name}"), ns, "ns"));
-            figures.push(Figure::new(
-                format!("peers, tower frame, {tasks} task(s), ratio: {name}"),
-                ns / floor_ns,
-                "x",
-            ));
-        }
-    }
-    figures.push(Figure::new(
-        "peers, tower frame, allocations per request: tower-http static header (floor)",
-        tower_allocations(&runtime, &tower_floor),
-        "allocs",
-    ));
-    figures.push(Figure::new(
-        "peers, tower frame, allocations per request: auth layer with an origin (ours)",
-        tower_allocations(&runtime, &ours),
-        "allocs",
-    ));
-    figures.push(Figure::new(
-        "peers, tower frame, allocations per request: aliri_tokens TokenWatcher",
-        tower_allocations(&runtime, &aliri_tower),
-        "allocs",
-    ));
-    figures.push(Figure::new(
-        "peers, tower frame, allocations per request: middle ClientCredentialAuthorizer",
-        tower_allocations(&runtime, &middle_tower),
-        "allocs",
-    ));
-    figures.push(Figure::new(
-        "peers, tower frame, allocations per request: oauth2-rs with a tokio RwLock",
-        tower_allocations(&runtime, &oauth2_tower),
-        "allocs",
-    ));
-    // The reqwest frame.
-    let rq_floor = reqwest_frame::client(reqwest_frame::StaticHeader(bearer_header()));
-    let credentials = auth_core::Credentials::bearer("https://api.example.com").expect("the origin is valid");
-    let rq_ours = reqwest_frame::client(auth_reqwest::AuthMiddleware::new(ours_source.clone(), credentials));
-    let rq_aliri = reqwest_frame::client(aliri_reqwest::AccessTokenMiddleware::new(watcher.clone()));
-    let rq_middle = reqwest_frame::client(MiddlewareFrom(middle_header));
-    let rq_oauth2 = reqwest_frame::client(RwLockOauth2Middleware(Arc::clone(&oauth2_token)));
-    let clients = [
-        ("static-header middleware (floor)", &rq_floor),
-        ("AuthMiddleware with an origin (ours)", &rq_ours),
-        ("aliri_reqwest AccessTokenMiddleware", &rq_aliri),
-        ("middle ClientCredentialAuthorizer", &rq_middle),
-        ("oauth2-rs with a tokio RwLock", &rq_oauth2),
+    let tower = [
+        Contender::tower("tower-http static header (floor)", &runtime, floor()),
+        Contender::tower("auth layer with an origin (ours)", &runtime, origin_layer(&ours_source).layer(Noop)),
+        Contender::tower("aliri_tokens TokenWatcher", &runtime, HeaderFrom { header: aliri_header.clone() }),
+        Contender::tower("middle ClientCredentialAuthorizer", &runtime, HeaderFrom { header: middle_header.clone() }),
+        Contender::tower("oauth2-rs with a tokio RwLock", &runtime, RwLockOauth2 { token: Arc::clone(&oauth2_token) }),
     ];
-    for tasks in [1, 8] {
-        let floor_ns = time_reqwest(&runtime, &rq_floor, tasks, REQUESTS / 4);
-        for (name, client) in clients {
-            let ns = if std::ptr::eq(client, &rq_floor) {
-                floor_ns
-            } else {
-                time_reqwest(&runtime, client, tasks, REQUESTS / 4)
-            };
-            figures.push(Figure::new(format!("peers, reqwest frame, {tasks} task(s): {name}"), ns, "ns"));
-            figures.push(Figure::new(
-                format!("peers, reqwest frame, {tasks} task(s), ratio: {name}"),
-                ns / floor_ns,
-                "x",
-            ));
-        }
-    }
-    let url = reqwest::Url::parse(API_URI).expect("the benchmark URL");
-    for (name, client) in clients {
-        let allocs = allocations(10_000, |n| {
-            runtime.block_on(reqwest_frame::drive(client, &url, n));
-        });
-        figures.push(Figure::new(format!("peers, reqwest frame, allocations per request: {name}"), allocs, "allocs"));
-    }
+    let credentials = auth_core::Credentials::bearer("https://api.example.com").expect("the origin is valid");
+    let reqwest = [
+        ("static-header middleware (floor)", reqwest_frame::client(reqwest_frame::StaticHeader(bearer_header()))),
+        (
+            "AuthMiddleware with an origin (ours)",
+            reqwest_frame::client(auth_reqwest::AuthMiddleware::new(ours_source.clone(), credentials)),
+        ),
+        (
+            "aliri_reqwest AccessTokenMiddleware",
+            reqwest_frame::client(aliri_reqwest::AccessTokenMiddleware::new(watcher.clone())),
+        ),
+        ("middle ClientCredentialAuthorizer", reqwest_frame::client(MiddlewareFrom(middle_header))),
+        ("oauth2-rs with a tokio RwLock", reqwest_frame::client(RwLockOauth2Middleware(Arc::clone(&oauth2_token)))),
+    ]
+    .map(|(name, client)| Contender::reqwest(name, &runtime, client));
+    let mut figures = Vec::new();
+    report(&mut figures, "tower frame", &tower);
+    report(&mut figures, "reqwest frame", &reqwest);
     write_figures("peers", &figures);
     drop(provider);
 }
