@@ -274,6 +274,34 @@ fn tls_client(url: &str, root_pem: Option<&[u8]>) -> redis::RedisResult<redis::C
     }
 }
 
+/// What both stores are configured with.
+#[derive(Clone)]
+struct Settings {
+    client: redis::Client,
+    prefix: String,
+    /// How long connecting and each answer may take.
+    timeout: Duration,
+}
+
+impl Settings {
+    /// Settings for `url` (see [`client`]), with the default prefix and a
+    /// 250 ms timeout (the token sources' default store timeout).
+    fn open(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Result<Self, StoreError> {
+        Ok(Self {
+            client: client(url, root_pem, tls_feature)?,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: Duration::from_millis(250),
+        })
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may hold a password.
+        f.debug_struct("Settings").field("prefix", &self.prefix).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -318,16 +346,13 @@ mod asynchronous {
     /// [module docs](super). Clones share the connection.
     #[derive(Clone)]
     pub struct RedisStore {
-        client: redis::Client,
-        prefix: String,
+        settings: Settings,
         connection: std::sync::Arc<OnceCell<ConnectionManager>>,
-        timeout: Duration,
     }
 
     impl std::fmt::Debug for RedisStore {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            // Not the URL: it may hold a password.
-            f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+            f.debug_struct("RedisStore").field("settings", &self.settings).finish_non_exhaustive()
         }
     }
 
@@ -340,46 +365,41 @@ mod asynchronous {
         /// certificate checked against the system's trusted roots.
         /// Connects on first use.
         pub fn new(url: &str) -> Result<Self, StoreError> {
-            Self::with_client(client(url, None, TLS_FEATURE)?)
+            Ok(Self::with(Settings::open(url, None, TLS_FEATURE)?))
         }
 
         /// A store at a `rediss://` `url` whose server certificate is
         /// checked against `root_pem` (a PEM CA certificate: a private CA)
         /// instead of the system's roots.
         pub fn with_root_certificate(url: &str, root_pem: &[u8]) -> Result<Self, StoreError> {
-            Self::with_client(client(url, Some(root_pem), TLS_FEATURE)?)
+            Ok(Self::with(Settings::open(url, Some(root_pem), TLS_FEATURE)?))
         }
 
-        fn with_client(client: redis::Client) -> Result<Self, StoreError> {
-            Ok(Self {
-                client,
-                prefix: DEFAULT_PREFIX.to_owned(),
-                connection: std::sync::Arc::new(OnceCell::new()),
-                timeout: Duration::from_millis(250),
-            })
+        fn with(settings: Settings) -> Self {
+            Self { settings, connection: std::sync::Arc::new(OnceCell::new()) }
         }
 
         /// The key prefix (default `auth-store:`).
         pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-            self.prefix = prefix.into();
+            self.settings.prefix = prefix.into();
             self
         }
 
         /// How long connecting and each answer may take (default 250 ms,
         /// the token source's default store timeout).
         pub fn timeout(mut self, timeout: Duration) -> Self {
-            self.timeout = timeout;
+            self.settings.timeout = timeout;
             self
         }
 
         async fn connection(&self) -> Result<ConnectionManager, StoreError> {
             let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.timeout))
+                .set_connection_timeout(Some(self.settings.timeout))
+                .set_response_timeout(Some(self.settings.timeout))
                 .set_number_of_retries(1);
             let manager = self
                 .connection
-                .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+                .get_or_try_init(|| ConnectionManager::new_with_config(self.settings.client.clone(), config))
                 .await
                 .map_err(|e| redis_error(&e))?;
             Ok(manager.clone())
@@ -387,7 +407,7 @@ mod asynchronous {
 
         /// Carries out `op` on the record of `key`.
         pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-            let Prepared { command, reply } = prepare(&self.prefix, key, op)?;
+            let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
             let mut connection = self.connection().await?;
             let value: redis::Value = command.query_async(&mut connection).await.map_err(|e| redis_error(&e))?;
             answer(reply, value)
@@ -414,15 +434,13 @@ mod synchronous {
     /// A Redis token store for the blocking token source (no async
     /// runtime); see the [module docs](super).
     pub struct BlockingRedisStore {
-        client: redis::Client,
-        prefix: String,
+        settings: Settings,
         connection: Mutex<Option<redis::Connection>>,
-        timeout: Duration,
     }
 
     impl std::fmt::Debug for BlockingRedisStore {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("BlockingRedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+            f.debug_struct("BlockingRedisStore").field("settings", &self.settings).finish_non_exhaustive()
         }
     }
 
@@ -435,34 +453,29 @@ mod synchronous {
         /// checked against the system's trusted roots. Connects on first
         /// use, and again after a failure.
         pub fn new(url: &str) -> Result<Self, StoreError> {
-            Self::with_client(client(url, None, TLS_FEATURE)?)
+            Ok(Self::with(Settings::open(url, None, TLS_FEATURE)?))
         }
 
         /// A store at a `rediss://` `url` whose server certificate is
         /// checked against `root_pem` (a PEM CA certificate: a private CA)
         /// instead of the system's roots.
         pub fn with_root_certificate(url: &str, root_pem: &[u8]) -> Result<Self, StoreError> {
-            Self::with_client(client(url, Some(root_pem), TLS_FEATURE)?)
+            Ok(Self::with(Settings::open(url, Some(root_pem), TLS_FEATURE)?))
         }
 
-        fn with_client(client: redis::Client) -> Result<Self, StoreError> {
-            Ok(Self {
-                client,
-                prefix: DEFAULT_PREFIX.to_owned(),
-                connection: Mutex::new(None),
-                timeout: Duration::from_millis(250),
-            })
+        fn with(settings: Settings) -> Self {
+            Self { settings, connection: Mutex::new(None) }
         }
 
         /// The key prefix (default `auth-store:`).
         pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-            self.prefix = prefix.into();
+            self.settings.prefix = prefix.into();
             self
         }
 
         /// How long connecting and each answer may take (default 250 ms).
         pub fn timeout(mut self, timeout: Duration) -> Self {
-            self.timeout = timeout;
+            self.settings.timeout = timeout;
             self
         }
     }
@@ -470,13 +483,14 @@ mod synchronous {
     impl auth_blocking::BlockingTokenStore for BlockingRedisStore {
         fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
             let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Settings { client, prefix, timeout } = &self.settings;
             if slot.is_none() {
-                let connection = self.client.get_connection_with_timeout(self.timeout).map_err(|e| redis_error(&e))?;
-                connection.set_read_timeout(Some(self.timeout)).map_err(|e| redis_error(&e))?;
-                connection.set_write_timeout(Some(self.timeout)).map_err(|e| redis_error(&e))?;
+                let connection = client.get_connection_with_timeout(*timeout).map_err(|e| redis_error(&e))?;
+                connection.set_read_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
+                connection.set_write_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
                 *slot = Some(connection);
             }
-            let Prepared { command, reply } = prepare(&self.prefix, key, op)?;
+            let Prepared { command, reply } = prepare(prefix, key, op)?;
             let Some(connection) = slot.as_mut() else { return Err(StoreError::new("redis: not connected")) };
             let value: redis::Value = command.query(connection).map_err(|e| {
                 // Reconnect next time.
