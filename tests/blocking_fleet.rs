@@ -10,6 +10,9 @@ use auth_core::secret::ExposeSecret;
 use auth_core::store::StoreConfig;
 use auth_core::SourceConfig;
 
+/// The store timeout of the sources that test sharing.
+const SHARING_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A token endpoint that takes `latency`, counts its calls in `calls` and
 /// numbers its tokens (`tok-N`), each valid `expires_in` seconds.
 fn endpoint(
@@ -39,6 +42,9 @@ pub fn tokens_of_blocking_sources<S: BlockingTokenStore>(
         .map(|_| {
             BlockingTokenSource::builder(config.clone(), endpoint(&calls, latency, 3600))
                 .store(store(), StoreConfig::default())
+                // Sharing is what is tested here, not the fallback of a
+                // slow store: a loaded test machine must not turn it on.
+                .store_timeout(SHARING_STORE_TIMEOUT)
                 .build()
                 .unwrap()
         })
@@ -115,6 +121,9 @@ pub fn check_shared_budget<S: BlockingTokenStore>(store: impl Fn() -> S) {
         .map(|_| {
             BlockingTokenSource::builder(config.clone(), endpoint(&calls, Duration::ZERO, 2))
                 .store(store(), StoreConfig::default())
+                // Sharing is what is tested here, not the fallback of a
+                // slow store: a loaded test machine must not turn it on.
+                .store_timeout(SHARING_STORE_TIMEOUT)
                 .build()
                 .unwrap()
         })
