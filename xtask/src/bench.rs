@@ -39,22 +39,24 @@ pub(crate) fn run(peers: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Figure 10: the peers' figures, as the peers bench wrote them.
+/// Figure 10: the peers' figures, as the peers benches wrote them (the
+/// hot path, then the outage).
 fn peer_rows(target: &Path) -> Result<Vec<Row>, String> {
-    let path = target.join("bench-figures/peers.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("no figures at {}: {e}", path.display()))?;
-    let Ok(Value::Array(items)) = serde_json::from_str(&text) else {
-        return Err(format!("{}: not a list of figures", path.display()));
-    };
-    Ok(items
-        .iter()
-        .map(|item| Row {
+    let mut rows = Vec::new();
+    for file in ["peers.json", "peers-outage.json"] {
+        let path = target.join("bench-figures").join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("no figures at {}: {e}", path.display()))?;
+        let Ok(Value::Array(items)) = serde_json::from_str(&text) else {
+            return Err(format!("{}: not a list of figures", path.display()));
+        };
+        rows.extend(items.iter().map(|item| Row {
             name: format!("10. {}", item["name"].as_str().unwrap_or("")),
             value: item["value"].as_f64().unwrap_or(f64::NAN),
             unit: item["unit"].as_str().unwrap_or("").into(),
             note: String::new(),
-        })
-        .collect())
+        }));
+    }
+    Ok(rows)
 }
 
 /// Criterion's median estimate for `id` (`group/function[/parameter]`), in ns.
