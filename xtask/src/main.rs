@@ -101,6 +101,51 @@ mod tests {
         );
     }
 
+    /// The README's dependency lines (the ones shown commented out as
+    /// well) name crates of this workspace by their real paths, with
+    /// features they have, and the tokio features `#[tokio::main]` needs.
+    #[test]
+    fn readme_dependency_lines_name_real_crates_and_features() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let block = readme
+            .split("## Use it from your project")
+            .nth(1)
+            .and_then(|s| s.split("```toml\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("README.md shows the Cargo.toml lines");
+        let mut checked = 0;
+        for line in block.lines() {
+            let line = line.trim_start_matches("# ").trim();
+            let Some((name, _)) = line.split_once(" = ") else { continue };
+            if !line.contains('{') || line.starts_with("or:") {
+                continue;
+            }
+            let table: toml::Table = toml::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let dependency = &table[name];
+            let features: Vec<&str> = dependency
+                .get("features")
+                .and_then(|f| f.as_array())
+                .map(|f| f.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            if name == "tokio" {
+                assert!(features.contains(&"macros") && features.contains(&"rt-multi-thread"), "{line}");
+                continue;
+            }
+            let path = dependency["path"].as_str().unwrap_or_else(|| panic!("{line}: a path dependency"));
+            let directory = path.rsplit('/').next().unwrap();
+            let manifest = std::fs::read_to_string(root.join("crates").join(directory).join("Cargo.toml"))
+                .unwrap_or_else(|e| panic!("{line}: no crate at crates/{directory}: {e}"));
+            let manifest: toml::Table = toml::from_str(&manifest).unwrap();
+            assert_eq!(manifest["package"]["name"].as_str(), Some(name), "{line}");
+            for feature in features {
+                assert!(manifest["features"].get(feature).is_some(), "{line}: {name} has no feature {feature}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 4, "the adapters and the store are shown ({checked} lines checked)");
+    }
+
     /// `auth-blocking` must work in a program without an async runtime:
     /// tokio is not in its dependency tree (default features).
     #[test]

@@ -53,5 +53,13 @@ pub use error::{Error, TransportError};
 pub use source::{BlockingSourceBuilder, BlockingTokenSource, Revoked, Stats, DEFAULT_STORE_TIMEOUT};
 pub use store::BlockingTokenStore;
 pub use transport::BlockingTransport;
+
+// The core's configuration types, so that this crate is its users' only
+// dependency here (`auth_core` for the rest).
+pub use auth_core;
+pub use auth_core::{
+    BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,
+    SourceConfigBuilder, TokenError,
+};
 #[cfg(feature = "ureq")]
 pub use transport::UreqTransport;

@@ -8,6 +8,12 @@
 //! - [`ReqwestTransport`]: the token endpoint transport for an
 //!   [`auth_tower::TokenSource`] (no redirects, a timeout, JSON).
 //!
+//! It is the only dependency a reqwest program needs: the configuration
+//! types of `auth-core` ([`SourceConfig`], [`Credentials`], [`ClientAuth`],
+//! ...), the [`TokenSource`], and [`reqwest`] and [`reqwest_middleware`]
+//! themselves are re-exported. The default `json` feature gives
+//! `.json(..)` on requests.
+//!
 //! # Example
 //!
 //! ```
@@ -45,3 +51,15 @@ pub use client::{AuthClient, AuthClientBuilder};
 pub use middleware::AuthMiddleware;
 pub use redirect::{same_origin_redirects, MAX_REDIRECTS};
 pub use transport::{ReqwestTransport, DEFAULT_TIMEOUT};
+
+// What users of this crate name, so that it is their only dependency here:
+// the core's configuration types, the token source, and reqwest itself at
+// the versions this crate is built with.
+pub use auth_core;
+pub use auth_core::{
+    BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,
+    SourceConfigBuilder, TokenError,
+};
+pub use auth_tower::{AuthError, Revoked, Stats, TokenSource};
+pub use reqwest;
+pub use reqwest_middleware;

@@ -71,3 +71,11 @@ pub use error::{AuthError, BoxError};
 pub use layer::{Auth, AuthLayer, NoReplay, ReplayOn401, ResponseFuture};
 pub use source::{Revoked, Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT, WAIT_GRACE};
 pub use store::TokenStore;
+
+// The core's configuration types, so that this crate is its users' only
+// dependency here (`auth_core` for the rest).
+pub use auth_core;
+pub use auth_core::{
+    BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,
+    SourceConfigBuilder, TokenError,
+};
