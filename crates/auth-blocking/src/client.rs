@@ -70,16 +70,29 @@ impl AuthorizedClient {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let Some(renewed) = source.reject(token.generation()).ok().flatten() else {
-            return Ok(response);
+        let renewed = match source.reject(token.generation()) {
+            Ok(Some(renewed)) => renewed,
+            // The loop guard held the renewal back: a fresh token was rejected already.
+            Ok(None) => return Ok(rejected_after_renewal(response)),
+            // No new token could be had: the caller gets the 401.
+            Err(_) => return Ok(response),
         };
         self.credentials.apply_allowed(&mut replay, Some(&renewed))?;
         let replayed = self.transport.send(replay)?;
         if replayed.status() == StatusCode::UNAUTHORIZED {
+            // Never replayed twice; the lifecycle decides whether this token is dropped.
             source.invalidate(renewed.generation());
+            return Ok(rejected_after_renewal(replayed));
         }
         Ok(replayed)
     }
+}
+
+/// A 401 that a renewed token did not cure, marked for the caller (the
+/// token source's worker logs it).
+fn rejected_after_renewal(mut response: Response<Vec<u8>>) -> Response<Vec<u8>> {
+    response.extensions_mut().insert(auth_core::RejectedAfterRenewal);
+    response
 }
 
 /// A copy of the request (made before credentials are applied).

@@ -402,7 +402,12 @@ impl Worker {
                     None => {}
                 }
                 if let Unauthorized::Suppressed { .. } = outcome {
-                    tracing::warn!(target: "auth_blocking", generation = generation.get(), "a freshly fetched token was rejected with 401 again; not fetching another yet");
+                    tracing::warn!(
+                        target: "auth_blocking",
+                        generation = generation.get(),
+                        "{}; not fetching another yet",
+                        auth_core::RejectedAfterRenewal::HINT
+                    );
                 }
             }
             Command::Revoke(reply) => {

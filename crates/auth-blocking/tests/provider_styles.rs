@@ -193,6 +193,29 @@ fn a_401_gets_one_new_token_and_one_replay() {
 }
 
 #[test]
+fn a_401_that_a_new_token_does_not_cure_is_marked_and_causes_no_fetch_loop() {
+    let mut provider = Server::new();
+    let first = provider.mock("POST", "/token").with_body(token_json("t1", 3600)).expect(1).create();
+    let mut api = Server::new();
+    let rejecting = api.mock("GET", "/orders").with_status(401).expect(4).create();
+    let config = SourceConfig::builder(format!("{}/token", provider.url()), "id").client_secret("s").build().unwrap();
+    let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
+    let client =
+        AuthorizedClient::new(source.clone(), Credentials::bearer(&api.url()).unwrap(), UreqTransport::for_api());
+    source.token().unwrap();
+    first.assert();
+    let renewal = provider.mock("POST", "/token").with_body(token_json("t2", 3600)).expect(1).create();
+    for _ in 0..3 {
+        let response = client.send(get(format!("{}/orders", api.url()))).unwrap();
+        assert_eq!(response.status(), 401);
+        let mark = response.extensions().get::<auth_core::RejectedAfterRenewal>();
+        assert!(mark.is_some_and(|m| m.to_string().contains("audience")), "{mark:?}");
+    }
+    renewal.assert();
+    rejecting.assert();
+}
+
+#[test]
 fn revocation_of_a_token() {
     let mut provider = Server::new();
     provider

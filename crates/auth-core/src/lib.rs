@@ -81,8 +81,8 @@ pub use config::{
 pub use credentials::{Applied, Credentials, CredentialsBuilder, Origin};
 pub use error::{ApplyError, ConfigError, Endpoint, ErrorCode, ProviderError, TokenError};
 pub use lifecycle::{
-    FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, Stats, StoredToken, Unauthorized, Want,
-    WithdrawReason,
+    FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, RejectedAfterRenewal, Stats, StoredToken,
+    Unauthorized, Want, WithdrawReason,
 };
 pub use token::{AccessToken, Generation};
 

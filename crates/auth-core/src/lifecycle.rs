@@ -193,6 +193,30 @@ pub enum Unauthorized {
     },
 }
 
+/// The mark on a 401 that a renewed token did not cure: drivers put it in
+/// the response's extensions (`response.extensions().get::<RejectedAfterRenewal>()`)
+/// when the replay of a request, sent with a token fetched because of its
+/// 401, is answered 401 too, or when the lifecycle held the renewal back
+/// ([`Unauthorized::Suppressed`]): the provider issues tokens this API does
+/// not accept, and fetching more will not help. Its `Display` says what to
+/// check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RejectedAfterRenewal;
+
+impl RejectedAfterRenewal {
+    /// What the mark means and what to check, for logs and error output.
+    pub const HINT: &'static str = "the API rejected (401) a token fetched just before because of a 401: \
+         the provider issues tokens this API does not accept; check the audience, scope and resource \
+         the token is requested with, the API key, and that the token URL and the API are the same \
+         environment (sandbox or production)";
+}
+
+impl std::fmt::Display for RejectedAfterRenewal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Self::HINT)
+    }
+}
+
 impl Unauthorized {
     /// Whether the request that got the 401 should be replayed.
     pub fn should_replay(self) -> bool {

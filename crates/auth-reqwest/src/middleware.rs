@@ -265,17 +265,27 @@ impl AuthMiddleware {
         };
         let renewed = match source.reject(token.generation()).await {
             Ok(Some(renewed)) => renewed,
-            // The loop guard held the token, or no new token could be had: the caller gets the 401.
-            Ok(None) | Err(_) => return Ok(response),
+            // The loop guard held the renewal back: a fresh token was rejected already.
+            Ok(None) => return Ok(rejected_after_renewal(response)),
+            // No new token could be had: the caller gets the 401.
+            Err(_) => return Ok(response),
         };
         self.apply(&mut replay, Some(&renewed)).map_err(middleware_error)?;
         let replayed = next.run(replay, extensions).await?;
         if replayed.status() == StatusCode::UNAUTHORIZED {
             // Never replayed twice; the lifecycle decides whether this token is dropped.
             source.invalidate(renewed.generation());
+            return Ok(rejected_after_renewal(replayed));
         }
         Ok(replayed)
     }
+}
+
+/// A 401 that a renewed token did not cure, marked for the caller (the
+/// token source's worker logs it).
+fn rejected_after_renewal(mut response: Response) -> Response {
+    response.extensions_mut().insert(auth_core::RejectedAfterRenewal);
+    response
 }
 
 #[cfg(test)]

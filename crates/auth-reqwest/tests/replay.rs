@@ -93,6 +93,9 @@ async fn an_api_that_rejects_every_token_does_not_cause_a_fetch_loop() {
     for _ in 0..3 {
         let response = client.get(format!("{}/x", api.url())).send().await.unwrap();
         assert_eq!(response.status(), 401);
+        // The replay's 401, then the held-back renewals: all marked for the caller.
+        let mark = response.extensions().get::<auth_core::RejectedAfterRenewal>();
+        assert!(mark.is_some_and(|m| m.to_string().contains("audience")), "{mark:?}");
     }
     renewals.assert_async().await;
     let stats = client.token_source().unwrap().stats();

@@ -410,6 +410,13 @@ pin_project! {
         ReplayReady {
             copy: Option<Box<Resend<S, B>>>,
         },
+        /// The replay is in flight, with the renewed token of `generation`.
+        Replaying {
+            #[pin]
+            future: S::Future,
+            source: SourceId,
+            generation: Generation,
+        },
         /// The request failed before it was sent.
         Failed {
             error: Option<Box<AuthError>>,
@@ -499,6 +506,14 @@ where
     }
 }
 
+/// A 401 that a renewed token did not cure, marked for the caller.
+#[cold]
+fn rejected_after_renewal<ResB>(mut response: Response<ResB>) -> Response<ResB> {
+    // The source's worker logs it (once per token, at warn).
+    response.extensions_mut().insert(auth_core::RejectedAfterRenewal);
+    response
+}
+
 /// Every state but the hot one.
 #[cold]
 fn drive<S, B, ResB, R>(
@@ -545,9 +560,12 @@ where
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
                 let Rejected { copy, response } = *rejected;
-                let Ok(Some(token)) = outcome else {
-                    // Suppressed by the loop guard, or no new token: the caller gets the 401.
-                    return Poll::Ready(Ok(response));
+                let token = match outcome {
+                    Ok(Some(token)) => token,
+                    // The loop guard held the renewal back: a fresh token was rejected already.
+                    Ok(None) => return Poll::Ready(Ok(rejected_after_renewal(response))),
+                    // No new token could be had: the caller gets the 401.
+                    Err(_) => return Poll::Ready(Ok(response)),
                 };
                 let mut resend = Box::new(copy.into_resend());
                 if let Err(error) = resend.bound.credentials.apply_allowed(&mut resend.request, Some(&token)) {
@@ -566,9 +584,19 @@ where
                 };
                 let Resend { request, mut service, bound, generation } = *copy;
                 let future = service.call(request);
-                // A 401 to the replay only invalidates: never replayed twice.
-                let replay = Replay::Invalidate { source: bound.source_id(), generation: Some(generation) };
-                state.set(State::Sending { future, replay });
+                state.set(State::Replaying { future, source: bound.source_id(), generation });
+            }
+            StateProj::Replaying { future, source, generation } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                if response.status() != StatusCode::UNAUTHORIZED {
+                    return Poll::Ready(Ok(response));
+                }
+                // Never replayed twice: invalidate (the lifecycle decides whether
+                // this token is dropped) and mark the answer.
+                if let Some(source) = source.source() {
+                    source.invalidate(*generation);
+                }
+                return Poll::Ready(Ok(rejected_after_renewal(response)));
             }
             StateProj::Failed { error } => {
                 let error = error.take().map_or(AuthError::Stopped, |e| *e);

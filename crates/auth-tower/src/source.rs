@@ -888,8 +888,8 @@ impl Worker {
                         target: "auth_tower",
                         generation = generation.get(),
                         retry_in_ms = until.saturating_duration_since(now()).as_millis() as u64,
-                        "a freshly fetched token was rejected with 401 again; not fetching another yet \
-                         (check the audience, scope and API key the API expects)"
+                        "{}; not fetching another yet",
+                        auth_core::RejectedAfterRenewal::HINT
                     );
                 }
                 match reply {

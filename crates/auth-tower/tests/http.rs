@@ -394,3 +394,29 @@ async fn a_revocation_error_is_worded_as_one_and_never_quotes_the_token() {
     assert!(error.to_string().starts_with("could not revoke the token: revocation endpoint refused"), "{error}");
     assert!(source.cached().is_none(), "forgotten all the same");
 }
+
+#[tokio::test]
+async fn a_401_that_a_new_token_does_not_cure_is_marked_and_causes_no_fetch_loop() {
+    let mut provider = mockito::Server::new_async().await;
+    provider.mock("POST", "/token").with_body(token_body("first")).expect(1).create_async().await;
+    let mut api_server = mockito::Server::new_async().await;
+    let rejecting = api_server.mock("GET", "/v1/orders").with_status(401).expect(4).create_async().await;
+
+    let client = http_client();
+    let source = TokenSource::new(config(&format!("{}/token", provider.url())), transport(client.clone())).unwrap();
+    source.token().await.unwrap();
+    let renewal = provider.mock("POST", "/token").with_body(token_body("second")).expect(1).create_async().await;
+    let api = AuthLayer::bearer(source.clone(), &api_server.url()).unwrap().layer(client);
+    let url = format!("{}/v1/orders", api_server.url());
+    // The first call: rejected, renewed, replayed, rejected again. Then the
+    // loop guard holds the renewal back. Every one of these 401s is marked.
+    for _ in 0..3 {
+        let response = api.clone().oneshot(Request::get(&url).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let mark = response.extensions().get::<auth_core::RejectedAfterRenewal>();
+        assert!(mark.is_some_and(|m| m.to_string().contains("audience")), "{mark:?}");
+    }
+    rejecting.assert_async().await;
+    renewal.assert_async().await;
+    assert_eq!(source.stats().fetches, 2);
+}
