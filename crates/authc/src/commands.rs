@@ -207,6 +207,7 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
     }
     let mut response = builder.send().await?;
     let status = response.status();
+    let rejected_after_renewal = response.extensions().get::<auth_core::RejectedAfterRenewal>().copied();
     if let Some(session) = &session {
         session.save().await;
     }
@@ -222,6 +223,8 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
     stdout.flush().map_err(write_failed)?;
     if status.is_success() || status.is_redirection() {
         Ok(())
+    } else if let Some(mark) = rejected_after_renewal {
+        Err(Failure::api(format!("the API answered {status}: {mark}")))
     } else {
         Err(Failure::api(format!("the API answered {status}")))
     }

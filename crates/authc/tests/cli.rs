@@ -756,3 +756,15 @@ fn rediss_with_a_private_ca_shares_one_grant() {
     assert_eq!(untrusted.code, 0, "{}", untrusted.stderr);
     assert!(untrusted.stderr.contains("could not use the token cache"), "{}", untrusted.stderr);
 }
+
+#[test]
+fn an_api_that_rejects_even_a_fresh_token_exits_5_with_what_to_check() {
+    let env = Env::new();
+    let mut api = mockito::Server::new();
+    let rejecting = api.mock("GET", "/orders").with_status(401).expect(2).create();
+    let run = env.oauth(&["request", &format!("{}/orders", api.url())]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("401") && run.stderr.contains("audience, scope"), "{}", run.stderr);
+    rejecting.assert();
+    assert_eq!(env.provider.stats().tokens_issued, 2, "one token, one renewal after the 401, no loop");
+}
