@@ -32,7 +32,7 @@ use http::Uri;
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
-use crate::secret::ClientSecret;
+use crate::secret::{ClientSecret, ExposeSecret};
 
 /// How the client authenticates to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -465,6 +465,9 @@ impl SourceConfigBuilder {
         if self.client_id.is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
+        if self.client_secret.as_ref().is_some_and(|secret| secret.expose_secret().is_empty()) {
+            return Err(ConfigError::EmptyClientSecret);
+        }
         if self.client_auth.needs_secret() && self.client_secret.is_none() {
             return Err(ConfigError::MissingClientSecret { method: self.client_auth.as_str() });
         }
@@ -681,7 +684,6 @@ impl fmt::Display for CacheKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::ExposeSecret;
 
     fn base() -> SourceConfigBuilder {
         SourceConfig::builder("https://auth.example.com/oauth2/token", "client-1").client_secret("top-secret-value")
@@ -728,6 +730,15 @@ mod tests {
             SourceConfig::builder("https://a.example/t", "").client_auth(ClientAuth::None).build().unwrap_err(),
             ConfigError::EmptyClientId
         );
+    }
+
+    #[test]
+    fn an_empty_secret_is_a_build_error_that_says_where_to_look() {
+        for method in [ClientAuth::Basic, ClientAuth::Post, ClientAuth::None] {
+            let err = base().client_secret("").client_auth(method).build().unwrap_err();
+            assert_eq!(err, ConfigError::EmptyClientSecret);
+            assert!(err.to_string().contains("variable or file"), "{err}");
+        }
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub enum ConfigError {
         /// The method that needs a secret.
         method: &'static str,
     },
+    /// The client secret is set but empty (often an environment variable
+    /// that is set to nothing).
+    #[error(
+        "the client secret is empty; set the secret the provider issued for this client \
+         (check the variable or file it comes from), or use ClientAuth::None for a public client"
+    )]
+    EmptyClientSecret,
     /// An extra token request parameter collides with one the library sets.
     #[error("parameter `{name}` is set by the library; {reason}")]
     ReservedParameter {
