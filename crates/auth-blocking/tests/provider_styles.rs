@@ -164,6 +164,17 @@ fn plain_x_api_key_and_legacy_basic() {
     basic.assert();
 }
 
+/// A bearer client for `api` whose source already fetched its first token
+/// from `provider`.
+fn bearer_client_holding_a_token(provider: &Server, api: &Server) -> AuthorizedClient {
+    let config = SourceConfig::builder(format!("{}/token", provider.url()), "id").client_secret("s").build().unwrap();
+    let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
+    let client =
+        AuthorizedClient::new(source.clone(), Credentials::bearer(&api.url()).unwrap(), UreqTransport::for_api());
+    source.token().unwrap();
+    client
+}
+
 #[test]
 fn a_401_gets_one_new_token_and_one_replay() {
     let mut provider = Server::new();
@@ -178,11 +189,7 @@ fn a_401_gets_one_new_token_and_one_replay() {
         .with_status(201)
         .expect(1)
         .create();
-    let config = SourceConfig::builder(format!("{}/token", provider.url()), "id").client_secret("s").build().unwrap();
-    let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
-    let client =
-        AuthorizedClient::new(source.clone(), Credentials::bearer(&api.url()).unwrap(), UreqTransport::for_api());
-    source.token().unwrap();
+    let client = bearer_client_holding_a_token(&provider, &api);
     first.assert();
     let renewal = provider.mock("POST", "/token").with_body(token_json("t2", 3600)).expect(1).create();
     let request = http::Request::post(format!("{}/orders", api.url())).body(b"order=1".to_vec()).unwrap();
@@ -198,11 +205,7 @@ fn a_401_that_a_new_token_does_not_cure_is_marked_and_causes_no_fetch_loop() {
     let first = provider.mock("POST", "/token").with_body(token_json("t1", 3600)).expect(1).create();
     let mut api = Server::new();
     let rejecting = api.mock("GET", "/orders").with_status(401).expect(4).create();
-    let config = SourceConfig::builder(format!("{}/token", provider.url()), "id").client_secret("s").build().unwrap();
-    let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
-    let client =
-        AuthorizedClient::new(source.clone(), Credentials::bearer(&api.url()).unwrap(), UreqTransport::for_api());
-    source.token().unwrap();
+    let client = bearer_client_holding_a_token(&provider, &api);
     first.assert();
     let renewal = provider.mock("POST", "/token").with_body(token_json("t2", 3600)).expect(1).create();
     for _ in 0..3 {
