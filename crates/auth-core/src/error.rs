@@ -47,6 +47,17 @@ pub enum ConfigError {
          (check the variable or file it comes from), or use ClientAuth::None for a public client"
     )]
     EmptyClientSecret,
+    /// A secret was to come from an environment variable that is unset,
+    /// empty, or not valid UTF-8.
+    #[error("the environment variable `{variable}` that should hold the {what} {problem}; set it to the value the provider issued")]
+    SecretFromEnv {
+        /// The variable's name (never its value).
+        variable: String,
+        /// Which secret (`client secret`, `API key`, ...).
+        what: &'static str,
+        /// `is not set`, `is empty` or `is not valid UTF-8`.
+        problem: &'static str,
+    },
     /// An extra token request parameter collides with one the library sets.
     #[error("parameter `{name}` is set by the library; {reason}")]
     ReservedParameter {

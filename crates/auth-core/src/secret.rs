@@ -21,6 +21,8 @@
 
 use std::fmt;
 
+use crate::ConfigError;
+
 pub use secrecy::ExposeSecret;
 use secrecy::SecretString;
 
@@ -98,9 +100,55 @@ secret_type!(
     RefreshToken
 );
 
+/// A secret from the value of the environment variable `variable`, as
+/// `std::env::var(variable)` returned it: an unset, empty or non-UTF-8
+/// variable is a [`ConfigError::SecretFromEnv`] that names the variable
+/// (never the value). The adapters' `client_secret_from_env("NAME")`
+/// helpers read the variable and leave the rule to this function; the
+/// core itself reads no environment.
+///
+/// ```
+/// use auth_core::secret::{from_env, ClientSecret, ExposeSecret};
+///
+/// let secret: ClientSecret = from_env("FLUTE_SECRET", "client secret", Ok("s3cr3t".to_owned())).unwrap();
+/// assert_eq!(secret.expose_secret(), "s3cr3t");
+/// let unset = from_env::<ClientSecret>("FLUTE_SECRET", "client secret", Err(std::env::VarError::NotPresent));
+/// assert!(unset.unwrap_err().to_string().contains("`FLUTE_SECRET`"));
+/// ```
+pub fn from_env<S: From<String>>(
+    variable: &str,
+    what: &'static str,
+    value: Result<String, std::env::VarError>,
+) -> Result<S, ConfigError> {
+    let problem = match value {
+        Ok(value) if !value.is_empty() => return Ok(S::from(value)),
+        Ok(_) => "is empty",
+        Err(std::env::VarError::NotPresent) => "is not set",
+        Err(std::env::VarError::NotUnicode(_)) => "is not valid UTF-8",
+    };
+    Err(ConfigError::SecretFromEnv { variable: variable.to_owned(), what, problem })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_from_the_environment_names_the_variable_and_never_the_value() {
+        let cases = [
+            (Err(std::env::VarError::NotPresent), "is not set"),
+            (Ok(String::new()), "is empty"),
+            (Err(std::env::VarError::NotUnicode("s3cr\u{fffd}t".into())), "is not valid UTF-8"),
+        ];
+        for (value, problem) in cases {
+            let error = from_env::<ApiKey>("PARTNER_API_KEY", "API key", value).unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains("`PARTNER_API_KEY`") && message.contains(problem), "{message}");
+            assert!(message.contains("API key") && !message.contains("s3cr"), "{message}");
+        }
+        let key: ApiKey = from_env("PARTNER_API_KEY", "API key", Ok("k3y".to_owned())).unwrap();
+        assert_eq!(key.expose_secret(), "k3y");
+    }
 
     #[test]
     fn every_secret_type_is_redacted_in_debug_and_display() {

@@ -85,7 +85,8 @@ pub struct AuthClientBuilder {
     credentials: CredentialsBuilder,
     timeout: Option<Duration>,
     fetch_timeout: Option<Duration>,
-    misuse: Option<&'static str>,
+    /// The first mistake made while configuring, reported by `build()`.
+    misuse: Option<ConfigError>,
 }
 
 impl AuthClientBuilder {
@@ -100,7 +101,7 @@ impl AuthClientBuilder {
     fn oauth(mut self, what: &'static str, change: impl FnOnce(SourceConfigBuilder) -> SourceConfigBuilder) -> Self {
         match self.oauth.take() {
             Some(builder) => self.oauth = Some(change(builder)),
-            None => self.misuse = Some(what),
+            None => self.misuse = self.misuse.or(Some(ConfigError::Incomplete { what })),
         }
         self
     }
@@ -111,6 +112,30 @@ impl AuthClientBuilder {
         self.oauth("client_secret(..) needs client_credentials(token_url, client_id) first", |b| {
             b.client_secret(secret)
         })
+    }
+    /// The client secret from the environment variable `variable` (OAuth).
+    /// An unset, empty or non-UTF-8 variable makes `build()` fail with an
+    /// error that names the variable.
+    pub fn client_secret_from_env(self, variable: &str) -> Self {
+        self.from_env(variable, "client secret", Self::client_secret)
+    }
+    /// An API key in the named header, from the environment variable
+    /// `variable`; an unset or empty variable makes `build()` fail with an
+    /// error that names it.
+    pub fn api_key_header_from_env(self, name: impl Into<String>, variable: &str) -> Self {
+        self.from_env(variable, "API key", |builder, key| builder.api_key_header(name, key))
+    }
+
+    /// Reads `variable` and hands its value to `then`, or keeps the error
+    /// for `build()`.
+    fn from_env(mut self, variable: &str, what: &'static str, then: impl FnOnce(Self, String) -> Self) -> Self {
+        match auth_core::secret::from_env::<String>(variable, what, std::env::var(variable)) {
+            Ok(value) => then(self, value),
+            Err(error) => {
+                self.misuse = self.misuse.or(Some(error));
+                self
+            }
+        }
     }
     /// How the client authenticates at the token endpoint (default Basic).
     pub fn client_auth(self, method: ClientAuth) -> Self {
@@ -196,8 +221,8 @@ impl AuthClientBuilder {
     /// inside a tokio runtime when OAuth is used (the token source's worker
     /// runs there).
     pub fn build(self) -> Result<AuthClient, AuthError> {
-        if let Some(what) = self.misuse {
-            return Err(AuthError::Config(ConfigError::Incomplete { what }));
+        if let Some(misuse) = self.misuse {
+            return Err(AuthError::Config(misuse));
         }
         let credentials: Credentials = self.credentials.build()?;
         let fetch_timeout = self.fetch_timeout.unwrap_or(crate::transport::DEFAULT_TIMEOUT);

@@ -337,3 +337,48 @@ async fn an_api_key_in_the_query_never_shows_in_what_the_client_returns() {
     assert_hidden(format!("{error} {error:?}"));
     drop(silent);
 }
+
+#[tokio::test]
+async fn secrets_from_the_environment_are_sent_and_a_missing_variable_is_a_build_error_that_names_it() {
+    // `cargo test` sets CARGO_MANIFEST_DIR in the test's environment: a
+    // variable that holds a value this test can also read, without setting
+    // variables while other tests run.
+    let secret = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let mut provider = Server::new_async().await;
+    let token = provider
+        .mock("POST", "/token")
+        .match_body(Matcher::UrlEncoded("client_secret".into(), secret.clone()))
+        .with_header("content-type", "application/json")
+        .with_body(token_json("env-token", 3600))
+        .create_async()
+        .await;
+    let api =
+        provider.mock("GET", "/quotes").match_header("x-api-key", secret.as_str()).with_body("ok").create_async().await;
+    let client = AuthClient::builder()
+        .client_credentials(format!("{}/token", provider.url()), "env-client")
+        .client_secret_from_env("CARGO_MANIFEST_DIR")
+        .client_auth(ClientAuth::Post)
+        .api_key_header_from_env("X-API-Key", "CARGO_MANIFEST_DIR")
+        .api_origin(provider.url())
+        .build()
+        .unwrap();
+    assert_eq!(client.get(format!("{}/quotes", provider.url())).send().await.unwrap().status(), 200);
+    token.assert_async().await;
+    api.assert_async().await;
+
+    let unset = "AUTH_REQWEST_TEST_SECRET_THAT_IS_NEVER_SET";
+    let error = AuthClient::builder()
+        .client_credentials(format!("{}/token", provider.url()), "env-client")
+        .client_secret_from_env(unset)
+        .api_origin(provider.url())
+        .build()
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(unset) && message.contains("client secret") && message.contains("is not set"),
+        "{message}"
+    );
+    let error = AuthClient::builder().api_key_header_from_env("X-API-Key", unset).api_origin(provider.url()).build();
+    let message = error.unwrap_err().to_string();
+    assert!(message.contains(unset) && message.contains("the API key is not set"), "{message}");
+}
