@@ -33,6 +33,35 @@ impl std::fmt::Debug for AuthorizedClient {
 }
 
 impl AuthorizedClient {
+    /// Starts a configuration: token URL, client id, secret, scope, API key
+    /// and origin in a few lines, over ureq (feature `ureq`, on by default).
+    ///
+    /// ```no_run
+    /// use auth_blocking::AuthorizedClient;
+    ///
+    /// let api = AuthorizedClient::builder()
+    ///     .client_credentials("https://login.example.com/oauth2/token", "client-id")
+    ///     .client_secret_from_env("CLIENT_SECRET")
+    ///     .scope("orders:read")
+    ///     .api_key_header_from_env("cdpapi-Subscription-Key", "SUBSCRIPTION_KEY")
+    ///     .api_origin("https://api.example.com")
+    ///     .build()?;
+    /// let orders = api.get("https://api.example.com/v1/orders")?;
+    /// # Ok::<(), auth_blocking::Error>(())
+    /// ```
+    #[cfg(feature = "ureq")]
+    pub fn builder() -> AuthorizedClientBuilder {
+        AuthorizedClientBuilder::default()
+    }
+
+    /// Sends a GET request to `url` (a convenience over [`send`](Self::send)).
+    pub fn get(&self, url: &str) -> Result<Response<Vec<u8>>, Error> {
+        let request = Request::get(url).body(Vec::new()).map_err(|_| {
+            Error::Config(auth_core::ConfigError::InvalidUrl { url: url.to_owned(), reason: "not a valid URI" })
+        })?;
+        self.send(request)
+    }
+
     /// A client for credentials that include a bearer token from `source`.
     pub fn new(source: BlockingTokenSource, credentials: Credentials, transport: impl BlockingTransport) -> Self {
         Self { source: Some(source), credentials: Arc::new(credentials), transport: Arc::new(transport) }
@@ -104,4 +133,74 @@ fn copy(request: &Request<Vec<u8>>) -> Request<Vec<u8>> {
     *copy.headers_mut() = request.headers().clone();
     *copy.extensions_mut() = request.extensions().clone();
     copy
+}
+
+/// Builder of an [`AuthorizedClient`] over ureq, with its token source;
+/// see [`AuthorizedClient::builder`]. The same calls as
+/// `auth_reqwest::AuthClient::builder()`, plus the token source's options
+/// (a shared store, a token saved earlier).
+#[cfg(feature = "ureq")]
+#[must_use = "call build() to get the client"]
+pub struct AuthorizedClientBuilder {
+    setup: auth_core::setup::ClientSetup,
+    timeout: std::time::Duration,
+    fetch_timeout: std::time::Duration,
+    source: Option<Box<dyn FnOnce(crate::BlockingSourceBuilder) -> crate::BlockingSourceBuilder>>,
+}
+
+#[cfg(feature = "ureq")]
+impl Default for AuthorizedClientBuilder {
+    fn default() -> Self {
+        Self {
+            setup: auth_core::setup::ClientSetup::default(),
+            timeout: std::time::Duration::from_secs(30),
+            fetch_timeout: std::time::Duration::from_secs(30),
+            source: None,
+        }
+    }
+}
+
+#[cfg(feature = "ureq")]
+impl AuthorizedClientBuilder {
+    auth_core::client_setup_methods!(setup);
+
+    /// Timeout of each API request. Default 30 s.
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Timeout of each token request. Default 30 s.
+    pub fn fetch_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// The token source's options: a shared store
+    /// ([`BlockingSourceBuilder::store`](crate::BlockingSourceBuilder::store)),
+    /// a token saved earlier ([`restore`](crate::BlockingSourceBuilder::restore)), ...
+    pub fn configure_source(
+        mut self,
+        change: impl FnOnce(crate::BlockingSourceBuilder) -> crate::BlockingSourceBuilder + 'static,
+    ) -> Self {
+        self.source = Some(Box::new(change));
+        self
+    }
+
+    /// Validates the configuration, starts the token source (when OAuth is
+    /// used) and builds the client.
+    pub fn build(self) -> Result<AuthorizedClient, Error> {
+        use crate::UreqTransport;
+        let auth_core::setup::ClientParts { source, credentials, .. } = self.setup.build()?;
+        let api = UreqTransport::new(self.timeout, crate::transport::API_BODY_LIMIT);
+        let Some(config) = source else {
+            return AuthorizedClient::without_source(credentials, api);
+        };
+        let tokens = UreqTransport::new(self.fetch_timeout, auth_core::config::DEFAULT_MAX_BODY_BYTES as u64);
+        let mut builder = BlockingTokenSource::builder(config, tokens);
+        if let Some(change) = self.source {
+            builder = change(builder);
+        }
+        Ok(AuthorizedClient::new(builder.build()?, credentials, api))
+    }
 }

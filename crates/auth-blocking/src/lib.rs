@@ -49,6 +49,8 @@ pub mod store;
 mod transport;
 
 pub use client::AuthorizedClient;
+#[cfg(feature = "ureq")]
+pub use client::AuthorizedClientBuilder;
 pub use error::{Error, TransportError};
 pub use source::{BlockingSourceBuilder, BlockingTokenSource, Revoked, Stats, DEFAULT_STORE_TIMEOUT};
 pub use store::BlockingTokenStore;

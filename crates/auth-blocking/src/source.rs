@@ -13,7 +13,7 @@ use auth_core::response::normalize_retry_after;
 use auth_core::slot::TokenSlot;
 use auth_core::store::{StoreConfig, StoreError};
 use auth_core::{
-    AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, TokenError, Unauthorized, Want,
+    AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError, Unauthorized, Want,
 };
 
 use crate::error::Error;
@@ -27,6 +27,10 @@ enum Command {
     Unauthorized(Generation, Option<mpsc::SyncSender<Reply>>),
     Nudge,
     Revoke(mpsc::SyncSender<Result<Revoked, Error>>),
+    Snapshot(mpsc::SyncSender<Option<StoredToken>>),
+    /// Answered once every earlier command was handled (store operations
+    /// run on the worker thread, each bounded by the store timeout).
+    Flush(mpsc::SyncSender<()>),
 }
 
 /// What [`BlockingTokenSource::revoke`] revoked.
@@ -159,6 +163,7 @@ impl BlockingTokenSource {
             seed: None,
             store: None,
             store_timeout: DEFAULT_STORE_TIMEOUT,
+            restore: None,
         }
     }
 
@@ -168,7 +173,7 @@ impl BlockingTokenSource {
         let (commands, receiver) = mpsc::channel();
         let published =
             Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
-        let (lifecycle, store) = match options.store {
+        let (mut lifecycle, store) = match options.store {
             Some((store, store_config)) => {
                 let runner =
                     StoreRunner::start(store, config.cache_key().clone(), options.store_timeout).map_err(|e| {
@@ -178,6 +183,9 @@ impl BlockingTokenSource {
             }
             None => (Lifecycle::new(Arc::clone(&config), seed), None),
         };
+        if let Some(stored) = options.restore {
+            lifecycle.handle_restore(Instant::now(), stored);
+        }
         let worker = Worker {
             lifecycle,
             transport: options.transport,
@@ -252,6 +260,25 @@ impl BlockingTokenSource {
         answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()))
     }
 
+    /// The current access token (if usable) and refresh token, to save
+    /// and restore later with [`BlockingSourceBuilder::restore`].
+    pub fn snapshot(&self) -> Option<StoredToken> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Snapshot(reply)).ok()?;
+        answer.recv().ok().flatten()
+    }
+
+    /// Waits until the store operations started so far have finished
+    /// (each is bounded by the store timeout): a program about to exit
+    /// calls it so that the token it fetched reaches the store. Without a
+    /// store it returns at once.
+    pub fn flush(&self) {
+        let (reply, answer) = mpsc::sync_channel(1);
+        if self.send(Command::Flush(reply)).is_ok() {
+            let _ = answer.recv();
+        }
+    }
+
     /// Counters since the source was created.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.published.counters;
@@ -301,9 +328,17 @@ pub struct BlockingSourceBuilder {
     seed: Option<u64>,
     store: Option<(Arc<dyn BlockingTokenStore>, StoreConfig)>,
     store_timeout: Duration,
+    restore: Option<StoredToken>,
 }
 
 impl BlockingSourceBuilder {
+    /// Starts from a token saved earlier (see [`BlockingTokenSource::snapshot`]):
+    /// used at once if still valid, its refresh token kept.
+    pub fn restore(mut self, stored: StoredToken) -> Self {
+        self.restore = Some(stored);
+        self
+    }
+
     /// Shares tokens through `store` with every source of the same cache
     /// key (other threads, processes, replicas): see [`crate::store`].
     pub fn store(mut self, store: impl BlockingTokenStore, config: StoreConfig) -> Self {
@@ -412,6 +447,13 @@ impl Worker {
             }
             Command::Revoke(reply) => {
                 let _ = reply.send(self.revoke());
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.lifecycle.snapshot(Instant::now()));
+            }
+            Command::Flush(reply) => {
+                self.carry_out();
+                let _ = reply.send(());
             }
         }
     }

@@ -5,6 +5,11 @@ use http::{Request, Response};
 
 use crate::error::TransportError;
 
+/// The body cap of API responses through `UreqTransport::for_api` and the
+/// client builder: 16 MiB.
+#[cfg_attr(not(feature = "ureq"), allow(dead_code))]
+pub(crate) const API_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// Sends one HTTP request and returns the whole response, blocking the
 /// calling thread.
 ///
@@ -42,7 +47,7 @@ mod ureq_transport {
 
     use http::{Request, Response};
 
-    use super::BlockingTransport;
+    use super::{BlockingTransport, API_BODY_LIMIT};
     use crate::error::TransportError;
 
     /// The default transport, on [ureq](https://docs.rs/ureq): plain blocking
@@ -72,7 +77,7 @@ mod ureq_transport {
 
         /// For API calls: 30 s timeout, 16 MiB body cap.
         pub fn for_api() -> Self {
-            Self::new(Duration::from_secs(30), 16 * 1024 * 1024)
+            Self::new(Duration::from_secs(30), API_BODY_LIMIT)
         }
 
         /// With a timeout and a body cap of your choosing.

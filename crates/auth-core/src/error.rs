@@ -99,8 +99,9 @@ pub enum ConfigError {
     },
     /// Credentials were built without an origin to send them to.
     #[error(
-        "the credentials have no origin: add allow_origin(\"https://api.example.com\") with the origin of the API \
-         they are for (or any_origin() to send them to every host the client calls, redirects included)"
+        "the credentials have no origin: add allow_origin(\"https://api.example.com\") (api_origin(..) in the client \
+         builders) with the origin of the API they are for (or any_origin() to send them to every host the client \
+         calls, redirects included)"
     )]
     NoOrigin,
     /// Both `any_origin()` and `allow_origin(..)` were given.
@@ -221,6 +222,36 @@ pub struct ProviderError {
     /// The `Retry-After` delay, when the response carried one in seconds.
     pub retry_after: Option<Duration>,
 }
+
+impl ProviderError {
+    fn write(&self, f: &mut fmt::Formatter<'_>, endpoint: Endpoint) -> fmt::Result {
+        write!(f, "{} refused the request: {} (HTTP {})", endpoint.name(), self.code, self.status)?;
+        if let Some(description) = &self.description {
+            write!(f, ": {description}")?;
+        }
+        if let Some(uri) = &self.uri {
+            write!(f, " (see {uri})")?;
+        }
+        retry_after_note(f, self.retry_after)?;
+        let hint = match (endpoint, &self.code) {
+            (Endpoint::Revocation, ErrorCode::InvalidRequest | ErrorCode::UnsupportedGrantType) => {
+                "check the revocation URL and the client authentication method the provider expects"
+            }
+            _ => self.code.hint(),
+        };
+        write!(f, "; {hint}")
+    }
+}
+
+/// The provider's words and what to check, as the token endpoint's
+/// refusal (the same text as [`TokenError::Provider`]).
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, Endpoint::Token)
+    }
+}
+
+impl std::error::Error for ProviderError {}
 
 /// Why a token could not be obtained.
 ///
@@ -506,23 +537,7 @@ impl TokenError {
     fn write(&self, f: &mut fmt::Formatter<'_>, endpoint: Endpoint) -> fmt::Result {
         let name = endpoint.name();
         match self {
-            Self::Provider(e) => {
-                write!(f, "{name} refused the request: {} (HTTP {})", e.code, e.status)?;
-                if let Some(description) = &e.description {
-                    write!(f, ": {description}")?;
-                }
-                if let Some(uri) = &e.uri {
-                    write!(f, " (see {uri})")?;
-                }
-                retry_after_note(f, e.retry_after)?;
-                let hint = match (endpoint, &e.code) {
-                    (Endpoint::Revocation, ErrorCode::InvalidRequest | ErrorCode::UnsupportedGrantType) => {
-                        "check the revocation URL and the client authentication method the provider expects"
-                    }
-                    _ => e.code.hint(),
-                };
-                write!(f, "; {hint}")
-            }
+            Self::Provider(e) => e.write(f, endpoint),
             Self::Status { status, excerpt, retry_after } => {
                 write!(f, "{name} answered HTTP {status} without an OAuth error body: \"{excerpt}\"")?;
                 retry_after_note(f, *retry_after)?;
@@ -603,6 +618,24 @@ mod tests {
             uri: None,
             retry_after: None,
         })
+    }
+
+    #[test]
+    fn a_provider_error_displays_alone_as_it_does_inside_a_token_error() {
+        let error = provider("invalid_client", 401);
+        let alone = error.provider_error().unwrap().to_string();
+        assert_eq!(alone, error.to_string());
+        assert!(alone.contains("invalid_client (HTTP 401): Client authentication failed; check"), "{alone}");
+        let boxed: Box<dyn std::error::Error> = Box::new(error.provider_error().unwrap().clone());
+        assert_eq!(boxed.to_string(), alone);
+        // Every public error of this crate is a std error with a Display.
+        fn is_error<E: std::error::Error + Send + Sync + 'static>() {}
+        is_error::<ConfigError>();
+        is_error::<ProviderError>();
+        is_error::<TokenError>();
+        is_error::<ApplyError>();
+        is_error::<crate::store::StoreError>();
+        is_error::<crate::store::RecordError>();
     }
 
     #[test]

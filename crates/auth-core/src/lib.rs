@@ -71,6 +71,7 @@ pub mod redact;
 pub mod request;
 pub mod response;
 pub mod secret;
+pub mod setup;
 pub mod slot;
 pub mod store;
 pub mod token;

@@ -11,7 +11,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let provider = Provider::start(ProviderConfig::new().basic_login("token-id", "token-secret"))?;
 
     let client = AuthClient::builder().basic("token-id", "token-secret").api_origin(provider.url()).build()?;
-    let response = client.get(provider.legacy_url("accounts")).send().await?;
+    let response = client.get(provider.legacy_url("accounts")).send().await?.error_for_status()?;
     println!("{} {}", response.status(), response.text().await?);
     Ok(())
+}
+
+#[test]
+fn runs_against_the_embedded_provider() {
+    main().expect("the example runs");
 }

@@ -18,11 +18,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .revocation_url(provider.revocation_url())
         .api_origin(provider.url())
         .build()?;
-    println!("before: {}", client.get(provider.api_url("me")).send().await?.status());
+    println!("before: {}", client.get(provider.api_url("me")).send().await?.error_for_status()?.status());
     let revoked = client.revoke().await?;
     println!("revoked access token: {}, refresh token: {}", revoked.access_token, revoked.refresh_token);
     println!("revocation requests: {}", provider.stats().revocations);
-    println!("after: {} (with a new token)", client.get(provider.api_url("me")).send().await?.status());
+    println!(
+        "after: {} (with a new token)",
+        client.get(provider.api_url("me")).send().await?.error_for_status()?.status()
+    );
     println!("tokens issued: {}", provider.stats().tokens_issued);
+    assert!(revoked.access_token && revoked.refresh_token);
+    assert_eq!(provider.stats().tokens_issued, 2);
     Ok(())
+}
+
+#[test]
+fn runs_against_the_embedded_provider() {
+    main().expect("the example runs");
 }

@@ -1,0 +1,102 @@
+//! `AuthorizedClient::builder()` against the embedded provider: the same
+//! calls as auth-reqwest's `AuthClient::builder()`, the token source's
+//! options (a shared store, a saved token), and the errors of a bad
+//! configuration.
+
+use std::time::Duration;
+
+use auth_blocking::AuthorizedClient;
+use auth_core::store::{MemoryStore, StoreConfig};
+use auth_testkit::{Provider, ProviderConfig};
+
+fn provider() -> Provider {
+    Provider::start(ProviderConfig::new().client("app", "app-secret").api_key("X-API-Key", None, "key-1"))
+        .expect("provider")
+}
+
+fn builder(provider: &Provider) -> auth_blocking::AuthorizedClientBuilder {
+    AuthorizedClient::builder()
+        .client_credentials(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .scope("offline_access orders:read")
+        .api_key_header("X-API-Key", "key-1")
+        .api_origin(provider.url())
+}
+
+#[test]
+fn a_few_lines_give_a_client_with_token_and_api_key() {
+    let provider = provider();
+    let client = builder(&provider).build().unwrap();
+    for _ in 0..5 {
+        let response = client.get(&provider.api_url("orders")).unwrap();
+        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(response.body()));
+    }
+    assert_eq!(provider.stats().token_requests, 1);
+    let request = provider.token_requests().pop().unwrap();
+    assert_eq!((request.client_auth.as_str(), request.scope.as_deref()), ("basic", Some("offline_access orders:read")));
+}
+
+#[test]
+fn a_snapshot_restored_into_a_new_client_is_used_without_a_token_request() {
+    let provider = provider();
+    let first = builder(&provider).build().unwrap();
+    assert_eq!(first.get(&provider.api_url("orders")).unwrap().status(), 200);
+    let saved = first.token_source().unwrap().snapshot().expect("a token to save");
+    assert!(saved.access_token.is_some() && saved.refresh_token.is_some());
+    drop(first);
+
+    let second = builder(&provider).configure_source(move |source| source.restore(saved)).build().unwrap();
+    assert_eq!(second.get(&provider.api_url("orders")).unwrap().status(), 200);
+    assert_eq!(provider.stats().token_requests, 1, "the restored token was used");
+    assert_eq!(second.token_source().unwrap().stats().fetches, 0);
+}
+
+#[test]
+fn clients_sharing_a_store_fetch_once_and_flush_returns_after_the_write() {
+    let provider = provider();
+    let store = MemoryStore::default();
+    let with_store = |store: MemoryStore| {
+        builder(&provider)
+            .configure_source(move |source| {
+                source.store(store, StoreConfig::default()).store_timeout(Duration::from_secs(1))
+            })
+            .build()
+            .unwrap()
+    };
+    let first = with_store(store.clone());
+    assert_eq!(first.get(&provider.api_url("orders")).unwrap().status(), 200);
+    first.token_source().unwrap().flush();
+    let second = with_store(store);
+    assert_eq!(second.get(&provider.api_url("orders")).unwrap().status(), 200);
+    assert_eq!(provider.stats().token_requests, 1, "the second client adopted the stored token");
+    assert_eq!(second.token_source().unwrap().stats().adoptions, 1);
+}
+
+#[test]
+fn static_credentials_need_no_token_source() {
+    let provider = Provider::start(ProviderConfig::new().api_key("X-API-Key", None, "key-1").api_requires_token(false))
+        .expect("provider");
+    let client =
+        AuthorizedClient::builder().api_key_header("X-API-Key", "key-1").api_origin(provider.url()).build().unwrap();
+    assert!(client.token_source().is_none());
+    assert_eq!(client.get(&provider.api_url("quotes")).unwrap().status(), 200);
+    assert_eq!(provider.stats().token_requests, 0);
+}
+
+#[test]
+fn a_missing_variable_or_a_setting_out_of_order_is_a_build_error_that_says_what_to_do() {
+    let unset = "AUTH_BLOCKING_TEST_SECRET_THAT_IS_NEVER_SET";
+    let error = AuthorizedClient::builder()
+        .client_credentials("https://login.example.com/token", "app")
+        .client_secret_from_env(unset)
+        .api_origin("https://api.example.com")
+        .build()
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(unset) && message.contains("client secret is not set"), "{message}");
+
+    let error = AuthorizedClient::builder().scope("read").api_origin("https://api.example.com").build().unwrap_err();
+    assert!(error.to_string().contains("scope(..) needs client_credentials"), "{error}");
+    let error = AuthorizedClient::builder().api_key_header("X-API-Key", "k").build().unwrap_err();
+    assert!(error.to_string().contains("allow_origin"), "{error}");
+}

@@ -1,0 +1,362 @@
+//! A whole client configuration in one builder: the token source's (when
+//! an OAuth token is used) and the credentials'. The adapters' ready-made
+//! clients (`auth_reqwest::AuthClient::builder()`,
+//! `auth_blocking::AuthorizedClient::builder()`) are this builder plus
+//! their transport options, so both take the same calls and make the same
+//! decisions.
+//!
+//! ```
+//! use auth_core::setup::ClientSetup;
+//!
+//! let parts = ClientSetup::default()
+//!     .client_credentials("https://login.example.com/oauth2/token", "client-id")
+//!     .client_secret("client-secret")
+//!     .scope("orders:read")
+//!     .api_key_header("cdpapi-Subscription-Key", "subscription-key")
+//!     .api_origin("https://api.example.com")
+//!     .build()?;
+//! assert!(parts.source.is_some() && parts.credentials.needs_token());
+//!
+//! // A mistake is reported by build(), with what to do.
+//! let error = ClientSetup::default().scope("orders:read").api_origin("https://api.example.com").build();
+//! assert!(error.unwrap_err().to_string().contains("needs client_credentials"));
+//! # Ok::<(), auth_core::ConfigError>(())
+//! ```
+
+use crate::config::{ClientAuth, SourceConfig, SourceConfigBuilder};
+use crate::credentials::{Credentials, CredentialsBuilder};
+use crate::error::ConfigError;
+
+/// Builder of a client's token source configuration and credentials.
+/// Nothing is validated until [`build`](Self::build); the first mistake is
+/// the error it returns.
+#[derive(Default)]
+#[must_use = "call build() to get the configuration"]
+pub struct ClientSetup {
+    oauth: Option<SourceConfigBuilder>,
+    credentials: CredentialsBuilder,
+    misuse: Option<ConfigError>,
+}
+
+/// What [`ClientSetup::build`] gives: the token source's configuration
+/// (when OAuth is used) and the credentials for API calls.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ClientParts {
+    /// The token source's configuration, when an OAuth token is used.
+    pub source: Option<SourceConfig>,
+    /// The credentials every API call carries.
+    pub credentials: Credentials,
+}
+
+impl ClientSetup {
+    /// Uses an OAuth 2.0 access token from the client credentials grant at
+    /// `token_url`, sent as `Authorization: Bearer`.
+    pub fn client_credentials(mut self, token_url: impl Into<String>, client_id: impl Into<String>) -> Self {
+        self.oauth = Some(SourceConfig::builder(token_url, client_id));
+        self.credentials = self.credentials.bearer_from_source();
+        self
+    }
+
+    /// Changes the token configuration, or records that `setting` was
+    /// called before [`client_credentials`](Self::client_credentials).
+    fn oauth(mut self, setting: &'static str, change: impl FnOnce(SourceConfigBuilder) -> SourceConfigBuilder) -> Self {
+        match self.oauth.take() {
+            Some(builder) => self.oauth = Some(change(builder)),
+            None => self.fail(ConfigError::Incomplete { what: setting }),
+        }
+        self
+    }
+
+    /// Keeps the first mistake for `build()`.
+    fn fail(&mut self, error: ConfigError) {
+        self.misuse.get_or_insert(error);
+    }
+
+    /// The client secret.
+    pub fn client_secret(self, secret: impl Into<String>) -> Self {
+        let secret = secret.into();
+        self.oauth("client_secret(..) needs client_credentials(token_url, client_id) first", |b| {
+            b.client_secret(secret)
+        })
+    }
+
+    /// The client secret from `value`, what `std::env::var(variable)`
+    /// returned; an unset, empty or non-UTF-8 variable makes `build()` fail
+    /// with an error that names it. The adapters' `client_secret_from_env`
+    /// read the variable and call this.
+    pub fn client_secret_from_env(mut self, variable: &str, value: Result<String, std::env::VarError>) -> Self {
+        match crate::secret::from_env::<String>(variable, "client secret", value) {
+            Ok(secret) => self.client_secret(secret),
+            Err(error) => {
+                self.fail(error);
+                self
+            }
+        }
+    }
+
+    /// How the client authenticates at the token endpoint (default Basic).
+    pub fn client_auth(self, method: ClientAuth) -> Self {
+        self.oauth("client_auth(..) needs client_credentials(token_url, client_id) first", |b| b.client_auth(method))
+    }
+
+    /// Adds scopes (space-separated ones are split).
+    pub fn scope(self, scope: impl AsRef<str>) -> Self {
+        let scope = scope.as_ref().to_owned();
+        self.oauth("scope(..) needs client_credentials(token_url, client_id) first", |b| b.scope(scope))
+    }
+
+    /// The `audience` parameter.
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        let audience = audience.into();
+        self.oauth("audience(..) needs client_credentials(token_url, client_id) first", |b| b.audience(audience))
+    }
+
+    /// Adds an RFC 8707 `resource` parameter.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        let resource = resource.into();
+        self.oauth("resource(..) needs client_credentials(token_url, client_id) first", |b| b.resource(resource))
+    }
+
+    /// Adds an extra token request parameter.
+    pub fn param(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let (name, value) = (name.into(), value.into());
+        self.oauth("param(..) needs client_credentials(token_url, client_id) first", |b| b.param(name, value))
+    }
+
+    /// The RFC 7009 revocation endpoint.
+    pub fn revocation_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.oauth("revocation_url(..) needs client_credentials(token_url, client_id) first", |b| b.revocation_url(url))
+    }
+
+    /// Any other token source setting (policies, the daily fetch budget,
+    /// the default lifetime, ...).
+    pub fn configure_token(self, change: impl FnOnce(SourceConfigBuilder) -> SourceConfigBuilder) -> Self {
+        self.oauth("configure_token(..) needs client_credentials(token_url, client_id) first", change)
+    }
+
+    /// An API key in the named header.
+    pub fn api_key_header(mut self, name: impl Into<String>, key: impl Into<String>) -> Self {
+        self.credentials = self.credentials.api_key_header(name, key.into());
+        self
+    }
+
+    /// An API key in the named header, from `value`, what
+    /// `std::env::var(variable)` returned (see
+    /// [`client_secret_from_env`](Self::client_secret_from_env)).
+    pub fn api_key_header_from_env(
+        mut self,
+        name: impl Into<String>,
+        variable: &str,
+        value: Result<String, std::env::VarError>,
+    ) -> Self {
+        match crate::secret::from_env::<String>(variable, "API key", value) {
+            Ok(key) => self.api_key_header(name, key),
+            Err(error) => {
+                self.fail(error);
+                self
+            }
+        }
+    }
+
+    /// An API key in the named query parameter.
+    pub fn api_key_query(mut self, name: impl Into<String>, key: impl Into<String>) -> Self {
+        self.credentials = self.credentials.api_key_query(name, key.into());
+        self
+    }
+
+    /// Static HTTP Basic credentials (legacy APIs).
+    pub fn basic(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = self.credentials.basic(user, password.into());
+        self
+    }
+
+    /// A bearer token the user already holds (a JWT).
+    pub fn static_bearer(mut self, token: impl Into<String>) -> Self {
+        self.credentials = self.credentials.static_bearer(token.into());
+        self
+    }
+
+    /// Limits the credentials to an origin (`https://api.example.com`:
+    /// scheme, host and port, no path); may be repeated. Required, or
+    /// [`any_origin`](Self::any_origin): requests to other origins go out
+    /// without the credentials.
+    pub fn api_origin(mut self, origin: impl Into<String>) -> Self {
+        self.credentials = self.credentials.allow_origin(origin);
+        self
+    }
+
+    /// Sends the credentials to every host the client calls instead of the
+    /// origins given with [`api_origin`](Self::api_origin). Only for a
+    /// client that calls one API and URLs you control: a URL built from
+    /// user input would receive the credentials.
+    pub fn any_origin(mut self) -> Self {
+        self.credentials = self.credentials.any_origin();
+        self
+    }
+
+    /// Validates the whole configuration.
+    pub fn build(self) -> Result<ClientParts, ConfigError> {
+        if let Some(misuse) = self.misuse {
+            return Err(misuse);
+        }
+        let credentials = self.credentials.build()?;
+        let source = self.oauth.map(SourceConfigBuilder::build).transpose()?;
+        Ok(ClientParts { source, credentials })
+    }
+}
+
+/// The [`ClientSetup`] calls as methods of an adapter's client builder
+/// whose field `$field` holds a `ClientSetup`; the `*_from_env` ones read
+/// the variable there (this crate reads no environment). Used by the
+/// adapters, so that their builders take the same calls.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! client_setup_methods {
+    ($field:ident) => {
+        /// Uses an OAuth 2.0 access token from the client credentials grant
+        /// at `token_url`, sent as `Authorization: Bearer`.
+        pub fn client_credentials(mut self, token_url: impl Into<String>, client_id: impl Into<String>) -> Self {
+            self.$field = self.$field.client_credentials(token_url, client_id);
+            self
+        }
+        /// The client secret.
+        pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+            self.$field = self.$field.client_secret(secret);
+            self
+        }
+        /// The client secret from the environment variable `variable`; an
+        /// unset, empty or non-UTF-8 variable makes `build()` fail with an
+        /// error that names the variable (never a value).
+        pub fn client_secret_from_env(mut self, variable: &str) -> Self {
+            self.$field = self.$field.client_secret_from_env(variable, std::env::var(variable));
+            self
+        }
+        /// How the client authenticates at the token endpoint (default Basic).
+        pub fn client_auth(mut self, method: $crate::ClientAuth) -> Self {
+            self.$field = self.$field.client_auth(method);
+            self
+        }
+        /// Adds scopes (space-separated ones are split).
+        pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+            self.$field = self.$field.scope(scope);
+            self
+        }
+        /// The `audience` parameter.
+        pub fn audience(mut self, audience: impl Into<String>) -> Self {
+            self.$field = self.$field.audience(audience);
+            self
+        }
+        /// Adds an RFC 8707 `resource` parameter.
+        pub fn resource(mut self, resource: impl Into<String>) -> Self {
+            self.$field = self.$field.resource(resource);
+            self
+        }
+        /// Adds an extra token request parameter.
+        pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.$field = self.$field.param(name, value);
+            self
+        }
+        /// The RFC 7009 revocation endpoint.
+        pub fn revocation_url(mut self, url: impl Into<String>) -> Self {
+            self.$field = self.$field.revocation_url(url);
+            self
+        }
+        /// Any other token source setting (policies, the daily fetch
+        /// budget `max_fetches_per_day`, the default lifetime, ...).
+        pub fn configure_token(
+            mut self,
+            change: impl FnOnce($crate::SourceConfigBuilder) -> $crate::SourceConfigBuilder,
+        ) -> Self {
+            self.$field = self.$field.configure_token(change);
+            self
+        }
+        /// An API key in the named header.
+        pub fn api_key_header(mut self, name: impl Into<String>, key: impl Into<String>) -> Self {
+            self.$field = self.$field.api_key_header(name, key);
+            self
+        }
+        /// An API key in the named header, from the environment variable
+        /// `variable`; an unset or empty variable makes `build()` fail with
+        /// an error that names it.
+        pub fn api_key_header_from_env(mut self, name: impl Into<String>, variable: &str) -> Self {
+            self.$field = self.$field.api_key_header_from_env(name, variable, std::env::var(variable));
+            self
+        }
+        /// An API key in the named query parameter.
+        pub fn api_key_query(mut self, name: impl Into<String>, key: impl Into<String>) -> Self {
+            self.$field = self.$field.api_key_query(name, key);
+            self
+        }
+        /// Static HTTP Basic credentials (legacy APIs).
+        pub fn basic(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+            self.$field = self.$field.basic(user, password);
+            self
+        }
+        /// A bearer token the user already holds (a JWT).
+        pub fn static_bearer(mut self, token: impl Into<String>) -> Self {
+            self.$field = self.$field.static_bearer(token);
+            self
+        }
+        /// Limits the credentials to an origin (`https://api.example.com`:
+        /// scheme, host and port, no path); may be repeated. Required, or
+        /// `any_origin()`: requests to other origins go out without the
+        /// credentials.
+        pub fn api_origin(mut self, origin: impl Into<String>) -> Self {
+            self.$field = self.$field.api_origin(origin);
+            self
+        }
+        /// Sends the credentials to every host the client calls instead of
+        /// the origins given with `api_origin`. Only for a client that
+        /// calls one API and URLs you control: a URL built from user input
+        /// would receive the credentials.
+        pub fn any_origin(mut self) -> Self {
+            self.$field = self.$field.any_origin();
+            self
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_before_client_credentials_and_bad_variables_fail_build_with_the_first_mistake() {
+        let error = ClientSetup::default()
+            .audience("https://api.example.com/")
+            .client_secret_from_env("UNSET_SECRET", Err(std::env::VarError::NotPresent))
+            .api_origin("https://api.example.com")
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, ConfigError::Incomplete { what } if what.starts_with("audience(..)")), "{error}");
+
+        let error = ClientSetup::default()
+            .client_credentials("https://login.example.com/token", "id")
+            .client_secret_from_env("EMPTY_SECRET", Ok(String::new()))
+            .api_origin("https://api.example.com")
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("`EMPTY_SECRET`") && error.to_string().contains("is empty"), "{error}");
+    }
+
+    #[test]
+    fn static_credentials_need_no_source_and_oauth_adds_the_bearer() {
+        let parts = ClientSetup::default()
+            .api_key_header_from_env("X-API-Key", "API_KEY", Ok("k".to_owned()))
+            .api_origin("https://api.example.com")
+            .build()
+            .unwrap();
+        assert!(parts.source.is_none() && !parts.credentials.needs_token());
+        let parts = ClientSetup::default()
+            .client_credentials("https://login.example.com/token", "id")
+            .client_secret_from_env("SECRET", Ok("s".to_owned()))
+            .configure_token(|token| token.max_fetches_per_day(5))
+            .any_origin()
+            .build()
+            .unwrap();
+        assert!(parts.credentials.needs_token());
+        assert_eq!(parts.source.unwrap().client_id(), "id");
+    }
+}
