@@ -105,6 +105,58 @@ mod tests {
     /// well) name crates of this workspace by their real paths, with
     /// features they have, and the tokio features `#[tokio::main]` needs.
     #[test]
+    fn cookbook_snippets_are_taken_from_examples_that_run_in_cargo_test() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let cookbook = std::fs::read_to_string(root.join("docs/providers.md")).unwrap();
+        let mut example: Option<(String, String)> = None;
+        let (mut snippets, mut examples) = (0, std::collections::BTreeSet::new());
+        let mut rest = cookbook.as_str();
+        while let Some(at) = rest.find("```") {
+            let (before, after) = rest.split_at(at);
+            if let Some(line) = before.lines().rev().find(|l| l.starts_with("Example: `")) {
+                let path = line.trim_start_matches("Example: `").split('`').next().unwrap().to_owned();
+                let text = std::fs::read_to_string(root.join(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+                examples.insert(path.clone());
+                example = Some((path, text));
+            }
+            let (fence, body) = after[3..].split_once('\n').unwrap();
+            let (block, tail) = body.split_once("```").expect("a closed code block");
+            rest = tail;
+            if fence != "rust" {
+                continue;
+            }
+            let (path, text) = example.as_ref().expect("an `Example:` line before each rust snippet");
+            assert!(text.contains(block), "this snippet of docs/providers.md is not in {path}:\n{block}");
+            snippets += 1;
+        }
+        assert!(snippets >= 9, "{snippets} snippets checked");
+        // Every example of the adapters runs in cargo test, shown in the cookbook or not.
+        for krate in ["auth-reqwest", "auth-blocking", "auth-tower"] {
+            for entry in std::fs::read_dir(root.join("crates").join(krate).join("examples")).unwrap() {
+                examples.insert(format!("crates/{krate}/examples/{}", entry.unwrap().file_name().to_string_lossy()));
+            }
+        }
+        for path in &examples {
+            let (krate, name) = path.split_once("/examples/").unwrap();
+            let name = name.trim_end_matches(".rs");
+            let manifest: toml::Table =
+                toml::from_str(&std::fs::read_to_string(root.join(krate).join("Cargo.toml")).unwrap()).unwrap();
+            let declared = manifest["example"].as_array().unwrap().iter().find(|e| e["name"].as_str() == Some(name));
+            assert_eq!(
+                declared.and_then(|e| e.get("test")).and_then(|t| t.as_bool()),
+                Some(true),
+                "{path} runs in cargo test"
+            );
+        }
+        for entry in std::fs::read_dir(root.join("crates/auth-reqwest/examples")).unwrap() {
+            let path = format!("crates/auth-reqwest/examples/{}", entry.unwrap().file_name().to_string_lossy());
+            assert!(cookbook.contains(&path), "docs/providers.md shows {path}");
+        }
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(readme.contains("docs/providers.md"), "the README points at the cookbook");
+    }
+
+    #[test]
     fn readme_dependency_lines_name_real_crates_and_features() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();

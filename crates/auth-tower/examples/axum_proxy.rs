@@ -73,5 +73,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     println!("proxy answered {status}: {}", String::from_utf8_lossy(&body));
+    assert_eq!(status, 200, "the proxy added the credentials");
     Ok(())
+}
+
+#[test]
+fn runs_against_the_embedded_provider() {
+    main().expect("the example runs");
 }

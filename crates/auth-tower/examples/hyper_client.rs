@@ -46,7 +46,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         println!("{status} {}", String::from_utf8_lossy(&body));
+        assert_eq!(status, 200);
     }
     println!("token requests: {} (one token for all calls)", source.stats().fetches);
+    assert_eq!(source.stats().fetches, 1);
     Ok(())
+}
+
+#[test]
+fn runs_against_the_embedded_provider() {
+    main().expect("the example runs");
 }
