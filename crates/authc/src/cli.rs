@@ -14,18 +14,50 @@ pub struct Cli {
 }
 
 const AFTER_HELP: &str = "\
-SECRETS are never taken from the command line (it shows in the process list):
-  client secret   AUTHC_CLIENT_SECRET or --client-secret-file
-  API key         AUTHC_API_KEY or --api-key-file
-  Basic password  AUTHC_BASIC_PASSWORD
+SECRETS are never taken from the command line (it shows in the process list).
+In order of precedence:
+  client secret   AUTHC_CLIENT_SECRET, --client-secret-file, or the profile's
+                  client_secret_env, client_secret_file
+  API key         AUTHC_API_KEY, --api-key-file, or api_key_env, api_key_file
+  Basic password  AUTHC_BASIC_PASSWORD, or basic_password_env, basic_password_file
+A global variable that overrides a profile's setting is said on stderr.
+
+PROFILES: ~/.config/authc/config.toml (or --config / AUTHC_CONFIG), one
+[profiles.NAME] table per provider or environment; flags and environment
+variables override its keys. `authc profiles` lists them, `authc config
+check --profile NAME` checks one. Keys:
+  token_url            string   the OAuth 2.0 token endpoint
+  client_id            string
+  client_secret_file   path     a file holding the client secret
+  client_secret_env    string   the variable holding it (e.g. \"FLUTE_SECRET\")
+  auth_method          string   basic | basic-raw | post | json | none
+  scope                string or list   \"read write\" or [\"read\", \"write\"]
+  audience             string
+  resource             string or list   RFC 8707 resources
+  params               table    extra token request parameters { key = \"value\" }
+  api_key_header       string   header for the API key (e.g. \"X-API-Key\")
+  api_key_query        string   query parameter for the API key
+  api_key_file         path
+  api_key_env          string
+  basic_user           string   legacy HTTP Basic user
+  basic_password_file  path
+  basic_password_env   string
+  api_origin           string or list   origins the credentials may go to;
+                                        requests elsewhere are refused
+  revocation_url       string   the RFC 7009 endpoint
+  allow_insecure_http  bool     plain http to hosts that are not loopback
+  store                string   file | file:DIR | redis://... | rediss://... | none
+  max_fetches_per_day  integer  token requests allowed in any 24 hours
+A client_secret key is refused: secrets stay out of the file.
 
 EXIT CODES:
   0  success
-  2  usage or configuration error
+  2  usage or configuration error (a request to an origin that is not an
+     API origin of the configuration included)
   3  the provider refused (RFC 6749 error: code and description printed),
      or the fetch budget (--max-fetches-per-day) is spent
   4  network or protocol failure
-  5  the API answered an error status";
+  5  the API answered an error status, or redirected to another origin";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -75,8 +107,30 @@ pub enum Command {
         #[arg(long, value_name = "-")]
         token: Option<String>,
     },
+    /// List the profiles of the config file (an invalid one is marked, with why).
+    Profiles {
+        /// The config file (default: the user's config directory, authc/config.toml).
+        #[arg(long, env = "AUTHC_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration (a profile with flags and environment) and
+    /// show where each secret would come from, never its value.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Start the embedded provider and show the library at work.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate the configuration `authc token` / `authc request` would
+    /// use with the same options; exit 0 when it is usable, 2 otherwise.
+    Check {
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -141,6 +195,11 @@ pub struct AuthArgs {
     /// Legacy HTTP Basic credentials: the user (password from AUTHC_BASIC_PASSWORD).
     #[arg(long, value_name = "USER")]
     pub basic_user: Option<String>,
+    /// The origin (scheme://host[:port]) the credentials may be sent to;
+    /// a request to any other origin is refused. Repeatable. Default: the
+    /// origin of the URL requested.
+    #[arg(long, value_name = "ORIGIN")]
+    pub api_origin: Vec<String>,
     /// Allow plain http to hosts that are not loopback (test environments only).
     #[arg(long)]
     pub allow_insecure_http: bool,

@@ -121,8 +121,12 @@ fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failu
 
 pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
     let settings = Settings::resolve(auth, None)?;
-    let config = needs_oauth(&settings, "token")?;
-    let session = CachedSource::open(config, token_store(&settings)?, None)?;
+    token_with(&settings, json).await.map_err(|failure| settings.explain(failure))
+}
+
+async fn token_with(settings: &Settings, json: bool) -> Result<(), Failure> {
+    let config = needs_oauth(settings, "token")?;
+    let session = CachedSource::open(config, token_store(settings)?, None)?;
     let token = session.source.token().await?;
     session.save().await;
     let now = tokio::time::Instant::now().into_std();
@@ -156,17 +160,19 @@ pub struct RequestSpec {
 
 pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> {
     let settings = Settings::resolve(auth, None)?;
+    request_with(&settings, spec).await.map_err(|failure| settings.explain(failure))
+}
+
+async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Failure> {
     let url = reqwest::Url::parse(&spec.url)
         .map_err(|e| Failure::usage(format!("`{}` is not a valid URL: {e}", spec.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
     }
-    let origin = url.origin().ascii_serialization();
-    let session = settings
-        .source_config()?
-        .map(|config| CachedSource::open(config, token_store(&settings)?, None))
-        .transpose()?;
-    let credentials = settings.credentials(session.is_some(), &origin)?;
+    let origins = allowed_origins(settings, &url)?;
+    let session =
+        settings.source_config()?.map(|config| CachedSource::open(config, token_store(settings)?, None)).transpose()?;
+    let credentials = settings.credentials(session.is_some(), &origins)?;
     let middleware = match &session {
         Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
         None => AuthMiddleware::without_source(credentials)?,
@@ -208,6 +214,13 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
     let mut response = builder.send().await?;
     let status = response.status();
     let rejected_after_renewal = response.extensions().get::<auth_core::RejectedAfterRenewal>().copied();
+    // The redirect policy stops at another origin (and after too many
+    // hops): a 3xx with a Location reaching here was not followed.
+    let redirect_elsewhere = status
+        .is_redirection()
+        .then(|| response.headers().get(reqwest::header::LOCATION))
+        .flatten()
+        .map(|location| shown_location(response.url(), location));
     if let Some(session) = &session {
         session.save().await;
     }
@@ -221,12 +234,47 @@ pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> 
         stdout.write_all(&chunk).map_err(write_failed)?;
     }
     stdout.flush().map_err(write_failed)?;
-    if status.is_success() || status.is_redirection() {
+    if let Some(location) = redirect_elsewhere {
+        Err(Failure::api(format!(
+            "the API answered {status} with a redirect to {location}, another origin or one redirect too many: \
+             not followed, so the credentials were not sent there; request that URL yourself if you trust it"
+        )))
+    } else if status.is_success() || status.is_redirection() {
         Ok(())
     } else if let Some(mark) = rejected_after_renewal {
         Err(Failure::api(format!("the API answered {status}: {mark}")))
     } else {
         Err(Failure::api(format!("the API answered {status}")))
+    }
+}
+
+/// The origins the credentials may go to: `--api-origin` / `api_origin`
+/// when given (a URL elsewhere is refused before anything is sent), else
+/// the URL's own.
+fn allowed_origins(settings: &Settings, url: &reqwest::Url) -> Result<Vec<String>, Failure> {
+    let own = url.origin().ascii_serialization();
+    if settings.api_origins.is_empty() {
+        return Ok(vec![own]);
+    }
+    let uri: http::Uri = url.as_str().parse().map_err(|_| Failure::usage(format!("`{url}` is not a valid URL")))?;
+    for origin in &settings.api_origins {
+        if auth_core::Origin::parse(origin)?.matches(&uri) {
+            return Ok(settings.api_origins.clone());
+        }
+    }
+    Err(Failure::usage(format!(
+        "refusing to send the credentials to {own}: it is not an API origin of this configuration ({}); \
+         add it with --api-origin (or api_origin in the profile) if it should have them",
+        settings.api_origins.join(", ")
+    )))
+}
+
+/// A redirect target as shown on stderr: its origin and path, never its
+/// query (it may hold a key or a code).
+fn shown_location(base: &reqwest::Url, location: &reqwest::header::HeaderValue) -> String {
+    match location.to_str().ok().and_then(|text| base.join(text).ok()) {
+        Some(target) => format!("{}{}", target.origin().ascii_serialization(), target.path()),
+        None => "an unreadable Location".to_owned(),
     }
 }
 

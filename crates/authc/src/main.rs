@@ -4,6 +4,8 @@
 //! authc token   [AUTH] [--json] [--no-cache]
 //! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA | --data-file F] [--timeout S] URL
 //! authc revoke  [AUTH] [--revocation-url URL] [--token-type-hint access_token|refresh_token]
+//! authc profiles [--config FILE]
+//! authc config check [AUTH]
 //! authc demo
 //! ```
 //!
@@ -52,6 +54,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Revoke { auth, revocation_url, token_type_hint, token } => {
             commands::revoke(&auth, revocation_url, token_type_hint, token).await
         }
+        Command::Profiles { config } => settings::list_profiles(config),
+        Command::Config { action: cli::ConfigAction::Check { auth } } => settings::check(&auth),
         Command::Demo => demo::run().await,
     }
 }

@@ -12,41 +12,144 @@ use zeroize::Zeroizing;
 use crate::cli::{AuthArgs, AuthMethod};
 use crate::failure::Failure;
 
-/// One profile of the config file.
+/// One profile of the config file. The schema is documented in
+/// `authc --help` (PROFILES) and the README; keep the three in step.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Profile {
     token_url: Option<String>,
     client_id: Option<String>,
     client_secret_file: Option<PathBuf>,
-    /// Refused with a clear message: secrets do not belong in the config file.
-    client_secret: Option<toml::Value>,
+    client_secret_env: Option<String>,
     auth_method: Option<String>,
     #[serde(default)]
-    scope: Vec<String>,
+    scope: Words,
     audience: Option<String>,
     #[serde(default)]
-    resource: Vec<String>,
+    resource: Words,
     #[serde(default)]
     params: BTreeMap<String, String>,
     api_key_header: Option<String>,
     api_key_query: Option<String>,
     api_key_file: Option<PathBuf>,
+    api_key_env: Option<String>,
     basic_user: Option<String>,
     basic_password_file: Option<PathBuf>,
+    basic_password_env: Option<String>,
+    #[serde(default)]
+    api_origin: Words,
     revocation_url: Option<String>,
     #[serde(default)]
     allow_insecure_http: bool,
-    /// `file`, `file:DIR` or `none`.
+    /// `file`, `file:DIR`, `redis://...` or `none`.
     store: Option<String>,
     max_fetches_per_day: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default)]
-    profiles: BTreeMap<String, Profile>,
+/// A string of space-separated words, or a list of strings.
+#[derive(Debug, Default, Clone)]
+struct Words(Vec<String>);
+
+impl<'de> Deserialize<'de> for Words {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        match OneOrMany::deserialize(deserializer) {
+            Ok(OneOrMany::One(words)) => Ok(Self(words.split_whitespace().map(str::to_owned).collect())),
+            Ok(OneOrMany::Many(list)) => Ok(Self(list)),
+            Err(_) => Err(serde::de::Error::custom("expected a string or a list of strings")),
+        }
+    }
+}
+
+/// The config file, each profile kept as written until one is used, so
+/// that a bad profile does not break the others.
+pub struct ConfigFile {
+    path: PathBuf,
+    profiles: BTreeMap<String, toml::Value>,
+}
+
+impl ConfigFile {
+    /// Reads and parses `path` (TOML syntax only).
+    fn read(path: &Path) -> Result<Self, Failure> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read the config file {}: {e}", path.display())))?;
+        let mut table: toml::Table = toml::from_str(&text)
+            .map_err(|e| Failure::usage(format!("the config file {} is not valid TOML: {}", path.display(), e)))?;
+        if let Some(key) = table.keys().find(|k| *k != "profiles") {
+            return Err(Failure::usage(format!(
+                "the config file {}: unknown top-level key `{key}`; profiles go in [profiles.NAME] tables",
+                path.display()
+            )));
+        }
+        let profiles = match table.remove("profiles") {
+            None => BTreeMap::new(),
+            Some(toml::Value::Table(profiles)) => profiles.into_iter().collect(),
+            Some(_) => {
+                return Err(Failure::usage(format!(
+                    "the config file {}: `profiles` must be tables ([profiles.NAME])",
+                    path.display()
+                )))
+            }
+        };
+        Ok(Self { path: path.to_owned(), profiles })
+    }
+
+    /// The names of the profiles.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.profiles.keys().map(String::as_str)
+    }
+
+    /// The profile `name`, checked key by key: an error names the file,
+    /// the profile and the key.
+    fn profile(&self, name: &str) -> Result<Profile, Failure> {
+        let at = |key: &str, problem: String| {
+            Failure::usage(format!("{}: profile `{name}`, key `{key}`: {problem}", self.path.display()))
+        };
+        let Some(value) = self.profiles.get(name) else {
+            let known: Vec<&str> = self.names().collect();
+            return Err(Failure::usage(format!(
+                "no profile `{name}` in {} (profiles: {})",
+                self.path.display(),
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )));
+        };
+        let toml::Value::Table(table) = value else {
+            return Err(Failure::usage(format!(
+                "{}: profile `{name}` must be a table ([profiles.{name}])",
+                self.path.display()
+            )));
+        };
+        if table.contains_key("client_secret") {
+            return Err(at(
+                "client_secret",
+                "secrets do not belong in the config file; use client_secret_file, client_secret_env or AUTHC_CLIENT_SECRET"
+                    .to_owned(),
+            ));
+        }
+        // Each key alone first, so that the error names it.
+        for (key, value) in table {
+            let single: toml::Table = [(key.clone(), value.clone())].into_iter().collect();
+            if let Err(e) = Profile::deserialize(toml::Value::Table(single)) {
+                let problem = e.message().to_owned();
+                let problem = if problem.starts_with("unknown field") {
+                    format!(
+                        "unknown key; the keys are listed in `authc --help` ({})",
+                        problem.split(", expected").next().unwrap_or(&problem)
+                    )
+                } else {
+                    problem
+                };
+                return Err(at(key, problem));
+            }
+        }
+        Profile::deserialize(value.clone())
+            .map_err(|e| Failure::usage(format!("{}: profile `{name}`: {}", self.path.display(), e.message())))
+    }
 }
 
 /// Everything a command needs to authenticate.
@@ -71,6 +174,13 @@ pub struct Settings {
     pub store: Option<StoreChoice>,
     /// The fetch budget per 24 hours.
     pub max_fetches_per_day: Option<u32>,
+    /// The origins the credentials may go to (`--api-origin`,
+    /// `api_origin`); empty: the origin of the URL requested.
+    pub api_origins: Vec<String>,
+    /// Where each secret came from (never its value).
+    pub client_secret_source: Option<SecretSource>,
+    pub api_key_source: Option<SecretSource>,
+    pub basic_password_source: Option<SecretSource>,
 }
 
 /// Where tokens are shared between runs.
@@ -95,53 +205,135 @@ fn default_config_path() -> Option<PathBuf> {
     dirs::config_dir().map(|dir| dir.join("authc").join("config.toml"))
 }
 
-fn load_profile(args: &AuthArgs) -> Result<Profile, Failure> {
-    let explicit = args.config.is_some();
-    let Some(path) = args.config.clone().or_else(default_config_path) else {
+/// The config file to use, and whether it was named explicitly.
+fn config_path(args: &AuthArgs) -> Option<(PathBuf, bool)> {
+    match &args.config {
+        Some(path) => Some((path.clone(), true)),
+        None => default_config_path().map(|path| (path, false)),
+    }
+}
+
+/// The config file, if there is one to read.
+pub fn config_file(args: &AuthArgs) -> Result<Option<ConfigFile>, Failure> {
+    let Some((path, explicit)) = config_path(args) else {
         return match &args.profile {
             Some(name) => Err(Failure::usage(format!(
                 "profile `{name}` asked for, but no config directory is known; pass --config FILE"
             ))),
-            None => Ok(Profile::default()),
+            None => Ok(None),
         };
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit && args.profile.is_none() => {
-            return Ok(Profile::default())
-        }
-        Err(e) => return Err(Failure::usage(format!("cannot read the config file {}: {e}", path.display()))),
-    };
-    let mut file: ConfigFile = toml::from_str(&text)
-        .map_err(|e| Failure::usage(format!("the config file {} is not valid: {}", path.display(), e.message())))?;
-    let profile = match &args.profile {
-        None => Profile::default(),
-        Some(name) => file.profiles.remove(name).ok_or_else(|| {
-            let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
-            Failure::usage(format!("no profile `{name}` in {} (profiles: {})", path.display(), known.join(", ")))
-        })?,
-    };
-    if profile.client_secret.is_some() {
-        return Err(Failure::usage(format!(
-            "profile `{}` holds a client_secret; keep secrets out of {}: use client_secret_file or AUTHC_CLIENT_SECRET",
-            args.profile.as_deref().unwrap_or(""),
-            path.display()
-        )));
+    if !explicit && args.profile.is_none() && !path.exists() {
+        return Ok(None);
     }
-    Ok(profile)
+    ConfigFile::read(&path).map(Some)
 }
 
-/// A secret from the environment variable `var`, else from `file`.
-fn read_secret(var: &str, file: Option<&Path>, what: &str) -> Result<Option<String>, Failure> {
-    if let Ok(value) = std::env::var(var) {
-        return Ok(Some(value));
+/// The profile named by `--profile` (an empty one without).
+fn load_profile(args: &AuthArgs) -> Result<(Profile, Option<String>), Failure> {
+    let Some(name) = &args.profile else { return Ok((Profile::default(), None)) };
+    let file = config_file(args)?.ok_or_else(|| Failure::usage("no config file"))?;
+    Ok((file.profile(name)?, Some(name.clone())))
+}
+
+/// Where a secret came from (never its value), for `authc config check`
+/// and for errors that depend on it (`invalid_client`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A global variable (`AUTHC_CLIENT_SECRET`, ...).
+    GlobalVariable(&'static str),
+    /// A file given on the command line.
+    FlagFile(PathBuf),
+    /// The variable a profile names (`client_secret_env`).
+    ProfileVariable { profile: String, key: &'static str, variable: String },
+    /// The file a profile names (`client_secret_file`).
+    ProfileFile { profile: String, key: &'static str, path: PathBuf },
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::GlobalVariable(variable) => write!(f, "the environment variable {variable}"),
+            Self::FlagFile(path) => write!(f, "the file {} (command line)", path.display()),
+            Self::ProfileVariable { profile, key, variable } => {
+                write!(f, "the environment variable {variable} ({key} of profile `{profile}`)")
+            }
+            Self::ProfileFile { profile, key, path } => {
+                write!(f, "the file {} ({key} of profile `{profile}`)", path.display())
+            }
+        }
     }
-    let Some(file) = file else { return Ok(None) };
-    let text = Zeroizing::new(
-        std::fs::read_to_string(file)
-            .map_err(|e| Failure::usage(format!("cannot read the {what} file {}: {e}", file.display())))?,
-    );
-    Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// Where one kind of secret may come from, in order of precedence: the
+/// global variable, a file on the command line, the profile's variable,
+/// the profile's file.
+struct SecretPlaces<'a> {
+    what: &'static str,
+    global: &'static str,
+    flag: Option<(&'static str, &'a Path)>,
+    profile: &'a str,
+    env: Option<(&'static str, &'a str)>,
+    file: Option<(&'static str, &'a Path)>,
+}
+
+impl SecretPlaces<'_> {
+    /// The secret and where it came from, if any place holds one; says on
+    /// stderr when the global variable overrides what a profile or the
+    /// command line names.
+    fn read(&self) -> Result<Option<(Zeroizing<String>, SecretSource)>, Failure> {
+        let profile = self.profile.to_owned();
+        if let Ok(value) = std::env::var(self.global) {
+            let overridden = match (self.flag, self.env, self.file) {
+                (Some((flag, path)), _, _) => Some(format!("{flag} {}", path.display())),
+                (None, Some((key, variable)), _) => Some(format!("{key} = \"{variable}\" of profile `{profile}`")),
+                (None, None, Some((key, path))) => {
+                    Some(format!("{key} = \"{}\" of profile `{profile}`", path.display()))
+                }
+                _ => None,
+            };
+            if let Some(overridden) = overridden {
+                eprintln!(
+                    "authc: the {} comes from {}, which overrides {overridden}; unset {} to use that instead",
+                    self.what, self.global, self.global
+                );
+            }
+            return Ok(Some((Zeroizing::new(value), SecretSource::GlobalVariable(self.global))));
+        }
+        if let Some((_, path)) = self.flag {
+            return Ok(Some((self.read_file(path)?, SecretSource::FlagFile(path.to_owned()))));
+        }
+        if let Some((key, variable)) = self.env {
+            let value: String = auth_core::secret::from_env(variable, self.what, std::env::var(variable))
+                .map_err(|e| Failure::usage(format!("profile `{profile}`, key `{key}`: {e}")))?;
+            let source = SecretSource::ProfileVariable { profile, key, variable: variable.to_owned() };
+            return Ok(Some((Zeroizing::new(value), source)));
+        }
+        if let Some((key, path)) = self.file {
+            let source = SecretSource::ProfileFile { profile, key, path: path.to_owned() };
+            return Ok(Some((self.read_file(path)?, source)));
+        }
+        Ok(None)
+    }
+
+    fn read_file(&self, file: &Path) -> Result<Zeroizing<String>, Failure> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .map_err(|e| Failure::usage(format!("cannot read the {} file {}: {e}", self.what, file.display())))?,
+        );
+        Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()))
+    }
+}
+
+/// A secret read from its place, as its type, and the place.
+fn split_secret<S>(
+    read: Option<(Zeroizing<String>, SecretSource)>,
+    wrap: impl FnOnce(String) -> S,
+) -> (Option<S>, Option<SecretSource>) {
+    match read {
+        Some((value, source)) => (Some(wrap(value.to_string())), Some(source)),
+        None => (None, None),
+    }
 }
 
 /// Parses `--store`: `file`, `file:DIR`, `redis://...`, `rediss://...` or `none`.
@@ -179,7 +371,7 @@ fn auth_method(method: AuthMethod) -> ClientAuth {
 impl Settings {
     /// Merges flags and environment (already merged by clap) over the profile.
     pub fn resolve(args: &AuthArgs, revocation_url: Option<String>) -> Result<Self, Failure> {
-        let profile = load_profile(args)?;
+        let (profile, profile_name) = load_profile(args)?;
         let auth_method = match (args.auth_method, &profile.auth_method) {
             (Some(method), _) => auth_method(method),
             (None, Some(name)) => ClientAuth::parse(name).ok_or_else(|| {
@@ -198,28 +390,58 @@ impl Settings {
             params.retain(|(k, _)| k != key);
             params.push((key.to_owned(), value.to_owned()));
         }
-        let client_secret_file = args.client_secret_file.clone().or(profile.client_secret_file);
-        let api_key_file = args.api_key_file.clone().or(profile.api_key_file);
+        let name = profile_name.as_deref().unwrap_or_default();
+        let client_secret = SecretPlaces {
+            what: "client secret",
+            global: "AUTHC_CLIENT_SECRET",
+            flag: args.client_secret_file.as_deref().map(|path| ("--client-secret-file", path)),
+            profile: name,
+            env: profile.client_secret_env.as_deref().map(|v| ("client_secret_env", v)),
+            file: profile.client_secret_file.as_deref().map(|path| ("client_secret_file", path)),
+        }
+        .read()?;
+        let api_key = SecretPlaces {
+            what: "API key",
+            global: "AUTHC_API_KEY",
+            flag: args.api_key_file.as_deref().map(|path| ("--api-key-file", path)),
+            profile: name,
+            env: profile.api_key_env.as_deref().map(|v| ("api_key_env", v)),
+            file: profile.api_key_file.as_deref().map(|path| ("api_key_file", path)),
+        }
+        .read()?;
+        let basic_password = SecretPlaces {
+            what: "Basic password",
+            global: "AUTHC_BASIC_PASSWORD",
+            flag: None,
+            profile: name,
+            env: profile.basic_password_env.as_deref().map(|v| ("basic_password_env", v)),
+            file: profile.basic_password_file.as_deref().map(|path| ("basic_password_file", path)),
+        }
+        .read()?;
+        let words = |flags: &[String], profile: Words| {
+            if flags.is_empty() {
+                profile.0
+            } else {
+                flags.iter().flat_map(|flag| flag.split_whitespace().map(str::to_owned)).collect()
+            }
+        };
+        let (client_secret, client_secret_source) = split_secret(client_secret, ClientSecret::from);
+        let (api_key, api_key_source) = split_secret(api_key, ApiKey::from);
+        let (basic_password, basic_password_source) = split_secret(basic_password, Password::from);
         Ok(Self {
             token_url: args.token_url.clone().or(profile.token_url),
             client_id: args.client_id.clone().or(profile.client_id),
-            client_secret: read_secret("AUTHC_CLIENT_SECRET", client_secret_file.as_deref(), "client secret")?
-                .map(ClientSecret::new),
+            client_secret,
             auth_method,
-            scopes: if args.scope.is_empty() { profile.scope } else { args.scope.clone() },
+            scopes: words(&args.scope, profile.scope),
             audience: args.audience.clone().or(profile.audience),
-            resources: if args.resource.is_empty() { profile.resource } else { args.resource.clone() },
+            resources: words(&args.resource, profile.resource),
             params,
             api_key_header: args.api_key_header.clone().or(profile.api_key_header),
             api_key_query: args.api_key_query.clone().or(profile.api_key_query),
-            api_key: read_secret("AUTHC_API_KEY", api_key_file.as_deref(), "API key")?.map(ApiKey::new),
+            api_key,
             basic_user: args.basic_user.clone().or(profile.basic_user),
-            basic_password: read_secret(
-                "AUTHC_BASIC_PASSWORD",
-                profile.basic_password_file.as_deref(),
-                "Basic password",
-            )?
-            .map(Password::new),
+            basic_password,
             revocation_url: revocation_url.or(profile.revocation_url),
             allow_insecure_http: args.allow_insecure_http || profile.allow_insecure_http,
             store: if args.no_cache {
@@ -228,7 +450,22 @@ impl Settings {
                 store_choice(args.store.as_deref().or(profile.store.as_deref()).unwrap_or("file"))?
             },
             max_fetches_per_day: args.max_fetches_per_day.or(profile.max_fetches_per_day),
+            api_origins: words(&args.api_origin, profile.api_origin),
+            client_secret_source,
+            api_key_source,
+            basic_password_source,
         })
+    }
+
+    /// Adds where the client secret came from to a refusal that is about
+    /// the client's credentials (`invalid_client`).
+    pub fn explain(&self, failure: Failure) -> Failure {
+        match &self.client_secret_source {
+            Some(source) if failure.message.contains("invalid_client") => {
+                Failure { message: format!("{}; the client secret came from {source}", failure.message), ..failure }
+            }
+            _ => failure,
+        }
     }
 
     /// The token source configuration, when OAuth is configured.
@@ -272,9 +509,12 @@ impl Settings {
         Ok(Some(builder.build()?))
     }
 
-    /// The credentials for API calls, limited to `origin`.
-    pub fn credentials(&self, with_bearer: bool, origin: &str) -> Result<Credentials, Failure> {
-        let mut builder = Credentials::builder().allow_origin(origin);
+    /// The credentials for API calls, limited to `origins`.
+    pub fn credentials(&self, with_bearer: bool, origins: &[String]) -> Result<Credentials, Failure> {
+        let mut builder = Credentials::builder();
+        for origin in origins {
+            builder = builder.allow_origin(origin);
+        }
         if with_bearer {
             builder = builder.bearer_from_source();
         }
@@ -298,4 +538,105 @@ impl Settings {
         }
         Ok(builder.build()?)
     }
+}
+
+/// `authc profiles`: every profile of the config file, one per line, with
+/// its token URL (or API origins); an invalid one says why.
+pub fn list_profiles(config: Option<PathBuf>) -> Result<(), Failure> {
+    let Some(path) = config.or_else(default_config_path) else {
+        return Err(Failure::usage("no config directory is known; pass --config FILE"));
+    };
+    if !path.exists() {
+        println!("no config file at {} (profiles go in [profiles.NAME] tables there)", path.display());
+        return Ok(());
+    }
+    let file = ConfigFile::read(&path)?;
+    println!("profiles in {}:", path.display());
+    for name in file.names() {
+        match file.profile(name) {
+            Ok(profile) => {
+                let target = profile
+                    .token_url
+                    .or_else(|| (!profile.api_origin.0.is_empty()).then(|| profile.api_origin.0.join(" ")))
+                    .unwrap_or_else(|| "(no token_url)".to_owned());
+                println!("  {name}\t{target}");
+            }
+            Err(failure) => println!("  {name}\tinvalid: {failure}"),
+        }
+    }
+    Ok(())
+}
+
+/// `authc config check`: resolves the settings as a command would, builds
+/// the configuration, and prints what it found; secrets by their source.
+pub fn check(args: &AuthArgs) -> Result<(), Failure> {
+    let settings = Settings::resolve(args, None)?;
+    let config = settings.source_config()?;
+    // The credentials are checked against the API origins, or a stand-in
+    // when the origin comes from each request's URL.
+    let origins = if settings.api_origins.is_empty() {
+        vec!["https://api.example.invalid".to_owned()]
+    } else {
+        settings.api_origins.clone()
+    };
+    settings.credentials(config.is_some(), &origins)?;
+    let from = |source: &Option<SecretSource>| match source {
+        Some(source) => format!("from {source}"),
+        None => "none".to_owned(),
+    };
+    let mut lines = Vec::new();
+    match (&args.profile, config_path(args)) {
+        (Some(name), Some((path, _))) => lines.push(("profile", format!("{name} ({})", path.display()))),
+        _ => lines.push(("profile", "none (flags and environment only)".to_owned())),
+    }
+    if let Some(config) = &config {
+        lines.push(("token URL", config.token_url().to_string()));
+        lines.push(("client id", config.client_id().to_owned()));
+        lines.push(("client auth", settings.auth_method.to_string()));
+        lines.push(("client secret", from(&settings.client_secret_source)));
+        if !settings.scopes.is_empty() {
+            lines.push(("scope", settings.scopes.join(" ")));
+        }
+        if let Some(audience) = &settings.audience {
+            lines.push(("audience", audience.clone()));
+        }
+        if !settings.resources.is_empty() {
+            lines.push(("resource", settings.resources.join(" ")));
+        }
+        if let Some(limit) = settings.max_fetches_per_day {
+            lines.push(("fetch budget", format!("{limit} token requests per 24 hours")));
+        }
+    } else {
+        lines.push(("OAuth", "none (no token_url)".to_owned()));
+    }
+    if let Some(header) = &settings.api_key_header {
+        lines.push(("API key", format!("header {header}, {}", from(&settings.api_key_source))));
+    }
+    if let Some(query) = &settings.api_key_query {
+        lines.push(("API key", format!("query parameter {query}, {}", from(&settings.api_key_source))));
+    }
+    if let Some(user) = &settings.basic_user {
+        lines.push(("Basic", format!("user {user}, password {}", from(&settings.basic_password_source))));
+    }
+    lines.push((
+        "API origins",
+        if settings.api_origins.is_empty() {
+            "the origin of each URL requested".to_owned()
+        } else {
+            settings.api_origins.join(" ")
+        },
+    ));
+    lines.push((
+        "token store",
+        match &settings.store {
+            None => "none".to_owned(),
+            Some(StoreChoice::File(dir)) => format!("files in {}", dir.display()),
+            Some(StoreChoice::Redis(_)) => "Redis (the URL is not shown: it may hold a password)".to_owned(),
+        },
+    ));
+    for (what, value) in lines {
+        println!("{:<14} {value}", format!("{what}:"));
+    }
+    println!("the configuration is usable");
+    Ok(())
 }

@@ -768,3 +768,131 @@ fn an_api_that_rejects_even_a_fresh_token_exits_5_with_what_to_check() {
     rejecting.assert();
     assert_eq!(env.provider.stats().tokens_issued, 2, "one token, one renewal after the 401, no loop");
 }
+
+/// Writes `text` as the config file and returns its path.
+fn write_config(env: &Env, text: &str) -> String {
+    let config = env.dir.path().join("profiles.toml");
+    std::fs::write(&config, text).unwrap();
+    config.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn profiles_explain_themselves_and_a_bad_one_breaks_no_other() {
+    let env = Env::new();
+    let config = write_config(
+        &env,
+        &format!(
+            "[profiles.good]\ntoken_url = \"{url}\"\nclient_id = \"cli-client\"\nclient_secret_env = \"GOOD_SECRET\"\n\
+             scope = \"read write\"\napi_origin = \"{origin}\"\n\n\
+             [profiles.typo]\ntoken_url = \"{url}\"\nclient_id = \"cli-client\"\nscopes = [\"read\"]\n\n\
+             [profiles.wrong_type]\ntoken_url = \"{url}\"\nmax_fetches_per_day = \"ten\"\n",
+            url = env.provider.token_url(),
+            origin = env.provider.url()
+        ),
+    );
+    let listed = env.run(&["profiles", "--config", &config], &[]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains(&format!("good\t{}", env.provider.token_url())), "{}", listed.stdout);
+    assert!(listed.stdout.contains("typo\tinvalid:") && listed.stdout.contains("key `scopes`"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("wrong_type\tinvalid:") && listed.stdout.contains("key `max_fetches_per_day`"));
+
+    // The good profile works although its neighbours do not; its scope string is split.
+    let run = env.run(&["token", "--config", &config, "--profile", "good"], &[("GOOD_SECRET", SECRET)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(env.provider.token_requests().pop().unwrap().scope.as_deref(), Some("read write"));
+
+    // A bad one names the file, the profile and the key.
+    let bad = env.run(&["token", "--config", &config, "--profile", "wrong_type"], &[]);
+    assert_eq!(bad.code, 2);
+    for part in [config.as_str(), "profile `wrong_type`", "key `max_fetches_per_day`"] {
+        assert!(bad.stderr.contains(part), "`{part}` missing: {}", bad.stderr);
+    }
+
+    // config check: where each secret comes from, never its value.
+    let check = env.run(&["config", "check", "--config", &config, "--profile", "good"], &[("GOOD_SECRET", SECRET)]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(check.stdout.contains("the environment variable GOOD_SECRET (client_secret_env of profile `good`)"));
+    assert!(check.stdout.contains("scope:") && check.stdout.contains("read write"), "{}", check.stdout);
+    assert!(!check.stdout.contains(SECRET) && !check.stderr.contains(SECRET));
+    let unset = env.run(&["config", "check", "--config", &config, "--profile", "good"], &[]);
+    assert_eq!(unset.code, 2);
+    assert!(unset.stderr.contains("`GOOD_SECRET`") && unset.stderr.contains("is not set"), "{}", unset.stderr);
+    assert_eq!(env.run(&["config", "check", "--config", &config, "--profile", "typo"], &[]).code, 2);
+}
+
+#[test]
+fn secrets_per_profile_an_override_is_said_and_invalid_client_names_the_source() {
+    let env = Env::new();
+    let secret_file = env.dir.path().join("odd-secret.txt");
+    std::fs::write(&secret_file, "p@ss word+/\n").unwrap();
+    let config = write_config(
+        &env,
+        &format!(
+            "[profiles.flute]\ntoken_url = \"{url}\"\nclient_id = \"cli-client\"\nclient_secret_env = \"FLUTE_SECRET\"\n\n\
+             [profiles.oboe]\ntoken_url = \"{url}\"\nclient_id = \"odd client\"\nclient_secret_file = \"{file}\"\n",
+            url = env.provider.token_url(),
+            file = secret_file.display()
+        ),
+    );
+    let secrets = [("FLUTE_SECRET", SECRET)];
+    for profile in ["flute", "oboe"] {
+        let run = env.run(&["token", "--no-cache", "--config", &config, "--profile", profile], &secrets);
+        assert_eq!(run.code, 0, "{profile}: {}", run.stderr);
+        assert!(run.stderr.is_empty(), "{}", run.stderr);
+    }
+    // A global secret overrides the profile's file: said once; the refusal names where the secret came from.
+    let run = env.run(
+        &["token", "--no-cache", "--config", &config, "--profile", "oboe"],
+        &[("AUTHC_CLIENT_SECRET", "a-wrong-global-secret")],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("overrides client_secret_file").count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("invalid_client"), "{}", run.stderr);
+    assert!(run.stderr.contains("the client secret came from the environment variable AUTHC_CLIENT_SECRET"));
+    assert!(!run.stderr.contains("a-wrong-global-secret"), "{}", run.stderr);
+}
+
+#[test]
+fn credentials_go_only_to_the_api_origins_and_a_redirect_elsewhere_exits_5() {
+    let env = Env::new();
+    let mut elsewhere = mockito::Server::new();
+    let never = elsewhere.mock("GET", mockito::Matcher::Any).expect(0).create();
+    let config = write_config(
+        &env,
+        &format!(
+            "[profiles.api]\ntoken_url = \"{url}\"\nclient_id = \"cli-client\"\napi_origin = [\"{origin}\"]\n\
+             api_key_header = \"X-API-Key\"\n",
+            url = env.provider.token_url(),
+            origin = env.provider.url()
+        ),
+    );
+    let secrets = [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_API_KEY", API_KEY)];
+    let ok = env.run(&["request", "--config", &config, "--profile", "api", &env.provider.api_url("x")], &secrets);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let refused =
+        env.run(&["request", "--config", &config, "--profile", "api", &format!("{}/steal", elsewhere.url())], &secrets);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("not an API origin") && refused.stderr.contains("--api-origin"),
+        "{}",
+        refused.stderr
+    );
+    // The same with --api-origin on the command line.
+    let flag = env.oauth(&["request", "--api-origin", env.provider.url(), &format!("{}/steal", elsewhere.url())]);
+    assert_eq!(flag.code, 2, "{}", flag.stderr);
+    never.assert();
+
+    // A redirect to another origin is not followed, and says so.
+    let mut api = mockito::Server::new();
+    let redirect = api
+        .mock("GET", "/moved")
+        .with_status(302)
+        .with_header("location", &format!("{}/new-home?code=hidden-in-query", elsewhere.url()))
+        .create();
+    let run = env.oauth(&["request", &format!("{}/moved", api.url())]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(run.stderr.contains("redirect to") && run.stderr.contains("/new-home"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hidden-in-query"), "{}", run.stderr);
+    redirect.assert();
+    never.assert();
+}
