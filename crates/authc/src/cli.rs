@@ -79,12 +79,29 @@ pub enum Command {
         /// A header, as 'Name: value'. Repeatable.
         #[arg(short = 'H', long = "header", value_name = "HEADER")]
         headers: Vec<String>,
-        /// The request body.
-        #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with = "data_file")]
+        /// The request body; `@FILE` reads it from a file (`@-`: stdin).
+        #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with_all = ["data_file", "json"])]
         data: Option<String>,
         /// Read the request body from a file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "json")]
         data_file: Option<PathBuf>,
+        /// A JSON body (`@FILE` reads it from a file), sent with
+        /// `Content-Type: application/json` and `Accept: application/json`.
+        #[arg(long, value_name = "DATA")]
+        json: Option<String>,
+        /// Print the response's status line and headers before its body.
+        #[arg(short = 'i', long)]
+        include: bool,
+        /// Write the body to FILE instead of stdout.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Show the token request and the API requests (lines and headers,
+        /// credentials as [redacted]) and the answers' headers on stderr.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+        /// No notices on stderr (errors are still said).
+        #[arg(short = 's', long)]
+        silent: bool,
         /// Give up when the API stays silent this long (connecting, or
         /// between two parts of the answer); a long answer streams on as
         /// long as data keeps coming.

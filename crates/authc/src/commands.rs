@@ -16,7 +16,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::cli::{AuthArgs, TokenTypeHint};
-use crate::failure::Failure;
+use crate::failure::{notice, Failure};
 use crate::settings::{Settings, StoreChoice};
 
 /// A token source sharing its tokens through the token store (a file
@@ -32,9 +32,28 @@ type Store = Arc<dyn TokenStore>;
 
 impl CachedSource {
     fn open(config: SourceConfig, store: Option<Store>, restore: Option<StoredToken>) -> Result<Self, Failure> {
+        Self::open_traced(config, store, restore, false)
+    }
+
+    /// With `verbose`, each token request and answer is shown on stderr
+    /// (credentials redacted, bodies not shown).
+    fn open_traced(
+        config: SourceConfig,
+        store: Option<Store>,
+        restore: Option<StoredToken>,
+        verbose: bool,
+    ) -> Result<Self, Failure> {
         let transport =
             ReqwestTransport::new().map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
-        let mut builder = TokenSource::builder(config, transport);
+        let mut builder = if verbose {
+            let traced = tower::ServiceBuilder::new()
+                .map_request(crate::verbose::token_request as fn(_) -> _)
+                .map_response(crate::verbose::token_response as fn(_) -> _)
+                .service(transport);
+            TokenSource::builder(config, traced)
+        } else {
+            TokenSource::builder(config, transport)
+        };
         if let Some(store) = &store {
             builder = builder.store(store.clone(), StoreConfig::default());
         }
@@ -54,9 +73,9 @@ impl CachedSource {
         let errors = self.source.stats().store_errors;
         if errors > 0 {
             // Said once per run, without RUST_LOG: the next run will fetch again.
-            eprintln!(
-                "authc: could not use the token cache ({errors} operation(s) failed); the next run fetches a new token"
-            );
+            notice(&format!(
+                "could not use the token cache ({errors} operation(s) failed); the next run fetches a new token"
+            ));
         }
     }
 }
@@ -83,7 +102,7 @@ fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
     let store = match store {
         Ok(store) => store,
         Err(error) => {
-            eprintln!("authc: not using the token cache: {}", error.message);
+            notice(&format!("not using the token cache: {}", error.message));
             return Ok(None);
         }
     };
@@ -152,6 +171,14 @@ pub struct RequestSpec {
     pub headers: Vec<String>,
     pub data: Option<String>,
     pub data_file: Option<PathBuf>,
+    /// A JSON body (`@FILE` reads it).
+    pub json: Option<String>,
+    /// Print the status line and headers before the body.
+    pub include: bool,
+    /// Write the body here instead of stdout.
+    pub output: Option<PathBuf>,
+    /// Show the requests and answers' headers on stderr, credentials redacted.
+    pub verbose: bool,
     /// How long the API may stay silent (connecting, or between two reads
     /// of the answer): a long download streams on while data keeps coming.
     pub timeout: Duration,
@@ -170,9 +197,12 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
         return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
     }
     let origins = allowed_origins(settings, &url)?;
-    let session =
-        settings.source_config()?.map(|config| CachedSource::open(config, token_store(settings)?, None)).transpose()?;
+    let session = settings
+        .source_config()?
+        .map(|config| CachedSource::open_traced(config, token_store(settings)?, None, spec.verbose))
+        .transpose()?;
     let credentials = settings.credentials(session.is_some(), &origins)?;
+    let redaction = crate::verbose::Redaction::new(settings.api_key_header.as_deref(), credentials.clone());
     let middleware = match &session {
         Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
         None => AuthMiddleware::without_source(credentials)?,
@@ -183,14 +213,16 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
         .read_timeout(spec.timeout)
         .build()
         .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
-    let client = reqwest_middleware::ClientBuilder::new(http).with(middleware).build();
+    let mut client = reqwest_middleware::ClientBuilder::new(http).with(middleware);
+    if spec.verbose {
+        client = client.with(crate::verbose::Verbose(redaction));
+    }
+    let client = client.build();
 
-    let body = match (&spec.data, &spec.data_file) {
-        (Some(data), _) => Some(data.clone().into_bytes()),
-        (None, Some(file)) => {
-            Some(std::fs::read(file).map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?)
-        }
-        (None, None) => None,
+    let body = match (&spec.data, &spec.data_file, &spec.json) {
+        (Some(data), _, _) | (None, None, Some(data)) => Some(body_argument(data)?),
+        (None, Some(file), _) => Some(read_body(file)?),
+        (None, None, None) => None,
     };
     let method = match &spec.method {
         Some(method) => reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
@@ -208,6 +240,19 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
             .map_err(|_| Failure::usage(format!("the value of header `{name}` is not valid")))?;
         builder = builder.header(name, value);
     }
+    if spec.json.is_some() {
+        for (name, value) in
+            [(reqwest::header::CONTENT_TYPE, "application/json"), (reqwest::header::ACCEPT, "application/json")]
+        {
+            if !spec
+                .headers
+                .iter()
+                .any(|h| h.split(':').next().is_some_and(|n| n.trim().eq_ignore_ascii_case(name.as_str())))
+            {
+                builder = builder.header(name, value);
+            }
+        }
+    }
     if let Some(body) = body {
         builder = builder.body(body);
     }
@@ -224,16 +269,35 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
     if let Some(session) = &session {
         session.save().await;
     }
-    // Streamed: the body goes to stdout as it arrives, whatever its size.
-    let mut stdout = std::io::stdout().lock();
-    let write_failed = |e: std::io::Error| Failure::network(format!("cannot write to stdout: {e}"));
+    if spec.include {
+        let mut head = format!("{:?} {}\r\n", response.version(), status);
+        for (name, value) in response.headers() {
+            head.push_str(&format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes())));
+        }
+        head.push_str("\r\n");
+        std::io::stdout()
+            .write_all(head.as_bytes())
+            .map_err(|e| Failure::network(format!("cannot write to stdout: {e}")))?;
+    }
+    // Streamed: the body goes out as it arrives, whatever its size.
+    let (mut sink, target): (Box<dyn Write>, String) = match &spec.output {
+        Some(path) => (
+            Box::new(
+                std::fs::File::create(path)
+                    .map_err(|e| Failure::usage(format!("cannot create {}: {e}", path.display())))?,
+            ),
+            path.display().to_string(),
+        ),
+        None => (Box::new(std::io::stdout().lock()), "stdout".to_owned()),
+    };
+    let write_failed = |e: std::io::Error| Failure::network(format!("cannot write to {target}: {e}"));
     while let Some(chunk) = response.chunk().await.map_err(|e| {
         let what = if e.is_timeout() { "timed out" } else { "failed" };
         Failure::network(format!("reading the API response {what}: {}", e.without_url()))
     })? {
-        stdout.write_all(&chunk).map_err(write_failed)?;
+        sink.write_all(&chunk).map_err(write_failed)?;
     }
-    stdout.flush().map_err(write_failed)?;
+    sink.flush().map_err(write_failed)?;
     if let Some(location) = redirect_elsewhere {
         Err(Failure::api(format!(
             "the API answered {status} with a redirect to {location}, another origin or one redirect too many: \
@@ -246,6 +310,23 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
     } else {
         Err(Failure::api(format!("the API answered {status}")))
     }
+}
+
+/// A `-d` / `--json` argument: the data itself, or `@FILE` (`@-`: stdin).
+fn body_argument(data: &str) -> Result<Vec<u8>, Failure> {
+    match data.strip_prefix('@') {
+        Some("-") => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body).map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?;
+            Ok(body)
+        }
+        Some(file) => read_body(std::path::Path::new(file)),
+        None => Ok(data.as_bytes().to_vec()),
+    }
+}
+
+fn read_body(file: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(file).map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))
 }
 
 /// The origins the credentials may go to: `--api-origin` / `api_origin`
@@ -316,7 +397,7 @@ pub async fn revoke(
                     let _ = store.execute(config.cache_key(), &op).await;
                 }
             }
-            eprintln!("authc: token revoked");
+            notice("token revoked");
             Ok(())
         }
         Some(_) => Err(Failure::usage(
@@ -329,7 +410,7 @@ pub async fn revoke(
                 ));
             };
             let Some(stored) = stored_tokens(&store, &config).await else {
-                eprintln!("authc: no cached token for this configuration; nothing to revoke");
+                notice("no cached token for this configuration; nothing to revoke");
                 return Ok(());
             };
             let session = CachedSource::open(config, Some(store), Some(stored))?;
@@ -341,7 +422,7 @@ pub async fn revoke(
                 (false, true) => "refresh token",
                 _ => "access token",
             };
-            eprintln!("authc: {what} revoked and removed from the cache");
+            notice(&format!("{what} revoked and removed from the cache"));
             Ok(())
         }
     }

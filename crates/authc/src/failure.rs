@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use auth_core::TokenError;
 use auth_tower::AuthError;
@@ -92,5 +93,21 @@ impl From<reqwest_middleware::Error> for Failure {
                 e.without_url()
             )),
         }
+    }
+}
+
+/// Set by `-s`: notices are not said (failures still are).
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// Silences [`notice`] for the rest of the run.
+pub fn silence_notices() {
+    SILENT.store(true, Ordering::Relaxed);
+}
+
+/// Says something worth knowing that is not a failure, on stderr, unless
+/// `-s` was given.
+pub fn notice(message: &str) {
+    if !SILENT.load(Ordering::Relaxed) {
+        eprintln!("authc: {message}");
     }
 }

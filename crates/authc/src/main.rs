@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! authc token   [AUTH] [--json] [--no-cache]
-//! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA | --data-file F] [--timeout S] URL
+//! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE | --data-file F | --json DATA|@FILE]
+//!               [-i] [-s] [-v] [-o FILE] [--timeout S] URL
 //! authc revoke  [AUTH] [--revocation-url URL] [--token-type-hint access_token|refresh_token]
 //! authc profiles [--config FILE]
 //! authc config check [AUTH]
@@ -21,6 +22,7 @@ mod commands;
 mod demo;
 mod failure;
 mod settings;
+mod verbose;
 
 use cli::{Cli, Command};
 use failure::Failure;
@@ -47,9 +49,37 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Token { auth, json } => commands::token(&auth, json).await,
-        Command::Request { auth, method, headers, data, data_file, timeout, url } => {
+        Command::Request {
+            auth,
+            method,
+            headers,
+            data,
+            data_file,
+            json,
+            include,
+            output,
+            verbose,
+            silent,
+            timeout,
+            url,
+        } => {
+            if silent {
+                failure::silence_notices();
+            }
             let timeout = std::time::Duration::from_secs(timeout.max(1));
-            commands::request(&auth, commands::RequestSpec { method, headers, data, data_file, timeout, url }).await
+            let spec = commands::RequestSpec {
+                method,
+                headers,
+                data,
+                data_file,
+                json,
+                include,
+                output,
+                verbose,
+                timeout,
+                url,
+            };
+            commands::request(&auth, spec).await
         }
         Command::Revoke { auth, revocation_url, token_type_hint, token } => {
             commands::revoke(&auth, revocation_url, token_type_hint, token).await

@@ -293,10 +293,10 @@ impl SecretPlaces<'_> {
                 _ => None,
             };
             if let Some(overridden) = overridden {
-                eprintln!(
-                    "authc: the {} comes from {}, which overrides {overridden}; unset {} to use that instead",
+                crate::failure::notice(&format!(
+                    "the {} comes from {}, which overrides {overridden}; unset {} to use that instead",
                     self.what, self.global, self.global
-                );
+                ));
             }
             return Ok(Some((Zeroizing::new(value), SecretSource::GlobalVariable(self.global))));
         }

@@ -896,3 +896,84 @@ fn credentials_go_only_to_the_api_origins_and_a_redirect_elsewhere_exits_5() {
     redirect.assert();
     never.assert();
 }
+
+#[test]
+fn curl_habits_include_output_verbose_data_from_a_file_json_and_silent() {
+    let env = Env::new();
+    let api_url = env.provider.api_url("items?api_key=ignored-by-us&page=2");
+    let key = [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_API_KEY", API_KEY)];
+    let base = |extra: &[&str]| {
+        let token_url = env.provider.token_url();
+        let mut args =
+            vec!["request", "--token-url", &token_url, "--client-id", "cli-client", "--api-key-header", "X-API-Key"];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<String>>()
+    };
+    let run = |extra: &[&str]| {
+        let args = base(extra);
+        env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &key)
+    };
+
+    // -i: the status line and headers, then the body.
+    let included = run(&["-i", &api_url]);
+    assert_eq!(included.code, 0, "{}", included.stderr);
+    assert!(included.stdout.starts_with("HTTP/1.1 200 OK\r\n"), "{}", included.stdout);
+    let (head, body) = included.stdout.split_once("\r\n\r\n").unwrap();
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    assert!(body.contains("\"ok\":true"), "{body}");
+
+    // -o FILE: the body goes there, stdout stays empty.
+    let file = env.dir.path().join("answer.json");
+    let output = run(&["-o", file.to_str().unwrap(), &api_url]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(output.stdout.is_empty());
+    assert!(std::fs::read_to_string(&file).unwrap().contains("\"ok\":true"));
+
+    // -v: both requests and both answers, every credential redacted.
+    let verbose = run(&["-v", "--no-cache", &api_url]);
+    assert_eq!(verbose.code, 0, "{}", verbose.stderr);
+    let token_line = format!("> POST {}", env.provider.token_url());
+    for expected in [
+        token_line.as_str(),
+        "> authorization: [redacted]",
+        "> x-api-key: [redacted]",
+        "< HTTP/1.1 200 OK",
+        "> GET http://",
+    ] {
+        assert!(verbose.stderr.contains(expected), "`{expected}` missing:\n{}", verbose.stderr);
+    }
+    for secret in [SECRET, API_KEY] {
+        assert!(!verbose.stderr.contains(secret), "`{secret}` leaked:\n{}", verbose.stderr);
+    }
+    assert!(!verbose.stderr.contains("Bearer at_"), "{}", verbose.stderr);
+
+    // -d @FILE sends the file; --json sets the content type.
+    let data = env.dir.path().join("body.txt");
+    std::fs::write(&data, "twelve bytes").unwrap();
+    let sent = run(&["-d", &format!("@{}", data.display()), &env.provider.api_url("upload")]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    assert!(
+        sent.stdout.contains("\"body_bytes\":12") && sent.stdout.contains("\"method\":\"POST\""),
+        "{}",
+        sent.stdout
+    );
+    let mut api = mockito::Server::new();
+    let json = api
+        .mock("POST", "/orders")
+        .match_header("content-type", "application/json")
+        .match_header("accept", "application/json")
+        .match_body(mockito::Matcher::JsonString(r#"{"qty":2}"#.into()))
+        .with_body("{}")
+        .create();
+    let run_json = run(&["--json", r#"{"qty":2}"#, &format!("{}/orders", api.url())]);
+    assert_eq!(run_json.code, 0, "{}", run_json.stderr);
+    json.assert();
+
+    // -s: no notices (here: the global secret overriding --client-secret-file).
+    let secret_file = env.dir.path().join("secret.txt");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let noisy = run(&["--client-secret-file", secret_file.to_str().unwrap(), &api_url]);
+    assert!(noisy.stderr.contains("overrides --client-secret-file"), "{}", noisy.stderr);
+    let quiet = run(&["-s", "--client-secret-file", secret_file.to_str().unwrap(), &api_url]);
+    assert_eq!((quiet.code, quiet.stderr.as_str()), (0, ""));
+}
