@@ -219,7 +219,13 @@ impl std::fmt::Debug for Provider {
 impl Provider {
     /// Starts the provider on `127.0.0.1` on a free port.
     pub fn start(config: ProviderConfig) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on_port(config, 0)
+    }
+
+    /// Starts the provider on `127.0.0.1:port` (`0`: a free port). Fails
+    /// when the port is taken.
+    pub fn start_on_port(config: ProviderConfig, port: u16) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let url = format!("http://{}", listener.local_addr()?);
         let shared: Shared = Arc::new(Mutex::new(Inner {

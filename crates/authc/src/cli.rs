@@ -138,6 +138,27 @@ pub enum Command {
     },
     /// Start the embedded provider and show the library at work.
     Demo,
+    /// Run the embedded OAuth provider and protected API on 127.0.0.1 until
+    /// interrupted, for trying things and for other programs' tests. Prints
+    /// `export AUTHC_...=...` lines a shell can eval:
+    /// `authc serve > authc.env & sleep 1; . ./authc.env; authc request "$AUTHC_API_URL/items"`.
+    Serve {
+        /// Listen on this port (default: a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The lifetime of the tokens issued, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        token_lifetime: u64,
+        /// Delay every token response this long, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        latency: u64,
+        /// Fail the first N token requests (with --fault).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        fail_next: u32,
+        /// How they fail: 500, 503, or 429 (with Retry-After: 1).
+        #[arg(long, value_name = "STATUS", default_value = "503", value_parser = ["500", "503", "429"])]
+        fault: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,7 +222,7 @@ pub struct AuthArgs {
     #[arg(long, value_name = "KEY=VALUE")]
     pub param: Vec<String>,
     /// Send an API key in this header (key from AUTHC_API_KEY or --api-key-file).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, env = "AUTHC_API_KEY_HEADER", value_name = "NAME")]
     pub api_key_header: Option<String>,
     /// Read the API key from a file.
     #[arg(long, value_name = "FILE")]

@@ -8,6 +8,7 @@
 //! authc profiles [--config FILE]
 //! authc config check [AUTH]
 //! authc demo
+//! authc serve [--port N] [--token-lifetime S] [--latency MS] [--fail-next N --fault 500|503|429]
 //! ```
 //!
 //! Exit codes: 0 success, 2 usage or configuration error, 3 the provider
@@ -21,6 +22,7 @@ mod cli;
 mod commands;
 mod demo;
 mod failure;
+mod serve;
 mod settings;
 mod verbose;
 
@@ -87,6 +89,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Profiles { config } => settings::list_profiles(config),
         Command::Config { action: cli::ConfigAction::Check { auth } } => settings::check(&auth),
         Command::Demo => demo::run().await,
+        Command::Serve { port, token_lifetime, latency, fail_next, fault } => {
+            serve::run(serve::Options { port, token_lifetime, latency, fail_next, fault }).await
+        }
     }
 }
 

@@ -977,3 +977,61 @@ fn curl_habits_include_output_verbose_data_from_a_file_json_and_silent() {
     let quiet = run(&["-s", "--client-secret-file", secret_file.to_str().unwrap(), &api_url]);
     assert_eq!((quiet.code, quiet.stderr.as_str()), (0, ""));
 }
+
+#[test]
+fn serve_prints_exports_that_work_applies_its_fault_flags_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let mut serve = env
+        .command(&["serve", "--token-lifetime", "120", "--fail-next", "1", "--fault", "503"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let mut exports = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let (name, value) = line.strip_prefix("export ").unwrap().split_once('=').unwrap();
+        exports.push((name.to_owned(), value.trim_matches('\'').to_owned()));
+        if name == "AUTHC_API_URL" {
+            break;
+        }
+    }
+    let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in ["AUTHC_TOKEN_URL", "AUTHC_CLIENT_ID", "AUTHC_CLIENT_SECRET", "AUTHC_API_KEY", "AUTHC_API_URL"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let vars: Vec<(&str, &str)> = exports.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let api_url = exports.iter().find(|(n, _)| n == "AUTHC_API_URL").unwrap().1.clone();
+
+    // --fail-next 1: the first token request fails (503), the next succeeds.
+    let first = env.run(&["token", "--no-cache"], &vars);
+    assert_eq!(first.code, 4, "{}", first.stderr);
+    assert!(first.stderr.contains("503"), "{}", first.stderr);
+    let json = env.run(&["token", "--no-cache", "--json"], &vars);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let answer: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(answer["expires_in"].as_u64().unwrap() <= 120);
+    // The exported variables are all a request needs: token and API key header.
+    let request = env.run(&["request", &format!("{api_url}items")], &vars);
+    assert_eq!(request.code, 0, "{}", request.stderr);
+    assert!(request.stdout.contains("\"ok\":true"), "{}", request.stdout);
+
+    let interrupted = Command::new("kill").args(["-INT", &serve.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    drop(lines);
+    let stopped = collect(serve);
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("stopped after 3 token requests"), "{}", stopped.stderr);
+}
+
+#[test]
+fn serve_on_a_port_that_is_taken_exits_2_and_says_to_choose_another() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let run = env.run(&["serve", "--port", &port], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("127.0.0.1:{port}")) && run.stderr.contains("--port"), "{}", run.stderr);
+}
