@@ -96,7 +96,7 @@ pub enum Command {
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// Show the token request and the API requests (lines and headers,
-        /// credentials as [redacted]) and the answers' headers on stderr.
+        /// every credential redacted) and the answers' headers on stderr.
         #[arg(short = 'v', long)]
         verbose: bool,
         /// No notices on stderr (errors are still said).
@@ -233,7 +233,7 @@ pub struct AuthArgs {
     /// Legacy HTTP Basic credentials: the user (password from AUTHC_BASIC_PASSWORD).
     #[arg(long, value_name = "USER")]
     pub basic_user: Option<String>,
-    /// The origin (scheme://host[:port]) the credentials may be sent to;
+    /// The origin (scheme://host, with :port if not the default) the credentials may be sent to;
     /// a request to any other origin is refused. Repeatable. Default: the
     /// origin of the URL requested.
     #[arg(long, value_name = "ORIGIN")]
