@@ -85,9 +85,20 @@ impl ClientSetup {
     /// returned; an unset, empty or non-UTF-8 variable makes `build()` fail
     /// with an error that names it. The adapters' `client_secret_from_env`
     /// read the variable and call this.
-    pub fn client_secret_from_env(mut self, variable: &str, value: Result<String, std::env::VarError>) -> Self {
-        match crate::secret::from_env::<String>(variable, "client secret", value) {
-            Ok(secret) => self.client_secret(secret),
+    pub fn client_secret_from_env(self, variable: &str, value: Result<String, std::env::VarError>) -> Self {
+        self.with_env_value(variable, "client secret", value, Self::client_secret)
+    }
+
+    /// Hands the variable's value to `then`, or keeps the error for `build()`.
+    fn with_env_value(
+        mut self,
+        variable: &str,
+        what: &'static str,
+        value: Result<String, std::env::VarError>,
+        then: impl FnOnce(Self, String) -> Self,
+    ) -> Self {
+        match crate::secret::from_env::<String>(variable, what, value) {
+            Ok(value) => then(self, value),
             Err(error) => {
                 self.fail(error);
                 self
@@ -146,18 +157,12 @@ impl ClientSetup {
     /// `std::env::var(variable)` returned (see
     /// [`client_secret_from_env`](Self::client_secret_from_env)).
     pub fn api_key_header_from_env(
-        mut self,
+        self,
         name: impl Into<String>,
         variable: &str,
         value: Result<String, std::env::VarError>,
     ) -> Self {
-        match crate::secret::from_env::<String>(variable, "API key", value) {
-            Ok(key) => self.api_key_header(name, key),
-            Err(error) => {
-                self.fail(error);
-                self
-            }
-        }
+        self.with_env_value(variable, "API key", value, |setup, key| setup.api_key_header(name, key))
     }
 
     /// An API key in the named query parameter.
