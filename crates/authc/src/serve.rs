@@ -22,22 +22,11 @@ const CLIENT_ID: &str = "authc-serve";
 /// The header the served API wants the key in.
 const API_KEY_HEADER: &str = "X-API-Key";
 
-/// A fresh random value for a test credential (not a secret of anyone's:
-/// it is printed for the shell to use).
-fn random_value(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut value = String::from(prefix);
-    for round in 0..2u8 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u8(round);
-        value.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    value
-}
-
 pub async fn run(options: Options) -> Result<(), Failure> {
-    let secret = random_value("serve-secret-");
-    let api_key = random_value("serve-key-");
+    // Fresh test credentials per run, not anyone's secrets: they are
+    // printed for the shell to use.
+    let secret = auth_testkit::random_token("serve-secret-");
+    let api_key = auth_testkit::random_token("serve-key-");
     let config = ProviderConfig::new()
         .client(CLIENT_ID, secret.clone())
         .api_key(API_KEY_HEADER, None, api_key.clone())
@@ -67,7 +56,7 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     ];
     let mut stdout = std::io::stdout().lock();
     for (name, value) in exports {
-        // The values are URLs and [a-z0-9-]: nothing a shell would expand.
+        // The values are URLs, letters, digits and `-`: nothing a shell would expand.
         writeln!(stdout, "export {name}='{value}'")
             .map_err(|e| Failure::network(format!("cannot write to stdout: {e}")))?;
     }
