@@ -73,42 +73,8 @@ pub enum Command {
     Request {
         #[command(flatten)]
         auth: AuthArgs,
-        /// The HTTP method (default GET, or POST with a body).
-        #[arg(short = 'X', long = "request", value_name = "METHOD")]
-        method: Option<String>,
-        /// A header, as 'Name: value'. Repeatable.
-        #[arg(short = 'H', long = "header", value_name = "HEADER")]
-        headers: Vec<String>,
-        /// The request body; `@FILE` reads it from a file (`@-`: stdin).
-        #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with_all = ["data_file", "json"])]
-        data: Option<String>,
-        /// Read the request body from a file.
-        #[arg(long, value_name = "FILE", conflicts_with = "json")]
-        data_file: Option<PathBuf>,
-        /// A JSON body (`@FILE` reads it from a file), sent with
-        /// `Content-Type: application/json` and `Accept: application/json`.
-        #[arg(long, value_name = "DATA")]
-        json: Option<String>,
-        /// Print the response's status line and headers before its body.
-        #[arg(short = 'i', long)]
-        include: bool,
-        /// Write the body to FILE instead of stdout.
-        #[arg(short = 'o', long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Show the token request and the API requests (lines and headers,
-        /// every credential redacted) and the answers' headers on stderr.
-        #[arg(short = 'v', long)]
-        verbose: bool,
-        /// No notices on stderr (errors are still said).
-        #[arg(short = 's', long)]
-        silent: bool,
-        /// Give up when the API stays silent this long (connecting, or
-        /// between two parts of the answer); a long answer streams on as
-        /// long as data keeps coming.
-        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-        timeout: u64,
-        /// The URL.
-        url: String,
+        #[command(flatten)]
+        request: RequestArgs,
     },
     /// Revoke the cached token (RFC 7009) and remove it from the cache.
     Revoke {
@@ -186,6 +152,47 @@ pub enum AuthMethod {
     Post,
     Json,
     None,
+}
+
+/// What `authc request` sends and how it shows the answer (curl's flags).
+#[derive(Debug, Clone, Args)]
+pub struct RequestArgs {
+    /// The HTTP method (default GET, or POST with a body).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
+    /// A header, as 'Name: value'. Repeatable.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The request body; `@FILE` reads it from a file (`@-`: stdin).
+    #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with_all = ["data_file", "json"])]
+    pub data: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
+    pub data_file: Option<PathBuf>,
+    /// A JSON body (`@FILE` reads it from a file), sent with
+    /// `Content-Type: application/json` and `Accept: application/json`.
+    #[arg(long, value_name = "DATA")]
+    pub json: Option<String>,
+    /// Print the response's status line and headers before its body.
+    #[arg(short = 'i', long)]
+    pub include: bool,
+    /// Write the body to FILE instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show the token request and the API requests (lines and headers,
+    /// every credential redacted) and the answers' headers on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// No notices on stderr (errors are still said).
+    #[arg(short = 's', long)]
+    pub silent: bool,
+    /// Give up when the API stays silent this long (connecting, or
+    /// between two parts of the answer); a long answer streams on as
+    /// long as data keeps coming.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    /// The URL.
+    pub url: String,
 }
 
 /// How to authenticate: flags, environment, or a profile.

@@ -1,13 +1,12 @@
 //! `authc token`, `authc request`, `authc revoke`.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use auth_core::store::{StoreAnswer, StoreConfig, StoreOp};
-use auth_core::{SourceConfig, StoredToken};
+use auth_core::{Credentials, SourceConfig, StoredToken};
 use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
 use auth_store::{Encrypted, FileStore, RedisStore};
 use auth_tower::TokenSource;
@@ -15,7 +14,7 @@ use auth_tower::TokenStore;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-use crate::cli::{AuthArgs, TokenTypeHint};
+use crate::cli::{AuthArgs, RequestArgs, TokenTypeHint};
 use crate::failure::{notice, Failure};
 use crate::settings::{Settings, StoreChoice};
 
@@ -166,42 +165,25 @@ async fn token_with(settings: &Settings, json: bool) -> Result<(), Failure> {
     writeln!(stdout, "{}", line.as_str()).map_err(|e| Failure::network(format!("cannot write to stdout: {e}")))
 }
 
-pub struct RequestSpec {
-    pub method: Option<String>,
-    pub headers: Vec<String>,
-    pub data: Option<String>,
-    pub data_file: Option<PathBuf>,
-    /// A JSON body (`@FILE` reads it).
-    pub json: Option<String>,
-    /// Print the status line and headers before the body.
-    pub include: bool,
-    /// Write the body here instead of stdout.
-    pub output: Option<PathBuf>,
-    /// Show the requests and answers' headers on stderr, credentials redacted.
-    pub verbose: bool,
-    /// How long the API may stay silent (connecting, or between two reads
-    /// of the answer): a long download streams on while data keeps coming.
-    pub timeout: Duration,
-    pub url: String,
-}
-
-pub async fn request(auth: &AuthArgs, spec: RequestSpec) -> Result<(), Failure> {
+pub async fn request(auth: &AuthArgs, spec: &RequestArgs) -> Result<(), Failure> {
     let settings = Settings::resolve(auth, None)?;
     request_with(&settings, spec).await.map_err(|failure| settings.explain(failure))
 }
 
-async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Failure> {
+async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Failure> {
+    // How long the API may stay silent (connecting, or between two reads
+    // of the answer): a long download streams on while data keeps coming.
+    let timeout = Duration::from_secs(spec.timeout.max(1));
     let url = reqwest::Url::parse(&spec.url)
         .map_err(|e| Failure::usage(format!("`{}` is not a valid URL: {e}", spec.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
     }
-    let origins = allowed_origins(settings, &url)?;
-    let session = settings
-        .source_config()?
+    let config = settings.source_config()?;
+    let credentials = credentials_for(settings, config.is_some(), &url)?;
+    let session = config
         .map(|config| CachedSource::open_traced(config, token_store(settings)?, None, spec.verbose))
         .transpose()?;
-    let credentials = settings.credentials(session.is_some(), &origins)?;
     let redaction = crate::verbose::Redaction::new(settings.api_key_header.as_deref(), credentials.clone());
     let middleware = match &session {
         Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
@@ -209,8 +191,8 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
     };
     let http = reqwest::Client::builder()
         .redirect(same_origin_redirects())
-        .connect_timeout(spec.timeout)
-        .read_timeout(spec.timeout)
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
         .build()
         .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
     let mut client = reqwest_middleware::ClientBuilder::new(http).with(middleware);
@@ -230,7 +212,7 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
         None if body.is_some() => reqwest::Method::POST,
         None => reqwest::Method::GET,
     };
-    let mut builder = client.request(method, url);
+    let mut headers = reqwest::header::HeaderMap::new();
     for header in &spec.headers {
         let (name, value) =
             header.split_once(':').ok_or_else(|| Failure::usage(format!("header `{header}` is not 'Name: value'")))?;
@@ -238,21 +220,15 @@ async fn request_with(settings: &Settings, spec: RequestSpec) -> Result<(), Fail
             .map_err(|_| Failure::usage(format!("`{}` is not a valid header name", name.trim())))?;
         let value = reqwest::header::HeaderValue::from_str(value.trim())
             .map_err(|_| Failure::usage(format!("the value of header `{name}` is not valid")))?;
-        builder = builder.header(name, value);
+        headers.append(name, value);
     }
     if spec.json.is_some() {
-        for (name, value) in
-            [(reqwest::header::CONTENT_TYPE, "application/json"), (reqwest::header::ACCEPT, "application/json")]
-        {
-            if !spec
-                .headers
-                .iter()
-                .any(|h| h.split(':').next().is_some_and(|n| n.trim().eq_ignore_ascii_case(name.as_str())))
-            {
-                builder = builder.header(name, value);
-            }
+        // The JSON defaults, unless -H gave them.
+        for name in [reqwest::header::CONTENT_TYPE, reqwest::header::ACCEPT] {
+            headers.entry(name).or_insert(reqwest::header::HeaderValue::from_static("application/json"));
         }
     }
+    let mut builder = client.request(method, url).headers(headers);
     if let Some(body) = body {
         builder = builder.body(body);
     }
@@ -329,19 +305,18 @@ fn read_body(file: &std::path::Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(file).map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))
 }
 
-/// The origins the credentials may go to: `--api-origin` / `api_origin`
-/// when given (a URL elsewhere is refused before anything is sent), else
-/// the URL's own.
-fn allowed_origins(settings: &Settings, url: &reqwest::Url) -> Result<Vec<String>, Failure> {
+/// The credentials for a request to `url`, limited to `--api-origin` /
+/// `api_origin` when given (a URL elsewhere is refused before anything is
+/// sent), else to the URL's own origin.
+fn credentials_for(settings: &Settings, with_bearer: bool, url: &reqwest::Url) -> Result<Credentials, Failure> {
     let own = url.origin().ascii_serialization();
     if settings.api_origins.is_empty() {
-        return Ok(vec![own]);
+        return settings.credentials(with_bearer, std::slice::from_ref(&own));
     }
+    let credentials = settings.credentials(with_bearer, &settings.api_origins)?;
     let uri: http::Uri = url.as_str().parse().map_err(|_| Failure::usage(format!("`{url}` is not a valid URL")))?;
-    for origin in &settings.api_origins {
-        if auth_core::Origin::parse(origin)?.matches(&uri) {
-            return Ok(settings.api_origins.clone());
-        }
+    if credentials.applies_to(&uri) {
+        return Ok(credentials);
     }
     Err(Failure::usage(format!(
         "refusing to send the credentials to {own}: it is not an API origin of this configuration ({}); \

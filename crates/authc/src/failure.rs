@@ -27,17 +27,22 @@ pub enum Code {
 pub struct Failure {
     pub code: Code,
     pub message: String,
+    /// The RFC 6749 error code, when an endpoint refused.
+    pub refused_with: Option<auth_core::ErrorCode>,
 }
 
 impl Failure {
+    fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), refused_with: None }
+    }
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { code: Code::Usage, message: message.into() }
+        Self::new(Code::Usage, message)
     }
     pub fn network(message: impl Into<String>) -> Self {
-        Self { code: Code::Network, message: message.into() }
+        Self::new(Code::Network, message)
     }
     pub fn api(message: impl Into<String>) -> Self {
-        Self { code: Code::Api, message: message.into() }
+        Self::new(Code::Api, message)
     }
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code as u8)
@@ -67,7 +72,11 @@ impl From<AuthError> for Failure {
             AuthError::Token(e) => format!("could not obtain an access token: {e}"),
             other => other.to_string(),
         };
-        Self { code, message }
+        let refused_with = match &error {
+            AuthError::Token(e) | AuthError::Revocation(e) => e.code().cloned(),
+            _ => None,
+        };
+        Self { code, message, refused_with }
     }
 }
 

@@ -51,37 +51,11 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Token { auth, json } => commands::token(&auth, json).await,
-        Command::Request {
-            auth,
-            method,
-            headers,
-            data,
-            data_file,
-            json,
-            include,
-            output,
-            verbose,
-            silent,
-            timeout,
-            url,
-        } => {
-            if silent {
+        Command::Request { auth, request } => {
+            if request.silent {
                 failure::silence_notices();
             }
-            let timeout = std::time::Duration::from_secs(timeout.max(1));
-            let spec = commands::RequestSpec {
-                method,
-                headers,
-                data,
-                data_file,
-                json,
-                include,
-                output,
-                verbose,
-                timeout,
-                url,
-            };
-            commands::request(&auth, spec).await
+            commands::request(&auth, &request).await
         }
         Command::Revoke { auth, revocation_url, token_type_hint, token } => {
             commands::revoke(&auth, revocation_url, token_type_hint, token).await

@@ -461,7 +461,7 @@ impl Settings {
     /// the client's credentials (`invalid_client`).
     pub fn explain(&self, failure: Failure) -> Failure {
         match &self.client_secret_source {
-            Some(source) if failure.message.contains("invalid_client") => {
+            Some(source) if failure.refused_with == Some(auth_core::ErrorCode::InvalidClient) => {
                 Failure { message: format!("{}; the client secret came from {source}", failure.message), ..failure }
             }
             _ => failure,
