@@ -94,6 +94,43 @@ impl fmt::Display for ClientAuth {
     }
 }
 
+/// Which grant a token source stands for: what it may send to obtain and
+/// renew its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SourceGrant {
+    /// The application's own identity: the client credentials grant (and
+    /// the provider's refresh token, when it issues one, falling back to
+    /// client credentials when that is rejected). The default.
+    #[default]
+    ClientCredentials,
+    /// A user's tokens, obtained by a sign-in (authorization code or device
+    /// authorization) and installed with
+    /// [`Lifecycle::handle_sign_in`](crate::Lifecycle::handle_sign_in) or
+    /// restored. The source renews them only with the user's refresh
+    /// token and never asks for a client credentials token in the user's
+    /// place: with no refresh token, or a rejected one, callers get
+    /// [`TokenError::SignInRequired`](crate::TokenError::SignInRequired).
+    /// A client without a secret (a native app, a CLI) is a public client
+    /// ([`ClientAuth::None`]) unless another method is set.
+    SignIn,
+}
+
+impl SourceGrant {
+    /// The name used in cache keys and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+            Self::SignIn => "sign_in",
+        }
+    }
+}
+
+/// What a sign-in source tells its callers to do when the user must sign
+/// in again, unless [`SourceConfigBuilder::sign_in_hint`] says otherwise.
+pub const DEFAULT_SIGN_IN_HINT: &str =
+    "sign the user in again (authorization code or device flow) and install the new tokens";
+
 /// When a token is renewed and when it stops being sent.
 ///
 /// For a token with lifetime `L` fetched at `sent`:
@@ -137,7 +174,9 @@ pub struct RefreshPolicy {
     /// point (that request still uses the old token).
     pub background: bool,
     /// Renew with the refresh token when the provider issued one, falling
-    /// back to the client credentials grant on `invalid_grant`. Default `true`.
+    /// back to the client credentials grant on `invalid_grant`. Default
+    /// `true`. A [`SourceGrant::SignIn`] source always renews with its
+    /// refresh token (it has nothing else) and never falls back.
     pub use_refresh_token: bool,
     /// After a token fetched because of a 401 is itself answered 401, the
     /// next 401-triggered fetch waits this long, doubling each time up to
@@ -253,6 +292,8 @@ pub struct SourceConfig {
     refresh: RefreshPolicy,
     backoff: BackoffPolicy,
     max_fetches_per_day: Option<u32>,
+    grant: SourceGrant,
+    sign_in_hint: String,
     cache_key: CacheKey,
 }
 
@@ -264,7 +305,7 @@ impl SourceConfig {
             revocation_url: None,
             client_id: client_id.into(),
             client_secret: None,
-            client_auth: ClientAuth::default(),
+            client_auth: None,
             scopes: Vec::new(),
             audience: None,
             resources: Vec::new(),
@@ -275,6 +316,8 @@ impl SourceConfig {
             backoff: BackoffPolicy::default(),
             max_fetches_per_day: None,
             allow_insecure_http: false,
+            grant: SourceGrant::default(),
+            sign_in_hint: None,
         }
     }
 
@@ -342,6 +385,15 @@ impl SourceConfig {
     pub fn max_fetches_per_day(&self) -> Option<u32> {
         self.max_fetches_per_day
     }
+    /// The grant the source stands for.
+    pub fn grant(&self) -> SourceGrant {
+        self.grant
+    }
+    /// What [`TokenError::SignInRequired`](crate::TokenError::SignInRequired)
+    /// tells the user to do (a sign-in source).
+    pub fn sign_in_hint(&self) -> &str {
+        &self.sign_in_hint
+    }
     /// The cache key: identical for two configurations exactly when their
     /// tokens are interchangeable.
     pub fn cache_key(&self) -> &CacheKey {
@@ -358,7 +410,8 @@ pub struct SourceConfigBuilder {
     revocation_url: Option<String>,
     client_id: String,
     client_secret: Option<ClientSecret>,
-    client_auth: ClientAuth,
+    /// `None`: the default for the grant and secret.
+    client_auth: Option<ClientAuth>,
     scopes: Vec<String>,
     audience: Option<String>,
     resources: Vec<String>,
@@ -369,6 +422,8 @@ pub struct SourceConfigBuilder {
     backoff: BackoffPolicy,
     max_fetches_per_day: Option<u32>,
     allow_insecure_http: bool,
+    grant: SourceGrant,
+    sign_in_hint: Option<String>,
 }
 
 impl SourceConfigBuilder {
@@ -377,9 +432,26 @@ impl SourceConfigBuilder {
         self.client_secret = Some(secret.into());
         self
     }
-    /// How the client authenticates. Default [`ClientAuth::Basic`].
+    /// How the client authenticates. Default [`ClientAuth::Basic`]; for a
+    /// [`SourceGrant::SignIn`] source without a client secret,
+    /// [`ClientAuth::None`] (a public client).
     pub fn client_auth(mut self, method: ClientAuth) -> Self {
-        self.client_auth = method;
+        self.client_auth = Some(method);
+        self
+    }
+    /// The grant the source stands for. Default
+    /// [`SourceGrant::ClientCredentials`]; [`SourceGrant::SignIn`] for a
+    /// user's tokens. Sign-in tokens have a cache key of their own: they
+    /// are never taken for the application's tokens, nor the reverse.
+    pub fn grant(mut self, grant: SourceGrant) -> Self {
+        self.grant = grant;
+        self
+    }
+    /// What a sign-in source tells its callers to do when the user must
+    /// sign in again ("run `mytool login`", say). Default
+    /// [`DEFAULT_SIGN_IN_HINT`].
+    pub fn sign_in_hint(mut self, hint: impl Into<String>) -> Self {
+        self.sign_in_hint = Some(hint.into());
         self
     }
     /// Adds scopes; a value holding spaces adds each of its words.
@@ -468,10 +540,14 @@ impl SourceConfigBuilder {
         if self.client_secret.as_ref().is_some_and(|secret| secret.expose_secret().is_empty()) {
             return Err(ConfigError::EmptyClientSecret);
         }
-        if self.client_auth.needs_secret() && self.client_secret.is_none() {
-            return Err(ConfigError::MissingClientSecret { method: self.client_auth.as_str() });
+        let client_auth = self.client_auth.unwrap_or(match (self.grant, &self.client_secret) {
+            (SourceGrant::SignIn, None) => ClientAuth::None,
+            _ => ClientAuth::Basic,
+        });
+        if client_auth.needs_secret() && self.client_secret.is_none() {
+            return Err(ConfigError::MissingClientSecret { method: client_auth.as_str() });
         }
-        if self.client_auth == ClientAuth::BasicRaw && self.client_id.contains(':') {
+        if client_auth == ClientAuth::BasicRaw && self.client_id.contains(':') {
             // RFC 2617: the user id of Basic credentials cannot hold a colon.
             return Err(ConfigError::InvalidCredentialValue {
                 what: "client id (a `:` cannot be sent with basic-raw; use basic)",
@@ -492,7 +568,7 @@ impl SourceConfigBuilder {
             revocation_url,
             client_id: self.client_id,
             client_secret: self.client_secret,
-            client_auth: self.client_auth,
+            client_auth,
             scopes: self.scopes,
             audience: self.audience,
             resources: self.resources,
@@ -502,6 +578,8 @@ impl SourceConfigBuilder {
             refresh: self.refresh,
             backoff: self.backoff,
             max_fetches_per_day: self.max_fetches_per_day,
+            grant: self.grant,
+            sign_in_hint: self.sign_in_hint.unwrap_or_else(|| DEFAULT_SIGN_IN_HINT.to_owned()),
             cache_key,
         })
     }
@@ -609,7 +687,8 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// Identifies the tokens a configuration obtains: two configurations share
 /// a key exactly when their tokens are interchangeable.
 ///
-/// It is derived from the token URL, the client id, the grant, the scopes
+/// It is derived from the token URL, the client id, the grant (client
+/// credentials or a user's sign-in), the scopes
 /// (as a set), the audience, the resources and the extra parameters. It
 /// holds no secret: changing a client secret does not change which tokens
 /// the client gets. [`CacheKey::fingerprint`] is a SHA-256 of the canonical
@@ -632,7 +711,8 @@ impl CacheKey {
         let mut canonical = String::from("auth-core cache key v1\n");
         field(&mut canonical, "token_url", &token_url.to_string());
         field(&mut canonical, "client_id", &b.client_id);
-        field(&mut canonical, "grant_type", "client_credentials");
+        // Unchanged for client credentials, so that existing keys stay valid.
+        field(&mut canonical, "grant_type", b.grant.as_str());
         let mut scopes = b.scopes.clone();
         scopes.sort();
         field(&mut canonical, "scope", &scopes.join(" "));

@@ -224,6 +224,18 @@ pub struct ProviderError {
 }
 
 impl ProviderError {
+    /// The error with every run of a secret in `redactor` removed from its
+    /// text.
+    fn redacted(mut self, redactor: &crate::redact::Redactor) -> Self {
+        let clean = |text: String| redactor.redact(&text);
+        if let ErrorCode::Other(code) = self.code {
+            self.code = ErrorCode::Other(clean(code));
+        }
+        self.description = self.description.map(clean);
+        self.uri = self.uri.map(clean);
+        self
+    }
+
     fn write(&self, f: &mut fmt::Formatter<'_>, endpoint: Endpoint) -> fmt::Result {
         write!(f, "{} refused the request: {} (HTTP {})", endpoint.name(), self.code, self.status)?;
         if let Some(description) = &self.description {
@@ -330,6 +342,39 @@ pub enum TokenError {
         /// shared store says it).
         retry_at: Option<std::time::SystemTime>,
     },
+    /// A user's token source ([`SourceGrant::SignIn`](crate::config::SourceGrant::SignIn))
+    /// has no usable token and cannot get one without the user: sign in
+    /// again. No client credentials token is ever requested in the user's
+    /// place.
+    SignInRequired {
+        /// Why.
+        reason: SignInReason,
+        /// What to do (the configuration's
+        /// [`sign_in_hint`](crate::config::SourceConfig::sign_in_hint)).
+        hint: String,
+    },
+    /// The shared token store did not answer while a user's refresh token
+    /// was due to be spent: it is spent only under the store's renewal
+    /// lease, so that two processes never spend the same one (a provider
+    /// that rotates refresh tokens takes a second use for theft and may end
+    /// the user's session). Retried by the source.
+    StoreUnavailable {
+        /// What the store said (no secret in it).
+        message: String,
+    },
+}
+
+/// Why a user must sign in again ([`TokenError::SignInRequired`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignInReason {
+    /// No tokens: the user never signed in here (or signed out).
+    NotSignedIn,
+    /// The access token expired and the provider issued no refresh token.
+    NoRefreshToken,
+    /// The provider rejected the refresh token (`invalid_grant`: expired,
+    /// revoked, or already used); the provider's words.
+    RefreshRejected(ProviderError),
 }
 
 /// Which endpoint an error came from, for its wording.
@@ -463,7 +508,11 @@ impl TokenError {
             }
             Self::Status { status, .. } | Self::BodyTooLarge { status, .. } => status_is_transient(*status),
             Self::Transport { .. } | Self::ExpiredOnArrival { .. } | Self::BudgetSpent { .. } => true,
-            Self::Malformed { .. } | Self::InvalidAccessToken { .. } | Self::UnsupportedTokenType { .. } => false,
+            Self::StoreUnavailable { .. } => true,
+            Self::Malformed { .. }
+            | Self::InvalidAccessToken { .. }
+            | Self::UnsupportedTokenType { .. }
+            | Self::SignInRequired { .. } => false,
         }
     }
 
@@ -473,7 +522,7 @@ impl TokenError {
     /// so a later call may succeed. Empty for permanent errors, and not for
     /// one-shot programs, which retry nothing.
     pub fn source_retry_note(&self) -> &'static str {
-        if self.is_transient() && !matches!(self, Self::BudgetSpent { .. }) {
+        if self.is_transient() && !matches!(self, Self::BudgetSpent { .. } | Self::StoreUnavailable { .. }) {
             "; the token source retries by itself (sooner while callers wait)"
         } else {
             ""
@@ -511,18 +560,14 @@ impl TokenError {
         }
         let clean = |text: String| redactor.redact(&text);
         match self {
-            Self::Provider(mut e) => {
-                if let ErrorCode::Other(code) = e.code {
-                    e.code = ErrorCode::Other(clean(code));
-                }
-                e.description = e.description.map(clean);
-                e.uri = e.uri.map(clean);
-                Self::Provider(e)
-            }
+            Self::Provider(e) => Self::Provider(e.redacted(redactor)),
             Self::Status { status, excerpt, retry_after } => {
                 Self::Status { status, excerpt: clean(excerpt), retry_after }
             }
             Self::UnsupportedTokenType { token_type } => Self::UnsupportedTokenType { token_type: clean(token_type) },
+            Self::SignInRequired { reason: SignInReason::RefreshRejected(e), hint } => {
+                Self::SignInRequired { reason: SignInReason::RefreshRejected(e.redacted(redactor)), hint }
+            }
             Self::Transport { message, timeout } => Self::Transport { message: clean(message), timeout },
             other => other,
         }
@@ -586,6 +631,29 @@ impl TokenError {
                 }
                 write!(f, ". No request was sent; raise the budget if the provider allows more tokens per day")
             }
+            Self::SignInRequired { reason, hint } => {
+                f.write_str("sign-in required: ")?;
+                match reason {
+                    SignInReason::NotSignedIn => f.write_str("no user is signed in (no tokens)")?,
+                    SignInReason::NoRefreshToken => {
+                        f.write_str("the user's access token expired and the provider issued no refresh token")?
+                    }
+                    SignInReason::RefreshRejected(e) => {
+                        write!(f, "the provider rejected the refresh token ({}", e.code)?;
+                        if let Some(description) = &e.description {
+                            write!(f, ": {description}")?;
+                        }
+                        f.write_str("); it expired, was revoked or was already used")?
+                    }
+                }
+                write!(f, "; {hint}. No client credentials token is requested in the user's place")
+            }
+            Self::StoreUnavailable { message } => write!(
+                f,
+                "the token store failed ({message}) when the user's refresh token was due: it is spent only \
+                 under the store's renewal lease, so that two processes never spend the same one; \
+                 the source retries by itself; check the store"
+            ),
         }
     }
 
@@ -602,6 +670,8 @@ impl TokenError {
             Self::ExpiredOnArrival { .. } => "expired_on_arrival",
             Self::Transport { timeout: true, .. } => "timeout",
             Self::Transport { .. } => "transport",
+            Self::SignInRequired { .. } => "sign_in_required",
+            Self::StoreUnavailable { .. } => "store_unavailable",
         }
     }
 }

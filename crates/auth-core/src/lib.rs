@@ -77,10 +77,11 @@ pub mod store;
 pub mod token;
 
 pub use config::{
-    BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder, FETCH_BUDGET_WINDOW,
+    BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder, SourceGrant,
+    FETCH_BUDGET_WINDOW,
 };
 pub use credentials::{Applied, Credentials, CredentialsBuilder, Origin};
-pub use error::{ApplyError, ConfigError, Endpoint, ErrorCode, ProviderError, TokenError};
+pub use error::{ApplyError, ConfigError, Endpoint, ErrorCode, ProviderError, SignInReason, TokenError};
 pub use lifecycle::{
     FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, RejectedAfterRenewal, Stats, StoredToken,
     Unauthorized, Want, WithdrawReason,

@@ -28,13 +28,23 @@
 //!  (backing off; callers get the error unless a still-valid token exists)
 //! ```
 //!
+//! A [`SourceGrant::SignIn`](crate::SourceGrant::SignIn) source (a user's
+//! tokens) starts `Empty` until [`Lifecycle::handle_sign_in`] or
+//! [`Lifecycle::handle_restore`] gives it tokens, renews only with the
+//! refresh token, and on `invalid_grant` (or with no refresh token) goes to
+//! `Failed` with [`TokenError::SignInRequired`], sending nothing more until
+//! the user signs in again; it never takes the client credentials branch.
+//! With a shared store it spends the refresh token only under the renewal
+//! lease, and never takes a rejected one from the store again.
+//!
 //! Invariants (checked by the property tests after every step):
 //! a token is never handed out at or past `usable_until`; at most one fetch
 //! is in flight; no fetch starts while a fresh token exists unless a 401
 //! invalidated it; no fetch starts before a backoff ends; waiters are
 //! answered (token or error) whenever a fetch completes, except when a
 //! rejected refresh token is replaced by a client credentials fetch they
-//! keep waiting on; `poll_timeout` is never earlier than the last `now`.
+//! keep waiting on; `poll_timeout` is never earlier than the last `now`; a
+//! sign-in source never asks for client credentials.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -42,9 +52,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Response;
 
-use crate::config::{SourceConfig, FETCH_BUDGET_WINDOW};
+use crate::config::{SourceConfig, SourceGrant, FETCH_BUDGET_WINDOW};
 use crate::error::ConfigError;
-use crate::error::{ErrorCode, TokenError};
+use crate::error::{ErrorCode, SignInReason, TokenError};
 use crate::request::{revocation_request, token_request, Grant, Revocable, RevocationRequest};
 use crate::response::{parse_token_response_redacting, redactor_for, TokenResponse, MAX_LIFETIME};
 use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
@@ -338,6 +348,9 @@ struct Shared {
     generation: u64,
     /// The fingerprint of the token a 401 rejected: never adopted again.
     rejected: Option<String>,
+    /// The fingerprint of the refresh token the provider rejected: never
+    /// taken from the store again (it would be spent again and again).
+    dead_refresh: Option<String>,
     /// An instant and the wall time at that instant, from the latest store
     /// answer: converts between the store's Unix times and `Instant`s.
     anchor: Option<(Instant, SystemTime)>,
@@ -404,6 +417,9 @@ pub struct Lifecycle {
     /// text quoting it can still be redacted.
     last_issued: Option<Arc<AccessToken>>,
     refresh_token: Option<RefreshToken>,
+    /// Why a sign-in source's user must sign in again, once the provider
+    /// said so (cleared by new tokens).
+    signed_out: Option<SignInReason>,
     fetch: Option<InFlight>,
     backoff: Option<Backoff>,
     consecutive_failures: u32,
@@ -445,6 +461,7 @@ impl Lifecycle {
             current: None,
             last_issued: None,
             refresh_token: None,
+            signed_out: None,
             fetch: None,
             backoff: None,
             consecutive_failures: 0,
@@ -476,6 +493,7 @@ impl Lifecycle {
             lease_held: false,
             generation: 0,
             rejected: None,
+            dead_refresh: None,
             anchor: None,
             failing: false,
         }));
@@ -684,6 +702,7 @@ impl Lifecycle {
         }
         if stored.refresh_token.is_some() {
             self.refresh_token = stored.refresh_token;
+            self.signed_out = None;
         }
         let Some(access_token) = stored.access_token else {
             return;
@@ -705,6 +724,65 @@ impl Lifecycle {
         if let Ok(token) = self.install(now, &restored, response) {
             self.outputs.push_back(Output::TokenReady(token));
         }
+    }
+
+    /// A sign-in obtained tokens: `response` is the token endpoint's answer
+    /// to the authorization code exchange (or the device code poll) sent at
+    /// `sent_at`; `wall` is the wall time at `now`. The tokens replace
+    /// whatever the machine held (a refresh token of the previous user
+    /// included) and go to the shared store, where they replace any older
+    /// record; from then on the access token is renewed with the refresh
+    /// token. Waiters get the token ([`Output::TokenReady`]).
+    ///
+    /// Meant for [`SourceGrant::SignIn`] sources. A response that is not a
+    /// usable token changes nothing and is returned as the error.
+    pub fn handle_sign_in<B: AsRef<[u8]>>(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        sent_at: Instant,
+        response: &Response<B>,
+    ) -> Result<Arc<AccessToken>, TokenError> {
+        self.advance(now);
+        let parsed = {
+            let secrets = self.held_secrets();
+            let (status, headers, body) = (response.status(), response.headers(), response.body().as_ref());
+            parse_token_response_redacting(&self.config, &secrets, status, headers, body)?
+        };
+        let signed_in = InFlight {
+            id: FetchId(0),
+            sent_at: sent_at.min(now),
+            grant: GrantKind::ClientCredentials,
+            reason: FetchReason::NoToken,
+            slot: None,
+        };
+        let (refresh_before, signed_out_before) = (self.refresh_token.take(), self.signed_out.take());
+        let token = match self.install(now, &signed_in, parsed) {
+            Ok(token) => token,
+            Err(error) => {
+                (self.refresh_token, self.signed_out) = (refresh_before, signed_out_before);
+                return Err(error);
+            }
+        };
+        // A refresh in flight spends the previous user's token: its answer is ignored.
+        self.fetch = None;
+        self.release_lease();
+        if let Some(store) = self.store.as_mut() {
+            store.acquiring = None;
+            store.awaiting = None;
+            store.anchor = Some((now, wall));
+            store.dead_refresh = None;
+            // A sign-in replaces any record, however many renewals it saw.
+            store.generation = store.generation.max(unix_ms(wall));
+        }
+        self.write_shared(&token, signed_in.sent_at);
+        self.consecutive_failures = 0;
+        self.backoff = None;
+        self.demand = false;
+        self.waiting = false;
+        self.stats.tokens += 1;
+        self.outputs.push_back(Output::TokenReady(Arc::clone(&token)));
+        Ok(token)
     }
 
     /// The current token and refresh token, to save (a disk cache). `None`
@@ -753,6 +831,9 @@ impl Lifecycle {
         // one, and the read under way is the check before fetching.
         let leased = store.lease_held;
         let patience_over = acquiring.peer_wait_until.is_some_and(|until| now >= until);
+        // A user's refresh token is spent only under the lease: with
+        // rotation, a second use looks like theft to the provider.
+        let strict = self.config.grant() == SourceGrant::SignIn && self.refresh_token.is_some();
         match (what, answer) {
             (Awaiting::Budget(slot), Ok(StoreAnswer::Budget(BudgetAnswer::Granted))) => {
                 self.budget.local.push_back((now, slot));
@@ -773,7 +854,7 @@ impl Lifecycle {
                 }
                 if leased {
                     self.fetch_now(now, reason, true);
-                } else if patience_over {
+                } else if patience_over && !strict {
                     self.stats.peer_waits_expired += 1;
                     self.fetch_now(now, reason, true);
                 } else {
@@ -791,12 +872,27 @@ impl Lifecycle {
             }
             (Awaiting::Lease, Ok(StoreAnswer::Lease(false))) => {
                 self.stats.leases_lost += 1;
+                if strict {
+                    // The peer is renewing: wait for its token as long as it holds the lease.
+                    if let Some(acquiring) = self.store.as_mut().and_then(|s| s.acquiring.as_mut()) {
+                        acquiring.peer_wait_until = None;
+                    }
+                }
                 self.poll_store_later(now);
             }
             // A store error (or an answer of the wrong kind): with a usable
             // token, try the store again shortly; with callers waiting and
-            // no token, fetch here at once, as without a store.
-            (_, _) if self.current.is_some() && !patience_over && !leased => self.poll_store_later(now),
+            // no token, fetch here at once, as without a store. A user's
+            // refresh token is not spent without the lease: the store is
+            // tried until the patience runs out, then callers get the error.
+            (_, _) if (self.current.is_some() || strict) && !patience_over && !leased => self.poll_store_later(now),
+            (_, answer) if strict && !leased => {
+                let message = match answer {
+                    Err(error) => error.to_string(),
+                    Ok(_) => "it answered an operation with the wrong kind of answer".to_owned(),
+                };
+                self.back_off(now, TokenError::StoreUnavailable { message });
+            }
             (_, _) => self.fetch_now(now, reason, false),
         }
     }
@@ -937,8 +1033,12 @@ impl Lifecycle {
             return false;
         };
         if newer {
-            if let Some(refresh) = record.refresh_token() {
+            let dead = store.dead_refresh.as_deref();
+            if let Some(refresh) =
+                record.refresh_token().filter(|r| Some(crate::store::fingerprint(r.expose_secret()).as_str()) != dead)
+            {
                 self.refresh_token = Some(refresh.clone());
+                self.signed_out = None;
             }
         }
         let current = self.current.as_ref().map(|c| crate::store::fingerprint(c.token.value().expose_secret()));
@@ -1035,6 +1135,16 @@ impl Lifecycle {
     /// the store when one is configured and `store_ok` (it answered the
     /// acquisition so far), otherwise here.
     fn fetch_now(&mut self, now: Instant, reason: FetchReason, store_ok: bool) {
+        if self.config.grant() == SourceGrant::SignIn && self.refresh_token.is_none() {
+            let reason = self.signed_out.clone().unwrap_or(if self.last_issued.is_some() {
+                SignInReason::NoRefreshToken
+            } else {
+                SignInReason::NotSignedIn
+            });
+            let error = self.sign_in_required(reason);
+            self.back_off(now, error);
+            return;
+        }
         let Some(limit) = self.config.max_fetches_per_day() else {
             self.send_fetch(now, reason, None);
             return;
@@ -1106,9 +1216,16 @@ impl Lifecycle {
         if let Some(store) = self.store.as_mut() {
             store.acquiring = None;
         }
-        let use_refresh = self.config.refresh_policy().use_refresh_token;
+        let sign_in = self.config.grant() == SourceGrant::SignIn;
+        let use_refresh = self.config.refresh_policy().use_refresh_token || sign_in;
         let (grant, request) = match self.refresh_token.as_ref().filter(|_| use_refresh) {
             Some(refresh) => (GrantKind::RefreshToken, token_request(&self.config, Grant::RefreshToken(refresh))),
+            None if sign_in => {
+                // `fetch_now` checked it; kept as a rule here too.
+                let error = self.sign_in_required(SignInReason::NoRefreshToken);
+                self.back_off(now, error);
+                return;
+            }
             None => (GrantKind::ClientCredentials, token_request(&self.config, Grant::ClientCredentials)),
         };
         self.demand = false;
@@ -1133,7 +1250,9 @@ impl Lifecycle {
         response: TokenResponse,
     ) -> Result<Arc<AccessToken>, TokenError> {
         if response.refresh_token.is_some() {
+            // A rotated refresh token replaces the spent one at once.
             self.refresh_token = response.refresh_token;
+            self.signed_out = None;
         }
         let policy = self.config.refresh_policy();
         let (lifetime, lifetime_from_provider) = match response.expires_in {
@@ -1188,21 +1307,48 @@ impl Lifecycle {
         refresh.into_iter().chain(current).chain(access).collect()
     }
 
+    /// The error that tells callers to sign the user in again.
+    fn sign_in_required(&self, reason: SignInReason) -> TokenError {
+        TokenError::SignInRequired { reason, hint: self.config.sign_in_hint().to_owned() }
+    }
+
     /// Whether a refused caller is owed a retry at the backoff's `demand_at`.
     fn demand_retry_pending(&self) -> bool {
         self.demand && self.current.is_none() && !self.busy()
     }
 
-    fn fail(&mut self, now: Instant, fetch: InFlight, error: TokenError) {
+    fn fail(&mut self, now: Instant, fetch: InFlight, mut error: TokenError) {
         if let Some(slot) = fetch.slot.filter(|_| nothing_issued(&error)) {
             self.refund(slot);
         }
         if fetch.grant == GrantKind::RefreshToken && error.code() == Some(&ErrorCode::InvalidGrant) {
-            // The refresh token is dead; the client credentials still work.
-            self.refresh_token = None;
-            self.stats.refresh_fallbacks += 1;
-            self.fetch_now(now, fetch.reason, true);
-            return;
+            // The refresh token is dead: never spent again, even if the store still holds it.
+            if let (Some(dead), Some(store)) = (self.refresh_token.take(), self.store.as_mut()) {
+                store.dead_refresh = Some(crate::store::fingerprint(dead.expose_secret()));
+            }
+            match (self.config.grant(), error) {
+                (SourceGrant::SignIn, TokenError::Provider(rejected)) => {
+                    // Only the user can get new tokens: never the app's own in their place.
+                    let reason = SignInReason::RefreshRejected(rejected);
+                    self.signed_out = Some(reason.clone());
+                    error = self.sign_in_required(reason);
+                }
+                _ => {
+                    // The client credentials still work.
+                    self.stats.refresh_fallbacks += 1;
+                    self.fetch_now(now, fetch.reason, true);
+                    return;
+                }
+            }
+        }
+        self.back_off(now, error);
+    }
+
+    /// No token can be obtained now: the error goes to the waiters and to
+    /// callers until the backoff ends.
+    fn back_off(&mut self, now: Instant, error: TokenError) {
+        if let Some(store) = self.store.as_mut() {
+            store.acquiring = None;
         }
         self.release_lease();
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -1217,6 +1363,11 @@ impl Lifecycle {
 
     fn backoff_delay(&mut self, error: &TokenError) -> Duration {
         let policy = self.config.backoff_policy();
+        if matches!(error, TokenError::SignInRequired { .. }) {
+            // No request is sent until the user signs in; the store (where a
+            // sign-in elsewhere lands) is read again after this.
+            return policy.initial;
+        }
         let exponent = self.consecutive_failures.saturating_sub(1).min(64) as i32;
         let base = (policy.initial.as_secs_f64() * policy.multiplier.powi(exponent)).min(policy.max.as_secs_f64());
         let jittered = base * (1.0 - policy.jitter * self.rng.f64());
@@ -1514,6 +1665,245 @@ mod tests {
         sim.respond_token(fallback.id, "a3", 3600);
         assert_eq!(sim.lc.stats().refresh_fallbacks, 1);
         assert_eq!(sim.lc.stats().failures, 0);
+    }
+
+    fn sign_in_builder() -> SourceConfigBuilder {
+        SourceConfig::builder("https://auth.example.com/token", "native-app")
+            .grant(SourceGrant::SignIn)
+            .sign_in_hint("run `tool login`")
+    }
+
+    /// A token endpoint answer with `body`.
+    fn answer(body: &str) -> Response<Vec<u8>> {
+        let mut response = Response::new(body.as_bytes().to_vec());
+        response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        response
+    }
+
+    fn sign_in_required(outputs: &[Output]) -> &TokenError {
+        match outputs.iter().find(|o| matches!(o, Output::Failed(_))) {
+            Some(Output::Failed(error @ TokenError::SignInRequired { .. })) => error,
+            _ => panic!("expected SignInRequired, got {outputs:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sign_in_source_without_tokens_says_sign_in_and_sends_nothing() {
+        let mut sim = Sim::new(sign_in_builder());
+        assert_eq!(sim.lc.config().client_auth(), ClientAuth::None, "no secret: a public client");
+        let Want::Failed(error) = sim.want() else { panic!("a caller must be refused") };
+        assert!(matches!(&error, TokenError::SignInRequired { reason: SignInReason::NotSignedIn, .. }));
+        let text = error.to_string();
+        assert!(text.contains("sign-in required") && text.contains("run `tool login`"), "{text}");
+        assert!(!error.is_transient());
+        assert_eq!(error.kind(), "sign_in_required");
+        assert!(!sim.outputs().iter().any(|o| matches!(o, Output::Fetch(_))));
+        // Long after, still nothing is sent.
+        sim.at(3600.0);
+        assert!(matches!(sim.want(), Want::Failed(TokenError::SignInRequired { .. })));
+        assert!(!sim.outputs().iter().any(|o| matches!(o, Output::Fetch(_))));
+        assert_eq!(sim.lc.stats().fetches, 0);
+    }
+
+    #[test]
+    fn a_sign_in_source_renews_with_rotating_refresh_tokens_and_never_falls_back() {
+        let mut sim = Sim::new(sign_in_builder());
+        let wall = UNIX_EPOCH + SECS(1_800_000_000);
+        let signed = answer(r#"{"access_token":"u1","expires_in":600,"refresh_token":"r1"}"#);
+        let token = sim.lc.handle_sign_in(sim.now, wall, sim.now, &signed).unwrap();
+        assert!(matches!(sim.outputs().as_slice(), [Output::TokenReady(_)]));
+        assert_eq!(ready(sim.want()).generation(), token.generation());
+
+        // Renewal: the refresh grant with r1, public client (client_id in the body).
+        sim.now = sim.lc.poll_timeout().unwrap();
+        let renewal = only_fetch(sim.timeout());
+        assert_eq!(renewal.grant, GrantKind::RefreshToken);
+        let body = std::str::from_utf8(renewal.request.body()).unwrap().to_owned();
+        assert_eq!(body, "grant_type=refresh_token&client_id=native-app&refresh_token=r1");
+        // Rotation: r2 replaces r1 at once.
+        sim.respond(renewal.id, 200, r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#);
+        assert_eq!(sim.lc.refresh_token().unwrap().expose_secret(), "r2");
+        sim.now = sim.lc.poll_timeout().unwrap();
+        let renewal = only_fetch(sim.timeout());
+        assert!(std::str::from_utf8(renewal.request.body()).unwrap().ends_with("refresh_token=r2"));
+
+        // invalid_grant: sign-in required, with the provider's words; no client credentials.
+        let outputs = sim.respond(renewal.id, 400, r#"{"error":"invalid_grant","error_description":"session ended"}"#);
+        assert!(!outputs.iter().any(|o| matches!(o, Output::Fetch(_))), "{outputs:?}");
+        let error = sign_in_required(&outputs).clone();
+        let TokenError::SignInRequired { reason: SignInReason::RefreshRejected(rejected), .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(rejected.code, ErrorCode::InvalidGrant);
+        assert!(error.to_string().contains("session ended"), "{error}");
+        assert!(sim.lc.refresh_token().is_none());
+        assert_eq!(sim.lc.stats().refresh_fallbacks, 0);
+        // The access token is still served until it stops being usable; then callers are refused.
+        assert!(matches!(sim.want(), Want::Ready(_)));
+        let usable_until = sim.lc.current_token(sim.now).unwrap().usable_until();
+        sim.now = usable_until + SECS(5);
+        let Want::Failed(later) = sim.want() else { panic!("expected a refusal") };
+        assert!(matches!(later, TokenError::SignInRequired { reason: SignInReason::RefreshRejected(_), .. }));
+        sim.now += SECS(3600);
+        assert!(matches!(sim.want(), Want::Failed(TokenError::SignInRequired { .. })));
+        assert!(!sim.outputs().iter().any(|o| matches!(o, Output::Fetch(_))));
+        assert_eq!(sim.lc.stats().fetches, 2);
+
+        // A new sign-in ends it.
+        let again = answer(r#"{"access_token":"u9","expires_in":600,"refresh_token":"r9"}"#);
+        sim.lc.handle_sign_in(sim.now, wall, sim.now, &again).unwrap();
+        assert_eq!(ready(sim.want()).value().expose_secret(), "u9");
+    }
+
+    #[test]
+    fn a_sign_in_without_a_refresh_token_forgets_the_previous_users() {
+        let mut sim = Sim::new(sign_in_builder());
+        let wall = UNIX_EPOCH + SECS(1_800_000_000);
+        let first = answer(r#"{"access_token":"alice","expires_in":600,"refresh_token":"alice-rt"}"#);
+        sim.lc.handle_sign_in(sim.now, wall, sim.now, &first).unwrap();
+        let second = answer(r#"{"access_token":"bob","expires_in":600}"#);
+        sim.lc.handle_sign_in(sim.now, wall, sim.now, &second).unwrap();
+        assert!(sim.lc.refresh_token().is_none(), "alice's refresh token must not renew bob's session");
+        sim.now = sim.lc.poll_timeout().unwrap();
+        let outputs = sim.timeout();
+        assert!(!outputs.iter().any(|o| matches!(o, Output::Fetch(_))));
+        assert!(matches!(
+            sign_in_required(&outputs),
+            TokenError::SignInRequired { reason: SignInReason::NoRefreshToken, .. }
+        ));
+        // A bad answer changes nothing.
+        let error = sim.lc.handle_sign_in(sim.now, wall, sim.now, &answer(r#"{"error":"invalid_grant"}"#)).unwrap_err();
+        assert_eq!(error.code(), Some(&ErrorCode::InvalidGrant));
+    }
+
+    #[test]
+    fn sign_in_tokens_have_a_cache_key_of_their_own() {
+        let app = builder().build().unwrap();
+        let user = builder().grant(SourceGrant::SignIn).build().unwrap();
+        assert_ne!(app.cache_key(), user.cache_key());
+        assert!(user.cache_key().canonical().contains("grant_type=sign_in"));
+        assert!(app.cache_key().canonical().contains("grant_type=client_credentials"));
+        // With a secret, a sign-in source authenticates like any confidential client.
+        assert_eq!(user.client_auth(), ClientAuth::Basic);
+    }
+
+    /// Runs a lifecycle's store operations on `store` (`ok`) or fails them,
+    /// returning the other outputs.
+    fn run_store(
+        lc: &mut Lifecycle,
+        store: &crate::store::MemoryStore,
+        now: Instant,
+        wall: SystemTime,
+        ok: bool,
+    ) -> Vec<Output> {
+        let key = lc.config().cache_key().clone();
+        let mut other = Vec::new();
+        while let Some(output) = lc.poll_output() {
+            match output {
+                Output::Store(request) if ok => {
+                    let answer = store.apply(&key, wall, &request.op);
+                    lc.handle_store(now, wall, request.id, Ok(answer));
+                }
+                Output::Store(request) => lc.handle_store(now, wall, request.id, Err(StoreError::new("down"))),
+                output => other.push(output),
+            }
+        }
+        other
+    }
+
+    #[test]
+    fn a_users_refresh_token_is_spent_only_under_the_lease() {
+        let store = crate::store::MemoryStore::new();
+        let config = Arc::new(sign_in_builder().build().unwrap());
+        let t0 = Instant::now();
+        let wall0 = UNIX_EPOCH + SECS(1_800_000_000);
+        let mut a = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+        let mut b = Lifecycle::with_store(Arc::clone(&config), 2, StoreConfig::default());
+        // a signs in; the tokens land in the store with a generation above any renewal's.
+        a.handle_sign_in(t0, wall0, t0, &answer(r#"{"access_token":"u1","expires_in":600,"refresh_token":"r1"}"#))
+            .unwrap();
+        run_store(&mut a, &store, t0, wall0, true);
+        // b adopts them, refresh token included.
+        assert!(matches!(b.handle_token_wanted(t0), Want::Wait));
+        assert!(run_store(&mut b, &store, t0, wall0, true).iter().any(|o| matches!(o, Output::TokenReady(_))));
+        assert_eq!(b.refresh_token().unwrap().expose_secret(), "r1");
+
+        // Both reach the renewal point together. a takes the lease and refreshes.
+        let now = a.poll_timeout().unwrap().max(b.poll_timeout().unwrap());
+        let wall = wall0 + (now - t0);
+        a.handle_timeout(now);
+        let fetch_a = only_fetch(run_store(&mut a, &store, now, wall, true));
+        // b finds the lease taken: it waits, however long a takes, and never spends r1.
+        b.handle_timeout(now);
+        let mut later = now;
+        for _ in 0..200 {
+            assert!(!run_store(&mut b, &store, later, wall0 + (later - t0), true)
+                .iter()
+                .any(|o| matches!(o, Output::Fetch(_))));
+            later = b.poll_timeout().unwrap();
+            b.handle_timeout(later);
+            if later > now + SECS(30) {
+                break;
+            }
+        }
+        // a gets r2 and writes it; b adopts it.
+        a.handle_fetch_response(
+            later,
+            fetch_a.id,
+            &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
+        );
+        run_store(&mut a, &store, later, wall0 + (later - t0), true);
+        let next = b.poll_timeout().unwrap();
+        b.handle_timeout(next);
+        assert!(run_store(&mut b, &store, next, wall0 + (next - t0), true)
+            .iter()
+            .any(|o| matches!(o, Output::TokenReady(t) if t.value().expose_secret() == "u2")));
+        assert_eq!(b.refresh_token().unwrap().expose_secret(), "r2");
+        assert_eq!(b.stats().fetches, 0);
+
+        // With the store down, b does not spend r2 without the lease: callers get StoreUnavailable.
+        let far = next + SECS(3600);
+        let wall = wall0 + (far - t0);
+        assert!(matches!(b.handle_token_wanted(far), Want::Wait));
+        let mut outputs = run_store(&mut b, &store, far, wall, false);
+        let mut at = far;
+        while !outputs.iter().any(|o| matches!(o, Output::Failed(_))) {
+            assert!(!outputs.iter().any(|o| matches!(o, Output::Fetch(_))), "spent without the lease");
+            at = b.poll_timeout().expect("the store is tried again");
+            b.handle_timeout(at);
+            outputs = run_store(&mut b, &store, at, wall0 + (at - t0), false);
+        }
+        assert!(at - far >= StoreConfig::default().peer_wait, "tried until the patience ran out");
+        let Some(Output::Failed(error)) = outputs.iter().find(|o| matches!(o, Output::Failed(_))) else { panic!() };
+        assert!(matches!(error, TokenError::StoreUnavailable { .. }) && error.is_transient(), "{error:?}");
+        assert!(error.to_string().contains("renewal lease"), "{error}");
+        assert_eq!(b.stats().fetches, 0);
+    }
+
+    #[test]
+    fn a_rejected_refresh_token_is_not_taken_from_the_store_again() {
+        let store = crate::store::MemoryStore::new();
+        let config = Arc::new(sign_in_builder().build().unwrap());
+        let t0 = Instant::now();
+        let wall0 = UNIX_EPOCH + SECS(1_800_000_000);
+        let mut a = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+        a.handle_sign_in(t0, wall0, t0, &answer(r#"{"access_token":"u1","expires_in":600,"refresh_token":"r1"}"#))
+            .unwrap();
+        run_store(&mut a, &store, t0, wall0, true);
+        let now = t0 + SECS(700);
+        let wall = wall0 + SECS(700);
+        assert!(matches!(a.handle_token_wanted(now), Want::Wait));
+        let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
+        a.handle_fetch_response(now, fetch.id, &answer(r#"{"error":"invalid_grant"}"#));
+        sign_in_required(&run_store(&mut a, &store, now, wall, true));
+        // Every later caller reads the store again, finds r1 there, and does not spend it.
+        for step in 1..20u64 {
+            let now = now + SECS(step * 5);
+            let _ = a.handle_token_wanted(now);
+            let outputs = run_store(&mut a, &store, now, wall + SECS(step * 5), true);
+            assert!(!outputs.iter().any(|o| matches!(o, Output::Fetch(_))), "{outputs:?}");
+        }
+        assert_eq!(a.stats().fetches, 1);
     }
 
     #[test]

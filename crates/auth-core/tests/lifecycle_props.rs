@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use auth_core::{
-    FetchReason, GrantKind, Lifecycle, Output, RefreshPolicy, SourceConfig, TokenError, Unauthorized, Want,
-    WithdrawReason,
+    FetchReason, GrantKind, Lifecycle, Output, RefreshPolicy, SourceConfig, SourceGrant, TokenError, Unauthorized,
+    Want, WithdrawReason,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
@@ -38,6 +38,8 @@ enum Step {
     /// The API answers 401 to the token issued `back` generations ago
     /// (0: the latest; more than issued: a generation never seen).
     Unauthorized { back: u64 },
+    /// A user signs in (sign-in sources only; ignored otherwise).
+    SignIn { expires_in: u64, refresh_token: bool },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -66,6 +68,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (expires_in, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::FetchOk { expires_in, refresh_token }),
         2 => (failure, prop::option::of(0u64..400)).prop_map(|(failure, retry_after)| Step::FetchFails { failure, retry_after }),
         2 => (0u64..4).prop_map(|back| Step::Unauthorized { back }),
+        1 => (1u64..7_200, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::SignIn { expires_in, refresh_token }),
     ]
 }
 
@@ -90,6 +93,10 @@ struct InFlight {
 /// told and what it said.
 struct Model {
     config: SourceConfig,
+    /// A user's source: renews only with a refresh token, never with client credentials.
+    sign_in: bool,
+    /// A `SignInRequired` was handed out since the last token.
+    told_to_sign_in: bool,
     now: Instant,
     in_flight: Option<InFlight>,
     tokens: HashMap<u64, TokenFacts>,
@@ -115,6 +122,9 @@ struct Model {
 impl Model {
     fn shortest_backoff(&self, error: &TokenError) -> Duration {
         let policy = self.config.backoff_policy();
+        if matches!(error, TokenError::SignInRequired { .. }) {
+            return policy.initial.saturating_sub(Duration::from_millis(1));
+        }
         let exponent = self.failures.saturating_sub(1).min(64) as i32;
         let base = (policy.initial.as_secs_f64() * policy.multiplier.powi(exponent)).min(policy.max.as_secs_f64());
         let mut delay = Duration::from_secs_f64(base * (1.0 - policy.jitter));
@@ -133,6 +143,9 @@ impl Model {
         match output {
             Output::Fetch(fetch) => {
                 assert!(self.in_flight.is_none(), "two fetches in flight");
+                if self.sign_in {
+                    assert_eq!(fetch.grant, GrantKind::RefreshToken, "a user's source asked for client credentials");
+                }
                 let on_demand = self.refused
                     && self.current.is_none()
                     && self.demand_window.is_some_and(|(earliest, _)| now >= earliest);
@@ -182,12 +195,20 @@ impl Model {
                     },
                 );
                 self.current = Some(generation);
+                self.told_to_sign_in = false;
+                // A token answers any refused caller's demand.
+                self.refused = false;
+                self.demand_window = None;
                 self.waiting = false;
                 self.failures = 0;
                 self.not_before = None;
             }
             Output::Failed(error) => {
                 self.delivering = None;
+                if matches!(error, TokenError::SignInRequired { .. }) {
+                    assert!(self.sign_in, "sign-in required from a client credentials source");
+                    self.told_to_sign_in = true;
+                }
                 self.waiting = false;
                 self.failures += 1;
                 self.not_before = Some(now + self.shortest_backoff(&error));
@@ -225,9 +246,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(background: bool, seed: u64) -> Self {
+    fn new(background: bool, sign_in: bool, seed: u64) -> Self {
+        let grant = if sign_in { SourceGrant::SignIn } else { SourceGrant::ClientCredentials };
         let config = SourceConfig::builder("https://auth.example.com/token", "client")
             .client_secret("secret")
+            .grant(grant)
             .default_lifetime(DEFAULT_LIFETIME)
             .refresh_policy(RefreshPolicy { background, ..RefreshPolicy::default() })
             .build()
@@ -237,6 +260,8 @@ impl Harness {
             lc: Lifecycle::new(config.clone(), seed),
             model: Model {
                 config,
+                sign_in,
+                told_to_sign_in: false,
                 now,
                 in_flight: None,
                 tokens: HashMap::new(),
@@ -371,9 +396,46 @@ impl Harness {
                         lc.handle_fetch_response(now, id, &response);
                     }
                 });
-                if std::mem::take(&mut self.model.fallback_allowed) || self.fell_back(refresh_grant, failure) {
+                if self.model.sign_in && self.fell_back(refresh_grant, failure) {
+                    assert!(self.model.in_flight.is_none(), "a user's rejected refresh token was followed by a fetch");
+                    assert!(self.model.told_to_sign_in, "a rejected refresh token must say: sign in again");
+                    assert!(self.lc.refresh_token().is_none());
+                    self.model.fallback_allowed = false;
+                } else if std::mem::take(&mut self.model.fallback_allowed) || self.fell_back(refresh_grant, failure) {
                     let fetch = self.model.in_flight.as_ref().expect("invalid_grant on a refresh grant must fall back");
                     assert_eq!(fetch.grant, GrantKind::ClientCredentials, "the fallback uses client credentials");
+                }
+            }
+            Step::SignIn { expires_in, refresh_token } => {
+                if !self.model.sign_in {
+                    return;
+                }
+                let lifetime = Duration::from_secs(*expires_in);
+                let usable_until = self.model.now + lifetime - Duration::from_secs(10).min(lifetime / 10);
+                self.model.delivering = (usable_until > self.model.now).then_some((self.model.now, lifetime, false));
+                let mut body = format!(r#"{{"access_token":"user","expires_in":{expires_in}"#);
+                if *refresh_token {
+                    body.push_str(r#","refresh_token":"user-rt""#);
+                }
+                body.push('}');
+                let was_waiting = self.model.waiting;
+                let answer = self.lc.handle_sign_in(
+                    self.model.now,
+                    std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                    self.model.now,
+                    &http::Response::new(body.into_bytes()),
+                );
+                if answer.is_ok() {
+                    // A refresh in flight is abandoned; waiters get the user's token.
+                    self.model.in_flight = None;
+                }
+                self.drain();
+                self.model.delivering = None;
+                if answer.is_ok() {
+                    assert!(!self.lc.has_waiters() && !self.model.waiting, "waiters left after a sign-in");
+                    assert_eq!(self.lc.refresh_token().is_some(), *refresh_token, "the sign-in's refresh token only");
+                } else {
+                    assert_eq!(self.model.waiting, was_waiting);
                 }
             }
             Step::Unauthorized { back } => {
@@ -452,8 +514,8 @@ proptest! {
     })]
 
     #[test]
-    fn lifecycle_invariants_hold(background in any::<bool>(), seed in any::<u64>(), steps in prop::collection::vec(step(), 1..=60)) {
-        let mut harness = Harness::new(background, seed);
+    fn lifecycle_invariants_hold(background in any::<bool>(), sign_in in any::<bool>(), seed in any::<u64>(), steps in prop::collection::vec(step(), 1..=60)) {
+        let mut harness = Harness::new(background, sign_in, seed);
         for step in &steps {
             harness.apply(step);
         }
