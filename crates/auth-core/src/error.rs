@@ -122,6 +122,13 @@ pub enum ConfigError {
     /// No revocation URL was configured, but a revocation request was asked for.
     #[error("no revocation URL is configured; set revocation_url(..) to the provider's RFC 7009 endpoint")]
     NoRevocationUrl,
+    /// The operating system gave no random bytes (for a PKCE verifier, a
+    /// `state` or a `nonce`).
+    #[error("the operating system's random number generator failed ({reason}); a sign-in cannot start without it")]
+    NoRandomness {
+        /// What the operating system said.
+        reason: String,
+    },
 }
 
 /// An RFC 6749 §5.2 error code.

@@ -63,8 +63,11 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::panic))]
 
+pub mod authorize;
 pub mod config;
 pub mod credentials;
+pub mod device;
+pub mod discovery;
 pub mod error;
 pub mod lifecycle;
 pub mod redact;

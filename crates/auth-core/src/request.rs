@@ -32,10 +32,13 @@ use zeroize::Zeroizing;
 
 use crate::config::{ClientAuth, SourceConfig};
 use crate::error::ConfigError;
-use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
+use crate::secret::{AccessTokenValue, AuthorizationCode, CodeVerifier, DeviceCode, ExposeSecret, RefreshToken};
 
 /// Everything but the RFC 3986 unreserved characters `A-Z a-z 0-9 - . _ ~`.
 pub(crate) const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// The `grant_type` of the RFC 8628 device code grant.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// The grant a token request uses.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +50,18 @@ pub enum Grant<'a> {
     /// `grant_type=refresh_token` with this refresh token. The scope is not
     /// sent again (RFC 6749 §6: the original scope is kept).
     RefreshToken(&'a RefreshToken),
+    /// `grant_type=authorization_code` (RFC 6749 §4.1.3) with the PKCE
+    /// verifier (RFC 7636 §4.5); see [`crate::authorize`].
+    AuthorizationCode {
+        /// The code from the callback.
+        code: &'a AuthorizationCode,
+        /// The redirect URI the authorization request named.
+        redirect_uri: &'a str,
+        /// The PKCE verifier.
+        code_verifier: &'a CodeVerifier,
+    },
+    /// The RFC 8628 device code grant; see [`crate::device`].
+    DeviceCode(&'a DeviceCode),
 }
 
 impl Grant<'_> {
@@ -55,6 +70,8 @@ impl Grant<'_> {
         match self {
             Self::ClientCredentials => "client_credentials",
             Self::RefreshToken(_) => "refresh_token",
+            Self::AuthorizationCode { .. } => "authorization_code",
+            Self::DeviceCode(_) => DEVICE_CODE_GRANT,
         }
     }
 }
@@ -177,6 +194,17 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
             params.extend(config.params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         Grant::RefreshToken(token) => params.push(("refresh_token", token.expose_secret())),
+        Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+            params.push(("code", code.expose_secret()));
+            params.push(("redirect_uri", redirect_uri));
+            params.push(("code_verifier", code_verifier.expose_secret()));
+            params.extend(config.resources().iter().map(|r| ("resource", r.as_str())));
+            params.extend(config.params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        Grant::DeviceCode(code) => {
+            params.push(("device_code", code.expose_secret()));
+            params.extend(config.params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
     }
     build(config, config.token_url(), &params)
 }
@@ -193,7 +221,7 @@ pub fn revocation_request(config: &SourceConfig, token: Revocable<'_>) -> Result
     Ok(RevocationRequest { request, kind, secrets: vec![Zeroizing::new(value.to_owned())] })
 }
 
-fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -> Request<Vec<u8>> {
+pub(crate) fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -> Request<Vec<u8>> {
     let secret = config.client_secret().map(|s| s.expose_secret());
     let mut authorization = None;
     let mut form: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 2);

@@ -99,6 +99,19 @@ secret_type!(
     /// sending the client credentials grant again.
     RefreshToken
 );
+secret_type!(
+    /// An authorization code (RFC 6749 §4.1.2), exchanged once for tokens.
+    AuthorizationCode
+);
+secret_type!(
+    /// A PKCE code verifier (RFC 7636 §4.1): proves the code exchange comes
+    /// from whoever started the sign-in.
+    CodeVerifier
+);
+secret_type!(
+    /// A device code (RFC 8628 §3.2), polled with until the user approves.
+    DeviceCode
+);
 
 /// A secret from the value of the environment variable `variable`, as
 /// `std::env::var(variable)` returned it: an unset, empty or non-UTF-8
