@@ -266,6 +266,7 @@ impl AuthorizationRequestBuilder<'_> {
 /// One sign-in under way: the URL to send the user to, and what checks the
 /// redirect that comes back. Its `Debug` shows neither the state nor the
 /// verifier.
+#[derive(Clone)]
 pub struct AuthorizationRequest {
     url: String,
     redirect_uri: String,

@@ -642,10 +642,10 @@ fn validate_policies(
     }
 }
 
-/// Parses and checks an endpoint URL: absolute `https` (or `http` to a
-/// loopback host, or anywhere when `allow_insecure_http`), with a host and
-/// without user info.
-pub(crate) fn validate_endpoint(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
+/// Parses and checks an endpoint URL by the rules every endpoint obeys:
+/// absolute `https` (or `http` to a loopback host, or anywhere when
+/// `allow_insecure_http`), with a host and without user info.
+pub fn validate_endpoint(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
     let invalid = |reason| ConfigError::InvalidUrl { url: strip_userinfo(url), reason };
     let uri: Uri = url.parse().map_err(|_| invalid("it does not parse as a URL"))?;
     let authority = uri.authority().ok_or_else(|| invalid("it has no host"))?;

@@ -6,6 +6,14 @@
 //!   raw), form body (`post`), JSON body, or none (public clients);
 //!   refresh tokens when the scope includes `offline_access`;
 //! - `POST /oauth/revoke`: RFC 7009 revocation;
+//! - sign-in for user-facing apps: `GET /oauth/authorize` (the
+//!   authorization code flow with PKCE `S256` required; it approves a
+//!   configurable test user at once, or denies) and the code exchange;
+//!   `POST /oauth/device` and the RFC 8628 device code grant, with
+//!   [`Provider::approve_device`] / [`Provider::deny_device`] standing in for
+//!   the user; refresh-token rotation ([`ProviderConfig::rotate_refresh_tokens`]);
+//!   discovery documents at `/.well-known/oauth-authorization-server` and
+//!   `/.well-known/openid-configuration`;
 //! - `/api/...`: a protected API that wants a valid Bearer token (401 for a
 //!   missing, expired or revoked one) and, when configured, an API key in a
 //!   header or query parameter (403 when wrong);
@@ -48,6 +56,13 @@ pub struct ProviderConfig {
     api_key: Option<(String, Option<String>, String)>,
     api_requires_token: bool,
     basic_login: Option<(String, String)>,
+    user: String,
+    deny_sign_in: bool,
+    rotate_refresh_tokens: bool,
+    send_iss: bool,
+    issuer: Option<String>,
+    device_code_lifetime: Duration,
+    device_interval: u64,
 }
 
 impl Default for ProviderConfig {
@@ -67,7 +82,57 @@ impl ProviderConfig {
             api_key: None,
             api_requires_token: true,
             basic_login: None,
+            user: "alice".to_owned(),
+            deny_sign_in: false,
+            rotate_refresh_tokens: false,
+            send_iss: true,
+            issuer: None,
+            device_code_lifetime: Duration::from_secs(600),
+            device_interval: 5,
         }
+    }
+
+    /// The user the authorization endpoint signs in (and approves for) at
+    /// once. Default `alice`.
+    pub fn user(mut self, name: impl Into<String>) -> Self {
+        self.user = name.into();
+        self
+    }
+
+    /// Whether the authorization endpoint answers `access_denied` instead
+    /// of approving (the user said no). Default `false`.
+    pub fn deny_sign_in(mut self, deny: bool) -> Self {
+        self.deny_sign_in = deny;
+        self
+    }
+
+    /// Whether a refresh grant issues a new refresh token and retires the
+    /// one presented (a second use is `invalid_grant`). Default `false`.
+    pub fn rotate_refresh_tokens(mut self, rotate: bool) -> Self {
+        self.rotate_refresh_tokens = rotate;
+        self
+    }
+
+    /// Whether the authorization endpoint's redirect carries RFC 9207
+    /// `iss`. Default `true`.
+    pub fn send_iss(mut self, send: bool) -> Self {
+        self.send_iss = send;
+        self
+    }
+
+    /// The issuer the discovery documents (and `iss`) name instead of the
+    /// provider's URL: to test a mismatch.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// How long device codes last (default 10 minutes) and the polling
+    /// interval the device endpoint asks for, in seconds (default 5).
+    pub fn device_codes(mut self, lifetime: Duration, interval_secs: u64) -> Self {
+        self.device_code_lifetime = lifetime;
+        self.device_interval = interval_secs;
+        self
     }
 
     /// Whether `/api/...` wants a Bearer token (default `true`). With
@@ -167,11 +232,44 @@ pub struct ProviderStats {
     pub api_unauthorized: u64,
     /// Revocation requests.
     pub revocations: u64,
+    /// Authorization requests (`GET /oauth/authorize`).
+    pub authorizations: u64,
+}
+
+/// What happened to a device code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceState {
+    Pending,
+    Approved,
+    Denied,
+}
+
+#[derive(Debug)]
+struct DeviceGrant {
+    client_id: String,
+    user_code: String,
+    scope: Option<String>,
+    expires_at: Instant,
+    state: DeviceState,
+    /// Polls to answer `slow_down` before anything else.
+    slow_downs: u32,
+}
+
+#[derive(Debug)]
+struct PendingCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    scope: Option<String>,
+    user: String,
+    expires_at: Instant,
 }
 
 #[derive(Debug)]
 struct Issued {
     client_id: String,
+    /// The user a sign-in issued it for (none: the client's own token).
+    user: Option<String>,
     scope: Option<String>,
     expires_at: Option<Instant>,
     refresh: bool,
@@ -189,6 +287,9 @@ struct Faults {
 struct Inner {
     config: ProviderConfig,
     tokens: HashMap<String, Issued>,
+    codes: HashMap<String, PendingCode>,
+    devices: HashMap<String, DeviceGrant>,
+    url: String,
     faults: Faults,
     requests: Vec<TokenRequest>,
     stats: ProviderStats,
@@ -231,6 +332,9 @@ impl Provider {
         let shared: Shared = Arc::new(Mutex::new(Inner {
             config,
             tokens: HashMap::new(),
+            codes: HashMap::new(),
+            devices: HashMap::new(),
+            url: url.clone(),
             faults: Faults::default(),
             requests: Vec::new(),
             stats: ProviderStats::default(),
@@ -262,6 +366,63 @@ impl Provider {
     pub fn revocation_url(&self) -> String {
         format!("{}/oauth/revoke", self.url)
     }
+    /// The authorization endpoint (authorization code flow).
+    pub fn authorization_url(&self) -> String {
+        format!("{}/oauth/authorize", self.url)
+    }
+    /// The RFC 8628 device authorization endpoint.
+    pub fn device_url(&self) -> String {
+        format!("{}/oauth/device", self.url)
+    }
+    /// The issuer its discovery documents name (its URL unless configured).
+    pub fn issuer(&self) -> String {
+        lock(&self.shared).issuer()
+    }
+
+    /// The user codes of device sign-ins waiting for the user.
+    pub fn pending_user_codes(&self) -> Vec<String> {
+        let inner = lock(&self.shared);
+        inner.devices.values().filter(|d| d.state == DeviceState::Pending).map(|d| d.user_code.clone()).collect()
+    }
+
+    /// The user approves the device sign-in with `user_code` (as the
+    /// configured test user). `false` when no such sign-in waits.
+    pub fn approve_device(&self, user_code: &str) -> bool {
+        self.settle_device(user_code, DeviceState::Approved)
+    }
+
+    /// The user declines the device sign-in with `user_code`.
+    pub fn deny_device(&self, user_code: &str) -> bool {
+        self.settle_device(user_code, DeviceState::Denied)
+    }
+
+    fn settle_device(&self, user_code: &str, state: DeviceState) -> bool {
+        let mut inner = lock(&self.shared);
+        match inner.devices.values_mut().find(|d| d.user_code == user_code && d.state == DeviceState::Pending) {
+            Some(device) => {
+                device.state = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next `count` polls of each device sign-in are answered
+    /// `slow_down`.
+    pub fn slow_down_device_polls(&self, count: u32) {
+        for device in lock(&self.shared).devices.values_mut() {
+            device.slow_downs = count;
+        }
+    }
+
+    /// Every device code expires now (polls get `expired_token`).
+    pub fn expire_device_codes(&self) {
+        let now = Instant::now();
+        for device in lock(&self.shared).devices.values_mut() {
+            device.expires_at = now;
+        }
+    }
+
     /// A URL of the protected API (`path` without the `/api` prefix).
     pub fn api_url(&self, path: &str) -> String {
         format!("{}/api/{}", self.url, path.trim_start_matches('/'))
@@ -303,6 +464,7 @@ impl Provider {
         let value = random_token("at_");
         let issued = Issued {
             client_id: client_id.to_owned(),
+            user: None,
             scope: None,
             expires_at: Some(Instant::now() + lifetime),
             refresh: false,
@@ -350,6 +512,11 @@ async fn route(State(shared): State<Shared>, request: Request<Body>) -> Response
             token(&shared, &parts.headers, &body)
         }
         (Method::POST, "/oauth/revoke") => revoke(&shared, &parts.headers, &body),
+        (Method::GET, "/oauth/authorize") => authorize(&shared, &query),
+        (Method::POST, "/oauth/device") => device_authorization(&shared, &parts.headers, &body),
+        (Method::GET, "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration") => {
+            discovery(&shared)
+        }
         (_, p) if p.starts_with("/api/") => api(&shared, &parts.method, p, &query, &parts.headers, body.len()),
         (_, p) if p.starts_with("/legacy/") => legacy(&shared, &parts.headers),
         _ => text(StatusCode::NOT_FOUND, "not found"),
@@ -483,7 +650,9 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
         resources: params.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.clone()).collect(),
         params: params
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "client_secret" | "refresh_token"))
+            .filter(|(k, _)| {
+                !matches!(k.as_str(), "client_secret" | "refresh_token" | "code" | "code_verifier" | "device_code")
+            })
             .cloned()
             .collect(),
         status: 200,
@@ -531,6 +700,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
     let lifetime = inner.config.token_lifetime;
     let mut scope = param(params, "scope").map(str::to_owned);
     let mut refresh = None;
+    let mut user: Option<String> = None;
     match param(params, "grant_type") {
         Some("client_credentials") => {
             let offline = scope.as_deref().is_some_and(|s| s.split(' ').any(|w| w == "offline_access"));
@@ -540,6 +710,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
                     value.clone(),
                     Issued {
                         client_id: client_id.to_owned(),
+                        user: None,
                         scope: scope.clone(),
                         expires_at: None,
                         refresh: true,
@@ -551,9 +722,13 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
         }
         Some("refresh_token") => {
             let presented = param(params, "refresh_token").unwrap_or("");
-            match inner.tokens.get(presented) {
+            let rotate = inner.config.rotate_refresh_tokens;
+            match inner.tokens.get_mut(presented) {
                 Some(issued) if issued.refresh && !issued.revoked && issued.client_id == client_id => {
-                    scope = issued.scope.clone()
+                    scope = issued.scope.clone();
+                    user = issued.user.clone();
+                    // Rotation: this refresh token is spent.
+                    issued.revoked |= rotate;
                 }
                 _ => {
                     return oauth_error(
@@ -564,19 +739,50 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
                 }
             }
         }
+        Some("authorization_code") => match redeem_code(inner, client_id, params) {
+            Ok((granted, signed_in)) => {
+                scope = granted;
+                user = Some(signed_in);
+            }
+            Err((code, description)) => return oauth_error(StatusCode::BAD_REQUEST, code, description),
+        },
+        Some("urn:ietf:params:oauth:grant-type:device_code") => match poll_device(inner, client_id, params) {
+            Ok(granted) => {
+                scope = granted;
+                user = Some(inner.config.user.clone());
+            }
+            Err((code, description)) => return oauth_error(StatusCode::BAD_REQUEST, code, description),
+        },
         _ => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "Only client_credentials and refresh_token",
+                "Only client_credentials, refresh_token, authorization_code and device_code",
             )
         }
+    }
+    // A user's sign-in always comes with a refresh token; a rotation replaces the one spent.
+    let new_user_session = user.is_some() && param(params, "grant_type") != Some("refresh_token");
+    let rotate = param(params, "grant_type") == Some("refresh_token") && inner.config.rotate_refresh_tokens;
+    if (new_user_session && inner.config.refresh_tokens) || rotate {
+        let value = random_token("rt_");
+        let issued = Issued {
+            client_id: client_id.to_owned(),
+            user: user.clone(),
+            scope: scope.clone(),
+            expires_at: None,
+            refresh: true,
+            revoked: false,
+        };
+        inner.tokens.insert(value.clone(), issued);
+        refresh = Some(value);
     }
     let access = random_token("at_");
     inner.tokens.insert(
         access.clone(),
         Issued {
             client_id: client_id.to_owned(),
+            user: user.clone(),
             scope: scope.clone(),
             expires_at: Some(Instant::now() + lifetime),
             refresh: false,
@@ -593,6 +799,201 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
         body["refresh_token"] = serde_json::Value::String(refresh);
     }
     json(StatusCode::OK, body)
+}
+
+impl Inner {
+    fn issuer(&self) -> String {
+        self.config.issuer.clone().unwrap_or_else(|| self.url.clone())
+    }
+}
+
+/// A parameter of the authorization request's query.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// `redirect_uri` with `params` added to its query.
+fn redirect(redirect_uri: &str, params: &[(&str, &str)]) -> Response<Body> {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(params.iter());
+    let separator = if redirect_uri.contains('?') { '&' } else { '?' };
+    let location = format!("{redirect_uri}{separator}{}", query.finish());
+    let mut response = text(StatusCode::FOUND, "");
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// `GET /oauth/authorize`: checks the request, then signs the test user in
+/// and redirects back with a code (or `access_denied`).
+fn authorize(shared: &Shared, query: &str) -> Response<Body> {
+    let mut inner = lock(shared);
+    inner.stats.authorizations += 1;
+    let get = |name| query_param(query, name);
+    let client_id = get("client_id").unwrap_or_default();
+    if !inner.config.clients.iter().any(|(id, _)| *id == client_id) {
+        // Never redirect for an unknown client (RFC 6749 §4.1.2.1).
+        return text(StatusCode::BAD_REQUEST, "unknown client_id");
+    }
+    let Some(redirect_uri) =
+        get("redirect_uri").filter(|r| r.starts_with("http://127.0.0.1:") || r.starts_with("https://"))
+    else {
+        return text(StatusCode::BAD_REQUEST, "missing or unregistered redirect_uri");
+    };
+    let state = get("state").unwrap_or_default();
+    let issuer = inner.issuer();
+    let send_iss = inner.config.send_iss;
+    let answer = |params: Vec<(&str, &str)>| {
+        let mut all: Vec<(&str, &str)> = params.clone();
+        if !state.is_empty() {
+            all.push(("state", state.as_str()));
+        }
+        if send_iss {
+            all.push(("iss", issuer.as_str()));
+        }
+        redirect(&redirect_uri, &all)
+    };
+    if get("response_type").as_deref() != Some("code") {
+        return answer(vec![("error", "unsupported_response_type")]);
+    }
+    let Some(challenge) = get("code_challenge").filter(|c| c.len() >= 43) else {
+        return answer(vec![("error", "invalid_request"), ("error_description", "PKCE code_challenge required")]);
+    };
+    if get("code_challenge_method").as_deref() != Some("S256") {
+        return answer(vec![("error", "invalid_request"), ("error_description", "code_challenge_method must be S256")]);
+    }
+    if inner.config.deny_sign_in {
+        return answer(vec![("error", "access_denied"), ("error_description", "The user denied the request")]);
+    }
+    let code = random_token("code_");
+    let pending = PendingCode {
+        client_id,
+        redirect_uri: redirect_uri.clone(),
+        challenge,
+        scope: get("scope"),
+        user: inner.config.user.clone(),
+        expires_at: Instant::now() + Duration::from_secs(60),
+    };
+    inner.codes.insert(code.clone(), pending);
+    answer(vec![("code", &code)])
+}
+
+/// An OAuth error code and description, answered with 400.
+type Refused = (&'static str, &'static str);
+
+/// The authorization code grant: the code once, for the client and
+/// redirect URI it was issued to, with the PKCE verifier that matches.
+fn redeem_code(
+    inner: &mut Inner,
+    client_id: &str,
+    params: &[(String, String)],
+) -> Result<(Option<String>, String), Refused> {
+    use sha2::Digest as _;
+    let invalid = |description| ("invalid_grant", description);
+    // A code is used once, whatever the outcome.
+    let pending =
+        inner.codes.remove(param(params, "code").unwrap_or("")).ok_or_else(|| invalid("Unknown or used code"))?;
+    if pending.client_id != client_id || Instant::now() >= pending.expires_at {
+        return Err(invalid("The code was issued to another client or expired"));
+    }
+    if param(params, "redirect_uri") != Some(pending.redirect_uri.as_str()) {
+        return Err(invalid("redirect_uri does not match the authorization request"));
+    }
+    let verifier = param(params, "code_verifier").unwrap_or("");
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    if verifier.is_empty() || challenge != pending.challenge {
+        return Err(invalid("PKCE verification failed"));
+    }
+    Ok((pending.scope, pending.user))
+}
+
+/// `POST /oauth/device`: a device code for the (public or authenticated) client.
+fn device_authorization(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    let mut inner = lock(shared);
+    let (params, is_json) = params(headers, body);
+    let client_id = match authenticate(&inner, headers, &params, is_json) {
+        Ok((_, client_id)) => client_id,
+        Err(method) => return refusal(&method),
+    };
+    let device_code = random_token("dc_");
+    let letters: String = {
+        let mut rng = fastrand::Rng::new();
+        std::iter::repeat_with(|| rng.uppercase()).take(8).collect()
+    };
+    let user_code = format!("{}-{}", &letters[..4], &letters[4..]);
+    let (lifetime, interval) = (inner.config.device_code_lifetime, inner.config.device_interval);
+    let grant = DeviceGrant {
+        client_id,
+        user_code: user_code.clone(),
+        scope: param(&params, "scope").map(str::to_owned),
+        expires_at: Instant::now() + lifetime,
+        state: DeviceState::Pending,
+        slow_downs: 0,
+    };
+    inner.devices.insert(device_code.clone(), grant);
+    let verification = format!("{}/device", inner.url);
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": verification,
+            "verification_uri_complete": format!("{verification}?user_code={user_code}"),
+            "expires_in": lifetime.as_secs(),
+            "interval": interval,
+        }),
+    )
+}
+
+/// The device code grant: pending until the test approves, then the tokens.
+fn poll_device(
+    inner: &mut Inner,
+    client_id: &str,
+    params: &[(String, String)],
+) -> Result<Option<String>, Refused> {
+    let error = |code, description| (code, description);
+    let presented = param(params, "device_code").unwrap_or("");
+    let Some(device) = inner.devices.get_mut(presented).filter(|d| d.client_id == client_id) else {
+        return Err(error("invalid_grant", "Unknown device code"));
+    };
+    if Instant::now() >= device.expires_at {
+        return Err(error("expired_token", "The device code expired"));
+    }
+    if device.slow_downs > 0 {
+        device.slow_downs -= 1;
+        return Err(error("slow_down", "Polling too fast"));
+    }
+    match device.state {
+        DeviceState::Pending => Err(error("authorization_pending", "The user has not approved yet")),
+        DeviceState::Denied => Err(error("access_denied", "The user declined")),
+        DeviceState::Approved => {
+            let scope = device.scope.clone();
+            inner.devices.remove(presented);
+            Ok(scope)
+        }
+    }
+}
+
+/// The discovery document (RFC 8414 and OpenID Connect alike).
+fn discovery(shared: &Shared) -> Response<Body> {
+    let inner = lock(shared);
+    let url = &inner.url;
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "issuer": inner.issuer(),
+            "authorization_endpoint": format!("{url}/oauth/authorize"),
+            "token_endpoint": format!("{url}/oauth/token"),
+            "device_authorization_endpoint": format!("{url}/oauth/device"),
+            "revocation_endpoint": format!("{url}/oauth/revoke"),
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "authorization_response_iss_parameter_supported": inner.config.send_iss,
+        }),
+    )
 }
 
 fn revoke(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
@@ -644,6 +1045,7 @@ fn api(
                 "method": method.as_str(),
                 "path": path,
                 "client_id": issued.client_id,
+                "user": issued.user,
                 "scope": issued.scope,
                 "body_bytes": body_len,
             });

@@ -63,6 +63,7 @@ pub mod error;
 pub mod layer;
 pub mod redirect;
 mod registry;
+pub mod sign_in;
 pub mod source;
 pub mod store;
 

@@ -59,6 +59,10 @@ enum Command {
     Snapshot(oneshot::Sender<Option<StoredToken>>),
     /// Answer once no store operation is running.
     Flush(oneshot::Sender<()>),
+    /// Send a token endpoint request (a sign-in's) through the transport.
+    Send(Request<Vec<u8>>, oneshot::Sender<Result<Response<Bytes>, TokenError>>),
+    /// Install a sign-in's tokens: the answer to a request sent at the instant.
+    SignIn(Response<Bytes>, Instant, oneshot::Sender<Result<Arc<AccessToken>, AuthError>>),
 }
 
 /// What [`TokenSource::revoke`] revoked.
@@ -458,6 +462,36 @@ impl TokenSource {
         if self.shared.commands.send(Command::Flush(reply)).is_ok() {
             let _ = receiver.await;
         }
+    }
+
+    /// Sends a request to the token endpoint (a sign-in's code exchange, a
+    /// device poll, a device authorization request) through this source's
+    /// transport, with its fetch timeout and body cap, and returns the
+    /// answer as it came. See [`crate::sign_in`].
+    pub async fn send_token_request(&self, request: Request<Vec<u8>>) -> Result<Response<Bytes>, AuthError> {
+        let (reply, receiver) = oneshot::channel();
+        self.shared.commands.send(Command::Send(request, reply)).map_err(|_| self.shared.published.stopped())?;
+        receiver.await.map_err(|_| self.shared.published.stopped())?.map_err(AuthError::Token)
+    }
+
+    /// Installs the tokens a sign-in obtained: `response` is the token
+    /// endpoint's answer to the request sent at `sent_at` (an
+    /// authorization code exchange, or the device poll the user approved).
+    /// They replace any held before (the previous user's refresh token
+    /// included), reach the shared store, and are renewed with their
+    /// refresh token from then on (see
+    /// [`Lifecycle::handle_sign_in`](auth_core::Lifecycle::handle_sign_in)).
+    pub async fn install_sign_in(
+        &self,
+        response: Response<Bytes>,
+        sent_at: Instant,
+    ) -> Result<Arc<AccessToken>, AuthError> {
+        let (reply, receiver) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::SignIn(response, sent_at, reply))
+            .map_err(|_| self.shared.published.stopped())?;
+        receiver.await.unwrap_or_else(|_| Err(self.shared.published.stopped()))
     }
 
     /// Counters since the source was created.
@@ -870,6 +904,22 @@ impl Worker {
             Command::Revoke(reply) => self.revoke(reply),
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.lifecycle.snapshot(now()));
+            }
+            Command::Send(request, reply) => {
+                let timeout = self.fetch_timeout;
+                let send = (self.fetcher)(request);
+                tokio::spawn(async move {
+                    let outcome =
+                        tokio::time::timeout(timeout, send).await.unwrap_or(Err(TokenError::timeout(timeout)));
+                    let _ = reply.send(outcome);
+                });
+            }
+            Command::SignIn(response, sent_at, reply) => {
+                let outcome = self.lifecycle.handle_sign_in(now(), SystemTime::now(), sent_at, &response);
+                if let Ok(token) = &outcome {
+                    tracing::info!(target: "auth_tower", generation = token.generation().get(), "signed in: the user's tokens are installed");
+                }
+                let _ = reply.send(outcome.map_err(AuthError::Token));
             }
             Command::Flush(reply) => {
                 if self.store_pending == 0 {
