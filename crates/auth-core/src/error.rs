@@ -381,7 +381,7 @@ pub enum SignInReason {
     NoRefreshToken,
     /// The provider rejected the refresh token (`invalid_grant`: expired,
     /// revoked, or already used); the provider's words.
-    RefreshRejected(ProviderError),
+    RefreshRejected(Box<ProviderError>),
 }
 
 /// Which endpoint an error came from, for its wording.
@@ -573,7 +573,7 @@ impl TokenError {
             }
             Self::UnsupportedTokenType { token_type } => Self::UnsupportedTokenType { token_type: clean(token_type) },
             Self::SignInRequired { reason: SignInReason::RefreshRejected(e), hint } => {
-                Self::SignInRequired { reason: SignInReason::RefreshRejected(e.redacted(redactor)), hint }
+                Self::SignInRequired { reason: SignInReason::RefreshRejected(Box::new(e.redacted(redactor))), hint }
             }
             Self::Transport { message, timeout } => Self::Transport { message: clean(message), timeout },
             other => other,

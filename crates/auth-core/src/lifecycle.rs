@@ -1329,7 +1329,7 @@ impl Lifecycle {
             match (self.config.grant(), error) {
                 (SourceGrant::SignIn, TokenError::Provider(rejected)) => {
                     // Only the user can get new tokens: never the app's own in their place.
-                    let reason = SignInReason::RefreshRejected(rejected);
+                    let reason = SignInReason::RefreshRejected(Box::new(rejected));
                     self.signed_out = Some(reason.clone());
                     error = self.sign_in_required(reason);
                 }

@@ -947,11 +947,7 @@ fn device_authorization(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Re
 }
 
 /// The device code grant: pending until the test approves, then the tokens.
-fn poll_device(
-    inner: &mut Inner,
-    client_id: &str,
-    params: &[(String, String)],
-) -> Result<Option<String>, Refused> {
+fn poll_device(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Result<Option<String>, Refused> {
     let error = |code, description| (code, description);
     let presented = param(params, "device_code").unwrap_or("");
     let Some(device) = inner.devices.get_mut(presented).filter(|d| d.client_id == client_id) else {

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// authc: get a token, call an API with the right credentials, revoke a
-/// token, or see the library work against its embedded provider.
+/// authc: get a token, call an API with the right credentials, sign a
+/// user in, revoke a token, or see the library work against its embedded
+/// provider.
 #[derive(Debug, Parser)]
 #[command(name = "authc", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -27,6 +28,10 @@ PROFILES: ~/.config/authc/config.toml (or --config / AUTHC_CONFIG), one
 variables override its keys. `authc profiles` lists them, `authc config
 check --profile NAME` checks one. Keys:
   token_url            string   the OAuth 2.0 token endpoint
+  issuer               string   the issuer: endpoints from its discovery document
+  authorize_url        string   the authorization endpoint (a user's sign-in)
+  device_url           string   the RFC 8628 device authorization endpoint
+  sign_in              bool     use the signed-in user's tokens (authc login)
   client_id            string
   client_secret_file   path     a file holding the client secret
   client_secret_env    string   the variable holding it (e.g. \"FLUTE_SECRET\")
@@ -55,7 +60,8 @@ EXIT CODES:
   2  usage or configuration error (a request to an origin that is not an
      API origin of the configuration included)
   3  the provider refused (RFC 6749 error: code and description printed),
-     or the fetch budget (--max-fetches-per-day) is spent
+     or the fetch budget (--max-fetches-per-day) is spent, or a user must
+     sign in (run `authc login`), or the user declined the sign-in
   4  network or protocol failure
   5  the API answered an error status, or redirected to another origin";
 
@@ -89,6 +95,21 @@ pub enum Command {
         /// Revoke this token instead of the cached one; `-` reads it from stdin.
         #[arg(long, value_name = "-")]
         token: Option<String>,
+    },
+    /// Sign a user in (authorization code with PKCE through the browser, or
+    /// --device for a machine without one) and keep the user's tokens in
+    /// the token store for `authc token` / `authc request --sign-in`.
+    Login {
+        #[command(flatten)]
+        auth: AuthArgs,
+        #[command(flatten)]
+        login: LoginArgs,
+    },
+    /// Revoke the signed-in user's tokens (where a revocation endpoint is
+    /// known) and forget them.
+    Logout {
+        #[command(flatten)]
+        auth: AuthArgs,
     },
     /// List the profiles of the config file (an invalid one is marked, with why).
     Profiles {
@@ -125,6 +146,31 @@ pub enum Command {
         #[arg(long, value_name = "STATUS", default_value = "503", value_parser = ["500", "503", "429"])]
         fault: String,
     },
+}
+
+/// How `authc login` signs the user in.
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// The device flow (RFC 8628): show a code to enter on another device.
+    #[arg(long)]
+    pub device: bool,
+    /// The device authorization endpoint (default: from --issuer's discovery).
+    #[arg(long, env = "AUTHC_DEVICE_URL", value_name = "URL")]
+    pub device_url: Option<String>,
+    /// Do not open a browser: print the authorization URL alone on one
+    /// line of stderr and wait for the redirect.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Listen for the redirect on this port of 127.0.0.1 (default: a free
+    /// one), for providers that only accept a registered port.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub redirect_port: u16,
+    /// The redirect URI's path.
+    #[arg(long, value_name = "PATH", default_value = "/callback")]
+    pub redirect_path: String,
+    /// Give up after this many seconds without a sign-in.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +253,18 @@ pub struct AuthArgs {
     /// The OAuth 2.0 token endpoint.
     #[arg(long, env = "AUTHC_TOKEN_URL", value_name = "URL")]
     pub token_url: Option<String>,
+    /// The authorization server's issuer: its endpoints come from its
+    /// discovery document (RFC 8414 / OpenID Connect), whose issuer must
+    /// match. For a client without a secret it means a user's sign-in.
+    #[arg(long, env = "AUTHC_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+    /// The authorization endpoint: the options describe a user's sign-in.
+    #[arg(long, env = "AUTHC_AUTHORIZE_URL", value_name = "URL")]
+    pub authorize_url: Option<String>,
+    /// Use the signed-in user's tokens (see `authc login`), never client
+    /// credentials; with none, exit 3 and say to run `authc login`.
+    #[arg(long)]
+    pub sign_in: bool,
     /// The client id.
     #[arg(long, env = "AUTHC_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,

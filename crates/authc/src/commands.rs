@@ -1,4 +1,4 @@
-//! `authc token`, `authc request`, `authc revoke`.
+//! `authc token`, `authc request`, `authc revoke`, `authc login`, `authc logout`.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use auth_tower::TokenStore;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-use crate::cli::{AuthArgs, RequestArgs, TokenTypeHint};
+use crate::cli::{AuthArgs, LoginArgs, RequestArgs, TokenTypeHint};
 use crate::failure::{notice, Failure};
 use crate::settings::{Settings, StoreChoice};
 
@@ -138,7 +138,8 @@ fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failu
 }
 
 pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
-    let settings = Settings::resolve(auth, None)?;
+    let mut settings = Settings::resolve(auth, None)?;
+    settings.discover().await?;
     token_with(&settings, json).await.map_err(|failure| settings.explain(failure))
 }
 
@@ -166,7 +167,8 @@ async fn token_with(settings: &Settings, json: bool) -> Result<(), Failure> {
 }
 
 pub async fn request(auth: &AuthArgs, spec: &RequestArgs) -> Result<(), Failure> {
-    let settings = Settings::resolve(auth, None)?;
+    let mut settings = Settings::resolve(auth, None)?;
+    settings.discover().await?;
     request_with(&settings, spec).await.map_err(|failure| settings.explain(failure))
 }
 
@@ -401,6 +403,129 @@ pub async fn revoke(
             Ok(())
         }
     }
+}
+
+/// `authc login`: signs the user in and stores the tokens under the
+/// configuration's (sign-in) cache key.
+pub async fn login(auth: &AuthArgs, login: &LoginArgs) -> Result<(), Failure> {
+    let mut settings = Settings::resolve(auth, None)?;
+    settings.sign_in = true;
+    if !settings.auth_method_given && settings.client_secret.is_none() {
+        settings.auth_method = auth_core::ClientAuth::None;
+    }
+    settings.discover().await?;
+    if login.device_url.is_some() {
+        settings.device_url.clone_from(&login.device_url);
+    }
+    login_with(&settings, login).await.map_err(|failure| settings.explain(failure))
+}
+
+async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failure> {
+    use auth_tower::sign_in::{device_sign_in, exchange_code, Loopback, LoopbackOptions};
+    let config = needs_oauth(settings, "login")?;
+    let Some(store) = token_store(settings)? else {
+        return Err(Failure::usage(
+            "`authc login` keeps the tokens in the token store, which is off (--no-cache or --store none)",
+        ));
+    };
+    let session = CachedSource::open(config, Some(store), None)?;
+    let source = &session.source;
+    if login.device {
+        let device_url = settings.device_url.as_deref().ok_or_else(|| {
+            Failure::usage("`authc login --device` needs --device-url (or --issuer whose discovery names one)")
+        })?;
+        device_sign_in(source, device_url, |authorization| match authorization.verification_uri_complete() {
+            Some(complete) => eprintln!(
+                "To sign in, open {} and enter the code {} (or open {complete})",
+                authorization.verification_uri(),
+                authorization.user_code()
+            ),
+            None => eprintln!(
+                "To sign in, open {} and enter the code {}",
+                authorization.verification_uri(),
+                authorization.user_code()
+            ),
+        })
+        .await?;
+    } else {
+        let authorize_url = settings.authorize_url.as_deref().ok_or_else(|| {
+            Failure::usage("`authc login` needs --authorize-url (or --issuer whose discovery names one), or --device")
+        })?;
+        let options = LoopbackOptions::default()
+            .port(login.redirect_port)
+            .path(login.redirect_path.as_str())
+            .timeout(Duration::from_secs(login.timeout.max(1)));
+        let loopback = Loopback::bind(&options).await?;
+        let mut builder = auth_core::authorize::AuthorizationRequest::builder(
+            source.config(),
+            authorize_url,
+            loopback.redirect_uri(),
+        )
+        .allow_insecure_http(settings.allow_insecure_http);
+        if let Some(issuer) = &settings.issuer {
+            builder = builder.issuer(issuer).require_issuer_param(settings.issuer_param_required);
+        }
+        let request = builder.build()?;
+        if login.no_browser {
+            // Alone on its line: a script or test reads it as is.
+            eprintln!("{}", request.url());
+        } else {
+            eprintln!("Opening the browser to sign in. If it does not open, visit:\n{}", request.url());
+            if let Err(reason) = auth_tower::sign_in::open_browser(request.url()) {
+                notice(&format!("could not open a browser ({reason}); open the URL above yourself"));
+            }
+        }
+        let code = loopback.receive(&request).await?;
+        exchange_code(source, &request, &code).await?;
+    }
+    session.save().await;
+    eprintln!(
+        "authc: signed in; the tokens are stored for client `{}` at {} (`authc token --sign-in` uses them)",
+        source.config().client_id(),
+        source.config().token_url()
+    );
+    Ok(())
+}
+
+/// `authc logout`: revokes the user's tokens where a revocation endpoint is
+/// known, and deletes them from the store.
+pub async fn logout(auth: &AuthArgs) -> Result<(), Failure> {
+    let mut settings = Settings::resolve(auth, None)?;
+    settings.sign_in = true;
+    if !settings.auth_method_given && settings.client_secret.is_none() {
+        settings.auth_method = auth_core::ClientAuth::None;
+    }
+    settings.discover().await?;
+    let config = needs_oauth(&settings, "logout")?;
+    let Some(store) = token_store(&settings)? else {
+        return Err(Failure::usage("nothing to forget: the token store is off (--no-cache or --store none)"));
+    };
+    let Some(stored) = stored_tokens(&store, &config).await else {
+        notice("no signed-in user for this configuration; nothing to do");
+        return Ok(());
+    };
+    let forget = stored.access_token.as_ref().map(|t| auth_core::store::fingerprint(t.expose_secret()));
+    let mut revoked = None;
+    if config.revocation_url().is_some() {
+        let session = CachedSource::open(config.clone(), Some(store.clone()), Some(stored))?;
+        revoked = Some(session.source.revoke().await);
+        session.save().await;
+    }
+    if let Some(fingerprint) = forget {
+        // Forgotten even when the access token had expired (the record still held the refresh token).
+        store
+            .execute(config.cache_key(), &StoreOp::Invalidate { fingerprint })
+            .await
+            .map_err(|e| Failure::network(format!("could not delete the tokens from the token store: {e}")))?;
+    }
+    match revoked {
+        Some(Ok(_)) => notice("signed out: the tokens are revoked and forgotten"),
+        Some(Err(error)) => {
+            return Err(Failure::from(error).with_prefix("the tokens are forgotten here, but revoking them failed"))
+        }
+        None => notice("signed out: the tokens are forgotten (no revocation endpoint is known, so they stay valid at the provider until they expire)"),
+    }
+    Ok(())
 }
 
 async fn revoke_one(config: &SourceConfig, value: &str, hint: TokenTypeHint) -> Result<(), Failure> {

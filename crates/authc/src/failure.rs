@@ -44,6 +44,10 @@ impl Failure {
     pub fn api(message: impl Into<String>) -> Self {
         Self::new(Code::Api, message)
     }
+    /// The same failure, its message preceded by `prefix`.
+    pub fn with_prefix(self, prefix: &str) -> Self {
+        Self { message: format!("{prefix}: {}", self.message), ..self }
+    }
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code as u8)
     }
@@ -60,7 +64,9 @@ impl fmt::Display for Failure {
 impl From<AuthError> for Failure {
     fn from(error: AuthError) -> Self {
         let code = match &error {
-            AuthError::Token(TokenError::Provider(_) | TokenError::BudgetSpent { .. })
+            AuthError::Token(
+                TokenError::Provider(_) | TokenError::BudgetSpent { .. } | TokenError::SignInRequired { .. },
+            )
             | AuthError::Revocation(TokenError::Provider(_)) => Code::Refused,
             AuthError::Token(_) | AuthError::Revocation(_) | AuthError::Stopped | AuthError::NotDriven { .. } => {
                 Code::Network
@@ -77,6 +83,21 @@ impl From<AuthError> for Failure {
             _ => None,
         };
         Self { code, message, refused_with }
+    }
+}
+
+impl From<auth_tower::sign_in::SignInError> for Failure {
+    fn from(error: auth_tower::sign_in::SignInError) -> Self {
+        use auth_tower::sign_in::SignInError;
+        match error {
+            SignInError::Token(error) => error.into(),
+            SignInError::Device(auth_core::device::DeviceError::Failed(error)) => AuthError::Token(error).into(),
+            SignInError::Config(error) => error.into(),
+            SignInError::Bind { .. } => Self::usage(error.to_string()),
+            SignInError::Timeout { .. } => Self::network(error.to_string()),
+            // The user declined, the codes expired, or the callback was refused.
+            other => Self::new(Code::Refused, other.to_string()),
+        }
     }
 }
 

@@ -5,6 +5,9 @@
 //! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE | --data-file F | --json DATA|@FILE]
 //!               [-i] [-s] [-v] [-o FILE] [--timeout S] URL
 //! authc revoke  [AUTH] [--revocation-url URL] [--token-type-hint access_token|refresh_token]
+//! authc login   [AUTH] (--issuer URL | --authorize-url URL --token-url URL) [--device [--device-url URL]]
+//!               [--no-browser] [--redirect-port N] [--redirect-path P] [--scope S]... [--timeout SECS]
+//! authc logout  [AUTH]
 //! authc profiles [--config FILE]
 //! authc config check [AUTH]
 //! authc demo
@@ -12,7 +15,8 @@
 //! ```
 //!
 //! Exit codes: 0 success, 2 usage or configuration error, 3 the provider
-//! refused or the fetch budget is spent, 4 network or protocol failure, 5 the API answered an error.
+//! refused, the fetch budget is spent or a user must sign in, 4 network or protocol failure, 5 the API
+//! answered an error.
 
 use std::process::ExitCode;
 
@@ -60,6 +64,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Revoke { auth, revocation_url, token_type_hint, token } => {
             commands::revoke(&auth, revocation_url, token_type_hint, token).await
         }
+        Command::Login { auth, login } => commands::login(&auth, &login).await,
+        Command::Logout { auth } => commands::logout(&auth).await,
         Command::Profiles { config } => settings::list_profiles(config),
         Command::Config { action: cli::ConfigAction::Check { auth } } => settings::check(&auth),
         Command::Demo => demo::run().await,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use auth_core::secret::{ApiKey, ClientSecret, Password};
-use auth_core::{ClientAuth, Credentials, SourceConfig};
+use auth_core::{ClientAuth, Credentials, SourceConfig, SourceGrant};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -18,6 +18,11 @@ use crate::failure::Failure;
 #[serde(deny_unknown_fields)]
 struct Profile {
     token_url: Option<String>,
+    issuer: Option<String>,
+    authorize_url: Option<String>,
+    device_url: Option<String>,
+    #[serde(default)]
+    sign_in: bool,
     client_id: Option<String>,
     client_secret_file: Option<PathBuf>,
     client_secret_env: Option<String>,
@@ -155,7 +160,19 @@ impl ConfigFile {
 /// Everything a command needs to authenticate.
 #[derive(Debug)]
 pub struct Settings {
+    /// The profile the settings came from, if any.
+    pub profile: Option<String>,
     pub token_url: Option<String>,
+    /// The issuer whose discovery document fills the endpoints.
+    pub issuer: Option<String>,
+    pub authorize_url: Option<String>,
+    pub device_url: Option<String>,
+    /// A user's sign-in: the tokens are the signed-in user's.
+    pub sign_in: bool,
+    /// The issuer said it always sends `iss` on the callback.
+    pub issuer_param_required: bool,
+    /// The client authentication method was given (not defaulted).
+    pub auth_method_given: bool,
     pub client_id: Option<String>,
     pub client_secret: Option<ClientSecret>,
     pub auth_method: ClientAuth,
@@ -372,14 +389,14 @@ impl Settings {
     /// Merges flags and environment (already merged by clap) over the profile.
     pub fn resolve(args: &AuthArgs, revocation_url: Option<String>) -> Result<Self, Failure> {
         let (profile, profile_name) = load_profile(args)?;
-        let auth_method = match (args.auth_method, &profile.auth_method) {
-            (Some(method), _) => auth_method(method),
-            (None, Some(name)) => ClientAuth::parse(name).ok_or_else(|| {
+        let given_method = match (args.auth_method, &profile.auth_method) {
+            (Some(method), _) => Some(auth_method(method)),
+            (None, Some(name)) => Some(ClientAuth::parse(name).ok_or_else(|| {
                 Failure::usage(format!(
                     "unknown auth_method `{name}` in the profile; use basic, basic-raw, post, json or none"
                 ))
-            })?,
-            (None, None) => ClientAuth::Basic,
+            })?),
+            (None, None) => None,
         };
         let mut params: Vec<(String, String)> = profile.params.into_iter().collect();
         for param in &args.param {
@@ -426,10 +443,28 @@ impl Settings {
             }
         };
         let (client_secret, client_secret_source) = split_secret(client_secret, ClientSecret::from);
+        let issuer = args.issuer.clone().or(profile.issuer);
+        let authorize_url = args.authorize_url.clone().or(profile.authorize_url);
+        // Naming an authorization endpoint (or an issuer, for a client
+        // without a secret) describes a user's sign-in.
+        let sign_in =
+            args.sign_in || profile.sign_in || authorize_url.is_some() || (issuer.is_some() && client_secret.is_none());
+        let auth_method = given_method.unwrap_or(if sign_in && client_secret.is_none() {
+            ClientAuth::None
+        } else {
+            ClientAuth::Basic
+        });
         let (api_key, api_key_source) = split_secret(api_key, ApiKey::from);
         let (basic_password, basic_password_source) = split_secret(basic_password, Password::from);
         Ok(Self {
+            profile: profile_name.clone(),
             token_url: args.token_url.clone().or(profile.token_url),
+            issuer,
+            authorize_url,
+            device_url: profile.device_url,
+            sign_in,
+            issuer_param_required: false,
+            auth_method_given: given_method.is_some(),
             client_id: args.client_id.clone().or(profile.client_id),
             client_secret,
             auth_method,
@@ -506,7 +541,71 @@ impl Settings {
         if let Some(limit) = self.max_fetches_per_day {
             builder = builder.max_fetches_per_day(limit);
         }
+        if self.sign_in {
+            builder = builder.grant(SourceGrant::SignIn).sign_in_hint(self.login_hint());
+        }
         Ok(Some(builder.build()?))
+    }
+
+    /// What a user who must sign in again is told to run.
+    pub fn login_hint(&self) -> String {
+        match &self.profile {
+            Some(profile) => format!("run `authc login --profile {profile}`"),
+            None => "run `authc login` with the same options".to_owned(),
+        }
+    }
+
+    /// Fills the endpoints from the issuer's discovery document (RFC 8414,
+    /// then OpenID Connect Discovery): the token, authorization, device and
+    /// revocation endpoints that were not given, and the client
+    /// authentication method when none was. The document's issuer must
+    /// equal the configured one.
+    pub async fn discover(&mut self) -> Result<(), Failure> {
+        let Some(issuer) = self.issuer.clone() else { return Ok(()) };
+        let urls =
+            auth_core::discovery::discovery_urls(&issuer).map_err(|e| Failure::usage(format!("--issuer: {e}")))?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+        let mut last = None;
+        for url in &urls {
+            let answer = match client.get(url).header("accept", "application/json").send().await {
+                Ok(answer) if answer.status().is_success() => answer,
+                Ok(answer) => {
+                    last = Some(Failure::network(format!("discovery at {url} answered {}", answer.status())));
+                    continue;
+                }
+                Err(e) => {
+                    last = Some(Failure::network(format!("discovery at {url} failed: {}", e.without_url())));
+                    continue;
+                }
+            };
+            let body = answer
+                .bytes()
+                .await
+                .map_err(|e| Failure::network(format!("reading the discovery document failed: {}", e.without_url())))?;
+            let metadata = auth_core::discovery::parse_metadata(&issuer, &body, self.allow_insecure_http)
+                .map_err(|e| Failure::usage(format!("{e} ({url})")))?;
+            let text = |uri: &http::Uri| uri.to_string();
+            self.token_url.get_or_insert_with(|| text(metadata.token_endpoint()));
+            if self.authorize_url.is_none() {
+                self.authorize_url = metadata.authorization_endpoint().map(text);
+            }
+            if self.device_url.is_none() {
+                self.device_url = metadata.device_authorization_endpoint().map(text);
+            }
+            if self.revocation_url.is_none() {
+                self.revocation_url = metadata.revocation_endpoint().map(text);
+            }
+            if !self.auth_method_given {
+                self.auth_method = metadata.client_auth(self.client_secret.is_some());
+            }
+            self.issuer_param_required = metadata.iss_parameter_supported();
+            return Ok(());
+        }
+        Err(last.unwrap_or_else(|| Failure::network("no discovery document was found")))
     }
 
     /// The credentials for API calls, limited to `origins`.

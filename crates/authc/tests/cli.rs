@@ -1035,3 +1035,140 @@ fn serve_on_a_port_that_is_taken_exits_2_and_says_to_choose_another() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains(&format!("127.0.0.1:{port}")) && run.stderr.contains("--port"), "{}", run.stderr);
 }
+
+/// Plays the browser for `authc login --no-browser`: reads the
+/// authorization URL from the first line of its stderr, follows it to the
+/// provider's redirect and delivers that to the loopback listener.
+fn play_browser(child: &mut std::process::Child) -> u16 {
+    use std::io::BufRead as _;
+    let stderr = child.stderr.as_mut().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stderr).read_line(&mut line).unwrap();
+    let url = line.trim();
+    assert!(url.contains("/oauth/authorize?response_type=code"), "the URL alone on its line: {line:?}");
+    assert!(url.contains("code_challenge_method=S256"));
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build(),
+    );
+    let answer = agent.get(url).call().unwrap();
+    assert_eq!(answer.status(), 302);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    let page = agent.get(&location).call().unwrap();
+    page.status().as_u16()
+}
+
+#[test]
+fn login_token_request_and_logout_for_a_signed_in_user() {
+    let env = Env::new();
+    let issuer = env.provider.url().to_owned();
+    let user = ["--issuer", issuer.as_str(), "--client-id", "public-cli"];
+    let with = |command: &str, rest: &[&str]| -> Vec<String> {
+        std::iter::once(command).chain(user).chain(rest.iter().copied()).map(str::to_owned).collect()
+    };
+    let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+
+    // Not signed in yet: exit 3, and what to run.
+    let before = run(with("token", &[]));
+    assert_eq!(before.code, 3, "{}", before.stderr);
+    assert!(before.stderr.contains("sign-in required") && before.stderr.contains("authc login"), "{}", before.stderr);
+
+    // The loopback flow, with a test client as the browser.
+    let args = with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]);
+    let mut child = env
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(play_browser(&mut child), 200, "the page tells the user to return to the terminal");
+    let login = collect(child);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stderr.contains("signed in"), "{}", login.stderr);
+
+    // token and request use the user's tokens: the API sees alice, and no client credentials request was made.
+    let token = run(with("token", &["--scope", "openid offline_access"]));
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let api = env.provider.api_url("me");
+    let request_args = with("request", &["--scope", "openid offline_access", api.as_str()]);
+    let key = [("AUTHC_API_KEY", API_KEY), ("AUTHC_API_KEY_HEADER", "X-API-Key")];
+    let request = env.run(&request_args.iter().map(String::as_str).collect::<Vec<_>>(), &key);
+    assert_eq!(request.code, 0, "{}", request.stderr);
+    assert!(request.stdout.contains("\"user\":\"alice\""), "{}", request.stdout);
+    assert!(!env.provider.token_requests().iter().any(|r| r.grant_type == "client_credentials"));
+    assert!(!login.stderr.contains(token.stdout.trim()), "the token is not printed by login");
+
+    // Logout revokes both tokens and forgets them; then sign-in is required again.
+    let logout = run(with("logout", &["--scope", "openid offline_access"]));
+    assert_eq!(logout.code, 0, "{}", logout.stderr);
+    assert!(logout.stderr.contains("revoked and forgotten"), "{}", logout.stderr);
+    assert_eq!(env.provider.stats().revocations, 2, "the refresh token and the access token");
+    let after = run(with("token", &["--scope", "openid offline_access"]));
+    assert_eq!(after.code, 3, "{}", after.stderr);
+    assert!(after.stderr.contains("authc login"), "{}", after.stderr);
+}
+
+#[test]
+fn a_declined_sign_in_and_a_mismatched_issuer_are_refused() {
+    let env = Env::new();
+    let declining = Provider::start(ProviderConfig::new().public_client("public-cli").deny_sign_in(true)).unwrap();
+    let issuer = declining.url().to_owned();
+    let args = ["login", "--issuer", issuer.as_str(), "--client-id", "public-cli", "--no-browser", "--timeout", "60"];
+    let mut child = env.command(&args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    assert_eq!(play_browser(&mut child), 400);
+    let login = collect(child);
+    assert_eq!(login.code, 3, "{}", login.stderr);
+    assert!(login.stderr.contains("access_denied"), "{}", login.stderr);
+
+    let impostor =
+        Provider::start(ProviderConfig::new().public_client("public-cli").issuer("https://id.example.com")).unwrap();
+    let issuer = impostor.url().to_owned();
+    let run = env.run(&["login", "--issuer", issuer.as_str(), "--client-id", "public-cli", "--no-browser"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("https://id.example.com") && run.stderr.contains("not `"), "{}", run.stderr);
+}
+
+#[test]
+fn the_device_flow_and_sign_in_keyed_apart_from_client_credentials() {
+    let env = Env::new();
+    let token_url = env.provider.token_url();
+    let device_url = env.provider.url().to_owned() + "/oauth/device";
+    let args = [
+        "login",
+        "--device",
+        "--device-url",
+        device_url.as_str(),
+        "--token-url",
+        token_url.as_str(),
+        "--client-id",
+        "cli-client",
+        "--scope",
+        "offline_access",
+    ];
+    let child = env
+        .command(&args, &[("AUTHC_CLIENT_SECRET", SECRET)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The code is shown on stderr; the test approves it as the user would.
+    let mut approved = false;
+    for _ in 0..200 {
+        if let Some(code) = env.provider.pending_user_codes().pop() {
+            approved = env.provider.approve_device(&code);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(approved);
+    let login = collect(child);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stderr.contains("and enter the code"), "{}", login.stderr);
+
+    // The same client's own (client credentials) token is another cache entry; --sign-in picks the user's.
+    let own = env.oauth(&["token", "--scope", "offline_access"]);
+    assert_eq!(own.code, 0, "{}", own.stderr);
+    let users = env.oauth(&["token", "--sign-in", "--scope", "offline_access"]);
+    assert_eq!(users.code, 0, "{}", users.stderr);
+    assert_ne!(own.stdout, users.stdout);
+    assert_eq!(env.records().len(), 2, "user tokens are keyed apart");
+}
