@@ -22,6 +22,9 @@ const CLIENT_ID: &str = "authc-serve";
 /// The header the served API wants the key in.
 const API_KEY_HEADER: &str = "X-API-Key";
 
+/// The public client (no secret) for trying a user's sign-in.
+const PUBLIC_CLIENT_ID: &str = "authc-public";
+
 pub async fn run(options: Options) -> Result<(), Failure> {
     // Fresh test credentials per run, not anyone's secrets: they are
     // printed for the shell to use.
@@ -29,6 +32,8 @@ pub async fn run(options: Options) -> Result<(), Failure> {
     let api_key = auth_testkit::random_token("serve-key-");
     let config = ProviderConfig::new()
         .client(CLIENT_ID, secret.clone())
+        .public_client(PUBLIC_CLIENT_ID)
+        .rotate_refresh_tokens(true)
         .api_key(API_KEY_HEADER, None, api_key.clone())
         .token_lifetime(Duration::from_secs(options.token_lifetime.max(1)));
     let provider = Provider::start_on_port(config, options.port).map_err(|e| {
@@ -66,6 +71,11 @@ pub async fn run(options: Options) -> Result<(), Failure> {
         "authc: serving the test provider at {} (tokens live {} s); these credentials are for this server only; Ctrl-C stops it",
         provider.url(),
         options.token_lifetime.max(1)
+    );
+    eprintln!(
+        "authc: to try a user's sign-in (the test user is approved at once; refresh tokens rotate): \
+         authc login --issuer {} --client-id {PUBLIC_CLIENT_ID} --scope offline_access",
+        provider.url()
     );
     tokio::signal::ctrl_c().await.map_err(|e| Failure::network(format!("cannot wait for Ctrl-C: {e}")))?;
     let stats = provider.stats();
