@@ -28,7 +28,7 @@
 //!  (backing off; callers get the error unless a still-valid token exists)
 //! ```
 //!
-//! A [`SourceGrant::SignIn`](crate::SourceGrant::SignIn) source (a user's
+//! A [`SourceGrant::SignIn`] source (a user's
 //! tokens) starts `Empty` until [`Lifecycle::handle_sign_in`] or
 //! [`Lifecycle::handle_restore`] gives it tokens, renews only with the
 //! refresh token, and on `invalid_grant` (or with no refresh token) goes to
