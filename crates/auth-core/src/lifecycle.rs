@@ -832,8 +832,10 @@ impl Lifecycle {
         let leased = store.lease_held;
         let patience_over = acquiring.peer_wait_until.is_some_and(|until| now >= until);
         // A user's refresh token is spent only under the lease: with
-        // rotation, a second use looks like theft to the provider.
-        let strict = self.config.grant() == SourceGrant::SignIn && self.refresh_token.is_some();
+        // rotation, a second use looks like theft to the provider. And a
+        // store that fails to answer is not "no user signed in": the
+        // tokens may well be there.
+        let strict = self.config.grant() == SourceGrant::SignIn;
         match (what, answer) {
             (Awaiting::Budget(slot), Ok(StoreAnswer::Budget(BudgetAnswer::Granted))) => {
                 self.budget.local.push_back((now, slot));

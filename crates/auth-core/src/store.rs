@@ -50,6 +50,13 @@ use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 /// The version of the record format.
 pub const RECORD_VERSION: u64 = 1;
 
+/// How long a record that holds a refresh token is kept after its access
+/// token expired: 180 days. Refresh tokens outlive access tokens (days to
+/// months, often sliding with each use); a record dropped with its access
+/// token would lose a user's sign-in. Each renewal writes the record again,
+/// so only a sign-in left unused this long is forgotten.
+pub const REFRESH_TOKEN_RETENTION: Duration = Duration::from_secs(180 * 24 * 3600);
+
 /// How the lifecycle uses a shared store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -122,8 +129,10 @@ pub struct Envelope {
     /// A SHA-256 of the access token (32 hex digits): compare-and-delete on
     /// a 401 removes only the token that was rejected.
     pub fingerprint: String,
-    /// When the access token expires, in Unix milliseconds: the backend may
-    /// drop the envelope then (or keep it for its refresh token).
+    /// When the backend may drop the envelope, in Unix milliseconds: when
+    /// the access token expires, or, when the record holds a refresh token,
+    /// [`REFRESH_TOKEN_RETENTION`] later (the refresh token outlives the
+    /// access token: a user's sign-in must survive an expired access token).
     pub expires_at_unix_ms: u64,
     /// The encoded [`Record`].
     pub payload: Zeroizing<Vec<u8>>,
@@ -146,7 +155,10 @@ impl Envelope {
         Self {
             generation,
             fingerprint: record.fingerprint(),
-            expires_at_unix_ms: unix_ms(record.expires_at),
+            expires_at_unix_ms: unix_ms(match record.refresh_token() {
+                Some(_) => record.expires_at.checked_add(REFRESH_TOKEN_RETENTION).unwrap_or(record.expires_at),
+                None => record.expires_at,
+            }),
             payload: record.encode(),
         }
     }
@@ -651,7 +663,10 @@ mod tests {
             2,
         );
         let envelope = Envelope::seal(&record, 3);
-        assert_eq!(envelope.expires_at_unix_ms, 1_900_000_000_123);
+        // Kept past the access token's expiry for its refresh token; without one, dropped with it.
+        assert_eq!(envelope.expires_at_unix_ms, 1_900_000_000_123 + REFRESH_TOKEN_RETENTION.as_millis() as u64);
+        let alone = Record::new(&key, "at-2", at);
+        assert_eq!(Envelope::seal(&alone, 4).expires_at_unix_ms, 1_900_000_000_123);
         let text = String::from_utf8(envelope.payload.to_vec()).unwrap();
         assert!(!text.contains("the-client-secret"));
         let opened = envelope.open(&key).unwrap();

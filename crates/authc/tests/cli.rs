@@ -1172,3 +1172,36 @@ fn the_device_flow_and_sign_in_keyed_apart_from_client_credentials() {
     assert_ne!(own.stdout, users.stdout);
     assert_eq!(env.records().len(), 2, "user tokens are keyed apart");
 }
+
+#[test]
+fn parallel_runs_spend_a_rotating_refresh_token_once() {
+    let provider = Provider::start(
+        ProviderConfig::new()
+            .public_client("public-cli")
+            .rotate_refresh_tokens(true)
+            .token_lifetime(std::time::Duration::from_secs(2)),
+    )
+    .unwrap();
+    let env = Env { dir: tempfile::tempdir().unwrap(), provider };
+    let token_url = env.provider.token_url();
+    let authorize_url = env.provider.authorization_url();
+    let user =
+        ["--token-url", token_url.as_str(), "--authorize-url", authorize_url.as_str(), "--client-id", "public-cli"];
+    let login: Vec<&str> = ["login"].into_iter().chain(user).chain(["--no-browser", "--timeout", "60"]).collect();
+    let mut child = env.command(&login, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    assert_eq!(play_browser(&mut child), 200);
+    let login = collect(child);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+
+    // The access token expires; ten processes at once need a token: one refresh, the rest take its result.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let token: Vec<&str> = ["token"].into_iter().chain(user).collect();
+    let runs = env.run_parallel(10, &token, &[]);
+    for run in &runs {
+        assert_eq!(run.code, 0, "a run failed (a refresh token spent twice is invalid_grant): {}", run.stderr);
+    }
+    let refreshes: Vec<u16> =
+        env.provider.token_requests().iter().filter(|r| r.grant_type == "refresh_token").map(|r| r.status).collect();
+    assert_eq!(refreshes, [200], "one refresh for ten processes, never the same refresh token twice");
+    assert!(!env.provider.token_requests().iter().any(|r| r.grant_type == "client_credentials"));
+}
