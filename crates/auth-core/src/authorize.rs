@@ -49,6 +49,7 @@ use std::fmt;
 use base64::Engine as _;
 use http::{Request, Uri};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::config::{is_loopback_host, validate_endpoint, SourceConfig};
 use crate::error::ConfigError;
@@ -353,7 +354,7 @@ impl AuthorizationRequest {
             fields.push((name.into_owned(), value.into_owned()));
         }
         let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-        let state_ok = get("state").is_some_and(|state| constant_time_eq(state.as_bytes(), self.state.as_bytes()));
+        let state_ok = get("state").is_some_and(|state| bool::from(state.as_bytes().ct_eq(self.state.as_bytes())));
         if let Some(code) = get("error") {
             // The user's (or the provider's) refusal: said even without a
             // state, as nothing is granted by it; with a wrong one it is not ours.
@@ -399,11 +400,6 @@ impl AuthorizationRequest {
             Grant::AuthorizationCode { code, redirect_uri: &self.redirect_uri, code_verifier: &self.verifier },
         )
     }
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The provider's refusal of a sign-in (RFC 6749 §4.1.2.1).

@@ -587,19 +587,10 @@ impl Lifecycle {
         let Some(fetch) = self.fetch.take_if(|f| f.id == id) else {
             return;
         };
-        let parsed = {
-            let secrets = self.held_secrets();
-            let (status, headers, body) = (response.status(), response.headers(), response.body().as_ref());
-            parse_token_response_redacting(&self.config, &secrets, status, headers, body)
-        };
-        match parsed.and_then(|parsed| self.install(now, &fetch, parsed)) {
+        match self.parse(response).and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
                 self.write_shared(&token, fetch.sent_at);
-                self.consecutive_failures = 0;
-                self.backoff = None;
-                self.waiting = false;
-                self.stats.tokens += 1;
-                self.outputs.push_back(Output::TokenReady(token));
+                self.delivered(token);
             }
             Err(error) => self.fail(now, fetch, error),
         }
@@ -744,11 +735,7 @@ impl Lifecycle {
         response: &Response<B>,
     ) -> Result<Arc<AccessToken>, TokenError> {
         self.advance(now);
-        let parsed = {
-            let secrets = self.held_secrets();
-            let (status, headers, body) = (response.status(), response.headers(), response.body().as_ref());
-            parse_token_response_redacting(&self.config, &secrets, status, headers, body)?
-        };
+        let parsed = self.parse(response)?;
         let signed_in = InFlight {
             id: FetchId(0),
             sent_at: sent_at.min(now),
@@ -776,12 +763,7 @@ impl Lifecycle {
             store.generation = store.generation.max(unix_ms(wall));
         }
         self.write_shared(&token, signed_in.sent_at);
-        self.consecutive_failures = 0;
-        self.backoff = None;
-        self.demand = false;
-        self.waiting = false;
-        self.stats.tokens += 1;
-        self.outputs.push_back(Output::TokenReady(Arc::clone(&token)));
+        self.delivered(Arc::clone(&token));
         Ok(token)
     }
 
@@ -1073,12 +1055,8 @@ impl Lifecycle {
                 if let Some(store) = self.store.as_mut() {
                     store.acquiring = None;
                 }
-                self.consecutive_failures = 0;
-                self.backoff = None;
-                self.waiting = false;
                 self.stats.adoptions += 1;
-                self.stats.tokens += 1;
-                self.outputs.push_back(Output::TokenReady(token));
+                self.delivered(token);
                 true
             }
             _ => {
@@ -1138,13 +1116,8 @@ impl Lifecycle {
     /// acquisition so far), otherwise here.
     fn fetch_now(&mut self, now: Instant, reason: FetchReason, store_ok: bool) {
         if self.config.grant() == SourceGrant::SignIn && self.refresh_token.is_none() {
-            let reason = self.signed_out.clone().unwrap_or(if self.last_issued.is_some() {
-                SignInReason::NoRefreshToken
-            } else {
-                SignInReason::NotSignedIn
-            });
-            let error = self.sign_in_required(reason);
-            self.back_off(now, error);
+            // Checked before the budget counts a request that is never sent.
+            self.refuse_without_refresh_token(now);
             return;
         }
         let Some(limit) = self.config.max_fetches_per_day() else {
@@ -1223,9 +1196,8 @@ impl Lifecycle {
         let (grant, request) = match self.refresh_token.as_ref().filter(|_| use_refresh) {
             Some(refresh) => (GrantKind::RefreshToken, token_request(&self.config, Grant::RefreshToken(refresh))),
             None if sign_in => {
-                // `fetch_now` checked it; kept as a rule here too.
-                let error = self.sign_in_required(SignInReason::NoRefreshToken);
-                self.back_off(now, error);
+                // The refresh token can go between the budget's count and here (a discard).
+                self.refuse_without_refresh_token(now);
                 return;
             }
             None => (GrantKind::ClientCredentials, token_request(&self.config, Grant::ClientCredentials)),
@@ -1307,6 +1279,36 @@ impl Lifecycle {
         let current = self.current.as_ref().map(|c| c.token.value().expose_secret());
         let access = self.last_issued.as_ref().map(|t| t.value().expose_secret());
         refresh.into_iter().chain(current).chain(access).collect()
+    }
+
+    /// A sign-in source has no refresh token: no request; callers are told
+    /// to sign the user in again, with why.
+    fn refuse_without_refresh_token(&mut self, now: Instant) {
+        let reason = self.signed_out.clone().unwrap_or(if self.last_issued.is_some() {
+            SignInReason::NoRefreshToken
+        } else {
+            SignInReason::NotSignedIn
+        });
+        let error = self.sign_in_required(reason);
+        self.back_off(now, error);
+    }
+
+    /// Parses a token endpoint answer, redacting every token held.
+    fn parse<B: AsRef<[u8]>>(&self, response: &Response<B>) -> Result<TokenResponse, TokenError> {
+        let secrets = self.held_secrets();
+        let (status, headers, body) = (response.status(), response.headers(), response.body().as_ref());
+        parse_token_response_redacting(&self.config, &secrets, status, headers, body)
+    }
+
+    /// A new token is current (fetched, adopted or signed in): the failures
+    /// and backoff are over, and waiters get it.
+    fn delivered(&mut self, token: Arc<AccessToken>) {
+        self.consecutive_failures = 0;
+        self.backoff = None;
+        self.demand = false;
+        self.waiting = false;
+        self.stats.tokens += 1;
+        self.outputs.push_back(Output::TokenReady(token));
     }
 
     /// The error that tells callers to sign the user in again.
