@@ -699,26 +699,14 @@ fn html(status: StatusCode, title: &'static str) -> Response<Body> {
 fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Response<Body> {
     let lifetime = inner.config.token_lifetime;
     let mut scope = param(params, "scope").map(str::to_owned);
-    let mut refresh = None;
     let mut user: Option<String> = None;
-    match param(params, "grant_type") {
+    // Whether the answer carries a (new) refresh token: for `offline_access`
+    // with client credentials, always with a user's sign-in, and with a
+    // refresh grant when tokens rotate.
+    let new_refresh_token = match param(params, "grant_type") {
         Some("client_credentials") => {
             let offline = scope.as_deref().is_some_and(|s| s.split(' ').any(|w| w == "offline_access"));
-            if offline && inner.config.refresh_tokens {
-                let value = random_token("rt_");
-                inner.tokens.insert(
-                    value.clone(),
-                    Issued {
-                        client_id: client_id.to_owned(),
-                        user: None,
-                        scope: scope.clone(),
-                        expires_at: None,
-                        refresh: true,
-                        revoked: false,
-                    },
-                );
-                refresh = Some(value);
-            }
+            offline && inner.config.refresh_tokens
         }
         Some("refresh_token") => {
             let presented = param(params, "refresh_token").unwrap_or("");
@@ -729,6 +717,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
                     user = issued.user.clone();
                     // Rotation: this refresh token is spent.
                     issued.revoked |= rotate;
+                    rotate
                 }
                 _ => {
                     return oauth_error(
@@ -743,6 +732,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
             Ok((granted, signed_in)) => {
                 scope = granted;
                 user = Some(signed_in);
+                inner.config.refresh_tokens
             }
             Err((code, description)) => return oauth_error(StatusCode::BAD_REQUEST, code, description),
         },
@@ -750,6 +740,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
             Ok(granted) => {
                 scope = granted;
                 user = Some(inner.config.user.clone());
+                inner.config.refresh_tokens
             }
             Err((code, description)) => return oauth_error(StatusCode::BAD_REQUEST, code, description),
         },
@@ -760,11 +751,9 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
                 "Only client_credentials, refresh_token, authorization_code and device_code",
             )
         }
-    }
-    // A user's sign-in always comes with a refresh token; a rotation replaces the one spent.
-    let new_user_session = user.is_some() && param(params, "grant_type") != Some("refresh_token");
-    let rotate = param(params, "grant_type") == Some("refresh_token") && inner.config.rotate_refresh_tokens;
-    if (new_user_session && inner.config.refresh_tokens) || rotate {
+    };
+    let mut refresh = None;
+    if new_refresh_token {
         let value = random_token("rt_");
         let issued = Issued {
             client_id: client_id.to_owned(),

@@ -112,6 +112,8 @@ pub async fn device_sign_in(
                 continue;
             }
             DevicePoll::Finished(error) => return Err(error.into()),
+            // `Approved` is answered below and returns at once; no other
+            // answer lets the flow go on.
             _ => return Err(DeviceError::Expired { after: authorization.expires_in() }.into()),
         };
         let sent_at = now();

@@ -906,12 +906,9 @@ impl Worker {
                 let _ = reply.send(self.lifecycle.snapshot(now()));
             }
             Command::Send(request, reply) => {
-                let timeout = self.fetch_timeout;
-                let send = (self.fetcher)(request);
+                let send = self.send_timed(request);
                 tokio::spawn(async move {
-                    let outcome =
-                        tokio::time::timeout(timeout, send).await.unwrap_or(Err(TokenError::timeout(timeout)));
-                    let _ = reply.send(outcome);
+                    let _ = reply.send(send.await);
                 });
             }
             Command::SignIn(response, sent_at, reply) => {
@@ -1049,16 +1046,14 @@ impl Worker {
         let sends: Vec<_> = requests
             .into_iter()
             .map(|mut revocation| {
-                let send = (self.fetcher)(revocation.take_request());
+                let send = self.send_timed(revocation.take_request());
                 (revocation, send)
             })
             .collect();
-        let timeout = self.fetch_timeout;
         tokio::spawn(async move {
             let outcome = async {
                 for (revocation, send) in sends {
-                    let response =
-                        tokio::time::timeout(timeout, send).await.map_err(|_| TokenError::timeout(timeout))??;
+                    let response = send.await?;
                     revocation.parse_response(&config, response.status(), response.headers(), response.body())?;
                 }
                 tracing::info!(target: "auth_tower", access = revoked.access_token, refresh = revoked.refresh_token, "tokens revoked");
@@ -1066,6 +1061,16 @@ impl Worker {
             };
             let _ = reply.send(outcome.await.map_err(AuthError::Revocation));
         });
+    }
+
+    /// Sends a request to the token endpoint through the transport, with
+    /// the fetch timeout counted from the first poll.
+    fn send_timed(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<Response<Bytes>, TokenError>> + Send + 'static {
+        let (timeout, send) = (self.fetch_timeout, (self.fetcher)(request));
+        async move { tokio::time::timeout(timeout, send).await.unwrap_or_else(|_| Err(TokenError::timeout(timeout))) }
     }
 
     /// Makes `token` the one readers see, unless it already is.
@@ -1076,16 +1081,9 @@ impl Worker {
     fn start(&mut self, fetch: FetchRequest) {
         self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
         tracing::info!(target: "auth_tower", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
-        let timeout = self.fetch_timeout;
-        let request = (self.fetcher)(fetch.request);
         // A task of its own: a transport that panics fails this fetch, not
         // the worker. Dropping the fetch (the worker stops) aborts it.
-        let task = AbortOnDrop(tokio::spawn(async move {
-            match tokio::time::timeout(timeout, request).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(TokenError::timeout(timeout)),
-            }
-        }));
+        let task = AbortOnDrop(tokio::spawn(self.send_timed(fetch.request)));
         let future: FetchFuture = Box::pin(async move {
             task.await.unwrap_or_else(|error| {
                 let what = if error.is_panic() { panic_message(&*error.into_panic()) } else { error.to_string() };

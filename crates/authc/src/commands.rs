@@ -408,11 +408,7 @@ pub async fn revoke(
 /// `authc login`: signs the user in and stores the tokens under the
 /// configuration's (sign-in) cache key.
 pub async fn login(auth: &AuthArgs, login: &LoginArgs) -> Result<(), Failure> {
-    let mut settings = Settings::resolve(auth, None)?;
-    settings.sign_in = true;
-    if !settings.auth_method_given && settings.client_secret.is_none() {
-        settings.auth_method = auth_core::ClientAuth::None;
-    }
+    let mut settings = Settings::resolve_sign_in(auth)?;
     settings.discover().await?;
     if login.device_url.is_some() {
         settings.device_url.clone_from(&login.device_url);
@@ -434,17 +430,14 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
         let device_url = settings.device_url.as_deref().ok_or_else(|| {
             Failure::usage("`authc login --device` needs --device-url (or --issuer whose discovery names one)")
         })?;
-        device_sign_in(source, device_url, |authorization| match authorization.verification_uri_complete() {
-            Some(complete) => eprintln!(
-                "To sign in, open {} and enter the code {} (or open {complete})",
+        device_sign_in(source, device_url, |authorization| {
+            let complete = authorization.verification_uri_complete().map(|u| format!(" (or open {u})"));
+            eprintln!(
+                "To sign in, open {} and enter the code {}{}",
                 authorization.verification_uri(),
-                authorization.user_code()
-            ),
-            None => eprintln!(
-                "To sign in, open {} and enter the code {}",
-                authorization.verification_uri(),
-                authorization.user_code()
-            ),
+                authorization.user_code(),
+                complete.unwrap_or_default()
+            );
         })
         .await?;
     } else {
@@ -490,11 +483,7 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
 /// `authc logout`: revokes the user's tokens where a revocation endpoint is
 /// known, and deletes them from the store.
 pub async fn logout(auth: &AuthArgs) -> Result<(), Failure> {
-    let mut settings = Settings::resolve(auth, None)?;
-    settings.sign_in = true;
-    if !settings.auth_method_given && settings.client_secret.is_none() {
-        settings.auth_method = auth_core::ClientAuth::None;
-    }
+    let mut settings = Settings::resolve_sign_in(auth)?;
     settings.discover().await?;
     let config = needs_oauth(&settings, "logout")?;
     let Some(store) = token_store(&settings)? else {

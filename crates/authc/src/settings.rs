@@ -388,6 +388,16 @@ fn auth_method(method: AuthMethod) -> ClientAuth {
 impl Settings {
     /// Merges flags and environment (already merged by clap) over the profile.
     pub fn resolve(args: &AuthArgs, revocation_url: Option<String>) -> Result<Self, Failure> {
+        Self::resolve_with(args, revocation_url, false)
+    }
+
+    /// [`Settings::resolve`] for `authc login` / `logout`: the options
+    /// describe a user's sign-in whatever they name.
+    pub fn resolve_sign_in(args: &AuthArgs) -> Result<Self, Failure> {
+        Self::resolve_with(args, None, true)
+    }
+
+    fn resolve_with(args: &AuthArgs, revocation_url: Option<String>, sign_in: bool) -> Result<Self, Failure> {
         let (profile, profile_name) = load_profile(args)?;
         let given_method = match (args.auth_method, &profile.auth_method) {
             (Some(method), _) => Some(auth_method(method)),
@@ -447,8 +457,11 @@ impl Settings {
         let authorize_url = args.authorize_url.clone().or(profile.authorize_url);
         // Naming an authorization endpoint (or an issuer, for a client
         // without a secret) describes a user's sign-in.
-        let sign_in =
-            args.sign_in || profile.sign_in || authorize_url.is_some() || (issuer.is_some() && client_secret.is_none());
+        let sign_in = sign_in
+            || args.sign_in
+            || profile.sign_in
+            || authorize_url.is_some()
+            || (issuer.is_some() && client_secret.is_none());
         let auth_method = given_method.unwrap_or(if sign_in && client_secret.is_none() {
             ClientAuth::None
         } else {
