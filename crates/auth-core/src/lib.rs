@@ -69,6 +69,7 @@ pub mod credentials;
 pub mod device;
 pub mod discovery;
 pub mod error;
+pub mod keys;
 pub mod lifecycle;
 pub mod redact;
 pub mod request;
