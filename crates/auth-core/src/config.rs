@@ -31,7 +31,9 @@ use std::time::Duration;
 use http::Uri;
 use sha2::{Digest, Sha256};
 
+use crate::assertion::{AssertionAudience, JwtBearer};
 use crate::error::ConfigError;
+use crate::keys::{Algorithm, SigningKey};
 use crate::secret::{ClientSecret, ExposeSecret};
 
 /// How the client authenticates to the token endpoint.
@@ -56,6 +58,23 @@ pub enum ClientAuth {
     Json,
     /// No client authentication (a public client): only `client_id` is sent.
     None,
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
+    /// signed with the client's private key
+    /// ([`SourceConfigBuilder::signing_key`]), made fresh for every request;
+    /// no secret is sent. The default when a signing key is set.
+    PrivateKeyJwt,
+    /// `client_secret_jwt`: a JWT signed with HMAC-SHA256 keyed by the
+    /// client secret, made fresh for every request; the secret itself is
+    /// never sent.
+    ClientSecretJwt,
+    /// `tls_client_auth` (RFC 8705 §2.1): the client authenticates with a
+    /// PKI-issued certificate in the TLS handshake, set on the transport;
+    /// only `client_id` is sent.
+    TlsClientAuth,
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): like
+    /// [`ClientAuth::TlsClientAuth`] with a self-signed certificate
+    /// registered with the provider.
+    SelfSignedTlsClientAuth,
 }
 
 impl ClientAuth {
@@ -67,11 +86,35 @@ impl ClientAuth {
             Self::Post => "post",
             Self::Json => "json",
             Self::None => "none",
+            Self::PrivateKeyJwt => "private-key-jwt",
+            Self::ClientSecretJwt => "client-secret-jwt",
+            Self::TlsClientAuth => "tls-client-auth",
+            Self::SelfSignedTlsClientAuth => "self-signed-tls-client-auth",
         }
     }
 
+    /// The RFC 8414 / IANA name (`client_secret_basic`, `private_key_jwt`...).
+    pub fn registered_name(self) -> &'static str {
+        match self {
+            Self::Basic | Self::BasicRaw => "client_secret_basic",
+            Self::Post | Self::Json => "client_secret_post",
+            Self::None => "none",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::ClientSecretJwt => "client_secret_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+        }
+    }
+
+    /// Whether the client proves itself with a TLS client certificate
+    /// (RFC 8705), which the transport must present.
+    pub fn uses_tls_certificate(self) -> bool {
+        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
+    }
+
     /// Parses the name used in configuration files (`basic`, `basic-raw`,
-    /// `post`, `json`, `none`).
+    /// `post`, `json`, `none`, `private-key-jwt`, `client-secret-jwt`,
+    /// `tls-client-auth`, `self-signed-tls-client-auth`).
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "basic" => Self::Basic,
@@ -79,12 +122,16 @@ impl ClientAuth {
             "post" => Self::Post,
             "json" => Self::Json,
             "none" => Self::None,
+            "private-key-jwt" => Self::PrivateKeyJwt,
+            "client-secret-jwt" => Self::ClientSecretJwt,
+            "tls-client-auth" => Self::TlsClientAuth,
+            "self-signed-tls-client-auth" => Self::SelfSignedTlsClientAuth,
             _ => return None,
         })
     }
 
     fn needs_secret(self) -> bool {
-        !matches!(self, Self::None)
+        matches!(self, Self::Basic | Self::BasicRaw | Self::Post | Self::Json | Self::ClientSecretJwt)
     }
 }
 
@@ -114,6 +161,10 @@ pub enum SourceGrant {
     /// A client without a secret (a native app, a CLI) is a public client
     /// ([`ClientAuth::None`]) unless another method is set.
     SignIn,
+    /// The RFC 7523 §2.1 JWT bearer grant: the token is asked for with an
+    /// assertion ([`SourceConfigBuilder::jwt_bearer`]), made fresh for every
+    /// request; renewal sends a new one (or the provider's refresh token).
+    JwtBearer,
 }
 
 impl SourceGrant {
@@ -122,6 +173,7 @@ impl SourceGrant {
         match self {
             Self::ClientCredentials => "client_credentials",
             Self::SignIn => "sign_in",
+            Self::JwtBearer => "jwt_bearer",
         }
     }
 }
@@ -294,6 +346,11 @@ pub struct SourceConfig {
     max_fetches_per_day: Option<u32>,
     grant: SourceGrant,
     sign_in_hint: String,
+    issuer: Option<String>,
+    /// The client assertion key (`private_key_jwt`, or the client secret's
+    /// HMAC key for `client_secret_jwt`) and the assertions' `aud`.
+    assertion: Option<(SigningKey, String)>,
+    jwt_bearer: Option<JwtBearer>,
     cache_key: CacheKey,
 }
 
@@ -318,6 +375,10 @@ impl SourceConfig {
             allow_insecure_http: false,
             grant: SourceGrant::default(),
             sign_in_hint: None,
+            issuer: None,
+            signing_key: None,
+            assertion_audience: AssertionAudience::default(),
+            jwt_bearer: None,
         }
     }
 
@@ -394,6 +455,27 @@ impl SourceConfig {
     pub fn sign_in_hint(&self) -> &str {
         &self.sign_in_hint
     }
+    /// The issuer identifier, when configured.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The key that signs client assertions (`private_key_jwt`, or the
+    /// HMAC key of `client_secret_jwt`), if the method uses one.
+    pub fn assertion_key(&self) -> Option<&SigningKey> {
+        self.assertion.as_ref().map(|(key, _)| key)
+    }
+
+    /// The `aud` of client assertions (empty when none are made).
+    pub fn assertion_aud(&self) -> &str {
+        self.assertion.as_ref().map_or("", |(_, aud)| aud.as_str())
+    }
+
+    /// The JWT bearer grant's assertion, for a [`SourceGrant::JwtBearer`] source.
+    pub fn jwt_bearer(&self) -> Option<&JwtBearer> {
+        self.jwt_bearer.as_ref()
+    }
+
     /// The cache key: identical for two configurations exactly when their
     /// tokens are interchangeable.
     pub fn cache_key(&self) -> &CacheKey {
@@ -424,9 +506,44 @@ pub struct SourceConfigBuilder {
     allow_insecure_http: bool,
     grant: SourceGrant,
     sign_in_hint: Option<String>,
+    issuer: Option<String>,
+    signing_key: Option<SigningKey>,
+    assertion_audience: AssertionAudience,
+    jwt_bearer: Option<JwtBearer>,
 }
 
 impl SourceConfigBuilder {
+    /// The authorization server's issuer identifier (RFC 8414), when known:
+    /// the default `aud` of assertions. Discovery sets it.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The client's private key for `private_key_jwt`, which becomes the
+    /// default client authentication method when no secret is set.
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// The `aud` of client assertions (default: the issuer when set, the
+    /// token endpoint URL otherwise).
+    pub fn assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
+        self
+    }
+
+    /// Asks for tokens with the RFC 7523 §2.1 JWT bearer grant, with this
+    /// assertion (the grant becomes [`SourceGrant::JwtBearer`]). The client
+    /// authenticates as well when a secret or key is set; otherwise only
+    /// its `client_id` is sent.
+    pub fn jwt_bearer(mut self, assertion: JwtBearer) -> Self {
+        self.jwt_bearer = Some(assertion);
+        self.grant = SourceGrant::JwtBearer;
+        self
+    }
+
     /// The client secret. Required by every method but [`ClientAuth::None`].
     pub fn client_secret(mut self, secret: impl Into<ClientSecret>) -> Self {
         self.client_secret = Some(secret.into());
@@ -540,12 +657,53 @@ impl SourceConfigBuilder {
         if self.client_secret.as_ref().is_some_and(|secret| secret.expose_secret().is_empty()) {
             return Err(ConfigError::EmptyClientSecret);
         }
-        let client_auth = self.client_auth.unwrap_or(match (self.grant, &self.client_secret) {
-            (SourceGrant::SignIn, None) => ClientAuth::None,
+        let client_auth = self.client_auth.unwrap_or(match (self.grant, &self.client_secret, &self.signing_key) {
+            (_, None, Some(_)) => ClientAuth::PrivateKeyJwt,
+            (SourceGrant::SignIn | SourceGrant::JwtBearer, None, None) => ClientAuth::None,
             _ => ClientAuth::Basic,
         });
         if client_auth.needs_secret() && self.client_secret.is_none() {
             return Err(ConfigError::MissingClientSecret { method: client_auth.as_str() });
+        }
+        let assertion_key = match client_auth {
+            ClientAuth::PrivateKeyJwt => {
+                let key = self.signing_key.clone().ok_or(ConfigError::MissingSigningKey)?;
+                if key.algorithm() == Algorithm::Hs256 {
+                    return Err(ConfigError::InvalidKeySetup {
+                        reason: "private_key_jwt needs a private key; an HS256 key is client_secret_jwt",
+                    });
+                }
+                Some(key)
+            }
+            ClientAuth::ClientSecretJwt => {
+                self.client_secret.as_ref().map(|secret| SigningKey::hmac_sha256(secret.expose_secret().as_bytes()))
+            }
+            _ => None,
+        };
+        let assertion = match assertion_key {
+            Some(key) => {
+                let aud = self
+                    .assertion_audience
+                    .resolve(&token_url, self.issuer.as_deref())
+                    .ok_or(ConfigError::MissingIssuer { what: "the client assertion's audience" })?;
+                Some((key, aud))
+            }
+            None => None,
+        };
+        if let Some(bearer) = &self.jwt_bearer {
+            if bearer.signed_audience().is_some_and(|aud| aud.resolve(&token_url, self.issuer.as_deref()).is_none()) {
+                return Err(ConfigError::MissingIssuer { what: "the JWT bearer assertion's audience" });
+            }
+            if client_auth == ClientAuth::Json {
+                return Err(ConfigError::InvalidKeySetup {
+                    reason: "the JWT bearer grant is sent as a form; use another client authentication than json",
+                });
+            }
+        }
+        if self.grant == SourceGrant::JwtBearer && self.jwt_bearer.is_none() {
+            return Err(ConfigError::InvalidKeySetup {
+                reason: "the JWT bearer grant needs an assertion: set jwt_bearer(..)",
+            });
         }
         if client_auth == ClientAuth::BasicRaw && self.client_id.contains(':') {
             // RFC 2617: the user id of Basic credentials cannot hold a colon.
@@ -580,6 +738,9 @@ impl SourceConfigBuilder {
             max_fetches_per_day: self.max_fetches_per_day,
             grant: self.grant,
             sign_in_hint: self.sign_in_hint.unwrap_or_else(|| DEFAULT_SIGN_IN_HINT.to_owned()),
+            issuer: self.issuer,
+            assertion,
+            jwt_bearer: self.jwt_bearer,
             cache_key,
         })
     }
@@ -713,6 +874,9 @@ impl CacheKey {
         field(&mut canonical, "client_id", &b.client_id);
         // Unchanged for client credentials, so that existing keys stay valid.
         field(&mut canonical, "grant_type", b.grant.as_str());
+        if let Some(bearer) = &b.jwt_bearer {
+            field(&mut canonical, "assertion", &bearer.identity());
+        }
         let mut scopes = b.scopes.clone();
         scopes.sort();
         field(&mut canonical, "scope", &scopes.join(" "));

@@ -129,6 +129,29 @@ pub enum ConfigError {
         /// What the operating system said.
         reason: String,
     },
+    /// `private_key_jwt` was chosen and no signing key was set.
+    #[error("client authentication `private-key-jwt` needs the client's private key; set signing_key(..) (a PEM or JWK file)")]
+    MissingSigningKey,
+    /// An assertion is to be addressed to the issuer, and none is known.
+    #[error("{what} is the issuer, but no issuer is configured; set issuer(..) (or use discovery), or choose the token URL as the audience")]
+    MissingIssuer {
+        /// Which assertion.
+        what: &'static str,
+    },
+    /// Keys or assertions set up in a way that cannot work.
+    #[error("{reason}")]
+    InvalidKeySetup {
+        /// What is wrong and what to do.
+        reason: &'static str,
+    },
+    /// A key could not be read.
+    #[error("{what}: {error}")]
+    Key {
+        /// Which key (`the private key file key.pem`, ...), never its content.
+        what: String,
+        /// What is wrong with it.
+        error: crate::keys::KeyError,
+    },
 }
 
 /// An RFC 6749 §5.2 error code.
@@ -369,6 +392,14 @@ pub enum TokenError {
         /// What the store said (no secret in it).
         message: String,
     },
+    /// A signed assertion (a client assertion, a JWT bearer grant's
+    /// assertion) or a proof could not be made when the request was due:
+    /// the assertion function failed, or signing did. Nothing was sent.
+    /// Retried by the source.
+    Assertion {
+        /// What failed (no secret in it).
+        message: String,
+    },
 }
 
 /// Why a user must sign in again ([`TokenError::SignInRequired`]).
@@ -515,7 +546,7 @@ impl TokenError {
             }
             Self::Status { status, .. } | Self::BodyTooLarge { status, .. } => status_is_transient(*status),
             Self::Transport { .. } | Self::ExpiredOnArrival { .. } | Self::BudgetSpent { .. } => true,
-            Self::StoreUnavailable { .. } => true,
+            Self::StoreUnavailable { .. } | Self::Assertion { .. } => true,
             Self::Malformed { .. }
             | Self::InvalidAccessToken { .. }
             | Self::UnsupportedTokenType { .. }
@@ -576,6 +607,7 @@ impl TokenError {
                 Self::SignInRequired { reason: SignInReason::RefreshRejected(Box::new(e.redacted(redactor))), hint }
             }
             Self::Transport { message, timeout } => Self::Transport { message: clean(message), timeout },
+            Self::Assertion { message } => Self::Assertion { message: clean(message) },
             other => other,
         }
     }
@@ -661,6 +693,9 @@ impl TokenError {
                  under the store's renewal lease, so that two processes never spend the same one; \
                  the source retries by itself; check the store"
             ),
+            Self::Assertion { message } => {
+                write!(f, "{message}; nothing was sent to the {name}. Check the key or the assertion's source")
+            }
         }
     }
 
@@ -679,6 +714,7 @@ impl TokenError {
             Self::Transport { .. } => "transport",
             Self::SignInRequired { .. } => "sign_in_required",
             Self::StoreUnavailable { .. } => "store_unavailable",
+            Self::Assertion { .. } => "assertion",
         }
     }
 }

@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::panic))]
 
+pub mod assertion;
 pub mod authorize;
 pub mod config;
 pub mod credentials;

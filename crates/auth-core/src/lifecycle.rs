@@ -84,6 +84,8 @@ pub enum GrantKind {
     ClientCredentials,
     /// `refresh_token`.
     RefreshToken,
+    /// The RFC 7523 JWT bearer grant (a [`SourceGrant::JwtBearer`] source).
+    JwtBearer,
 }
 
 /// Why a fetch was started.
@@ -1199,6 +1201,9 @@ impl Lifecycle {
                 // The refresh token can go between the budget's count and here (a discard).
                 self.refuse_without_refresh_token(now);
                 return;
+            }
+            None if self.config.grant() == SourceGrant::JwtBearer => {
+                (GrantKind::JwtBearer, token_request(&self.config, Grant::JwtBearer))
             }
             None => (GrantKind::ClientCredentials, token_request(&self.config, Grant::ClientCredentials)),
         };

@@ -62,6 +62,10 @@ pub enum Grant<'a> {
     },
     /// The RFC 8628 device code grant; see [`crate::device`].
     DeviceCode(&'a DeviceCode),
+    /// The RFC 7523 §2.1 JWT bearer grant with the configured scope,
+    /// audience, resources and extra parameters; the `assertion` is made
+    /// when the request is sent ([`ready_to_send`]).
+    JwtBearer,
 }
 
 impl Grant<'_> {
@@ -72,6 +76,7 @@ impl Grant<'_> {
             Self::RefreshToken(_) => "refresh_token",
             Self::AuthorizationCode { .. } => "authorization_code",
             Self::DeviceCode(_) => DEVICE_CODE_GRANT,
+            Self::JwtBearer => crate::assertion::JWT_BEARER_GRANT,
         }
     }
 }
@@ -183,7 +188,7 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
     let mut params: Vec<(&str, &str)> = vec![("grant_type", grant.grant_type())];
     let scope = config.scope_param();
     match grant {
-        Grant::ClientCredentials => {
+        Grant::ClientCredentials | Grant::JwtBearer => {
             if let Some(scope) = scope.as_deref() {
                 params.push(("scope", scope));
             }
@@ -206,7 +211,29 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
             params.extend(config.params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
     }
-    build(config, config.token_url(), &params)
+    let mut request = build(config, config.token_url(), &params);
+    if matches!(grant, Grant::JwtBearer) {
+        // The grant's assertion joins the client's (if any).
+        request.extensions_mut().remove::<crate::assertion::Pending>();
+        if let Some(pending) = crate::assertion::Pending::for_request(config, true) {
+            request.extensions_mut().insert(pending);
+        }
+    }
+    request
+}
+
+/// The request to send for `built` (a request from this module,
+/// [`crate::authorize`] or [`crate::device`], or a
+/// [`FetchRequest`](crate::FetchRequest)'s) at wall time `wall`: with a
+/// fresh client assertion (`private_key_jwt`, `client_secret_jwt`) and JWT
+/// bearer assertion when the configuration uses them, the same request
+/// otherwise. Drivers call it for every attempt, retries included, so that
+/// no assertion is sent twice; a failure means nothing may be sent.
+pub fn ready_to_send(
+    built: &Request<Vec<u8>>,
+    wall: std::time::SystemTime,
+) -> Result<Request<Vec<u8>>, crate::TokenError> {
+    crate::assertion::ready_to_send(built, wall)
 }
 
 /// Builds an RFC 7009 revocation request for `token`, authenticated like
@@ -237,7 +264,11 @@ pub(crate) fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -
             form.push(("client_id", config.client_id()));
             form.push(("client_secret", secret.unwrap_or("")));
         }
-        ClientAuth::None => form.push(("client_id", config.client_id())),
+        ClientAuth::None
+        | ClientAuth::PrivateKeyJwt
+        | ClientAuth::ClientSecretJwt
+        | ClientAuth::TlsClientAuth
+        | ClientAuth::SelfSignedTlsClientAuth => form.push(("client_id", config.client_id())),
     }
     // grant_type (or token) first, then the client fields, then the rest:
     // the order providers show in their documentation.
@@ -261,6 +292,9 @@ pub(crate) fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -
         headers.insert(AUTHORIZATION, value);
     }
     request.extensions_mut().insert(MaxBodyBytes(config.max_body_bytes()));
+    if let Some(pending) = crate::assertion::Pending::for_request(config, false) {
+        request.extensions_mut().insert(pending);
+    }
     request
 }
 
