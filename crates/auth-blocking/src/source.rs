@@ -410,7 +410,10 @@ impl Worker {
 
     /// Sends a request through the transport; a transport that panics
     /// fails the request, not the thread.
+    /// Sends a token or revocation request, made ready to send now (fresh
+    /// assertions, see [`auth_core::request::ready_to_send`]).
     fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
+        let request = auth_core::request::ready_to_send(&request, SystemTime::now())?;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.transport.send(request))) {
             Ok(Ok(mut response)) => {
                 normalize_retry_after(response.headers_mut(), SystemTime::now());

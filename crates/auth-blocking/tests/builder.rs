@@ -100,3 +100,35 @@ fn a_missing_variable_or_a_setting_out_of_order_is_a_build_error_that_says_what_
     let error = AuthorizedClient::builder().api_key_header("X-API-Key", "k").build().unwrap_err();
     assert!(error.to_string().contains("allow_origin"), "{error}");
 }
+
+#[test]
+fn a_private_key_file_replaces_the_client_secret() {
+    let keys = format!("{}/../auth-core/testdata/keys", env!("CARGO_MANIFEST_DIR"));
+    let public = std::fs::read_to_string(format!("{keys}/ec-p256.pub.pem")).unwrap();
+    let provider = Provider::start(ProviderConfig::new().key_client("svc", &public)).unwrap();
+    let client = AuthorizedClient::builder()
+        .client_credentials(provider.token_url(), "svc")
+        .private_key_file(format!("{keys}/ec-p256-sec1.pem"))
+        .api_origin(provider.url())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(client.get(&provider.api_url("orders")).unwrap().status(), 200);
+    }
+    let requests = provider.token_requests();
+    assert_eq!((requests.len(), requests[0].client_auth.as_str()), (1, "private-key-jwt"));
+
+    // A missing file, a certificate, an encrypted key: build errors that name the file.
+    for (file, says) in
+        [("nope.pem", "cannot read the key file"), ("cert.pem", "CERTIFICATE"), ("ec-p256-encrypted.pem", "encrypted")]
+    {
+        let error = AuthorizedClient::builder()
+            .client_credentials(provider.token_url(), "svc")
+            .private_key_file(format!("{keys}/{file}"))
+            .api_origin(provider.url())
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(file) && error.contains(says), "{error}");
+    }
+}

@@ -144,6 +144,14 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         reason: &'static str,
     },
+    /// A key file could not be read.
+    #[error("cannot read the key file `{path}`: {reason}; check the path and that this user may read it")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        reason: String,
+    },
     /// A key could not be read.
     #[error("{what}: {error}")]
     Key {

@@ -373,6 +373,21 @@ impl SigningKey {
         }
     }
 
+    /// Reads a key file's `contents` (as [`SigningKey::parse`]), with
+    /// errors that name `path` and never hold the file's content.
+    pub fn read_file(
+        path: &str,
+        contents: std::io::Result<String>,
+        password: Option<&[u8]>,
+    ) -> Result<Self, crate::ConfigError> {
+        let text = Zeroizing::new(
+            contents
+                .map_err(|error| crate::ConfigError::KeyFile { path: path.to_owned(), reason: error.to_string() })?,
+        );
+        Self::parse(&text, password)
+            .map_err(|error| crate::ConfigError::Key { what: format!("the key file `{path}`"), error })
+    }
+
     /// A new P-256 key for ES256 (DPoP's default), from the operating
     /// system's randomness.
     pub fn generate_es256() -> Result<Self, KeyError> {

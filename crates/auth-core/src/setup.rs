@@ -106,6 +106,31 @@ impl ClientSetup {
         }
     }
 
+    /// The client's private key: the token endpoint sees a
+    /// `private_key_jwt` assertion signed with it instead of a secret.
+    pub fn signing_key(self, key: crate::keys::SigningKey) -> Self {
+        self.oauth("signing_key(..) needs client_credentials(token_url, client_id) first", |b| b.signing_key(key))
+    }
+
+    /// The client's private key from a file's `contents` (PEM or JWK, read
+    /// by the adapter: this crate does no IO), decrypted with `password`
+    /// when encrypted; a file that cannot be read or holds no usable key
+    /// makes `build()` fail with an error that names `path`.
+    pub fn signing_key_from_file(
+        mut self,
+        path: &str,
+        contents: std::io::Result<String>,
+        password: Option<&[u8]>,
+    ) -> Self {
+        match crate::keys::SigningKey::read_file(path, contents, password) {
+            Ok(key) => self.signing_key(key),
+            Err(error) => {
+                self.fail(error);
+                self
+            }
+        }
+    }
+
     /// How the client authenticates at the token endpoint (default Basic).
     pub fn client_auth(self, method: ClientAuth) -> Self {
         self.oauth("client_auth(..) needs client_credentials(token_url, client_id) first", |b| b.client_auth(method))
@@ -236,6 +261,21 @@ macro_rules! client_setup_methods {
         /// error that names the variable (never a value).
         pub fn client_secret_from_env(mut self, variable: &str) -> Self {
             self.$field = self.$field.client_secret_from_env(variable, std::env::var(variable));
+            self
+        }
+        /// The client's private key (`private_key_jwt`: a signed assertion
+        /// instead of a secret).
+        pub fn signing_key(mut self, key: $crate::keys::SigningKey) -> Self {
+            self.$field = self.$field.signing_key(key);
+            self
+        }
+        /// The client's private key from a PEM or JWK file
+        /// (`private_key_jwt`); an unreadable file or one without a usable
+        /// key makes `build()` fail with an error that names the file.
+        pub fn private_key_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+            let path = path.as_ref();
+            let contents = std::fs::read_to_string(path);
+            self.$field = self.$field.signing_key_from_file(&path.display().to_string(), contents, None);
             self
         }
         /// How the client authenticates at the token endpoint (default Basic).

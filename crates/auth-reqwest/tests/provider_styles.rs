@@ -382,3 +382,21 @@ async fn secrets_from_the_environment_are_sent_and_a_missing_variable_is_a_build
     let message = error.unwrap_err().to_string();
     assert!(message.contains(unset) && message.contains("the API key is not set"), "{message}");
 }
+
+#[tokio::test]
+async fn private_key_jwt_through_the_reqwest_client() {
+    let key = auth_core::keys::SigningKey::generate_es256().unwrap().with_key_id("k-2026");
+    let jwk = serde_json::Value::Object(key.public_jwk().unwrap()).to_string();
+    let provider = auth_testkit::Provider::start(auth_testkit::ProviderConfig::new().key_client("svc", &jwk)).unwrap();
+    let client = AuthClient::builder()
+        .client_credentials(provider.token_url(), "svc")
+        .signing_key(key)
+        .api_origin(provider.url())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(client.get(provider.api_url("orders")).send().await.unwrap().status(), 200);
+    }
+    let requests = provider.token_requests();
+    assert_eq!((requests.len(), requests[0].client_auth.as_str()), (1, "private-key-jwt"));
+}

@@ -37,7 +37,9 @@
 
 pub mod redis;
 
-use std::collections::HashMap;
+mod jose;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,24 @@ pub struct ProviderConfig {
     issuer: Option<String>,
     device_code_lifetime: Duration,
     device_interval: u64,
+    /// `private_key_jwt` clients and their public keys.
+    key_clients: Vec<(String, jose::TrustedKey)>,
+    assertion_audience: AssertionAudience,
+    /// Issuers trusted for the JWT bearer grant.
+    bearer_issuers: Vec<(String, jose::TrustedKey)>,
+}
+
+/// Which `aud` the provider accepts in assertions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AssertionAudience {
+    /// The issuer or the token endpoint URL (the default).
+    #[default]
+    IssuerOrTokenUrl,
+    /// The issuer only (RFC 7523bis).
+    Issuer,
+    /// The token endpoint URL only.
+    TokenUrl,
 }
 
 impl Default for ProviderConfig {
@@ -89,7 +109,43 @@ impl ProviderConfig {
             issuer: None,
             device_code_lifetime: Duration::from_secs(600),
             device_interval: 5,
+            key_clients: Vec::new(),
+            assertion_audience: AssertionAudience::default(),
+            bearer_issuers: Vec::new(),
         }
+    }
+
+    /// Registers a `private_key_jwt` client with its public key: a PEM
+    /// `PUBLIC KEY` (RSA, P-256, Ed25519) or a public JWK.
+    ///
+    /// # Panics
+    ///
+    /// If the key cannot be read.
+    #[allow(clippy::panic)]
+    pub fn key_client(mut self, id: impl Into<String>, public_key: &str) -> Self {
+        let key = jose::TrustedKey::parse(public_key).unwrap_or_else(|e| panic!("key_client: {e}"));
+        self.key_clients.push((id.into(), key));
+        self
+    }
+
+    /// Which `aud` client and JWT bearer assertions may name.
+    pub fn assertion_audience(mut self, accepted: AssertionAudience) -> Self {
+        self.assertion_audience = accepted;
+        self
+    }
+
+    /// Trusts `issuer`'s assertions for the JWT bearer grant (RFC 7523
+    /// §2.1), signed with this public key (PEM or JWK); a token is issued
+    /// for the assertion's `sub`.
+    ///
+    /// # Panics
+    ///
+    /// If the key cannot be read.
+    #[allow(clippy::panic)]
+    pub fn jwt_bearer_issuer(mut self, issuer: impl Into<String>, public_key: &str) -> Self {
+        let key = jose::TrustedKey::parse(public_key).unwrap_or_else(|e| panic!("jwt_bearer_issuer: {e}"));
+        self.bearer_issuers.push((issuer.into(), key));
+        self
     }
 
     /// The user the authorization endpoint signs in (and approves for) at
@@ -202,7 +258,7 @@ pub struct TokenRequest {
     /// `grant_type`.
     pub grant_type: String,
     /// How the client authenticated: `basic`, `basic-raw`, `post`, `json`,
-    /// `none`, or `unknown`.
+    /// `none`, `private-key-jwt`, `client-secret-jwt`, or `unknown`.
     pub client_auth: String,
     /// The client id, when one was found.
     pub client_id: Option<String>,
@@ -212,8 +268,13 @@ pub struct TokenRequest {
     pub audience: Option<String>,
     /// Every `resource`.
     pub resources: Vec<String>,
-    /// Every other parameter (the client secret excluded).
+    /// Every other parameter (the client secret and assertions excluded).
     pub params: Vec<(String, String)>,
+    /// The `jti` of the client assertion and of the JWT bearer grant's
+    /// assertion, when sent.
+    pub assertion_ids: Vec<String>,
+    /// Why the request was refused, when it was (the provider's log).
+    pub refusal: Option<String>,
     /// The status answered.
     pub status: u16,
 }
@@ -293,6 +354,10 @@ struct Inner {
     faults: Faults,
     requests: Vec<TokenRequest>,
     stats: ProviderStats,
+    /// `jti`s of the assertions accepted so far, by issuer.
+    seen_assertions: HashSet<String>,
+    /// Why the last assertion was refused.
+    last_refusal: Option<String>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -338,6 +403,8 @@ impl Provider {
             faults: Faults::default(),
             requests: Vec::new(),
             stats: ProviderStats::default(),
+            seen_assertions: HashSet::new(),
+            last_refusal: None,
         }));
         let app = Router::new().fallback(route).with_state(Arc::clone(&shared));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -581,11 +648,14 @@ fn refusal(method: &str) -> Response<Body> {
 
 /// Authenticates the client: `(method, client id)`, or the method it tried.
 fn authenticate(
-    inner: &Inner,
+    inner: &mut Inner,
     headers: &HeaderMap,
     params: &[(String, String)],
     is_json: bool,
 ) -> Result<(String, String), String> {
+    if let Some(assertion) = param(params, "client_assertion") {
+        return authenticate_assertion(inner, params, assertion);
+    }
     let known = |id: &str, secret: Option<&str>| {
         inner.config.clients.iter().any(|(cid, csecret)| cid == id && csecret.as_deref() == secret)
     };
@@ -629,6 +699,41 @@ fn authenticate(
     }
 }
 
+/// `private_key_jwt` and `client_secret_jwt`.
+fn authenticate_assertion(
+    inner: &mut Inner,
+    params: &[(String, String)],
+    assertion: &str,
+) -> Result<(String, String), String> {
+    let refused = |inner: &mut Inner, method: &str, why: String| {
+        inner.last_refusal = Some(why);
+        Err(method.to_owned())
+    };
+    if param(params, "client_assertion_type") != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        return refused(inner, "unknown", "client_assertion_type is not jwt-bearer".to_owned());
+    }
+    let Some(client_id) = jose::unverified_claim(assertion, "iss") else {
+        return refused(inner, "unknown", "the assertion has no iss".to_owned());
+    };
+    if param(params, "client_id").is_some_and(|id| id != client_id) {
+        return refused(inner, "unknown", "client_id is not the assertion's iss".to_owned());
+    }
+    let key = inner.config.key_clients.iter().find(|(id, _)| *id == client_id).map(|(_, key)| key.clone());
+    let (method, key) = match key {
+        Some(key) => ("private-key-jwt", key),
+        None => match inner.config.clients.iter().find(|(id, _)| *id == client_id) {
+            Some((_, Some(secret))) => ("client-secret-jwt", jose::TrustedKey::hmac(secret)),
+            _ => return refused(inner, "unknown", format!("no client `{client_id}` with a key or secret")),
+        },
+    };
+    let audiences = inner.assertion_audiences();
+    let expect = jose::Expect { audiences: &audiences, issuer: None, subject_is_issuer: true, max_lifetime: 300 };
+    match jose::verify(assertion, &key, &expect, &mut inner.seen_assertions) {
+        Ok(_) => Ok((method.to_owned(), client_id)),
+        Err(why) => refused(inner, method, why),
+    }
+}
+
 /// A random credential (`prefix` and 32 letters and digits), as the
 /// provider issues its tokens: for test clients' secrets and API keys.
 pub fn random_token(prefix: &str) -> String {
@@ -651,12 +756,27 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
         params: params
             .iter()
             .filter(|(k, _)| {
-                !matches!(k.as_str(), "client_secret" | "refresh_token" | "code" | "code_verifier" | "device_code")
+                !matches!(
+                    k.as_str(),
+                    "client_secret"
+                        | "refresh_token"
+                        | "code"
+                        | "code_verifier"
+                        | "device_code"
+                        | "client_assertion"
+                        | "assertion"
+                )
             })
             .cloned()
             .collect(),
+        assertion_ids: ["client_assertion", "assertion"]
+            .iter()
+            .filter_map(|name| param(&params, name).and_then(|jwt| jose::unverified_claim(jwt, "jti")))
+            .collect(),
+        refusal: None,
         status: 200,
     };
+    inner.last_refusal = None;
     let response = if inner.faults.remaining > 0 {
         inner.faults.remaining -= 1;
         match inner.faults.fault {
@@ -669,7 +789,7 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
             _ => html(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error"),
         }
     } else {
-        match authenticate(&inner, headers, &params, is_json) {
+        match authenticate(&mut inner, headers, &params, is_json) {
             Err(method) => {
                 let response = refusal(&method);
                 record.client_auth = method;
@@ -683,6 +803,7 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
         }
     };
     record.status = response.status().as_u16();
+    record.refusal = inner.last_refusal.take();
     inner.requests.push(record);
     response
 }
@@ -744,11 +865,21 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
             }
             Err((code, description)) => return oauth_error(StatusCode::BAD_REQUEST, code, description),
         },
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => match bearer_subject(inner, params) {
+            Ok(subject) => {
+                user = Some(subject);
+                false
+            }
+            Err(why) => {
+                inner.last_refusal = Some(why);
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The assertion was refused");
+            }
+        },
         _ => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "Only client_credentials, refresh_token, authorization_code and device_code",
+                "Only client_credentials, refresh_token, authorization_code, device_code and jwt-bearer",
             )
         }
     };
@@ -794,6 +925,34 @@ impl Inner {
     fn issuer(&self) -> String {
         self.config.issuer.clone().unwrap_or_else(|| self.url.clone())
     }
+
+    /// The `aud` values assertions may name.
+    fn assertion_audiences(&self) -> Vec<String> {
+        let token_url = format!("{}/oauth/token", self.url);
+        match self.config.assertion_audience {
+            AssertionAudience::IssuerOrTokenUrl => vec![self.issuer(), token_url],
+            AssertionAudience::Issuer => vec![self.issuer()],
+            AssertionAudience::TokenUrl => vec![token_url],
+        }
+    }
+}
+
+/// Verifies a JWT bearer grant's assertion: the subject it speaks for.
+fn bearer_subject(inner: &mut Inner, params: &[(String, String)]) -> Result<String, String> {
+    let assertion = param(params, "assertion").ok_or("no assertion")?;
+    let issuer = jose::unverified_claim(assertion, "iss").ok_or("the assertion has no iss")?;
+    let key = inner
+        .config
+        .bearer_issuers
+        .iter()
+        .find(|(trusted, _)| *trusted == issuer)
+        .map(|(_, key)| key.clone())
+        .ok_or_else(|| format!("issuer `{issuer}` is not trusted"))?;
+    let audiences = inner.assertion_audiences();
+    let expect =
+        jose::Expect { audiences: &audiences, issuer: Some(&issuer), subject_is_issuer: false, max_lifetime: 3600 };
+    let claims = jose::verify(assertion, &key, &expect, &mut inner.seen_assertions)?;
+    claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned).ok_or_else(|| "no sub".to_owned())
 }
 
 /// A parameter of the authorization request's query.
@@ -901,7 +1060,7 @@ fn redeem_code(
 fn device_authorization(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     let mut inner = lock(shared);
     let (params, is_json) = params(headers, body);
-    let client_id = match authenticate(&inner, headers, &params, is_json) {
+    let client_id = match authenticate(&mut inner, headers, &params, is_json) {
         Ok((_, client_id)) => client_id,
         Err(method) => return refusal(&method),
     };
@@ -985,7 +1144,7 @@ fn revoke(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     let mut inner = lock(shared);
     inner.stats.revocations += 1;
     let (params, is_json) = params(headers, body);
-    if let Err(method) = authenticate(&inner, headers, &params, is_json) {
+    if let Err(method) = authenticate(&mut inner, headers, &params, is_json) {
         return refusal(&method);
     }
     if let Some(issued) = param(&params, "token").and_then(|t| inner.tokens.get_mut(t)) {

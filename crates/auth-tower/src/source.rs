@@ -1064,13 +1064,15 @@ impl Worker {
     }
 
     /// Sends a request to the token endpoint through the transport, with
-    /// the fetch timeout counted from the first poll.
+    /// the fetch timeout counted from the first poll: made ready to send
+    /// now (fresh assertions, see [`auth_core::request::ready_to_send`]).
     fn send_timed(
         &self,
         request: Request<Vec<u8>>,
     ) -> impl Future<Output = Result<Response<Bytes>, TokenError>> + Send + 'static {
-        let (timeout, send) = (self.fetch_timeout, (self.fetcher)(request));
-        async move { tokio::time::timeout(timeout, send).await.unwrap_or_else(|_| Err(TokenError::timeout(timeout))) }
+        let timeout = self.fetch_timeout;
+        let send = auth_core::request::ready_to_send(&request, SystemTime::now()).map(|ready| (self.fetcher)(ready));
+        async move { tokio::time::timeout(timeout, send?).await.unwrap_or_else(|_| Err(TokenError::timeout(timeout))) }
     }
 
     /// Makes `token` the one readers see, unless it already is.

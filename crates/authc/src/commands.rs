@@ -529,7 +529,9 @@ async fn revoke_one(config: &SourceConfig, value: &str, hint: TokenTypeHint) -> 
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
-    let request = reqwest::Request::try_from(revocation.take_request())
+    let ready = auth_core::request::ready_to_send(&revocation.take_request(), std::time::SystemTime::now())
+        .map_err(|e| Failure::from(auth_tower::AuthError::Revocation(e)))?;
+    let request = reqwest::Request::try_from(ready)
         .map_err(|e| Failure::usage(format!("invalid revocation request: {}", e.without_url())))?;
     let network = |e: reqwest::Error| {
         Failure::network(format!("the revocation endpoint is unreachable: {}; check --revocation-url", e.without_url()))
