@@ -21,6 +21,7 @@ In order of precedence:
                   client_secret_env, client_secret_file
   API key         AUTHC_API_KEY, --api-key-file, or api_key_env, api_key_file
   Basic password  AUTHC_BASIC_PASSWORD, or basic_password_env, basic_password_file
+  key password    AUTHC_PRIVATE_KEY_PASSWORD (an encrypted --private-key-file)
 A global variable that overrides a profile's setting is said on stderr.
 
 PROFILES: ~/.config/authc/config.toml (or --config / AUTHC_CONFIG), one
@@ -35,7 +36,14 @@ check --profile NAME` checks one. Keys:
   client_id            string
   client_secret_file   path     a file holding the client secret
   client_secret_env    string   the variable holding it (e.g. \"FLUTE_SECRET\")
-  auth_method          string   basic | basic-raw | post | json | none
+  auth_method          string   basic | basic-raw | post | json | none |
+                                private-key-jwt | client-secret-jwt |
+                                tls-client-auth | self-signed-tls-client-auth
+  private_key_file     path     the client's private key (PEM or JWK)
+  key_id               string   its `kid`
+  assertion_audience   string   issuer | token-url | a value
+  grant                string   client-credentials | jwt-bearer
+  assertion_file       path     the JWT bearer grant's assertion
   scope                string or list   \"read write\" or [\"read\", \"write\"]
   audience             string
   resource             string or list   RFC 8707 resources
@@ -198,6 +206,23 @@ pub enum AuthMethod {
     Post,
     Json,
     None,
+    /// A JWT signed with --private-key-file (RFC 7523, OpenID Connect).
+    PrivateKeyJwt,
+    /// A JWT signed with the client secret (HS256); the secret is not sent.
+    ClientSecretJwt,
+    /// A TLS client certificate (RFC 8705, --client-cert / --client-key).
+    TlsClientAuth,
+    /// A self-signed TLS client certificate registered with the provider.
+    SelfSignedTlsClientAuth,
+}
+
+/// The grant `authc` asks tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrantArg {
+    /// The client's own token (the default).
+    ClientCredentials,
+    /// RFC 7523 §2.1: a JWT assertion (--assertion-file) is the grant.
+    JwtBearer,
 }
 
 /// What `authc request` sends and how it shows the answer (curl's flags).
@@ -271,9 +296,30 @@ pub struct AuthArgs {
     /// Read the client secret from a file (or set AUTHC_CLIENT_SECRET).
     #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
-    /// How the client authenticates at the token endpoint [default: basic].
+    /// How the client authenticates at the token endpoint [default: basic,
+    /// or private-key-jwt with --private-key-file and no secret].
     #[arg(long, value_enum, value_name = "METHOD")]
     pub auth_method: Option<AuthMethod>,
+    /// The client's private key (PEM: PKCS#8, PKCS#1 or SEC1, or a JWK) for
+    /// private-key-jwt; an encrypted PKCS#8 key takes its password from
+    /// AUTHC_PRIVATE_KEY_PASSWORD.
+    #[arg(long, env = "AUTHC_PRIVATE_KEY_FILE", value_name = "FILE")]
+    pub private_key_file: Option<PathBuf>,
+    /// The key id (`kid`) the provider registered for the private key.
+    #[arg(long, value_name = "KID")]
+    pub key_id: Option<String>,
+    /// The `aud` of assertions: `issuer`, `token-url`, or a value
+    /// [default: the issuer when known, the token URL otherwise].
+    #[arg(long, value_name = "AUD")]
+    pub assertion_audience: Option<String>,
+    /// The grant [default: client-credentials].
+    #[arg(long, value_enum, value_name = "GRANT")]
+    pub grant: Option<GrantArg>,
+    /// With --grant jwt-bearer: the file holding the JWT assertion, read
+    /// again for every token request (a rotating workload identity file);
+    /// `-` reads it once from stdin.
+    #[arg(long, value_name = "FILE")]
+    pub assertion_file: Option<PathBuf>,
     /// A scope to request. Repeatable.
     #[arg(long, value_name = "SCOPE")]
     pub scope: Vec<String>,

@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use auth_core::assertion::{AssertionAudience, JwtBearer};
+use auth_core::keys::SigningKey;
 use auth_core::secret::{ApiKey, ClientSecret, Password};
 use auth_core::{ClientAuth, Credentials, SourceConfig, SourceGrant};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::cli::{AuthArgs, AuthMethod};
+use crate::cli::{AuthArgs, AuthMethod, GrantArg};
 use crate::failure::Failure;
 
 /// One profile of the config file. The schema is documented in
@@ -27,6 +29,11 @@ struct Profile {
     client_secret_file: Option<PathBuf>,
     client_secret_env: Option<String>,
     auth_method: Option<String>,
+    private_key_file: Option<PathBuf>,
+    key_id: Option<String>,
+    assertion_audience: Option<String>,
+    grant: Option<String>,
+    assertion_file: Option<PathBuf>,
     #[serde(default)]
     scope: Words,
     audience: Option<String>,
@@ -176,6 +183,11 @@ pub struct Settings {
     pub client_id: Option<String>,
     pub client_secret: Option<ClientSecret>,
     pub auth_method: ClientAuth,
+    /// The client's private key and the file it came from.
+    pub signing_key: Option<(SigningKey, PathBuf)>,
+    pub assertion_audience: Option<AssertionAudience>,
+    /// The JWT bearer grant's assertion and where it comes from.
+    pub jwt_bearer: Option<(JwtBearer, String)>,
     pub scopes: Vec<String>,
     pub audience: Option<String>,
     pub resources: Vec<String>,
@@ -382,7 +394,66 @@ fn auth_method(method: AuthMethod) -> ClientAuth {
         AuthMethod::Post => ClientAuth::Post,
         AuthMethod::Json => ClientAuth::Json,
         AuthMethod::None => ClientAuth::None,
+        AuthMethod::PrivateKeyJwt => ClientAuth::PrivateKeyJwt,
+        AuthMethod::ClientSecretJwt => ClientAuth::ClientSecretJwt,
+        AuthMethod::TlsClientAuth => ClientAuth::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth => ClientAuth::SelfSignedTlsClientAuth,
     }
+}
+
+/// Reads the private key file, decrypted with AUTHC_PRIVATE_KEY_PASSWORD
+/// when it is encrypted, named by `kid` when given.
+fn read_signing_key(path: &Path, kid: Option<&str>) -> Result<SigningKey, Failure> {
+    let password = std::env::var("AUTHC_PRIVATE_KEY_PASSWORD").ok().map(Zeroizing::new);
+    let contents = std::fs::read_to_string(path);
+    let key = SigningKey::read_file(&path.display().to_string(), contents, password.as_ref().map(|p| p.as_bytes()))
+        .map_err(|error| {
+            let hint = match &error {
+                auth_core::ConfigError::Key { error: auth_core::keys::KeyError::PasswordNeeded, .. } => {
+                    "; set AUTHC_PRIVATE_KEY_PASSWORD"
+                }
+                _ => "",
+            };
+            Failure::usage(format!("--private-key-file: {error}{hint}"))
+        })?;
+    match kid {
+        Some(kid) => key.try_with_key_id(kid).map_err(|e| Failure::usage(format!("--key-id: {e}"))),
+        None => Ok(key),
+    }
+}
+
+/// The JWT bearer grant's assertion from `path`: read again at every token
+/// request, or once from stdin (`-`).
+fn assertion_from(path: &Path) -> Result<(JwtBearer, String), Failure> {
+    if path == Path::new("-") {
+        let mut text = Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::usage(format!("cannot read the assertion from stdin: {e}")))?;
+        let text = Zeroizing::new(text.trim().to_owned());
+        // Tokens for two identities must not share a cache record.
+        let identity = jwt_identity(&text).unwrap_or_else(|| {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(text.as_bytes());
+            digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        });
+        let bearer = JwtBearer::from_fn(format!("stdin {identity}"), move |_| Ok(text.to_string()));
+        return Ok((bearer, "stdin".to_owned()));
+    }
+    let shown = path.display().to_string();
+    let file = path.to_owned();
+    let bearer = JwtBearer::from_fn(shown.clone(), move |_| {
+        std::fs::read_to_string(&file).map_err(|e| format!("cannot read the assertion file {}: {e}", file.display()))
+    });
+    Ok((bearer, format!("the file {shown}, read at every token request")))
+}
+
+/// `iss` and `sub` of an unverified JWT, to tell identities apart.
+fn jwt_identity(jwt: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(format!("iss={} sub={}", claims.get("iss")?.as_str()?, claims.get("sub")?.as_str()?))
 }
 
 impl Settings {
@@ -403,7 +474,8 @@ impl Settings {
             (Some(method), _) => Some(auth_method(method)),
             (None, Some(name)) => Some(ClientAuth::parse(name).ok_or_else(|| {
                 Failure::usage(format!(
-                    "unknown auth_method `{name}` in the profile; use basic, basic-raw, post, json or none"
+                    "unknown auth_method `{name}` in the profile; use basic, basic-raw, post, json, none, \
+                     private-key-jwt, client-secret-jwt, tls-client-auth or self-signed-tls-client-auth"
                 ))
             })?),
             (None, None) => None,
@@ -462,10 +534,35 @@ impl Settings {
             || profile.sign_in
             || authorize_url.is_some()
             || (issuer.is_some() && client_secret.is_none());
-        let auth_method = given_method.unwrap_or(if sign_in && client_secret.is_none() {
-            ClientAuth::None
-        } else {
-            ClientAuth::Basic
+        let key_id = args.key_id.clone().or(profile.key_id);
+        let signing_key = match args.private_key_file.clone().or(profile.private_key_file) {
+            Some(path) => Some((read_signing_key(&path, key_id.as_deref())?, path)),
+            None => None,
+        };
+        let grant = match (args.grant, profile.grant.as_deref()) {
+            (Some(grant), _) => Some(grant),
+            (None, Some("client-credentials")) => Some(GrantArg::ClientCredentials),
+            (None, Some("jwt-bearer")) => Some(GrantArg::JwtBearer),
+            (None, Some(other)) => {
+                return Err(Failure::usage(format!(
+                    "unknown grant `{other}` in the profile; use client-credentials or jwt-bearer"
+                )))
+            }
+            (None, None) => None,
+        };
+        let assertion_file = args.assertion_file.clone().or(profile.assertion_file);
+        let jwt_bearer = match (grant, assertion_file) {
+            (Some(GrantArg::JwtBearer), Some(path)) => Some(assertion_from(&path)?),
+            (Some(GrantArg::JwtBearer), None) => {
+                return Err(Failure::usage("--grant jwt-bearer needs --assertion-file FILE (or `-` for stdin)"))
+            }
+            (_, Some(_)) => return Err(Failure::usage("--assertion-file goes with --grant jwt-bearer")),
+            _ => None,
+        };
+        let auth_method = given_method.unwrap_or(match (&client_secret, &signing_key) {
+            (None, Some(_)) => ClientAuth::PrivateKeyJwt,
+            (None, None) if sign_in || jwt_bearer.is_some() => ClientAuth::None,
+            _ => ClientAuth::Basic,
         });
         let (api_key, api_key_source) = split_secret(api_key, ApiKey::from);
         let (basic_password, basic_password_source) = split_secret(basic_password, Password::from);
@@ -481,6 +578,13 @@ impl Settings {
             client_id: args.client_id.clone().or(profile.client_id),
             client_secret,
             auth_method,
+            signing_key,
+            assertion_audience: args
+                .assertion_audience
+                .clone()
+                .or(profile.assertion_audience)
+                .map(|aud| AssertionAudience::parse(&aud)),
+            jwt_bearer,
             scopes: words(&args.scope, profile.scope),
             audience: args.audience.clone().or(profile.audience),
             resources: words(&args.resource, profile.resource),
@@ -528,13 +632,38 @@ impl Settings {
         let mut builder = SourceConfig::builder(token_url, client_id)
             .client_auth(self.auth_method)
             .allow_insecure_http(self.allow_insecure_http);
+        let needs_secret = matches!(
+            self.auth_method,
+            ClientAuth::Basic
+                | ClientAuth::BasicRaw
+                | ClientAuth::Post
+                | ClientAuth::Json
+                | ClientAuth::ClientSecretJwt
+        );
         if let Some(secret) = &self.client_secret {
             builder = builder.client_secret(secret.clone());
-        } else if self.auth_method != ClientAuth::None {
+        } else if needs_secret {
             return Err(Failure::usage(format!(
-                "client authentication `{}` needs the client secret: set AUTHC_CLIENT_SECRET or --client-secret-file (or use --auth-method none)",
+                "client authentication `{}` needs the client secret: set AUTHC_CLIENT_SECRET or --client-secret-file \
+                 (or use --private-key-file, or --auth-method none)",
                 self.auth_method
             )));
+        }
+        match &self.signing_key {
+            Some((key, _)) => builder = builder.signing_key(key.clone()),
+            None if self.auth_method == ClientAuth::PrivateKeyJwt => {
+                return Err(Failure::usage("client authentication `private-key-jwt` needs --private-key-file FILE"))
+            }
+            None => {}
+        }
+        if let Some(issuer) = &self.issuer {
+            builder = builder.issuer(issuer);
+        }
+        if let Some(audience) = &self.assertion_audience {
+            builder = builder.assertion_audience(audience.clone());
+        }
+        if let Some((bearer, _)) = &self.jwt_bearer {
+            builder = builder.jwt_bearer(bearer.clone());
         }
         for scope in &self.scopes {
             builder = builder.scope(scope);
@@ -612,7 +741,7 @@ impl Settings {
             if self.revocation_url.is_none() {
                 self.revocation_url = metadata.revocation_endpoint().map(text);
             }
-            if !self.auth_method_given {
+            if !self.auth_method_given && self.signing_key.is_none() {
                 self.auth_method = metadata.client_auth(self.client_secret.is_some());
             }
             self.issuer_param_required = metadata.iss_parameter_supported();
@@ -706,6 +835,16 @@ pub fn check(args: &AuthArgs) -> Result<(), Failure> {
         lines.push(("client id", config.client_id().to_owned()));
         lines.push(("client auth", settings.auth_method.to_string()));
         lines.push(("client secret", from(&settings.client_secret_source)));
+        if let Some((key, path)) = &settings.signing_key {
+            let kid = key.key_id().map(|kid| format!(", kid {kid}")).unwrap_or_default();
+            lines.push((
+                "private key",
+                format!("{} ({}{kid}), aud {}", path.display(), key.algorithm(), config.assertion_aud()),
+            ));
+        }
+        if let Some((_, source)) = &settings.jwt_bearer {
+            lines.push(("grant", format!("jwt-bearer, the assertion from {source}")));
+        }
         if !settings.scopes.is_empty() {
             lines.push(("scope", settings.scopes.join(" ")));
         }

@@ -32,8 +32,13 @@ fn collect(child: std::process::Child) -> Run {
 
 impl Env {
     fn new() -> Self {
+        Self::with(ProviderConfig::new())
+    }
+
+    /// The usual clients, API key and Basic login, added to `config`.
+    fn with(config: ProviderConfig) -> Self {
         let provider = Provider::start(
-            ProviderConfig::new()
+            config
                 .client("cli-client", SECRET)
                 .client("odd client", "p@ss word+/")
                 .public_client("public-cli")
@@ -1204,4 +1209,114 @@ fn parallel_runs_spend_a_rotating_refresh_token_once() {
         env.provider.token_requests().iter().filter(|r| r.grant_type == "refresh_token").map(|r| r.status).collect();
     assert_eq!(refreshes, [200], "one refresh for ten processes, never the same refresh token twice");
     assert!(!env.provider.token_requests().iter().any(|r| r.grant_type == "client_credentials"));
+}
+
+fn key_fixture(name: &str) -> String {
+    format!("{}/../auth-core/testdata/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a_private_key_replaces_the_client_secret_and_bad_key_files_say_why() {
+    let public = std::fs::read_to_string(key_fixture("ec-p256.pub.pem")).unwrap();
+    let env = Env::with(ProviderConfig::new().key_client("key-cli", &public));
+    let token_url = env.provider.token_url();
+    let base = ["token", "--token-url", &token_url, "--client-id", "key-cli", "--private-key-file"];
+    let key = key_fixture("ec-p256-sec1.pem");
+    let first = env.run(&[&base[..], &[key.as_str(), "--key-id", "k1"]].concat(), &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let again = env.run(&[&base[..], &[key.as_str()]].concat(), &[]);
+    assert_eq!((again.code, again.stdout.clone()), (0, first.stdout.clone()), "the cached token is used");
+    let requests = env.provider.token_requests();
+    assert_eq!((requests.len(), requests[0].client_auth.as_str()), (1, "private-key-jwt"));
+
+    // An encrypted key needs its password, from the environment.
+    let encrypted = key_fixture("ec-p256-encrypted.pem");
+    let args = [&base[..], &[encrypted.as_str(), "--no-cache"]].concat();
+    let run = env.run(&args, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("AUTHC_PRIVATE_KEY_PASSWORD"), "{}", run.stderr);
+    let run = env.run(&args, &[("AUTHC_PRIVATE_KEY_PASSWORD", "wrong")]);
+    assert!(run.code == 2 && run.stderr.contains("wrong password"), "{}", run.stderr);
+    assert_eq!(env.run(&args, &[("AUTHC_PRIVATE_KEY_PASSWORD", "correct-horse")]).code, 0);
+
+    // Files that hold no usable key: exit 2, the file named, nothing of it shown.
+    for (file, says) in [
+        ("cert.pem", "CERTIFICATE"),
+        ("ec-p256.pub.pem", "public key"),
+        ("rsa-1024.pem", "1024 bits"),
+        ("ec-p384.pem", "curve"),
+        ("missing.pem", "cannot read"),
+    ] {
+        let path = key_fixture(file);
+        let run = env.run(&[&base[..], &[path.as_str(), "--no-cache"]].concat(), &[]);
+        assert_eq!(run.code, 2, "{file}: {}", run.stderr);
+        assert!(run.stderr.contains(file) && run.stderr.contains(says), "{file}: {}", run.stderr);
+        assert!(!run.stderr.contains("MII"), "{}", run.stderr);
+    }
+
+    // The same from a profile, with the audience the server wants.
+    let config = write_config(
+        &env,
+        &format!(
+            "[profiles.keyed]\ntoken_url = \"{token_url}\"\nclient_id = \"key-cli\"\nprivate_key_file = \"{key}\"\n\
+             key_id = \"k1\"\nassertion_audience = \"token-url\"\nauth_method = \"private-key-jwt\"\n"
+        ),
+    );
+    let check = env.run(&["config", "check", "--config", &config, "--profile", "keyed"], &[]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stdout.contains("ES256, kid k1") && check.stdout.contains(&format!("aud {token_url}")),
+        "{}",
+        check.stdout
+    );
+    let run = env.run(&["token", "--config", &config, "--profile", "keyed", "--no-cache"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn the_jwt_bearer_grant_from_a_file_or_stdin() {
+    let public = std::fs::read_to_string(key_fixture("ed25519.pub.pem")).unwrap();
+    let env = Env::with(ProviderConfig::new().jwt_bearer_issuer("workload", &public));
+    let token_url = env.provider.token_url();
+    let key =
+        auth_core::keys::SigningKey::from_pem(&std::fs::read_to_string(key_fixture("ed25519.pem")).unwrap()).unwrap();
+    let mint = |sub: &str| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let claims = serde_json::json!({"iss": "workload", "sub": sub, "aud": token_url, "exp": now + 600,
+            "jti": auth_testkit::random_token("j")});
+        key.sign_jwt("JWT", &claims).unwrap()
+    };
+    let file = env.dir.path().join("assertion.jwt");
+    std::fs::write(&file, mint("frank")).unwrap();
+    let base = [
+        "request",
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "public-cli",
+        "--grant",
+        "jwt-bearer",
+        "--api-key-header",
+        "X-API-Key",
+    ];
+    let api = env.provider.api_url("me");
+    let key_env = [("AUTHC_API_KEY", API_KEY)];
+    let run = env.run(&[&base[..], &["--assertion-file", file.to_str().unwrap(), &api]].concat(), &key_env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("frank"), "{}", run.stdout);
+    // From stdin, for another subject: its own token, not frank's.
+    let run =
+        env.run_with_stdin(&[&base[..], &["--assertion-file", "-", &api]].concat(), &key_env, Some(&mint("grace")));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("grace"), "{}", run.stdout);
+    // A replayed assertion is refused by the provider (exit 3, its words).
+    let replay = mint("heidi");
+    let args = [&base[..], &["--assertion-file", "-", "--no-cache", &api]].concat();
+    assert_eq!(env.run_with_stdin(&args, &key_env, Some(&replay)).code, 0);
+    let run = env.run_with_stdin(&args, &key_env, Some(&replay));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("invalid_grant") && !run.stderr.contains(&replay), "{}", run.stderr);
+    // Usage mistakes.
+    let run = env.run(&[&base[..], &[api.as_str()]].concat(), &key_env);
+    assert!(run.code == 2 && run.stderr.contains("--assertion-file"), "{}", run.stderr);
 }
