@@ -69,6 +69,7 @@ pub mod config;
 pub mod credentials;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;

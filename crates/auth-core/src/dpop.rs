@@ -1,0 +1,396 @@
+//! DPoP (RFC 9449): sender-constrained access tokens. The client holds a
+//! key pair; every token request and every API request carries a fresh
+//! proof (a JWT signed with the key, naming the method, the URL, the time
+//! and, on API requests, the token's hash), so a stolen token is useless
+//! without the key.
+//!
+//! A [`Dpop`] is one key with its nonce cache. Give it to a source with
+//! [`SourceConfigBuilder::dpop`](crate::config::SourceConfigBuilder::dpop):
+//! its token requests then carry proofs, the provider's `token_type` must
+//! be `DPoP`, and the tokens it hands out make their own proofs when
+//! [`Credentials`](crate::Credentials) put them on requests.
+//!
+//! Nonces (§8, §9): a server may demand that proofs carry a nonce it
+//! chose. A `DPoP-Nonce` header on any answer is remembered for that
+//! origin and put in the next proofs there; an answer that rejects a proof
+//! for want of a nonce (`use_dpop_nonce`) is retried once with the new one,
+//! never when the server names the nonce it just rejected.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use auth_core::dpop::Dpop;
+//!
+//! let dpop = Dpop::generate()?;
+//! let uri: http::Uri = "https://api.example.com/orders?page=2".parse()?;
+//! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+//! let proof = dpop.proof(&http::Method::GET, &uri, None, now)?;
+//! assert_eq!(proof.value().to_str()?.split('.').count(), 3);
+//! // The server asks for a nonce: it is remembered for the origin.
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("dpop-nonce", "n-1".parse()?);
+//! dpop.observe(&uri, &headers);
+//! assert_eq!(dpop.proof(&http::Method::GET, &uri, None, now)?.nonce(), Some("n-1"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::TokenError;
+use crate::keys::{Algorithm, KeyError, SigningKey};
+use crate::secret::{AccessTokenValue, ExposeSecret};
+
+/// The header that carries a proof.
+pub const DPOP_HEADER: &str = "dpop";
+/// The header that carries a server's nonce.
+pub const NONCE_HEADER: &str = "dpop-nonce";
+/// The `typ` of a proof.
+const PROOF_TYPE: &str = "dpop+jwt";
+/// Nonces longer than this are not kept (a server's mistake, or abuse).
+const MAX_NONCE_LEN: usize = 512;
+/// Origins whose nonces are kept; the oldest goes beyond this.
+const MAX_ORIGINS: usize = 64;
+
+/// A DPoP key with its nonce cache. Share it (`Arc<Dpop>`) between the
+/// token source and the requests its tokens go on. Its `Debug` shows the
+/// key's algorithm and thumbprint, never the key.
+pub struct Dpop {
+    key: SigningKey,
+    jwk: Value,
+    thumbprint: String,
+    nonces: Mutex<NonceCache>,
+}
+
+#[derive(Default)]
+struct NonceCache {
+    by_origin: HashMap<String, Arc<str>>,
+    order: Vec<String>,
+}
+
+/// One proof: the `DPoP` header value, and the nonce it carries.
+#[derive(Clone)]
+pub struct Proof {
+    value: HeaderValue,
+    nonce: Option<Arc<str>>,
+}
+
+impl Proof {
+    /// The `DPoP` header value (marked sensitive).
+    pub fn value(&self) -> &HeaderValue {
+        &self.value
+    }
+    /// The nonce it carries, if any.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proof").field("nonce", &self.nonce).finish_non_exhaustive()
+    }
+}
+
+impl Dpop {
+    /// DPoP with `key` (ES256, RS256, PS256 or EdDSA; not HS256).
+    pub fn new(key: SigningKey) -> Result<Arc<Self>, KeyError> {
+        if key.algorithm() == Algorithm::Hs256 {
+            return Err(KeyError::AlgorithmMismatch { key: "shared secret", algorithm: Algorithm::Es256 });
+        }
+        let jwk = Value::Object(key.public_jwk().unwrap_or_default());
+        let thumbprint = key.thumbprint().unwrap_or_default();
+        Ok(Arc::new(Self { key, jwk, thumbprint, nonces: Mutex::new(NonceCache::default()) }))
+    }
+
+    /// DPoP with a new ES256 key.
+    pub fn generate() -> Result<Arc<Self>, KeyError> {
+        Self::new(SigningKey::generate_es256()?)
+    }
+
+    /// The key (to keep it beside a cached token: tokens are bound to it).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// The RFC 7638 thumbprint of the public key: the `jkt` tokens are bound to.
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// A fresh proof for `method` on `uri` at `wall`, with the nonce last
+    /// seen from `uri`'s origin and, for an API request, the hash of
+    /// `access_token` (`ath`).
+    pub fn proof(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        access_token: Option<&AccessTokenValue>,
+        wall: SystemTime,
+    ) -> Result<Proof, TokenError> {
+        let fail =
+            |message: String| TokenError::Assertion { message: format!("the DPoP proof could not be made: {message}") };
+        let now = wall.duration_since(UNIX_EPOCH).map_err(|_| fail("the system clock is before 1970".to_owned()))?;
+        let jti = crate::keys::random_bytes::<16>().map_err(|e| fail(e.to_string()))?;
+        let nonce = self.nonce_for(uri);
+        let mut claims = Map::new();
+        claims.insert("jti".to_owned(), URL_SAFE_NO_PAD.encode(*jti).into());
+        claims.insert("htm".to_owned(), method.as_str().into());
+        claims.insert("htu".to_owned(), htu(uri).into());
+        claims.insert("iat".to_owned(), now.as_secs().into());
+        if let Some(nonce) = &nonce {
+            claims.insert("nonce".to_owned(), Value::String(nonce.to_string()));
+        }
+        if let Some(token) = access_token {
+            claims.insert("ath".to_owned(), URL_SAFE_NO_PAD.encode(Sha256::digest(token.expose_secret())).into());
+        }
+        let mut header = Map::new();
+        header.insert("jwk".to_owned(), self.jwk.clone());
+        let jwt =
+            self.key.sign_jwt_with(PROOF_TYPE, header, &Value::Object(claims)).map_err(|e| fail(e.to_string()))?;
+        let mut value = HeaderValue::try_from(jwt).map_err(|e| fail(e.to_string()))?;
+        value.set_sensitive(true);
+        Ok(Proof { value, nonce })
+    }
+
+    /// Remembers the `DPoP-Nonce` of an answer from `uri`'s origin, if it
+    /// carries a usable one.
+    pub fn observe(&self, uri: &Uri, headers: &HeaderMap) {
+        let Some(nonce) = headers.get(NONCE_HEADER).and_then(|v| v.to_str().ok()).filter(|n| valid_nonce(n)) else {
+            return;
+        };
+        let origin = origin(uri);
+        let mut cache = self.nonces.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.by_origin.get(&origin).is_some_and(|known| &**known == nonce) {
+            return;
+        }
+        if !cache.by_origin.contains_key(&origin) {
+            if cache.order.len() >= MAX_ORIGINS {
+                let oldest = cache.order.remove(0);
+                cache.by_origin.remove(&oldest);
+            }
+            cache.order.push(origin.clone());
+        }
+        cache.by_origin.insert(origin, Arc::from(nonce));
+    }
+
+    /// The nonce last seen from `uri`'s origin.
+    pub fn nonce_for(&self, uri: &Uri) -> Option<Arc<str>> {
+        let cache = self.nonces.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.by_origin.get(&origin(uri)).cloned()
+    }
+
+    /// Whether a token endpoint answer asks for the request again with a
+    /// nonce: `400` with `error=use_dpop_nonce` and a `DPoP-Nonce` that is
+    /// not the one `sent` carried. Remembers the nonce either way.
+    pub fn token_endpoint_retry(
+        &self,
+        uri: &Uri,
+        sent: &Proof,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> bool {
+        self.observe(uri, headers);
+        status == StatusCode::BAD_REQUEST
+            && error_code(body).as_deref() == Some("use_dpop_nonce")
+            && self.new_nonce(sent, headers)
+    }
+
+    /// Whether an API answer asks for the request again with a nonce: `401`
+    /// with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a
+    /// `DPoP-Nonce` that is not the one `sent` carried. Remembers the nonce
+    /// either way.
+    pub fn api_retry(&self, uri: &Uri, sent: &Proof, status: StatusCode, headers: &HeaderMap) -> bool {
+        self.observe(uri, headers);
+        status == StatusCode::UNAUTHORIZED && asks_for_nonce(headers) && self.new_nonce(sent, headers)
+    }
+
+    fn new_nonce(&self, sent: &Proof, headers: &HeaderMap) -> bool {
+        let offered = headers.get(NONCE_HEADER).and_then(|v| v.to_str().ok()).filter(|n| valid_nonce(n));
+        offered.is_some() && offered != sent.nonce()
+    }
+}
+
+impl std::fmt::Debug for Dpop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dpop")
+            .field("algorithm", &self.key.algorithm())
+            .field("thumbprint", &self.thumbprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 9449 §4.2 `htu`: the URI without query and fragment.
+pub fn htu(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let path = if uri.path().is_empty() { "/" } else { uri.path() };
+    format!("{scheme}://{authority}{path}")
+}
+
+fn origin(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+    let authority = uri.authority().map_or(String::new(), |a| a.as_str().to_ascii_lowercase());
+    format!("{scheme}://{authority}")
+}
+
+/// RFC 9449 §8.1: `nonce = 1*NQCHAR` (printable ASCII but `"` and `\`).
+fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_NONCE_LEN
+        && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// The `error` of a JSON error body.
+fn error_code(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("error")?.as_str().map(str::to_owned)
+}
+
+/// Whether a `WWW-Authenticate` challenge is `DPoP` with
+/// `error="use_dpop_nonce"`.
+fn asks_for_nonce(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).any(|challenge| {
+        let challenge = challenge.trim_start();
+        challenge.len() > 4
+            && challenge[..4].eq_ignore_ascii_case("dpop")
+            && challenge[4..].starts_with([' ', '\t'])
+            && challenge[4..].split(',').any(|param| {
+                let Some((name, value)) = param.split_once('=') else { return false };
+                name.trim().eq_ignore_ascii_case("error") && value.trim().trim_matches('"') == "use_dpop_nonce"
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
+    }
+
+    fn uri(text: &str) -> Uri {
+        text.parse().unwrap()
+    }
+
+    /// The claims of a proof, verified with the key in its own header, as
+    /// a server does.
+    fn verified(proof: &Proof) -> (jsonwebtoken::Header, Map<String, Value>) {
+        let jwt = proof.value().to_str().unwrap();
+        let header = decode_header(jwt).unwrap();
+        let key = DecodingKey::from_jwk(header.jwk.as_ref().unwrap()).unwrap();
+        let mut validation = Validation::new(header.alg);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        (header, decode::<Map<String, Value>>(jwt, &key, &validation).unwrap().claims)
+    }
+
+    #[test]
+    fn a_proof_names_method_url_time_and_token_and_is_never_the_same_twice() {
+        let dpop = Dpop::generate().unwrap();
+        let target = uri("https://API.example.com:8443/orders/7?page=2#top");
+        let token = AccessTokenValue::new("tok-1");
+        let proof = dpop.proof(&Method::POST, &target, Some(&token), now()).unwrap();
+        assert!(proof.value().is_sensitive());
+        let (header, claims) = verified(&proof);
+        assert_eq!(header.typ.as_deref(), Some("dpop+jwt"));
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+        assert_eq!(
+            header.jwk.as_ref().unwrap().thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap(),
+            dpop.thumbprint()
+        );
+        assert_eq!(claims["htm"], "POST");
+        assert_eq!(claims["htu"], "https://API.example.com:8443/orders/7");
+        assert_eq!(claims["iat"], 1_800_000_000u64);
+        // RFC 9449 §4.2: ath = base64url(SHA-256(token)).
+        assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(Sha256::digest("tok-1")));
+        assert!(!claims.contains_key("nonce"));
+        let again = verified(&dpop.proof(&Method::POST, &target, Some(&token), now()).unwrap()).1;
+        assert_ne!(again["jti"], claims["jti"]);
+        assert_eq!(htu(&uri("http://127.0.0.1:8080")), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn nonces_are_kept_per_origin_and_retries_need_a_new_one() {
+        let dpop = Dpop::generate().unwrap();
+        let token_url = uri("https://auth.example.com/token");
+        let api = uri("https://api.example.com/orders");
+        let mut headers = HeaderMap::new();
+        headers.insert(NONCE_HEADER, HeaderValue::from_static("n-1"));
+        let first = dpop.proof(&Method::POST, &token_url, None, now()).unwrap();
+        let body = br#"{"error":"use_dpop_nonce","error_description":"need a nonce"}"#;
+        assert!(dpop.token_endpoint_retry(&token_url, &first, StatusCode::BAD_REQUEST, &headers, body));
+        let second = dpop.proof(&Method::POST, &token_url, None, now()).unwrap();
+        assert_eq!(verified(&second).1["nonce"], "n-1");
+        // The same nonce rejected again: no second retry.
+        assert!(!dpop.token_endpoint_retry(&token_url, &second, StatusCode::BAD_REQUEST, &headers, body));
+        // Another error, or no nonce offered: no retry.
+        assert!(!dpop.token_endpoint_retry(
+            &token_url,
+            &first,
+            StatusCode::BAD_REQUEST,
+            &headers,
+            br#"{"error":"invalid_grant"}"#
+        ));
+        assert!(!dpop.token_endpoint_retry(&token_url, &first, StatusCode::BAD_REQUEST, &HeaderMap::new(), body));
+        // The API's origin has its own nonce.
+        assert!(dpop.proof(&Method::GET, &api, None, now()).unwrap().nonce().is_none());
+        let mut challenge = HeaderMap::new();
+        challenge.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+            ),
+        );
+        challenge.insert(NONCE_HEADER, HeaderValue::from_static("api-n"));
+        let sent = dpop.proof(&Method::GET, &api, None, now()).unwrap();
+        assert!(dpop.api_retry(&api, &sent, StatusCode::UNAUTHORIZED, &challenge));
+        let resent = dpop.proof(&Method::GET, &api, None, now()).unwrap();
+        assert_eq!(resent.nonce(), Some("api-n"));
+        assert!(!dpop.api_retry(&api, &resent, StatusCode::UNAUTHORIZED, &challenge));
+        let mut bearer = challenge.clone();
+        bearer.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+        assert!(!dpop.api_retry(&api, &sent, StatusCode::UNAUTHORIZED, &bearer));
+        // Any answer updates the nonce; unusable ones are ignored.
+        let mut ok = HeaderMap::new();
+        ok.insert(NONCE_HEADER, HeaderValue::from_static("api-n2"));
+        dpop.observe(&api, &ok);
+        assert_eq!(dpop.nonce_for(&api).as_deref(), Some("api-n2"));
+        ok.insert(NONCE_HEADER, HeaderValue::from_static("has\"quote"));
+        dpop.observe(&api, &ok);
+        assert_eq!(dpop.nonce_for(&api).as_deref(), Some("api-n2"));
+        assert_eq!(dpop.nonce_for(&token_url).as_deref(), Some("n-1"));
+    }
+
+    #[test]
+    fn the_nonce_cache_is_bounded() {
+        let dpop = Dpop::generate().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(NONCE_HEADER, HeaderValue::from_static("n"));
+        for i in 0..(MAX_ORIGINS + 10) {
+            dpop.observe(&uri(&format!("https://h{i}.example.com/")), &headers);
+        }
+        let cache = dpop.nonces.lock().unwrap();
+        assert_eq!(cache.by_origin.len(), MAX_ORIGINS);
+        assert!(!cache.by_origin.contains_key("https://h0.example.com"));
+    }
+
+    #[test]
+    fn a_shared_secret_cannot_be_a_dpop_key_and_debug_shows_no_key() {
+        assert!(Dpop::new(SigningKey::hmac_sha256(b"k")).is_err());
+        let dpop = Dpop::generate().unwrap();
+        let shown = format!("{dpop:?}");
+        assert!(shown.contains(dpop.thumbprint()));
+        let pem = dpop.key().to_pkcs8_pem().unwrap();
+        assert!(pem.lines().filter(|l| !l.starts_with("-----")).all(|line| !shown.contains(line)));
+    }
+}
