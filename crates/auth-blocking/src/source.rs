@@ -410,10 +410,20 @@ impl Worker {
 
     /// Sends a request through the transport; a transport that panics
     /// fails the request, not the thread.
-    /// Sends a token or revocation request, made ready to send now (fresh
-    /// assertions, see [`auth_core::request::ready_to_send`]).
+    /// Sends a token or revocation request: each attempt made ready to
+    /// send at its time (fresh assertions and DPoP proof), a DPoP nonce
+    /// demand tried once more ([`auth_core::request::TokenCall`]).
     fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
-        let request = auth_core::request::ready_to_send(&request, SystemTime::now())?;
+        let mut call = auth_core::request::TokenCall::new(request);
+        loop {
+            let response = self.send_once(call.attempt(SystemTime::now())?)?;
+            if !call.retry(&response) {
+                return Ok(response);
+            }
+        }
+    }
+
+    fn send_once(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.transport.send(request))) {
             Ok(Ok(mut response)) => {
                 normalize_retry_after(response.headers_mut(), SystemTime::now());

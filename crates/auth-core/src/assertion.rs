@@ -285,12 +285,15 @@ struct PendingParts {
     client: Option<(SigningKey, String, String)>,
     /// The JWT bearer grant's assertion and its `aud`.
     grant: Option<(JwtBearer, Option<String>)>,
+    /// The DPoP key of a token endpoint request.
+    dpop: Option<Arc<crate::dpop::Dpop>>,
 }
 
 impl Pending {
     /// What `config` adds at send time to a request to its endpoints;
-    /// `grant` for a JWT bearer token request.
-    pub(crate) fn for_request(config: &SourceConfig, grant: bool) -> Option<Self> {
+    /// `grant` for a JWT bearer token request, `token_endpoint` for any
+    /// request to the token endpoint (a DPoP proof).
+    pub(crate) fn for_request(config: &SourceConfig, grant: bool, token_endpoint: bool) -> Option<Self> {
         let client = config
             .assertion_key()
             .map(|key| (key.clone(), config.client_id().to_owned(), config.assertion_aud().to_owned()));
@@ -298,7 +301,9 @@ impl Pending {
             let aud = bearer.signed_audience().and_then(|aud| aud.resolve(config.token_url(), config.issuer()));
             (bearer.clone(), aud)
         });
-        (client.is_some() || grant.is_some()).then(|| Self(Arc::new(PendingParts { client, grant })))
+        let dpop = config.dpop().filter(|_| token_endpoint).cloned();
+        (client.is_some() || grant.is_some() || dpop.is_some())
+            .then(|| Self(Arc::new(PendingParts { client, grant, dpop })))
     }
 
     /// The form parameters to append, made now.
@@ -320,12 +325,21 @@ impl Pending {
 }
 
 /// The request to send for `built` (from [`crate::request`]) at `wall`:
-/// with a fresh client assertion and JWT bearer assertion when the
-/// configuration uses them, unchanged otherwise. Call it for every attempt,
-/// retries included: an assertion is never sent twice.
-pub(crate) fn ready_to_send(built: &Request<Vec<u8>>, wall: SystemTime) -> Result<Request<Vec<u8>>, TokenError> {
+/// with a fresh client assertion, JWT bearer assertion and DPoP proof when
+/// the configuration uses them, unchanged otherwise; and the proof, with
+/// its key, to judge the answer by.
+pub(crate) fn prepare(
+    built: &Request<Vec<u8>>,
+    wall: SystemTime,
+) -> Result<(Request<Vec<u8>>, Option<SentProof>), TokenError> {
     let mut request = built.clone();
+    let mut sent = None;
     if let Some(pending) = request.extensions_mut().remove::<Pending>() {
+        if let Some(dpop) = &pending.0.dpop {
+            let proof = dpop.proof(request.method(), request.uri(), None, wall)?;
+            request.headers_mut().insert(crate::dpop::DPOP_HEADER, proof.value().clone());
+            sent = Some((Arc::clone(dpop), proof));
+        }
         let params = pending.params(wall)?;
         let mut serializer = form_urlencoded::Serializer::new(String::new());
         for (name, value) in &params {
@@ -338,15 +352,18 @@ pub(crate) fn ready_to_send(built: &Request<Vec<u8>>, wall: SystemTime) -> Resul
         }
         body.extend_from_slice(extra.as_bytes());
     }
-    Ok(request)
+    Ok((request, sent))
 }
+
+/// A DPoP proof as sent, with its key.
+pub(crate) type SentProof = (Arc<crate::dpop::Dpop>, crate::dpop::Proof);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{ClientAuth, SourceConfigBuilder, SourceGrant};
     use crate::error::ConfigError;
-    use crate::request::{revocation_request, token_request, Grant, Revocable};
+    use crate::request::{ready_to_send, revocation_request, token_request, Grant, Revocable};
     use crate::secret::RefreshToken;
     use jsonwebtoken::{decode, DecodingKey, Validation};
 

@@ -26,12 +26,14 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
 use sha2::{Digest, Sha256};
 
 use crate::assertion::{AssertionAudience, JwtBearer};
+use crate::dpop::Dpop;
 use crate::error::ConfigError;
 use crate::keys::{Algorithm, SigningKey};
 use crate::secret::{ClientSecret, ExposeSecret};
@@ -351,6 +353,7 @@ pub struct SourceConfig {
     /// HMAC key for `client_secret_jwt`) and the assertions' `aud`.
     assertion: Option<(SigningKey, String)>,
     jwt_bearer: Option<JwtBearer>,
+    dpop: Option<Arc<Dpop>>,
     cache_key: CacheKey,
 }
 
@@ -379,6 +382,7 @@ impl SourceConfig {
             signing_key: None,
             assertion_audience: AssertionAudience::default(),
             jwt_bearer: None,
+            dpop: None,
         }
     }
 
@@ -471,6 +475,11 @@ impl SourceConfig {
         self.assertion.as_ref().map_or("", |(_, aud)| aud.as_str())
     }
 
+    /// The DPoP key, when tokens are DPoP-bound.
+    pub fn dpop(&self) -> Option<&Arc<Dpop>> {
+        self.dpop.as_ref()
+    }
+
     /// The JWT bearer grant's assertion, for a [`SourceGrant::JwtBearer`] source.
     pub fn jwt_bearer(&self) -> Option<&JwtBearer> {
         self.jwt_bearer.as_ref()
@@ -510,6 +519,7 @@ pub struct SourceConfigBuilder {
     signing_key: Option<SigningKey>,
     assertion_audience: AssertionAudience,
     jwt_bearer: Option<JwtBearer>,
+    dpop: Option<Arc<Dpop>>,
 }
 
 impl SourceConfigBuilder {
@@ -541,6 +551,16 @@ impl SourceConfigBuilder {
     pub fn jwt_bearer(mut self, assertion: JwtBearer) -> Self {
         self.jwt_bearer = Some(assertion);
         self.grant = SourceGrant::JwtBearer;
+        self
+    }
+
+    /// Sender-constrained tokens with DPoP (RFC 9449): token requests carry
+    /// proofs made with this key, the provider must answer `token_type`
+    /// `DPoP`, and the tokens carry the key to make a proof for every API
+    /// request. Tokens are bound to the key: the cache key names its
+    /// thumbprint, so processes share tokens only when they share the key.
+    pub fn dpop(mut self, dpop: Arc<Dpop>) -> Self {
+        self.dpop = Some(dpop);
         self
     }
 
@@ -741,6 +761,7 @@ impl SourceConfigBuilder {
             issuer: self.issuer,
             assertion,
             jwt_bearer: self.jwt_bearer,
+            dpop: self.dpop,
             cache_key,
         })
     }
@@ -876,6 +897,10 @@ impl CacheKey {
         field(&mut canonical, "grant_type", b.grant.as_str());
         if let Some(bearer) = &b.jwt_bearer {
             field(&mut canonical, "assertion", &bearer.identity());
+        }
+        if let Some(dpop) = &b.dpop {
+            // DPoP-bound tokens are usable only with their key.
+            field(&mut canonical, "dpop_jkt", dpop.thumbprint());
         }
         let mut scopes = b.scopes.clone();
         scopes.sort();

@@ -34,6 +34,7 @@ use http::{HeaderName, HeaderValue, Request, Uri};
 use percent_encoding::utf8_percent_encode;
 use zeroize::Zeroizing;
 
+use crate::dpop::Proof;
 use crate::error::{ApplyError, ConfigError};
 use crate::secret::{AccessTokenValue, ApiKey, ExposeSecret, Password};
 use crate::token::AccessToken;
@@ -261,16 +262,94 @@ impl Credentials {
         self.origins.is_empty() || self.origins.iter().any(|o| o.matches_parts(scheme, host, port))
     }
 
+    /// [`Credentials::apply`] for a token that may be DPoP-bound: with a
+    /// fresh DPoP proof for the request at wall time `wall` when it is.
+    /// Returns the proof sent, to judge the answer by
+    /// ([`Dpop::api_retry`](crate::dpop::Dpop::api_retry)).
+    pub fn apply_at<B>(
+        &self,
+        request: &mut Request<B>,
+        token: Option<&AccessToken>,
+        wall: std::time::SystemTime,
+    ) -> Result<(Applied, Option<Proof>), ApplyError> {
+        if !self.applies_to(request.uri()) {
+            return Ok((Applied::SkippedOrigin, None));
+        }
+        Ok((Applied::Attached, self.apply_allowed_at(request, token, wall)?))
+    }
+
+    /// [`Credentials::apply_at`] without the origin check.
+    pub fn apply_allowed_at<B>(
+        &self,
+        request: &mut Request<B>,
+        token: Option<&AccessToken>,
+        wall: std::time::SystemTime,
+    ) -> Result<Option<Proof>, ApplyError> {
+        let proof = self.proof(request.method(), request.uri(), token, wall)?;
+        self.put_headers(request.headers_mut(), token, proof.as_ref())?;
+        if self.has_query {
+            self.apply_query(request)?;
+        }
+        Ok(proof)
+    }
+
+    /// [`Credentials::apply_headers`] for a token that may be DPoP-bound,
+    /// for a `method` request to `uri` at wall time `wall`; returns the
+    /// proof sent.
+    pub fn apply_headers_at(
+        &self,
+        headers: &mut http::HeaderMap,
+        method: &http::Method,
+        uri: &Uri,
+        token: Option<&AccessToken>,
+        wall: std::time::SystemTime,
+    ) -> Result<Option<Proof>, ApplyError> {
+        let proof = self.proof(method, uri, token, wall)?;
+        self.put_headers(headers, token, proof.as_ref())?;
+        Ok(proof)
+    }
+
+    /// A proof for the request when the token is DPoP-bound and goes on it.
+    fn proof(
+        &self,
+        method: &http::Method,
+        uri: &Uri,
+        token: Option<&AccessToken>,
+        wall: std::time::SystemTime,
+    ) -> Result<Option<Proof>, ApplyError> {
+        match token.and_then(|t| t.dpop().map(|dpop| (t, dpop))) {
+            Some((token, dpop)) if self.needs_token() => dpop
+                .proof(method, uri, Some(token.value()), wall)
+                .map(Some)
+                .map_err(|error| ApplyError::Proof { reason: error.to_string() }),
+            _ => Ok(None),
+        }
+    }
+
     /// Puts the header credentials into `headers`, replacing headers of the
     /// same name. Does not check the origin and does not set query
     /// parameters (see [`Credentials::query_params`]): for adapters whose
-    /// request type is not `http::Request`.
+    /// request type is not `http::Request`. A DPoP-bound token is refused
+    /// here: it needs a proof ([`Credentials::apply_headers_at`]).
     #[inline]
     pub fn apply_headers(&self, headers: &mut http::HeaderMap, token: Option<&AccessToken>) -> Result<(), ApplyError> {
+        self.put_headers(headers, token, None)
+    }
+
+    fn put_headers(
+        &self,
+        headers: &mut http::HeaderMap,
+        token: Option<&AccessToken>,
+        proof: Option<&Proof>,
+    ) -> Result<(), ApplyError> {
         for part in &self.parts {
             match part {
                 Part::Bearer => {
                     let token = token.ok_or(ApplyError::MissingToken)?;
+                    if token.dpop().is_some() {
+                        let proof = proof.ok_or(ApplyError::ProofNeeded)?;
+                        headers.insert(crate::dpop::DPOP_HEADER, proof.value().clone());
+                    }
                     headers.insert(AUTHORIZATION, token.header_value().clone());
                 }
                 Part::StaticAuthorization(value) => {

@@ -400,6 +400,16 @@ pub enum TokenError {
         /// What the store said (no secret in it).
         message: String,
     },
+    /// The provider issued a token of the other kind: a Bearer token where
+    /// DPoP was asked for (the client is not set up for DPoP there, or the
+    /// server ignored the proof), or a DPoP-bound token to a client without
+    /// a DPoP key.
+    TokenTypeMismatch {
+        /// `DPoP` or `Bearer`.
+        expected: &'static str,
+        /// What the provider said.
+        received: String,
+    },
     /// A signed assertion (a client assertion, a JWT bearer grant's
     /// assertion) or a proof could not be made when the request was due:
     /// the assertion function failed, or signing did. Nothing was sent.
@@ -558,6 +568,7 @@ impl TokenError {
             Self::Malformed { .. }
             | Self::InvalidAccessToken { .. }
             | Self::UnsupportedTokenType { .. }
+            | Self::TokenTypeMismatch { .. }
             | Self::SignInRequired { .. } => false,
         }
     }
@@ -704,6 +715,16 @@ impl TokenError {
             Self::Assertion { message } => {
                 write!(f, "{message}; nothing was sent to the {name}. Check the key or the assertion's source")
             }
+            Self::TokenTypeMismatch { expected: "DPoP", received } => write!(
+                f,
+                "the provider issued a token of type `{received}` where a DPoP-bound one was asked for: the client \
+                 may not be set up for DPoP at the provider; enable DPoP for it there, or turn DPoP off here"
+            ),
+            Self::TokenTypeMismatch { received, .. } => write!(
+                f,
+                "the provider issued a `{received}` token, which only a client with a DPoP key can use; \
+                 turn DPoP on for this client (dpop(..), authc --dpop)"
+            ),
         }
     }
 
@@ -723,6 +744,7 @@ impl TokenError {
             Self::SignInRequired { .. } => "sign_in_required",
             Self::StoreUnavailable { .. } => "store_unavailable",
             Self::Assertion { .. } => "assertion",
+            Self::TokenTypeMismatch { .. } => "token_type_mismatch",
         }
     }
 }
@@ -849,4 +871,14 @@ pub enum ApplyError {
     /// The request URI could not take the API key query parameter.
     #[error("the request URI cannot carry the API key query parameter; check that it is a valid absolute URI")]
     InvalidUri,
+    /// The token is DPoP-bound and no proof was made for the request: a
+    /// driver bug (use the `*_at` methods, which make one).
+    #[error("the access token is DPoP-bound and needs a DPoP proof on every request; apply it with apply_at (or apply_headers_at), which makes one")]
+    ProofNeeded,
+    /// The DPoP proof could not be made (no randomness, a clock before 1970).
+    #[error("{reason}")]
+    Proof {
+        /// What failed.
+        reason: String,
+    },
 }

@@ -1252,7 +1252,9 @@ impl Lifecycle {
         // A token that arrived late is renewed halfway through what is left.
         let late_floor = now + usable_until.duration_since(now) / 2;
         let renew_at = (usable_until - window).max(late_floor);
-        let header = AccessToken::bearer_header(&response.access_token)
+        // The parser checked the token type against the configuration.
+        let dpop = self.config.dpop().cloned();
+        let header = AccessToken::authorization_header(&response.access_token, dpop.is_some())
             .ok_or(TokenError::InvalidAccessToken { reason: "cannot be sent in an HTTP header" })?;
         self.last_generation += 1;
         let token = Arc::new(AccessToken {
@@ -1266,6 +1268,7 @@ impl Lifecycle {
             lifetime,
             lifetime_from_provider,
             scope: response.scope,
+            dpop,
         });
         self.unauthorized_streak = match fetch.reason {
             FetchReason::Unauthorized => self.unauthorized_streak.saturating_add(1),

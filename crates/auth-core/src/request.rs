@@ -215,7 +215,7 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
     if matches!(grant, Grant::JwtBearer) {
         // The grant's assertion joins the client's (if any).
         request.extensions_mut().remove::<crate::assertion::Pending>();
-        if let Some(pending) = crate::assertion::Pending::for_request(config, true) {
+        if let Some(pending) = crate::assertion::Pending::for_request(config, true, true) {
             request.extensions_mut().insert(pending);
         }
     }
@@ -233,7 +233,73 @@ pub fn ready_to_send(
     built: &Request<Vec<u8>>,
     wall: std::time::SystemTime,
 ) -> Result<Request<Vec<u8>>, crate::TokenError> {
-    crate::assertion::ready_to_send(built, wall)
+    crate::assertion::prepare(built, wall).map(|(request, _)| request)
+}
+
+/// One token endpoint request across its attempts, for drivers: each
+/// attempt is made ready to send at its own time (fresh assertions and
+/// DPoP proof), and an answer that asks for a DPoP nonce
+/// (`400 use_dpop_nonce` with a new `DPoP-Nonce`) is tried once more.
+///
+/// ```
+/// # use std::time::SystemTime;
+/// # use auth_core::request::{token_request, Grant, TokenCall};
+/// # let config = auth_core::SourceConfig::builder("https://a.example/token", "c")
+/// #     .client_secret("s").build()?;
+/// # let send = |request: http::Request<Vec<u8>>| http::Response::new(Vec::<u8>::new());
+/// let mut call = TokenCall::new(token_request(&config, Grant::ClientCredentials));
+/// let response = loop {
+///     let response = send(call.attempt(SystemTime::now())?);
+///     if !call.retry(&response) {
+///         break response;
+///     }
+/// };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TokenCall {
+    built: Request<Vec<u8>>,
+    sent: Option<crate::assertion::SentProof>,
+    retried: bool,
+}
+
+impl std::fmt::Debug for TokenCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("TokenCall");
+        describe_request(&mut out, &self.built);
+        out.field("retried", &self.retried).finish_non_exhaustive()
+    }
+}
+
+impl TokenCall {
+    /// A call of `built` (a request from this module, [`crate::authorize`],
+    /// [`crate::device`], or a [`FetchRequest`](crate::FetchRequest)'s).
+    pub fn new(built: Request<Vec<u8>>) -> Self {
+        Self { built, sent: None, retried: false }
+    }
+
+    /// The request to send now, at wall time `wall`; a failure means
+    /// nothing may be sent.
+    pub fn attempt(&mut self, wall: std::time::SystemTime) -> Result<Request<Vec<u8>>, crate::TokenError> {
+        let (request, sent) = crate::assertion::prepare(&self.built, wall)?;
+        self.sent = sent;
+        Ok(request)
+    }
+
+    /// Reads the answer to the last attempt: whether to make another (at
+    /// most once, for a DPoP nonce). Remembers any `DPoP-Nonce` it carries.
+    pub fn retry<B: AsRef<[u8]>>(&mut self, response: &http::Response<B>) -> bool {
+        let Some((dpop, proof)) = &self.sent else { return false };
+        let again = dpop.token_endpoint_retry(
+            self.built.uri(),
+            proof,
+            response.status(),
+            response.headers(),
+            response.body().as_ref(),
+        );
+        let retry = again && !self.retried;
+        self.retried |= retry;
+        retry
+    }
 }
 
 /// Builds an RFC 7009 revocation request for `token`, authenticated like
@@ -292,7 +358,7 @@ pub(crate) fn build(config: &SourceConfig, url: &Uri, params: &[(&str, &str)]) -
         headers.insert(AUTHORIZATION, value);
     }
     request.extensions_mut().insert(MaxBodyBytes(config.max_body_bytes()));
-    if let Some(pending) = crate::assertion::Pending::for_request(config, false) {
+    if let Some(pending) = crate::assertion::Pending::for_request(config, false, url == config.token_url()) {
         request.extensions_mut().insert(pending);
     }
     request

@@ -122,9 +122,20 @@ pub fn parse_token_response_redacting(
         Field::Missing | Field::Null => return Err(malformed("a body without an access_token")),
         Field::Number(_) | Field::Other => return Err(malformed("an access_token that is not a string")),
     };
+    let dpop = config.dpop().is_some();
     match fields.get("token_type") {
-        Field::Missing | Field::Null => {}
-        Field::Text(kind) if kind.eq_ignore_ascii_case("bearer") => {}
+        Field::Missing | Field::Null if !dpop => {}
+        Field::Text(kind) if kind.eq_ignore_ascii_case("bearer") && !dpop => {}
+        Field::Text(kind) if kind.eq_ignore_ascii_case("dpop") && dpop => {}
+        Field::Text(kind) if kind.eq_ignore_ascii_case("dpop") => {
+            return Err(TokenError::TokenTypeMismatch { expected: "Bearer", received: "DPoP".to_owned() });
+        }
+        Field::Missing | Field::Null => {
+            return Err(TokenError::TokenTypeMismatch { expected: "DPoP", received: "(none)".to_owned() });
+        }
+        Field::Text(kind) if kind.eq_ignore_ascii_case("bearer") => {
+            return Err(TokenError::TokenTypeMismatch { expected: "DPoP", received: "Bearer".to_owned() });
+        }
         other => {
             let shown = other.as_text().unwrap_or(Cow::Borrowed("(not a string)"));
             // The access token of this very response is a secret too.

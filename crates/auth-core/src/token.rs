@@ -49,14 +49,23 @@ pub struct AccessToken {
     pub(crate) lifetime: Duration,
     pub(crate) lifetime_from_provider: bool,
     pub(crate) scope: Option<String>,
+    /// The key a DPoP-bound token is bound to.
+    pub(crate) dpop: Option<std::sync::Arc<crate::dpop::Dpop>>,
 }
 
 impl AccessToken {
+    /// The DPoP key, when the token is DPoP-bound: every request it goes
+    /// on needs a fresh proof ([`Credentials::apply_at`](crate::Credentials::apply_at)).
+    #[inline]
+    pub fn dpop(&self) -> Option<&std::sync::Arc<crate::dpop::Dpop>> {
+        self.dpop.as_ref()
+    }
     /// The token value.
     pub fn value(&self) -> &AccessTokenValue {
         &self.value
     }
-    /// `Bearer <token>`, marked sensitive. Cloning it is a reference count.
+    /// `Bearer <token>` (or `DPoP <token>` for a DPoP-bound one), marked
+    /// sensitive. Cloning it is a reference count.
     #[inline]
     pub fn header_value(&self) -> &HeaderValue {
         &self.header
@@ -107,10 +116,11 @@ impl AccessToken {
         self.expires_at.saturating_duration_since(now)
     }
 
-    /// Builds the `Bearer` header value for a token value, or `None` when it
-    /// cannot be sent in a header.
-    pub(crate) fn bearer_header(value: &AccessTokenValue) -> Option<HeaderValue> {
-        let text = zeroize::Zeroizing::new(format!("Bearer {}", value.expose_secret()));
+    /// Builds the `Bearer` (or, with `dpop`, `DPoP`) header value for a
+    /// token value, or `None` when it cannot be sent in a header.
+    pub(crate) fn authorization_header(value: &AccessTokenValue, dpop: bool) -> Option<HeaderValue> {
+        let scheme = if dpop { "DPoP" } else { "Bearer" };
+        let text = zeroize::Zeroizing::new(format!("{scheme} {}", value.expose_secret()));
         crate::credentials::sensitive_value(text.as_bytes())
     }
 
@@ -120,7 +130,7 @@ impl AccessToken {
         let value = AccessTokenValue::new(value);
         let now = Instant::now();
         Self {
-            header: Self::bearer_header(&value).expect("test token is valid"),
+            header: Self::authorization_header(&value, false).expect("test token is valid"),
             value,
             generation: Generation::nth(1),
             issued_at: now,
@@ -130,6 +140,7 @@ impl AccessToken {
             lifetime: Duration::from_secs(3600),
             lifetime_from_provider: true,
             scope: None,
+            dpop: None,
         }
     }
 }

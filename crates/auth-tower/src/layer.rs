@@ -245,6 +245,9 @@ where
         // The replay gets a clone of the service (made ready again before
         // it sends); the ready one sends now.
         let replay = Replay::new(&request, &self.inner, bound, token.generation());
+        if token.dpop().is_some() {
+            return ResponseFuture::with_proof(&mut self.inner, request, replay, token.to_arc(), credentials);
+        }
         match credentials.apply_allowed(&mut request, Some(&token)) {
             Ok(()) => ResponseFuture::sending(self.inner.call(request), replay),
             Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
@@ -272,6 +275,18 @@ enum Replay<S, B, R: sealed::Mode> {
     Invalidate { source: SourceId, generation: Option<Generation> },
     /// A copy of the request to replay after a 401.
     Copied(R::Kept<Copy<S, B>>),
+    /// A request with a DPoP-bound token: what its answer is judged by.
+    Proved(Box<Proved<S, B, R>>),
+}
+
+/// A request sent with a DPoP-bound token: the proof it carried (its nonce
+/// decides whether a `use_dpop_nonce` answer is retried), the token, and
+/// the replay it would have without DPoP.
+struct Proved<S, B, R: sealed::Mode> {
+    token: Arc<auth_core::AccessToken>,
+    uri: http::Uri,
+    proof: auth_core::dpop::Proof,
+    replay: Replay<S, B, R>,
 }
 
 /// The copy of a request to replay after a 401, made before it was sent
@@ -322,7 +337,7 @@ impl<S, B> Copy<S, B> {
             *request.headers_mut() = headers;
             *request.extensions_mut() = extensions;
         }
-        Resend { request, service: self.service, bound: self.bound, generation: self.generation }
+        Resend { request, service: self.service, bound: self.bound, generation: self.generation, dpop: None }
     }
 }
 
@@ -333,6 +348,8 @@ struct Resend<S, B> {
     service: S,
     bound: Arc<Bound>,
     generation: Generation,
+    /// The DPoP key of a DPoP-bound token, to keep the answer's nonce.
+    dpop: Option<Arc<auth_core::dpop::Dpop>>,
 }
 
 impl<S: Clone, B: ReplayBody, R: sealed::Mode> Replay<S, B, R> {
@@ -416,6 +433,8 @@ pin_project! {
             future: S::Future,
             source: SourceId,
             generation: Generation,
+            // The DPoP key and the URI, to keep the answer's nonce.
+            nonces: Option<Box<(Arc<auth_core::dpop::Dpop>, http::Uri)>>,
         },
         /// The request failed before it was sent.
         Failed {
@@ -447,6 +466,37 @@ where
     fn failed(error: AuthError) -> Self {
         Self { state: State::Failed { error: Some(Box::new(error)) } }
     }
+
+    /// Sends `request` with a DPoP-bound token and a fresh proof (the
+    /// cold path of DPoP: signing costs more than the rest).
+    #[cold]
+    fn with_proof(
+        service: &mut S,
+        mut request: Request<B>,
+        replay: Replay<S, B, R>,
+        token: Arc<auth_core::AccessToken>,
+        credentials: &Credentials,
+    ) -> Self {
+        let uri = request.uri().clone();
+        match credentials.apply_allowed_at(&mut request, Some(&token), std::time::SystemTime::now()) {
+            Ok(Some(proof)) => {
+                let replay = Replay::Proved(Box::new(Proved { token, uri, proof, replay }));
+                Self::sending(service.call(request), replay)
+            }
+            Ok(None) => Self::sending(service.call(request), replay),
+            Err(error) => Self::failed(AuthError::Apply(error)),
+        }
+    }
+}
+
+/// Keeps the `DPoP-Nonce` of an answer to a DPoP request.
+#[cold]
+fn keep_nonce<S, B, R: sealed::Mode, ResB>(replay: &Replay<S, B, R>, response: &Response<ResB>) {
+    if let Replay::Proved(proved) = replay {
+        if let Some(dpop) = proved.token.dpop() {
+            dpop.observe(&proved.uri, response.headers());
+        }
+    }
 }
 
 impl<S, B, ResB, R> Future for ResponseFuture<S, B, R>
@@ -463,8 +513,11 @@ where
         let mut state = self.project().state;
         // The hot path, kept small enough to inline: the request is in
         // flight and its answer is not a 401.
-        if let StateProj::Sending { future, .. } = state.as_mut().project() {
+        if let StateProj::Sending { future, replay } = state.as_mut().project() {
             let response = ready!(future.poll(cx)).map_err(Into::into)?;
+            if matches!(replay, Replay::Proved(_)) {
+                keep_nonce(replay, &response);
+            }
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Poll::Ready(Ok(response));
             }
@@ -479,15 +532,38 @@ where
 /// After a 401 to a request in flight: moves on to renewing the token (and
 /// `None`) when the request is replayed, or gives the response back.
 #[cold]
-fn unauthorized<S, B, R>(mut state: Pin<&mut State<S, B, R>>, response: S::Response) -> Option<S::Response>
+fn unauthorized<S, B, R, ResB>(mut state: Pin<&mut State<S, B, R>>, response: Response<ResB>) -> Option<Response<ResB>>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResB>>,
     R: sealed::Mode,
 {
     let StateProj::Sending { replay, .. } = state.as_mut().project() else {
         return Some(response);
     };
-    match replay.take() {
+    let replay = match replay.take() {
+        Replay::Proved(proved) => {
+            let Proved { token, uri, proof, replay } = *proved;
+            let nonce =
+                token.dpop().is_some_and(|dpop| dpop.api_retry(&uri, &proof, response.status(), response.headers()));
+            match replay {
+                // The server wants a nonce: the same token, a new proof, once.
+                Replay::Copied(copy) if nonce => {
+                    let mut resend = Box::new(R::take(copy).into_resend());
+                    let wall = std::time::SystemTime::now();
+                    if resend.bound.credentials.apply_allowed_at(&mut resend.request, Some(&token), wall).is_err() {
+                        return Some(response);
+                    }
+                    resend.dpop = token.dpop().cloned();
+                    state.set(State::ReplayReady { copy: Some(resend) });
+                    return None;
+                }
+                other => other,
+            }
+        }
+        other => other,
+    };
+    match replay {
+        Replay::Proved(_) => Some(response),
         Replay::Copied(copy) => {
             let copy = R::take(copy);
             let token = copy.bound.unauthorized(copy.generation);
@@ -539,14 +615,20 @@ where
                 };
                 let Pending { mut request, mut service, bound } = *pending;
                 let replay = Replay::new(&request, &service, &bound, token.generation());
+                if token.dpop().is_some() {
+                    let next = ResponseFuture::with_proof(&mut service, request, replay, token, &bound.credentials);
+                    state.set(next.state);
+                    continue;
+                }
                 if let Err(error) = bound.credentials.apply_allowed(&mut request, Some(&token)) {
                     return Poll::Ready(Err(AuthError::Apply(error).into()));
                 }
                 let future = service.call(request);
                 state.set(State::Sending { future, replay });
             }
-            StateProj::Sending { future, .. } => {
+            StateProj::Sending { future, replay } => {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                keep_nonce(replay, &response);
                 if response.status() != StatusCode::UNAUTHORIZED {
                     return Poll::Ready(Ok(response));
                 }
@@ -568,9 +650,11 @@ where
                     Err(_) => return Poll::Ready(Ok(response)),
                 };
                 let mut resend = Box::new(copy.into_resend());
-                if let Err(error) = resend.bound.credentials.apply_allowed(&mut resend.request, Some(&token)) {
+                let wall = std::time::SystemTime::now();
+                if let Err(error) = resend.bound.credentials.apply_allowed_at(&mut resend.request, Some(&token), wall) {
                     return Poll::Ready(Err(AuthError::Apply(error).into()));
                 }
+                resend.dpop = token.dpop().cloned();
                 resend.generation = token.generation();
                 state.set(State::ReplayReady { copy: Some(resend) });
             }
@@ -582,12 +666,16 @@ where
                 let Some(copy) = copy.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Resend { request, mut service, bound, generation } = *copy;
+                let Resend { request, mut service, bound, generation, dpop } = *copy;
+                let nonces = dpop.map(|dpop| Box::new((dpop, request.uri().clone())));
                 let future = service.call(request);
-                state.set(State::Replaying { future, source: bound.source_id(), generation });
+                state.set(State::Replaying { future, source: bound.source_id(), generation, nonces });
             }
-            StateProj::Replaying { future, source, generation } => {
+            StateProj::Replaying { future, source, generation, nonces } => {
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                if let Some(nonces) = nonces {
+                    nonces.0.observe(&nonces.1, response.headers());
+                }
                 if response.status() != StatusCode::UNAUTHORIZED {
                     return Poll::Ready(Ok(response));
                 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_core::request::TokenKind;
+use auth_core::request::{TokenCall, TokenKind};
 use auth_core::response::normalize_retry_after;
 use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
 use auth_core::store::{StoreAnswer, StoreConfig, StoreError, StoreOpId, StoreRequest};
@@ -43,7 +43,7 @@ pub(crate) fn now() -> Instant {
 
 type Reply = Result<Option<Arc<AccessToken>>, AuthError>;
 type FetchFuture = Pin<Box<dyn Future<Output = Result<Response<Bytes>, TokenError>> + Send>>;
-type Fetcher = Box<dyn Fn(Request<Vec<u8>>) -> FetchFuture + Send>;
+type Fetcher = Arc<dyn Fn(Request<Vec<u8>>) -> FetchFuture + Send + Sync>;
 
 enum Command {
     /// A caller needs a token.
@@ -368,8 +368,11 @@ impl TokenSource {
         B::Error: Into<BoxError>,
     {
         let limit = config.max_body_bytes();
-        let fetcher: Fetcher = Box::new(move |request| {
-            let transport = transport.clone();
+        // A lock, so that the fetcher is `Sync` for any transport; taken
+        // only to clone the transport, once per token endpoint request.
+        let transport = std::sync::Mutex::new(transport);
+        let fetcher: Fetcher = Arc::new(move |request| {
+            let transport = transport.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             Box::pin(send(transport, request, limit))
         });
         TokenSourceBuilder {
@@ -1064,15 +1067,25 @@ impl Worker {
     }
 
     /// Sends a request to the token endpoint through the transport, with
-    /// the fetch timeout counted from the first poll: made ready to send
-    /// now (fresh assertions, see [`auth_core::request::ready_to_send`]).
+    /// the fetch timeout counted from the first poll. Each attempt is made
+    /// ready to send at its time (fresh assertions and DPoP proof), and a
+    /// DPoP nonce demand is tried once more ([`TokenCall`]).
     fn send_timed(
         &self,
         request: Request<Vec<u8>>,
     ) -> impl Future<Output = Result<Response<Bytes>, TokenError>> + Send + 'static {
-        let timeout = self.fetch_timeout;
-        let send = auth_core::request::ready_to_send(&request, SystemTime::now()).map(|ready| (self.fetcher)(ready));
-        async move { tokio::time::timeout(timeout, send?).await.unwrap_or_else(|_| Err(TokenError::timeout(timeout))) }
+        let (timeout, fetcher) = (self.fetch_timeout, Arc::clone(&self.fetcher));
+        let mut call = TokenCall::new(request);
+        // The first attempt starts here, in the worker; a retry in the task.
+        let first = call.attempt(SystemTime::now()).map(|ready| fetcher(ready));
+        let exchange = async move {
+            let mut response = first?.await?;
+            while call.retry(&response) {
+                response = fetcher(call.attempt(SystemTime::now())?).await?;
+            }
+            Ok(response)
+        };
+        async move { tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err(TokenError::timeout(timeout))) }
     }
 
     /// Makes `token` the one readers see, unless it already is.
