@@ -209,7 +209,7 @@ impl Dpop {
     /// either way.
     pub fn api_retry(&self, uri: &Uri, sent: &Proof, status: StatusCode, headers: &HeaderMap) -> bool {
         self.observe(uri, headers);
-        status == StatusCode::UNAUTHORIZED && asks_for_nonce(headers) && self.new_nonce(sent, headers)
+        is_nonce_demand(status, headers) && self.new_nonce(sent, headers)
     }
 
     fn new_nonce(&self, sent: &Proof, headers: &HeaderMap) -> bool {
@@ -225,6 +225,13 @@ impl std::fmt::Debug for Dpop {
             .field("thumbprint", &self.thumbprint)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether an API answer demands a DPoP nonce (`401` with
+/// `WWW-Authenticate: DPoP error="use_dpop_nonce"`): the token is fine, the
+/// proof lacked the nonce. Such an answer never invalidates the token.
+pub fn is_nonce_demand(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::UNAUTHORIZED && asks_for_nonce(headers)
 }
 
 /// RFC 9449 §4.2 `htu`: the URI without query and fragment.

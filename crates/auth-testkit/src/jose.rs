@@ -110,3 +110,78 @@ pub(crate) fn unverified_claim(jwt: &str, name: &str) -> Option<String> {
     let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
     claims.get(name)?.as_str().map(str::to_owned)
 }
+
+/// Why a DPoP proof was refused.
+#[derive(Debug)]
+pub(crate) enum ProofError {
+    /// The server wants its current nonce in the proof.
+    UseNonce,
+    /// Anything else: what is wrong.
+    Invalid(String),
+}
+
+/// What a DPoP proof must match.
+pub(crate) struct ProofCheck<'a> {
+    pub method: &'a str,
+    /// The URL without query and fragment.
+    pub htu: &'a str,
+    /// The access token it goes with (API requests).
+    pub access_token: Option<&'a str>,
+    /// The nonce the server demands, if it does.
+    pub nonce: Option<&'a str>,
+}
+
+/// Verifies a DPoP proof (RFC 9449 §4.3): the thumbprint of its key.
+pub(crate) fn verify_proof(
+    jwt: &str,
+    check: &ProofCheck<'_>,
+    seen: &mut HashSet<String>,
+) -> Result<String, ProofError> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let invalid = |why: &str| ProofError::Invalid(why.to_owned());
+    let header = decode_header(jwt).map_err(|e| ProofError::Invalid(format!("not a JWT: {e}")))?;
+    if header.typ.as_deref() != Some("dpop+jwt") {
+        return Err(invalid("typ is not dpop+jwt"));
+    }
+    if matches!(header.alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return Err(invalid("a symmetric algorithm"));
+    }
+    let jwk = header.jwk.as_ref().ok_or_else(|| invalid("no jwk in the header"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| ProofError::Invalid(format!("unusable jwk: {e}")))?;
+    let mut validation = Validation::new(header.alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let claims = decode::<Map<String, Value>>(jwt, &key, &validation)
+        .map_err(|e| ProofError::Invalid(format!("bad signature or claims: {e}")))?
+        .claims;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    if text("htm") != Some(check.method) {
+        return Err(invalid("htm is not the request's method"));
+    }
+    if text("htu") != Some(check.htu) {
+        return Err(ProofError::Invalid(format!("htu {:?} is not {}", text("htu"), check.htu)));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let iat = claims.get("iat").and_then(Value::as_u64).ok_or_else(|| invalid("no iat"))?;
+    if iat + 60 < now || iat > now + 60 {
+        return Err(invalid("iat is not within a minute of now"));
+    }
+    if let Some(token) = check.access_token {
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(token));
+        if text("ath") != Some(expected.as_str()) {
+            return Err(invalid("ath is not the access token's hash"));
+        }
+    }
+    if let Some(nonce) = check.nonce {
+        if text("nonce") != Some(nonce) {
+            return Err(ProofError::UseNonce);
+        }
+    }
+    let jti = text("jti").ok_or_else(|| invalid("no jti"))?;
+    if !seen.insert(format!("dpop\u{0}{jti}")) {
+        return Err(invalid("the proof was used before (jti replay)"));
+    }
+    jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .map_err(|e| ProofError::Invalid(format!("no thumbprint: {e}")))
+}

@@ -70,6 +70,10 @@ pub struct ProviderConfig {
     assertion_audience: AssertionAudience,
     /// Issuers trusted for the JWT bearer grant.
     bearer_issuers: Vec<(String, jose::TrustedKey)>,
+    /// DPoP proofs must carry the server's nonce.
+    dpop_nonces: bool,
+    /// Token requests without a DPoP proof are refused.
+    require_dpop: bool,
 }
 
 /// Which `aud` the provider accepts in assertions.
@@ -112,7 +116,26 @@ impl ProviderConfig {
             key_clients: Vec::new(),
             assertion_audience: AssertionAudience::default(),
             bearer_issuers: Vec::new(),
+            dpop_nonces: false,
+            require_dpop: false,
         }
+    }
+
+    /// Whether DPoP proofs (at the token endpoint and the API) must carry
+    /// the provider's current nonce (RFC 9449 §8, §9): a proof without it
+    /// is answered `use_dpop_nonce` with a `DPoP-Nonce` header. Default
+    /// `false`. Every answer carries the nonce when this is on.
+    pub fn dpop_nonces(mut self, required: bool) -> Self {
+        self.dpop_nonces = required;
+        self
+    }
+
+    /// Whether token requests must carry a DPoP proof (default `false`: a
+    /// request with a proof gets a DPoP-bound token, one without a Bearer
+    /// token).
+    pub fn require_dpop(mut self, required: bool) -> Self {
+        self.require_dpop = required;
+        self
     }
 
     /// Registers a `private_key_jwt` client with its public key: a PEM
@@ -295,6 +318,11 @@ pub struct ProviderStats {
     pub revocations: u64,
     /// Authorization requests (`GET /oauth/authorize`).
     pub authorizations: u64,
+    /// Answers that asked for a DPoP nonce (`use_dpop_nonce`), at the
+    /// token endpoint and the API.
+    pub dpop_nonce_challenges: u64,
+    /// DPoP proofs refused for another reason (bad, replayed, missing).
+    pub dpop_proofs_refused: u64,
 }
 
 /// What happened to a device code.
@@ -335,6 +363,8 @@ struct Issued {
     expires_at: Option<Instant>,
     refresh: bool,
     revoked: bool,
+    /// The thumbprint of the DPoP key a token is bound to.
+    jkt: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -358,6 +388,8 @@ struct Inner {
     seen_assertions: HashSet<String>,
     /// Why the last assertion was refused.
     last_refusal: Option<String>,
+    /// The DPoP nonce proofs must carry (when nonces are on).
+    dpop_nonce: String,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -405,6 +437,7 @@ impl Provider {
             stats: ProviderStats::default(),
             seen_assertions: HashSet::new(),
             last_refusal: None,
+            dpop_nonce: random_token("nonce-"),
         }));
         let app = Router::new().fallback(route).with_state(Arc::clone(&shared));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -518,6 +551,13 @@ impl Provider {
         }
     }
 
+    /// Starts demanding a new DPoP nonce (as a server does every so often).
+    pub fn rotate_dpop_nonce(&self) -> String {
+        let nonce = random_token("nonce-");
+        lock(&self.shared).dpop_nonce = nonce.clone();
+        nonce
+    }
+
     /// Changes the lifetime of tokens issued from now on.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         lock(&self.shared).config.token_lifetime = lifetime;
@@ -536,6 +576,7 @@ impl Provider {
             expires_at: Some(Instant::now() + lifetime),
             refresh: false,
             revoked: false,
+            jkt: None,
         };
         lock(&self.shared).tokens.insert(value.clone(), issued);
         value
@@ -576,7 +617,7 @@ async fn route(State(shared): State<Shared>, request: Request<Body>) -> Response
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            token(&shared, &parts.headers, &body)
+            with_dpop_nonce(&shared, token(&shared, &parts.headers, &body))
         }
         (Method::POST, "/oauth/revoke") => revoke(&shared, &parts.headers, &body),
         (Method::GET, "/oauth/authorize") => authorize(&shared, &query),
@@ -584,10 +625,23 @@ async fn route(State(shared): State<Shared>, request: Request<Body>) -> Response
         (Method::GET, "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration") => {
             discovery(&shared)
         }
-        (_, p) if p.starts_with("/api/") => api(&shared, &parts.method, p, &query, &parts.headers, body.len()),
+        (_, p) if p.starts_with("/api/") => {
+            with_dpop_nonce(&shared, api(&shared, &parts.method, p, &query, &parts.headers, body.len()))
+        }
         (_, p) if p.starts_with("/legacy/") => legacy(&shared, &parts.headers),
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// Adds the current DPoP nonce to an answer, when nonces are on.
+fn with_dpop_nonce(shared: &Shared, mut response: Response<Body>) -> Response<Body> {
+    let inner = lock(shared);
+    if inner.config.dpop_nonces {
+        if let Ok(value) = HeaderValue::from_str(&inner.dpop_nonce) {
+            response.headers_mut().insert("dpop-nonce", value);
+        }
+    }
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -798,7 +852,11 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
             Ok((method, client_id)) => {
                 record.client_auth = method;
                 record.client_id = Some(client_id.clone());
-                issue(&mut inner, &client_id, &params)
+                let token_url = format!("{}/oauth/token", inner.url);
+                match token_endpoint_proof(&mut inner, headers, &token_url) {
+                    Ok(jkt) => issue(&mut inner, &client_id, &params, jkt),
+                    Err(refusal) => *refusal,
+                }
             }
         }
     };
@@ -817,7 +875,45 @@ fn html(status: StatusCode, title: &'static str) -> Response<Body> {
     response
 }
 
-fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Response<Body> {
+/// Checks the DPoP proof of a token request: the key to bind the token to
+/// (none without a proof), or the answer that refuses it.
+fn token_endpoint_proof(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    token_url: &str,
+) -> Result<Option<String>, Box<Response<Body>>> {
+    let Some(proof) = headers.get("dpop").and_then(|v| v.to_str().ok()) else {
+        if inner.config.require_dpop {
+            inner.stats.dpop_proofs_refused += 1;
+            return Err(Box::new(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                "A DPoP proof is required",
+            )));
+        }
+        return Ok(None);
+    };
+    let nonce = inner.config.dpop_nonces.then(|| inner.dpop_nonce.clone());
+    let check = jose::ProofCheck { method: "POST", htu: token_url, access_token: None, nonce: nonce.as_deref() };
+    match jose::verify_proof(proof, &check, &mut inner.seen_assertions) {
+        Ok(jkt) => Ok(Some(jkt)),
+        Err(jose::ProofError::UseNonce) => {
+            inner.stats.dpop_nonce_challenges += 1;
+            Err(Box::new(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "use_dpop_nonce",
+                "Authorization server requires nonce in DPoP proof",
+            )))
+        }
+        Err(jose::ProofError::Invalid(why)) => {
+            inner.stats.dpop_proofs_refused += 1;
+            inner.last_refusal = Some(why);
+            Err(Box::new(oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", "The DPoP proof was refused")))
+        }
+    }
+}
+
+fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)], jkt: Option<String>) -> Response<Body> {
     let lifetime = inner.config.token_lifetime;
     let mut scope = param(params, "scope").map(str::to_owned);
     let mut user: Option<String> = None;
@@ -833,6 +929,14 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
             let presented = param(params, "refresh_token").unwrap_or("");
             let rotate = inner.config.rotate_refresh_tokens;
             match inner.tokens.get_mut(presented) {
+                Some(issued) if issued.jkt.is_some() && issued.jkt != jkt => {
+                    let _ = issued;
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "The refresh token is bound to another DPoP key",
+                    );
+                }
                 Some(issued) if issued.refresh && !issued.revoked && issued.client_id == client_id => {
                     scope = issued.scope.clone();
                     user = issued.user.clone();
@@ -893,6 +997,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
             expires_at: None,
             refresh: true,
             revoked: false,
+            jkt: jkt.clone(),
         };
         inner.tokens.insert(value.clone(), issued);
         refresh = Some(value);
@@ -907,11 +1012,13 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)]) -> Res
             expires_at: Some(Instant::now() + lifetime),
             refresh: false,
             revoked: false,
+            jkt: jkt.clone(),
         },
     );
     inner.stats.tokens_issued += 1;
+    let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
     let mut body =
-        serde_json::json!({ "access_token": access, "token_type": "Bearer", "expires_in": lifetime.as_secs() });
+        serde_json::json!({ "access_token": access, "token_type": token_type, "expires_in": lifetime.as_secs() });
     if let Some(scope) = scope {
         body["scope"] = serde_json::Value::String(scope);
     }
@@ -1177,11 +1284,29 @@ fn api(
         let body = serde_json::json!({ "ok": true, "method": method.as_str(), "path": path, "body_bytes": body_len });
         return json(StatusCode::OK, body);
     }
-    let bearer =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let valid = bearer
-        .and_then(|token| inner.tokens.get(token))
-        .filter(|issued| !issued.refresh && !issued.revoked && issued.expires_at.is_some_and(|at| Instant::now() < at));
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (scheme, presented) = authorization.split_once(' ').unwrap_or(("", ""));
+    let valid = inner
+        .tokens
+        .get(presented)
+        .filter(|issued| !issued.refresh && !issued.revoked && issued.expires_at.is_some_and(|at| Instant::now() < at))
+        .map(|issued| issued.jkt.clone());
+    // A DPoP-bound token needs the DPoP scheme and a proof of its key.
+    let refusal = match (&valid, scheme.to_ascii_lowercase().as_str()) {
+        (Some(Some(jkt)), "dpop") => {
+            let htu = format!("{}{path}", inner.url);
+            api_proof(&mut inner, headers, method, &htu, presented, jkt).err().map(|refusal| *refusal)
+        }
+        (Some(Some(_)), _) => {
+            Some(dpop_challenge(&mut inner, "invalid_token", "The DPoP-bound token was not sent with the DPoP scheme"))
+        }
+        (Some(None), "bearer") => None,
+        _ => Some(bearer_refusal(&mut inner)),
+    };
+    let valid = if refusal.is_none() { inner.tokens.get(presented) } else { None };
+    if let Some(refusal) = refusal {
+        return refusal;
+    }
     match valid {
         Some(issued) => {
             let body = serde_json::json!({
@@ -1195,17 +1320,64 @@ fn api(
             });
             json(StatusCode::OK, body)
         }
-        None => {
-            inner.stats.api_unauthorized += 1;
-            let mut response = oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "The access token is missing, expired or revoked",
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
-            response
+        None => bearer_refusal(&mut inner),
+    }
+}
+
+/// The 401 for a missing, unknown, expired or revoked token.
+fn bearer_refusal(inner: &mut Inner) -> Response<Body> {
+    inner.stats.api_unauthorized += 1;
+    let mut response =
+        oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, expired or revoked");
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    response
+}
+
+/// A 401 with a `WWW-Authenticate: DPoP` challenge.
+fn dpop_challenge(inner: &mut Inner, error: &str, description: &str) -> Response<Body> {
+    inner.stats.api_unauthorized += 1;
+    let mut response = oauth_error(StatusCode::UNAUTHORIZED, error, description);
+    let challenge =
+        format!("DPoP error=\"{error}\", error_description=\"{description}\", algs=\"ES256 RS256 PS256 EdDSA\"");
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// Checks the DPoP proof of an API request made with the token bound to `jkt`.
+fn api_proof(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    method: &Method,
+    htu: &str,
+    token: &str,
+    jkt: &str,
+) -> Result<(), Box<Response<Body>>> {
+    let Some(proof) = headers.get("dpop").and_then(|v| v.to_str().ok()) else {
+        inner.stats.dpop_proofs_refused += 1;
+        return Err(Box::new(dpop_challenge(
+            inner,
+            "invalid_dpop_proof",
+            "A DPoP proof is required with a DPoP-bound token",
+        )));
+    };
+    let nonce = inner.config.dpop_nonces.then(|| inner.dpop_nonce.clone());
+    let check = jose::ProofCheck { method: method.as_str(), htu, access_token: Some(token), nonce: nonce.as_deref() };
+    match jose::verify_proof(proof, &check, &mut inner.seen_assertions) {
+        Ok(proved) if proved == jkt => Ok(()),
+        Ok(_) => {
+            inner.stats.dpop_proofs_refused += 1;
+            Err(Box::new(dpop_challenge(inner, "invalid_token", "The token is bound to another key")))
+        }
+        Err(jose::ProofError::UseNonce) => {
+            inner.stats.dpop_nonce_challenges += 1;
+            Err(Box::new(dpop_challenge(inner, "use_dpop_nonce", "Resource server requires nonce in DPoP proof")))
+        }
+        Err(jose::ProofError::Invalid(why)) => {
+            inner.stats.dpop_proofs_refused += 1;
+            inner.last_refusal = Some(why);
+            Err(Box::new(dpop_challenge(inner, "invalid_dpop_proof", "The DPoP proof was refused")))
         }
     }
 }

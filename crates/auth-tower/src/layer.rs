@@ -543,6 +543,7 @@ where
     let replay = match replay.take() {
         Replay::Proved(proved) => {
             let Proved { token, uri, proof, replay } = *proved;
+            let demand = auth_core::dpop::is_nonce_demand(response.status(), response.headers());
             let nonce =
                 token.dpop().is_some_and(|dpop| dpop.api_retry(&uri, &proof, response.status(), response.headers()));
             match replay {
@@ -557,6 +558,8 @@ where
                     state.set(State::ReplayReady { copy: Some(resend) });
                     return None;
                 }
+                // A nonce demand not retried: the token is fine, keep it.
+                _ if demand => return Some(response),
                 other => other,
             }
         }
@@ -676,7 +679,10 @@ where
                 if let Some(nonces) = nonces {
                     nonces.0.observe(&nonces.1, response.headers());
                 }
-                if response.status() != StatusCode::UNAUTHORIZED {
+                if response.status() != StatusCode::UNAUTHORIZED
+                    || auth_core::dpop::is_nonce_demand(response.status(), response.headers())
+                {
+                    // A second nonce demand says nothing against the token.
                     return Poll::Ready(Ok(response));
                 }
                 // Never replayed twice: invalidate (the lifecycle decides whether
