@@ -1,6 +1,7 @@
 //! Sending API requests with credentials and the single 401 replay.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use auth_core::{ApplyError, Credentials};
 use http::{Request, Response, StatusCode};
@@ -94,8 +95,21 @@ impl AuthorizedClient {
         };
         let token = source.token()?;
         let mut replay = copy(&request);
-        self.credentials.apply_allowed(&mut request, Some(&token))?;
+        let proof = self.credentials.apply_allowed_at(&mut request, Some(&token), SystemTime::now())?;
         let response = self.transport.send(request)?;
+        if let (Some(proof), Some(dpop)) = (&proof, token.dpop()) {
+            if dpop.api_retry(replay.uri(), proof, response.status(), response.headers()) {
+                // The server wants its nonce: the same token, a new proof, once.
+                self.credentials.apply_allowed_at(&mut replay, Some(&token), SystemTime::now())?;
+                let uri = replay.uri().clone();
+                let replayed = self.transport.send(replay)?;
+                dpop.observe(&uri, replayed.headers());
+                return Ok(replayed);
+            }
+            if auth_core::dpop::is_nonce_demand(response.status(), response.headers()) {
+                return Ok(response);
+            }
+        }
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -106,8 +120,12 @@ impl AuthorizedClient {
             // No new token could be had: the caller gets the 401.
             Err(_) => return Ok(response),
         };
-        self.credentials.apply_allowed(&mut replay, Some(&renewed))?;
+        self.credentials.apply_allowed_at(&mut replay, Some(&renewed), SystemTime::now())?;
+        let uri = replay.uri().clone();
         let replayed = self.transport.send(replay)?;
+        if let Some(dpop) = renewed.dpop() {
+            dpop.observe(&uri, replayed.headers());
+        }
         if replayed.status() == StatusCode::UNAUTHORIZED {
             // Never replayed twice; the lifecycle decides whether this token is dropped.
             source.invalidate(renewed.generation());

@@ -132,3 +132,24 @@ fn a_private_key_file_replaces_the_client_secret() {
         assert!(error.contains(file) && error.contains(says), "{error}");
     }
 }
+
+#[test]
+fn dpop_through_the_blocking_client_with_nonces_at_both_ends() {
+    let provider =
+        Provider::start(ProviderConfig::new().client("app", "app-secret").dpop_nonces(true).require_dpop(true))
+            .unwrap();
+    let client = AuthorizedClient::builder()
+        .client_credentials(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .dpop(auth_core::dpop::Dpop::generate().unwrap())
+        .api_origin(provider.url())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(client.get(&provider.api_url("orders")).unwrap().status(), 200);
+    }
+    provider.rotate_dpop_nonce();
+    assert_eq!(client.get(&provider.api_url("orders")).unwrap().status(), 200);
+    let stats = provider.stats();
+    assert_eq!((stats.token_requests, stats.dpop_nonce_challenges, stats.dpop_proofs_refused), (2, 2, 0));
+}

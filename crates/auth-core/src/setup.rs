@@ -131,6 +131,12 @@ impl ClientSetup {
         }
     }
 
+    /// DPoP-bound tokens (RFC 9449) with this key: every token and API
+    /// request carries a fresh proof.
+    pub fn dpop(self, dpop: std::sync::Arc<crate::dpop::Dpop>) -> Self {
+        self.oauth("dpop(..) needs client_credentials(token_url, client_id) first", |b| b.dpop(dpop))
+    }
+
     /// How the client authenticates at the token endpoint (default Basic).
     pub fn client_auth(self, method: ClientAuth) -> Self {
         self.oauth("client_auth(..) needs client_credentials(token_url, client_id) first", |b| b.client_auth(method))
@@ -276,6 +282,13 @@ macro_rules! client_setup_methods {
             let path = path.as_ref();
             let contents = std::fs::read_to_string(path);
             self.$field = self.$field.signing_key_from_file(&path.display().to_string(), contents, None);
+            self
+        }
+        /// DPoP-bound tokens (RFC 9449) with this key
+        /// (`auth_core::dpop::Dpop::generate()` makes one): every token and
+        /// API request carries a fresh proof, nonces are handled.
+        pub fn dpop(mut self, dpop: std::sync::Arc<$crate::dpop::Dpop>) -> Self {
+            self.$field = self.$field.dpop(dpop);
             self
         }
         /// How the client authenticates at the token endpoint (default Basic).

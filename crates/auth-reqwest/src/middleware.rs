@@ -63,17 +63,34 @@ impl AuthMiddleware {
         self.credentials.applies_to_origin(url.scheme(), url.host_str().unwrap_or(""), url.port())
     }
 
+    /// Puts the credentials on `request`; with a DPoP-bound token, a fresh
+    /// proof too, which is returned with the URI it was made for.
     #[inline]
-    fn apply(&self, request: &mut Request, token: Option<&AccessToken>) -> Result<(), AuthError> {
-        self.credentials.apply_headers(request.headers_mut(), token)?;
+    fn apply(&self, request: &mut Request, token: Option<&AccessToken>) -> Result<Option<Sent>, AuthError> {
+        let sent = match token.filter(|token| token.dpop().is_some()) {
+            Some(token) => self.apply_with_proof(request, token)?,
+            None => {
+                self.credentials.apply_headers(request.headers_mut(), token)?;
+                None
+            }
+        };
         if !self.credentials.has_query_params() {
-            return Ok(());
+            return Ok(sent);
         }
         for (name, key) in self.credentials.query_params() {
             let query = query_with_param(request.url().query().unwrap_or(""), name, key.expose_secret());
             request.url_mut().set_query(Some(&query));
         }
-        Ok(())
+        Ok(sent)
+    }
+
+    #[cold]
+    fn apply_with_proof(&self, request: &mut Request, token: &AccessToken) -> Result<Option<Sent>, AuthError> {
+        let uri = http::Uri::try_from(request.url().as_str()).map_err(|_| auth_core::ApplyError::InvalidUri)?;
+        let method = request.method().clone();
+        let wall = std::time::SystemTime::now();
+        let proof = self.credentials.apply_headers_at(request.headers_mut(), &method, &uri, Some(token), wall)?;
+        Ok(proof.map(|proof| Box::new((uri, proof))))
     }
 }
 
@@ -233,9 +250,27 @@ impl AuthMiddleware {
             None => Box::pin(source.token()).await.map_err(middleware_error)?,
         };
         let copy = ReplayCopy::before_send(&request);
-        self.apply(&mut request, Some(&token)).map_err(middleware_error)?;
+        let proof = self.apply(&mut request, Some(&token)).map_err(middleware_error)?;
         let sent_url = UrlPrint::of(request.url());
         let response = next.clone().run(request, extensions).await;
+        let response = match (proof, response) {
+            (Some(sent), Ok(response)) => {
+                let (uri, proof) = &*sent;
+                let retry =
+                    token.dpop().is_some_and(|d| d.api_retry(uri, proof, response.status(), response.headers()));
+                if retry {
+                    let outcome =
+                        Box::pin(self.after_nonce_demand(&token, copy, sent_url, response, extensions, next)).await;
+                    return self.finish(outcome);
+                }
+                if auth_core::dpop::is_nonce_demand(response.status(), response.headers()) {
+                    // Not retried (the same nonce again): the token is fine.
+                    return self.finish(Ok(response));
+                }
+                Ok(response)
+            }
+            (_, outcome) => outcome,
+        };
         let response = match response {
             Ok(response) if response.status() == StatusCode::UNAUTHORIZED => response,
             outcome => return self.finish(outcome),
@@ -243,6 +278,30 @@ impl AuthMiddleware {
         // The rare path, in a future of its own: the common one stays small.
         let outcome = Box::pin(self.after_401(source, &token, copy, sent_url, response, extensions, next)).await;
         self.finish(outcome)
+    }
+
+    /// A DPoP nonce demand to a request sent with `token`: replay the copy
+    /// once with the same token and a proof carrying the nonce (unless it
+    /// cannot be: a stream, a redirect).
+    async fn after_nonce_demand(
+        &self,
+        token: &AccessToken,
+        copy: Option<ReplayCopy>,
+        sent_url: UrlPrint,
+        response: Response,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let replay = copy.and_then(|copy| copy.into_request(&response, sent_url));
+        let Some(mut replay) = replay.filter(|replay| self.applies_to(replay)) else {
+            return Ok(response);
+        };
+        let sent = self.apply(&mut replay, Some(token)).map_err(middleware_error)?;
+        let replayed = next.run(replay, extensions).await?;
+        if let (Some(sent), Some(dpop)) = (sent, token.dpop()) {
+            dpop.observe(&sent.0, replayed.headers());
+        }
+        Ok(replayed)
     }
 
     /// A 401 to a request sent with `token`: renew it and replay the copy
@@ -270,8 +329,11 @@ impl AuthMiddleware {
             // No new token could be had: the caller gets the 401.
             Err(_) => return Ok(response),
         };
-        self.apply(&mut replay, Some(&renewed)).map_err(middleware_error)?;
+        let sent = self.apply(&mut replay, Some(&renewed)).map_err(middleware_error)?;
         let replayed = next.run(replay, extensions).await?;
+        if let (Some(sent), Some(dpop)) = (sent, renewed.dpop()) {
+            dpop.observe(&sent.0, replayed.headers());
+        }
         if replayed.status() == StatusCode::UNAUTHORIZED {
             // Never replayed twice; the lifecycle decides whether this token is dropped.
             source.invalidate(renewed.generation());
@@ -280,6 +342,10 @@ impl AuthMiddleware {
         Ok(replayed)
     }
 }
+
+/// A DPoP proof as sent, with the URI it was made for (boxed: the
+/// common path carries only a null pointer).
+type Sent = Box<(http::Uri, auth_core::dpop::Proof)>;
 
 /// A 401 that a renewed token did not cure, marked for the caller (the
 /// token source's worker logs it).

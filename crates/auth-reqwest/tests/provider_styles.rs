@@ -400,3 +400,27 @@ async fn private_key_jwt_through_the_reqwest_client() {
     let requests = provider.token_requests();
     assert_eq!((requests.len(), requests[0].client_auth.as_str()), (1, "private-key-jwt"));
 }
+
+#[tokio::test]
+async fn dpop_through_the_reqwest_client_with_nonces_at_both_ends() {
+    let provider = auth_testkit::Provider::start(
+        auth_testkit::ProviderConfig::new().client("app", "app-secret").dpop_nonces(true).require_dpop(true),
+    )
+    .unwrap();
+    let client = AuthClient::builder()
+        .client_credentials(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .dpop(auth_core::dpop::Dpop::generate().unwrap())
+        .api_origin(provider.url())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let response = client.post(provider.api_url("orders")).body("x").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    provider.rotate_dpop_nonce();
+    let response = client.get(provider.api_url("orders")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the nonce demand is met with one retry");
+    let stats = provider.stats();
+    assert_eq!((stats.token_requests, stats.dpop_nonce_challenges, stats.dpop_proofs_refused), (2, 2, 0));
+}
