@@ -44,6 +44,8 @@ check --profile NAME` checks one. Keys:
   assertion_audience   string   issuer | token-url | a value
   grant                string   client-credentials | jwt-bearer
   assertion_file       path     the JWT bearer grant's assertion
+  dpop                 bool     DPoP-bound tokens (the key kept beside the cache)
+  dpop_key_file        path     the DPoP key to use instead
   scope                string or list   \"read write\" or [\"read\", \"write\"]
   audience             string
   resource             string or list   RFC 8707 resources
@@ -315,6 +317,15 @@ pub struct AuthArgs {
     /// The grant [default: client-credentials].
     #[arg(long, value_enum, value_name = "GRANT")]
     pub grant: Option<GrantArg>,
+    /// DPoP-bound tokens (RFC 9449): a proof with every token and API
+    /// request. The key is kept beside the cached tokens (mode 0600), so
+    /// that a cached token stays usable by later runs.
+    #[arg(long)]
+    pub dpop: bool,
+    /// The DPoP private key (PEM or JWK) instead of the kept one; implies
+    /// --dpop. Processes that share tokens through a store must share it.
+    #[arg(long, env = "AUTHC_DPOP_KEY_FILE", value_name = "FILE")]
+    pub dpop_key_file: Option<PathBuf>,
     /// With --grant jwt-bearer: the file holding the JWT assertion, read
     /// again for every token request (a rotating workload identity file);
     /// `-` reads it once from stdin.

@@ -35,6 +35,9 @@ struct Profile {
     grant: Option<String>,
     assertion_file: Option<PathBuf>,
     #[serde(default)]
+    dpop: bool,
+    dpop_key_file: Option<PathBuf>,
+    #[serde(default)]
     scope: Words,
     audience: Option<String>,
     #[serde(default)]
@@ -188,6 +191,8 @@ pub struct Settings {
     pub assertion_audience: Option<AssertionAudience>,
     /// The JWT bearer grant's assertion and where it comes from.
     pub jwt_bearer: Option<(JwtBearer, String)>,
+    /// The DPoP key and where it comes from.
+    pub dpop: Option<(std::sync::Arc<auth_core::dpop::Dpop>, String)>,
     pub scopes: Vec<String>,
     pub audience: Option<String>,
     pub resources: Vec<String>,
@@ -447,6 +452,71 @@ fn assertion_from(path: &Path) -> Result<(JwtBearer, String), Failure> {
     Ok((bearer, format!("the file {shown}, read at every token request")))
 }
 
+/// The DPoP key: from `key_file`, or the one kept in `dir` for this
+/// client (made on first use, mode 0600), or a new one for this run only.
+fn dpop_key(
+    key_file: Option<&Path>,
+    dir: Option<&Path>,
+    identity: &str,
+) -> Result<(std::sync::Arc<auth_core::dpop::Dpop>, String), Failure> {
+    use sha2::Digest as _;
+    let dpop = |key: SigningKey, what: &str| {
+        auth_core::dpop::Dpop::new(key)
+            .map_err(|e| Failure::usage(format!("{what}: {e}; a DPoP key signs ES256, RS256, PS256 or EdDSA")))
+    };
+    if let Some(path) = key_file {
+        let key = read_signing_key(path, None)
+            .map_err(|f| Failure::usage(f.message.replace("--private-key-file", "--dpop-key-file")))?;
+        return Ok((dpop(key, "--dpop-key-file")?, format!("the file {}", path.display())));
+    }
+    let Some(dir) = dir else {
+        let key = SigningKey::generate_es256().map_err(|e| Failure::usage(format!("cannot make a DPoP key: {e}")))?;
+        return Ok((dpop(key, "DPoP")?, "a new key for this run (no cache to keep it in)".to_owned()));
+    };
+    auth_store::file::private_dir(dir).map_err(|why| Failure::usage(format!("the DPoP key cannot be kept: {why}")))?;
+    let digest = sha2::Sha256::digest(
+        format!(
+            "authc dpop key v1
+{identity}"
+        )
+        .as_bytes(),
+    );
+    let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("dpop-{name}.pem"));
+    let shown = format!("{} (kept for this client)", path.display());
+    let read = |path: &Path| -> Result<Option<SigningKey>, Failure> {
+        let text = auth_store::file::read_regular(path)
+            .map_err(|e| Failure::usage(format!("cannot read the DPoP key {}: {e}", path.display())))?;
+        text.map(|text| {
+            SigningKey::from_pem(&text).map_err(|e| {
+                Failure::usage(format!(
+                    "the DPoP key {} is unusable ({e}); remove it to make a new one",
+                    path.display()
+                ))
+            })
+        })
+        .transpose()
+    };
+    if let Some(key) = read(&path)? {
+        return Ok((dpop(key, "the kept DPoP key")?, shown));
+    }
+    let key = SigningKey::generate_es256().map_err(|e| Failure::usage(format!("cannot make a DPoP key: {e}")))?;
+    let pem = key.to_pkcs8_pem().map_err(|e| Failure::usage(format!("cannot encode the DPoP key: {e}")))?;
+    let cannot = |e: std::io::Error| Failure::usage(format!("cannot keep the DPoP key in {}: {e}", dir.display()));
+    // A temporary file is 0600; it becomes the key only if none appeared meanwhile.
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
+    std::io::Write::write_all(&mut file, pem.as_bytes()).map_err(cannot)?;
+    match file.persist_noclobber(&path) {
+        Ok(_) => Ok((dpop(key, "DPoP")?, shown)),
+        // Another run made it first: use that one.
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => match read(&path)? {
+            Some(key) => Ok((dpop(key, "the kept DPoP key")?, shown)),
+            None => Err(cannot(e.error)),
+        },
+        Err(e) => Err(cannot(e.error)),
+    }
+}
+
 /// `iss` and `sub` of an unverified JWT, to tell identities apart.
 fn jwt_identity(jwt: &str) -> Option<String> {
     use base64::Engine as _;
@@ -559,6 +629,29 @@ impl Settings {
             (_, Some(_)) => return Err(Failure::usage("--assertion-file goes with --grant jwt-bearer")),
             _ => None,
         };
+        let store = if args.no_cache {
+            None
+        } else {
+            store_choice(args.store.as_deref().or(profile.store.as_deref()).unwrap_or("file"))?
+        };
+        let token_url = args.token_url.clone().or(profile.token_url);
+        let client_id = args.client_id.clone().or(profile.client_id);
+        let dpop_key_file = args.dpop_key_file.clone().or(profile.dpop_key_file);
+        let dpop = if args.dpop || profile.dpop || dpop_key_file.is_some() {
+            let dir = match &store {
+                Some(StoreChoice::File(dir)) => Some(dir.clone()),
+                // Redis holds tokens, not keys: the key stays on this host.
+                Some(StoreChoice::Redis(_)) => std::env::var_os("AUTHC_CACHE_DIR")
+                    .map(PathBuf::from)
+                    .or_else(|| dirs::cache_dir().map(|d| d.join("authc"))),
+                None => None,
+            };
+            let endpoint = token_url.as_deref().or(issuer.as_deref()).unwrap_or_default();
+            let identity = format!("{endpoint}\n{}", client_id.as_deref().unwrap_or_default());
+            Some(dpop_key(dpop_key_file.as_deref(), dir.as_deref(), &identity)?)
+        } else {
+            None
+        };
         let auth_method = given_method.unwrap_or(match (&client_secret, &signing_key) {
             (None, Some(_)) => ClientAuth::PrivateKeyJwt,
             (None, None) if sign_in || jwt_bearer.is_some() => ClientAuth::None,
@@ -568,14 +661,14 @@ impl Settings {
         let (basic_password, basic_password_source) = split_secret(basic_password, Password::from);
         Ok(Self {
             profile: profile_name.clone(),
-            token_url: args.token_url.clone().or(profile.token_url),
+            token_url,
             issuer,
             authorize_url,
             device_url: profile.device_url,
             sign_in,
             issuer_param_required: false,
             auth_method_given: given_method.is_some(),
-            client_id: args.client_id.clone().or(profile.client_id),
+            client_id,
             client_secret,
             auth_method,
             signing_key,
@@ -585,6 +678,7 @@ impl Settings {
                 .or(profile.assertion_audience)
                 .map(|aud| AssertionAudience::parse(&aud)),
             jwt_bearer,
+            dpop,
             scopes: words(&args.scope, profile.scope),
             audience: args.audience.clone().or(profile.audience),
             resources: words(&args.resource, profile.resource),
@@ -596,11 +690,7 @@ impl Settings {
             basic_password,
             revocation_url: revocation_url.or(profile.revocation_url),
             allow_insecure_http: args.allow_insecure_http || profile.allow_insecure_http,
-            store: if args.no_cache {
-                None
-            } else {
-                store_choice(args.store.as_deref().or(profile.store.as_deref()).unwrap_or("file"))?
-            },
+            store,
             max_fetches_per_day: args.max_fetches_per_day.or(profile.max_fetches_per_day),
             api_origins: words(&args.api_origin, profile.api_origin),
             client_secret_source,
@@ -664,6 +754,9 @@ impl Settings {
         }
         if let Some((bearer, _)) = &self.jwt_bearer {
             builder = builder.jwt_bearer(bearer.clone());
+        }
+        if let Some((dpop, _)) = &self.dpop {
+            builder = builder.dpop(dpop.clone());
         }
         for scope in &self.scopes {
             builder = builder.scope(scope);
@@ -841,6 +934,9 @@ pub fn check(args: &AuthArgs) -> Result<(), Failure> {
                 "private key",
                 format!("{} ({}{kid}), aud {}", path.display(), key.algorithm(), config.assertion_aud()),
             ));
+        }
+        if let Some((dpop, source)) = &settings.dpop {
+            lines.push(("DPoP", format!("key {} from {source}", dpop.thumbprint())));
         }
         if let Some((_, source)) = &settings.jwt_bearer {
             lines.push(("grant", format!("jwt-bearer, the assertion from {source}")));

@@ -1320,3 +1320,63 @@ fn the_jwt_bearer_grant_from_a_file_or_stdin() {
     let run = env.run(&[&base[..], &[api.as_str()]].concat(), &key_env);
     assert!(run.code == 2 && run.stderr.contains("--assertion-file"), "{}", run.stderr);
 }
+
+#[test]
+fn dpop_keeps_its_key_beside_the_cache_so_the_cached_token_stays_usable() {
+    let env = Env::with(ProviderConfig::new().require_dpop(true).dpop_nonces(true));
+    let token_url = env.provider.token_url();
+    let api = env.provider.api_url("me");
+    let args = |extra: &[&str]| {
+        let mut all = vec!["request", "--token-url", &token_url, "--client-id", "cli-client"];
+        all.extend_from_slice(&["--api-key-header", "X-API-Key"]);
+        all.extend_from_slice(extra);
+        all.push(&api);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let envs = [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_API_KEY", API_KEY)];
+    let call = |extra: &[&str]| {
+        let args = args(extra);
+        env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &envs)
+    };
+    for _ in 0..3 {
+        let run = call(&["--dpop"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let stats = env.provider.stats();
+    assert_eq!(stats.token_requests, 2, "one nonce demand, then one token for every run");
+    assert_eq!(stats.dpop_proofs_refused, 0);
+    // The key sits in the cache directory, readable by its owner only.
+    let keys: Vec<_> = std::fs::read_dir(env.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("dpop-"))
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&keys[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Without DPoP, this provider refuses (exit 3, its words).
+    let run = call(&["--no-cache"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("invalid_dpop_proof"), "{}", run.stderr);
+    // A key of one's own: a new token bound to it.
+    let key = key_fixture("ed25519.pem");
+    let run = call(&["--dpop-key-file", &key]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The refused run, then a nonce demand and a token for the new key
+    // (a new process learns the nonce anew).
+    assert_eq!(env.provider.stats().token_requests, 5);
+    let check = env.run(
+        &["config", "check", "--token-url", &token_url, "--client-id", "cli-client", "--dpop-key-file", &key],
+        &envs,
+    );
+    assert!(
+        check.code == 0 && check.stdout.contains("DPoP:") && check.stdout.contains("ed25519.pem"),
+        "{}",
+        check.stdout
+    );
+    let bad = call(&["--dpop-key-file", &key_fixture("cert.pem")]);
+    assert!(bad.code == 2 && bad.stderr.contains("--dpop-key-file"), "{}", bad.stderr);
+}
