@@ -74,6 +74,7 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
         ("auth_layer", "auth layer (401 replay copy on, the default)"),
         ("auth_layer_with_origin", "auth layer with an origin (the default and recommended set-up)"),
         ("auth_layer_without_replay_copy", "auth layer, without_replay()"),
+        ("auth_layer_dpop", "auth layer with a DPoP-bound token (a proof signed per request)"),
         ("hand_written_std_mutex", "hand-written std Mutex"),
         ("hand_written_tokio_rwlock", "hand-written tokio RwLock"),
     ];

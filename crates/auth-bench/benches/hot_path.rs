@@ -85,6 +85,13 @@ fn contenders(c: &mut Criterion) {
             drive(auth_bench::bearer_layer(&source).without_replay().layer(auth_bench::Noop), iters)
         })
     });
+    // DPoP: the same layer with a DPoP-bound token, a proof signed per request.
+    let dpop = runtime.block_on(async {
+        let source = auth_bench::dpop_token_source();
+        source.token().await.expect("a first DPoP token");
+        source
+    });
+    group.bench_function("auth_layer_dpop", |b| b.to_async(&runtime).iter_custom(|iters| drive(ours(&dpop), iters)));
     group.bench_function("hand_written_std_mutex", |b| {
         b.to_async(&runtime).iter_custom(|iters| drive(MutexAuth::new(mutex.clone()), iters))
     });

@@ -112,6 +112,24 @@ pub fn token_source(
     TokenSource::builder(config, endpoint).seed(1).build().unwrap_or_else(|e| panic!("token source: {e}"))
 }
 
+/// A token source whose tokens are DPoP-bound (a new ES256 key): every
+/// request through the layer carries a freshly signed proof. Must be called
+/// inside a tokio runtime.
+pub fn dpop_token_source() -> TokenSource {
+    let body = format!(r#"{{"access_token":"{}","token_type":"DPoP","expires_in":3600}}"#, token_value());
+    let endpoint = service_fn(move |_request: Request<Vec<u8>>| {
+        let body = body.clone();
+        async move { Ok::<_, Infallible>(Response::new(body)) }
+    });
+    let dpop = auth_core::dpop::Dpop::generate().unwrap_or_else(|e| panic!("a DPoP key: {e}"));
+    let config = SourceConfig::builder("https://auth.example.com/token", "bench-client")
+        .client_secret("bench-secret")
+        .dpop(dpop)
+        .build()
+        .unwrap_or_else(|e| panic!("benchmark configuration: {e}"));
+    TokenSource::builder(config, endpoint).seed(1).build().unwrap_or_else(|e| panic!("token source: {e}"))
+}
+
 /// The library's layer over the no-op service.
 pub fn ours(source: &TokenSource) -> Auth<Noop> {
     bearer_layer(source).layer(Noop)
