@@ -69,6 +69,8 @@ pub struct ServerMetadata {
     revocation_endpoint: Option<Uri>,
     auth_methods: Vec<String>,
     iss_parameter_supported: bool,
+    /// RFC 8705 §5 `mtls_endpoint_aliases`: token, revocation, device.
+    mtls: [Option<Uri>; 3],
 }
 
 impl ServerMetadata {
@@ -97,6 +99,20 @@ impl ServerMetadata {
     pub fn token_endpoint_auth_methods(&self) -> &[String] {
         &self.auth_methods
     }
+    /// The token endpoint to use with client authentication `method`: the
+    /// RFC 8705 `mtls_endpoint_aliases` one for a TLS client certificate
+    /// method when the document names one, the plain one otherwise.
+    pub fn token_endpoint_for(&self, method: ClientAuth) -> &Uri {
+        self.mtls[0].as_ref().filter(|_| method.uses_tls_certificate()).unwrap_or(&self.token_endpoint)
+    }
+    /// The revocation endpoint to use with `method` (its mTLS alias, if any).
+    pub fn revocation_endpoint_for(&self, method: ClientAuth) -> Option<&Uri> {
+        self.mtls[1].as_ref().filter(|_| method.uses_tls_certificate()).or(self.revocation_endpoint.as_ref())
+    }
+    /// The device authorization endpoint to use with `method` (its mTLS alias, if any).
+    pub fn device_authorization_endpoint_for(&self, method: ClientAuth) -> Option<&Uri> {
+        self.mtls[2].as_ref().filter(|_| method.uses_tls_certificate()).or(self.device_authorization_endpoint.as_ref())
+    }
     /// Whether the callback always carries RFC 9207 `iss`.
     pub fn iss_parameter_supported(&self) -> bool {
         self.iss_parameter_supported
@@ -106,6 +122,16 @@ impl ServerMetadata {
     /// secret; otherwise HTTP Basic if the server supports it, else the
     /// form body if it does, else Basic (RFC 8414's default).
     pub fn client_auth(&self, has_secret: bool) -> ClientAuth {
+        self.client_auth_for(has_secret, false)
+    }
+
+    /// Like [`ServerMetadata::client_auth`] for a client that may hold a
+    /// private key: with one, `private_key_jwt` (the server lists it, or
+    /// lists nothing about it: the key was given for a reason).
+    pub fn client_auth_for(&self, has_secret: bool, has_key: bool) -> ClientAuth {
+        if has_key {
+            return ClientAuth::PrivateKeyJwt;
+        }
         let supports = |method: &str| self.auth_methods.iter().any(|m| m == method);
         match (has_secret, supports("client_secret_basic"), supports("client_secret_post")) {
             (false, _, _) => ClientAuth::None,
@@ -182,7 +208,23 @@ pub fn parse_metadata(issuer: &str, body: &[u8], allow_insecure_http: bool) -> R
     if auth_methods.is_empty() {
         auth_methods.push("client_secret_basic".to_owned());
     }
+    let aliases = match object.get("mtls_endpoint_aliases") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(aliases)) => Some(aliases),
+        Some(_) => return Err(DiscoveryError::Malformed { reason: "mtls_endpoint_aliases is not an object" }),
+    };
+    let alias = |name: &str| -> Result<Option<Uri>, DiscoveryError> {
+        match aliases.and_then(|a| a.get(name)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(url)) => {
+                validate_endpoint(url, allow_insecure_http).map(Some).map_err(DiscoveryError::Config)
+            }
+            Some(_) => Err(DiscoveryError::Malformed { reason: "an mTLS endpoint alias that is not a string" }),
+        }
+    };
+    let mtls = [alias("token_endpoint")?, alias("revocation_endpoint")?, alias("device_authorization_endpoint")?];
     Ok(ServerMetadata {
+        mtls,
         issuer: issuer.to_owned(),
         token_endpoint,
         authorization_endpoint: endpoint("authorization_endpoint")?,
@@ -264,5 +306,36 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn mtls_aliases_serve_certificate_methods_only() {
+        let text = doc(&format!(
+            r#","revocation_endpoint":"{ISSUER}/revoke","mtls_endpoint_aliases":{{"token_endpoint":"https://mtls.id.example.com/token","revocation_endpoint":"https://mtls.id.example.com/revoke"}}"#
+        ));
+        let metadata = parse_metadata(ISSUER, text.as_bytes(), false).unwrap();
+        assert_eq!(metadata.token_endpoint_for(ClientAuth::TlsClientAuth), "https://mtls.id.example.com/token");
+        assert_eq!(
+            metadata.token_endpoint_for(ClientAuth::SelfSignedTlsClientAuth),
+            "https://mtls.id.example.com/token"
+        );
+        assert_eq!(metadata.token_endpoint_for(ClientAuth::Basic), "https://id.example.com/token");
+        assert_eq!(
+            metadata.revocation_endpoint_for(ClientAuth::TlsClientAuth).unwrap(),
+            "https://mtls.id.example.com/revoke"
+        );
+        assert_eq!(
+            metadata.revocation_endpoint_for(ClientAuth::PrivateKeyJwt).unwrap(),
+            "https://id.example.com/revoke"
+        );
+        assert!(metadata.device_authorization_endpoint_for(ClientAuth::TlsClientAuth).is_none());
+        // Aliases obey the endpoint rules; a malformed one is refused.
+        let plain = doc(r#","mtls_endpoint_aliases":{"token_endpoint":"http://mtls.id.example.com/token"}"#);
+        assert!(parse_metadata(ISSUER, plain.as_bytes(), false).is_err());
+        let wrong = doc(r#","mtls_endpoint_aliases":["x"]"#);
+        assert!(matches!(parse_metadata(ISSUER, wrong.as_bytes(), false), Err(DiscoveryError::Malformed { .. })));
+        // A client with a private key authenticates with it.
+        assert_eq!(metadata.client_auth_for(false, true), ClientAuth::PrivateKeyJwt);
+        assert_eq!(metadata.client_auth_for(true, false), ClientAuth::Basic);
     }
 }

@@ -1239,9 +1239,13 @@ fn discovery(shared: &Shared) -> Response<Body> {
             "device_authorization_endpoint": format!("{url}/oauth/device"),
             "revocation_endpoint": format!("{url}/oauth/revoke"),
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
+                "urn:ietf:params:oauth:grant-type:device_code", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "token_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post", "private_key_jwt", "client_secret_jwt", "none"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA", "HS256"],
+            "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
             "authorization_response_iss_parameter_supported": inner.config.send_iss,
         }),
     )
