@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use auth_core::dpop::ApiAnswer;
+
 use auth_core::{ApplyError, Credentials};
 use http::{Request, Response, StatusCode};
 
@@ -98,16 +100,17 @@ impl AuthorizedClient {
         let proof = self.credentials.apply_allowed_at(&mut request, Some(&token), SystemTime::now())?;
         let response = self.transport.send(request)?;
         if let (Some(proof), Some(dpop)) = (&proof, token.dpop()) {
-            if dpop.api_retry(replay.uri(), proof, response.status(), response.headers()) {
-                // The server wants its nonce: the same token, a new proof, once.
-                self.credentials.apply_allowed_at(&mut replay, Some(&token), SystemTime::now())?;
-                let uri = replay.uri().clone();
-                let replayed = self.transport.send(replay)?;
-                dpop.observe(&uri, replayed.headers());
-                return Ok(replayed);
-            }
-            if auth_core::dpop::is_nonce_demand(response.status(), response.headers()) {
-                return Ok(response);
+            match dpop.api_answer(replay.uri(), proof, response.status(), response.headers()) {
+                ApiAnswer::RetryWithNonce => {
+                    // The server wants its nonce: the same token, a new proof, once.
+                    self.credentials.apply_allowed_at(&mut replay, Some(&token), SystemTime::now())?;
+                    let uri = replay.uri().clone();
+                    let replayed = self.transport.send(replay)?;
+                    dpop.observe(&uri, replayed.headers());
+                    return Ok(replayed);
+                }
+                ApiAnswer::NonceRefused => return Ok(response),
+                _ => {}
             }
         }
         if response.status() != StatusCode::UNAUTHORIZED {

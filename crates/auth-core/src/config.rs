@@ -132,7 +132,9 @@ impl ClientAuth {
         })
     }
 
-    fn needs_secret(self) -> bool {
+    /// Whether the method needs the client secret (`basic`, `basic-raw`,
+    /// `post`, `json`, `client-secret-jwt`).
+    pub fn needs_secret(self) -> bool {
         matches!(self, Self::Basic | Self::BasicRaw | Self::Post | Self::Json | Self::ClientSecretJwt)
     }
 }

@@ -203,13 +203,18 @@ impl Dpop {
             && self.new_nonce(sent, headers)
     }
 
-    /// Whether an API answer asks for the request again with a nonce: `401`
-    /// with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a
-    /// `DPoP-Nonce` that is not the one `sent` carried. Remembers the nonce
-    /// either way.
-    pub fn api_retry(&self, uri: &Uri, sent: &Proof, status: StatusCode, headers: &HeaderMap) -> bool {
+    /// What an API answer to a request that carried `sent` asks of the
+    /// driver: a nonce demand (`401` with `WWW-Authenticate: DPoP
+    /// error="use_dpop_nonce"`) with a `DPoP-Nonce` other than the one
+    /// `sent` carried is retried once; one without is handed back and keeps
+    /// the token. Remembers the answer's nonce either way.
+    pub fn api_answer(&self, uri: &Uri, sent: &Proof, status: StatusCode, headers: &HeaderMap) -> ApiAnswer {
         self.observe(uri, headers);
-        is_nonce_demand(status, headers) && self.new_nonce(sent, headers)
+        match is_nonce_demand(status, headers) {
+            true if self.new_nonce(sent, headers) => ApiAnswer::RetryWithNonce,
+            true => ApiAnswer::NonceRefused,
+            false => ApiAnswer::Other,
+        }
     }
 
     fn new_nonce(&self, sent: &Proof, headers: &HeaderMap) -> bool {
@@ -225,6 +230,22 @@ impl std::fmt::Debug for Dpop {
             .field("thumbprint", &self.thumbprint)
             .finish_non_exhaustive()
     }
+}
+
+/// What an API answer to a DPoP request asks of the driver
+/// ([`Dpop::api_answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiAnswer {
+    /// A nonce demand with a new nonce: send the request once more, with
+    /// the same token and a new proof, when its body can be replayed;
+    /// otherwise hand the answer back. The token is fine.
+    RetryWithNonce,
+    /// A nonce demand naming the nonce just rejected (or none): hand the
+    /// answer back, never retried. The token is fine.
+    NonceRefused,
+    /// Not a nonce demand: the usual handling (a 401 rejects the token).
+    Other,
 }
 
 /// Whether an API answer demands a DPoP nonce (`401` with
@@ -360,13 +381,13 @@ mod tests {
         );
         challenge.insert(NONCE_HEADER, HeaderValue::from_static("api-n"));
         let sent = dpop.proof(&Method::GET, &api, None, now()).unwrap();
-        assert!(dpop.api_retry(&api, &sent, StatusCode::UNAUTHORIZED, &challenge));
+        assert_eq!(dpop.api_answer(&api, &sent, StatusCode::UNAUTHORIZED, &challenge), ApiAnswer::RetryWithNonce);
         let resent = dpop.proof(&Method::GET, &api, None, now()).unwrap();
         assert_eq!(resent.nonce(), Some("api-n"));
-        assert!(!dpop.api_retry(&api, &resent, StatusCode::UNAUTHORIZED, &challenge));
+        assert_eq!(dpop.api_answer(&api, &resent, StatusCode::UNAUTHORIZED, &challenge), ApiAnswer::NonceRefused);
         let mut bearer = challenge.clone();
         bearer.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
-        assert!(!dpop.api_retry(&api, &sent, StatusCode::UNAUTHORIZED, &bearer));
+        assert_eq!(dpop.api_answer(&api, &sent, StatusCode::UNAUTHORIZED, &bearer), ApiAnswer::Other);
         // Any answer updates the nonce; unusable ones are ignored.
         let mut ok = HeaderMap::new();
         ok.insert(NONCE_HEADER, HeaderValue::from_static("api-n2"));

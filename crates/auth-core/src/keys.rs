@@ -442,15 +442,17 @@ impl SigningKey {
         if self.algorithm() == algorithm {
             return Ok(self);
         }
-        let mut inner = self.into_inner();
-        inner.key = match (inner.key, algorithm) {
+        let Inner { key, key_id } = self.into_inner();
+        let key = match (key, algorithm) {
             #[cfg(feature = "rsa")]
-            (Key::Rs256(key), Algorithm::Ps256) => Key::Ps256(rsa::pss::BlindedSigningKey::new(key.as_ref().clone())),
+            (Key::Rs256(key), Algorithm::Ps256) => {
+                Ok(Key::Ps256(rsa::pss::BlindedSigningKey::new(key.as_ref().clone())))
+            }
             #[cfg(feature = "rsa")]
-            (Key::Ps256(key), Algorithm::Rs256) => Key::Rs256(rsa::pkcs1v15::SigningKey::new(key.as_ref().clone())),
-            (key, algorithm) => return Err(KeyError::AlgorithmMismatch { key: key.kind(), algorithm }),
-        };
-        Ok(Self(Arc::new(inner)))
+            (Key::Ps256(key), Algorithm::Rs256) => Ok(Key::Rs256(rsa::pkcs1v15::SigningKey::new(key.as_ref().clone()))),
+            (key, algorithm) => Err(KeyError::AlgorithmMismatch { key: key.kind(), algorithm }),
+        }?;
+        Ok(Self(Arc::new(Inner { key, key_id })))
     }
 
     /// The algorithm it signs with.
@@ -551,21 +553,9 @@ impl SigningKey {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.0.key {
             #[cfg(feature = "rsa")]
-            Key::Rs256(key) => {
-                use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _};
-                let signature = key
-                    .try_sign_with_rng(&mut rand_core::OsRng, message)
-                    .map_err(|error| KeyError::Signing { reason: error.to_string() })?;
-                Ok(signature.to_vec())
-            }
+            Key::Rs256(key) => rsa_sign(key, message),
             #[cfg(feature = "rsa")]
-            Key::Ps256(key) => {
-                use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _};
-                let signature = key
-                    .try_sign_with_rng(&mut rand_core::OsRng, message)
-                    .map_err(|error| KeyError::Signing { reason: error.to_string() })?;
-                Ok(signature.to_vec())
-            }
+            Key::Ps256(key) => rsa_sign(key, message),
             Key::Es256(key) => {
                 let signature: p256::ecdsa::Signature = key.sign(message);
                 Ok(signature.to_bytes().to_vec())
@@ -603,6 +593,19 @@ impl Key {
             Self::Hs256(secret) => Self::Hs256(secret.clone()),
         }
     }
+}
+
+/// An RSA signature with blinding (a fresh random factor per signature).
+#[cfg(feature = "rsa")]
+fn rsa_sign<S, Sig>(key: &S, message: &[u8]) -> Result<Vec<u8>, KeyError>
+where
+    S: rsa::signature::RandomizedSigner<Sig>,
+    Sig: rsa::signature::SignatureEncoding,
+{
+    let signature = key
+        .try_sign_with_rng(&mut rand_core::OsRng, message)
+        .map_err(|error| KeyError::Signing { reason: error.to_string() })?;
+    Ok(signature.to_vec())
 }
 
 #[cfg(feature = "rsa")]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use auth_core::credentials::query_with_param;
+use auth_core::dpop::ApiAnswer;
 use auth_core::secret::ExposeSecret;
 use auth_core::{AccessToken, Credentials};
 use auth_tower::{AuthError, TokenSource};
@@ -256,18 +257,17 @@ impl AuthMiddleware {
         let response = match (proof, response) {
             (Some(sent), Ok(response)) => {
                 let (uri, proof) = &*sent;
-                let retry =
-                    token.dpop().is_some_and(|d| d.api_retry(uri, proof, response.status(), response.headers()));
-                if retry {
-                    let outcome =
-                        Box::pin(self.after_nonce_demand(&token, copy, sent_url, response, extensions, next)).await;
-                    return self.finish(outcome);
-                }
-                if auth_core::dpop::is_nonce_demand(response.status(), response.headers()) {
+                let answer = token.dpop().map(|d| d.api_answer(uri, proof, response.status(), response.headers()));
+                match answer {
+                    Some(ApiAnswer::RetryWithNonce) => {
+                        let outcome =
+                            Box::pin(self.after_nonce_demand(&token, copy, sent_url, response, extensions, next)).await;
+                        return self.finish(outcome);
+                    }
                     // Not retried (the same nonce again): the token is fine.
-                    return self.finish(Ok(response));
+                    Some(ApiAnswer::NonceRefused) => return self.finish(Ok(response)),
+                    _ => Ok(response),
                 }
-                Ok(response)
             }
             (_, outcome) => outcome,
         };
@@ -278,6 +278,13 @@ impl AuthMiddleware {
         // The rare path, in a future of its own: the common one stays small.
         let outcome = Box::pin(self.after_401(source, &token, copy, sent_url, response, extensions, next)).await;
         self.finish(outcome)
+    }
+
+    /// The request to send again after `response`, from the copy made
+    /// before the send: `None` for a stream, a redirect, or an origin the
+    /// credentials may not go to.
+    fn replay_of(&self, copy: Option<ReplayCopy>, response: &Response, sent_url: UrlPrint) -> Option<Request> {
+        copy.and_then(|copy| copy.into_request(response, sent_url)).filter(|replay| self.applies_to(replay))
     }
 
     /// A DPoP nonce demand to a request sent with `token`: replay the copy
@@ -292,8 +299,7 @@ impl AuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let replay = copy.and_then(|copy| copy.into_request(&response, sent_url));
-        let Some(mut replay) = replay.filter(|replay| self.applies_to(replay)) else {
+        let Some(mut replay) = self.replay_of(copy, &response, sent_url) else {
             return Ok(response);
         };
         let sent = self.apply(&mut replay, Some(token)).map_err(middleware_error)?;
@@ -317,8 +323,7 @@ impl AuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let replay = copy.and_then(|copy| copy.into_request(&response, sent_url));
-        let Some(mut replay) = replay.filter(|replay| self.applies_to(replay)) else {
+        let Some(mut replay) = self.replay_of(copy, &response, sent_url) else {
             source.invalidate(token.generation());
             return Ok(response);
         };

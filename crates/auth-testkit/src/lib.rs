@@ -930,7 +930,6 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)], jkt: O
             let rotate = inner.config.rotate_refresh_tokens;
             match inner.tokens.get_mut(presented) {
                 Some(issued) if issued.jkt.is_some() && issued.jkt != jkt => {
-                    let _ = issued;
                     return oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",

@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use auth_core::dpop::ApiAnswer;
 use auth_core::{Credentials, Generation};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -543,12 +544,10 @@ where
     let replay = match replay.take() {
         Replay::Proved(proved) => {
             let Proved { token, uri, proof, replay } = *proved;
-            let demand = auth_core::dpop::is_nonce_demand(response.status(), response.headers());
-            let nonce =
-                token.dpop().is_some_and(|dpop| dpop.api_retry(&uri, &proof, response.status(), response.headers()));
-            match replay {
+            let answer = token.dpop().map(|dpop| dpop.api_answer(&uri, &proof, response.status(), response.headers()));
+            match (answer, replay) {
                 // The server wants a nonce: the same token, a new proof, once.
-                Replay::Copied(copy) if nonce => {
+                (Some(ApiAnswer::RetryWithNonce), Replay::Copied(copy)) => {
                     let mut resend = Box::new(R::take(copy).into_resend());
                     let wall = std::time::SystemTime::now();
                     if resend.bound.credentials.apply_allowed_at(&mut resend.request, Some(&token), wall).is_err() {
@@ -559,8 +558,8 @@ where
                     return None;
                 }
                 // A nonce demand not retried: the token is fine, keep it.
-                _ if demand => return Some(response),
-                other => other,
+                (Some(ApiAnswer::RetryWithNonce | ApiAnswer::NonceRefused), _) => return Some(response),
+                (_, other) => other,
             }
         }
         other => other,

@@ -722,17 +722,9 @@ impl Settings {
         let mut builder = SourceConfig::builder(token_url, client_id)
             .client_auth(self.auth_method)
             .allow_insecure_http(self.allow_insecure_http);
-        let needs_secret = matches!(
-            self.auth_method,
-            ClientAuth::Basic
-                | ClientAuth::BasicRaw
-                | ClientAuth::Post
-                | ClientAuth::Json
-                | ClientAuth::ClientSecretJwt
-        );
         if let Some(secret) = &self.client_secret {
             builder = builder.client_secret(secret.clone());
-        } else if needs_secret {
+        } else if self.auth_method.needs_secret() {
             return Err(Failure::usage(format!(
                 "client authentication `{}` needs the client secret: set AUTHC_CLIENT_SECRET or --client-secret-file \
                  (or use --private-key-file, or --auth-method none)",
