@@ -488,7 +488,12 @@ mod tests {
             ConfigError::InvalidKeySetup { .. }
         ));
         // TLS client authentication sends the client id alone.
-        let tls = base().client_auth(ClientAuth::TlsClientAuth).build().unwrap();
+        let fixture = |name: &str| {
+            std::fs::read_to_string(format!("{}/testdata/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        let certificate =
+            crate::mtls::ClientCertificate::from_pem(&fixture("cert.pem"), &fixture("ec-p256.pem"), None).unwrap();
+        let tls = base().client_auth(ClientAuth::TlsClientAuth).client_certificate(certificate).build().unwrap();
         let sent = ready_to_send(&token_request(&tls, Grant::ClientCredentials), now()).unwrap();
         assert_eq!(form(&sent), [("grant_type".into(), "client_credentials".into()), ("client_id".into(), "c".into())]);
     }

@@ -36,6 +36,7 @@ use crate::assertion::{AssertionAudience, JwtBearer};
 use crate::dpop::Dpop;
 use crate::error::ConfigError;
 use crate::keys::{Algorithm, SigningKey};
+use crate::mtls::ClientCertificate;
 use crate::secret::{ClientSecret, ExposeSecret};
 
 /// How the client authenticates to the token endpoint.
@@ -70,8 +71,9 @@ pub enum ClientAuth {
     /// never sent.
     ClientSecretJwt,
     /// `tls_client_auth` (RFC 8705 §2.1): the client authenticates with a
-    /// PKI-issued certificate in the TLS handshake, set on the transport;
-    /// only `client_id` is sent.
+    /// PKI-issued certificate in the TLS handshake
+    /// ([`SourceConfigBuilder::client_certificate`]); only `client_id` is
+    /// sent. The default when a certificate is set and no secret or key.
     TlsClientAuth,
     /// `self_signed_tls_client_auth` (RFC 8705 §2.2): like
     /// [`ClientAuth::TlsClientAuth`] with a self-signed certificate
@@ -356,6 +358,7 @@ pub struct SourceConfig {
     assertion: Option<(SigningKey, String)>,
     jwt_bearer: Option<JwtBearer>,
     dpop: Option<Arc<Dpop>>,
+    client_certificate: Option<ClientCertificate>,
     cache_key: CacheKey,
 }
 
@@ -385,6 +388,7 @@ impl SourceConfig {
             assertion_audience: AssertionAudience::default(),
             jwt_bearer: None,
             dpop: None,
+            client_certificate: None,
         }
     }
 
@@ -482,6 +486,18 @@ impl SourceConfig {
         self.dpop.as_ref()
     }
 
+    /// The client certificate the token endpoint sees in the TLS handshake
+    /// (RFC 8705), if any. The adapters' transports present it.
+    pub fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.client_certificate.as_ref()
+    }
+
+    /// Whether requests go over mutual TLS: a client certificate is set.
+    /// Discovery then picks the `mtls_endpoint_aliases`.
+    pub fn mutual_tls(&self) -> bool {
+        self.client_certificate.is_some()
+    }
+
     /// The JWT bearer grant's assertion, for a [`SourceGrant::JwtBearer`] source.
     pub fn jwt_bearer(&self) -> Option<&JwtBearer> {
         self.jwt_bearer.as_ref()
@@ -522,6 +538,7 @@ pub struct SourceConfigBuilder {
     assertion_audience: AssertionAudience,
     jwt_bearer: Option<JwtBearer>,
     dpop: Option<Arc<Dpop>>,
+    client_certificate: Option<ClientCertificate>,
 }
 
 impl SourceConfigBuilder {
@@ -563,6 +580,17 @@ impl SourceConfigBuilder {
     /// thumbprint, so processes share tokens only when they share the key.
     pub fn dpop(mut self, dpop: Arc<Dpop>) -> Self {
         self.dpop = Some(dpop);
+        self
+    }
+
+    /// Mutual TLS (RFC 8705): the client certificate and key the transport
+    /// presents to the token endpoint, for `tls_client_auth` /
+    /// `self_signed_tls_client_auth` (the default method when no secret or
+    /// signing key is set) or for certificate-bound tokens with any method.
+    /// The cache key names the certificate's thumbprint: tokens bound to one
+    /// certificate are never used with another.
+    pub fn client_certificate(mut self, certificate: ClientCertificate) -> Self {
+        self.client_certificate = Some(certificate);
         self
     }
 
@@ -681,11 +709,17 @@ impl SourceConfigBuilder {
         }
         let client_auth = self.client_auth.unwrap_or(match (self.grant, &self.client_secret, &self.signing_key) {
             (_, None, Some(_)) => ClientAuth::PrivateKeyJwt,
+            (SourceGrant::ClientCredentials, None, None) if self.client_certificate.is_some() => {
+                ClientAuth::TlsClientAuth
+            }
             (SourceGrant::SignIn | SourceGrant::JwtBearer, None, None) => ClientAuth::None,
             _ => ClientAuth::Basic,
         });
         if client_auth.needs_secret() && self.client_secret.is_none() {
             return Err(ConfigError::MissingClientSecret { method: client_auth.as_str() });
+        }
+        if client_auth.uses_tls_certificate() && self.client_certificate.is_none() {
+            return Err(ConfigError::MissingClientCertificate { method: client_auth.as_str() });
         }
         let assertion_key = match client_auth {
             ClientAuth::PrivateKeyJwt => {
@@ -764,6 +798,7 @@ impl SourceConfigBuilder {
             assertion,
             jwt_bearer: self.jwt_bearer,
             dpop: self.dpop,
+            client_certificate: self.client_certificate,
             cache_key,
         })
     }
@@ -903,6 +938,10 @@ impl CacheKey {
         if let Some(dpop) = &b.dpop {
             // DPoP-bound tokens are usable only with their key.
             field(&mut canonical, "dpop_jkt", dpop.thumbprint());
+        }
+        if let Some(certificate) = &b.client_certificate {
+            // Certificate-bound tokens are usable only with their certificate.
+            field(&mut canonical, "x5t_s256", certificate.thumbprint());
         }
         let mut scopes = b.scopes.clone();
         scopes.sort();
@@ -1116,6 +1155,34 @@ mod tests {
         // Stable across runs and versions: pinned.
         let pinned = key(SourceConfig::builder("https://auth.example.com/token", "c").client_auth(ClientAuth::None));
         assert_eq!(pinned.canonical(), "auth-core cache key v1\ntoken_url=https%3A%2F%2Fauth.example.com%2Ftoken\nclient_id=c\ngrant_type=client_credentials\nscope=\naudience=\n");
+    }
+
+    #[test]
+    fn a_client_certificate_chooses_tls_client_auth_and_keys_its_tokens() {
+        let fixture = |name: &str| {
+            std::fs::read_to_string(format!("{}/testdata/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        let certificate = ClientCertificate::from_pem(&fixture("cert.pem"), &fixture("ec-p256.pem"), None).unwrap();
+        let builder = || SourceConfig::builder("https://auth.example.com/oauth2/token", "client-1");
+        // A certificate and nothing else: tls_client_auth, mutual TLS.
+        let config = builder().client_certificate(certificate.clone()).build().unwrap();
+        assert_eq!(config.client_auth(), ClientAuth::TlsClientAuth);
+        assert!(config.mutual_tls() && config.client_certificate().is_some());
+        assert!(config.cache_key().canonical().contains(&format!("x5t_s256={}", certificate.thumbprint())));
+        // With a secret, the secret authenticates; the tokens are still the certificate's.
+        let with_secret = builder().client_secret("s").client_certificate(certificate.clone()).build().unwrap();
+        assert_eq!(with_secret.client_auth(), ClientAuth::Basic);
+        assert_eq!(with_secret.cache_key(), config.cache_key());
+        let without = builder().client_secret("s").build().unwrap();
+        assert!(!without.mutual_tls());
+        assert_ne!(without.cache_key(), config.cache_key());
+        // A certificate method without a certificate says what to set.
+        for method in [ClientAuth::TlsClientAuth, ClientAuth::SelfSignedTlsClientAuth] {
+            let error = builder().client_auth(method).build().unwrap_err();
+            assert_eq!(error, ConfigError::MissingClientCertificate { method: method.as_str() });
+            assert!(error.to_string().contains("client_certificate(..)"), "{error}");
+        }
+        assert!(!format!("{config:?}").contains("PRIVATE"));
     }
 
     #[test]

@@ -99,19 +99,20 @@ impl ServerMetadata {
     pub fn token_endpoint_auth_methods(&self) -> &[String] {
         &self.auth_methods
     }
-    /// The token endpoint to use with client authentication `method`: the
-    /// RFC 8705 `mtls_endpoint_aliases` one for a TLS client certificate
-    /// method when the document names one, the plain one otherwise.
-    pub fn token_endpoint_for(&self, method: ClientAuth) -> &Uri {
-        self.mtls[0].as_ref().filter(|_| method.uses_tls_certificate()).unwrap_or(&self.token_endpoint)
+    /// The token endpoint for a client that uses `mutual_tls` (it presents
+    /// a client certificate: [`SourceConfig::mutual_tls`](crate::SourceConfig::mutual_tls)):
+    /// the RFC 8705 §5 `mtls_endpoint_aliases` one when the document names
+    /// one, the plain one otherwise.
+    pub fn token_endpoint_for(&self, mutual_tls: bool) -> &Uri {
+        self.mtls[0].as_ref().filter(|_| mutual_tls).unwrap_or(&self.token_endpoint)
     }
-    /// The revocation endpoint to use with `method` (its mTLS alias, if any).
-    pub fn revocation_endpoint_for(&self, method: ClientAuth) -> Option<&Uri> {
-        self.mtls[1].as_ref().filter(|_| method.uses_tls_certificate()).or(self.revocation_endpoint.as_ref())
+    /// The revocation endpoint (its mTLS alias for a `mutual_tls` client).
+    pub fn revocation_endpoint_for(&self, mutual_tls: bool) -> Option<&Uri> {
+        self.mtls[1].as_ref().filter(|_| mutual_tls).or(self.revocation_endpoint.as_ref())
     }
-    /// The device authorization endpoint to use with `method` (its mTLS alias, if any).
-    pub fn device_authorization_endpoint_for(&self, method: ClientAuth) -> Option<&Uri> {
-        self.mtls[2].as_ref().filter(|_| method.uses_tls_certificate()).or(self.device_authorization_endpoint.as_ref())
+    /// The device authorization endpoint (its mTLS alias for a `mutual_tls` client).
+    pub fn device_authorization_endpoint_for(&self, mutual_tls: bool) -> Option<&Uri> {
+        self.mtls[2].as_ref().filter(|_| mutual_tls).or(self.device_authorization_endpoint.as_ref())
     }
     /// Whether the callback always carries RFC 9207 `iss`.
     pub fn iss_parameter_supported(&self) -> bool {
@@ -122,17 +123,25 @@ impl ServerMetadata {
     /// secret; otherwise HTTP Basic if the server supports it, else the
     /// form body if it does, else Basic (RFC 8414's default).
     pub fn client_auth(&self, has_secret: bool) -> ClientAuth {
-        self.client_auth_for(has_secret, false)
+        self.client_auth_for(has_secret, false, false)
     }
 
     /// Like [`ServerMetadata::client_auth`] for a client that may hold a
-    /// private key: with one, `private_key_jwt` (the server lists it, or
-    /// lists nothing about it: the key was given for a reason).
-    pub fn client_auth_for(&self, has_secret: bool, has_key: bool) -> ClientAuth {
+    /// private key or a TLS client certificate: with a key,
+    /// `private_key_jwt` (the key was given for a reason); without a key or
+    /// secret but with a certificate, `tls_client_auth`, or
+    /// `self_signed_tls_client_auth` when the server lists only that one.
+    pub fn client_auth_for(&self, has_secret: bool, has_key: bool, has_certificate: bool) -> ClientAuth {
+        let supports = |method: &str| self.auth_methods.iter().any(|m| m == method);
         if has_key {
             return ClientAuth::PrivateKeyJwt;
         }
-        let supports = |method: &str| self.auth_methods.iter().any(|m| m == method);
+        if has_certificate && !has_secret {
+            return match (supports("tls_client_auth"), supports("self_signed_tls_client_auth")) {
+                (false, true) => ClientAuth::SelfSignedTlsClientAuth,
+                _ => ClientAuth::TlsClientAuth,
+            };
+        }
         match (has_secret, supports("client_secret_basic"), supports("client_secret_post")) {
             (false, _, _) => ClientAuth::None,
             (true, true, _) | (true, false, false) => ClientAuth::Basic,
@@ -309,33 +318,29 @@ mod tests {
     }
 
     #[test]
-    fn mtls_aliases_serve_certificate_methods_only() {
+    fn mtls_aliases_serve_mutual_tls_clients_only() {
         let text = doc(&format!(
             r#","revocation_endpoint":"{ISSUER}/revoke","mtls_endpoint_aliases":{{"token_endpoint":"https://mtls.id.example.com/token","revocation_endpoint":"https://mtls.id.example.com/revoke"}}"#
         ));
         let metadata = parse_metadata(ISSUER, text.as_bytes(), false).unwrap();
-        assert_eq!(metadata.token_endpoint_for(ClientAuth::TlsClientAuth), "https://mtls.id.example.com/token");
-        assert_eq!(
-            metadata.token_endpoint_for(ClientAuth::SelfSignedTlsClientAuth),
-            "https://mtls.id.example.com/token"
-        );
-        assert_eq!(metadata.token_endpoint_for(ClientAuth::Basic), "https://id.example.com/token");
-        assert_eq!(
-            metadata.revocation_endpoint_for(ClientAuth::TlsClientAuth).unwrap(),
-            "https://mtls.id.example.com/revoke"
-        );
-        assert_eq!(
-            metadata.revocation_endpoint_for(ClientAuth::PrivateKeyJwt).unwrap(),
-            "https://id.example.com/revoke"
-        );
-        assert!(metadata.device_authorization_endpoint_for(ClientAuth::TlsClientAuth).is_none());
+        assert_eq!(metadata.token_endpoint_for(true), "https://mtls.id.example.com/token");
+        assert_eq!(metadata.token_endpoint_for(false), "https://id.example.com/token");
+        assert_eq!(metadata.revocation_endpoint_for(true).unwrap(), "https://mtls.id.example.com/revoke");
+        assert_eq!(metadata.revocation_endpoint_for(false).unwrap(), "https://id.example.com/revoke");
+        assert!(metadata.device_authorization_endpoint_for(true).is_none());
         // Aliases obey the endpoint rules; a malformed one is refused.
         let plain = doc(r#","mtls_endpoint_aliases":{"token_endpoint":"http://mtls.id.example.com/token"}"#);
         assert!(parse_metadata(ISSUER, plain.as_bytes(), false).is_err());
         let wrong = doc(r#","mtls_endpoint_aliases":["x"]"#);
         assert!(matches!(parse_metadata(ISSUER, wrong.as_bytes(), false), Err(DiscoveryError::Malformed { .. })));
         // A client with a private key authenticates with it.
-        assert_eq!(metadata.client_auth_for(false, true), ClientAuth::PrivateKeyJwt);
-        assert_eq!(metadata.client_auth_for(true, false), ClientAuth::Basic);
+        assert_eq!(metadata.client_auth_for(false, true, true), ClientAuth::PrivateKeyJwt);
+        assert_eq!(metadata.client_auth_for(true, false, false), ClientAuth::Basic);
+        // A certificate alone: tls_client_auth, unless only the self-signed one is offered.
+        assert_eq!(metadata.client_auth_for(false, false, true), ClientAuth::TlsClientAuth);
+        assert_eq!(metadata.client_auth_for(true, false, true), ClientAuth::Basic);
+        let self_signed = doc(r#","token_endpoint_auth_methods_supported":["self_signed_tls_client_auth"]"#);
+        let metadata = parse_metadata(ISSUER, self_signed.as_bytes(), false).unwrap();
+        assert_eq!(metadata.client_auth_for(false, false, true), ClientAuth::SelfSignedTlsClientAuth);
     }
 }

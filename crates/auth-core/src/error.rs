@@ -132,6 +132,12 @@ pub enum ConfigError {
     /// `private_key_jwt` was chosen and no signing key was set.
     #[error("client authentication `private-key-jwt` needs the client's private key; set signing_key(..) (a PEM or JWK file)")]
     MissingSigningKey,
+    /// A TLS client certificate method was chosen and no certificate was set.
+    #[error("client authentication `{method}` needs the client certificate and its key; set client_certificate(..) (PEM files)")]
+    MissingClientCertificate {
+        /// The method's name.
+        method: &'static str,
+    },
     /// An assertion is to be addressed to the issuer, and none is known.
     #[error("{what} is the issuer, but no issuer is configured; set issuer(..) (or use discovery), or choose the token URL as the audience")]
     MissingIssuer {

@@ -100,6 +100,9 @@ pub enum KeyError {
         /// The PEM label found.
         label: String,
     },
+    /// No certificate where one is needed (a client certificate, a root).
+    #[error("no certificate found: expected PEM `CERTIFICATE` blocks")]
+    NotACertificate,
     /// A public key where a private key is needed.
     #[error("this is a public key; signing needs the private key (a JWK with `d`, or a PEM `PRIVATE KEY`)")]
     PublicKeyOnly,
@@ -208,38 +211,17 @@ impl SigningKey {
     /// Like [`SigningKey::from_pem`], for a key that may be encrypted
     /// (`ENCRYPTED PRIVATE KEY`, PKCS#8 PBES2) with `password`.
     pub fn from_pem_with_password(pem: &str, password: Option<&[u8]>) -> Result<Self, KeyError> {
-        let block = pem_private_key_block(pem)?;
-        if block.contains("Proc-Type: 4,ENCRYPTED") {
-            return Err(KeyError::Unsupported {
-                what: "a key encrypted in the legacy OpenSSL format (Proc-Type: 4,ENCRYPTED); convert it with \
-                       `openssl pkcs8 -topk8 -in key.pem -out key-pkcs8.pem`"
-                    .to_owned(),
-            });
-        }
-        let (label, der) = pkcs8::SecretDocument::from_pem(block)
-            .map_err(|error| KeyError::Malformed { format: "PEM", reason: error.to_string() })?;
-        match label {
-            "PRIVATE KEY" => Self::from_pkcs8_der(der.as_bytes()),
-            "ENCRYPTED PRIVATE KEY" => {
-                let password = password.ok_or(KeyError::PasswordNeeded)?;
-                let info = pkcs8::EncryptedPrivateKeyInfo::from_der(der.as_bytes())
-                    .map_err(|error| KeyError::Malformed { format: "encrypted PKCS#8", reason: error.to_string() })?;
-                let plain = info.decrypt(password).map_err(|_| KeyError::WrongPassword)?;
-                Self::from_pkcs8_der(plain.as_bytes()).map_err(|error| match error {
-                    // A wrong password that happened to unpad yields garbage.
-                    KeyError::Malformed { .. } => KeyError::WrongPassword,
-                    other => other,
-                })
-            }
-            "RSA PRIVATE KEY" => rsa_key(der.as_bytes(), true),
-            "EC PRIVATE KEY" => {
+        let (format, der) = private_key_der(pem, password)?;
+        match format {
+            PrivateKeyFormat::Pkcs8 => Self::from_pkcs8_der(der.as_bytes()),
+            PrivateKeyFormat::Pkcs1 => rsa_key(der.as_bytes(), true),
+            PrivateKeyFormat::Sec1 => {
                 let secret = p256::SecretKey::from_sec1_der(der.as_bytes()).map_err(|_| KeyError::Malformed {
                     format: "SEC1",
                     reason: "not a P-256 private key (only the P-256 curve signs ES256)".to_owned(),
                 })?;
                 Ok(Self::new(Key::Es256(secret.into())))
             }
-            other => Err(KeyError::WrongPemBlock { label: other.to_owned() }),
         }
     }
 
@@ -643,9 +625,21 @@ fn rsa_key(_der: &[u8], _pkcs1: bool) -> Result<SigningKey, KeyError> {
     Err(KeyError::Unsupported { what: "an RSA key (auth-core was built without its `rsa` feature)".to_owned() })
 }
 
-/// The one private key block of a PEM text, skipping certificates and
-/// `EC PARAMETERS` that often share its file.
-fn pem_private_key_block(text: &str) -> Result<&str, KeyError> {
+/// How a private key's DER is laid out, after its PEM label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PrivateKeyFormat {
+    /// PKCS#8 `PrivateKeyInfo` (`PRIVATE KEY`; an `ENCRYPTED PRIVATE KEY`
+    /// once decrypted).
+    Pkcs8,
+    /// PKCS#1 `RSAPrivateKey` (`RSA PRIVATE KEY`).
+    Pkcs1,
+    /// SEC1 `ECPrivateKey` (`EC PRIVATE KEY`).
+    Sec1,
+}
+
+/// The blocks of a PEM text, `(label, whole block)`, in order.
+pub(crate) fn pem_blocks(text: &str) -> Result<Vec<(&str, &str)>, KeyError> {
     let mut blocks = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
@@ -657,18 +651,57 @@ fn pem_private_key_block(text: &str) -> Result<&str, KeyError> {
         blocks.push((label, &after[..end]));
         rest = &after[end..];
     }
+    Ok(blocks)
+}
+
+/// The one private key of a PEM text (certificates and `EC PARAMETERS`
+/// that often share its file are skipped), decrypted with `password` when
+/// it is an encrypted PKCS#8 key.
+pub(crate) fn private_key_der(
+    text: &str,
+    password: Option<&[u8]>,
+) -> Result<(PrivateKeyFormat, pkcs8::SecretDocument), KeyError> {
+    let blocks = pem_blocks(text)?;
     let private: Vec<&(&str, &str)> = blocks.iter().filter(|(label, _)| label.ends_with("PRIVATE KEY")).collect();
-    match (private.as_slice(), blocks.first()) {
-        ([(_, block)], _) => Ok(block),
-        ([], Some((label, _))) => match *label {
-            "PUBLIC KEY" | "RSA PUBLIC KEY" => Err(KeyError::PublicKeyOnly),
-            other => Err(KeyError::WrongPemBlock { label: other.to_owned() }),
-        },
-        ([], None) => Err(KeyError::NotAKey),
-        (many, _) => Err(KeyError::Malformed {
-            format: "PEM",
-            reason: format!("the text holds {} private keys; give a file with the one to sign with", many.len()),
-        }),
+    let block = match (private.as_slice(), blocks.first()) {
+        ([(_, block)], _) => *block,
+        ([], Some((label, _))) => {
+            return Err(match *label {
+                "PUBLIC KEY" | "RSA PUBLIC KEY" => KeyError::PublicKeyOnly,
+                other => KeyError::WrongPemBlock { label: other.to_owned() },
+            })
+        }
+        ([], None) => return Err(KeyError::NotAKey),
+        (many, _) => {
+            return Err(KeyError::Malformed {
+                format: "PEM",
+                reason: format!("the text holds {} private keys; give a file with the one to use", many.len()),
+            })
+        }
+    };
+    if block.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(KeyError::Unsupported {
+            what: "a key encrypted in the legacy OpenSSL format (Proc-Type: 4,ENCRYPTED); convert it with \
+                   `openssl pkcs8 -topk8 -in key.pem -out key-pkcs8.pem`"
+                .to_owned(),
+        });
+    }
+    let (label, der) = pkcs8::SecretDocument::from_pem(block)
+        .map_err(|error| KeyError::Malformed { format: "PEM", reason: error.to_string() })?;
+    match label {
+        "PRIVATE KEY" => Ok((PrivateKeyFormat::Pkcs8, der)),
+        "RSA PRIVATE KEY" => Ok((PrivateKeyFormat::Pkcs1, der)),
+        "EC PRIVATE KEY" => Ok((PrivateKeyFormat::Sec1, der)),
+        "ENCRYPTED PRIVATE KEY" => {
+            let password = password.ok_or(KeyError::PasswordNeeded)?;
+            let info = pkcs8::EncryptedPrivateKeyInfo::from_der(der.as_bytes())
+                .map_err(|error| KeyError::Malformed { format: "encrypted PKCS#8", reason: error.to_string() })?;
+            let plain = info.decrypt(password).map_err(|_| KeyError::WrongPassword)?;
+            // A wrong password that happened to unpad yields garbage.
+            pkcs8::PrivateKeyInfo::from_der(plain.as_bytes()).map_err(|_| KeyError::WrongPassword)?;
+            Ok((PrivateKeyFormat::Pkcs8, plain))
+        }
+        other => Err(KeyError::WrongPemBlock { label: other.to_owned() }),
     }
 }
 

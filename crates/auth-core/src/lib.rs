@@ -73,6 +73,7 @@ pub mod dpop;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
+pub mod mtls;
 pub mod redact;
 pub mod request;
 pub mod response;

@@ -131,6 +131,36 @@ impl ClientSetup {
         }
     }
 
+    /// Mutual TLS (RFC 8705): the client certificate the adapter presents
+    /// to the token endpoint (`tls_client_auth` when no secret or key is
+    /// set, or certificate-bound tokens) and to APIs that ask for one.
+    pub fn client_certificate(self, certificate: crate::mtls::ClientCertificate) -> Self {
+        self.oauth("client_certificate(..) needs client_credentials(token_url, client_id) first", |b| {
+            b.client_certificate(certificate)
+        })
+    }
+
+    /// The client certificate and key from PEM files' contents (read by the
+    /// adapter), the key decrypted with `password` when encrypted; a file
+    /// that cannot be read or used makes `build()` fail with an error that
+    /// names it.
+    pub fn client_certificate_from_files(
+        mut self,
+        certificate_path: &str,
+        certificate: std::io::Result<String>,
+        key_path: &str,
+        key: std::io::Result<String>,
+        password: Option<&[u8]>,
+    ) -> Self {
+        match crate::mtls::ClientCertificate::read_files(certificate_path, certificate, key_path, key, password) {
+            Ok(certificate) => self.client_certificate(certificate),
+            Err(error) => {
+                self.fail(error);
+                self
+            }
+        }
+    }
+
     /// DPoP-bound tokens (RFC 9449) with this key: every token and API
     /// request carries a fresh proof.
     pub fn dpop(self, dpop: std::sync::Arc<crate::dpop::Dpop>) -> Self {
@@ -282,6 +312,31 @@ macro_rules! client_setup_methods {
             let path = path.as_ref();
             let contents = std::fs::read_to_string(path);
             self.$field = self.$field.signing_key_from_file(&path.display().to_string(), contents, None);
+            self
+        }
+        /// Mutual TLS (RFC 8705): the client certificate presented to the
+        /// token endpoint (`tls_client_auth` when no secret or key is set,
+        /// or certificate-bound tokens) and to APIs that ask for one.
+        pub fn client_certificate(mut self, certificate: $crate::mtls::ClientCertificate) -> Self {
+            self.$field = self.$field.client_certificate(certificate);
+            self
+        }
+        /// The client certificate (PEM, the chain after it if any) and its
+        /// private key (PEM, unencrypted) from files; an unreadable or
+        /// unusable file makes `build()` fail with an error that names it.
+        pub fn client_certificate_files(
+            mut self,
+            certificate: impl AsRef<std::path::Path>,
+            key: impl AsRef<std::path::Path>,
+        ) -> Self {
+            let (certificate, key) = (certificate.as_ref(), key.as_ref());
+            self.$field = self.$field.client_certificate_from_files(
+                &certificate.display().to_string(),
+                std::fs::read_to_string(certificate),
+                &key.display().to_string(),
+                std::fs::read_to_string(key),
+                None,
+            );
             self
         }
         /// DPoP-bound tokens (RFC 9449) with this key

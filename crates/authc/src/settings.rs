@@ -816,20 +816,21 @@ impl Settings {
             let metadata = auth_core::discovery::parse_metadata(&issuer, &body, self.allow_insecure_http)
                 .map_err(|e| Failure::usage(format!("{e} ({url})")))?;
             if !self.auth_method_given {
-                self.auth_method = metadata.client_auth_for(self.client_secret.is_some(), self.signing_key.is_some());
+                self.auth_method =
+                    metadata.client_auth_for(self.client_secret.is_some(), self.signing_key.is_some(), false);
             }
             // With a TLS client certificate, the RFC 8705 aliases when named.
             let text = |uri: &http::Uri| uri.to_string();
-            let method = self.auth_method;
-            self.token_url.get_or_insert_with(|| text(metadata.token_endpoint_for(method)));
+            let mutual_tls = self.auth_method.uses_tls_certificate();
+            self.token_url.get_or_insert_with(|| text(metadata.token_endpoint_for(mutual_tls)));
             if self.authorize_url.is_none() {
                 self.authorize_url = metadata.authorization_endpoint().map(text);
             }
             if self.device_url.is_none() {
-                self.device_url = metadata.device_authorization_endpoint_for(method).map(text);
+                self.device_url = metadata.device_authorization_endpoint_for(mutual_tls).map(text);
             }
             if self.revocation_url.is_none() {
-                self.revocation_url = metadata.revocation_endpoint_for(method).map(text);
+                self.revocation_url = metadata.revocation_endpoint_for(mutual_tls).map(text);
             }
             self.issuer_param_required = metadata.iss_parameter_supported();
             return Ok(());
