@@ -38,6 +38,9 @@
 pub mod redis;
 
 mod jose;
+mod tls;
+
+pub use tls::{self_signed_certificate, CertificatePem};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,6 +77,12 @@ pub struct ProviderConfig {
     dpop_nonces: bool,
     /// Token requests without a DPoP proof are refused.
     require_dpop: bool,
+    /// A second listener, HTTPS, that asks for client certificates.
+    mtls: bool,
+    /// `tls_client_auth` clients and the subject of their certificate.
+    tls_clients: Vec<(String, String)>,
+    /// `self_signed_tls_client_auth` clients and their certificate's thumbprint.
+    self_signed_clients: Vec<(String, String)>,
 }
 
 /// Which `aud` the provider accepts in assertions.
@@ -118,7 +127,39 @@ impl ProviderConfig {
             bearer_issuers: Vec::new(),
             dpop_nonces: false,
             require_dpop: false,
+            mtls: false,
+            tls_clients: Vec::new(),
+            self_signed_clients: Vec::new(),
         }
+    }
+
+    /// Also serves everything on a mutual TLS listener (RFC 8705):
+    /// HTTPS with a certificate from the provider's own CA
+    /// ([`Provider::ca_certificate`]), asking every client for a
+    /// certificate. The discovery document names its endpoints in
+    /// `mtls_endpoint_aliases`. A token obtained there with a client
+    /// certificate is bound to it (`x5t#S256`): the API accepts it only
+    /// over a connection made with the same certificate. Default `false`.
+    pub fn mtls(mut self, on: bool) -> Self {
+        self.mtls = on;
+        self
+    }
+
+    /// A `tls_client_auth` client (RFC 8705 §2.1): it authenticates with a
+    /// certificate the provider's CA issued for `subject`
+    /// ([`Provider::issue_client_certificate`]). Needs [`ProviderConfig::mtls`].
+    pub fn tls_client(mut self, id: impl Into<String>, subject: impl Into<String>) -> Self {
+        self.tls_clients.push((id.into(), subject.into()));
+        self
+    }
+
+    /// A `self_signed_tls_client_auth` client (RFC 8705 §2.2) registered
+    /// with its certificate (PEM, see [`self_signed_certificate`]). Needs
+    /// [`ProviderConfig::mtls`].
+    pub fn self_signed_tls_client(mut self, id: impl Into<String>, certificate_pem: &str) -> Self {
+        let thumbprint = tls::thumbprint_of_pem(certificate_pem).expect("a PEM certificate");
+        self.self_signed_clients.push((id.into(), thumbprint));
+        self
     }
 
     /// Whether DPoP proofs (at the token endpoint and the API) must carry
@@ -281,8 +322,12 @@ pub struct TokenRequest {
     /// `grant_type`.
     pub grant_type: String,
     /// How the client authenticated: `basic`, `basic-raw`, `post`, `json`,
-    /// `none`, `private-key-jwt`, `client-secret-jwt`, or `unknown`.
+    /// `none`, `private-key-jwt`, `client-secret-jwt`, `tls-client-auth`,
+    /// `self-signed-tls-client-auth`, or `unknown`.
     pub client_auth: String,
+    /// The `x5t#S256` thumbprint of the client certificate the request
+    /// came with (over the mutual TLS listener).
+    pub client_certificate: Option<String>,
     /// The client id, when one was found.
     pub client_id: Option<String>,
     /// `scope`.
@@ -323,6 +368,9 @@ pub struct ProviderStats {
     pub dpop_nonce_challenges: u64,
     /// DPoP proofs refused for another reason (bad, replayed, missing).
     pub dpop_proofs_refused: u64,
+    /// Certificate-bound tokens refused at the API because the connection
+    /// did not show their certificate.
+    pub certificate_binding_refused: u64,
 }
 
 /// What happened to a device code.
@@ -365,6 +413,8 @@ struct Issued {
     revoked: bool,
     /// The thumbprint of the DPoP key a token is bound to.
     jkt: Option<String>,
+    /// The thumbprint of the client certificate a token is bound to.
+    x5t: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -390,6 +440,10 @@ struct Inner {
     last_refusal: Option<String>,
     /// The DPoP nonce proofs must carry (when nonces are on).
     dpop_nonce: String,
+    /// The mutual TLS listener's `https://127.0.0.1:<port>`, when on.
+    mtls_url: Option<String>,
+    /// Client certificates the CA issued: thumbprint → subject.
+    issued_certificates: HashMap<String, String>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -403,6 +457,7 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
 /// A running provider. Dropping it stops the server.
 pub struct Provider {
     url: String,
+    mtls: Option<(String, Arc<tls::Authority>)>,
     shared: Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -426,6 +481,16 @@ impl Provider {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let url = format!("http://{}", listener.local_addr()?);
+        let mtls = if config.mtls {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+            listener.set_nonblocking(true)?;
+            let url = format!("https://{}", listener.local_addr()?);
+            let authority = tls::Authority::new();
+            let server = authority.server_config()?;
+            Some((listener, url, Arc::new(authority), server))
+        } else {
+            None
+        };
         let shared: Shared = Arc::new(Mutex::new(Inner {
             config,
             tokens: HashMap::new(),
@@ -438,20 +503,66 @@ impl Provider {
             seen_assertions: HashSet::new(),
             last_refusal: None,
             dpop_nonce: random_token("nonce-"),
+            mtls_url: mtls.as_ref().map(|(_, url, _, _)| url.clone()),
+            issued_certificates: HashMap::new(),
         }));
         let app = Router::new().fallback(route).with_state(Arc::clone(&shared));
+        let (mtls_serve, mtls) = match mtls {
+            Some((listener, url, authority, server)) => {
+                (Some((listener, server, app.clone(), url.clone())), Some((url, authority)))
+            }
+            None => (None, None),
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name("auth-testkit".to_owned()).spawn(move || {
             runtime.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let mtls = async move {
+                    match mtls_serve {
+                        Some((listener, server, app, url)) => match tokio::net::TcpListener::from_std(listener) {
+                            Ok(listener) => tls::serve(listener, server, app, url).await,
+                            Err(_) => std::future::pending().await,
+                        },
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = axum::serve(listener, app) => {}
+                    _ = mtls => {}
                     _ = stopped => {}
                 }
             });
         })?;
-        Ok(Self { url, shared, stop: Some(stop), thread: Some(thread) })
+        Ok(Self { url, mtls, shared, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// The mutual TLS listener's `https://127.0.0.1:<port>`, when
+    /// [`ProviderConfig::mtls`] is on: the same endpoints and API as
+    /// [`Provider::url`] (`/oauth/token`, `/api/...`).
+    pub fn mtls_url(&self) -> Option<&str> {
+        self.mtls.as_ref().map(|(url, _)| url.as_str())
+    }
+
+    /// The CA certificate (PEM) that signed the mutual TLS listener's
+    /// certificate and the client certificates it issues: the root a
+    /// client must trust. `None` without [`ProviderConfig::mtls`].
+    pub fn ca_certificate(&self) -> Option<String> {
+        self.mtls.as_ref().map(|(_, authority)| authority.ca_pem())
+    }
+
+    /// A client certificate and key the provider's CA issues for
+    /// `subject`, for a [`ProviderConfig::tls_client`] registered with that
+    /// subject.
+    ///
+    /// # Panics
+    /// Without [`ProviderConfig::mtls`] (a mistake in the test's set-up).
+    pub fn issue_client_certificate(&self, subject: &str) -> CertificatePem {
+        let (_, authority) = self.mtls.as_ref().expect("issue_client_certificate needs ProviderConfig::mtls(true)");
+        let issued = authority.issue(subject, false);
+        let thumbprint = tls::thumbprint_of_pem(&issued.certificate).expect("an issued certificate");
+        lock(&self.shared).issued_certificates.insert(thumbprint, subject.to_owned());
+        issued
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -577,6 +688,7 @@ impl Provider {
             refresh: false,
             revoked: false,
             jkt: None,
+            x5t: None,
         };
         lock(&self.shared).tokens.insert(value.clone(), issued);
         value
@@ -611,22 +723,26 @@ async fn route(State(shared): State<Shared>, request: Request<Body>) -> Response
     };
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or("").to_owned();
+    let via = match parts.extensions.get::<tls::Connection>() {
+        Some(connection) => connection.clone(),
+        None => tls::Connection { base_url: lock(&shared).url.clone(), client_certificate: None },
+    };
     match (parts.method.clone(), path.as_str()) {
         (Method::POST, "/oauth/token") => {
             let latency = lock(&shared).faults.latency;
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            with_dpop_nonce(&shared, token(&shared, &parts.headers, &body))
+            with_dpop_nonce(&shared, token(&shared, &via, &parts.headers, &body))
         }
-        (Method::POST, "/oauth/revoke") => revoke(&shared, &parts.headers, &body),
+        (Method::POST, "/oauth/revoke") => revoke(&shared, &via, &parts.headers, &body),
         (Method::GET, "/oauth/authorize") => authorize(&shared, &query),
-        (Method::POST, "/oauth/device") => device_authorization(&shared, &parts.headers, &body),
+        (Method::POST, "/oauth/device") => device_authorization(&shared, &via, &parts.headers, &body),
         (Method::GET, "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration") => {
             discovery(&shared)
         }
         (_, p) if p.starts_with("/api/") => {
-            with_dpop_nonce(&shared, api(&shared, &parts.method, p, &query, &parts.headers, body.len()))
+            with_dpop_nonce(&shared, api(&shared, &via, &parts.method, p, &query, &parts.headers, body.len()))
         }
         (_, p) if p.starts_with("/legacy/") => legacy(&shared, &parts.headers),
         _ => text(StatusCode::NOT_FOUND, "not found"),
@@ -703,12 +819,16 @@ fn refusal(method: &str) -> Response<Body> {
 /// Authenticates the client: `(method, client id)`, or the method it tried.
 fn authenticate(
     inner: &mut Inner,
+    via: &tls::Connection,
     headers: &HeaderMap,
     params: &[(String, String)],
     is_json: bool,
 ) -> Result<(String, String), String> {
     if let Some(assertion) = param(params, "client_assertion") {
         return authenticate_assertion(inner, params, assertion);
+    }
+    if let Some(result) = authenticate_certificate(inner, via, headers, params) {
+        return result;
     }
     let known = |id: &str, secret: Option<&str>| {
         inner.config.clients.iter().any(|(cid, csecret)| cid == id && csecret.as_deref() == secret)
@@ -751,6 +871,37 @@ fn authenticate(
         (Some(_), Some(_)) => refuse(method),
         _ => refuse("unknown"),
     }
+}
+
+/// `tls_client_auth` and `self_signed_tls_client_auth`: `None` when the
+/// client id is not one of their clients.
+fn authenticate_certificate(
+    inner: &mut Inner,
+    via: &tls::Connection,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Option<Result<(String, String), String>> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    let id = param(params, "client_id")?;
+    let config = &inner.config;
+    let (method, accepted) = if let Some((_, subject)) = config.tls_clients.iter().find(|(cid, _)| cid == id) {
+        let issued = via.client_certificate.as_ref().and_then(|t| inner.issued_certificates.get(t));
+        ("tls-client-auth", issued == Some(subject))
+    } else if let Some((_, registered)) = config.self_signed_clients.iter().find(|(cid, _)| cid == id) {
+        ("self-signed-tls-client-auth", via.client_certificate.as_ref() == Some(registered))
+    } else {
+        return None;
+    };
+    if accepted {
+        return Some(Ok((method.to_owned(), id.to_owned())));
+    }
+    inner.last_refusal = Some(match &via.client_certificate {
+        None => "no client certificate in the TLS handshake".to_owned(),
+        Some(_) => format!("the client certificate is not the one registered for `{id}`"),
+    });
+    Some(Err(method.to_owned()))
 }
 
 /// `private_key_jwt` and `client_secret_jwt`.
@@ -796,13 +947,14 @@ pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{body}")
 }
 
-fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+fn token(shared: &Shared, via: &tls::Connection, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     let mut inner = lock(shared);
     inner.stats.token_requests += 1;
     let (params, is_json) = params(headers, body);
     let mut record = TokenRequest {
         grant_type: param(&params, "grant_type").unwrap_or("").to_owned(),
         client_auth: "unknown".to_owned(),
+        client_certificate: via.client_certificate.clone(),
         client_id: param(&params, "client_id").map(str::to_owned),
         scope: param(&params, "scope").map(str::to_owned),
         audience: param(&params, "audience").map(str::to_owned),
@@ -843,7 +995,7 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
             _ => html(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error"),
         }
     } else {
-        match authenticate(&mut inner, headers, &params, is_json) {
+        match authenticate(&mut inner, via, headers, &params, is_json) {
             Err(method) => {
                 let response = refusal(&method);
                 record.client_auth = method;
@@ -852,9 +1004,9 @@ fn token(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
             Ok((method, client_id)) => {
                 record.client_auth = method;
                 record.client_id = Some(client_id.clone());
-                let token_url = format!("{}/oauth/token", inner.url);
+                let token_url = format!("{}/oauth/token", via.base_url);
                 match token_endpoint_proof(&mut inner, headers, &token_url) {
-                    Ok(jkt) => issue(&mut inner, &client_id, &params, jkt),
+                    Ok(jkt) => issue(&mut inner, &client_id, &params, jkt, via.client_certificate.clone()),
                     Err(refusal) => *refusal,
                 }
             }
@@ -913,7 +1065,15 @@ fn token_endpoint_proof(
     }
 }
 
-fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)], jkt: Option<String>) -> Response<Body> {
+/// Issues tokens bound to the DPoP key `jkt` and the client certificate
+/// `x5t` (RFC 8705 §3), when given.
+fn issue(
+    inner: &mut Inner,
+    client_id: &str,
+    params: &[(String, String)],
+    jkt: Option<String>,
+    x5t: Option<String>,
+) -> Response<Body> {
     let lifetime = inner.config.token_lifetime;
     let mut scope = param(params, "scope").map(str::to_owned);
     let mut user: Option<String> = None;
@@ -997,6 +1157,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)], jkt: O
             refresh: true,
             revoked: false,
             jkt: jkt.clone(),
+            x5t: x5t.clone(),
         };
         inner.tokens.insert(value.clone(), issued);
         refresh = Some(value);
@@ -1012,6 +1173,7 @@ fn issue(inner: &mut Inner, client_id: &str, params: &[(String, String)], jkt: O
             refresh: false,
             revoked: false,
             jkt: jkt.clone(),
+            x5t,
         },
     );
     inner.stats.tokens_issued += 1;
@@ -1034,11 +1196,13 @@ impl Inner {
 
     /// The `aud` values assertions may name.
     fn assertion_audiences(&self) -> Vec<String> {
-        let token_url = format!("{}/oauth/token", self.url);
+        // The token endpoint, or its mutual TLS alias.
+        let mut token_urls = vec![format!("{}/oauth/token", self.url)];
+        token_urls.extend(self.mtls_url.as_ref().map(|url| format!("{url}/oauth/token")));
         match self.config.assertion_audience {
-            AssertionAudience::IssuerOrTokenUrl => vec![self.issuer(), token_url],
+            AssertionAudience::IssuerOrTokenUrl => [vec![self.issuer()], token_urls].concat(),
             AssertionAudience::Issuer => vec![self.issuer()],
-            AssertionAudience::TokenUrl => vec![token_url],
+            AssertionAudience::TokenUrl => token_urls,
         }
     }
 }
@@ -1163,10 +1327,10 @@ fn redeem_code(
 }
 
 /// `POST /oauth/device`: a device code for the (public or authenticated) client.
-fn device_authorization(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+fn device_authorization(shared: &Shared, via: &tls::Connection, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     let mut inner = lock(shared);
     let (params, is_json) = params(headers, body);
-    let client_id = match authenticate(&mut inner, headers, &params, is_json) {
+    let client_id = match authenticate(&mut inner, via, headers, &params, is_json) {
         Ok((_, client_id)) => client_id,
         Err(method) => return refusal(&method),
     };
@@ -1229,9 +1393,7 @@ fn poll_device(inner: &mut Inner, client_id: &str, params: &[(String, String)]) 
 fn discovery(shared: &Shared) -> Response<Body> {
     let inner = lock(shared);
     let url = &inner.url;
-    json(
-        StatusCode::OK,
-        serde_json::json!({
+    let mut document = serde_json::json!({
             "issuer": inner.issuer(),
             "authorization_endpoint": format!("{url}/oauth/authorize"),
             "token_endpoint": format!("{url}/oauth/token"),
@@ -1246,15 +1408,26 @@ fn discovery(shared: &Shared) -> Response<Body> {
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA", "HS256"],
             "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
             "authorization_response_iss_parameter_supported": inner.config.send_iss,
-        }),
-    )
+    });
+    if let Some(mtls) = &inner.mtls_url {
+        document["mtls_endpoint_aliases"] = serde_json::json!({
+            "token_endpoint": format!("{mtls}/oauth/token"),
+            "revocation_endpoint": format!("{mtls}/oauth/revoke"),
+            "device_authorization_endpoint": format!("{mtls}/oauth/device"),
+        });
+        document["tls_client_certificate_bound_access_tokens"] = serde_json::Value::Bool(true);
+        if let Some(methods) = document["token_endpoint_auth_methods_supported"].as_array_mut() {
+            methods.extend(["tls_client_auth", "self_signed_tls_client_auth"].map(serde_json::Value::from));
+        }
+    }
+    json(StatusCode::OK, document)
 }
 
-fn revoke(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+fn revoke(shared: &Shared, via: &tls::Connection, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     let mut inner = lock(shared);
     inner.stats.revocations += 1;
     let (params, is_json) = params(headers, body);
-    if let Err(method) = authenticate(&mut inner, headers, &params, is_json) {
+    if let Err(method) = authenticate(&mut inner, via, headers, &params, is_json) {
         return refusal(&method);
     }
     if let Some(issued) = param(&params, "token").and_then(|t| inner.tokens.get_mut(t)) {
@@ -1266,6 +1439,7 @@ fn revoke(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
 
 fn api(
     shared: &Shared,
+    via: &tls::Connection,
     method: &Method,
     path: &str,
     query: &str,
@@ -1293,11 +1467,28 @@ fn api(
         .tokens
         .get(presented)
         .filter(|issued| !issued.refresh && !issued.revoked && issued.expires_at.is_some_and(|at| Instant::now() < at))
-        .map(|issued| issued.jkt.clone());
+        .map(|issued| (issued.jkt.clone(), issued.x5t.clone()));
+    // A certificate-bound token needs a connection made with its certificate.
+    if let Some((_, Some(x5t))) = &valid {
+        if via.client_certificate.as_ref() != Some(x5t) {
+            inner.stats.certificate_binding_refused += 1;
+            inner.stats.api_unauthorized += 1;
+            let mut response = oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The certificate-bound token was not sent over a connection with its client certificate",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            return response;
+        }
+    }
+    let valid = valid.map(|(jkt, _)| jkt);
     // A DPoP-bound token needs the DPoP scheme and a proof of its key.
     let refusal = match (&valid, scheme.to_ascii_lowercase().as_str()) {
         (Some(Some(jkt)), "dpop") => {
-            let htu = format!("{}{path}", inner.url);
+            let htu = format!("{}{path}", via.base_url);
             api_proof(&mut inner, headers, method, &htu, presented, jkt).err().map(|refusal| *refusal)
         }
         (Some(Some(_)), _) => {

@@ -88,14 +88,9 @@ impl RedisServer {
 /// A CA certificate, and a server certificate for 127.0.0.1 it signed with
 /// the server's key, all PEM.
 fn tls_files() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA parameters");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a CA key")).expect("a CA");
-    let server_key = KeyPair::generate().expect("a server key");
-    let server_params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server parameters");
-    let server = server_params.signed_by(&server_key, &ca).expect("a server certificate");
-    (ca.pem(), server.pem(), server_key.serialize_pem())
+    let authority = crate::tls::Authority::new();
+    let server = authority.issue("127.0.0.1", true);
+    (authority.ca_pem(), server.certificate, server.private_key)
 }
 
 impl Drop for RedisServer {
