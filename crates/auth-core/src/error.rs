@@ -132,6 +132,15 @@ pub enum ConfigError {
     /// `private_key_jwt` was chosen and no signing key was set.
     #[error("client authentication `private-key-jwt` needs the client's private key; set signing_key(..) (a PEM or JWK file)")]
     MissingSigningKey,
+    /// The TLS library cannot use the client certificate or the roots.
+    #[error(
+        "the TLS settings cannot be used ({reason}); check that the client key belongs to the certificate and is \
+         RSA, ECDSA P-256/P-384 or Ed25519, and that the root certificates are valid"
+    )]
+    Tls {
+        /// The TLS library's words.
+        reason: String,
+    },
     /// A TLS client certificate method was chosen and no certificate was set.
     #[error("client authentication `{method}` needs the client certificate and its key; set client_certificate(..) (PEM files)")]
     MissingClientCertificate {
@@ -166,6 +175,34 @@ pub enum ConfigError {
         /// What is wrong with it.
         error: crate::keys::KeyError,
     },
+}
+
+/// `error` and its chain of sources on one line, cut to 300 characters.
+fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    if message.len() > 300 {
+        let cut = (0..=300).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
+impl ConfigError {
+    /// The TLS library refused the client certificate or the roots, as
+    /// `error` and its causes say (for drivers: the error must hold no key).
+    pub fn tls(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Tls { reason: describe_chain(error) }
+    }
 }
 
 /// An RFC 6749 §5.2 error code.
@@ -534,22 +571,7 @@ impl TokenError {
     /// on one line, cut to 300 characters, for drivers. The error must not
     /// show a URL query, a header or a body (strip URLs first).
     pub fn from_error(error: &(dyn std::error::Error + 'static), timeout: bool) -> Self {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        if message.len() > 300 {
-            let cut = (0..=300).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
-            message.truncate(cut);
-            message.push('…');
-        }
-        Self::Transport { message, timeout }
+        Self::Transport { message: describe_chain(error), timeout }
     }
 
     /// A timeout of the token request, for drivers.

@@ -8,6 +8,7 @@ use auth_tower::{AuthError, Revoked, TokenSource};
 use reqwest::{IntoUrl, Method};
 use reqwest_middleware::{ClientWithMiddleware, RequestBuilder};
 
+use crate::transport::Tls;
 use crate::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
 
 /// A reqwest client whose every request carries the configured credentials.
@@ -85,6 +86,7 @@ pub struct AuthClientBuilder {
     setup: ClientSetup,
     timeout: Option<Duration>,
     fetch_timeout: Option<Duration>,
+    roots: Option<Result<Vec<Vec<u8>>, ConfigError>>,
 }
 
 impl AuthClientBuilder {
@@ -101,15 +103,34 @@ impl AuthClientBuilder {
         self
     }
 
+    /// Trusts only the CA certificates in `pem` (one or more `CERTIFICATE`
+    /// blocks), instead of the built-in web roots, for the token endpoint
+    /// and the API: for servers of a private PKI. Text without a
+    /// certificate makes `build()` fail.
+    pub fn root_certificates(mut self, pem: &str) -> Self {
+        self.roots = Some(
+            auth_core::mtls::certificates_from_pem(pem)
+                .map_err(|error| ConfigError::Key { what: "the root certificates".to_owned(), error }),
+        );
+        self
+    }
+
     /// Validates the configuration and builds the client. Must be called
     /// inside a tokio runtime when OAuth is used (the token source's worker
     /// runs there).
     pub fn build(self) -> Result<AuthClient, AuthError> {
         let ClientParts { source, credentials, .. } = self.setup.build()?;
+        // The client certificate goes to the token endpoint and to the API
+        // (a certificate-bound token needs it there); TLS sends it only to
+        // a server that asks for one.
+        let tls = Tls {
+            certificate: source.as_ref().and_then(|config| config.client_certificate().cloned()),
+            roots: self.roots.transpose()?,
+        };
         let fetch_timeout = self.fetch_timeout.unwrap_or(crate::transport::DEFAULT_TIMEOUT);
         let source = match source {
             Some(config) => {
-                let transport = ReqwestTransport::with_timeout(fetch_timeout).map_err(transport_error)?;
+                let transport = ReqwestTransport::with_tls(fetch_timeout, &tls)?;
                 Some(TokenSource::builder(config, transport).fetch_timeout(fetch_timeout).build()?)
             }
             None => None,
@@ -122,12 +143,8 @@ impl AuthClientBuilder {
         if let Some(timeout) = self.timeout {
             http = http.timeout(timeout);
         }
-        let http = http.build().map_err(transport_error)?;
+        let http = tls.apply(http)?.build().map_err(|error| ConfigError::tls(&error))?;
         let client = reqwest_middleware::ClientBuilder::new(http).with(middleware).build();
         Ok(AuthClient { client, source })
     }
-}
-
-fn transport_error(error: reqwest::Error) -> AuthError {
-    AuthError::Token(auth_core::TokenError::transport(format!("could not build the HTTP client: {error}")))
 }

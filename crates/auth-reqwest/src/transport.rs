@@ -5,7 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use auth_core::TokenError;
+use auth_core::mtls::ClientCertificate;
+use auth_core::{ConfigError, SourceConfig, TokenError};
 use http::header::ACCEPT;
 use http::HeaderValue;
 use tower::Service;
@@ -34,6 +35,23 @@ impl ReqwestTransport {
     /// A transport with its own client: no redirects, the given timeout.
     pub fn with_timeout(timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(timeout).build()?;
+        Ok(Self { client })
+    }
+
+    /// A transport for `config`: no redirects, the given timeout, and the
+    /// configuration's client certificate (RFC 8705 mutual TLS) when it has
+    /// one. A certificate the TLS library refuses (a key that is not the
+    /// certificate's, an algorithm it does not support) is a
+    /// [`ConfigError::Tls`].
+    pub fn for_config(config: &SourceConfig, timeout: Duration) -> Result<Self, ConfigError> {
+        let tls = Tls { certificate: config.client_certificate().cloned(), roots: None };
+        Self::with_tls(timeout, &tls)
+    }
+
+    /// A transport with its own client: no redirects, `timeout`, `tls`.
+    pub(crate) fn with_tls(timeout: Duration, tls: &Tls) -> Result<Self, ConfigError> {
+        let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(timeout);
+        let client = tls.apply(builder)?.build().map_err(|error| ConfigError::tls(&error))?;
         Ok(Self { client })
     }
 
@@ -70,6 +88,41 @@ impl Service<http::Request<Vec<u8>>> for ReqwestTransport {
             let response = client.execute(request).await.map_err(token_error)?;
             Ok(http::Response::from(response))
         })
+    }
+}
+
+/// The reqwest identity of a client certificate (RFC 8705 mutual TLS), for
+/// a `reqwest::Client` you build yourself
+/// (`reqwest::ClientBuilder::identity`): give it to the client of the
+/// [`ReqwestTransport::from_client`] and, for certificate-bound tokens, to
+/// the client that calls the API.
+pub fn client_identity(certificate: &ClientCertificate) -> Result<reqwest::Identity, ConfigError> {
+    let pem = certificate.to_identity_pem().map_err(|error| ConfigError::tls(&error))?;
+    reqwest::Identity::from_pem(pem.as_bytes()).map_err(|error| ConfigError::tls(&error))
+}
+
+/// The TLS settings of the clients an [`AuthClient`](crate::AuthClient)
+/// builds: the client certificate to present, the roots to trust instead
+/// of the built-in ones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tls {
+    pub(crate) certificate: Option<ClientCertificate>,
+    pub(crate) roots: Option<Vec<Vec<u8>>>,
+}
+
+impl Tls {
+    pub(crate) fn apply(&self, mut builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, ConfigError> {
+        if let Some(certificate) = &self.certificate {
+            builder = builder.identity(client_identity(certificate)?);
+        }
+        if let Some(roots) = &self.roots {
+            builder = builder.tls_built_in_root_certs(false);
+            for der in roots {
+                let root = reqwest::Certificate::from_der(der).map_err(|error| ConfigError::tls(&error))?;
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        Ok(builder)
     }
 }
 
