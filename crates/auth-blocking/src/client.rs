@@ -212,12 +212,18 @@ impl AuthorizedClientBuilder {
     /// used) and builds the client.
     pub fn build(self) -> Result<AuthorizedClient, Error> {
         use crate::UreqTransport;
-        let auth_core::setup::ClientParts { source, credentials, .. } = self.setup.build()?;
-        let api = UreqTransport::new(self.timeout, crate::transport::API_BODY_LIMIT);
+        let auth_core::setup::ClientParts { source, credentials, root_certificates, .. } = self.setup.build()?;
+        // The client certificate goes to the token endpoint and to the API
+        // (a certificate-bound token needs it there); TLS sends it only to
+        // a server that asks for one.
+        let certificate = source.as_ref().and_then(|config| config.client_certificate());
+        let roots = root_certificates.as_deref();
+        let api = UreqTransport::new(self.timeout, crate::transport::API_BODY_LIMIT).with_tls(certificate, roots)?;
+        let tokens = UreqTransport::new(self.fetch_timeout, auth_core::config::DEFAULT_MAX_BODY_BYTES as u64)
+            .with_tls(certificate, roots)?;
         let Some(config) = source else {
             return AuthorizedClient::without_source(credentials, api);
         };
-        let tokens = UreqTransport::new(self.fetch_timeout, auth_core::config::DEFAULT_MAX_BODY_BYTES as u64);
         let mut builder = BlockingTokenSource::builder(config, tokens);
         if let Some(change) = self.source {
             builder = change(builder);

@@ -47,6 +47,11 @@ mod ureq_transport {
 
     use http::{Request, Response};
 
+    use auth_core::keys::PrivateKeyFormat;
+    use auth_core::mtls::ClientCertificate;
+    use auth_core::ConfigError;
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+
     use super::{BlockingTransport, API_BODY_LIMIT};
     use crate::error::TransportError;
 
@@ -66,6 +71,7 @@ mod ureq_transport {
     #[derive(Debug, Clone)]
     pub struct UreqTransport {
         agent: ureq::Agent,
+        timeout: Duration,
         body_limit: u64,
     }
 
@@ -82,13 +88,77 @@ mod ureq_transport {
 
         /// With a timeout and a body cap of your choosing.
         pub fn new(timeout: Duration, body_limit: u64) -> Self {
+            Self::with_tls_config(timeout, body_limit, TlsConfig::default())
+        }
+
+        fn with_tls_config(timeout: Duration, body_limit: u64, tls: TlsConfig) -> Self {
             let config = ureq::Agent::config_builder()
                 .timeout_global(Some(timeout))
                 .max_redirects(0)
                 .http_status_as_error(false)
+                .tls_config(tls)
                 .build();
-            Self { agent: ureq::Agent::new_with_config(config), body_limit }
+            Self { agent: ureq::Agent::new_with_config(config), timeout, body_limit }
         }
+
+        /// The same transport presenting `certificate` in TLS handshakes
+        /// (RFC 8705 mutual TLS: `SourceConfig::client_certificate`), and
+        /// trusting only `roots` (DER CA certificates) instead of the
+        /// built-in web roots when given. Both are checked here with
+        /// rustls, so that a key that is not the certificate's, or one of
+        /// an algorithm TLS cannot use, is a [`ConfigError::Tls`] now
+        /// rather than a failure at the first request.
+        pub fn with_tls(
+            self,
+            certificate: Option<&ClientCertificate>,
+            roots: Option<&[Vec<u8>]>,
+        ) -> Result<Self, ConfigError> {
+            check_with_rustls(certificate, roots)?;
+            let mut tls = TlsConfig::builder();
+            if let Some(certificate) = certificate {
+                let chain: Vec<Certificate<'static>> =
+                    certificate.chain_der().iter().map(|der| Certificate::from_der(der).to_owned()).collect();
+                // ureq takes a key from PEM (its key kinds are not public).
+                let pem = certificate.to_identity_pem().map_err(|error| ConfigError::tls(&error))?;
+                let key = PrivateKey::from_pem(pem.as_bytes()).map_err(|error| ConfigError::tls(&error))?;
+                tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+            }
+            if let Some(roots) = roots {
+                let roots: Vec<Certificate<'static>> =
+                    roots.iter().map(|der| Certificate::from_der(der).to_owned()).collect();
+                tls = tls.root_certs(RootCerts::new_with_certs(&roots));
+            }
+            Ok(Self::with_tls_config(self.timeout, self.body_limit, tls.build()))
+        }
+    }
+
+    /// What ureq would find out at its first connection (and panic on):
+    /// whether rustls takes the roots, and the certificate with its key.
+    fn check_with_rustls(
+        certificate: Option<&ClientCertificate>,
+        roots: Option<&[Vec<u8>]>,
+    ) -> Result<(), ConfigError> {
+        use rustls::pki_types::{
+            CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+        };
+        let mut store = rustls::RootCertStore::empty();
+        for der in roots.unwrap_or_default() {
+            store.add(CertificateDer::from(der.as_slice())).map_err(|error| ConfigError::tls(&error))?;
+        }
+        let Some(certificate) = certificate else { return Ok(()) };
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| ConfigError::tls(&error))?
+            .with_root_certificates(store);
+        let chain = certificate.chain_der().iter().map(|der| CertificateDer::from(der.clone())).collect();
+        let (format, der) = certificate.private_key_der();
+        let key = match format {
+            PrivateKeyFormat::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.to_vec())),
+            PrivateKeyFormat::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der.to_vec())),
+            _ => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.to_vec())),
+        };
+        builder.with_client_auth_cert(chain, key).map(drop).map_err(|error| ConfigError::tls(&error))
     }
 
     impl BlockingTransport for UreqTransport {

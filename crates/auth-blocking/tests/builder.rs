@@ -153,3 +153,57 @@ fn dpop_through_the_blocking_client_with_nonces_at_both_ends() {
     let stats = provider.stats();
     assert_eq!((stats.token_requests, stats.dpop_nonce_challenges, stats.dpop_proofs_refused), (2, 2, 0));
 }
+
+#[test]
+fn mutual_tls_through_the_blocking_client_with_a_certificate_bound_token() {
+    let provider =
+        Provider::start(ProviderConfig::new().mtls(true).tls_client("pki-app", "pki-app.example.com")).unwrap();
+    let mtls = provider.mtls_url().unwrap().to_owned();
+    let issued = provider.issue_client_certificate("pki-app.example.com");
+    let certificate =
+        auth_core::mtls::ClientCertificate::from_pem(&issued.certificate, &issued.private_key, None).unwrap();
+    let client = AuthorizedClient::builder()
+        .client_credentials(format!("{mtls}/oauth/token"), "pki-app")
+        .client_certificate(certificate.clone())
+        .root_certificates(&provider.ca_certificate().unwrap())
+        .revocation_url(format!("{mtls}/oauth/revoke"))
+        .api_origin(&mtls)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let response = client.get(&format!("{mtls}/api/orders")).unwrap();
+        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(response.body()));
+    }
+    let requests = provider.token_requests();
+    assert_eq!((requests.len(), requests[0].client_auth.as_str()), (1, "tls-client-auth"));
+    assert_eq!(requests[0].client_certificate.as_deref(), Some(certificate.thumbprint()));
+    client.token_source().unwrap().revoke().unwrap();
+    assert_eq!(provider.stats().revocations, 1);
+
+    // Without the provider's CA the server is not trusted; the failure says so.
+    let untrusting = AuthorizedClient::builder()
+        .client_credentials(format!("{mtls}/oauth/token"), "pki-app")
+        .client_certificate(certificate)
+        .api_origin(&mtls)
+        .build()
+        .unwrap();
+    let error = untrusting.get(&format!("{mtls}/api/orders")).unwrap_err().to_string();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert_eq!(provider.token_requests().len(), 1);
+}
+
+#[test]
+fn a_client_certificate_tls_cannot_use_is_a_build_error_not_a_panic() {
+    let provider = Provider::start(ProviderConfig::new().mtls(true)).unwrap();
+    let issued = provider.issue_client_certificate("app");
+    let stranger = auth_testkit::self_signed_certificate("someone-else");
+    let mixed = auth_core::mtls::ClientCertificate::from_pem(&issued.certificate, &stranger.private_key, None).unwrap();
+    let error = AuthorizedClient::builder()
+        .client_credentials(format!("{}/oauth/token", provider.mtls_url().unwrap()), "app")
+        .client_certificate(mixed)
+        .any_origin()
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("TLS settings cannot be used") && error.contains("KeyMismatch"), "{error}");
+}

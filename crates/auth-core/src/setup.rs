@@ -35,6 +35,7 @@ use crate::error::ConfigError;
 pub struct ClientSetup {
     oauth: Option<SourceConfigBuilder>,
     credentials: CredentialsBuilder,
+    roots: Option<Vec<Vec<u8>>>,
     misuse: Option<ConfigError>,
 }
 
@@ -47,6 +48,9 @@ pub struct ClientParts {
     pub source: Option<SourceConfig>,
     /// The credentials every API call carries.
     pub credentials: Credentials,
+    /// The CA certificates (DER) to trust instead of the built-in roots,
+    /// when [`ClientSetup::root_certificates`] was called.
+    pub root_certificates: Option<Vec<Vec<u8>>>,
 }
 
 impl ClientSetup {
@@ -161,6 +165,18 @@ impl ClientSetup {
         }
     }
 
+    /// Trusts only the CA certificates in `pem` (one or more `CERTIFICATE`
+    /// blocks) instead of the built-in web roots, at the token endpoint and
+    /// the API: for servers of a private PKI. Text without a certificate
+    /// makes `build()` fail.
+    pub fn root_certificates(mut self, pem: &str) -> Self {
+        match crate::mtls::certificates_from_pem(pem) {
+            Ok(roots) => self.roots = Some(roots),
+            Err(error) => self.fail(ConfigError::Key { what: "the root certificates".to_owned(), error }),
+        }
+        self
+    }
+
     /// DPoP-bound tokens (RFC 9449) with this key: every token and API
     /// request carries a fresh proof.
     pub fn dpop(self, dpop: std::sync::Arc<crate::dpop::Dpop>) -> Self {
@@ -269,7 +285,7 @@ impl ClientSetup {
         }
         let credentials = self.credentials.build()?;
         let source = self.oauth.map(SourceConfigBuilder::build).transpose()?;
-        Ok(ClientParts { source, credentials })
+        Ok(ClientParts { source, credentials, root_certificates: self.roots })
     }
 }
 
@@ -337,6 +353,13 @@ macro_rules! client_setup_methods {
                 std::fs::read_to_string(key),
                 None,
             );
+            self
+        }
+        /// Trusts only the CA certificates in `pem` (one or more PEM
+        /// `CERTIFICATE` blocks) instead of the built-in web roots, at the
+        /// token endpoint and the API: for servers of a private PKI.
+        pub fn root_certificates(mut self, pem: &str) -> Self {
+            self.$field = self.$field.root_certificates(pem);
             self
         }
         /// DPoP-bound tokens (RFC 9449) with this key

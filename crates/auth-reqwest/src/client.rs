@@ -86,7 +86,6 @@ pub struct AuthClientBuilder {
     setup: ClientSetup,
     timeout: Option<Duration>,
     fetch_timeout: Option<Duration>,
-    roots: Option<Result<Vec<Vec<u8>>, ConfigError>>,
 }
 
 impl AuthClientBuilder {
@@ -103,29 +102,17 @@ impl AuthClientBuilder {
         self
     }
 
-    /// Trusts only the CA certificates in `pem` (one or more `CERTIFICATE`
-    /// blocks), instead of the built-in web roots, for the token endpoint
-    /// and the API: for servers of a private PKI. Text without a
-    /// certificate makes `build()` fail.
-    pub fn root_certificates(mut self, pem: &str) -> Self {
-        self.roots = Some(
-            auth_core::mtls::certificates_from_pem(pem)
-                .map_err(|error| ConfigError::Key { what: "the root certificates".to_owned(), error }),
-        );
-        self
-    }
-
     /// Validates the configuration and builds the client. Must be called
     /// inside a tokio runtime when OAuth is used (the token source's worker
     /// runs there).
     pub fn build(self) -> Result<AuthClient, AuthError> {
-        let ClientParts { source, credentials, .. } = self.setup.build()?;
+        let ClientParts { source, credentials, root_certificates, .. } = self.setup.build()?;
         // The client certificate goes to the token endpoint and to the API
         // (a certificate-bound token needs it there); TLS sends it only to
         // a server that asks for one.
         let tls = Tls {
             certificate: source.as_ref().and_then(|config| config.client_certificate().cloned()),
-            roots: self.roots.transpose()?,
+            roots: root_certificates,
         };
         let fetch_timeout = self.fetch_timeout.unwrap_or(crate::transport::DEFAULT_TIMEOUT);
         let source = match source {
