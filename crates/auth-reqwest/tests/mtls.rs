@@ -103,3 +103,32 @@ async fn a_key_that_is_not_the_certificates_is_a_clear_build_error() {
         .to_string();
     assert!(error.contains("root certificates") && error.contains("no certificate found"), "{error}");
 }
+
+#[tokio::test]
+async fn a_hand_built_client_presents_the_certificate_through_client_identity() {
+    use auth_reqwest::{client_identity, AuthMiddleware, Credentials, ReqwestTransport, SourceConfig, TokenSource};
+    let provider =
+        Provider::start(ProviderConfig::new().mtls(true).tls_client("pki-app", "pki-app.example.com")).unwrap();
+    let mtls = provider.mtls_url().unwrap().to_owned();
+    let issued = provider.issue_client_certificate("pki-app.example.com");
+    let certificate = ClientCertificate::from_pem(&issued.certificate, &issued.private_key, None).unwrap();
+    let config =
+        SourceConfig::builder(format!("{mtls}/oauth/token"), "pki-app").client_certificate(certificate).build().unwrap();
+    // One reqwest client with the identity and the private root, for the
+    // token endpoint and the API.
+    let ca = reqwest::Certificate::from_pem(provider.ca_certificate().unwrap().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .identity(client_identity(config.client_certificate().unwrap()).unwrap())
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let source = TokenSource::new(config, ReqwestTransport::from_client(http.clone())).unwrap();
+    let credentials = Credentials::builder().bearer_from_source().allow_origin(&mtls).build().unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(http).with(AuthMiddleware::new(source, credentials)).build();
+    for _ in 0..2 {
+        assert_eq!(client.get(format!("{mtls}/api/orders")).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(provider.token_requests().len(), 1);
+}
