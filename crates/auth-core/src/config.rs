@@ -134,6 +134,20 @@ impl ClientAuth {
         })
     }
 
+    /// The method a client uses when none is chosen: `private_key_jwt` with
+    /// a signing key and no secret; `tls_client_auth` for client
+    /// credentials with only a TLS client certificate; none (a public
+    /// client) for a user's sign-in or a JWT bearer grant without a secret
+    /// or key; HTTP Basic otherwise.
+    pub fn default_for(grant: SourceGrant, has_secret: bool, has_key: bool, has_certificate: bool) -> Self {
+        match (grant, has_secret, has_key) {
+            (_, false, true) => Self::PrivateKeyJwt,
+            (SourceGrant::ClientCredentials, false, false) if has_certificate => Self::TlsClientAuth,
+            (SourceGrant::SignIn | SourceGrant::JwtBearer, false, false) => Self::None,
+            _ => Self::Basic,
+        }
+    }
+
     /// Whether the method needs the client secret (`basic`, `basic-raw`,
     /// `post`, `json`, `client-secret-jwt`).
     pub fn needs_secret(self) -> bool {
@@ -707,14 +721,12 @@ impl SourceConfigBuilder {
         if self.client_secret.as_ref().is_some_and(|secret| secret.expose_secret().is_empty()) {
             return Err(ConfigError::EmptyClientSecret);
         }
-        let client_auth = self.client_auth.unwrap_or(match (self.grant, &self.client_secret, &self.signing_key) {
-            (_, None, Some(_)) => ClientAuth::PrivateKeyJwt,
-            (SourceGrant::ClientCredentials, None, None) if self.client_certificate.is_some() => {
-                ClientAuth::TlsClientAuth
-            }
-            (SourceGrant::SignIn | SourceGrant::JwtBearer, None, None) => ClientAuth::None,
-            _ => ClientAuth::Basic,
-        });
+        let client_auth = self.client_auth.unwrap_or(ClientAuth::default_for(
+            self.grant,
+            self.client_secret.is_some(),
+            self.signing_key.is_some(),
+            self.client_certificate.is_some(),
+        ));
         if client_auth.needs_secret() && self.client_secret.is_none() {
             return Err(ConfigError::MissingClientSecret { method: client_auth.as_str() });
         }

@@ -50,7 +50,7 @@ mod transport;
 pub use client::{AuthClient, AuthClientBuilder};
 pub use middleware::AuthMiddleware;
 pub use redirect::{same_origin_redirects, MAX_REDIRECTS};
-pub use transport::{client_identity, ReqwestTransport, DEFAULT_TIMEOUT};
+pub use transport::{client_identity, with_tls, ReqwestTransport, DEFAULT_TIMEOUT};
 
 // What users of this crate name, so that it is their only dependency here:
 // the core's configuration types, the token source, and reqwest itself at

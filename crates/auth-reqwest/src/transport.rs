@@ -101,6 +101,28 @@ pub fn client_identity(certificate: &ClientCertificate) -> Result<reqwest::Ident
     reqwest::Identity::from_pem(pem.as_bytes()).map_err(|error| ConfigError::tls(&error))
 }
 
+/// `builder` with a client certificate to present (RFC 8705 mutual TLS)
+/// and, when `roots` are given, trusting only those CA certificates (DER)
+/// instead of the built-in web roots: what [`AuthClient`](crate::AuthClient)
+/// does to its clients, for a `reqwest::Client` you build yourself.
+pub fn with_tls(
+    mut builder: reqwest::ClientBuilder,
+    certificate: Option<&ClientCertificate>,
+    roots: Option<&[Vec<u8>]>,
+) -> Result<reqwest::ClientBuilder, ConfigError> {
+    if let Some(certificate) = certificate {
+        builder = builder.identity(client_identity(certificate)?);
+    }
+    if let Some(roots) = roots {
+        builder = builder.tls_built_in_root_certs(false);
+        for der in roots {
+            let root = reqwest::Certificate::from_der(der).map_err(|error| ConfigError::tls(&error))?;
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    Ok(builder)
+}
+
 /// The TLS settings of the clients an [`AuthClient`](crate::AuthClient)
 /// builds: the client certificate to present, the roots to trust instead
 /// of the built-in ones.
@@ -111,18 +133,8 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    pub(crate) fn apply(&self, mut builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, ConfigError> {
-        if let Some(certificate) = &self.certificate {
-            builder = builder.identity(client_identity(certificate)?);
-        }
-        if let Some(roots) = &self.roots {
-            builder = builder.tls_built_in_root_certs(false);
-            for der in roots {
-                let root = reqwest::Certificate::from_der(der).map_err(|error| ConfigError::tls(&error))?;
-                builder = builder.add_root_certificate(root);
-            }
-        }
-        Ok(builder)
+    pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, ConfigError> {
+        with_tls(builder, self.certificate.as_ref(), self.roots.as_deref())
     }
 }
 

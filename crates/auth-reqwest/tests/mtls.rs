@@ -112,8 +112,10 @@ async fn a_hand_built_client_presents_the_certificate_through_client_identity() 
     let mtls = provider.mtls_url().unwrap().to_owned();
     let issued = provider.issue_client_certificate("pki-app.example.com");
     let certificate = ClientCertificate::from_pem(&issued.certificate, &issued.private_key, None).unwrap();
-    let config =
-        SourceConfig::builder(format!("{mtls}/oauth/token"), "pki-app").client_certificate(certificate).build().unwrap();
+    let config = SourceConfig::builder(format!("{mtls}/oauth/token"), "pki-app")
+        .client_certificate(certificate)
+        .build()
+        .unwrap();
     // One reqwest client with the identity and the private root, for the
     // token endpoint and the API.
     let ca = reqwest::Certificate::from_pem(provider.ca_certificate().unwrap().as_bytes()).unwrap();

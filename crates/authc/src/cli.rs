@@ -21,7 +21,8 @@ In order of precedence:
                   client_secret_env, client_secret_file
   API key         AUTHC_API_KEY, --api-key-file, or api_key_env, api_key_file
   Basic password  AUTHC_BASIC_PASSWORD, or basic_password_env, basic_password_file
-  key password    AUTHC_PRIVATE_KEY_PASSWORD (an encrypted --private-key-file)
+  key password    AUTHC_PRIVATE_KEY_PASSWORD (an encrypted --private-key-file),
+                  AUTHC_CLIENT_KEY_PASSWORD (an encrypted --client-key)
 A global variable that overrides a profile's setting is said on stderr.
 
 PROFILES: ~/.config/authc/config.toml (or --config / AUTHC_CONFIG), one
@@ -46,6 +47,9 @@ check --profile NAME` checks one. Keys:
   assertion_file       path     the JWT bearer grant's assertion
   dpop                 bool     DPoP-bound tokens (the key kept beside the cache)
   dpop_key_file        path     the DPoP key to use instead
+  client_cert          path     the TLS client certificate (PEM) for mutual TLS
+  client_key           path     its private key (PEM; default: client_cert's file)
+  ca_cert              path     trust only these CA certificates (PEM)
   scope                string or list   \"read write\" or [\"read\", \"write\"]
   audience             string
   resource             string or list   RFC 8707 resources
@@ -326,6 +330,22 @@ pub struct AuthArgs {
     /// --dpop. Processes that share tokens through a store must share it.
     #[arg(long, env = "AUTHC_DPOP_KEY_FILE", value_name = "FILE")]
     pub dpop_key_file: Option<PathBuf>,
+    /// The TLS client certificate (PEM, with its chain) for mutual TLS (RFC
+    /// 8705): presented to the token endpoint (tls-client-auth, the default
+    /// method with no secret or key, or certificate-bound tokens) and to the
+    /// API. Discovery then uses the provider's mtls_endpoint_aliases.
+    #[arg(long, env = "AUTHC_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM) [default: the
+    /// --client-cert file]; an encrypted PKCS#8 key takes its password from
+    /// AUTHC_CLIENT_KEY_PASSWORD.
+    #[arg(long, env = "AUTHC_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// Trust only the CA certificates in FILE (PEM) at the token endpoint,
+    /// for discovery and at the API, instead of the built-in web roots: for
+    /// servers of a private PKI.
+    #[arg(long, env = "AUTHC_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// With --grant jwt-bearer: the file holding the JWT assertion, read
     /// again for every token request (a rotating workload identity file);
     /// `-` reads it once from stdin.

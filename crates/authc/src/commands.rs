@@ -30,20 +30,32 @@ struct CachedSource {
 type Store = Arc<dyn TokenStore>;
 
 impl CachedSource {
-    fn open(config: SourceConfig, store: Option<Store>, restore: Option<StoredToken>) -> Result<Self, Failure> {
-        Self::open_traced(config, store, restore, false)
+    fn open(
+        settings: &Settings,
+        config: SourceConfig,
+        store: Option<Store>,
+        restore: Option<StoredToken>,
+    ) -> Result<Self, Failure> {
+        Self::open_traced(settings, config, store, restore, false)
     }
 
     /// With `verbose`, each token request and answer is shown on stderr
     /// (credentials redacted, bodies not shown).
     fn open_traced(
+        settings: &Settings,
         config: SourceConfig,
         store: Option<Store>,
         restore: Option<StoredToken>,
         verbose: bool,
     ) -> Result<Self, Failure> {
-        let transport =
-            ReqwestTransport::new().map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+        // The transport of ReqwestTransport::new(), with the TLS settings.
+        let transport = ReqwestTransport::from_client(
+            settings.http_client(
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(auth_reqwest::DEFAULT_TIMEOUT),
+            )?,
+        );
         let mut builder = if verbose {
             let traced = tower::ServiceBuilder::new()
                 .map_request(crate::verbose::token_request as fn(_) -> _)
@@ -145,7 +157,7 @@ pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
 
 async fn token_with(settings: &Settings, json: bool) -> Result<(), Failure> {
     let config = needs_oauth(settings, "token")?;
-    let session = CachedSource::open(config, token_store(settings)?, None)?;
+    let session = CachedSource::open(settings, config, token_store(settings)?, None)?;
     let token = session.source.token().await?;
     session.save().await;
     let now = tokio::time::Instant::now().into_std();
@@ -184,19 +196,16 @@ async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Fai
     let config = settings.source_config()?;
     let credentials = credentials_for(settings, config.is_some(), &url)?;
     let session = config
-        .map(|config| CachedSource::open_traced(config, token_store(settings)?, None, spec.verbose))
+        .map(|config| CachedSource::open_traced(settings, config, token_store(settings)?, None, spec.verbose))
         .transpose()?;
     let redaction = crate::verbose::Redaction::new(settings.api_key_header.as_deref(), credentials.clone());
     let middleware = match &session {
         Some(session) => AuthMiddleware::new(session.source.clone(), credentials),
         None => AuthMiddleware::without_source(credentials)?,
     };
-    let http = reqwest::Client::builder()
-        .redirect(same_origin_redirects())
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .build()
-        .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+    let http = settings.http_client(
+        reqwest::Client::builder().redirect(same_origin_redirects()).connect_timeout(timeout).read_timeout(timeout),
+    )?;
     let mut client = reqwest_middleware::ClientBuilder::new(http).with(middleware);
     if spec.verbose {
         client = client.with(crate::verbose::Verbose(redaction));
@@ -342,7 +351,10 @@ pub async fn revoke(
     hint: Option<TokenTypeHint>,
     token: Option<String>,
 ) -> Result<(), Failure> {
-    let settings = Settings::resolve(auth, revocation_url)?;
+    let mut settings = Settings::resolve(auth, revocation_url)?;
+    // An issuer's document names the revocation endpoint (its mTLS alias
+    // for a client with a certificate).
+    settings.discover().await?;
     let config = needs_oauth(&settings, "revoke")?;
     if config.revocation_url().is_none() {
         return Err(Failure::usage(
@@ -360,7 +372,7 @@ pub async fn revoke(
             if value.is_empty() {
                 return Err(Failure::usage("no token on stdin"));
             }
-            revoke_one(&config, value, hint.unwrap_or(TokenTypeHint::AccessToken)).await?;
+            revoke_one(&settings, &config, value, hint.unwrap_or(TokenTypeHint::AccessToken)).await?;
             if let Some(store) = &store {
                 // The stored record holds it: delete the record (compare-and-delete).
                 let stored = stored_tokens(store, &config).await;
@@ -390,7 +402,7 @@ pub async fn revoke(
                 notice("no cached token for this configuration; nothing to revoke");
                 return Ok(());
             };
-            let session = CachedSource::open(config, Some(store), Some(stored))?;
+            let session = CachedSource::open(&settings, config, Some(store), Some(stored))?;
             let revoked = session.source.revoke().await;
             session.save().await;
             let revoked = revoked?;
@@ -424,7 +436,7 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
             "`authc login` keeps the tokens in the token store, which is off (--no-cache or --store none)",
         ));
     };
-    let session = CachedSource::open(config, Some(store), None)?;
+    let session = CachedSource::open(settings, config, Some(store), None)?;
     let source = &session.source;
     if login.device {
         let device_url = settings.device_url.as_deref().ok_or_else(|| {
@@ -496,7 +508,7 @@ pub async fn logout(auth: &AuthArgs) -> Result<(), Failure> {
     let forget = stored.access_token.as_ref().map(|t| auth_core::store::fingerprint(t.expose_secret()));
     let mut revoked = None;
     if config.revocation_url().is_some() {
-        let session = CachedSource::open(config.clone(), Some(store.clone()), Some(stored))?;
+        let session = CachedSource::open(&settings, config.clone(), Some(store.clone()), Some(stored))?;
         revoked = Some(session.source.revoke().await);
         session.save().await;
     }
@@ -517,18 +529,21 @@ pub async fn logout(auth: &AuthArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn revoke_one(config: &SourceConfig, value: &str, hint: TokenTypeHint) -> Result<(), Failure> {
+async fn revoke_one(
+    settings: &Settings,
+    config: &SourceConfig,
+    value: &str,
+    hint: TokenTypeHint,
+) -> Result<(), Failure> {
     let mut revocation = match hint {
         TokenTypeHint::AccessToken => {
             revocation_request(config, Revocable::AccessToken(&AccessTokenValue::new(value)))?
         }
         TokenTypeHint::RefreshToken => revocation_request(config, Revocable::RefreshToken(&RefreshToken::new(value)))?,
     };
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+    let client = settings.http_client(
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30)),
+    )?;
     let ready = auth_core::request::ready_to_send(&revocation.take_request(), std::time::SystemTime::now())
         .map_err(|e| Failure::from(auth_tower::AuthError::Revocation(e)))?;
     let request = reqwest::Request::try_from(ready)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use auth_core::assertion::{AssertionAudience, JwtBearer};
 use auth_core::keys::SigningKey;
+use auth_core::mtls::ClientCertificate;
 use auth_core::secret::{ApiKey, ClientSecret, Password};
 use auth_core::{ClientAuth, Credentials, SourceConfig, SourceGrant};
 use serde::Deserialize;
@@ -37,6 +38,9 @@ struct Profile {
     #[serde(default)]
     dpop: bool,
     dpop_key_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
     #[serde(default)]
     scope: Words,
     audience: Option<String>,
@@ -193,6 +197,11 @@ pub struct Settings {
     pub jwt_bearer: Option<(JwtBearer, String)>,
     /// The DPoP key and where it comes from.
     pub dpop: Option<(std::sync::Arc<auth_core::dpop::Dpop>, String)>,
+    /// The TLS client certificate (mutual TLS) and the file it came from.
+    pub client_certificate: Option<(ClientCertificate, PathBuf)>,
+    /// The CA certificates (DER) trusted instead of the built-in roots,
+    /// and their file.
+    pub root_certificates: Option<(Vec<Vec<u8>>, PathBuf)>,
     pub scopes: Vec<String>,
     pub audience: Option<String>,
     pub resources: Vec<String>,
@@ -427,6 +436,41 @@ fn read_signing_key(path: &Path, kid: Option<&str>) -> Result<SigningKey, Failur
     }
 }
 
+/// The TLS client certificate from `certificate` and its key from `key`
+/// (which may be the same file), the key decrypted with
+/// AUTHC_CLIENT_KEY_PASSWORD when it is encrypted.
+fn read_client_certificate(certificate: &Path, key: &Path) -> Result<ClientCertificate, Failure> {
+    let password = std::env::var("AUTHC_CLIENT_KEY_PASSWORD").ok().map(Zeroizing::new);
+    ClientCertificate::read_files(
+        &certificate.display().to_string(),
+        std::fs::read_to_string(certificate),
+        &key.display().to_string(),
+        std::fs::read_to_string(key),
+        password.as_ref().map(|p| p.as_bytes()),
+    )
+    .map_err(|error| {
+        let hint = match &error {
+            auth_core::ConfigError::Key { error: auth_core::keys::KeyError::PasswordNeeded, .. } => {
+                "; set AUTHC_CLIENT_KEY_PASSWORD"
+            }
+            auth_core::ConfigError::Key {
+                error: auth_core::keys::KeyError::NotAKey | auth_core::keys::KeyError::WrongPemBlock { .. },
+                ..
+            } => "; give the certificate's private key with --client-key FILE",
+            _ => "",
+        };
+        Failure::usage(format!("--client-cert: {error}{hint}"))
+    })
+}
+
+/// The CA certificates of the PEM file `path`.
+fn read_root_certificates(path: &Path) -> Result<Vec<Vec<u8>>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("--ca-cert: cannot read `{}`: {e}", path.display())))?;
+    auth_core::mtls::certificates_from_pem(&text)
+        .map_err(|e| Failure::usage(format!("--ca-cert: the file `{}`: {e}", path.display())))
+}
+
 /// The JWT bearer grant's assertion from `path`: read again at every token
 /// request, or once from stdin (`-`).
 fn assertion_from(path: &Path) -> Result<(JwtBearer, String), Failure> {
@@ -595,15 +639,30 @@ impl Settings {
             }
         };
         let (client_secret, client_secret_source) = split_secret(client_secret, ClientSecret::from);
+        let client_certificate =
+            match (args.client_cert.clone().or(profile.client_cert), args.client_key.clone().or(profile.client_key)) {
+                (Some(certificate), key) => {
+                    let key = key.unwrap_or_else(|| certificate.clone());
+                    Some((read_client_certificate(&certificate, &key)?, certificate))
+                }
+                (None, Some(_)) => return Err(Failure::usage("--client-key goes with --client-cert FILE")),
+                (None, None) => None,
+            };
+        let root_certificates = match args.ca_cert.clone().or(profile.ca_cert) {
+            Some(path) => Some((read_root_certificates(&path)?, path)),
+            None => None,
+        };
+        let has_key_or_certificate =
+            client_certificate.is_some() || args.private_key_file.is_some() || profile.private_key_file.is_some();
         let issuer = args.issuer.clone().or(profile.issuer);
         let authorize_url = args.authorize_url.clone().or(profile.authorize_url);
         // Naming an authorization endpoint (or an issuer, for a client
-        // without a secret) describes a user's sign-in.
+        // without a secret, key or certificate) describes a user's sign-in.
         let sign_in = sign_in
             || args.sign_in
             || profile.sign_in
             || authorize_url.is_some()
-            || (issuer.is_some() && client_secret.is_none());
+            || (issuer.is_some() && client_secret.is_none() && !has_key_or_certificate);
         let key_id = args.key_id.clone().or(profile.key_id);
         let signing_key = match args.private_key_file.clone().or(profile.private_key_file) {
             Some(path) => Some((read_signing_key(&path, key_id.as_deref())?, path)),
@@ -652,11 +711,19 @@ impl Settings {
         } else {
             None
         };
-        let auth_method = given_method.unwrap_or(match (&client_secret, &signing_key) {
-            (None, Some(_)) => ClientAuth::PrivateKeyJwt,
-            (None, None) if sign_in || jwt_bearer.is_some() => ClientAuth::None,
-            _ => ClientAuth::Basic,
-        });
+        let grant_kind = if sign_in {
+            SourceGrant::SignIn
+        } else if jwt_bearer.is_some() {
+            SourceGrant::JwtBearer
+        } else {
+            SourceGrant::ClientCredentials
+        };
+        let auth_method = given_method.unwrap_or(ClientAuth::default_for(
+            grant_kind,
+            client_secret.is_some(),
+            signing_key.is_some(),
+            client_certificate.is_some(),
+        ));
         let (api_key, api_key_source) = split_secret(api_key, ApiKey::from);
         let (basic_password, basic_password_source) = split_secret(basic_password, Password::from);
         Ok(Self {
@@ -679,6 +746,8 @@ impl Settings {
                 .map(|aud| AssertionAudience::parse(&aud)),
             jwt_bearer,
             dpop,
+            client_certificate,
+            root_certificates,
             scopes: words(&args.scope, profile.scope),
             audience: args.audience.clone().or(profile.audience),
             resources: words(&args.resource, profile.resource),
@@ -750,6 +819,16 @@ impl Settings {
         if let Some((dpop, _)) = &self.dpop {
             builder = builder.dpop(dpop.clone());
         }
+        match &self.client_certificate {
+            Some((certificate, _)) => builder = builder.client_certificate(certificate.clone()),
+            None if self.auth_method.uses_tls_certificate() => {
+                return Err(Failure::usage(format!(
+                    "client authentication `{}` needs --client-cert FILE (and --client-key FILE)",
+                    self.auth_method
+                )))
+            }
+            None => {}
+        }
         for scope in &self.scopes {
             builder = builder.scope(scope);
         }
@@ -791,11 +870,11 @@ impl Settings {
         let Some(issuer) = self.issuer.clone() else { return Ok(()) };
         let urls =
             auth_core::discovery::discovery_urls(&issuer).map_err(|e| Failure::usage(format!("--issuer: {e}")))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure::network(format!("cannot build the HTTP client: {e}")))?;
+        let client = self.http_client(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(30)),
+        )?;
         let mut last = None;
         for url in &urls {
             let answer = match client.get(url).header("accept", "application/json").send().await {
@@ -816,12 +895,15 @@ impl Settings {
             let metadata = auth_core::discovery::parse_metadata(&issuer, &body, self.allow_insecure_http)
                 .map_err(|e| Failure::usage(format!("{e} ({url})")))?;
             if !self.auth_method_given {
-                self.auth_method =
-                    metadata.client_auth_for(self.client_secret.is_some(), self.signing_key.is_some(), false);
+                self.auth_method = metadata.client_auth_for(
+                    self.client_secret.is_some(),
+                    self.signing_key.is_some(),
+                    self.client_certificate.is_some(),
+                );
             }
             // With a TLS client certificate, the RFC 8705 aliases when named.
             let text = |uri: &http::Uri| uri.to_string();
-            let mutual_tls = self.auth_method.uses_tls_certificate();
+            let mutual_tls = self.client_certificate.is_some();
             self.token_url.get_or_insert_with(|| text(metadata.token_endpoint_for(mutual_tls)));
             if self.authorize_url.is_none() {
                 self.authorize_url = metadata.authorization_endpoint().map(text);
@@ -836,6 +918,18 @@ impl Settings {
             return Ok(());
         }
         Err(last.unwrap_or_else(|| Failure::network("no discovery document was found")))
+    }
+
+    /// An HTTP client from `builder` with the TLS settings: the client
+    /// certificate (presented to servers that ask for one) and the roots.
+    pub fn http_client(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, Failure> {
+        let certificate = self.client_certificate.as_ref().map(|(certificate, _)| certificate);
+        let roots = self.root_certificates.as_ref().map(|(roots, _)| roots.as_slice());
+        let tls = |error: auth_core::ConfigError| Failure::usage(format!("--client-cert / --ca-cert: {error}"));
+        auth_reqwest::with_tls(builder, certificate, roots)
+            .map_err(tls)?
+            .build()
+            .map_err(|error| tls(auth_core::ConfigError::tls(&error)))
     }
 
     /// The credentials for API calls, limited to `origins`.
@@ -932,6 +1026,9 @@ pub fn check(args: &AuthArgs) -> Result<(), Failure> {
         }
         if let Some((dpop, source)) = &settings.dpop {
             lines.push(("DPoP", format!("key {} from {source}", dpop.thumbprint())));
+        }
+        if let Some((certificate, path)) = &settings.client_certificate {
+            lines.push(("client cert", format!("{} (x5t#S256 {})", path.display(), certificate.thumbprint())));
         }
         if let Some((_, source)) = &settings.jwt_bearer {
             lines.push(("grant", format!("jwt-bearer, the assertion from {source}")));

@@ -1380,3 +1380,129 @@ fn dpop_keeps_its_key_beside_the_cache_so_the_cached_token_stays_usable() {
     let bad = call(&["--dpop-key-file", &key_fixture("cert.pem")]);
     assert!(bad.code == 2 && bad.stderr.contains("--dpop-key-file"), "{}", bad.stderr);
 }
+
+#[test]
+fn mutual_tls_from_discovery_to_the_api_and_revocation() {
+    let env = Env::with(ProviderConfig::new().mtls(true).tls_client("cli-mtls", "cli.example.com"));
+    let issued = env.provider.issue_client_certificate("cli.example.com");
+    let file = |name: &str, text: &str| {
+        let path = env.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert, key) = (file("client.crt", &issued.certificate), file("client.key", &issued.private_key));
+    let both = file("client.pem", &format!("{}{}", issued.certificate, issued.private_key));
+    let ca = file("ca.pem", &env.provider.ca_certificate().unwrap());
+    let issuer = env.provider.url().to_owned();
+    let api = format!("{}/api/me", env.provider.mtls_url().unwrap());
+    let tls = ["--issuer", issuer.as_str(), "--client-id", "cli-mtls", "--ca-cert", ca.as_str()];
+    let run = |command: &str, extra: &[&str]| {
+        let mut args: Vec<&str> = std::iter::once(command).chain(tls).chain(extra.iter().copied()).collect();
+        if command == "request" {
+            args.splice(1..1, ["--api-key-header", "X-API-Key"]);
+        }
+        env.run(&args, &[("AUTHC_API_KEY", API_KEY)])
+    };
+
+    // Discovery gives the mTLS alias; the certificate authenticates the
+    // client (tls-client-auth, the default with no secret) and the bound
+    // token works at the API over the same certificate, across runs.
+    for _ in 0..2 {
+        let call = run("request", &["--client-cert", &cert, "--client-key", &key, &api]);
+        assert_eq!(call.code, 0, "{}", call.stderr);
+        assert!(call.stdout.contains("\"client_id\":\"cli-mtls\""), "{}", call.stdout);
+    }
+    // One file holding both is enough.
+    let call = run("request", &["--client-cert", &both, "--no-cache", &api]);
+    assert_eq!(call.code, 0, "{}", call.stderr);
+    let requests = env.provider.token_requests();
+    assert_eq!(requests.len(), 2, "the cached token served the second run");
+    assert!(requests.iter().all(|r| r.client_auth == "tls-client-auth" && r.client_certificate.is_some()));
+    let token_url = format!("{}/oauth/token", env.provider.mtls_url().unwrap());
+    let check = env.run(
+        &[
+            "config",
+            "check",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "cli-mtls",
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+        ],
+        &[],
+    );
+    let check = check.stdout + &check.stderr;
+    assert!(
+        check.contains("client cert") && check.contains("client.crt") && check.contains("tls-client-auth"),
+        "{check}"
+    );
+
+    // The same from a profile.
+    let config = write_config(
+        &env,
+        &format!(
+            "[profiles.mtls]\nissuer = \"{issuer}\"\nclient_id = \"cli-mtls\"\nclient_cert = \"{cert}\"\n\
+             client_key = \"{key}\"\nca_cert = \"{ca}\"\napi_key_header = \"X-API-Key\"\n"
+        ),
+    );
+    let call = env.run(&["request", "--config", &config, "--profile", "mtls", &api], &[("AUTHC_API_KEY", API_KEY)]);
+    assert_eq!(call.code, 0, "{}", call.stderr);
+
+    // Revocation goes to the alias with the certificate.
+    let revoke = run("revoke", &["--client-cert", &cert, "--client-key", &key]);
+    assert_eq!(revoke.code, 0, "{}", revoke.stderr);
+    assert_eq!(env.provider.stats().revocations, 1);
+
+    // Mistakes: exit 2, the file and what to do named, no key shown.
+    let stranger = auth_testkit::self_signed_certificate("stranger");
+    let other_key = file("other.key", &stranger.private_key);
+    for (extra, says) in [
+        (vec!["--client-key", key.as_str()], "--client-key goes with --client-cert"),
+        (vec!["--client-cert", cert.as_str()], "--client-key"),
+        (vec!["--client-cert", key.as_str(), "--client-key", key.as_str()], "no certificate found"),
+        (vec!["--client-cert", cert.as_str(), "--client-key", other_key.as_str()], "TLS settings cannot be used"),
+        (vec!["--client-cert", cert.as_str(), "--client-key", "/nonexistent/client.key"], "cannot read"),
+    ] {
+        let mut args = extra.clone();
+        args.extend(["--no-cache", api.as_str()]);
+        let call = run("request", &args);
+        assert_eq!(call.code, 2, "{extra:?}: {}", call.stderr);
+        assert!(call.stderr.contains(says), "{extra:?}: {}", call.stderr);
+        assert!(!call.stderr.contains("PRIVATE KEY") && !call.stderr.contains("MII"), "{}", call.stderr);
+    }
+    // tls-client-auth without a certificate says what is missing.
+    let call = env.run(
+        &[
+            "token",
+            "--token-url",
+            &env.provider.token_url(),
+            "--client-id",
+            "cli-mtls",
+            "--auth-method",
+            "tls-client-auth",
+        ],
+        &[],
+    );
+    assert!(call.code == 2 && call.stderr.contains("--client-cert"), "{}", call.stderr);
+    // Without the CA, the server is not trusted: a network failure, exit 4.
+    let call = env.run(
+        &[
+            "token",
+            "--no-cache",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "cli-mtls",
+            "--client-cert",
+            &cert,
+            "--client-key",
+            &key,
+        ],
+        &[],
+    );
+    assert_eq!(call.code, 4, "{}", call.stderr);
+    assert!(call.stderr.to_lowercase().contains("certificate"), "{}", call.stderr);
+}
