@@ -72,6 +72,12 @@ async fn a_key_that_is_not_the_certificates_is_a_clear_build_error() {
     let issued = provider.issue_client_certificate("app");
     let stranger = self_signed_certificate("someone-else");
     let mixed = ClientCertificate::from_pem(&issued.certificate, &stranger.private_key, None).unwrap();
+    let config = auth_reqwest::SourceConfig::builder(format!("{}/oauth/token", provider.mtls_url().unwrap()), "app")
+        .client_certificate(mixed.clone())
+        .build()
+        .unwrap();
+    let error = auth_reqwest::ReqwestTransport::for_config(&config, std::time::Duration::from_secs(5)).unwrap_err();
+    assert!(matches!(error, ConfigError::Tls { .. }), "{error:?}");
     let error = AuthClient::builder()
         .client_credentials(format!("{}/oauth/token", provider.mtls_url().unwrap()), "app")
         .client_certificate(mixed)
