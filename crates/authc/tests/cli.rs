@@ -1419,21 +1419,13 @@ fn mutual_tls_from_discovery_to_the_api_and_revocation() {
     assert_eq!(requests.len(), 2, "the cached token served the second run");
     assert!(requests.iter().all(|r| r.client_auth == "tls-client-auth" && r.client_certificate.is_some()));
     let token_url = format!("{}/oauth/token", env.provider.mtls_url().unwrap());
-    let check = env.run(
-        &[
-            "config",
-            "check",
-            "--token-url",
-            &token_url,
-            "--client-id",
-            "cli-mtls",
-            "--client-cert",
-            &cert,
-            "--client-key",
-            &key,
-        ],
-        &[],
-    );
+    // The alias named directly, with the certificate files.
+    let by_url = |command: &[&str]| {
+        let certificate =
+            ["--token-url", &token_url, "--client-id", "cli-mtls", "--client-cert", &cert, "--client-key", &key];
+        env.run(&[command, &certificate[..]].concat(), &[])
+    };
+    let check = by_url(&["config", "check"]);
     let check = check.stdout + &check.stderr;
     assert!(
         check.contains("client cert") && check.contains("client.crt") && check.contains("tls-client-auth"),
@@ -1488,21 +1480,7 @@ fn mutual_tls_from_discovery_to_the_api_and_revocation() {
     );
     assert!(call.code == 2 && call.stderr.contains("--client-cert"), "{}", call.stderr);
     // Without the CA, the server is not trusted: a network failure, exit 4.
-    let call = env.run(
-        &[
-            "token",
-            "--no-cache",
-            "--token-url",
-            &token_url,
-            "--client-id",
-            "cli-mtls",
-            "--client-cert",
-            &cert,
-            "--client-key",
-            &key,
-        ],
-        &[],
-    );
+    let call = by_url(&["token", "--no-cache"]);
     assert_eq!(call.code, 4, "{}", call.stderr);
     assert!(call.stderr.to_lowercase().contains("certificate"), "{}", call.stderr);
 }
