@@ -174,7 +174,11 @@ pub(crate) async fn serve(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         let (acceptor, app, base_url) = (acceptor.clone(), app.clone(), base_url.clone());
         tokio::spawn(async move {
             // A client that fails the handshake (an untrusted server
