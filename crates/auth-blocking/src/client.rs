@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use auth_core::dpop::ApiAnswer;
 
-use auth_core::{ApplyError, Credentials};
+use auth_core::{AccessToken, ApplyError, Credentials};
 use http::{Request, Response, StatusCode};
 
 use crate::error::Error;
@@ -96,18 +96,14 @@ impl AuthorizedClient {
             }
         };
         let token = source.token()?;
-        let mut replay = copy(&request);
+        let replay = copy(&request);
         let proof = self.credentials.apply_allowed_at(&mut request, Some(&token), SystemTime::now())?;
         let response = self.transport.send(request)?;
         if let (Some(proof), Some(dpop)) = (&proof, token.dpop()) {
             match dpop.api_answer(replay.uri(), proof, response.status(), response.headers()) {
                 ApiAnswer::RetryWithNonce => {
                     // The server wants its nonce: the same token, a new proof, once.
-                    self.credentials.apply_allowed_at(&mut replay, Some(&token), SystemTime::now())?;
-                    let uri = replay.uri().clone();
-                    let replayed = self.transport.send(replay)?;
-                    dpop.observe(&uri, replayed.headers());
-                    return Ok(replayed);
+                    return self.send_again(replay, &token);
                 }
                 ApiAnswer::NonceRefused => return Ok(response),
                 _ => {}
@@ -123,16 +119,23 @@ impl AuthorizedClient {
             // No new token could be had: the caller gets the 401.
             Err(_) => return Ok(response),
         };
-        self.credentials.apply_allowed_at(&mut replay, Some(&renewed), SystemTime::now())?;
-        let uri = replay.uri().clone();
-        let replayed = self.transport.send(replay)?;
-        if let Some(dpop) = renewed.dpop() {
-            dpop.observe(&uri, replayed.headers());
-        }
+        let replayed = self.send_again(replay, &renewed)?;
         if replayed.status() == StatusCode::UNAUTHORIZED {
             // Never replayed twice; the lifecycle decides whether this token is dropped.
             source.invalidate(renewed.generation());
             return Ok(rejected_after_renewal(replayed));
+        }
+        Ok(replayed)
+    }
+
+    /// Sends a replay with `token` (a new DPoP proof when it is DPoP-bound)
+    /// and keeps the nonce the answer carries.
+    fn send_again(&self, mut replay: Request<Vec<u8>>, token: &AccessToken) -> Result<Response<Vec<u8>>, Error> {
+        self.credentials.apply_allowed_at(&mut replay, Some(token), SystemTime::now())?;
+        let uri = replay.uri().clone();
+        let replayed = self.transport.send(replay)?;
+        if let Some(dpop) = token.dpop() {
+            dpop.observe(&uri, replayed.headers());
         }
         Ok(replayed)
     }

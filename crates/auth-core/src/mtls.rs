@@ -59,7 +59,11 @@ impl ClientCertificate {
     /// library supports its algorithm, is checked by the adapter when it
     /// builds its TLS configuration.
     pub fn from_pem(certificates: &str, private_key: &str, password: Option<&[u8]>) -> Result<Self, KeyError> {
-        let chain = certificates_from_pem(certificates)?;
+        Self::with_key(certificates_from_pem(certificates)?, private_key, password)
+    }
+
+    /// The certificate `chain` (DER) and the key of the PEM text `private_key`.
+    fn with_key(chain: Vec<Vec<u8>>, private_key: &str, password: Option<&[u8]>) -> Result<Self, KeyError> {
         let (key_format, key) = private_key_der(private_key, password)?;
         let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(&chain[0]));
         Ok(Self(Arc::new(Inner { chain, key_format, key: Zeroizing::new(key.as_bytes().to_vec()), thumbprint })))
@@ -85,8 +89,7 @@ impl ClientCertificate {
             what: format!("the client certificate file `{certificate_path}`"),
             error,
         })?;
-        drop(chain);
-        Self::from_pem(&certificate, &key, password)
+        Self::with_key(chain, &key, password)
             .map_err(|error| crate::ConfigError::Key { what: format!("the client key file `{key_path}`"), error })
     }
 

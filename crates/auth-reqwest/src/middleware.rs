@@ -299,9 +299,21 @@ impl AuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let Some(mut replay) = self.replay_of(copy, &response, sent_url) else {
+        let Some(replay) = self.replay_of(copy, &response, sent_url) else {
             return Ok(response);
         };
+        self.send_again(replay, token, extensions, next).await
+    }
+
+    /// Sends a replay with `token` (a new DPoP proof when it is DPoP-bound)
+    /// and keeps the nonce the answer carries.
+    async fn send_again(
+        &self,
+        mut replay: Request,
+        token: &AccessToken,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
         let sent = self.apply(&mut replay, Some(token)).map_err(middleware_error)?;
         let replayed = next.run(replay, extensions).await?;
         if let (Some(sent), Some(dpop)) = (sent, token.dpop()) {
@@ -323,7 +335,7 @@ impl AuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let Some(mut replay) = self.replay_of(copy, &response, sent_url) else {
+        let Some(replay) = self.replay_of(copy, &response, sent_url) else {
             source.invalidate(token.generation());
             return Ok(response);
         };
@@ -334,11 +346,7 @@ impl AuthMiddleware {
             // No new token could be had: the caller gets the 401.
             Err(_) => return Ok(response),
         };
-        let sent = self.apply(&mut replay, Some(&renewed)).map_err(middleware_error)?;
-        let replayed = next.run(replay, extensions).await?;
-        if let (Some(sent), Some(dpop)) = (sent, renewed.dpop()) {
-            dpop.observe(&sent.0, replayed.headers());
-        }
+        let replayed = self.send_again(replay, &renewed, extensions, next).await?;
         if replayed.status() == StatusCode::UNAUTHORIZED {
             // Never replayed twice; the lifecycle decides whether this token is dropped.
             source.invalidate(renewed.generation());

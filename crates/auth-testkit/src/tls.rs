@@ -48,15 +48,20 @@ pub(crate) fn thumbprint(der: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der))
 }
 
-/// The thumbprint of the first certificate of a PEM text.
-pub(crate) fn thumbprint_of_pem(pem: &str) -> Option<String> {
+/// The DER of the first certificate of a PEM text.
+fn certificate_der(pem: &str) -> Option<Vec<u8>> {
     let body: String = pem
         .lines()
         .skip_while(|line| !line.starts_with("-----BEGIN CERTIFICATE"))
         .skip(1)
         .take_while(|line| !line.starts_with("-----END"))
         .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok().map(|der| thumbprint(&der))
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// The thumbprint of the first certificate of a PEM text.
+pub(crate) fn thumbprint_of_pem(pem: &str) -> Option<String> {
+    certificate_der(pem).map(|der| thumbprint(&der))
 }
 
 /// The provider's certificate authority.
@@ -94,7 +99,8 @@ impl Authority {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let server = self.issue("127.0.0.1", true);
         let key = KeyPair::from_pem(&server.private_key).map_err(std::io::Error::other)?;
-        let chain = vec![CertificateDer::from(self.der_of(&server.certificate)?), self.issuer.der().clone()];
+        let der = certificate_der(&server.certificate).ok_or_else(|| std::io::Error::other("no server certificate"))?;
+        let chain = vec![CertificateDer::from(der), self.issuer.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -102,11 +108,6 @@ impl Authority {
             .with_client_cert_verifier(Arc::new(AnyClientCertificate { provider }))
             .with_single_cert(chain, key)
             .map_err(std::io::Error::other)
-    }
-
-    fn der_of(&self, pem: &str) -> std::io::Result<Vec<u8>> {
-        let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD.decode(body).map_err(std::io::Error::other)
     }
 }
 
