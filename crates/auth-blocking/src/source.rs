@@ -500,6 +500,7 @@ impl Worker {
                         Ok(response) => self.lifecycle.handle_fetch_response(Instant::now(), fetch.id, &response),
                         Err(error) => self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error),
                     }
+                    self.publish_lifecycle_stats();
                 }
                 Output::TokenReady(token) => {
                     tracing::info!(target: "auth_blocking", generation = token.generation().get(), lifetime_s = token.lifetime().as_secs(), "access token obtained");
@@ -531,10 +532,17 @@ impl Worker {
                         tracing::debug!(target: "auth_blocking", op = id.get(), "token store operation failed: {error}");
                     }
                     self.lifecycle.handle_store(Instant::now(), SystemTime::now(), id, answer);
+                    // Counted before the waiters it may answer are told.
+                    self.publish_lifecycle_stats();
                 }
                 _ => {}
             }
         }
+        self.publish_lifecycle_stats();
+    }
+
+    /// Copies the lifecycle's counters to the shared ones.
+    fn publish_lifecycle_stats(&self) {
         *self.published.counters.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             self.lifecycle.stats();
     }
