@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use auth_core::dpop::ApiAnswer;
-
+use auth_core::slot::ReplayCopies;
 use auth_core::{AccessToken, ApplyError, Credentials};
 use http::{Request, Response, StatusCode};
 
@@ -14,7 +14,13 @@ use crate::transport::BlockingTransport;
 
 /// Sends API requests with the composed credentials; on a 401 to a request
 /// that carried a token, invalidates it and replays the request once with
-/// the new token (bodies are `Vec<u8>`, so every request can be replayed).
+/// the new token, from a copy made before the send.
+///
+/// A request with an empty body is always copied. One with a body is
+/// copied when its token is at risk: new, past its renewal point, of an
+/// assumed lifetime or DPoP-bound (see [`auth_core::slot`]), or always
+/// with [`AuthorizedClient::replay_copies`]. A request without a copy gets
+/// its 401 back, and the next request carries the new token.
 ///
 /// Credentials go only to the origins they are limited to; use a transport
 /// that does not follow redirects ([`UreqTransport::for_api`](crate::UreqTransport::for_api)
@@ -24,6 +30,7 @@ pub struct AuthorizedClient {
     source: Option<BlockingTokenSource>,
     credentials: Arc<Credentials>,
     transport: Arc<dyn BlockingTransport>,
+    copies: ReplayCopies,
 }
 
 impl std::fmt::Debug for AuthorizedClient {
@@ -67,7 +74,17 @@ impl AuthorizedClient {
 
     /// A client for credentials that include a bearer token from `source`.
     pub fn new(source: BlockingTokenSource, credentials: Credentials, transport: impl BlockingTransport) -> Self {
-        Self { source: Some(source), credentials: Arc::new(credentials), transport: Arc::new(transport) }
+        let (credentials, transport) = (Arc::new(credentials), Arc::new(transport));
+        Self { source: Some(source), credentials, transport, copies: ReplayCopies::default() }
+    }
+
+    /// Which requests with a body keep a copy for a 401 replay: those
+    /// whose token is at risk ([`ReplayCopies::AtRisk`], the default), or
+    /// all ([`ReplayCopies::Always`]: one copy of each body), for APIs that
+    /// revoke tokens in the middle of their life.
+    pub fn replay_copies(mut self, copies: ReplayCopies) -> Self {
+        self.copies = copies;
+        self
     }
 
     /// A client for static credentials (API keys, Basic, a static bearer).
@@ -75,7 +92,8 @@ impl AuthorizedClient {
         if credentials.needs_token() {
             return Err(Error::Apply(ApplyError::MissingToken));
         }
-        Ok(Self { source: None, credentials: Arc::new(credentials), transport: Arc::new(transport) })
+        let (credentials, transport) = (Arc::new(credentials), Arc::new(transport));
+        Ok(Self { source: None, credentials, transport, copies: ReplayCopies::default() })
     }
 
     /// The token source, if any.
@@ -96,22 +114,43 @@ impl AuthorizedClient {
             }
         };
         let token = source.token()?;
-        let replay = copy(&request);
+        let at_risk = source.at_risk(&token);
+        let replay = (request.body().is_empty() || self.copies.keep(at_risk)).then(|| copy(&request));
+        let uri = token.dpop().map(|_| request.uri().clone());
         let proof = self.credentials.apply_allowed_at(&mut request, Some(&token), SystemTime::now())?;
         let response = self.transport.send(request)?;
-        if let (Some(proof), Some(dpop)) = (&proof, token.dpop()) {
-            match dpop.api_answer(replay.uri(), proof, response.status(), response.headers()) {
-                ApiAnswer::RetryWithNonce => {
-                    // The server wants its nonce: the same token, a new proof, once.
-                    return self.send_again(replay, &token);
-                }
-                ApiAnswer::NonceRefused => return Ok(response),
-                _ => {}
+        if let (Some(proof), Some(dpop), Some(uri)) = (&proof, token.dpop(), &uri) {
+            match (dpop.api_answer(uri, proof, response.status(), response.headers()), replay) {
+                // The server wants its nonce: the same token, a new proof, once.
+                (ApiAnswer::RetryWithNonce, Some(replay)) => return self.send_again(replay, &token),
+                (ApiAnswer::RetryWithNonce | ApiAnswer::NonceRefused, _) => return Ok(response),
+                (_, kept) => return self.after_answer(source, &token, at_risk, kept, response),
             }
         }
+        self.after_answer(source, &token, at_risk, replay, response)
+    }
+
+    /// The answer to a request sent with `token`: returned, or after a 401
+    /// the copy (if one was kept) replayed once with a renewed token.
+    fn after_answer(
+        &self,
+        source: &BlockingTokenSource,
+        token: &AccessToken,
+        at_risk: bool,
+        replay: Option<Request<Vec<u8>>>,
+        response: Response<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, Error> {
         if response.status() != StatusCode::UNAUTHORIZED {
+            if at_risk {
+                source.accepted(token.generation());
+            }
             return Ok(response);
         }
+        let Some(replay) = replay else {
+            // No copy was kept: the caller gets the 401, the next request a new token.
+            source.invalidate(token.generation());
+            return Ok(response);
+        };
         let renewed = match source.reject(token.generation()) {
             Ok(Some(renewed)) => renewed,
             // The loop guard held the renewal back: a fresh token was rejected already.
@@ -125,6 +164,7 @@ impl AuthorizedClient {
             source.invalidate(renewed.generation());
             return Ok(rejected_after_renewal(replayed));
         }
+        source.accepted(renewed.generation());
         Ok(replayed)
     }
 

@@ -233,6 +233,20 @@ impl BlockingTokenSource {
         Some(token.to_arc())
     }
 
+    /// Whether a request sent now with `token` (from
+    /// [`BlockingTokenSource::token`]) should keep a copy of its body to
+    /// replay after a 401: the token is new, past its renewal point, of an
+    /// assumed lifetime or DPoP-bound (see [`auth_core::slot`]).
+    pub fn at_risk(&self, token: &AccessToken) -> bool {
+        self.inner.published.slot.at_risk(token)
+    }
+
+    /// Reports that the API accepted a request carrying the token of
+    /// `generation` (it answered something other than 401).
+    pub fn accepted(&self, generation: Generation) {
+        self.inner.published.slot.accept(generation);
+    }
+
     /// Reports that the API answered 401 to the token of `generation`; it
     /// is invalidated once if still current, and a new one is fetched.
     pub fn invalidate(&self, generation: Generation) {

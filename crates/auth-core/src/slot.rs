@@ -23,6 +23,25 @@
 //! 64th fresh read, so a driver whose timer is late cannot keep a token
 //! fresh past its renewal point for long.
 //!
+//! # When a request keeps a copy for a 401
+//!
+//! A request is replayed after a 401 only if a copy of it was made before
+//! it was sent, and that copy costs more than everything else on the hot
+//! path. It is made where a new token can cure a 401: a read tells whether
+//! its token is [at risk](ReadToken::at_risk) (see [`ReplayCopies`]). A
+//! token is *settled*, and its requests need no copy, while it is fresh
+//! (before its renewal point), once the API has accepted it
+//! ([`TokenSlot::accept`]), when its lifetime came from the provider, and
+//! when it is not DPoP-bound. Anything else is at risk:
+//!
+//! - a token not yet accepted: a new one, one read from a shared store
+//!   (another replica's fetch may have cost the provider's previous token),
+//!   one published again after a 401;
+//! - a token past its renewal point: the API's clock and ours may differ,
+//!   and a renewal elsewhere may revoke it;
+//! - a token whose lifetime was assumed (no `expires_in`);
+//! - a DPoP-bound token: the API may ask for a new nonce at any time.
+//!
 //! ```
 //! use std::time::Instant;
 //! use auth_core::slot::TokenSlot;
@@ -53,16 +72,54 @@ pub struct TokenSlot {
     /// The generation of the published token while it is before its
     /// renewal point (as the driver's timer last saw it); 0 otherwise.
     fresh: AtomicU64,
+    /// The generation of the published token once the API accepted it
+    /// (see [`TokenSlot::accept`]); 0 before.
+    accepted: AtomicU64,
     renewal_signalled: AtomicBool,
+}
+
+/// Which requests keep a copy of themselves, made before they are sent,
+/// to replay once after a 401 (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ReplayCopies {
+    /// Only requests whose token is [at risk](ReadToken::at_risk): a 401
+    /// to a settled token (accepted, fresh) goes back to the caller, the
+    /// token is dropped and the next request carries a new one. What a
+    /// settled token meets is a revocation in the middle of its life,
+    /// which the API says to every request in flight at once.
+    #[default]
+    AtRisk,
+    /// Every request whose body can be copied, whatever its token: for
+    /// APIs that revoke tokens in the middle of their life. Costs a copy
+    /// of each request.
+    Always,
+}
+
+impl ReplayCopies {
+    /// Whether a request sent with a token whose risk is `at_risk` keeps a
+    /// copy for a 401.
+    #[inline]
+    pub fn keep(self, at_risk: bool) -> bool {
+        at_risk || self == Self::Always
+    }
 }
 
 /// A token loaded from a [`TokenSlot`], usable when it was loaded.
 pub struct Loaded {
     guard: Guard<Option<Arc<AccessToken>>>,
     renewal_due: bool,
+    at_risk: bool,
 }
 
 impl Loaded {
+    /// Whether a 401 to a request with this token can be cured by a new
+    /// one often enough to keep a copy of the request (see the
+    /// [module docs](self)).
+    #[inline]
+    pub fn at_risk(&self) -> bool {
+        self.at_risk
+    }
+
     /// Whether this load is the first to see the token past its renewal
     /// point: the reader should tell its worker (once per token).
     #[inline]
@@ -106,17 +163,38 @@ impl TokenSlot {
     pub fn load(&self, clock: impl FnOnce() -> Instant) -> Option<Loaded> {
         let guard = self.token.load();
         let token = guard.as_ref()?;
-        let renewal_due = self.admit(token, clock)?;
-        Some(Loaded { guard, renewal_due })
+        let fresh = self.is_fresh(token);
+        let renewal_due = if fresh { false } else { self.admit_at(token, clock())? };
+        let at_risk = self.at_risk_when(token, fresh);
+        Some(Loaded { guard, renewal_due, at_risk })
     }
 
-    /// Whether `token` (the published one) may be sent: `Some(renewal_due)`.
+    /// Whether `token` is at risk now (see the [module docs](self)): for
+    /// a token held since it was loaded.
     #[inline]
-    fn admit(&self, token: &AccessToken, clock: impl FnOnce() -> Instant) -> Option<bool> {
-        if self.is_fresh(token) {
-            return Some(false);
+    pub fn at_risk(&self, token: &AccessToken) -> bool {
+        self.at_risk_when(token, self.is_fresh(token))
+    }
+
+    #[inline]
+    fn at_risk_when(&self, token: &AccessToken, fresh: bool) -> bool {
+        !fresh
+            || self.accepted.load(Ordering::Relaxed) != token.generation().get()
+            || !token.lifetime_from_provider
+            || token.dpop.is_some()
+    }
+
+    /// The API accepted a request carrying the token of `generation` (it
+    /// answered something other than 401): if that token is published,
+    /// its requests stop keeping copies while it is fresh.
+    pub fn accept(&self, generation: Generation) {
+        if self.accepted.load(Ordering::Relaxed) == generation.get() {
+            return;
         }
-        self.admit_at(token, clock())
+        let current = self.token.load();
+        if current.as_ref().is_some_and(|t| t.generation() == generation) {
+            self.accepted.store(generation.get(), Ordering::Relaxed);
+        }
     }
 
     #[inline]
@@ -136,6 +214,8 @@ impl TokenSlot {
     pub fn publish(&self, token: &Arc<AccessToken>, now: Instant) {
         let current = self.token.load();
         if current.as_ref().is_none_or(|t| t.generation() != token.generation()) {
+            // Published anew (or again after a withdrawal): not accepted yet.
+            self.accepted.store(0, Ordering::Relaxed);
             self.token.store(Some(Arc::clone(token)));
             self.renewal_signalled.store(false, Ordering::Relaxed);
         }
@@ -239,9 +319,18 @@ pub struct SlotReader {
 pub struct ReadToken<'a> {
     token: &'a Arc<AccessToken>,
     renewal_due: bool,
+    at_risk: bool,
 }
 
 impl ReadToken<'_> {
+    /// Whether a 401 to a request with this token can be cured by a new
+    /// one often enough to keep a copy of the request (see the
+    /// [module docs](self)).
+    #[inline]
+    pub fn at_risk(&self) -> bool {
+        self.at_risk
+    }
+
     /// Whether this read is the first to see the token past its renewal
     /// point: the reader should tell its worker (once per token).
     #[inline]
@@ -272,7 +361,8 @@ impl SlotReader {
     pub fn load(&mut self, clock: impl FnOnce() -> Instant) -> Option<ReadToken<'_>> {
         let token = self.cache.load().as_ref()?;
         let slot = &self.slot;
-        let renewal_due = if slot.is_fresh(token) {
+        let fresh = slot.is_fresh(token);
+        let renewal_due = if fresh {
             self.until_sample -= 1;
             if self.until_sample == 0 {
                 self.until_sample = SAMPLE_EVERY;
@@ -283,7 +373,8 @@ impl SlotReader {
         } else {
             slot.admit_at(token, clock())?
         };
-        Some(ReadToken { token, renewal_due })
+        let at_risk = slot.at_risk_when(token, fresh);
+        Some(ReadToken { token, renewal_due, at_risk })
     }
 }
 
@@ -404,5 +495,159 @@ mod tests {
         let read = reader.load(no_clock).unwrap();
         assert_eq!(read.header_value(), "Bearer second");
         assert_eq!(read.generation(), Generation::nth(2));
+    }
+
+    /// A token numbered `n`, with its renewal point `renew_in` from `base`.
+    fn numbered(n: u64, base: Instant, renew_in: Duration) -> Arc<AccessToken> {
+        let mut token = AccessToken::for_tests(&format!("t{n}"));
+        token.generation = Generation::nth(n);
+        token.issued_at = base;
+        token.renew_at = base + renew_in;
+        token.usable_until = base + renew_in + Duration::from_secs(60);
+        token.expires_at = token.usable_until + Duration::from_secs(10);
+        Arc::new(token)
+    }
+
+    #[test]
+    fn a_token_is_at_risk_until_the_api_accepts_it_and_again_past_its_renewal_point() {
+        let slot = Arc::new(TokenSlot::new());
+        let now = Instant::now();
+        let token = numbered(1, now, Duration::from_secs(3000));
+        slot.publish(&token, now);
+        let mut reader = slot.reader();
+        assert!(slot.load(no_clock).unwrap().at_risk(), "new: not yet accepted");
+        assert!(reader.load(no_clock).unwrap().at_risk());
+        slot.accept(Generation::nth(2));
+        assert!(reader.load(no_clock).unwrap().at_risk(), "another token's answer settles nothing");
+        slot.accept(token.generation());
+        assert!(!reader.load(no_clock).unwrap().at_risk(), "accepted and fresh: settled");
+        assert!(!slot.load(no_clock).unwrap().at_risk());
+        assert!(!slot.at_risk(&token));
+
+        // Withdrawn after a 401 and published again: at risk until accepted again.
+        slot.withdraw(token.generation());
+        slot.accept(token.generation());
+        slot.publish(&token, now);
+        assert!(reader.load(no_clock).unwrap().at_risk());
+        slot.accept(token.generation());
+        assert!(!reader.load(no_clock).unwrap().at_risk());
+
+        // Past the renewal point: at risk again, accepted or not.
+        let late = token.renew_at();
+        slot.handle_timeout(late);
+        assert!(reader.load(|| late).unwrap().at_risk());
+        assert!(slot.load(|| late).unwrap().at_risk());
+
+        // A new token starts at risk.
+        let next = numbered(2, late, Duration::from_secs(3000));
+        slot.publish(&next, late);
+        assert!(reader.load(no_clock).unwrap().at_risk());
+    }
+
+    #[test]
+    fn an_assumed_lifetime_or_a_dpop_key_keeps_a_token_at_risk() {
+        let now = Instant::now();
+        let mut assumed = AccessToken::for_tests("assumed");
+        assumed.lifetime_from_provider = false;
+        let mut bound = AccessToken::for_tests("bound");
+        bound.generation = Generation::nth(2);
+        bound.dpop = Some(crate::dpop::Dpop::generate().expect("a DPoP key"));
+        for token in [assumed, bound] {
+            let slot = TokenSlot::new();
+            let token = Arc::new(token);
+            slot.publish(&token, now);
+            slot.accept(token.generation());
+            assert!(slot.load(no_clock).unwrap().at_risk(), "{token:?}");
+        }
+    }
+
+    #[test]
+    fn replay_copies_keep_what_is_at_risk_or_everything() {
+        assert!(ReplayCopies::default().keep(true));
+        assert!(!ReplayCopies::default().keep(false));
+        assert!(ReplayCopies::Always.keep(false) && ReplayCopies::Always.keep(true));
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Publish(u64, u64),
+            Accept(u64),
+            Withdraw(u64),
+            Timeout(u64),
+            Read(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let generation = 1u64..4;
+            let second = 0u64..200;
+            prop_oneof![
+                (generation.clone(), second.clone()).prop_map(|(g, s)| Op::Publish(g, s)),
+                generation.clone().prop_map(Op::Accept),
+                generation.prop_map(Op::Withdraw),
+                second.clone().prop_map(Op::Timeout),
+                second.prop_map(Op::Read),
+            ]
+        }
+
+        proptest! {
+            /// Against a model: a read is settled (no copy) exactly when
+            /// the published token was accepted since it was last
+            /// published, and it is before its renewal point; it is handed
+            /// out exactly when published and usable.
+            #[test]
+            fn reads_are_settled_only_when_accepted_and_fresh(ops in proptest::collection::vec(op(), 1..60)) {
+                let base = Instant::now();
+                let at = |s: u64| base + Duration::from_secs(s);
+                // Token n renews 100 s after `base` and is usable 60 s more.
+                let tokens: Vec<_> = (1..4).map(|n| numbered(n, base, Duration::from_secs(100))).collect();
+                let slot = Arc::new(TokenSlot::new());
+                let mut reader = slot.reader();
+                // The model: what is published, whether accepted, whether the timer ended its fresh period.
+                let (mut published, mut accepted, mut fresh) = (None::<u64>, false, false);
+                for op in ops {
+                    match op {
+                        Op::Publish(g, s) => {
+                            if published != Some(g) {
+                                accepted = false;
+                            }
+                            published = Some(g);
+                            fresh = s < 100;
+                            slot.publish(&tokens[g as usize - 1], at(s));
+                        }
+                        Op::Accept(g) => {
+                            accepted |= published == Some(g);
+                            slot.accept(Generation::nth(g));
+                        }
+                        Op::Withdraw(g) => {
+                            if published == Some(g) {
+                                published = None;
+                                accepted = false;
+                                fresh = false;
+                            }
+                            slot.withdraw(Generation::nth(g));
+                        }
+                        Op::Timeout(s) => {
+                            fresh &= s < 100;
+                            slot.handle_timeout(at(s));
+                        }
+                        Op::Read(s) => {
+                            let usable = published.is_some() && (fresh || s < 160);
+                            let loaded = slot.load(|| at(s));
+                            prop_assert_eq!(loaded.is_some(), usable);
+                            if let Some(loaded) = loaded {
+                                prop_assert_eq!(loaded.at_risk(), !(accepted && fresh));
+                            }
+                            // The reader may sample the clock (every 64th read); with fewer reads it agrees.
+                            let read = reader.load(|| at(s));
+                            prop_assert_eq!(read.as_ref().map(|r| r.at_risk()), usable.then_some(!(accepted && fresh)));
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use auth_core::credentials::query_with_param;
 use auth_core::dpop::ApiAnswer;
 use auth_core::secret::ExposeSecret;
+use auth_core::slot::ReplayCopies;
 use auth_core::{AccessToken, Credentials};
 use auth_tower::{AuthError, TokenSource};
 use std::time::Duration;
@@ -20,12 +21,16 @@ use reqwest_middleware::{Middleware, Next};
 ///   ([`Credentials`]' origin filter); other requests pass untouched.
 /// - On a 401 to a request that carried a token, the token is invalidated
 ///   (once, however many requests are rejected) and the request is
-///   replayed once with the new token. Streaming bodies cannot be copied:
-///   such a request gets its 401 back, and the next request uses the new
-///   token. The copy costs nothing for a request without body or headers:
-///   its URL is taken back from the 401 itself, so a 401 that came after a
-///   redirect (a URL other than the one sent) is returned, not replayed;
-///   the next request carries the new token.
+///   replayed once with the new token, from a copy made before the send.
+///   A request without a body is always copied: the copy costs nothing
+///   (its URL is taken back from the 401 itself, so a 401 that came after
+///   a redirect, a URL other than the one sent, is returned, not
+///   replayed). A request with a body is copied (`Request::try_clone`)
+///   when its token is at risk: new, past its renewal point, of an assumed
+///   lifetime or DPoP-bound (see [`auth_core::slot`]), or always with
+///   [`AuthMiddleware::replay_copies`]. Streaming bodies cannot be copied.
+///   A request without a copy gets its 401 back, and the next request
+///   carries the new token.
 /// - Pair it with [`same_origin_redirects`](crate::same_origin_redirects)
 ///   on the client, so that redirects never carry credentials elsewhere.
 /// - An API key in a query parameter is on the URL that is sent. In what
@@ -37,12 +42,22 @@ use reqwest_middleware::{Middleware, Next};
 pub struct AuthMiddleware {
     source: Option<TokenSource>,
     credentials: Arc<Credentials>,
+    copies: ReplayCopies,
 }
 
 impl AuthMiddleware {
     /// Credentials that include a bearer token from `source`.
     pub fn new(source: TokenSource, credentials: Credentials) -> Self {
-        Self { source: Some(source), credentials: Arc::new(credentials) }
+        Self { source: Some(source), credentials: Arc::new(credentials), copies: ReplayCopies::default() }
+    }
+
+    /// Which requests with a body keep a copy for a 401 replay: those
+    /// whose token is at risk ([`ReplayCopies::AtRisk`], the default), or
+    /// all that can be copied ([`ReplayCopies::Always`]: one copy of each
+    /// body), for APIs that revoke tokens in the middle of their life.
+    pub fn replay_copies(mut self, copies: ReplayCopies) -> Self {
+        self.copies = copies;
+        self
     }
 
     /// Static credentials only (API keys, Basic, a static bearer). Fails if
@@ -51,7 +66,7 @@ impl AuthMiddleware {
         if credentials.needs_token() {
             return Err(AuthError::Apply(auth_core::ApplyError::MissingToken));
         }
-        Ok(Self { source: None, credentials: Arc::new(credentials) })
+        Ok(Self { source: None, credentials: Arc::new(credentials), copies: ReplayCopies::default() })
     }
 
     /// The token source, if any.
@@ -250,7 +265,13 @@ impl AuthMiddleware {
             // Boxed: the rare wait stays out of the common path's future.
             None => Box::pin(source.token()).await.map_err(middleware_error)?,
         };
-        let copy = ReplayCopy::before_send(&request);
+        // A copy for a 401: free without a body; with one, where it can matter.
+        let at_risk = source.at_risk(&token);
+        let copy = if request.body().is_none() || self.copies.keep(at_risk) {
+            ReplayCopy::before_send(&request)
+        } else {
+            None
+        };
         let proof = self.apply(&mut request, Some(&token)).map_err(middleware_error)?;
         let sent_url = UrlPrint::of(request.url());
         let response = next.clone().run(request, extensions).await;
@@ -273,6 +294,12 @@ impl AuthMiddleware {
         };
         let response = match response {
             Ok(response) if response.status() == StatusCode::UNAUTHORIZED => response,
+            Ok(response) => {
+                if at_risk {
+                    source.accepted(token.generation());
+                }
+                return self.finish(Ok(response));
+            }
             outcome => return self.finish(outcome),
         };
         // The rare path, in a future of its own: the common one stays small.
@@ -352,6 +379,7 @@ impl AuthMiddleware {
             source.invalidate(renewed.generation());
             return Ok(rejected_after_renewal(replayed));
         }
+        source.accepted(renewed.generation());
         Ok(replayed)
     }
 }

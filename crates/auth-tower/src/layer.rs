@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use auth_core::dpop::ApiAnswer;
+use auth_core::slot::ReplayCopies;
 use auth_core::{Credentials, Generation};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -49,11 +50,19 @@ pub struct AuthLayer<R = ReplayOn401> {
     mode: PhantomData<R>,
 }
 
-/// The default 401 handling: a copy of each request whose body can be
-/// copied ([`ReplayBody`]) is made before it is sent, and after a 401 the
-/// copy is sent once more with a renewed token. The copy lives inside the
-/// response future (no allocation for a request without headers or
-/// extensions), which makes the future larger by about one request.
+/// The default 401 handling: a request whose token is at risk keeps a copy
+/// of itself (when its body can be copied, [`ReplayBody`]) made before it
+/// is sent, and after a 401 the copy is sent once more with a renewed
+/// token.
+///
+/// A token is at risk while it is new (the API has not yet accepted it),
+/// past its renewal point, of an assumed lifetime or DPoP-bound (see
+/// [`auth_core::slot`]); [`AuthLayer::replay_copies`] with
+/// [`ReplayCopies::Always`] copies every request instead. A request with a
+/// settled token keeps no copy: a 401 to it (a revocation in the middle of
+/// the token's life) goes back to the caller, the token is dropped, and
+/// the next request carries a new one. The copy is boxed, so the response
+/// future stays small and a request without a copy allocates nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayOn401;
 
@@ -68,12 +77,14 @@ mod sealed {
     pub trait Mode {
         /// Whether a copy is made at all.
         const REPLAYS: bool;
-        /// A kept `T`: `T` itself, or an empty type.
+        /// A kept `T`: a box of it, or an empty type.
         type Kept<T>;
         /// Keeps `t`, when this mode keeps anything.
         fn keep<T>(t: T) -> Option<Self::Kept<T>>;
         /// The kept `T`.
         fn take<T>(kept: Self::Kept<T>) -> T;
+        /// The kept `T`, borrowed.
+        fn get<T>(kept: &Self::Kept<T>) -> &T;
     }
 
     /// Has no value: what [`super::NoReplay`] keeps.
@@ -82,14 +93,18 @@ mod sealed {
 
 impl sealed::Mode for ReplayOn401 {
     const REPLAYS: bool = true;
-    type Kept<T> = T;
+    type Kept<T> = Box<T>;
 
-    #[inline(always)]
-    fn keep<T>(t: T) -> Option<T> {
-        Some(t)
+    #[inline]
+    fn keep<T>(t: T) -> Option<Box<T>> {
+        Some(Box::new(t))
     }
 
-    fn take<T>(kept: T) -> T {
+    fn take<T>(kept: Box<T>) -> T {
+        *kept
+    }
+
+    fn get<T>(kept: &Box<T>) -> &T {
         kept
     }
 }
@@ -106,13 +121,19 @@ impl sealed::Mode for NoReplay {
     fn take<T>(kept: sealed::Nothing) -> T {
         match kept {}
     }
+
+    fn get<T>(kept: &sealed::Nothing) -> &T {
+        match *kept {}
+    }
 }
 
 /// The credentials, with the token source when they carry its token.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Bound {
     credentials: Credentials,
     source: Option<TokenSource>,
+    /// Which requests keep a copy for a 401.
+    copies: ReplayCopies,
 }
 
 impl Bound {
@@ -132,7 +153,8 @@ impl Bound {
 
 impl AuthLayer {
     fn with(credentials: Credentials, source: Option<TokenSource>) -> Self {
-        Self { bound: Arc::new(Bound { credentials, source }), mode: PhantomData }
+        let bound = Bound { credentials, source, copies: ReplayCopies::default() };
+        Self { bound: Arc::new(bound), mode: PhantomData }
     }
 
     /// Credentials that include a bearer token from `source` (and possibly
@@ -155,6 +177,15 @@ impl AuthLayer {
             return Err(AuthError::Apply(auth_core::ApplyError::MissingToken));
         }
         Ok(Self::with(credentials, None))
+    }
+
+    /// Which requests keep a copy of themselves for a 401 replay: those
+    /// whose token is at risk ([`ReplayCopies::AtRisk`], the default), or
+    /// every request whose body can be copied ([`ReplayCopies::Always`]),
+    /// for APIs that revoke tokens in the middle of their life.
+    pub fn replay_copies(self, copies: ReplayCopies) -> Self {
+        let Bound { credentials, source, .. } = Arc::unwrap_or_clone(self.bound);
+        Self { bound: Arc::new(Bound { credentials, source, copies }), mode: PhantomData }
     }
 
     /// Does not replay requests after a 401 ([`NoReplay`]): no copy of
@@ -243,9 +274,10 @@ where
             let inner = std::mem::replace(&mut self.inner, clone);
             return ResponseFuture::pending(request, inner, bound);
         };
-        // The replay gets a clone of the service (made ready again before
-        // it sends); the ready one sends now.
-        let replay = Replay::new(&request, &self.inner, bound, token.generation());
+        // A copy, when kept, gets a clone of the service (made ready again
+        // before it sends); the ready one sends now.
+        let keep = bound.copies.keep(token.at_risk());
+        let replay = Replay::new(&request, &self.inner, bound, token.generation(), keep);
         if token.dpop().is_some() {
             return ResponseFuture::with_proof(&mut self.inner, request, replay, token.to_arc(), credentials);
         }
@@ -264,12 +296,10 @@ struct Pending<S, B> {
     bound: Arc<Bound>,
 }
 
-/// What a request keeps for a 401. Without a copy: two words and no
-/// reference count, and no shared memory written. With [`ReplayOn401`]
-/// the copy is kept inline, not boxed: a larger future, but no allocation
-/// per request; with [`NoReplay`] the copy's variant is empty and the
-/// future stays small.
-#[allow(clippy::large_enum_variant)] // Deliberate: boxing the copy costs an allocation per request.
+/// What a request keeps for a 401. Without a copy (a settled token, or
+/// [`NoReplay`]): two words and no reference count, and no shared memory
+/// written. A copy is boxed: only requests whose token is at risk pay for
+/// it, and the response future stays small for all.
 enum Replay<S, B, R: sealed::Mode> {
     /// The token it carried, if any, to invalidate on a 401: replay is
     /// off, the body streams, or this is the replay.
@@ -354,10 +384,11 @@ struct Resend<S, B> {
 }
 
 impl<S: Clone, B: ReplayBody, R: sealed::Mode> Replay<S, B, R> {
-    /// A copy of `request` when `R` replays and its body can be copied.
+    /// A copy of `request` when `R` replays, `keep` says so (the token is
+    /// at risk, or every request is copied) and its body can be copied.
     #[inline(always)]
-    fn new(request: &Request<B>, service: &S, bound: &Arc<Bound>, generation: Generation) -> Self {
-        if R::REPLAYS {
+    fn new(request: &Request<B>, service: &S, bound: &Arc<Bound>, generation: Generation, keep: bool) -> Self {
+        if R::REPLAYS && keep {
             if let Some(body) = request.body().try_clone_body() {
                 if let Some(copy) = R::keep(Copy::of(request, body, service.clone(), bound, generation)) {
                     return Self::Copied(copy);
@@ -490,6 +521,18 @@ where
     }
 }
 
+/// An answer other than 401 to a request that kept a copy: its token is
+/// accepted, and while it is fresh its requests need no copy.
+#[cold]
+fn accepted<S, B, R: sealed::Mode>(replay: &Replay<S, B, R>) {
+    if let Replay::Copied(copy) = replay {
+        let copy = R::get(copy);
+        if let Some(source) = &copy.bound.source {
+            source.accepted(copy.generation);
+        }
+    }
+}
+
 /// Keeps the `DPoP-Nonce` of an answer to a DPoP request.
 #[cold]
 fn keep_nonce<S, B, R: sealed::Mode, ResB>(replay: &Replay<S, B, R>, response: &Response<ResB>) {
@@ -516,8 +559,11 @@ where
         // flight and its answer is not a 401.
         if let StateProj::Sending { future, replay } = state.as_mut().project() {
             let response = ready!(future.poll(cx)).map_err(Into::into)?;
-            if matches!(replay, Replay::Proved(_)) {
+            if !matches!(replay, Replay::Invalidate { .. }) {
                 keep_nonce(replay, &response);
+                if response.status() != StatusCode::UNAUTHORIZED {
+                    accepted(replay);
+                }
             }
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Poll::Ready(Ok(response));
@@ -616,7 +662,8 @@ where
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
                 let Pending { mut request, mut service, bound } = *pending;
-                let replay = Replay::new(&request, &service, &bound, token.generation());
+                let keep = bound.copies.keep(bound.source.as_ref().is_none_or(|source| source.at_risk(&token)));
+                let replay = Replay::new(&request, &service, &bound, token.generation(), keep);
                 if token.dpop().is_some() {
                     let next = ResponseFuture::with_proof(&mut service, request, replay, token, &bound.credentials);
                     state.set(next.state);
@@ -632,6 +679,7 @@ where
                 let response = ready!(future.poll(cx)).map_err(Into::into)?;
                 keep_nonce(replay, &response);
                 if response.status() != StatusCode::UNAUTHORIZED {
+                    accepted(replay);
                     return Poll::Ready(Ok(response));
                 }
                 if let Some(response) = unauthorized(state.as_mut(), response) {
@@ -678,9 +726,14 @@ where
                 if let Some(nonces) = nonces {
                     nonces.0.observe(&nonces.1, response.headers());
                 }
-                if response.status() != StatusCode::UNAUTHORIZED
-                    || auth_core::dpop::is_nonce_demand(response.status(), response.headers())
-                {
+                if response.status() != StatusCode::UNAUTHORIZED {
+                    // The renewed token is accepted.
+                    if let Some(source) = source.source() {
+                        source.accepted(*generation);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                if auth_core::dpop::is_nonce_demand(response.status(), response.headers()) {
                     // A second nonce demand says nothing against the token.
                     return Poll::Ready(Ok(response));
                 }
@@ -747,14 +800,12 @@ mod tests {
     }
 
     #[test]
-    fn without_replay_a_request_keeps_two_words_for_a_401() {
+    fn a_request_without_a_copy_keeps_two_words_for_a_401() {
         assert_eq!(size_of::<Replay<Inner, String, NoReplay>>(), 16, "a source number and a generation");
-        let copy = size_of::<Replay<Inner, String, ReplayOn401>>();
-        assert!(
-            copy > size_of::<http::Uri>() && copy < size_of::<Request<String>>(),
-            "the default keeps the copy inline, not boxed, and smaller than a request: {copy} bytes"
-        );
-        let future = size_of::<ResponseFuture<Inner, String, NoReplay>>();
-        assert!(future <= 64, "a boxed inner future, the two words and a tag: {future} bytes");
+        assert!(size_of::<Replay<Inner, String, ReplayOn401>>() <= 24, "the copy is boxed, kept only at risk");
+        for future in [size_of::<ResponseFuture<Inner, String, NoReplay>>(), size_of::<ResponseFuture<Inner, String>>()]
+        {
+            assert!(future <= 64, "a boxed inner future, the two words and a tag: {future} bytes");
+        }
     }
 }

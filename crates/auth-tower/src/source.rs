@@ -412,6 +412,21 @@ impl TokenSource {
         Some(token.to_arc())
     }
 
+    /// Whether a request sent now with `token` (from
+    /// [`TokenSource::cached`]) should keep a copy of itself to replay
+    /// after a 401: the token is new, past its renewal point, of an
+    /// assumed lifetime or DPoP-bound (see [`auth_core::slot`]).
+    pub fn at_risk(&self, token: &AccessToken) -> bool {
+        self.shared.published.slot.at_risk(token)
+    }
+
+    /// Reports that the API accepted a request carrying the token of
+    /// `generation` (it answered something other than 401): its requests
+    /// stop keeping copies for a 401 until its renewal point.
+    pub fn accepted(&self, generation: Generation) {
+        self.shared.published.slot.accept(generation);
+    }
+
     /// Reports that the API answered 401 to the token of `generation`.
     /// The token is invalidated if it is still current (once, however many
     /// 401s arrive), and a new one is fetched.
