@@ -79,3 +79,85 @@ fn blocking_client_rides_out_an_outage_and_recovers_from_revocation() {
     assert_eq!(call(), 200);
     assert_eq!(provider.stats().api_unauthorized, 1);
 }
+
+/// A 1 ms fetch-loop guard: these tests revoke tokens fetched because of a 401.
+fn quick_guard(config: auth_core::SourceConfigBuilder) -> auth_core::SourceConfigBuilder {
+    config.refresh_policy(RefreshPolicy { unauthorized_backoff: Duration::from_millis(1), ..RefreshPolicy::default() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_copies_a_body_only_at_risk_and_a_bodyless_request_always() {
+    use auth_core::slot::ReplayCopies;
+    let provider = provider(Duration::from_secs(3600));
+    let client = |copies| {
+        AuthClient::builder()
+            .client_credentials(provider.token_url(), "app")
+            .client_secret("app-secret")
+            .api_key_header("X-API-Key", "key")
+            .api_origin(provider.url())
+            .replay_copies(copies)
+            .configure_token(quick_guard)
+            .build()
+            .unwrap()
+    };
+    let (client, always) = (client(ReplayCopies::AtRisk), client(ReplayCopies::Always));
+    let source = client.token_source().unwrap().clone();
+    let post = |client: &AuthClient| {
+        let request = client.post(provider.api_url("orders")).body("order=1");
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // A new token: the body is copied; the 200 settles the token.
+    assert_eq!(post(&client).await, 200);
+    assert!(!source.at_risk(&source.cached().unwrap()));
+    // Revoked in the middle of its life: the settled token's POST kept no copy.
+    provider.revoke_all();
+    assert_eq!(post(&client).await, 401, "the 401 reaches the caller");
+    assert_eq!(post(&client).await, 200, "the next request carries a new token");
+    // A request without a body is always copied (the copy costs nothing).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    provider.revoke_all();
+    assert_eq!(client.get(provider.api_url("orders")).send().await.unwrap().status(), 200, "replayed");
+    assert_eq!(source.stats().replays_after_401, 1);
+    // With ReplayCopies::Always a settled token's POST is replayed too.
+    assert_eq!(post(&always).await, 200);
+    provider.revoke_all();
+    assert_eq!(post(&always).await, 200, "replayed");
+    assert_eq!(always.token_source().unwrap().stats().replays_after_401, 1);
+    assert_eq!(provider.stats().api_unauthorized, 3);
+}
+
+#[test]
+fn blocking_copies_a_body_only_at_risk_and_a_bodyless_request_always() {
+    use auth_core::slot::ReplayCopies;
+    let provider = provider(Duration::from_secs(3600));
+    let config = quick_guard(SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret"));
+    let source = BlockingTokenSource::new(config.build().unwrap(), UreqTransport::for_tokens()).unwrap();
+    let credentials = || {
+        Credentials::builder()
+            .bearer_from_source()
+            .api_key_header("X-API-Key", "key")
+            .allow_origin(provider.url())
+            .build()
+            .unwrap()
+    };
+    let client = AuthorizedClient::new(source.clone(), credentials(), UreqTransport::for_api());
+    let send = |client: &AuthorizedClient, body: &[u8]| {
+        let request = http::Request::post(provider.api_url("orders")).body(body.to_vec()).unwrap();
+        client.send(request).unwrap().status().as_u16()
+    };
+    assert_eq!(send(&client, b"order=1"), 200);
+    assert!(!source.at_risk(&source.cached().unwrap()));
+    provider.revoke_all();
+    assert_eq!(send(&client, b"order=1"), 401, "the settled token's POST kept no copy");
+    assert_eq!(send(&client, b"order=1"), 200, "the next request carries a new token");
+    std::thread::sleep(Duration::from_millis(20));
+    provider.revoke_all();
+    assert_eq!(send(&client, b""), 200, "a request without a body is always copied: replayed");
+
+    let always = AuthorizedClient::new(source.clone(), credentials(), UreqTransport::for_api())
+        .replay_copies(ReplayCopies::Always);
+    std::thread::sleep(Duration::from_millis(20));
+    provider.revoke_all();
+    assert_eq!(send(&always, b"order=1"), 200, "replayed");
+    assert_eq!(provider.stats().api_unauthorized, 3);
+}

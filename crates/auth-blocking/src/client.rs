@@ -255,7 +255,8 @@ impl AuthorizedClientBuilder {
     /// used) and builds the client.
     pub fn build(self) -> Result<AuthorizedClient, Error> {
         use crate::UreqTransport;
-        let auth_core::setup::ClientParts { source, credentials, root_certificates, .. } = self.setup.build()?;
+        let auth_core::setup::ClientParts { source, credentials, root_certificates, replay_copies, .. } =
+            self.setup.build()?;
         // The client certificate goes to the token endpoint and to the API
         // (a certificate-bound token needs it there); TLS sends it only to
         // a server that asks for one.
@@ -271,6 +272,6 @@ impl AuthorizedClientBuilder {
         if let Some(change) = self.source {
             builder = change(builder);
         }
-        Ok(AuthorizedClient::new(builder.build()?, credentials, api))
+        Ok(AuthorizedClient::new(builder.build()?, credentials, api).replay_copies(replay_copies))
     }
 }

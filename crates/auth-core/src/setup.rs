@@ -36,6 +36,7 @@ pub struct ClientSetup {
     oauth: Option<SourceConfigBuilder>,
     credentials: CredentialsBuilder,
     roots: Option<Vec<Vec<u8>>>,
+    replay_copies: crate::slot::ReplayCopies,
     misuse: Option<ConfigError>,
 }
 
@@ -51,6 +52,8 @@ pub struct ClientParts {
     /// The CA certificates (DER) to trust instead of the built-in roots,
     /// when [`ClientSetup::root_certificates`] was called.
     pub root_certificates: Option<Vec<Vec<u8>>>,
+    /// Which requests keep a copy for a 401 replay.
+    pub replay_copies: crate::slot::ReplayCopies,
 }
 
 impl ClientSetup {
@@ -177,6 +180,14 @@ impl ClientSetup {
         self
     }
 
+    /// Which requests with a body keep a copy for a 401 replay: those whose
+    /// token is at risk (the default) or all of them
+    /// ([`ReplayCopies::Always`](crate::slot::ReplayCopies::Always)).
+    pub fn replay_copies(mut self, copies: crate::slot::ReplayCopies) -> Self {
+        self.replay_copies = copies;
+        self
+    }
+
     /// DPoP-bound tokens (RFC 9449) with this key: every token and API
     /// request carries a fresh proof.
     pub fn dpop(self, dpop: std::sync::Arc<crate::dpop::Dpop>) -> Self {
@@ -285,7 +296,7 @@ impl ClientSetup {
         }
         let credentials = self.credentials.build()?;
         let source = self.oauth.map(SourceConfigBuilder::build).transpose()?;
-        Ok(ClientParts { source, credentials, root_certificates: self.roots })
+        Ok(ClientParts { source, credentials, root_certificates: self.roots, replay_copies: self.replay_copies })
     }
 }
 
@@ -360,6 +371,14 @@ macro_rules! client_setup_methods {
         /// token endpoint and the API: for servers of a private PKI.
         pub fn root_certificates(mut self, pem: &str) -> Self {
             self.$field = self.$field.root_certificates(pem);
+            self
+        }
+        /// Which requests with a body keep a copy for a 401 replay: those
+        /// whose token is at risk (new, past its renewal point; the
+        /// default) or all of them (`ReplayCopies::Always`, for APIs that
+        /// revoke tokens in the middle of their life).
+        pub fn replay_copies(mut self, copies: $crate::slot::ReplayCopies) -> Self {
+            self.$field = self.$field.replay_copies(copies);
             self
         }
         /// DPoP-bound tokens (RFC 9449) with this key

@@ -106,7 +106,7 @@ impl AuthClientBuilder {
     /// inside a tokio runtime when OAuth is used (the token source's worker
     /// runs there).
     pub fn build(self) -> Result<AuthClient, AuthError> {
-        let ClientParts { source, credentials, root_certificates, .. } = self.setup.build()?;
+        let ClientParts { source, credentials, root_certificates, replay_copies, .. } = self.setup.build()?;
         // The client certificate goes to the token endpoint and to the API
         // (a certificate-bound token needs it there); TLS sends it only to
         // a server that asks for one.
@@ -123,7 +123,7 @@ impl AuthClientBuilder {
             None => None,
         };
         let middleware = match &source {
-            Some(source) => AuthMiddleware::new(source.clone(), credentials),
+            Some(source) => AuthMiddleware::new(source.clone(), credentials).replay_copies(replay_copies),
             None => AuthMiddleware::without_source(credentials)?,
         };
         let mut http = reqwest::Client::builder().redirect(same_origin_redirects());

@@ -420,3 +420,61 @@ async fn a_401_that_a_new_token_does_not_cure_is_marked_and_causes_no_fetch_loop
     renewal.assert_async().await;
     assert_eq!(source.stats().fetches, 2);
 }
+
+/// A provider whose API takes its tokens, and a layer-wrapped client for it.
+fn revocation_setup(
+    copies: auth_core::slot::ReplayCopies,
+) -> (auth_testkit::Provider, TokenSource, impl Fn() -> Request<Full<Bytes>>, auth_tower::Auth<common::HttpClient>) {
+    let provider =
+        auth_testkit::Provider::start(auth_testkit::ProviderConfig::new().client("app", "app-secret")).unwrap();
+    let client = http_client();
+    // A 1 ms fetch-loop guard: these tests revoke tokens fetched because of a 401.
+    let policy =
+        auth_core::RefreshPolicy { unauthorized_backoff: std::time::Duration::from_millis(1), ..Default::default() };
+    let config = auth_core::SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret");
+    let config = config.refresh_policy(policy).build();
+    let source = TokenSource::new(config.unwrap(), transport(client.clone())).unwrap();
+    let api = AuthLayer::bearer(source.clone(), provider.url()).unwrap().replay_copies(copies).layer(client);
+    let url = provider.api_url("orders");
+    let get = move || Request::get(&url).body(Full::default()).unwrap();
+    (provider, source, get, api)
+}
+
+#[tokio::test]
+async fn a_401_is_replayed_where_a_copy_was_kept_new_tokens_yes_settled_ones_no() {
+    let (provider, source, get, api) = revocation_setup(auth_core::slot::ReplayCopies::AtRisk);
+    // A new token is at risk until the API accepts it: revoked before any
+    // answer, its request's 401 is replayed with a second token.
+    let first = source.token().await.unwrap();
+    assert!(source.at_risk(&first), "new: not yet accepted");
+    provider.revoke_all();
+    assert_eq!(api.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK, "replayed");
+    assert_eq!(source.stats().replays_after_401, 1);
+    let second = source.cached().unwrap();
+    assert!(second.generation() > first.generation());
+    assert!(!source.at_risk(&second), "the replay's answer settled the second token");
+
+    // Revoked in the middle of its life (past the 1 ms fetch-loop guard of
+    // a token fetched because of a 401): the settled token's request kept
+    // no copy, so the 401 reaches the caller and the token is dropped.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    provider.revoke_all();
+    assert_eq!(api.clone().oneshot(get()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert!(source.cached().is_none(), "the 401 withdrew the token");
+    // The next request carries a new token.
+    assert_eq!(api.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK);
+    let stats = source.stats();
+    assert_eq!((stats.fetches, stats.invalidations, stats.replays_after_401), (3, 2, 1));
+    assert_eq!(provider.stats().api_unauthorized, 2);
+}
+
+#[tokio::test]
+async fn with_replay_copies_always_a_settled_tokens_401_is_replayed_too() {
+    let (provider, source, get, api) = revocation_setup(auth_core::slot::ReplayCopies::Always);
+    assert_eq!(api.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK);
+    assert!(!source.at_risk(&source.cached().unwrap()));
+    provider.revoke_all();
+    assert_eq!(api.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK, "replayed");
+    let stats = source.stats();
+    assert_eq!((stats.fetches, stats.invalidations, stats.replays_after_401), (2, 1, 1));
+}
