@@ -120,7 +120,9 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
         };
         rows.push(Row { name: format!("2. {name}"), value, unit: item["unit"].as_str().unwrap_or("").into(), note });
     }
-    for (id, label) in &contenders[..2].iter().chain(&contenders[4..]).cloned().collect::<Vec<_>>() {
+    // The contenders of the contention bench: the floor, the default layer and the hand-written ones.
+    let contended = [contenders[0], contenders[1], contenders[5], contenders[6]];
+    for (id, label) in contended {
         let one = criterion_ns(target, &format!("contention/{id}/1"))?;
         for tasks in [1, 2, 8] {
             let ns = criterion_ns(target, &format!("contention/{id}/{tasks}"))?;
