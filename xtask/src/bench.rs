@@ -120,9 +120,11 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
         };
         rows.push(Row { name: format!("2. {name}"), value, unit: item["unit"].as_str().unwrap_or("").into(), note });
     }
-    // The contenders of the contention bench: the floor, the default layer and the hand-written ones.
-    let contended = [contenders[0], contenders[1], contenders[5], contenders[6]];
-    for (id, label) in contended {
+    // The contenders the contention bench runs, by name (not by position in
+    // the list above, which gains entries the contention bench does not run).
+    let contended =
+        ["floor_tower_http_static_header", "auth_layer", "hand_written_std_mutex", "hand_written_tokio_rwlock"];
+    for (id, label) in contenders.into_iter().filter(|(id, _)| contended.contains(id)) {
         let one = criterion_ns(target, &format!("contention/{id}/1"))?;
         for tasks in [1, 2, 8] {
             let ns = criterion_ns(target, &format!("contention/{id}/{tasks}"))?;
