@@ -71,6 +71,10 @@ pub struct Origin {
     /// Whether `port` is the scheme's default (a URI without a port is on
     /// this origin).
     default_port: bool,
+    /// `scheme://host[:port]` as a normalizing URL library writes it (the
+    /// port only when it is not the default): the start of the serialized
+    /// URLs of this origin.
+    serialized: String,
 }
 
 impl Origin {
@@ -94,7 +98,12 @@ impl Origin {
             .or_else(|| default_port(&scheme))
             .ok_or_else(|| invalid("its scheme is not http or https"))?;
         let default_port = default_port(&scheme) == Some(port);
-        Ok(Self { scheme, host: authority.host().to_ascii_lowercase(), port, default_port })
+        let host = authority.host().to_ascii_lowercase();
+        let serialized = match default_port {
+            true => format!("{scheme}://{host}"),
+            false => format!("{scheme}://{host}:{port}"),
+        };
+        Ok(Self { scheme, host, port, default_port, serialized })
     }
 
     /// Whether `uri` (absolute) is on this origin. A few comparisons, no
@@ -121,6 +130,22 @@ impl Origin {
                 _ => false,
             },
             _ => false,
+        }
+    }
+
+    /// Whether `url`, a URL as written, starts with this origin in the
+    /// form a normalizing URL library writes it (`https://host` or
+    /// `https://host:8443`), followed by the path, query, fragment or the
+    /// end. A `true` is certain; a `false` may be the same origin written
+    /// otherwise (another case, a default port written out) and calls for
+    /// [`Origin::matches_parts`].
+    #[inline]
+    pub fn starts(&self, url: &str) -> bool {
+        match url.as_bytes().split_at_checked(self.serialized.len()) {
+            Some((head, rest)) => {
+                head == self.serialized.as_bytes() && matches!(rest.first(), None | Some(b'/' | b'?' | b'#'))
+            }
+            None => false,
         }
     }
 
@@ -260,6 +285,19 @@ impl Credentials {
     /// URL type is not `http::Uri`). `port` is the explicit port, if any.
     pub fn applies_to_origin(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         self.origins.is_empty() || self.origins.iter().any(|o| o.matches_parts(scheme, host, port))
+    }
+
+    /// [`Credentials::applies_to_origin`] for a URL type that keeps its
+    /// serialization (such as `url::Url`): `url` as written first (one
+    /// byte comparison, see [`Origin::starts`]), and only when that is not
+    /// conclusive the scheme, host and explicit port `parts` gives.
+    #[inline]
+    pub fn applies_to_url<'u>(&self, url: &'u str, parts: impl FnOnce() -> (&'u str, &'u str, Option<u16>)) -> bool {
+        if self.origins.is_empty() || self.origins.iter().any(|o| o.starts(url)) {
+            return true;
+        }
+        let (scheme, host, port) = parts();
+        self.applies_to_origin(scheme, host, port)
     }
 
     /// [`Credentials::apply`] for a token that may be DPoP-bound: with a
@@ -700,6 +738,22 @@ mod tests {
             assert_eq!(credentials.apply(&mut request, None), Ok(Applied::SkippedOrigin), "{skip}");
             assert!(request.headers().is_empty());
         }
+        // A URL as written: the normalized form at once, the rest by parts.
+        let url_cases = [
+            ("https://api.example.com/x", ("https", "api.example.com", None), true),
+            ("https://api.example.com", ("https", "api.example.com", None), true),
+            ("https://API.example.com:443/y", ("https", "api.example.com", Some(443)), true),
+            ("http://127.0.0.1:8080?q", ("http", "127.0.0.1", Some(8080)), true),
+            ("https://api.example.com.evil.net/", ("https", "api.example.com.evil.net", None), false),
+            ("https://api.example.com@evil.net/", ("https", "evil.net", None), false),
+            ("https://api.example.com:8443/", ("https", "api.example.com", Some(8443)), false),
+        ];
+        for (url, parts, applies) in url_cases {
+            assert_eq!(credentials.applies_to_url(url, || parts), applies, "{url}");
+        }
+        let no_parts = || -> (&str, &str, Option<u16>) { panic!("the URL as written was conclusive") };
+        assert!(credentials.applies_to_url("https://api.example.com/x", no_parts));
+        assert!(credentials.applies_to_url("http://127.0.0.1:8080/", no_parts));
         assert!(matches!(Origin::parse("ftp://x"), Err(ConfigError::InvalidOrigin { .. })));
         assert!(matches!(Origin::parse("nohost"), Err(ConfigError::InvalidOrigin { .. })));
         // Every origin only when asked for.
@@ -825,6 +879,22 @@ mod origin_properties {
             let origin = Origin::parse(origin).unwrap();
             if let Ok(uri) = format!("{scheme}://{authority}/path?q=1").parse::<Uri>() {
                 prop_assert_eq!(origin.matches(&uri), reference(&origin, &uri), "{}", uri);
+            }
+        }
+
+        /// The comparison of a URL as written is certain when it says yes.
+        #[test]
+        fn a_url_that_starts_with_the_origin_is_on_it(
+            origin in prop::sample::select(vec!["https://api.example.com", "http://127.0.0.1:8080", "https://[::1]", "http://api.example.com:443"]),
+            scheme in prop::sample::select(vec!["https", "http", "HTTPS"]),
+            authority in authority(),
+            rest in prop::sample::select(vec!["", "/", "/path?q=1", "?q", "#f", "\\x", ".evil.net/", "@evil.net/", ":8080/"]),
+        ) {
+            let origin = Origin::parse(origin).unwrap();
+            let url = format!("{scheme}://{authority}{rest}");
+            if origin.starts(&url) {
+                let uri = url.parse::<Uri>();
+                prop_assert!(uri.as_ref().is_ok_and(|uri| reference(&origin, uri)), "{}", url);
             }
         }
     }

@@ -322,7 +322,7 @@ pub struct ReadToken<'a> {
     at_risk: bool,
 }
 
-impl ReadToken<'_> {
+impl<'a> ReadToken<'a> {
     /// Whether a 401 to a request with this token can be cured by a new
     /// one often enough to keep a copy of the request (see the
     /// [module docs](self)).
@@ -341,6 +341,13 @@ impl ReadToken<'_> {
     /// A shared handle on the token (a reference count).
     pub fn to_arc(&self) -> Arc<AccessToken> {
         Arc::clone(self.token)
+    }
+
+    /// The reader's handle on the token, for as long as the reader is
+    /// borrowed.
+    #[inline]
+    pub fn as_arc(&self) -> &'a Arc<AccessToken> {
+        self.token
     }
 }
 

@@ -1,14 +1,16 @@
 //! The `reqwest-middleware` middleware.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use auth_core::credentials::query_with_param;
 use auth_core::dpop::ApiAnswer;
 use auth_core::secret::ExposeSecret;
 use auth_core::slot::ReplayCopies;
-use auth_core::{AccessToken, Credentials};
-use auth_tower::{AuthError, TokenSource};
+use auth_core::{AccessToken, Credentials, Generation};
+use auth_tower::{AuthError, TokenReader, TokenSource};
 use std::time::Duration;
+use thread_local::ThreadLocal;
 
 use http::{Extensions, StatusCode, Version};
 use reqwest::{Request, Response, ResponseBuilderExt as _};
@@ -40,15 +42,63 @@ use reqwest_middleware::{Middleware, Next};
 ///   proxies and server logs see query strings.
 #[derive(Debug, Clone)]
 pub struct AuthMiddleware {
-    source: Option<TokenSource>,
+    source: Option<Arc<Source>>,
     credentials: Arc<Credentials>,
     copies: ReplayCopies,
+}
+
+/// The token source, and one reader of its token per thread that sends
+/// through the middleware: a cached token is read with no shared write
+/// and no reference count (the middleware itself is shared by every
+/// thread of the client).
+struct Source {
+    source: TokenSource,
+    readers: ThreadLocal<RefCell<TokenReader>>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    /// Calls `f` with this thread's read of the cached token, `None` when
+    /// none may be sent now. The read is this thread's reader's, or (if
+    /// that reader is in use further up the stack) the source's own.
+    #[inline]
+    fn with_cached<R>(&self, f: impl FnOnce(Option<Cached<'_>>) -> R) -> R {
+        let reader = self.readers.get_or(|| RefCell::new(self.source.reader()));
+        match reader.try_borrow_mut() {
+            Ok(mut reader) => match reader.load() {
+                Some(read) => f(Some(Cached { token: read.as_arc(), at_risk: read.at_risk() })),
+                None => f(None),
+            },
+            Err(_) => match self.source.cached() {
+                Some(token) => self.with_arc(&token, |token| f(Some(token))),
+                None => f(None),
+            },
+        }
+    }
+
+    /// Calls `f` with `token`, a token from the source.
+    fn with_arc<R>(&self, token: &Arc<AccessToken>, f: impl FnOnce(Cached<'_>) -> R) -> R {
+        f(Cached { token, at_risk: self.source.at_risk(token) })
+    }
+}
+
+/// A token read for a request.
+struct Cached<'a> {
+    token: &'a Arc<AccessToken>,
+    /// Whether a request sent with it keeps a copy for a 401.
+    at_risk: bool,
 }
 
 impl AuthMiddleware {
     /// Credentials that include a bearer token from `source`.
     pub fn new(source: TokenSource, credentials: Credentials) -> Self {
-        Self { source: Some(source), credentials: Arc::new(credentials), copies: ReplayCopies::default() }
+        let source = Source { source, readers: ThreadLocal::new() };
+        Self { source: Some(Arc::new(source)), credentials: Arc::new(credentials), copies: ReplayCopies::default() }
     }
 
     /// Which requests with a body keep a copy for a 401 replay: those
@@ -71,12 +121,13 @@ impl AuthMiddleware {
 
     /// The token source, if any.
     pub fn token_source(&self) -> Option<&TokenSource> {
-        self.source.as_ref()
+        self.source.as_deref().map(|source| &source.source)
     }
 
+    #[inline]
     fn applies_to(&self, request: &Request) -> bool {
         let url = request.url();
-        self.credentials.applies_to_origin(url.scheme(), url.host_str().unwrap_or(""), url.port())
+        self.credentials.applies_to_url(url.as_str(), || (url.scheme(), url.host_str().unwrap_or(""), url.port()))
     }
 
     /// Puts the credentials on `request`; with a DPoP-bound token, a fresh
@@ -208,11 +259,17 @@ impl Middleware for AuthMiddleware {
 impl AuthMiddleware {
     /// `outcome` with our query keys redacted from its URL (when the
     /// credentials put any in the query).
-    #[inline]
+    #[inline(always)]
     fn finish(&self, outcome: reqwest_middleware::Result<Response>) -> reqwest_middleware::Result<Response> {
         if !self.credentials.has_query_params() {
             return outcome;
         }
+        self.redact_outcome(outcome)
+    }
+
+    /// [`AuthMiddleware::finish`] for credentials with query keys.
+    #[cold]
+    fn redact_outcome(&self, outcome: reqwest_middleware::Result<Response>) -> reqwest_middleware::Result<Response> {
         match outcome {
             Ok(response) => Ok(self.redact_response_url(response)),
             Err(reqwest_middleware::Error::Reqwest(mut error)) => {
@@ -252,7 +309,7 @@ impl AuthMiddleware {
         if !self.applies_to(&request) {
             return next.run(request, extensions);
         }
-        let source = match &self.source {
+        let source = match self.source.as_deref() {
             Some(source) if self.credentials.needs_token() => source,
             _ => {
                 if let Err(error) = self.apply(&mut request, None) {
@@ -265,79 +322,119 @@ impl AuthMiddleware {
             }
         };
         // A cached token without an await; the first callers wait for one.
-        let Some(token) = source.cached() else {
-            return Box::pin(async move {
-                let token = source.token().await.map_err(middleware_error)?;
-                self.prepare_with(source, token, request, extensions, next).await
-            });
-        };
-        self.prepare_with(source, token, request, extensions, next)
+        // The request is borrowed, not moved, while the token is read.
+        match source.with_cached(|cached| cached.map(|token| self.decide(token, &mut request))) {
+            Some(decided) => self.send_decided(&source.source, decided, request, extensions, next),
+            None => Box::pin(async move {
+                let token = source.source.token().await.map_err(middleware_error)?;
+                let decided = source.with_arc(&token, |token| self.decide(token, &mut request));
+                self.send_decided(&source.source, decided, request, extensions, next).await
+            }),
+        }
     }
 
     /// The copy for a 401 (free without a body; with one, where it can
-    /// matter) and the credentials, then the send.
+    /// matter), and the credentials on `request`.
     #[inline(always)]
-    fn prepare_with<'a>(
+    fn decide(&self, token: Cached<'_>, request: &mut Request) -> Result<Decided, AuthError> {
+        let Cached { token, at_risk } = token;
+        let copy =
+            if request.body().is_none() || self.copies.keep(at_risk) { ReplayCopy::before_send(request) } else { None };
+        let proof = self.apply(request, Some(token))?;
+        let dpop = proof.map(|proof| (Arc::clone(token), proof));
+        Ok(Decided { generation: token.generation(), at_risk, dpop, copy })
+    }
+
+    /// The send of a request with its credentials on, or the error that
+    /// kept them off.
+    #[inline(always)]
+    fn send_decided<'a>(
         &'a self,
         source: &'a TokenSource,
-        token: Arc<AccessToken>,
-        mut request: Request,
+        decided: Result<Decided, AuthError>,
+        request: Request,
         extensions: &'a mut Extensions,
         next: Next<'a>,
     ) -> Sending<'a> {
-        let at_risk = source.at_risk(&token);
-        let copy = if request.body().is_none() || self.copies.keep(at_risk) {
-            ReplayCopy::before_send(&request)
-        } else {
-            None
-        };
-        let proof = match self.apply(&mut request, Some(&token)) {
-            Ok(proof) => proof,
-            Err(error) => return Box::pin(std::future::ready(Err(middleware_error(error)))),
-        };
-        let sent = Sent { source, token, at_risk, proof, copy, url: UrlPrint::of(request.url()) };
-        Box::pin(self.send(sent, request, extensions, next))
+        match decided {
+            Ok(decided) => {
+                let sent = Sent { source, decided, url: UrlPrint::of(request.url()) };
+                Box::pin(self.send(sent, request, extensions, next))
+            }
+            Err(error) => Box::pin(std::future::ready(Err(middleware_error(error)))),
+        }
     }
 
     /// Sends `request` (its credentials on) and judges the answer.
-    async fn send(
-        &self,
-        sent: Sent<'_>,
+    ///
+    /// An `async` block rather than an `async fn`: the block keeps its
+    /// captures in place, where an `async fn` would hold its arguments
+    /// twice (once as given, once moved into its body) and double the
+    /// size of the future.
+    #[allow(clippy::manual_async_fn)]
+    #[inline(always)]
+    fn send<'a>(
+        &'a self,
+        sent: Sent<'a>,
         request: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let outcome = next.clone().run(request, extensions).await;
-        let Sent { source, token, at_risk, proof, copy, url } = sent;
-        // Judged out of line, and the rare paths boxed before their await,
-        // so that no answer is held across it.
-        let rare: Sending<'_> = match outcome {
-            Ok(response) => match self.judge(source, &token, at_risk, proof, &response) {
-                Judged::Done => return self.finish(Ok(response)),
-                Judged::NonceDemand => Box::pin(self.after_nonce_demand(&token, copy, url, response, extensions, next)),
-                Judged::Unauthorized => Box::pin(self.after_401(source, &token, copy, url, response, extensions, next)),
-            },
-            error => return self.finish(error),
-        };
-        self.finish(rare.await)
+        extensions: &'a mut Extensions,
+        next: Next<'a>,
+    ) -> impl std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
+        async move {
+            let outcome = next.clone().run(request, extensions).await;
+            // Out of the match before the await: the answer is not held across it.
+            let rare = match self.after_send(sent, outcome, extensions, next) {
+                AfterSend::Done(outcome) => return self.finish(outcome),
+                AfterSend::Rare(rare) => rare,
+            };
+            self.finish(rare.await)
+        }
     }
 
-    /// What `response`, the answer to a request sent with `token`, calls
+    /// Judges `outcome`, the answer to a request sent as `sent` says:
+    /// returned as it came, or a rare path (a replay), boxed so that no
+    /// answer is held across an await of the common path's future.
+    #[inline(always)]
+    fn after_send<'a>(
+        &'a self,
+        sent: Sent<'a>,
+        outcome: reqwest_middleware::Result<Response>,
+        extensions: &'a mut Extensions,
+        next: Next<'a>,
+    ) -> AfterSend<'a> {
+        let Sent { source, decided: Decided { generation, at_risk, dpop, copy }, url } = sent;
+        let judged = match &outcome {
+            Ok(response) => self.judge(source, generation, at_risk, dpop.as_ref(), response),
+            Err(_) => Judged::Done,
+        };
+        match (judged, outcome) {
+            (Judged::NonceDemand(token), Ok(response)) => {
+                AfterSend::Rare(Box::pin(self.after_nonce_demand(token, copy, url, response, extensions, next)))
+            }
+            (Judged::Unauthorized, Ok(response)) => {
+                AfterSend::Rare(Box::pin(self.after_401(source, generation, copy, url, response, extensions, next)))
+            }
+            (_, outcome) => AfterSend::Done(outcome),
+        }
+    }
+
+    /// What `response`, the answer to a request sent with the token of
+    /// `generation` (and `dpop`, a DPoP-bound token and its proof), calls
     /// for (an answer other than 401 accepts a token at risk).
     fn judge(
         &self,
         source: &TokenSource,
-        token: &AccessToken,
+        generation: Generation,
         at_risk: bool,
-        proof: Option<Proved>,
+        dpop: Option<&(Arc<AccessToken>, Proved)>,
         response: &Response,
     ) -> Judged {
-        if let (Some(sent), Some(dpop)) = (proof, token.dpop()) {
-            let (uri, proof) = &*sent;
-            match dpop.api_answer(uri, proof, response.status(), response.headers()) {
-                ApiAnswer::RetryWithNonce => return Judged::NonceDemand,
+        if let Some((token, sent)) = dpop {
+            let (uri, proof) = &**sent;
+            match token.dpop().map(|dpop| dpop.api_answer(uri, proof, response.status(), response.headers())) {
+                Some(ApiAnswer::RetryWithNonce) => return Judged::NonceDemand(Arc::clone(token)),
                 // Not retried (the same nonce again): the token is fine.
-                ApiAnswer::NonceRefused => return Judged::Done,
+                Some(ApiAnswer::NonceRefused) => return Judged::Done,
                 _ => {}
             }
         }
@@ -345,7 +442,7 @@ impl AuthMiddleware {
             return Judged::Unauthorized;
         }
         if at_risk {
-            source.accepted(token.generation());
+            source.accepted(generation);
         }
         Judged::Done
     }
@@ -362,7 +459,7 @@ impl AuthMiddleware {
     /// cannot be: a stream, a redirect).
     async fn after_nonce_demand(
         &self,
-        token: &AccessToken,
+        token: Arc<AccessToken>,
         copy: Option<ReplayCopy>,
         sent_url: UrlPrint,
         response: Response,
@@ -372,7 +469,7 @@ impl AuthMiddleware {
         let Some(replay) = self.replay_of(copy, &response, sent_url) else {
             return Ok(response);
         };
-        self.send_again(replay, token, extensions, next).await
+        self.send_again(replay, &token, extensions, next).await
     }
 
     /// Sends a replay with `token` (a new DPoP proof when it is DPoP-bound)
@@ -392,13 +489,14 @@ impl AuthMiddleware {
         Ok(replayed)
     }
 
-    /// A 401 to a request sent with `token`: renew it and replay the copy
-    /// once (unless it cannot be: a stream, a redirect, the loop guard).
+    /// A 401 to a request sent with the token of `generation`: renew it
+    /// and replay the copy once (unless it cannot be: a stream, a
+    /// redirect, the loop guard).
     #[allow(clippy::too_many_arguments)]
     async fn after_401(
         &self,
         source: &TokenSource,
-        token: &AccessToken,
+        generation: Generation,
         copy: Option<ReplayCopy>,
         sent_url: UrlPrint,
         response: Response,
@@ -406,10 +504,10 @@ impl AuthMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let Some(replay) = self.replay_of(copy, &response, sent_url) else {
-            source.invalidate(token.generation());
+            source.invalidate(generation);
             return Ok(response);
         };
-        let renewed = match source.reject(token.generation()).await {
+        let renewed = match source.reject(generation).await {
             Ok(Some(renewed)) => renewed,
             // The loop guard held the renewal back: a fresh token was rejected already.
             Ok(None) => return Ok(rejected_after_renewal(response)),
@@ -427,12 +525,21 @@ impl AuthMiddleware {
     }
 }
 
+/// What comes after the answer to a request.
+enum AfterSend<'a> {
+    /// The outcome, to return.
+    Done(reqwest_middleware::Result<Response>),
+    /// A replay, to await.
+    Rare(Sending<'a>),
+}
+
 /// What the answer to a request calls for.
 enum Judged {
     /// Returned as it is.
     Done,
-    /// A DPoP nonce demand: replayed with a new proof, when a copy was kept.
-    NonceDemand,
+    /// A DPoP nonce demand to a request sent with this token: replayed
+    /// with a new proof, when a copy was kept.
+    NonceDemand(Arc<AccessToken>),
     /// A 401: the token is renewed and the copy, if kept, replayed.
     Unauthorized,
 }
@@ -445,13 +552,23 @@ type Proved = Box<(http::Uri, auth_core::dpop::Proof)>;
 type Sending<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'a>>;
 
+/// What was decided before a request was sent.
+struct Decided {
+    /// The generation of the token sent.
+    generation: Generation,
+    /// Whether the token was at risk (an answer other than 401 accepts it).
+    at_risk: bool,
+    /// A DPoP-bound token and the proof sent with it.
+    dpop: Option<(Arc<AccessToken>, Proved)>,
+    /// The copy for a replay, if one was kept.
+    copy: Option<ReplayCopy>,
+}
+
 /// What the answer to a sent request is judged with.
 struct Sent<'a> {
     source: &'a TokenSource,
-    token: Arc<AccessToken>,
-    at_risk: bool,
-    proof: Option<Proved>,
-    copy: Option<ReplayCopy>,
+    decided: Decided,
+    /// The print of the URL sent, to tell a redirected answer.
     url: UrlPrint,
 }
 

@@ -70,7 +70,7 @@ pub mod store;
 pub use body::{ReplayBody, ReplayableBody};
 pub use error::{AuthError, BoxError};
 pub use layer::{Auth, AuthLayer, NoReplay, ReplayOn401, ResponseFuture};
-pub use source::{Revoked, Stats, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT, WAIT_GRACE};
+pub use source::{Revoked, Stats, TokenReader, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT, WAIT_GRACE};
 pub use store::TokenStore;
 
 // The core's configuration types, so that this crate is its users' only

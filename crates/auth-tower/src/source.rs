@@ -534,9 +534,11 @@ impl TokenSource {
 
     // ----- for the layer -----
 
-    /// A reader of the published token for one service (the lock-free hot
-    /// path of the layer).
-    pub(crate) fn reader(&self) -> TokenReader {
+    /// A reader of the published token for one service, task or thread:
+    /// the hot path of the layer, and of adapters that keep one reader per
+    /// thread. A read is a pointer comparison and a few atomic loads, with
+    /// no shared write and no reference count (see [`TokenReader::load`]).
+    pub fn reader(&self) -> TokenReader {
         TokenReader { slot: self.shared.published.slot.reader(), unflushed: 0, source: self.clone() }
     }
 
@@ -586,11 +588,13 @@ impl TokenSource {
     }
 }
 
-/// One service's reader of the published token: no shared write per read
-/// (its cache hits are added to the source's counter in batches, and when
-/// it drops).
+/// One service's (or thread's) reader of the published token, from
+/// [`TokenSource::reader`]: no shared write per read (its cache hits are
+/// added to the source's counter in batches, and when it drops). It keeps
+/// a handle on the token it last read until it reads the next one or
+/// drops.
 #[derive(Debug)]
-pub(crate) struct TokenReader {
+pub struct TokenReader {
     slot: SlotReader,
     unflushed: u32,
     source: TokenSource,
@@ -600,10 +604,13 @@ pub(crate) struct TokenReader {
 const HITS_BATCH: u32 = 64;
 
 impl TokenReader {
-    /// The token if it may be sent now (see [`SlotReader::load`]); nudges
-    /// the worker when this read was the first past the renewal point.
+    /// The token if it may be sent now (see [`SlotReader::load`]), with
+    /// whether a request sent with it should keep a copy for a 401
+    /// ([`ReadToken::at_risk`]); nudges the worker when this read was the
+    /// first past the renewal point. `None`: wait for
+    /// [`TokenSource::token`].
     #[inline]
-    pub(crate) fn load(&mut self) -> Option<ReadToken<'_>> {
+    pub fn load(&mut self) -> Option<ReadToken<'_>> {
         let Self { slot, unflushed, source } = self;
         let token = slot.load(now)?;
         source.nudge_if(token.renewal_due());
