@@ -86,7 +86,7 @@ fn quick_guard(config: auth_core::SourceConfigBuilder) -> auth_core::SourceConfi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reqwest_copies_a_body_only_at_risk_and_a_bodyless_request_always() {
+async fn reqwest_copies_a_request_only_at_risk_unless_told_always() {
     use auth_core::slot::ReplayCopies;
     let provider = provider(Duration::from_secs(3600));
     let client = |copies| {
@@ -113,21 +113,29 @@ async fn reqwest_copies_a_body_only_at_risk_and_a_bodyless_request_always() {
     provider.revoke_all();
     assert_eq!(post(&client).await, 401, "the 401 reaches the caller");
     assert_eq!(post(&client).await, 200, "the next request carries a new token");
-    // A request without a body is always copied (the copy costs nothing).
+    // A request without a body follows the same rule.
+    let get = |client: &AuthClient| {
+        let request = client.get(provider.api_url("orders"));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
     tokio::time::sleep(Duration::from_millis(20)).await;
     provider.revoke_all();
-    assert_eq!(client.get(provider.api_url("orders")).send().await.unwrap().status(), 200, "replayed");
-    assert_eq!(source.stats().replays_after_401, 1);
-    // With ReplayCopies::Always a settled token's POST is replayed too.
+    assert_eq!(get(&client).await, 401, "the settled token's GET kept no copy");
+    assert_eq!(get(&client).await, 200, "the next request carries a new token");
+    assert_eq!(source.stats().replays_after_401, 0);
+    // With ReplayCopies::Always a settled token's requests are replayed.
     assert_eq!(post(&always).await, 200);
     provider.revoke_all();
     assert_eq!(post(&always).await, 200, "replayed");
-    assert_eq!(always.token_source().unwrap().stats().replays_after_401, 1);
-    assert_eq!(provider.stats().api_unauthorized, 3);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    provider.revoke_all();
+    assert_eq!(get(&always).await, 200, "replayed");
+    assert_eq!(always.token_source().unwrap().stats().replays_after_401, 2);
+    assert_eq!(provider.stats().api_unauthorized, 4);
 }
 
 #[test]
-fn blocking_copies_a_body_only_at_risk_and_a_bodyless_request_always() {
+fn blocking_copies_a_request_only_at_risk_unless_told_always() {
     use auth_core::slot::ReplayCopies;
     let provider = provider(Duration::from_secs(3600));
     let config = quick_guard(SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret"));
@@ -152,12 +160,16 @@ fn blocking_copies_a_body_only_at_risk_and_a_bodyless_request_always() {
     assert_eq!(send(&client, b"order=1"), 200, "the next request carries a new token");
     std::thread::sleep(Duration::from_millis(20));
     provider.revoke_all();
-    assert_eq!(send(&client, b""), 200, "a request without a body is always copied: replayed");
+    assert_eq!(send(&client, b""), 401, "a request without a body follows the same rule");
+    assert_eq!(send(&client, b""), 200, "the next request carries a new token");
 
     let always = AuthorizedClient::new(source.clone(), credentials(), UreqTransport::for_api())
         .replay_copies(ReplayCopies::Always);
     std::thread::sleep(Duration::from_millis(20));
     provider.revoke_all();
     assert_eq!(send(&always, b"order=1"), 200, "replayed");
-    assert_eq!(provider.stats().api_unauthorized, 3);
+    std::thread::sleep(Duration::from_millis(20));
+    provider.revoke_all();
+    assert_eq!(send(&always, b""), 200, "replayed");
+    assert_eq!(provider.stats().api_unauthorized, 4);
 }

@@ -16,11 +16,12 @@ use crate::transport::BlockingTransport;
 /// that carried a token, invalidates it and replays the request once with
 /// the new token, from a copy made before the send.
 ///
-/// A request with an empty body is always copied. One with a body is
-/// copied when its token is at risk: new, past its renewal point, of an
-/// assumed lifetime or DPoP-bound (see [`auth_core::slot`]), or always
-/// with [`AuthorizedClient::replay_copies`]. A request without a copy gets
-/// its 401 back, and the next request carries the new token.
+/// A request is copied when its token is at risk: new, past its renewal
+/// point, of an assumed lifetime or DPoP-bound (see [`auth_core::slot`]),
+/// or always with [`AuthorizedClient::replay_copies`]. A request without a
+/// copy (sent with a settled token that the provider revoked in the
+/// middle of its life) gets its 401 back, and the next request carries
+/// the new token.
 ///
 /// Credentials go only to the origins they are limited to; use a transport
 /// that does not follow redirects ([`UreqTransport::for_api`](crate::UreqTransport::for_api)
@@ -78,10 +79,10 @@ impl AuthorizedClient {
         Self { source: Some(source), credentials, transport, copies: ReplayCopies::default() }
     }
 
-    /// Which requests with a body keep a copy for a 401 replay: those
+    /// Which requests keep a copy of themselves for a 401 replay: those
     /// whose token is at risk ([`ReplayCopies::AtRisk`], the default), or
-    /// all ([`ReplayCopies::Always`]: one copy of each body), for APIs that
-    /// revoke tokens in the middle of their life.
+    /// all ([`ReplayCopies::Always`]: one copy of each request), for APIs
+    /// that revoke tokens in the middle of their life.
     pub fn replay_copies(mut self, copies: ReplayCopies) -> Self {
         self.copies = copies;
         self
@@ -115,7 +116,7 @@ impl AuthorizedClient {
         };
         let token = source.token()?;
         let at_risk = source.at_risk(&token);
-        let replay = (request.body().is_empty() || self.copies.keep(at_risk)).then(|| copy(&request));
+        let replay = self.copies.keep(at_risk).then(|| copy(&request));
         let uri = token.dpop().map(|_| request.uri().clone());
         let proof = self.credentials.apply_allowed_at(&mut request, Some(&token), SystemTime::now())?;
         let response = self.transport.send(request)?;

@@ -180,8 +180,8 @@ impl ClientSetup {
         self
     }
 
-    /// Which requests with a body keep a copy for a 401 replay: those whose
-    /// token is at risk (the default) or all of them
+    /// Which requests keep a copy of themselves for a 401 replay: those
+    /// whose token is at risk (the default) or all of them
     /// ([`ReplayCopies::Always`](crate::slot::ReplayCopies::Always)).
     pub fn replay_copies(mut self, copies: crate::slot::ReplayCopies) -> Self {
         self.replay_copies = copies;
@@ -373,7 +373,7 @@ macro_rules! client_setup_methods {
             self.$field = self.$field.root_certificates(pem);
             self
         }
-        /// Which requests with a body keep a copy for a 401 replay: those
+        /// Which requests keep a copy of themselves for a 401 replay: those
         /// whose token is at risk (new, past its renewal point; the
         /// default) or all of them (`ReplayCopies::Always`, for APIs that
         /// revoke tokens in the middle of their life).

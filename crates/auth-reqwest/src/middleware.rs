@@ -24,15 +24,16 @@ use reqwest_middleware::{Middleware, Next};
 /// - On a 401 to a request that carried a token, the token is invalidated
 ///   (once, however many requests are rejected) and the request is
 ///   replayed once with the new token, from a copy made before the send.
-///   A request without a body is always copied: the copy costs nothing
-///   (its URL is taken back from the 401 itself, so a 401 that came after
-///   a redirect, a URL other than the one sent, is returned, not
-///   replayed). A request with a body is copied (`Request::try_clone`)
-///   when its token is at risk: new, past its renewal point, of an assumed
-///   lifetime or DPoP-bound (see [`auth_core::slot`]), or always with
-///   [`AuthMiddleware::replay_copies`]. Streaming bodies cannot be copied.
-///   A request without a copy gets its 401 back, and the next request
-///   carries the new token.
+///   A request is copied when its token is at risk: new, past its renewal
+///   point, of an assumed lifetime or DPoP-bound (see [`auth_core::slot`]),
+///   or always with [`AuthMiddleware::replay_copies`]. A request with a
+///   body is copied whole (`Request::try_clone`; streaming bodies cannot
+///   be); one without keeps its method, headers, timeout and version, and
+///   takes its URL back from the 401 itself (so a 401 that came after a
+///   redirect, from a URL other than the one sent, is returned, not
+///   replayed). A request without a copy (sent with a settled token that
+///   the provider revoked in the middle of its life) gets its 401 back,
+///   and the next request carries the new token.
 /// - Pair it with [`same_origin_redirects`](crate::same_origin_redirects)
 ///   on the client, so that redirects never carry credentials elsewhere.
 /// - An API key in a query parameter is on the URL that is sent. In what
@@ -66,7 +67,7 @@ impl Source {
     /// Calls `f` with this thread's read of the cached token, `None` when
     /// none may be sent now. The read is this thread's reader's, or (if
     /// that reader is in use further up the stack) the source's own.
-    #[inline]
+    #[inline(always)]
     fn with_cached<R>(&self, f: impl FnOnce(Option<Cached<'_>>) -> R) -> R {
         let reader = self.readers.get_or(|| RefCell::new(self.source.reader()));
         match reader.try_borrow_mut() {
@@ -101,10 +102,10 @@ impl AuthMiddleware {
         Self { source: Some(Arc::new(source)), credentials: Arc::new(credentials), copies: ReplayCopies::default() }
     }
 
-    /// Which requests with a body keep a copy for a 401 replay: those
+    /// Which requests keep a copy of themselves for a 401 replay: those
     /// whose token is at risk ([`ReplayCopies::AtRisk`], the default), or
     /// all that can be copied ([`ReplayCopies::Always`]: one copy of each
-    /// body), for APIs that revoke tokens in the middle of their life.
+    /// request), for APIs that revoke tokens in the middle of their life.
     pub fn replay_copies(mut self, copies: ReplayCopies) -> Self {
         self.copies = copies;
         self
@@ -167,8 +168,15 @@ impl AuthMiddleware {
 /// redirected comes with the URL it was sent to (`Response::url`), and a
 /// print of the sent URL tells whether it was redirected.
 enum ReplayCopy {
-    /// The parts of a request without a body.
-    Parts { method: http::Method, headers: Option<Box<http::HeaderMap>>, timeout: Option<Duration>, version: Version },
+    /// The parts of a request without a body, and the print of the URL it
+    /// was sent to (credentials on).
+    Parts {
+        method: http::Method,
+        headers: Option<Box<http::HeaderMap>>,
+        timeout: Option<Duration>,
+        version: Version,
+        sent: UrlPrint,
+    },
     /// A request with an in-memory body: copied whole (`Request::try_clone`),
     /// boxed so that the common path's future stays small.
     Whole(Box<Request>),
@@ -182,16 +190,23 @@ impl ReplayCopy {
         }
         let headers = (!request.headers().is_empty()).then(|| Box::new(request.headers().clone()));
         let (method, timeout, version) = (request.method().clone(), request.timeout().copied(), request.version());
-        Some(Self::Parts { method, headers, timeout, version })
+        Some(Self::Parts { method, headers, timeout, version, sent: UrlPrint::default() })
+    }
+
+    /// Notes the URL the request goes out to, its credentials on.
+    fn sent_to(&mut self, url: &reqwest::Url) {
+        if let Self::Parts { sent, .. } = self {
+            *sent = UrlPrint::of(url);
+        }
     }
 
     /// The request to replay after `response` (a 401): `None` when the
     /// response came from a redirect (not the URL that was sent), which
     /// is not replayed.
-    fn into_request(self, response: &Response, sent: UrlPrint) -> Option<Request> {
+    fn into_request(self, response: &Response) -> Option<Request> {
         match self {
             Self::Whole(request) => Some(*request),
-            Self::Parts { method, headers, timeout, version } => {
+            Self::Parts { method, headers, timeout, version, sent } => {
                 if UrlPrint::of(response.url()) != sent {
                     return None;
                 }
@@ -209,7 +224,7 @@ impl ReplayCopy {
 
 /// A print of a URL (length and a 64-bit hash), to tell whether a response
 /// came from the URL that was sent without keeping a copy of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct UrlPrint(usize, u64);
 
 impl UrlPrint {
@@ -333,14 +348,16 @@ impl AuthMiddleware {
         }
     }
 
-    /// The copy for a 401 (free without a body; with one, where it can
-    /// matter), and the credentials on `request`.
+    /// The copy for a 401 (where it can matter: the token is at risk), and
+    /// the credentials on `request`.
     #[inline(always)]
     fn decide(&self, token: Cached<'_>, request: &mut Request) -> Result<Decided, AuthError> {
         let Cached { token, at_risk } = token;
-        let copy =
-            if request.body().is_none() || self.copies.keep(at_risk) { ReplayCopy::before_send(request) } else { None };
+        let mut copy = if self.copies.keep(at_risk) { ReplayCopy::before_send(request) } else { None };
         let proof = self.apply(request, Some(token))?;
+        if let Some(copy) = &mut copy {
+            copy.sent_to(request.url());
+        }
         let dpop = proof.map(|proof| (Arc::clone(token), proof));
         Ok(Decided { generation: token.generation(), at_risk, dpop, copy })
     }
@@ -358,7 +375,7 @@ impl AuthMiddleware {
     ) -> Sending<'a> {
         match decided {
             Ok(decided) => {
-                let sent = Sent { source, decided, url: UrlPrint::of(request.url()) };
+                let sent = Sent { source, decided };
                 Box::pin(self.send(sent, request, extensions, next))
             }
             Err(error) => Box::pin(std::future::ready(Err(middleware_error(error)))),
@@ -402,17 +419,17 @@ impl AuthMiddleware {
         extensions: &'a mut Extensions,
         next: Next<'a>,
     ) -> AfterSend<'a> {
-        let Sent { source, decided: Decided { generation, at_risk, dpop, copy }, url } = sent;
+        let Sent { source, decided: Decided { generation, at_risk, dpop, copy } } = sent;
         let judged = match &outcome {
             Ok(response) => self.judge(source, generation, at_risk, dpop.as_ref(), response),
             Err(_) => Judged::Done,
         };
         match (judged, outcome) {
             (Judged::NonceDemand(token), Ok(response)) => {
-                AfterSend::Rare(Box::pin(self.after_nonce_demand(token, copy, url, response, extensions, next)))
+                AfterSend::Rare(Box::pin(self.after_nonce_demand(token, copy, response, extensions, next)))
             }
             (Judged::Unauthorized, Ok(response)) => {
-                AfterSend::Rare(Box::pin(self.after_401(source, generation, copy, url, response, extensions, next)))
+                AfterSend::Rare(Box::pin(self.after_401(source, generation, copy, response, extensions, next)))
             }
             (_, outcome) => AfterSend::Done(outcome),
         }
@@ -450,8 +467,8 @@ impl AuthMiddleware {
     /// The request to send again after `response`, from the copy made
     /// before the send: `None` for a stream, a redirect, or an origin the
     /// credentials may not go to.
-    fn replay_of(&self, copy: Option<ReplayCopy>, response: &Response, sent_url: UrlPrint) -> Option<Request> {
-        copy.and_then(|copy| copy.into_request(response, sent_url)).filter(|replay| self.applies_to(replay))
+    fn replay_of(&self, copy: Option<ReplayCopy>, response: &Response) -> Option<Request> {
+        copy.and_then(|copy| copy.into_request(response)).filter(|replay| self.applies_to(replay))
     }
 
     /// A DPoP nonce demand to a request sent with `token`: replay the copy
@@ -461,12 +478,11 @@ impl AuthMiddleware {
         &self,
         token: Arc<AccessToken>,
         copy: Option<ReplayCopy>,
-        sent_url: UrlPrint,
         response: Response,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let Some(replay) = self.replay_of(copy, &response, sent_url) else {
+        let Some(replay) = self.replay_of(copy, &response) else {
             return Ok(response);
         };
         self.send_again(replay, &token, extensions, next).await
@@ -498,12 +514,11 @@ impl AuthMiddleware {
         source: &TokenSource,
         generation: Generation,
         copy: Option<ReplayCopy>,
-        sent_url: UrlPrint,
         response: Response,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let Some(replay) = self.replay_of(copy, &response, sent_url) else {
+        let Some(replay) = self.replay_of(copy, &response) else {
             source.invalidate(generation);
             return Ok(response);
         };
@@ -568,8 +583,6 @@ struct Decided {
 struct Sent<'a> {
     source: &'a TokenSource,
     decided: Decided,
-    /// The print of the URL sent, to tell a redirected answer.
-    url: UrlPrint,
 }
 
 /// A 401 that a renewed token did not cure, marked for the caller (the
