@@ -379,7 +379,7 @@ impl AuthMiddleware {
             Ok(Decided { generation, at_risk, dpop: None, copy: None }) => {
                 Box::pin(self.judge_only(source, generation, at_risk, next.run(request, extensions)))
             }
-            Ok(decided) => Box::pin(self.send(Sent { source, decided }, request, extensions, next)),
+            Ok(decided) => Box::pin(self.send(source, decided, request, extensions, next)),
             Err(error) => Box::pin(std::future::ready(Err(middleware_error(error)))),
         }
     }
@@ -418,7 +418,8 @@ impl AuthMiddleware {
     #[inline(always)]
     fn send<'a>(
         &'a self,
-        sent: Sent<'a>,
+        source: &'a TokenSource,
+        decided: Decided,
         request: Request,
         extensions: &'a mut Extensions,
         next: Next<'a>,
@@ -426,7 +427,7 @@ impl AuthMiddleware {
         async move {
             let outcome = next.clone().run(request, extensions).await;
             // Out of the match before the await: the answer is not held across it.
-            let rare = match self.after_send(sent, outcome, extensions, next) {
+            let rare = match self.after_send(source, decided, outcome, extensions, next) {
                 AfterSend::Done(outcome) => return self.finish(outcome),
                 AfterSend::Rare(rare) => rare,
             };
@@ -434,18 +435,19 @@ impl AuthMiddleware {
         }
     }
 
-    /// Judges `outcome`, the answer to a request sent as `sent` says:
+    /// Judges `outcome`, the answer to a request sent as `decided` says:
     /// returned as it came, or a rare path (a replay), boxed so that no
     /// answer is held across an await of the common path's future.
     #[inline(always)]
     fn after_send<'a>(
         &'a self,
-        sent: Sent<'a>,
+        source: &'a TokenSource,
+        decided: Decided,
         outcome: reqwest_middleware::Result<Response>,
         extensions: &'a mut Extensions,
         next: Next<'a>,
     ) -> AfterSend<'a> {
-        let Sent { source, decided: Decided { generation, at_risk, dpop, copy } } = sent;
+        let Decided { generation, at_risk, dpop, copy } = decided;
         let judged = match &outcome {
             Ok(response) => self.judge(source, generation, at_risk, dpop.as_ref(), response),
             Err(_) => Judged::Done,
@@ -534,7 +536,6 @@ impl AuthMiddleware {
     /// A 401 to a request sent with the token of `generation`: renew it
     /// and replay the copy once (unless it cannot be: a stream, a
     /// redirect, the loop guard).
-    #[allow(clippy::too_many_arguments)]
     async fn after_401(
         &self,
         source: &TokenSource,
@@ -605,12 +606,6 @@ struct Decided {
     copy: Option<ReplayCopy>,
 }
 
-/// What the answer to a sent request is judged with.
-struct Sent<'a> {
-    source: &'a TokenSource,
-    decided: Decided,
-}
-
 /// A 401 that a renewed token did not cure, marked for the caller (the
 /// token source's worker logs it).
 fn rejected_after_renewal(mut response: Response) -> Response {
@@ -622,7 +617,9 @@ fn rejected_after_renewal(mut response: Response) -> Response {
 mod tests {
     use super::*;
 
-    fn future_size<'a, F>(_: fn(&'a AuthMiddleware, Sent<'a>, Request, &'a mut Extensions, Next<'a>) -> F) -> usize {
+    fn future_size<'a, F>(
+        _: fn(&'a AuthMiddleware, &'a TokenSource, Decided, Request, &'a mut Extensions, Next<'a>) -> F,
+    ) -> usize {
         std::mem::size_of::<F>()
     }
 
