@@ -75,6 +75,11 @@ pub struct Origin {
     /// port only when it is not the default): the start of the serialized
     /// URLs of this origin.
     serialized: String,
+    /// `host[:port]` as in `serialized`: the authority of a URI written the
+    /// usual way.
+    authority: String,
+    /// Whether the scheme is `https` (else `http`).
+    https: bool,
 }
 
 impl Origin {
@@ -99,23 +104,42 @@ impl Origin {
             .ok_or_else(|| invalid("its scheme is not http or https"))?;
         let default_port = default_port(&scheme) == Some(port);
         let host = authority.host().to_ascii_lowercase();
-        let serialized = match default_port {
-            true => format!("{scheme}://{host}"),
-            false => format!("{scheme}://{host}:{port}"),
+        let authority = match default_port {
+            true => host.clone(),
+            false => format!("{host}:{port}"),
         };
-        Ok(Self { scheme, host, port, default_port, serialized })
+        let serialized = format!("{scheme}://{authority}");
+        let https = scheme == Scheme::HTTPS;
+        Ok(Self { scheme, host, port, default_port, serialized, authority, https })
     }
 
     /// Whether `uri` (absolute) is on this origin. A few comparisons, no
-    /// allocation: the scheme, then the authority's bytes against the host
-    /// (case-insensitively) and the port. An authority with user info
+    /// allocation. The usual form first: the scheme as `http` keeps it
+    /// (lowercase) and the authority's bytes equal to this origin's
+    /// `host[:port]`. Otherwise the scheme, then the authority against the
+    /// host (case-insensitively) and the port. An authority with user info
     /// (`host@evil.example`) never matches.
     #[inline]
     pub fn matches(&self, uri: &Uri) -> bool {
         match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) => *scheme == self.scheme && self.matches_authority(authority.as_str()),
+            (Some(scheme), Some(authority)) => {
+                // Against literals: `http` keeps the two schemes it knows as constants.
+                let usual_scheme = match self.https {
+                    true => scheme.as_str() == "https",
+                    false => scheme.as_str() == "http",
+                };
+                (usual_scheme && authority.as_str() == self.authority)
+                    || self.matches_otherwise(scheme, authority.as_str())
+            }
             _ => false,
         }
+    }
+
+    /// [`Origin::matches`] for a URI not written the usual way (another
+    /// case, a default port written out) or on another origin.
+    #[inline(never)]
+    fn matches_otherwise(&self, scheme: &Scheme, authority: &str) -> bool {
+        *scheme == self.scheme && self.matches_authority(authority)
     }
 
     /// `host[:port]` exactly (no user info), host case-insensitive.
@@ -157,6 +181,12 @@ impl Origin {
             && (host == self.host || host.eq_ignore_ascii_case(&self.host))
             && port.map_or(self.default_port, |port| port == self.port)
     }
+}
+
+/// Whether `uri` is on one of `origins`.
+#[inline(never)]
+fn any_matches(origins: &[Origin], uri: &Uri) -> bool {
+    origins.iter().any(|o| o.matches(uri))
 }
 
 /// A port number written in decimal digits only.
@@ -243,9 +273,13 @@ impl Credentials {
 
     /// Whether the credentials may be sent to `uri`. Built with
     /// [`CredentialsBuilder::any_origin`], every URI qualifies.
-    #[inline]
+    #[inline(always)]
     pub fn applies_to(&self, uri: &Uri) -> bool {
-        self.origins.is_empty() || self.origins.iter().any(|o| o.matches(uri))
+        match self.origins.as_slice() {
+            [] => true,
+            [origin] => origin.matches(uri),
+            origins => any_matches(origins, uri),
+        }
     }
 
     /// Puts every credential on `request`, replacing headers of the same
@@ -875,9 +909,15 @@ mod origin_properties {
             origin in prop::sample::select(vec!["https://api.example.com", "http://127.0.0.1:8080", "https://[::1]", "http://api.example.com:443"]),
             scheme in prop::sample::select(vec!["https", "http", "HTTPS"]),
             authority in authority(),
+            built in any::<bool>(),
         ) {
             let origin = Origin::parse(origin).unwrap();
-            if let Ok(uri) = format!("{scheme}://{authority}/path?q=1").parse::<Uri>() {
+            // Parsed, a scheme is kept in lowercase; built from parts, as given.
+            let uri = match built {
+                false => format!("{scheme}://{authority}/path?q=1").parse::<Uri>().ok(),
+                true => Uri::builder().scheme(scheme).authority(authority.as_str()).path_and_query("/path?q=1").build().ok(),
+            };
+            if let Some(uri) = uri {
                 prop_assert_eq!(origin.matches(&uri), reference(&origin, &uri), "{}", uri);
             }
         }

@@ -73,7 +73,8 @@ pub struct ReplayOn401;
 pub struct NoReplay;
 
 mod sealed {
-    /// Where a response future keeps its replay copy: inline, or nowhere.
+    /// Where a response future keeps its replay copy: in its boxed state,
+    /// or nowhere.
     pub trait Mode {
         /// Whether a copy is made at all.
         const REPLAYS: bool;
@@ -93,18 +94,18 @@ mod sealed {
 
 impl sealed::Mode for ReplayOn401 {
     const REPLAYS: bool = true;
-    type Kept<T> = Box<T>;
+    type Kept<T> = T;
 
     #[inline]
-    fn keep<T>(t: T) -> Option<Box<T>> {
-        Some(Box::new(t))
+    fn keep<T>(t: T) -> Option<T> {
+        Some(t)
     }
 
-    fn take<T>(kept: Box<T>) -> T {
-        *kept
+    fn take<T>(kept: T) -> T {
+        kept
     }
 
-    fn get<T>(kept: &Box<T>) -> &T {
+    fn get<T>(kept: &T) -> &T {
         kept
     }
 }
@@ -279,7 +280,8 @@ where
         let keep = bound.copies.keep(token.at_risk());
         let replay = Replay::new(&request, &self.inner, bound, token.generation(), keep);
         if token.dpop().is_some() {
-            return ResponseFuture::with_proof(&mut self.inner, request, replay, token.to_arc(), credentials);
+            let state = State::with_proof(&mut self.inner, request, replay, token.to_arc(), credentials);
+            return ResponseFuture::cold(state);
         }
         match credentials.apply_allowed(&mut request, Some(&token)) {
             Ok(()) => ResponseFuture::sending(self.inner.call(request), replay),
@@ -298,8 +300,9 @@ struct Pending<S, B> {
 
 /// What a request keeps for a 401. Without a copy (a settled token, or
 /// [`NoReplay`]): two words and no reference count, and no shared memory
-/// written. A copy is boxed: only requests whose token is at risk pay for
-/// it, and the response future stays small for all.
+/// written; the response future is then the inner one and these two words
+/// ([`Kind::Judging`]). A copy lives in the boxed state of the response
+/// future: only requests whose token is at risk pay for it.
 enum Replay<S, B, R: sealed::Mode> {
     /// The token it carried, if any, to invalidate on a 401: replay is
     /// off, the body streams, or this is the replay.
@@ -426,7 +429,31 @@ pin_project! {
         R: sealed::Mode,
     {
         #[pin]
-        state: State<S, B, R>,
+        kind: Kind<S, B, R>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, B, R>
+    where
+        S: Service<Request<B>>,
+        R: sealed::Mode,
+    {
+        /// The hot path: the request is in flight without a copy, and its
+        /// answer is only judged (a 401 invalidates the token it carried,
+        /// if any). The inner future and two words, no tag of its own.
+        Judging {
+            #[pin]
+            future: S::Future,
+            source: SourceId,
+            generation: Option<Generation>,
+        },
+        /// Every other state (waiting for a token, a copy kept, a replay,
+        /// DPoP, a failure), boxed so that the hot one stays small.
+        Cold {
+            state: Pin<Box<State<S, B, R>>>,
+        },
     }
 }
 
@@ -480,9 +507,17 @@ where
     S: Service<Request<B>>,
     R: sealed::Mode,
 {
+    /// A request in flight: judged only when it keeps no copy.
     #[inline(always)]
     fn sending(future: S::Future, replay: Replay<S, B, R>) -> Self {
-        Self { state: State::Sending { future, replay } }
+        match replay {
+            Replay::Invalidate { source, generation } => Self { kind: Kind::Judging { future, source, generation } },
+            replay => Self::cold(State::Sending { future, replay }),
+        }
+    }
+
+    fn cold(state: State<S, B, R>) -> Self {
+        Self { kind: Kind::Cold { state: Box::pin(state) } }
     }
 
     /// Waits for a token, then sends (the cold path).
@@ -492,13 +527,19 @@ where
         };
         let token = source.want();
         let pending = Pending { request, service, bound: Arc::clone(bound) };
-        Self { state: State::Token { token, pending: Some(Box::new(pending)) } }
+        Self::cold(State::Token { token, pending: Some(Box::new(pending)) })
     }
 
     fn failed(error: AuthError) -> Self {
-        Self { state: State::Failed { error: Some(Box::new(error)) } }
+        Self::cold(State::Failed { error: Some(Box::new(error)) })
     }
+}
 
+impl<S, B, R> State<S, B, R>
+where
+    S: Service<Request<B>>,
+    R: sealed::Mode,
+{
     /// Sends `request` with a DPoP-bound token and a fresh proof (the
     /// cold path of DPoP: signing costs more than the rest).
     #[cold]
@@ -513,10 +554,10 @@ where
         match credentials.apply_allowed_at(&mut request, Some(&token), std::time::SystemTime::now()) {
             Ok(Some(proof)) => {
                 let replay = Replay::Proved(Box::new(Proved { token, uri, proof, replay }));
-                Self::sending(service.call(request), replay)
+                Self::Sending { future: service.call(request), replay }
             }
-            Ok(None) => Self::sending(service.call(request), replay),
-            Err(error) => Self::failed(AuthError::Apply(error)),
+            Ok(None) => Self::Sending { future: service.call(request), replay },
+            Err(error) => Self::Failed { error: Some(Box::new(AuthError::Apply(error))) },
         }
     }
 }
@@ -554,25 +595,26 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        // The hot path, kept small enough to inline: the request is in
-        // flight and its answer is not a 401.
-        if let StateProj::Sending { future, replay } = state.as_mut().project() {
-            let response = ready!(future.poll(cx)).map_err(Into::into)?;
-            if !matches!(replay, Replay::Invalidate { .. }) {
-                keep_nonce(replay, &response);
-                if response.status() != StatusCode::UNAUTHORIZED {
-                    accepted(replay);
+        match self.project().kind.project() {
+            // The hot path, kept small enough to inline.
+            KindProj::Judging { future, source, generation } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                if response.status() == StatusCode::UNAUTHORIZED {
+                    invalidate(*source, *generation);
                 }
+                Poll::Ready(Ok(response))
             }
-            if response.status() != StatusCode::UNAUTHORIZED {
-                return Poll::Ready(Ok(response));
-            }
-            if let Some(response) = unauthorized(state.as_mut(), response) {
-                return Poll::Ready(Ok(response));
-            }
+            KindProj::Cold { state } => drive(state.as_mut(), cx),
         }
-        drive(state, cx)
+    }
+}
+
+/// After a 401 to a request that kept no copy (or to a replay): the token
+/// it carried, if any, is invalidated, so that the next request works.
+#[cold]
+fn invalidate(source: SourceId, generation: Option<Generation>) {
+    if let (Some(generation), Some(source)) = (generation, source.source()) {
+        source.invalidate(generation);
     }
 }
 
@@ -620,11 +662,7 @@ where
             None
         }
         Replay::Invalidate { source, generation } => {
-            // Not replayable (or replayed already): still invalidate, so
-            // that the next request works.
-            if let (Some(generation), Some(source)) = (generation, source.source()) {
-                source.invalidate(generation);
-            }
+            invalidate(source, generation);
             Some(response)
         }
     }
@@ -665,8 +703,7 @@ where
                 let keep = bound.copies.keep(bound.source.as_ref().is_none_or(|source| source.at_risk(&token)));
                 let replay = Replay::new(&request, &service, &bound, token.generation(), keep);
                 if token.dpop().is_some() {
-                    let next = ResponseFuture::with_proof(&mut service, request, replay, token, &bound.credentials);
-                    state.set(next.state);
+                    state.set(State::with_proof(&mut service, request, replay, token, &bound.credentials));
                     continue;
                 }
                 if let Err(error) = bound.credentials.apply_allowed(&mut request, Some(&token)) {
@@ -802,10 +839,15 @@ mod tests {
     #[test]
     fn a_request_without_a_copy_keeps_two_words_for_a_401() {
         assert_eq!(size_of::<Replay<Inner, String, NoReplay>>(), 16, "a source number and a generation");
-        assert!(size_of::<Replay<Inner, String, ReplayOn401>>() <= 24, "the copy is boxed, kept only at risk");
+        let inner = size_of::<<Inner as Service<Request<String>>>::Future>();
         for future in [size_of::<ResponseFuture<Inner, String, NoReplay>>(), size_of::<ResponseFuture<Inner, String>>()]
         {
-            assert!(future <= 64, "a boxed inner future, the two words and a tag: {future} bytes");
+            assert_eq!(future, inner + 16, "the inner future and the two words, no tag");
         }
+        // An inner future that holds a whole response (a service that answers at once).
+        type Answers =
+            tower::util::ServiceFn<fn(Request<String>) -> std::future::Ready<Result<Response<String>, BoxError>>>;
+        let inner = size_of::<<Answers as Service<Request<String>>>::Future>();
+        assert_eq!(size_of::<ResponseFuture<Answers, String>>(), inner + 16);
     }
 }

@@ -609,7 +609,7 @@ impl TokenReader {
     /// ([`ReadToken::at_risk`]); nudges the worker when this read was the
     /// first past the renewal point. `None`: wait for
     /// [`TokenSource::token`].
-    #[inline]
+    #[inline(always)]
     pub fn load(&mut self) -> Option<ReadToken<'_>> {
         let Self { slot, unflushed, source } = self;
         let token = slot.load(now)?;
