@@ -364,7 +364,7 @@ impl SlotReader {
     /// The token, if it may be sent now; `clock` is called only when the
     /// token is not fresh, and on every 64th fresh read (a check that
     /// does not depend on the driver's timer).
-    #[inline]
+    #[inline(always)]
     pub fn load(&mut self, clock: impl FnOnce() -> Instant) -> Option<ReadToken<'_>> {
         let token = self.cache.load().as_ref()?;
         let slot = &self.slot;
