@@ -107,6 +107,23 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
             _ => Err(format!("{}: not a list of figures", path.display())),
         }
     };
+    // The same ratios measured in turns (both contenders see the same machine).
+    for item in figures("hot_path_paired")? {
+        let name = item["name"].as_str().unwrap_or("").to_owned();
+        let note = if name.ends_with("with an origin") {
+            "target ≤ 1.30"
+        } else if name.ends_with("without_replay()") {
+            "target ≤ 1.25"
+        } else {
+            ""
+        };
+        rows.push(Row {
+            name: format!("1. {name}"),
+            value: item["value"].as_f64().unwrap_or(f64::NAN),
+            unit: "x".into(),
+            note: note.into(),
+        });
+    }
     let mut floor_allocs = None;
     for item in figures("hot_path")? {
         let (name, value) =
@@ -180,6 +197,14 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
             value: ns / rq_floor,
             unit: "x".into(),
             note: note.into(),
+        });
+    }
+    for item in figures("reqwest_paired")? {
+        rows.push(Row {
+            name: format!("9. {}", item["name"].as_str().unwrap_or("")),
+            value: item["value"].as_f64().unwrap_or(f64::NAN),
+            unit: "x".into(),
+            note: "target ≤ 1.10".into(),
         });
     }
     let mut rq_floor_allocs = None;

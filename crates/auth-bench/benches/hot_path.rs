@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth_bench::{
-    bearer_header, benchmarking, floor, ours, request, token_endpoint, token_source, write_figures, Figure, MutexAuth,
-    RwLockAuth,
+    bearer_header, benchmarking, floor, ours, paired_ratio, request, token_endpoint, token_source, write_figures,
+    Figure, MutexAuth, RwLockAuth,
 };
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use http::Request;
@@ -102,7 +102,30 @@ fn contenders(c: &mut Criterion) {
 
     if benchmarking() {
         allocations(&runtime, &source, &mutex, &rwlock);
+        paired(&runtime, &source);
     }
+}
+
+/// Figure 1, paired: each contender against the floor in turns of
+/// `BATCH` requests (see [`paired_ratio`]).
+fn paired(runtime: &tokio::runtime::Runtime, source: &auth_tower::TokenSource) {
+    const BATCH: u64 = 2_000;
+    const ROUNDS: usize = 201;
+    let mut figures = Vec::new();
+    let mut against_floor = |name: &str, mut contender: Box<dyn FnMut() -> Duration + '_>| {
+        let mut floor = floor();
+        let mut floor = || runtime.block_on(drive(&mut floor, BATCH));
+        paired_ratio(ROUNDS / 10, &mut floor, &mut contender); // warm-up
+        let ratio = paired_ratio(ROUNDS, &mut floor, &mut contender);
+        figures.push(Figure::new(format!("paired ratio to the floor: {name}"), ratio, "x"));
+    };
+    let mut layer = ours(source);
+    against_floor("auth layer", Box::new(|| runtime.block_on(drive(&mut layer, BATCH))));
+    let mut origin = auth_bench::origin_layer(source).layer(auth_bench::Noop);
+    against_floor("auth layer with an origin", Box::new(|| runtime.block_on(drive(&mut origin, BATCH))));
+    let mut without = auth_bench::bearer_layer(source).without_replay().layer(auth_bench::Noop);
+    against_floor("auth layer, without_replay()", Box::new(|| runtime.block_on(drive(&mut without, BATCH))));
+    write_figures("hot_path_paired", &figures);
 }
 
 /// Figure 2: heap allocations per request, each contender alone.

@@ -11,7 +11,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_bench::{bearer_header, benchmarking, token_endpoint, token_source, write_figures, Figure, API_URI};
+use auth_bench::{
+    bearer_header, benchmarking, paired_ratio, token_endpoint, token_source, write_figures, Figure, API_URI,
+};
 use auth_reqwest::AuthMiddleware;
 use criterion::{criterion_group, Criterion};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -54,6 +56,13 @@ fn contenders(c: &mut Criterion) {
             figures.push(Figure::new(format!("reqwest allocations per request: {name}"), allocations, "allocs"));
         }
         write_figures("reqwest", &figures);
+        // Paired: in turns of 2,000 requests (see `paired_ratio`).
+        let (runtime, url) = (&runtime, &url);
+        let batch = |client| move || runtime.block_on(drive(client, url, 2_000));
+        paired_ratio(20, batch(&floor), batch(&ours)); // warm-up
+        let ratio = paired_ratio(201, batch(&floor), batch(&ours));
+        let name = "reqwest-middleware, paired ratio to the floor: AuthMiddleware with an origin";
+        write_figures("reqwest_paired", &[Figure::new(name, ratio, "x")]);
     }
 }
 

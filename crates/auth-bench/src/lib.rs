@@ -247,6 +247,35 @@ pub fn write_figures(bench: &str, figures: &[Figure]) {
     }
 }
 
+/// How much longer `contender` takes than `floor` for the same work, as
+/// both see the same machine: the median, over `rounds` rounds, of the
+/// ratio of their times in that round. Each closure runs one batch and
+/// returns how long it took; a round runs the two one after the other,
+/// the floor first in even rounds and second in odd ones. On a shared,
+/// noisy machine the speed drifts over seconds; contenders timed in turns
+/// of a millisecond see the same drift, where contenders timed one after
+/// the other for seconds each (criterion's groups) do not.
+pub fn paired_ratio(
+    rounds: usize,
+    mut floor: impl FnMut() -> Duration,
+    mut contender: impl FnMut() -> Duration,
+) -> f64 {
+    let mut ratios: Vec<f64> = (0..rounds.max(1))
+        .map(|round| {
+            let (floor, contender) = match round % 2 {
+                0 => (floor(), contender()),
+                _ => {
+                    let contender = contender();
+                    (floor(), contender)
+                }
+            };
+            contender.as_secs_f64() / floor.max(Duration::from_nanos(1)).as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
 /// The `q`-quantile (0..=1) of sorted samples.
 pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
@@ -326,5 +355,28 @@ pub mod reqwest_frame {
             std::hint::black_box(client.execute(request).await.expect("the no-op transport answers"));
         }
         started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paired_ratio_is_the_median_of_rounds_timed_in_turns() {
+        let order = std::cell::RefCell::new(Vec::new());
+        let mut round = 0u64;
+        let floor = || {
+            order.borrow_mut().push('f');
+            Duration::from_micros(100)
+        };
+        // Twice as slow, but one round in five disturbed (ten times slower).
+        let contender = || {
+            order.borrow_mut().push('c');
+            round += 1;
+            Duration::from_micros(if round % 5 == 0 { 2_000 } else { 200 })
+        };
+        assert_eq!(paired_ratio(9, floor, contender), 2.0);
+        assert_eq!(order.borrow().iter().collect::<String>(), "fccffccffccffccffc", "in turns");
     }
 }
