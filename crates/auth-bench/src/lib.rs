@@ -374,7 +374,7 @@ mod tests {
         let contender = || {
             order.borrow_mut().push('c');
             round += 1;
-            Duration::from_micros(if round % 5 == 0 { 2_000 } else { 200 })
+            Duration::from_micros(if round.is_multiple_of(5) { 2_000 } else { 200 })
         };
         assert_eq!(paired_ratio(9, floor, contender), 2.0);
         assert_eq!(order.borrow().iter().collect::<String>(), "fccffccffccffccffc", "in turns");
