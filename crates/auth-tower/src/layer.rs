@@ -61,8 +61,9 @@ pub struct AuthLayer<R = ReplayOn401> {
 /// [`ReplayCopies::Always`] copies every request instead. A request with a
 /// settled token keeps no copy: a 401 to it (a revocation in the middle of
 /// the token's life) goes back to the caller, the token is dropped, and
-/// the next request carries a new one. The copy is boxed, so the response
-/// future stays small and a request without a copy allocates nothing.
+/// the next request carries a new one. A request that keeps a copy boxes
+/// its response future's state, copy included; a request without a copy
+/// allocates nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayOn401;
 
@@ -78,7 +79,7 @@ mod sealed {
     pub trait Mode {
         /// Whether a copy is made at all.
         const REPLAYS: bool;
-        /// A kept `T`: a box of it, or an empty type.
+        /// A kept `T`: `T` itself, or an empty type.
         type Kept<T>;
         /// Keeps `t`, when this mode keeps anything.
         fn keep<T>(t: T) -> Option<Self::Kept<T>>;
@@ -290,8 +291,8 @@ where
     }
 }
 
-/// A request waiting for the first (or next) token: the cold path, boxed so
-/// that the hot path's future stays small.
+/// A request waiting for the first (or next) token (the cold path, in the
+/// response future's boxed state).
 struct Pending<S, B> {
     request: Request<B>,
     service: S,
@@ -331,9 +332,8 @@ struct Copy<S, B> {
     uri: http::Uri,
     version: http::Version,
     /// Headers and extensions, when the request had any: most requests of
-    /// a tower client carry none at this point, and then the copy holds one
-    /// word for them and costs no allocation.
-    rest: Option<Box<(http::HeaderMap, http::Extensions)>>,
+    /// a tower client carry none at this point, and then nothing is cloned.
+    rest: Option<(http::HeaderMap, http::Extensions)>,
     body: B,
     service: S,
     /// The credentials (a request in flight keeps them, whether or not
@@ -347,7 +347,7 @@ impl<S, B> Copy<S, B> {
     #[inline(always)]
     fn of(request: &Request<B>, body: B, service: S, bound: &Arc<Bound>, generation: Generation) -> Self {
         let rest = (!request.headers().is_empty() || !request.extensions().is_empty())
-            .then(|| Box::new((request.headers().clone(), request.extensions().clone())));
+            .then(|| (request.headers().clone(), request.extensions().clone()));
         Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -366,8 +366,7 @@ impl<S, B> Copy<S, B> {
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.version_mut() = self.version;
-        if let Some(rest) = self.rest {
-            let (headers, extensions) = *rest;
+        if let Some((headers, extensions)) = self.rest {
             *request.headers_mut() = headers;
             *request.extensions_mut() = extensions;
         }
@@ -468,7 +467,7 @@ pin_project! {
         Token {
             #[pin]
             token: TokenFuture,
-            pending: Option<Box<Pending<S, B>>>,
+            pending: Option<Pending<S, B>>,
         },
         /// The request (or its replay) is in flight.
         Sending {
@@ -480,11 +479,11 @@ pin_project! {
         Renewing {
             #[pin]
             token: TokenFuture,
-            rejected: Option<Box<Rejected<S, B, S::Response>>>,
+            rejected: Option<Rejected<S, B, S::Response>>,
         },
         /// Waiting for the spare inner service to be ready for the replay.
         ReplayReady {
-            copy: Option<Box<Resend<S, B>>>,
+            copy: Option<Resend<S, B>>,
         },
         /// The replay is in flight, with the renewed token of `generation`.
         Replaying {
@@ -493,11 +492,11 @@ pin_project! {
             source: SourceId,
             generation: Generation,
             // The DPoP key and the URI, to keep the answer's nonce.
-            nonces: Option<Box<(Arc<auth_core::dpop::Dpop>, http::Uri)>>,
+            nonces: Option<(Arc<auth_core::dpop::Dpop>, http::Uri)>,
         },
         /// The request failed before it was sent.
         Failed {
-            error: Option<Box<AuthError>>,
+            error: Option<AuthError>,
         },
     }
 }
@@ -527,11 +526,11 @@ where
         };
         let token = source.want();
         let pending = Pending { request, service, bound: Arc::clone(bound) };
-        Self::cold(State::Token { token, pending: Some(Box::new(pending)) })
+        Self::cold(State::Token { token, pending: Some(pending) })
     }
 
     fn failed(error: AuthError) -> Self {
-        Self::cold(State::Failed { error: Some(Box::new(error)) })
+        Self::cold(State::Failed { error: Some(error) })
     }
 }
 
@@ -557,7 +556,7 @@ where
                 Self::Sending { future: service.call(request), replay }
             }
             Ok(None) => Self::Sending { future: service.call(request), replay },
-            Err(error) => Self::Failed { error: Some(Box::new(AuthError::Apply(error))) },
+            Err(error) => Self::Failed { error: Some(AuthError::Apply(error)) },
         }
     }
 }
@@ -636,7 +635,7 @@ where
             match (answer, replay) {
                 // The server wants a nonce: the same token, a new proof, once.
                 (Some(ApiAnswer::RetryWithNonce), Replay::Copied(copy)) => {
-                    let mut resend = Box::new(R::take(copy).into_resend());
+                    let mut resend = R::take(copy).into_resend();
                     let wall = std::time::SystemTime::now();
                     if resend.bound.credentials.apply_allowed_at(&mut resend.request, Some(&token), wall).is_err() {
                         return Some(response);
@@ -657,7 +656,7 @@ where
         Replay::Copied(copy) => {
             let copy = R::take(copy);
             let token = copy.bound.unauthorized(copy.generation);
-            let rejected = Some(Box::new(Rejected { copy, response }));
+            let rejected = Some(Rejected { copy, response });
             state.set(State::Renewing { token, rejected });
             None
         }
@@ -699,7 +698,7 @@ where
                 let Some(pending) = pending.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Pending { mut request, mut service, bound } = *pending;
+                let Pending { mut request, mut service, bound } = pending;
                 let keep = bound.copies.keep(bound.source.as_ref().is_none_or(|source| source.at_risk(&token)));
                 let replay = Replay::new(&request, &service, &bound, token.generation(), keep);
                 if token.dpop().is_some() {
@@ -728,7 +727,7 @@ where
                 let Some(rejected) = rejected.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Rejected { copy, response } = *rejected;
+                let Rejected { copy, response } = rejected;
                 let token = match outcome {
                     Ok(Some(token)) => token,
                     // The loop guard held the renewal back: a fresh token was rejected already.
@@ -736,7 +735,7 @@ where
                     // No new token could be had: the caller gets the 401.
                     Err(_) => return Poll::Ready(Ok(response)),
                 };
-                let mut resend = Box::new(copy.into_resend());
+                let mut resend = copy.into_resend();
                 let wall = std::time::SystemTime::now();
                 if let Err(error) = resend.bound.credentials.apply_allowed_at(&mut resend.request, Some(&token), wall) {
                     return Poll::Ready(Err(AuthError::Apply(error).into()));
@@ -753,8 +752,8 @@ where
                 let Some(copy) = copy.take() else {
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
-                let Resend { request, mut service, bound, generation, dpop } = *copy;
-                let nonces = dpop.map(|dpop| Box::new((dpop, request.uri().clone())));
+                let Resend { request, mut service, bound, generation, dpop } = copy;
+                let nonces = dpop.map(|dpop| (dpop, request.uri().clone()));
                 let future = service.call(request);
                 state.set(State::Replaying { future, source: bound.source_id(), generation, nonces });
             }
@@ -782,7 +781,7 @@ where
                 return Poll::Ready(Ok(rejected_after_renewal(response)));
             }
             StateProj::Failed { error } => {
-                let error = error.take().map_or(AuthError::Stopped, |e| *e);
+                let error = error.take().unwrap_or(AuthError::Stopped);
                 return Poll::Ready(Err(error.into()));
             }
         }
