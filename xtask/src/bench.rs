@@ -67,6 +67,17 @@ fn criterion_ns(target: &Path, id: &str) -> Result<f64, String> {
     value["median"]["point_estimate"].as_f64().ok_or_else(|| format!("{}: no median", path.display()))
 }
 
+/// The target of a tower contender's ratio to the floor, by its label.
+fn tower_target(contender: &str) -> &'static str {
+    if contender.starts_with("auth layer with an origin") {
+        "target ≤ 1.30"
+    } else if contender.starts_with("auth layer, without_replay()") {
+        "target ≤ 1.25"
+    } else {
+        ""
+    }
+}
+
 fn gather(target: &Path) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     let contenders = [
@@ -87,16 +98,11 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
             unit: "ns".into(),
             note: String::new(),
         });
-        let target_note = match id {
-            "auth_layer_with_origin" => "target ≤ 1.30",
-            "auth_layer_without_replay_copy" => "target ≤ 1.25",
-            _ => "",
-        };
         rows.push(Row {
             name: format!("1. ratio to the floor: {label}"),
             value: ns / floor,
             unit: "x".into(),
-            note: target_note.into(),
+            note: tower_target(label).into(),
         });
     }
     let figures = |bench: &str| -> Result<Vec<Value>, String> {
@@ -110,18 +116,12 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
     // The same ratios measured in turns (both contenders see the same machine).
     for item in figures("hot_path_paired")? {
         let name = item["name"].as_str().unwrap_or("").to_owned();
-        let note = if name.ends_with("with an origin") {
-            "target ≤ 1.30"
-        } else if name.ends_with("without_replay()") {
-            "target ≤ 1.25"
-        } else {
-            ""
-        };
+        let contender = name.rsplit_once(": ").map_or(name.as_str(), |(_, contender)| contender);
         rows.push(Row {
             name: format!("1. {name}"),
             value: item["value"].as_f64().unwrap_or(f64::NAN),
             unit: "x".into(),
-            note: note.into(),
+            note: tower_target(contender).into(),
         });
     }
     let mut floor_allocs = None;
@@ -277,4 +277,22 @@ fn render(rows: &[Row], machine: &str) -> (String, Value) {
         rows.iter().map(|r| serde_json::json!({ "name": r.name, "value": r.value, "unit": r.unit, "note": r.note, "machine": machine })).collect(),
     );
     (markdown, json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tower_target;
+
+    #[test]
+    fn both_ratios_of_a_contender_get_its_target() {
+        for label in ["auth layer with an origin (the default and recommended set-up)", "auth layer with an origin"] {
+            assert_eq!(tower_target(label), "target ≤ 1.30", "{label}");
+        }
+        assert_eq!(tower_target("auth layer, without_replay()"), "target ≤ 1.25");
+        for label in
+            ["auth layer (401 replay copy on, the default)", "auth layer", "auth layer with a DPoP-bound token"]
+        {
+            assert_eq!(tower_target(label), "", "{label}");
+        }
+    }
 }
