@@ -86,21 +86,23 @@ fn quick_guard(config: auth_core::SourceConfigBuilder) -> auth_core::SourceConfi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reqwest_copies_a_request_only_at_risk_unless_told_always() {
-    use auth_core::slot::ReplayCopies;
+async fn reqwest_copies_every_request_by_default_and_only_at_risk_when_told() {
+    use auth_core::replay::ReplayCopies;
     let provider = provider(Duration::from_secs(3600));
-    let client = |copies| {
-        AuthClient::builder()
+    let client = |copies: Option<ReplayCopies>| {
+        let builder = AuthClient::builder()
             .client_credentials(provider.token_url(), "app")
             .client_secret("app-secret")
             .api_key_header("X-API-Key", "key")
             .api_origin(provider.url())
-            .replay_copies(copies)
-            .configure_token(quick_guard)
-            .build()
-            .unwrap()
+            .configure_token(quick_guard);
+        match copies {
+            Some(copies) => builder.replay_copies(copies).build().unwrap(),
+            None => builder.build().unwrap(),
+        }
     };
-    let (client, always) = (client(ReplayCopies::AtRisk), client(ReplayCopies::Always));
+    // `always` has the defaults.
+    let (client, always) = (client(Some(ReplayCopies::AtRisk)), client(None));
     let source = client.token_source().unwrap().clone();
     let post = |client: &AuthClient| {
         let request = client.post(provider.api_url("orders")).body("order=1");
@@ -123,7 +125,7 @@ async fn reqwest_copies_a_request_only_at_risk_unless_told_always() {
     assert_eq!(get(&client).await, 401, "the settled token's GET kept no copy");
     assert_eq!(get(&client).await, 200, "the next request carries a new token");
     assert_eq!(source.stats().replays_after_401, 0);
-    // With ReplayCopies::Always a settled token's requests are replayed.
+    // By default (ReplayCopies::Always) a settled token's requests are replayed.
     assert_eq!(post(&always).await, 200);
     provider.revoke_all();
     assert_eq!(post(&always).await, 200, "replayed");
@@ -135,8 +137,8 @@ async fn reqwest_copies_a_request_only_at_risk_unless_told_always() {
 }
 
 #[test]
-fn blocking_copies_a_request_only_at_risk_unless_told_always() {
-    use auth_core::slot::ReplayCopies;
+fn blocking_copies_every_request_by_default_and_only_at_risk_when_told() {
+    use auth_core::replay::ReplayCopies;
     let provider = provider(Duration::from_secs(3600));
     let config = quick_guard(SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret"));
     let source = BlockingTokenSource::new(config.build().unwrap(), UreqTransport::for_tokens()).unwrap();
@@ -148,7 +150,8 @@ fn blocking_copies_a_request_only_at_risk_unless_told_always() {
             .build()
             .unwrap()
     };
-    let client = AuthorizedClient::new(source.clone(), credentials(), UreqTransport::for_api());
+    let client = AuthorizedClient::new(source.clone(), credentials(), UreqTransport::for_api())
+        .replay_copies(ReplayCopies::AtRisk);
     let send = |client: &AuthorizedClient, body: &[u8]| {
         let request = http::Request::post(provider.api_url("orders")).body(body.to_vec()).unwrap();
         client.send(request).unwrap().status().as_u16()
@@ -163,8 +166,8 @@ fn blocking_copies_a_request_only_at_risk_unless_told_always() {
     assert_eq!(send(&client, b""), 401, "a request without a body follows the same rule");
     assert_eq!(send(&client, b""), 200, "the next request carries a new token");
 
-    let always = AuthorizedClient::new(source.clone(), credentials(), UreqTransport::for_api())
-        .replay_copies(ReplayCopies::Always);
+    // The default: every request is copied.
+    let always = AuthorizedClient::new(source.clone(), credentials(), UreqTransport::for_api());
     std::thread::sleep(Duration::from_millis(20));
     provider.revoke_all();
     assert_eq!(send(&always, b"order=1"), 200, "replayed");

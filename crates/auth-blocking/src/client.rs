@@ -1,27 +1,26 @@
-//! Sending API requests with credentials and the single 401 replay.
+//! Sending API requests with credentials, and again after a 401.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use auth_core::dpop::ApiAnswer;
-use auth_core::slot::ReplayCopies;
-use auth_core::{AccessToken, ApplyError, Credentials};
-use http::{Request, Response, StatusCode};
+use auth_core::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
+use auth_core::{ApplyError, Credentials};
+use http::{Request, Response};
 
 use crate::error::Error;
 use crate::source::BlockingTokenSource;
 use crate::transport::BlockingTransport;
 
 /// Sends API requests with the composed credentials; on a 401 to a request
-/// that carried a token, invalidates it and replays the request once with
-/// the new token, from a copy made before the send.
+/// that carried a token, invalidates it and sends the request again with
+/// the new token, from a copy made before the send, as providers tell
+/// their clients to do (the rules: [`auth_core::replay`]).
 ///
-/// A request is copied when its token is at risk: new, past its renewal
-/// point, of an assumed lifetime or DPoP-bound (see [`auth_core::slot`]),
-/// or always with [`AuthorizedClient::replay_copies`]. A request without a
-/// copy (sent with a settled token that the provider revoked in the
-/// middle of its life) gets its 401 back, and the next request carries
-/// the new token.
+/// Every request is copied by default (its body is a buffer). With
+/// [`AuthorizedClient::replay_copies`] and
+/// [`ReplayCopies::AtRisk`] only requests whose token is at risk are: a
+/// settled token revoked in the middle of its life then gives its 401 to
+/// the caller, and the next request carries the new token.
 ///
 /// Credentials go only to the origins they are limited to; use a transport
 /// that does not follow redirects ([`UreqTransport::for_api`](crate::UreqTransport::for_api)
@@ -79,10 +78,10 @@ impl AuthorizedClient {
         Self { source: Some(source), credentials, transport, copies: ReplayCopies::default() }
     }
 
-    /// Which requests keep a copy of themselves for a 401 replay: those
-    /// whose token is at risk ([`ReplayCopies::AtRisk`], the default), or
-    /// all ([`ReplayCopies::Always`]: one copy of each request), for APIs
-    /// that revoke tokens in the middle of their life.
+    /// Which requests keep a copy of themselves to send again after a
+    /// 401: all ([`ReplayCopies::Always`], the default), or only those
+    /// whose token is at risk ([`ReplayCopies::AtRisk`]: a settled token's
+    /// 401 reaches the caller).
     pub fn replay_copies(mut self, copies: ReplayCopies) -> Self {
         self.copies = copies;
         self
@@ -102,7 +101,9 @@ impl AuthorizedClient {
         self.source.as_ref()
     }
 
-    /// Sends `request` with the credentials, replaying it once after a 401.
+    /// Sends `request` with the credentials; after a 401 it is sent again
+    /// with a renewed token (and once more after a DPoP nonce demand), as
+    /// [`auth_core::replay`] decides.
     pub fn send(&self, mut request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         if !self.credentials.applies_to(request.uri()) {
             return Ok(self.transport.send(request)?);
@@ -114,71 +115,51 @@ impl AuthorizedClient {
                 return Ok(self.transport.send(request)?);
             }
         };
-        let token = source.token()?;
-        let at_risk = source.at_risk(&token);
-        let replay = self.copies.keep(at_risk).then(|| copy(&request));
-        let uri = token.dpop().map(|_| request.uri().clone());
-        let proof = self.credentials.apply_allowed_at(&mut request, Some(&token), SystemTime::now())?;
-        let response = self.transport.send(request)?;
-        if let (Some(proof), Some(dpop), Some(uri)) = (&proof, token.dpop(), &uri) {
-            match (dpop.api_answer(uri, proof, response.status(), response.headers()), replay) {
-                // The server wants its nonce: the same token, a new proof, once.
-                (ApiAnswer::RetryWithNonce, Some(replay)) => return self.send_again(replay, &token),
-                (ApiAnswer::RetryWithNonce | ApiAnswer::NonceRefused, _) => return Ok(response),
-                (_, kept) => return self.after_answer(source, &token, at_risk, kept, response),
+        let mut token = source.token()?;
+        let copies = self.copies.keep(source.at_risk(&token));
+        let mut attempt = Attempt::default();
+        loop {
+            let spare = (copies && attempt.may_send_again()).then(|| copy(&request));
+            let uri = token.dpop().map(|_| request.uri().clone());
+            let proof = self.credentials.apply_allowed_at(&mut request, Some(&token), SystemTime::now())?;
+            let response = self.transport.send(request)?;
+            if let (Some(dpop), Some(uri)) = (token.dpop(), &uri) {
+                dpop.observe(uri, response.headers());
+            }
+            let generation = token.generation();
+            let accepted = attempt.renewed() && source.accepted(generation);
+            let sent = Sent { attempt, copy: spare.is_some(), proof: proof.as_ref(), accepted };
+            let verdict = replay::judge(&sent, response.status(), response.headers());
+            match verdict {
+                Verdict::Accepted => {
+                    source.accept(generation);
+                    return Ok(response);
+                }
+                Verdict::GiveBack => return Ok(response),
+                Verdict::Invalidate => {
+                    source.invalidate(generation);
+                    return Ok(response);
+                }
+                Verdict::RejectedAfterRenewal => {
+                    source.invalidate(generation);
+                    return Ok(rejected_after_renewal(response));
+                }
+                Verdict::RetryWithNonce => {}
+                Verdict::Renew => match source.reject(generation) {
+                    Ok(Some(renewed)) => token = renewed,
+                    // The loop guard held the renewal back: a new token was refused already.
+                    Ok(None) => return Ok(rejected_after_renewal(response)),
+                    // No new token could be had: the caller gets the 401.
+                    Err(_) => return Ok(response),
+                },
+            }
+            attempt = attempt.after(verdict);
+            match spare {
+                Some(spare) => request = spare,
+                // Unreachable: a verdict sends again only with a copy at hand.
+                None => return Ok(response),
             }
         }
-        self.after_answer(source, &token, at_risk, replay, response)
-    }
-
-    /// The answer to a request sent with `token`: returned, or after a 401
-    /// the copy (if one was kept) replayed once with a renewed token.
-    fn after_answer(
-        &self,
-        source: &BlockingTokenSource,
-        token: &AccessToken,
-        at_risk: bool,
-        replay: Option<Request<Vec<u8>>>,
-        response: Response<Vec<u8>>,
-    ) -> Result<Response<Vec<u8>>, Error> {
-        if response.status() != StatusCode::UNAUTHORIZED {
-            if at_risk {
-                source.accepted(token.generation());
-            }
-            return Ok(response);
-        }
-        let Some(replay) = replay else {
-            // No copy was kept: the caller gets the 401, the next request a new token.
-            source.invalidate(token.generation());
-            return Ok(response);
-        };
-        let renewed = match source.reject(token.generation()) {
-            Ok(Some(renewed)) => renewed,
-            // The loop guard held the renewal back: a fresh token was rejected already.
-            Ok(None) => return Ok(rejected_after_renewal(response)),
-            // No new token could be had: the caller gets the 401.
-            Err(_) => return Ok(response),
-        };
-        let replayed = self.send_again(replay, &renewed)?;
-        if replayed.status() == StatusCode::UNAUTHORIZED {
-            // Never replayed twice; the lifecycle decides whether this token is dropped.
-            source.invalidate(renewed.generation());
-            return Ok(rejected_after_renewal(replayed));
-        }
-        source.accepted(renewed.generation());
-        Ok(replayed)
-    }
-
-    /// Sends a replay with `token` (a new DPoP proof when it is DPoP-bound)
-    /// and keeps the nonce the answer carries.
-    fn send_again(&self, mut replay: Request<Vec<u8>>, token: &AccessToken) -> Result<Response<Vec<u8>>, Error> {
-        self.credentials.apply_allowed_at(&mut replay, Some(token), SystemTime::now())?;
-        let uri = replay.uri().clone();
-        let replayed = self.transport.send(replay)?;
-        if let Some(dpop) = token.dpop() {
-            dpop.observe(&uri, replayed.headers());
-        }
-        Ok(replayed)
     }
 }
 

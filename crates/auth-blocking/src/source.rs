@@ -242,9 +242,16 @@ impl BlockingTokenSource {
     }
 
     /// Reports that the API accepted a request carrying the token of
-    /// `generation` (it answered something other than 401).
-    pub fn accepted(&self, generation: Generation) {
+    /// `generation` (it answered something other than 401): the token is
+    /// settled, and a later 401 to it is a revocation, renewed at once.
+    pub fn accept(&self, generation: Generation) {
         self.inner.published.slot.accept(generation);
+    }
+
+    /// Whether the API has accepted a request carrying the token of
+    /// `generation` (see [`BlockingTokenSource::accept`]).
+    pub fn accepted(&self, generation: Generation) -> bool {
+        self.inner.published.slot.accepted(generation)
     }
 
     /// Reports that the API answered 401 to the token of `generation`; it
@@ -455,7 +462,7 @@ impl Worker {
                 let _ = self.lifecycle.handle_token_wanted(Instant::now());
             }
             Command::Unauthorized(generation, reply) => {
-                let outcome = self.lifecycle.handle_unauthorized(Instant::now(), generation);
+                let outcome = self.published.slot.handle_unauthorized(&mut self.lifecycle, Instant::now(), generation);
                 match reply {
                     Some(reply) if outcome.should_replay() => self.want(reply),
                     Some(reply) => {

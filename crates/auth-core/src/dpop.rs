@@ -200,7 +200,7 @@ impl Dpop {
         self.observe(uri, headers);
         status == StatusCode::BAD_REQUEST
             && error_code(body).as_deref() == Some("use_dpop_nonce")
-            && self.new_nonce(sent, headers)
+            && offers_new_nonce(sent, headers)
     }
 
     /// What an API answer to a request that carried `sent` asks of the
@@ -211,16 +211,18 @@ impl Dpop {
     pub fn api_answer(&self, uri: &Uri, sent: &Proof, status: StatusCode, headers: &HeaderMap) -> ApiAnswer {
         self.observe(uri, headers);
         match is_nonce_demand(status, headers) {
-            true if self.new_nonce(sent, headers) => ApiAnswer::RetryWithNonce,
+            true if offers_new_nonce(sent, headers) => ApiAnswer::RetryWithNonce,
             true => ApiAnswer::NonceRefused,
             false => ApiAnswer::Other,
         }
     }
+}
 
-    fn new_nonce(&self, sent: &Proof, headers: &HeaderMap) -> bool {
-        let offered = headers.get(NONCE_HEADER).and_then(|v| v.to_str().ok()).filter(|n| valid_nonce(n));
-        offered.is_some() && offered != sent.nonce()
-    }
+/// Whether an answer to a request that carried `sent` offers a valid nonce
+/// other than the one `sent` carried (a retry with it may succeed).
+pub fn offers_new_nonce(sent: &Proof, headers: &HeaderMap) -> bool {
+    let offered = headers.get(NONCE_HEADER).and_then(|v| v.to_str().ok()).filter(|n| valid_nonce(n));
+    offered.is_some() && offered != sent.nonce()
 }
 
 impl std::fmt::Debug for Dpop {

@@ -75,6 +75,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod mtls;
 pub mod redact;
+pub mod replay;
 pub mod request;
 pub mod response;
 pub mod secret;

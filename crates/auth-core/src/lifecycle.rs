@@ -196,9 +196,10 @@ pub enum Unauthorized {
     /// That token was already replaced or withdrawn. Replay the request
     /// (once) with the current token.
     AlreadyReplaced,
-    /// That token was itself fetched because of a 401 and was rejected
-    /// again at once: the API rejects fresh tokens (wrong audience, scope or
-    /// API key?). No fetch before `until`; do not replay, return the 401.
+    /// That token was itself fetched because of a 401 and the API refused
+    /// it before accepting any request with it: the API rejects new tokens
+    /// (wrong audience, scope or API key?). No fetch before `until`; do not
+    /// replay, return the 401 marked [`RejectedAfterRenewal`].
     Suppressed {
         /// When a 401 may invalidate this token again.
         until: Instant,
@@ -207,17 +208,22 @@ pub enum Unauthorized {
 
 /// The mark on a 401 that a renewed token did not cure: drivers put it in
 /// the response's extensions (`response.extensions().get::<RejectedAfterRenewal>()`)
-/// when the replay of a request, sent with a token fetched because of its
-/// 401, is answered 401 too, or when the lifecycle held the renewal back
-/// ([`Unauthorized::Suppressed`]): the provider issues tokens this API does
-/// not accept, and fetching more will not help. Its `Display` says what to
-/// check.
+/// when a token fetched because of a 401 is refused before the API accepted
+/// any request with it: the replay of a request with the token fetched for
+/// its own 401 is answered 401 ([`Verdict::RejectedAfterRenewal`]), or the
+/// lifecycle held a renewal back ([`Unauthorized::Suppressed`]). The
+/// provider issues tokens this API does not accept, and fetching more will
+/// not help. A 401 to a token the API had accepted is a revocation and is
+/// not marked. Its `Display` says what to check.
+///
+/// [`Verdict::RejectedAfterRenewal`]: crate::replay::Verdict::RejectedAfterRenewal
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RejectedAfterRenewal;
 
 impl RejectedAfterRenewal {
     /// What the mark means and what to check, for logs and error output.
-    pub const HINT: &'static str = "the API rejected (401) a token fetched just before because of a 401: \
+    pub const HINT: &'static str = "the API rejected (401) a new token, fetched because of a 401, before \
+         accepting any request with it: \
          the provider issues tokens this API does not accept; check the audience, scope and resource \
          the token is requested with, the API key, and that the token URL and the API are the same \
          environment (sandbox or production)";
@@ -334,6 +340,9 @@ struct Current {
     token: Arc<AccessToken>,
     reason: FetchReason,
     received_at: Instant,
+    /// The API has accepted a request carrying it
+    /// ([`Lifecycle::handle_accepted`]).
+    accepted: bool,
 }
 
 /// The shared store's state within one lifecycle.
@@ -608,16 +617,33 @@ impl Lifecycle {
         }
     }
 
+    /// The API accepted a request carrying the token of `generation` (it
+    /// answered something other than 401). A token once accepted is
+    /// settled: a later 401 to it is a revocation, renewed however soon it
+    /// comes, and the run of tokens refused at once ends. Answers for any
+    /// other token than the current one are ignored.
+    pub fn handle_accepted(&mut self, generation: Generation) {
+        if let Some(current) = self.current.as_mut().filter(|c| c.token.generation == generation) {
+            if !current.accepted {
+                current.accepted = true;
+                self.unauthorized_streak = 0;
+            }
+        }
+    }
+
     /// The API answered 401 to a request sent with the token of
     /// `generation`. Invalidates that token only if it is still current, so
-    /// a burst of 401s causes one fetch; guards against a fetch loop when
-    /// fresh tokens are rejected too.
+    /// a burst of 401s causes one fetch; guards against a fetch loop: a
+    /// token fetched because of a 401 and refused before the API accepted
+    /// it once ([`Lifecycle::handle_accepted`]) is kept for a while and
+    /// no other is fetched ([`Unauthorized::Suppressed`]). A token the API
+    /// has accepted is renewed on a 401 however soon it comes.
     pub fn handle_unauthorized(&mut self, now: Instant, generation: Generation) -> Unauthorized {
         self.advance(now);
         let Some(current) = self.current.as_ref().filter(|c| c.token.generation == generation) else {
             return Unauthorized::AlreadyReplaced;
         };
-        if current.reason == FetchReason::Unauthorized {
+        if current.reason == FetchReason::Unauthorized && !current.accepted {
             let until =
                 current.received_at.checked_add(self.unauthorized_delay()).unwrap_or(current.token.usable_until);
             if now < until {
@@ -1275,7 +1301,8 @@ impl Lifecycle {
             FetchReason::NoToken | FetchReason::Renewal => 0,
         };
         // The new token replaces the old one (TokenReady says so): no withdrawal.
-        self.current = Some(Current { token: Arc::clone(&token), reason: fetch.reason, received_at: now });
+        self.current =
+            Some(Current { token: Arc::clone(&token), reason: fetch.reason, received_at: now, accepted: false });
         self.last_issued = Some(Arc::clone(&token));
         Ok(token)
     }
@@ -1969,6 +1996,34 @@ mod tests {
         let Unauthorized::Suppressed { until } = sim.lc.handle_unauthorized(sim.now, t3.generation()) else { panic!() };
         assert_eq!(sim.secs(until), 40.0);
         assert_eq!(sim.lc.stats().fetches, 3);
+    }
+
+    #[test]
+    fn a_renewed_token_the_api_accepted_is_renewed_again_on_a_401_however_soon() {
+        // A provider revokes tokens in the middle of their life, twice in
+        // a row: the token fetched for the first 401 was accepted, so the
+        // second 401 is a revocation too, not a token the API never takes.
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        let t1 = sim.respond_token(fetch.id, "t1", 3600);
+        sim.at(10.0);
+        assert_eq!(sim.lc.handle_unauthorized(sim.now, t1.generation()), Unauthorized::Invalidated);
+        let refetch = sim.take_fetch();
+        let t2 = sim.respond_token(refetch.id, "t2", 3600);
+        sim.lc.handle_accepted(t1.generation()); // an old token's answer settles nothing
+        sim.lc.handle_accepted(t2.generation());
+        sim.at(11.0);
+        assert_eq!(sim.lc.handle_unauthorized(sim.now, t2.generation()), Unauthorized::Invalidated);
+        let refetch = sim.take_fetch();
+        assert_eq!(refetch.reason, FetchReason::Unauthorized);
+        let t3 = sim.respond_token(refetch.id, "t3", 3600);
+        // t3 is refused before any acceptance: now the guard holds.
+        let outcome = sim.lc.handle_unauthorized(sim.now, t3.generation());
+        let Unauthorized::Suppressed { until } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(sim.secs(until), 21.0, "the streak restarted with the accepted token: the base delay");
+        assert_eq!(sim.lc.stats().fetches, 3);
+        assert_eq!(sim.lc.stats().suppressed, 1);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct ClientSetup {
     oauth: Option<SourceConfigBuilder>,
     credentials: CredentialsBuilder,
     roots: Option<Vec<Vec<u8>>>,
-    replay_copies: crate::slot::ReplayCopies,
+    replay_copies: crate::replay::ReplayCopies,
     misuse: Option<ConfigError>,
 }
 
@@ -53,7 +53,7 @@ pub struct ClientParts {
     /// when [`ClientSetup::root_certificates`] was called.
     pub root_certificates: Option<Vec<Vec<u8>>>,
     /// Which requests keep a copy for a 401 replay.
-    pub replay_copies: crate::slot::ReplayCopies,
+    pub replay_copies: crate::replay::ReplayCopies,
 }
 
 impl ClientSetup {
@@ -180,10 +180,13 @@ impl ClientSetup {
         self
     }
 
-    /// Which requests keep a copy of themselves for a 401 replay: those
-    /// whose token is at risk (the default) or all of them
-    /// ([`ReplayCopies::Always`](crate::slot::ReplayCopies::Always)).
-    pub fn replay_copies(mut self, copies: crate::slot::ReplayCopies) -> Self {
+    /// Which requests keep a copy of themselves to send again after a
+    /// 401: every request whose body can be copied
+    /// ([`ReplayCopies::Always`](crate::replay::ReplayCopies::Always), the
+    /// default), or only those whose token is at risk
+    /// ([`ReplayCopies::AtRisk`](crate::replay::ReplayCopies::AtRisk): a
+    /// settled token's 401 then reaches the caller).
+    pub fn replay_copies(mut self, copies: crate::replay::ReplayCopies) -> Self {
         self.replay_copies = copies;
         self
     }
@@ -377,7 +380,7 @@ macro_rules! client_setup_methods {
         /// whose token is at risk (new, past its renewal point; the
         /// default) or all of them (`ReplayCopies::Always`, for APIs that
         /// revoke tokens in the middle of their life).
-        pub fn replay_copies(mut self, copies: $crate::slot::ReplayCopies) -> Self {
+        pub fn replay_copies(mut self, copies: $crate::replay::ReplayCopies) -> Self {
             self.$field = self.$field.replay_copies(copies);
             self
         }

@@ -23,16 +23,18 @@
 //! 64th fresh read, so a driver whose timer is late cannot keep a token
 //! fresh past its renewal point for long.
 //!
-//! # When a request keeps a copy for a 401
+//! # Which tokens are at risk, and which are accepted
 //!
-//! A request is replayed after a 401 only if a copy of it was made before
-//! it was sent, and that copy costs more than everything else on the hot
-//! path. It is made where a new token can cure a 401: a read tells whether
-//! its token is [at risk](ReadToken::at_risk) (see [`ReplayCopies`]). A
-//! token is *settled*, and its requests need no copy, while it is fresh
-//! (before its renewal point), once the API has accepted it
-//! ([`TokenSlot::accept`]), when its lifetime came from the provider, and
-//! when it is not DPoP-bound. Anything else is at risk:
+//! Every request whose body can be copied keeps a copy for a 401 by
+//! default ([`ReplayCopies::Always`](crate::replay::ReplayCopies::Always)). A read also tells whether its token
+//! is [at risk](ReadToken::at_risk), for callers who keep copies only
+//! then ([`ReplayCopies::AtRisk`](crate::replay::ReplayCopies::AtRisk)), and the slot records which token the
+//! API has accepted ([`TokenSlot::accept`]): the lifecycle's loop guard
+//! holds renewals back only for a token refused before its first
+//! acceptance ([`TokenSlot::handle_unauthorized`]). A token is *settled*
+//! while it is fresh (before its renewal point), once the API has
+//! accepted it, when its lifetime came from the provider, and when it is
+//! not DPoP-bound. Anything else is at risk:
 //!
 //! - a token not yet accepted: a new one, one read from a shared store
 //!   (another replica's fetch may have cost the provider's previous token),
@@ -76,32 +78,6 @@ pub struct TokenSlot {
     /// (see [`TokenSlot::accept`]); 0 before.
     accepted: AtomicU64,
     renewal_signalled: AtomicBool,
-}
-
-/// Which requests keep a copy of themselves, made before they are sent,
-/// to replay once after a 401 (see the [module docs](self)).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum ReplayCopies {
-    /// Only requests whose token is [at risk](ReadToken::at_risk): a 401
-    /// to a settled token (accepted, fresh) goes back to the caller, the
-    /// token is dropped and the next request carries a new one. What a
-    /// settled token meets is a revocation in the middle of its life,
-    /// which the API says to every request in flight at once.
-    #[default]
-    AtRisk,
-    /// Every request whose body can be copied, whatever its token: for
-    /// APIs that revoke tokens in the middle of their life. Costs a copy
-    /// of each request.
-    Always,
-}
-
-impl ReplayCopies {
-    /// Whether a request sent with a token whose risk is `at_risk` keeps a
-    /// copy for a 401.
-    #[inline]
-    pub fn keep(self, at_risk: bool) -> bool {
-        at_risk || self == Self::Always
-    }
 }
 
 /// A token loaded from a [`TokenSlot`], usable when it was loaded.
@@ -195,6 +171,28 @@ impl TokenSlot {
         if current.as_ref().is_some_and(|t| t.generation() == generation) {
             self.accepted.store(generation.get(), Ordering::Relaxed);
         }
+    }
+
+    /// Whether the API has accepted a request carrying the token of
+    /// `generation` while it was published (see [`TokenSlot::accept`]).
+    pub fn accepted(&self, generation: Generation) -> bool {
+        self.accepted.load(Ordering::Relaxed) == generation.get()
+    }
+
+    /// A driver's worker got a 401 for the token of `generation`: tells
+    /// `lifecycle` first whether the API had accepted that token (so its
+    /// loop guard holds back only a token refused before its first
+    /// acceptance), then hands it the 401.
+    pub fn handle_unauthorized(
+        &self,
+        lifecycle: &mut Lifecycle,
+        now: Instant,
+        generation: Generation,
+    ) -> crate::lifecycle::Unauthorized {
+        if self.accepted(generation) {
+            lifecycle.handle_accepted(generation);
+        }
+        lifecycle.handle_unauthorized(now, generation)
     }
 
     #[inline]
@@ -566,13 +564,6 @@ mod tests {
             slot.accept(token.generation());
             assert!(slot.load(no_clock).unwrap().at_risk(), "{token:?}");
         }
-    }
-
-    #[test]
-    fn replay_copies_keep_what_is_at_risk_or_everything() {
-        assert!(ReplayCopies::default().keep(true));
-        assert!(!ReplayCopies::default().keep(false));
-        assert!(ReplayCopies::Always.keep(false) && ReplayCopies::Always.keep(true));
     }
 
     mod model {

@@ -4,9 +4,8 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use auth_core::credentials::query_with_param;
-use auth_core::dpop::ApiAnswer;
+use auth_core::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
 use auth_core::secret::ExposeSecret;
-use auth_core::slot::ReplayCopies;
 use auth_core::{AccessToken, Credentials, Generation};
 use auth_tower::{AuthError, TokenReader, TokenSource};
 use std::time::Duration;
@@ -22,18 +21,20 @@ use reqwest_middleware::{Middleware, Next};
 /// - Credentials go only to the origins they are limited to
 ///   ([`Credentials`]' origin filter); other requests pass untouched.
 /// - On a 401 to a request that carried a token, the token is invalidated
-///   (once, however many requests are rejected) and the request is
-///   replayed once with the new token, from a copy made before the send.
-///   A request is copied when its token is at risk: new, past its renewal
-///   point, of an assumed lifetime or DPoP-bound (see [`auth_core::slot`]),
-///   or always with [`AuthMiddleware::replay_copies`]. A request with a
-///   body is copied whole (`Request::try_clone`; streaming bodies cannot
-///   be); one without keeps its method, headers, timeout and version, and
-///   takes its URL back from the 401 itself (so a 401 that came after a
-///   redirect, from a URL other than the one sent, is returned, not
-///   replayed). A request without a copy (sent with a settled token that
-///   the provider revoked in the middle of its life) gets its 401 back,
-///   and the next request carries the new token.
+///   (once, however many requests are rejected) and the request is sent
+///   again with the new token, from a copy made before the send, as
+///   providers tell their clients to do; a DPoP nonce demand is sent
+///   again once with the nonce. The rules are [`auth_core::replay`]'s: at
+///   most three sends, never in a loop. Every request is copied by
+///   default; with [`AuthMiddleware::replay_copies`] and
+///   [`ReplayCopies::AtRisk`] only those whose token is at risk (a settled
+///   token revoked in the middle of its life then gives its 401 to the
+///   caller, and the next request carries the new token). A request with
+///   a body is copied whole (`Request::try_clone`; a streaming body cannot
+///   be, and is never sent again); one without keeps its method, headers,
+///   timeout and version, and takes its URL back from the 401 itself (so
+///   a 401 that came after a redirect, from a URL other than the one sent,
+///   is returned, not replayed).
 /// - Pair it with [`same_origin_redirects`](crate::same_origin_redirects)
 ///   on the client, so that redirects never carry credentials elsewhere.
 /// - An API key in a query parameter is on the URL that is sent. In what
@@ -102,10 +103,11 @@ impl AuthMiddleware {
         Self { source: Some(Arc::new(source)), credentials: Arc::new(credentials), copies: ReplayCopies::default() }
     }
 
-    /// Which requests keep a copy of themselves for a 401 replay: those
-    /// whose token is at risk ([`ReplayCopies::AtRisk`], the default), or
-    /// all that can be copied ([`ReplayCopies::Always`]: one copy of each
-    /// request), for APIs that revoke tokens in the middle of their life.
+    /// Which requests keep a copy of themselves to send again after a
+    /// 401: all that can be copied ([`ReplayCopies::Always`], the
+    /// default), or only those whose token is at risk
+    /// ([`ReplayCopies::AtRisk`]: a settled token's 401 reaches the
+    /// caller).
     pub fn replay_copies(mut self, copies: ReplayCopies) -> Self {
         self.copies = copies;
         self
@@ -348,7 +350,8 @@ impl AuthMiddleware {
         }
     }
 
-    /// The copy for a 401 (where it can matter: the token is at risk), and
+    /// The copy for a 401 (every request that can be copied, or with
+    /// [`ReplayCopies::AtRisk`] only those whose token is at risk), and
     /// the credentials on `request`.
     #[inline(always)]
     fn decide(&self, token: Cached<'_>, request: &mut Request) -> Result<Decided, AuthError> {
@@ -374,8 +377,9 @@ impl AuthMiddleware {
         next: Next<'a>,
     ) -> Sending<'a> {
         match decided {
-            // Nothing to replay (a settled token): the request goes to the
-            // next middleware now, and only the answer is judged.
+            // Nothing to send again (a streaming body, or a settled token
+            // with `AtRisk`): the request goes to the next middleware now,
+            // and only the answer is judged.
             Ok(Decided { generation, at_risk, dpop: None, copy: None }) => {
                 Box::pin(self.judge_only(source, generation, at_risk, next.run(request, extensions)))
             }
@@ -400,11 +404,39 @@ impl AuthMiddleware {
         async move {
             let outcome = sending.await;
             if let Ok(response) = &outcome {
-                if let Judged::Unauthorized = self.judge(source, generation, at_risk, None, response) {
-                    source.invalidate(generation);
+                let sent = Sent { attempt: Attempt::default(), copy: false, proof: None, accepted: false };
+                let verdict = replay::judge(&sent, response.status(), response.headers());
+                if let Ended::Marked = self.settle(source, generation, at_risk, verdict) {
+                    // Unreachable for a first send; kept whole for the rule's sake.
+                    return self.finish(outcome.map(rejected_after_renewal));
                 }
             }
             self.finish(outcome)
+        }
+    }
+
+    /// Carries out a verdict that ends the request, for the token of
+    /// `generation` (`at_risk`: whether an acceptance is news to the
+    /// slot); tells whether the answer must be marked.
+    #[inline(always)]
+    fn settle(&self, source: &TokenSource, generation: Generation, at_risk: bool, verdict: Verdict) -> Ended {
+        match verdict {
+            Verdict::Accepted => {
+                if at_risk {
+                    source.accept(generation);
+                }
+                Ended::AsItCame
+            }
+            Verdict::GiveBack => Ended::AsItCame,
+            // A verdict that sends again, where no copy was at hand: as a 401 without one.
+            Verdict::Invalidate | Verdict::Renew | Verdict::RetryWithNonce => {
+                source.invalidate(generation);
+                Ended::AsItCame
+            }
+            Verdict::RejectedAfterRenewal => {
+                source.invalidate(generation);
+                Ended::Marked
+            }
         }
     }
 
@@ -436,8 +468,8 @@ impl AuthMiddleware {
     }
 
     /// Judges `outcome`, the answer to a request sent as `decided` says:
-    /// returned as it came, or a rare path (a replay), boxed so that no
-    /// answer is held across an await of the common path's future.
+    /// returned, or sent again (boxed, so that no answer is held across an
+    /// await of the common path's future).
     #[inline(always)]
     fn after_send<'a>(
         &'a self,
@@ -448,122 +480,104 @@ impl AuthMiddleware {
         next: Next<'a>,
     ) -> AfterSend<'a> {
         let Decided { generation, at_risk, dpop, copy } = decided;
-        let judged = match &outcome {
-            Ok(response) => self.judge(source, generation, at_risk, dpop.as_ref(), response),
-            Err(_) => Judged::Done,
+        let response = match outcome {
+            Ok(response) => response,
+            Err(error) => return AfterSend::Done(Err(error)),
         };
-        match (judged, outcome) {
-            (Judged::NonceDemand(token), Ok(response)) => {
-                AfterSend::Rare(Box::pin(self.after_nonce_demand(token, copy, response, extensions, next)))
-            }
-            (Judged::Unauthorized, Ok(response)) => {
-                AfterSend::Rare(Box::pin(self.after_401(source, generation, copy, response, extensions, next)))
-            }
-            (_, outcome) => AfterSend::Done(outcome),
-        }
-    }
-
-    /// What `response`, the answer to a request sent with the token of
-    /// `generation` (and `dpop`, a DPoP-bound token and its proof), calls
-    /// for (an answer other than 401 accepts a token at risk).
-    fn judge(
-        &self,
-        source: &TokenSource,
-        generation: Generation,
-        at_risk: bool,
-        dpop: Option<&(Arc<AccessToken>, Proved)>,
-        response: &Response,
-    ) -> Judged {
-        if let Some((token, sent)) = dpop {
-            let (uri, proof) = &**sent;
-            match token.dpop().map(|dpop| dpop.api_answer(uri, proof, response.status(), response.headers())) {
-                Some(ApiAnswer::RetryWithNonce) => return Judged::NonceDemand(Arc::clone(token)),
-                // Not retried (the same nonce again): the token is fine.
-                Some(ApiAnswer::NonceRefused) => return Judged::Done,
-                _ => {}
+        if let Some((token, sent)) = &dpop {
+            if let Some(key) = token.dpop() {
+                key.observe(&sent.0, response.headers());
             }
         }
-        if response.status() == StatusCode::UNAUTHORIZED {
-            return Judged::Unauthorized;
+        let replay = self.replay_of(copy, &response);
+        let sent = Sent {
+            attempt: Attempt::default(),
+            copy: replay.is_some(),
+            proof: dpop.as_ref().map(|(_, sent)| &sent.1),
+            accepted: false,
+        };
+        let verdict = replay::judge(&sent, response.status(), response.headers());
+        match (verdict, replay) {
+            (Verdict::Renew | Verdict::RetryWithNonce, Some(replay)) => {
+                let token = dpop.map(|(token, _)| token);
+                let again = Again { generation, token, verdict, replay, response };
+                AfterSend::Rare(Box::pin(self.send_again(source, again, extensions, next)))
+            }
+            (verdict, _) => match self.settle(source, generation, at_risk, verdict) {
+                Ended::AsItCame => AfterSend::Done(Ok(response)),
+                Ended::Marked => AfterSend::Done(Ok(rejected_after_renewal(response))),
+            },
         }
-        if at_risk {
-            source.accepted(generation);
-        }
-        Judged::Done
     }
 
     /// The request to send again after `response`, from the copy made
-    /// before the send: `None` for a stream, a redirect, or an origin the
-    /// credentials may not go to.
+    /// before the send: `None` for an answer other than 401, a stream, a
+    /// redirect, or an origin the credentials may not go to.
     fn replay_of(&self, copy: Option<ReplayCopy>, response: &Response) -> Option<Request> {
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return None;
+        }
         copy.and_then(|copy| copy.into_request(response)).filter(|replay| self.applies_to(replay))
     }
 
-    /// A DPoP nonce demand to a request sent with `token`: replay the copy
-    /// once with the same token and a proof carrying the nonce (unless it
-    /// cannot be: a stream, a redirect).
-    async fn after_nonce_demand(
-        &self,
-        token: Arc<AccessToken>,
-        copy: Option<ReplayCopy>,
-        response: Response,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let Some(replay) = self.replay_of(copy, &response) else {
-            return Ok(response);
-        };
-        self.send_again(replay, &token, extensions, next).await
-    }
-
-    /// Sends a replay with `token` (a new DPoP proof when it is DPoP-bound)
-    /// and keeps the nonce the answer carries.
+    /// Sends a request again as `again.verdict` says (with a renewed
+    /// token, or with a DPoP nonce), as often as [`auth_core::replay`]
+    /// allows, and returns the last answer.
     async fn send_again(
         &self,
-        mut replay: Request,
-        token: &AccessToken,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let sent = self.apply(&mut replay, Some(token)).map_err(middleware_error)?;
-        let replayed = next.run(replay, extensions).await?;
-        if let (Some(sent), Some(dpop)) = (sent, token.dpop()) {
-            dpop.observe(&sent.0, replayed.headers());
-        }
-        Ok(replayed)
-    }
-
-    /// A 401 to a request sent with the token of `generation`: renew it
-    /// and replay the copy once (unless it cannot be: a stream, a
-    /// redirect, the loop guard).
-    async fn after_401(
-        &self,
         source: &TokenSource,
-        generation: Generation,
-        copy: Option<ReplayCopy>,
-        response: Response,
+        again: Again,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let Some(replay) = self.replay_of(copy, &response) else {
-            source.invalidate(generation);
-            return Ok(response);
-        };
-        let renewed = match source.reject(generation).await {
-            Ok(Some(renewed)) => renewed,
-            // The loop guard held the renewal back: a fresh token was rejected already.
-            Ok(None) => return Ok(rejected_after_renewal(response)),
-            // No new token could be had: the caller gets the 401.
-            Err(_) => return Ok(response),
-        };
-        let replayed = self.send_again(replay, &renewed, extensions, next).await?;
-        if replayed.status() == StatusCode::UNAUTHORIZED {
-            // Never replayed twice; the lifecycle decides whether this token is dropped.
-            source.invalidate(renewed.generation());
-            return Ok(rejected_after_renewal(replayed));
+        let Again { generation, token, mut verdict, mut replay, mut response } = again;
+        let mut token = token;
+        let mut generation = generation;
+        let mut attempt = Attempt::default();
+        loop {
+            if verdict == Verdict::Renew {
+                token = match source.reject(generation).await {
+                    Ok(Some(renewed)) => Some(renewed),
+                    // The loop guard held the renewal back: a new token was refused already.
+                    Ok(None) => return Ok(rejected_after_renewal(response)),
+                    // No new token could be had: the caller gets the 401.
+                    Err(_) => return Ok(response),
+                };
+            }
+            // A nonce retry keeps the DPoP-bound token it was sent with.
+            let Some(current) = token.clone() else {
+                return Ok(response);
+            };
+            generation = current.generation();
+            attempt = attempt.after(verdict);
+            drop(response);
+            let mut copy = if attempt.may_send_again() { ReplayCopy::before_send(&replay) } else { None };
+            let proved = self.apply(&mut replay, Some(&current)).map_err(middleware_error)?;
+            if let Some(copy) = &mut copy {
+                copy.sent_to(replay.url());
+            }
+            let answer = next.clone().run(replay, extensions).await?;
+            if let (Some(sent), Some(dpop)) = (&proved, current.dpop()) {
+                dpop.observe(&sent.0, answer.headers());
+            }
+            let next_replay = self.replay_of(copy, &answer);
+            let accepted = attempt.renewed() && source.accepted(generation);
+            let sent =
+                Sent { attempt, copy: next_replay.is_some(), proof: proved.as_ref().map(|sent| &sent.1), accepted };
+            verdict = replay::judge(&sent, answer.status(), answer.headers());
+            match (verdict, next_replay) {
+                (Verdict::Renew | Verdict::RetryWithNonce, Some(again)) => {
+                    replay = again;
+                    response = answer;
+                }
+                (verdict, _) => {
+                    return Ok(match self.settle(source, generation, true, verdict) {
+                        Ended::AsItCame => answer,
+                        Ended::Marked => rejected_after_renewal(answer),
+                    })
+                }
+            }
         }
-        source.accepted(renewed.generation());
-        Ok(replayed)
     }
 }
 
@@ -575,15 +589,23 @@ enum AfterSend<'a> {
     Rare(Sending<'a>),
 }
 
-/// What the answer to a request calls for.
-enum Judged {
-    /// Returned as it is.
-    Done,
-    /// A DPoP nonce demand to a request sent with this token: replayed
-    /// with a new proof, when a copy was kept.
-    NonceDemand(Arc<AccessToken>),
-    /// A 401: the token is renewed and the copy, if kept, replayed.
-    Unauthorized,
+/// How an answer that ends a request goes back.
+enum Ended {
+    /// As it came.
+    AsItCame,
+    /// Marked [`auth_core::RejectedAfterRenewal`].
+    Marked,
+}
+
+/// A request to send again: the token it was sent with (its generation,
+/// and the token itself when DPoP-bound), the verdict, the request and the
+/// answer it got (returned if it is not sent again after all).
+struct Again {
+    generation: Generation,
+    token: Option<Arc<AccessToken>>,
+    verdict: Verdict,
+    replay: Request,
+    response: Response,
 }
 
 /// A DPoP proof as sent, with the URI it was made for (boxed: the

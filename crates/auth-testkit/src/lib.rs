@@ -75,6 +75,10 @@ pub struct ProviderConfig {
     bearer_issuers: Vec<(String, jose::TrustedKey)>,
     /// DPoP proofs must carry the server's nonce.
     dpop_nonces: bool,
+    /// The API keeps a DPoP nonce of its own (the token endpoint another).
+    api_dpop_nonce: bool,
+    /// A new access token revokes the client's earlier ones.
+    one_active_token: bool,
     /// Token requests without a DPoP proof are refused.
     require_dpop: bool,
     /// A second listener, HTTPS, that asks for client certificates.
@@ -126,6 +130,8 @@ impl ProviderConfig {
             assertion_audience: AssertionAudience::default(),
             bearer_issuers: Vec::new(),
             dpop_nonces: false,
+            api_dpop_nonce: false,
+            one_active_token: false,
             require_dpop: false,
             mtls: false,
             tls_clients: Vec::new(),
@@ -168,6 +174,25 @@ impl ProviderConfig {
     /// `false`. Every answer carries the nonce when this is on.
     pub fn dpop_nonces(mut self, required: bool) -> Self {
         self.dpop_nonces = required;
+        self
+    }
+
+    /// With [`ProviderConfig::dpop_nonces`]: whether the protected API
+    /// demands a nonce of its own, distinct from the token endpoint's
+    /// (RFC 9449 §9: each server chooses its nonces, on one origin too).
+    /// Each answers with its own nonce, so a client that just fetched a
+    /// token holds the token endpoint's nonce and meets a `use_dpop_nonce`
+    /// at the API. Default `false` (one nonce for both).
+    pub fn api_dpop_nonce(mut self, separate: bool) -> Self {
+        self.api_dpop_nonce = separate;
+        self
+    }
+
+    /// Whether each client has one active access token at a time: a new
+    /// one revokes the client's earlier ones (as providers with a
+    /// one-active-token policy do). Default `false`.
+    pub fn one_active_token(mut self, on: bool) -> Self {
+        self.one_active_token = on;
         self
     }
 
@@ -440,6 +465,8 @@ struct Inner {
     last_refusal: Option<String>,
     /// The DPoP nonce proofs must carry (when nonces are on).
     dpop_nonce: String,
+    /// The API's own nonce (with `api_dpop_nonce`).
+    api_nonce: String,
     /// The mutual TLS listener's `https://127.0.0.1:<port>`, when on.
     mtls_url: Option<String>,
     /// Client certificates the CA issued: thumbprint → subject.
@@ -503,6 +530,7 @@ impl Provider {
             seen_assertions: HashSet::new(),
             last_refusal: None,
             dpop_nonce: random_token("nonce-"),
+            api_nonce: random_token("api-nonce-"),
             mtls_url: mtls.as_ref().map(|(_, url, _, _)| url.clone()),
             issued_certificates: HashMap::new(),
         }));
@@ -733,7 +761,7 @@ async fn route(State(shared): State<Shared>, request: Request<Body>) -> Response
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            with_dpop_nonce(&shared, token(&shared, &via, &parts.headers, &body))
+            with_dpop_nonce(&shared, Server::Token, token(&shared, &via, &parts.headers, &body))
         }
         (Method::POST, "/oauth/revoke") => revoke(&shared, &via, &parts.headers, &body),
         (Method::GET, "/oauth/authorize") => authorize(&shared, &query),
@@ -742,18 +770,36 @@ async fn route(State(shared): State<Shared>, request: Request<Body>) -> Response
             discovery(&shared)
         }
         (_, p) if p.starts_with("/api/") => {
-            with_dpop_nonce(&shared, api(&shared, &via, &parts.method, p, &query, &parts.headers, body.len()))
+            let answer = api(&shared, &via, &parts.method, p, &query, &parts.headers, body.len());
+            with_dpop_nonce(&shared, Server::Api, answer)
         }
         (_, p) if p.starts_with("/legacy/") => legacy(&shared, &parts.headers),
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-/// Adds the current DPoP nonce to an answer, when nonces are on.
-fn with_dpop_nonce(shared: &Shared, mut response: Response<Body>) -> Response<Body> {
+/// Which server of the provider answers, for its DPoP nonce.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Token,
+    Api,
+}
+
+impl Inner {
+    /// The nonce `server`'s proofs must carry (when nonces are on).
+    fn nonce_of(&self, server: Server) -> &str {
+        match server {
+            Server::Api if self.config.api_dpop_nonce => &self.api_nonce,
+            _ => &self.dpop_nonce,
+        }
+    }
+}
+
+/// Adds `server`'s current DPoP nonce to an answer, when nonces are on.
+fn with_dpop_nonce(shared: &Shared, server: Server, mut response: Response<Body>) -> Response<Body> {
     let inner = lock(shared);
     if inner.config.dpop_nonces {
-        if let Ok(value) = HeaderValue::from_str(&inner.dpop_nonce) {
+        if let Ok(value) = HeaderValue::from_str(inner.nonce_of(server)) {
             response.headers_mut().insert("dpop-nonce", value);
         }
     }
@@ -1163,6 +1209,11 @@ fn issue(
         refresh = Some(value);
     }
     let access = random_token("at_");
+    if inner.config.one_active_token {
+        for issued in inner.tokens.values_mut().filter(|issued| issued.client_id == client_id && !issued.refresh) {
+            issued.revoked = true;
+        }
+    }
     inner.tokens.insert(
         access.clone(),
         Issued {
@@ -1556,7 +1607,7 @@ fn api_proof(
             "A DPoP proof is required with a DPoP-bound token",
         )));
     };
-    let nonce = inner.config.dpop_nonces.then(|| inner.dpop_nonce.clone());
+    let nonce = inner.config.dpop_nonces.then(|| inner.nonce_of(Server::Api).to_owned());
     let check = jose::ProofCheck { method: method.as_str(), htu, access_token: Some(token), nonce: nonce.as_deref() };
     match jose::verify_proof(proof, &check, &mut inner.seen_assertions) {
         Ok(proved) if proved == jkt => Ok(()),

@@ -60,6 +60,7 @@
 
 pub mod body;
 pub mod error;
+mod future;
 pub mod layer;
 pub mod redirect;
 mod registry;

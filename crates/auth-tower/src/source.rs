@@ -421,10 +421,18 @@ impl TokenSource {
     }
 
     /// Reports that the API accepted a request carrying the token of
-    /// `generation` (it answered something other than 401): its requests
-    /// stop keeping copies for a 401 until its renewal point.
-    pub fn accepted(&self, generation: Generation) {
+    /// `generation` (it answered something other than 401): the token is
+    /// settled (a later 401 to it is a revocation, renewed at once), and
+    /// with [`ReplayCopies::AtRisk`](auth_core::replay::ReplayCopies::AtRisk)
+    /// its requests stop keeping copies until its renewal point.
+    pub fn accept(&self, generation: Generation) {
         self.shared.published.slot.accept(generation);
+    }
+
+    /// Whether the API has accepted a request carrying the token of
+    /// `generation` (see [`TokenSource::accept`]).
+    pub fn accepted(&self, generation: Generation) -> bool {
+        self.shared.published.slot.accepted(generation)
     }
 
     /// Reports that the API answered 401 to the token of `generation`.
@@ -951,7 +959,7 @@ impl Worker {
                 }
             }
             Command::Unauthorized(generation, reply) => {
-                let outcome = self.lifecycle.handle_unauthorized(now(), generation);
+                let outcome = self.published.slot.handle_unauthorized(&mut self.lifecycle, now(), generation);
                 if outcome == Unauthorized::Invalidated {
                     self.published.counters.invalidations.fetch_add(1, Ordering::Relaxed);
                 }

@@ -1,0 +1,620 @@
+//! The response future of [`Auth`](crate::Auth): it sends a request,
+//! judges the answer with [`auth_core::replay`], and carries out the
+//! verdict (accept the token, drop it, send the copy again with a new
+//! token or a DPoP nonce).
+//!
+//! Two shapes, so that the common requests cost no allocation:
+//! - *in flight*: the inner future, the token's source and generation
+//!   (two words), and the request's copy held inline when it kept one
+//!   (the default; none for a streaming body, with [`NoReplay`], with
+//!   [`ReplayCopies::AtRisk`] and a settled token, or without a token); an
+//!   answer other than 401 drops the copy;
+//! - *cold*: everything else (waiting for the first token, DPoP, a 401
+//!   and what follows), boxed.
+//!
+//! [`NoReplay`]: crate::NoReplay
+//! [`ReplayCopies::AtRisk`]: auth_core::replay::ReplayCopies::AtRisk
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::SystemTime;
+
+use auth_core::replay::{self, Attempt, Sent, Verdict};
+use auth_core::{AccessToken, Generation};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use crate::body::ReplayBody;
+use crate::error::{AuthError, BoxError};
+use crate::layer::{Bound, Mode, ReplayOn401};
+use crate::source::{SourceId, TokenFuture};
+
+/// The copy of a request to send again after a 401, made before it was
+/// sent (so before credentials were put on it), with a spare inner
+/// service.
+pub(crate) struct Copy<S, B> {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    /// Whether the token was at risk (an answer other than 401 is news
+    /// to its slot).
+    at_risk: bool,
+    /// Headers and extensions, when the request had any: most requests of
+    /// a tower client carry none at this point, and then nothing is cloned
+    /// and nothing allocated.
+    rest: Option<Box<(http::HeaderMap, http::Extensions)>>,
+    body: B,
+    service: S,
+    /// The credentials (a request in flight keeps them, whether or not
+    /// the service that sent it is still there: `oneshot` drops it).
+    bound: Arc<Bound>,
+}
+
+impl<S: Clone, B: ReplayBody> Copy<S, B> {
+    /// A copy of `request` (sent with a token whose risk is `at_risk`),
+    /// when its body can be copied.
+    #[inline(always)]
+    pub(crate) fn of(request: &Request<B>, service: &S, bound: &Arc<Bound>, at_risk: bool) -> Option<Self> {
+        let body = request.body().try_clone_body()?;
+        let rest = (!request.headers().is_empty() || !request.extensions().is_empty())
+            .then(|| Box::new((request.headers().clone(), request.extensions().clone())));
+        Some(Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            at_risk,
+            rest,
+            body,
+            service: service.clone(),
+            bound: Arc::clone(bound),
+        })
+    }
+}
+
+impl<S, B> Copy<S, B> {
+    /// The copy as a request to send with `token`.
+    fn into_resend(self, token: Arc<AccessToken>, attempt: Attempt) -> Resend<S, B> {
+        let mut request = Request::new(self.body);
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        if let Some(rest) = self.rest {
+            let (headers, extensions) = *rest;
+            *request.headers_mut() = headers;
+            *request.extensions_mut() = extensions;
+        }
+        Resend { request, service: self.service, bound: self.bound, token, attempt }
+    }
+}
+
+/// A request about to be sent again: the copy rebuilt, the service it
+/// goes to (made ready first), the token it carries and the sends so far.
+struct Resend<S, B> {
+    request: Request<B>,
+    service: S,
+    bound: Arc<Bound>,
+    token: Arc<AccessToken>,
+    attempt: Attempt,
+}
+
+/// A request waiting for the first (or next) token.
+pub(crate) struct Pending<S, B> {
+    pub(crate) request: Request<B>,
+    pub(crate) service: S,
+    pub(crate) bound: Arc<Bound>,
+}
+
+/// What the answer to a request sent on the cold path is judged by.
+struct Judged<S, B, R: Mode> {
+    attempt: Attempt,
+    /// The token sent: its source and generation, whether it was at risk.
+    source: SourceId,
+    generation: Generation,
+    at_risk: bool,
+    /// The copy to send again, if one was kept.
+    copy: Option<R::Kept<Copy<S, B>>>,
+    /// The DPoP proof sent, with its token and URI.
+    proved: Option<Box<Proved>>,
+}
+
+/// A DPoP proof as sent, with the token it was made for and the URI (for
+/// the nonce the answer may carry).
+struct Proved {
+    token: Arc<AccessToken>,
+    uri: http::Uri,
+    proof: auth_core::dpop::Proof,
+}
+
+/// After a 401 whose verdict is a renewal: the copy to send with the new
+/// token, the sends so far, and the answer, returned if no new token comes.
+struct Rejected<S, B, Res> {
+    copy: Copy<S, B>,
+    attempt: Attempt,
+    response: Res,
+}
+
+pin_project! {
+    /// The response future of [`Auth`](crate::Auth).
+    pub struct ResponseFuture<S, B, R = ReplayOn401>
+    where
+        S: Service<Request<B>>,
+        R: Mode,
+    {
+        #[pin]
+        kind: Kind<S, B, R>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, B, R>
+    where
+        S: Service<Request<B>>,
+        R: Mode,
+    {
+        /// In flight, with the token it carried (if any) and its copy
+        /// (if it kept one) inline: an answer other than 401 accepts the
+        /// token, a 401 moves on to the cold state. Without a copy, the
+        /// inner future and two words, no tag of its own.
+        Flight {
+            #[pin]
+            future: S::Future,
+            source: SourceId,
+            generation: Option<Generation>,
+            copy: Option<R::Kept<Copy<S, B>>>,
+        },
+        /// Every other state, boxed so that the hot ones stay small.
+        Cold {
+            state: Pin<Box<State<S, B, R>>>,
+        },
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, R>
+    where
+        S: Service<Request<B>>,
+        R: Mode,
+    {
+        /// No usable token yet: waiting on the shared fetch.
+        Token {
+            #[pin]
+            token: TokenFuture,
+            pending: Option<Pending<S, B>>,
+        },
+        /// The request (or a copy of it) is in flight.
+        Sending {
+            #[pin]
+            future: S::Future,
+            judged: Option<Judged<S, B, R>>,
+        },
+        /// The API answered 401: waiting for the token to send again with.
+        Renewing {
+            #[pin]
+            token: TokenFuture,
+            rejected: Option<Rejected<S, B, S::Response>>,
+        },
+        /// Waiting for the copy's service to be ready.
+        Ready {
+            resend: Option<Resend<S, B>>,
+        },
+        /// The request failed before it was sent.
+        Failed {
+            error: Option<AuthError>,
+        },
+    }
+}
+
+impl<S, B, R> ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>>,
+    R: Mode,
+{
+    /// A request in flight without a token.
+    #[inline(always)]
+    pub(crate) fn without_token(future: S::Future) -> Self {
+        Self { kind: Kind::Flight { future, source: SourceId::NONE, generation: None, copy: None } }
+    }
+
+    /// A request in flight with the token of `generation` from `bound`'s
+    /// source, and its copy if one was kept.
+    #[inline(always)]
+    pub(crate) fn sending(
+        future: S::Future,
+        copy: Option<R::Kept<Copy<S, B>>>,
+        bound: &Bound,
+        generation: Generation,
+    ) -> Self {
+        Self { kind: Kind::Flight { future, source: bound.source_id(), generation: Some(generation), copy } }
+    }
+
+    fn cold(state: State<S, B, R>) -> Self {
+        Self { kind: Kind::Cold { state: Box::pin(state) } }
+    }
+
+    /// Waits for a token, then sends.
+    pub(crate) fn pending(pending: Pending<S, B>) -> Self {
+        let Some(source) = &pending.bound.source else {
+            return Self::failed(AuthError::Apply(auth_core::ApplyError::MissingToken));
+        };
+        Self::cold(State::Token { token: source.want(), pending: Some(pending) })
+    }
+
+    pub(crate) fn failed(error: AuthError) -> Self {
+        Self::cold(State::Failed { error: Some(error) })
+    }
+}
+
+impl<S, B, R> ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>> + Clone,
+    B: ReplayBody,
+    R: Mode,
+{
+    /// Sends `request` with a DPoP-bound token and a fresh proof (signing
+    /// costs more than the rest: the cold path).
+    #[cold]
+    pub(crate) fn with_proof(
+        service: &mut S,
+        request: Request<B>,
+        copy: Option<R::Kept<Copy<S, B>>>,
+        token: Arc<AccessToken>,
+        bound: &Bound,
+        at_risk: bool,
+    ) -> Self {
+        let judged = Judged {
+            attempt: Attempt::default(),
+            source: bound.source_id(),
+            generation: token.generation(),
+            at_risk,
+            copy,
+            proved: None,
+        };
+        Self::cold(State::send(service, request, judged, &token, bound))
+    }
+}
+
+impl<S, B, R> State<S, B, R>
+where
+    S: Service<Request<B>>,
+    R: Mode,
+{
+    /// Puts the credentials (with `token`) on `request` and sends it; the
+    /// answer is judged by `judged`.
+    fn send(
+        service: &mut S,
+        mut request: Request<B>,
+        mut judged: Judged<S, B, R>,
+        token: &Arc<AccessToken>,
+        bound: &Bound,
+    ) -> Self {
+        let uri = token.dpop().map(|_| request.uri().clone());
+        match bound.credentials.apply_allowed_at(&mut request, Some(token), SystemTime::now()) {
+            Ok(proof) => {
+                if let (Some(proof), Some(uri)) = (proof, uri) {
+                    judged.proved = Some(Box::new(Proved { token: Arc::clone(token), uri, proof }));
+                }
+                Self::Sending { future: service.call(request), judged: Some(judged) }
+            }
+            Err(error) => Self::Failed { error: Some(AuthError::Apply(error)) },
+        }
+    }
+}
+
+impl<S, B, ResB, R> Future for ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody,
+    R: Mode,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        match kind.as_mut().project() {
+            KindProj::Flight { future, source, generation, copy } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                let sent = Sent { attempt: Attempt::default(), copy: copy.is_some(), proof: None, accepted: false };
+                match replay::judge(&sent, response.status(), response.headers()) {
+                    Verdict::Accepted => {
+                        if let (Some(copy), Some(generation)) = (copy, generation) {
+                            accept(R::get(copy), *generation);
+                        }
+                        Poll::Ready(Ok(response))
+                    }
+                    Verdict::GiveBack => Poll::Ready(Ok(response)),
+                    verdict @ (Verdict::Invalidate
+                    | Verdict::Renew
+                    | Verdict::RetryWithNonce
+                    | Verdict::RejectedAfterRenewal) => {
+                        let Some(generation) = *generation else {
+                            return Poll::Ready(Ok(response));
+                        };
+                        let judged = Judged {
+                            attempt: Attempt::default(),
+                            source: *source,
+                            generation,
+                            at_risk: copy.as_ref().is_some_and(|copy| R::get(copy).at_risk),
+                            copy: copy.take(),
+                            proved: None,
+                        };
+                        match carry_out(judged, verdict, response) {
+                            Next::Done(response) => Poll::Ready(Ok(response)),
+                            Next::State(state) => {
+                                kind.set(Kind::Cold { state: Box::pin(state) });
+                                match kind.project() {
+                                    KindProj::Cold { state } => drive(state.as_mut(), cx),
+                                    KindProj::Flight { .. } => Poll::Ready(Err(AuthError::Stopped.into())),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            KindProj::Cold { state } => drive(state.as_mut(), cx),
+        }
+    }
+}
+
+/// An answer other than 401 to a request that kept a copy: its token is
+/// accepted (news to its slot only while it is at risk).
+#[inline(always)]
+fn accept<S, B>(copy: &Copy<S, B>, generation: Generation) {
+    if copy.at_risk {
+        if let Some(source) = &copy.bound.source {
+            source.accept(generation);
+        }
+    }
+}
+
+/// After a 401 to a request that kept no copy: the token it carried, if
+/// any, is dropped, so that the next request gets a new one.
+#[cold]
+fn invalidate(source: SourceId, generation: Option<Generation>) {
+    if let (Some(generation), Some(source)) = (generation, source.source()) {
+        source.invalidate(generation);
+    }
+}
+
+/// What follows an answer: the response to return, or the next state.
+/// Consumed at once (moved into the boxed state), never kept.
+#[allow(clippy::large_enum_variant)]
+enum Next<S, B, R, Res>
+where
+    S: Service<Request<B>>,
+    R: Mode,
+{
+    Done(Res),
+    State(State<S, B, R>),
+}
+
+/// Carries out `verdict` on `response`, the answer to a request sent as
+/// `judged` says.
+#[cold]
+fn carry_out<S, B, R, ResB>(
+    judged: Judged<S, B, R>,
+    verdict: Verdict,
+    response: Response<ResB>,
+) -> Next<S, B, R, Response<ResB>>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    R: Mode,
+{
+    let Judged { attempt, source, generation, at_risk, copy, proved } = judged;
+    let copy = copy.map(R::take);
+    match (verdict, copy) {
+        (Verdict::Accepted, _) => {
+            if at_risk || attempt.sends() > 1 {
+                if let Some(source) = source.source() {
+                    source.accept(generation);
+                }
+            }
+            Next::Done(response)
+        }
+        (Verdict::GiveBack, _) => Next::Done(response),
+        (Verdict::RejectedAfterRenewal, _) => {
+            invalidate(source, Some(generation));
+            Next::Done(rejected_after_renewal(response))
+        }
+        (Verdict::Renew, Some(copy)) => {
+            let token = copy.bound.unauthorized(generation);
+            let attempt = attempt.after(Verdict::Renew);
+            Next::State(State::Renewing { token, rejected: Some(Rejected { copy, attempt, response }) })
+        }
+        (Verdict::RetryWithNonce, Some(copy)) => match proved {
+            // The same token, a new proof (the nonce is cached now).
+            Some(proved) => {
+                let resend = copy.into_resend(proved.token, attempt.after(Verdict::RetryWithNonce));
+                Next::State(State::Ready { resend: Some(resend) })
+            }
+            None => Next::Done(response),
+        },
+        // A 401 not sent again (no copy at hand).
+        (Verdict::Invalidate | Verdict::Renew | Verdict::RetryWithNonce, _) => {
+            invalidate(source, Some(generation));
+            Next::Done(response)
+        }
+    }
+}
+
+/// A 401 that a renewed token did not cure, marked for the caller.
+#[cold]
+fn rejected_after_renewal<ResB>(mut response: Response<ResB>) -> Response<ResB> {
+    // The source's worker logs it (once per token, at warn).
+    response.extensions_mut().insert(auth_core::RejectedAfterRenewal);
+    response
+}
+
+/// Every state but the hot ones.
+#[cold]
+fn drive<S, B, ResB, R>(
+    mut state: Pin<&mut State<S, B, R>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResB>, BoxError>>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: ReplayBody,
+    R: Mode,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Token { token, pending } => {
+                let token = match ready!(token.poll(cx)) {
+                    Ok(Some(token)) => token,
+                    Ok(None) => return Poll::Ready(Err(AuthError::Stopped.into())),
+                    Err(error) => return Poll::Ready(Err(error.into())),
+                };
+                let Some(Pending { request, mut service, bound }) = pending.take() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                let at_risk = bound.source.as_ref().is_none_or(|source| source.at_risk(&token));
+                let copy = if R::REPLAYS && bound.copies.keep(at_risk) {
+                    Copy::of(&request, &service, &bound, at_risk).and_then(R::keep)
+                } else {
+                    None
+                };
+                let judged = Judged {
+                    attempt: Attempt::default(),
+                    source: bound.source_id(),
+                    generation: token.generation(),
+                    at_risk,
+                    copy,
+                    proved: None,
+                };
+                let next = State::send(&mut service, request, judged, &token, &bound);
+                state.set(next);
+            }
+            StateProj::Sending { future, judged } => {
+                let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                let Some(judged) = judged.take() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                let proof = judged.proved.as_deref().map(|proved| &proved.proof);
+                if let Some(proved) = &judged.proved {
+                    if let Some(dpop) = proved.token.dpop() {
+                        dpop.observe(&proved.uri, response.headers());
+                    }
+                }
+                let accepted = judged.attempt.renewed()
+                    && judged.source.source().is_some_and(|source| source.accepted(judged.generation));
+                let sent = Sent { attempt: judged.attempt, copy: judged.copy.is_some(), proof, accepted };
+                let verdict = replay::judge(&sent, response.status(), response.headers());
+                match carry_out(judged, verdict, response) {
+                    Next::Done(response) => return Poll::Ready(Ok(response)),
+                    Next::State(next) => state.set(next),
+                }
+            }
+            StateProj::Renewing { token, rejected } => {
+                let outcome = ready!(token.poll(cx));
+                let Some(Rejected { copy, attempt, response }) = rejected.take() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                let token = match outcome {
+                    Ok(Some(token)) => token,
+                    // The loop guard held the renewal back: a new token was refused already.
+                    Ok(None) => return Poll::Ready(Ok(rejected_after_renewal(response))),
+                    // No new token could be had: the caller gets the 401.
+                    Err(_) => return Poll::Ready(Ok(response)),
+                };
+                state.set(State::Ready { resend: Some(copy.into_resend(token, attempt)) });
+            }
+            StateProj::Ready { resend } => {
+                let Some(ready_resend) = resend.as_mut() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                ready!(ready_resend.service.poll_ready(cx)).map_err(Into::into)?;
+                let Some(Resend { request, mut service, bound, token, attempt }) = resend.take() else {
+                    return Poll::Ready(Err(AuthError::Stopped.into()));
+                };
+                // A further copy only when a verdict may still use it.
+                let copy = if attempt.may_send_again() {
+                    Copy::of(&request, &service, &bound, true).and_then(R::keep)
+                } else {
+                    None
+                };
+                let judged = Judged {
+                    attempt,
+                    source: bound.source_id(),
+                    generation: token.generation(),
+                    at_risk: true,
+                    copy,
+                    proved: None,
+                };
+                let next = State::send(&mut service, request, judged, &token, &bound);
+                state.set(next);
+            }
+            StateProj::Failed { error } => {
+                let error = error.take().unwrap_or(AuthError::Stopped);
+                return Poll::Ready(Err(error.into()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::*;
+    use crate::layer::NoReplay;
+    use crate::AuthLayer;
+    use auth_core::Credentials;
+
+    type Inner = tower::util::BoxCloneSyncService<Request<String>, Response<String>, BoxError>;
+
+    /// A token a lifecycle issued.
+    fn a_token() -> Arc<AccessToken> {
+        let config = auth_core::SourceConfig::builder("https://a.example/token", "id").client_secret("s").build();
+        let mut lifecycle = auth_core::Lifecycle::new(config.unwrap(), 1);
+        let now = std::time::Instant::now();
+        lifecycle.handle_token_wanted(now);
+        let Some(auth_core::Output::Fetch(fetch)) = lifecycle.poll_output() else { panic!("a fetch") };
+        let response = http::Response::new(br#"{"access_token":"t","expires_in":60}"#.to_vec());
+        lifecycle.handle_fetch_response(now, fetch.id, &response);
+        Arc::clone(lifecycle.current_token(now).expect("a token"))
+    }
+
+    #[test]
+    fn a_replay_is_the_request_as_it_was_before_the_credentials() {
+        let mut request = http::Request::post("https://api.example.com/x?y=1")
+            .header("x-trace", "1")
+            .version(http::Version::HTTP_2)
+            .body(String::from("payload"))
+            .unwrap();
+        request.extensions_mut().insert(7u32);
+        let credentials = Credentials::builder().api_key_header("X-API-Key", "k").any_origin().build().unwrap();
+        let bound = AuthLayer::without_source(credentials).unwrap().bound();
+        let token = a_token();
+        let copy = Copy::of(&request, &(), &bound, false).expect("a body that copies");
+        request.headers_mut().insert("x-added-after", http::HeaderValue::from_static("1"));
+        let resend = copy.into_resend(Arc::clone(&token), Attempt::default());
+        let replay = resend.request;
+        assert_eq!(replay.method(), "POST");
+        assert_eq!(replay.uri(), "https://api.example.com/x?y=1");
+        assert_eq!(replay.version(), http::Version::HTTP_2);
+        assert_eq!(replay.headers().len(), 1, "the headers it had, not those added after the copy");
+        assert_eq!(replay.headers()["x-trace"], "1");
+        assert_eq!(replay.extensions().get::<u32>(), Some(&7));
+        assert_eq!(replay.body(), "payload");
+        let bare = Copy::of(&http::Request::new(()), &(), &bound, false).unwrap();
+        assert!(bare.rest.is_none(), "a request without headers copies none");
+        let bare = bare.into_resend(token, Attempt::default()).request;
+        assert!(bare.headers().is_empty() && bare.extensions().is_empty());
+    }
+
+    #[test]
+    fn a_request_in_flight_keeps_two_words_and_its_copy_inline() {
+        let inner = size_of::<<Inner as Service<Request<String>>>::Future>();
+        assert_eq!(size_of::<ResponseFuture<Inner, String, NoReplay>>(), inner + 16, "the inner future and two words");
+        let copied = size_of::<ResponseFuture<Inner, String>>();
+        let copy = size_of::<Copy<Inner, String>>();
+        assert_eq!(copied, inner + 16 + copy, "the inner future, two words and the copy, inline, no tag");
+    }
+}
