@@ -376,10 +376,12 @@ macro_rules! client_setup_methods {
             self.$field = self.$field.root_certificates(pem);
             self
         }
-        /// Which requests keep a copy of themselves for a 401 replay: those
-        /// whose token is at risk (new, past its renewal point; the
-        /// default) or all of them (`ReplayCopies::Always`, for APIs that
-        /// revoke tokens in the middle of their life).
+        /// Which requests keep a copy of themselves to send again after a
+        /// 401: every request whose body can be copied (`ReplayCopies::Always`,
+        /// the default: a 401 renews the token and the request is sent
+        /// again), or only those whose token is at risk (`ReplayCopies::AtRisk`:
+        /// a settled token's 401 then reaches the caller, and the next
+        /// request carries a new token). A streaming body is never replayed.
         pub fn replay_copies(mut self, copies: $crate::replay::ReplayCopies) -> Self {
             self.$field = self.$field.replay_copies(copies);
             self

@@ -60,6 +60,12 @@ impl AccessToken {
     pub fn dpop(&self) -> Option<&std::sync::Arc<crate::dpop::Dpop>> {
         self.dpop.as_ref()
     }
+    /// The token type the provider issued it as, normalised: `DPoP` for a
+    /// DPoP-bound token, `Bearer` otherwise (the scheme of its
+    /// `Authorization` header).
+    pub fn token_type(&self) -> &'static str {
+        scheme(self.dpop.is_some())
+    }
     /// The token value.
     pub fn value(&self) -> &AccessTokenValue {
         &self.value
@@ -119,8 +125,7 @@ impl AccessToken {
     /// Builds the `Bearer` (or, with `dpop`, `DPoP`) header value for a
     /// token value, or `None` when it cannot be sent in a header.
     pub(crate) fn authorization_header(value: &AccessTokenValue, dpop: bool) -> Option<HeaderValue> {
-        let scheme = if dpop { "DPoP" } else { "Bearer" };
-        let text = zeroize::Zeroizing::new(format!("{scheme} {}", value.expose_secret()));
+        let text = zeroize::Zeroizing::new(format!("{} {}", scheme(dpop), value.expose_secret()));
         crate::credentials::sensitive_value(text.as_bytes())
     }
 
@@ -154,5 +159,14 @@ impl fmt::Debug for AccessToken {
             .field("lifetime_from_provider", &self.lifetime_from_provider)
             .field("scope", &self.scope)
             .finish_non_exhaustive()
+    }
+}
+
+/// The `Authorization` scheme (and normalised token type) of a token.
+fn scheme(dpop: bool) -> &'static str {
+    if dpop {
+        "DPoP"
+    } else {
+        "Bearer"
     }
 }

@@ -38,6 +38,9 @@ enum Step {
     /// The API answers 401 to the token issued `back` generations ago
     /// (0: the latest; more than issued: a generation never seen).
     Unauthorized { back: u64 },
+    /// The API accepts a request carrying the token issued `back`
+    /// generations ago.
+    Accepted { back: u64 },
     /// A user signs in (sign-in sources only; ignored otherwise).
     SignIn { expires_in: u64, refresh_token: bool },
 }
@@ -68,6 +71,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (expires_in, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::FetchOk { expires_in, refresh_token }),
         2 => (failure, prop::option::of(0u64..400)).prop_map(|(failure, retry_after)| Step::FetchFails { failure, retry_after }),
         2 => (0u64..4).prop_map(|back| Step::Unauthorized { back }),
+        1 => (0u64..3).prop_map(|back| Step::Accepted { back }),
         1 => (1u64..7_200, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::SignIn { expires_in, refresh_token }),
     ]
 }
@@ -79,6 +83,8 @@ struct TokenFacts {
     received_at: Instant,
     from_401: bool,
     rejected: bool,
+    /// The API accepted it while it was current.
+    accepted: bool,
 }
 
 struct InFlight {
@@ -192,6 +198,7 @@ impl Model {
                         received_at: now,
                         from_401,
                         rejected: false,
+                        accepted: false,
                     },
                 );
                 self.current = Some(generation);
@@ -438,6 +445,15 @@ impl Harness {
                     assert_eq!(self.model.waiting, was_waiting);
                 }
             }
+            Step::Accepted { back } => {
+                let Some(generation) = self.model.last_generation.checked_sub(*back).filter(|g| *g > 0) else { return };
+                let handle = self.model.tokens[&generation].handle;
+                self.lc.handle_accepted(handle);
+                if self.model.current == Some(generation) {
+                    self.model.tokens.get_mut(&generation).unwrap().accepted = true;
+                }
+                assert!(self.lc.poll_output().is_none(), "an acceptance asks for nothing");
+            }
             Step::Unauthorized { back } => {
                 let Some(generation) = self.model.last_generation.checked_sub(*back).filter(|g| *g > 0) else { return };
                 let token = generation;
@@ -452,7 +468,9 @@ impl Harness {
                         assert!(was_current, "invalidated a token that was not current");
                         let facts = &self.model.tokens[&token];
                         assert!(
-                            !facts.from_401 || self.model.now >= facts.received_at + Duration::from_secs(10),
+                            !facts.from_401
+                                || facts.accepted
+                                || self.model.now >= facts.received_at + Duration::from_secs(10),
                             "fetch loop: a token fetched after a 401 was invalidated again at once"
                         );
                         assert!(self.model.current.is_none(), "the rejected token was not withdrawn");
@@ -474,6 +492,7 @@ impl Harness {
                             self.model.tokens[&token].from_401,
                             "suppressed a 401 for a token not fetched after a 401"
                         );
+                        assert!(!self.model.tokens[&token].accepted, "suppressed a 401 for a token the API accepted");
                     }
                     other => panic!("unexpected outcome {other:?}"),
                 }

@@ -124,6 +124,10 @@ pub enum Command {
     Logout {
         #[command(flatten)]
         auth: AuthArgs,
+        /// The revocation endpoint (without it, discovery's or the
+        /// profile's; with none, the tokens are only forgotten).
+        #[arg(long, env = "AUTHC_REVOCATION_URL", value_name = "URL")]
+        revocation_url: Option<String>,
     },
     /// List the profiles of the config file (an invalid one is marked, with why).
     Profiles {

@@ -165,7 +165,7 @@ async fn token_with(settings: &Settings, json: bool) -> Result<(), Failure> {
         Zeroizing::new(
             serde_json::json!({
                 "access_token": token.value().expose_secret(),
-                "token_type": "Bearer",
+                "token_type": token.token_type(),
                 "expires_in": token.remaining(now).as_secs(),
                 "scope": token.scope(),
             })
@@ -420,7 +420,7 @@ pub async fn revoke(
 /// `authc login`: signs the user in and stores the tokens under the
 /// configuration's (sign-in) cache key.
 pub async fn login(auth: &AuthArgs, login: &LoginArgs) -> Result<(), Failure> {
-    let mut settings = Settings::resolve_sign_in(auth)?;
+    let mut settings = Settings::resolve_sign_in(auth, None)?;
     settings.discover().await?;
     if login.device_url.is_some() {
         settings.device_url.clone_from(&login.device_url);
@@ -494,8 +494,8 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
 
 /// `authc logout`: revokes the user's tokens where a revocation endpoint is
 /// known, and deletes them from the store.
-pub async fn logout(auth: &AuthArgs) -> Result<(), Failure> {
-    let mut settings = Settings::resolve_sign_in(auth)?;
+pub async fn logout(auth: &AuthArgs, revocation_url: Option<String>) -> Result<(), Failure> {
+    let mut settings = Settings::resolve_sign_in(auth, revocation_url)?;
     settings.discover().await?;
     let config = needs_oauth(&settings, "logout")?;
     let Some(store) = token_store(&settings)? else {

@@ -7,7 +7,7 @@
 //! authc revoke  [AUTH] [--revocation-url URL] [--token-type-hint access_token|refresh_token]
 //! authc login   [AUTH] (--issuer URL | --authorize-url URL --token-url URL) [--device [--device-url URL]]
 //!               [--no-browser] [--redirect-port N] [--redirect-path P] [--scope S]... [--timeout SECS]
-//! authc logout  [AUTH]
+//! authc logout  [AUTH] [--revocation-url URL]
 //! authc profiles [--config FILE]
 //! authc config check [AUTH]
 //! authc demo
@@ -65,7 +65,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::revoke(&auth, revocation_url, token_type_hint, token).await
         }
         Command::Login { auth, login } => commands::login(&auth, &login).await,
-        Command::Logout { auth } => commands::logout(&auth).await,
+        Command::Logout { auth, revocation_url } => commands::logout(&auth, revocation_url).await,
         Command::Profiles { config } => settings::list_profiles(config),
         Command::Config { action: cli::ConfigAction::Check { auth } } => settings::check(&auth),
         Command::Demo => demo::run().await,

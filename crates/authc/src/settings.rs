@@ -578,8 +578,8 @@ impl Settings {
 
     /// [`Settings::resolve`] for `authc login` / `logout`: the options
     /// describe a user's sign-in whatever they name.
-    pub fn resolve_sign_in(args: &AuthArgs) -> Result<Self, Failure> {
-        Self::resolve_with(args, None, true)
+    pub fn resolve_sign_in(args: &AuthArgs, revocation_url: Option<String>) -> Result<Self, Failure> {
+        Self::resolve_with(args, revocation_url, true)
     }
 
     fn resolve_with(args: &AuthArgs, revocation_url: Option<String>, sign_in: bool) -> Result<Self, Failure> {

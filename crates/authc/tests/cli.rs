@@ -1113,6 +1113,52 @@ fn login_token_request_and_logout_for_a_signed_in_user() {
 }
 
 #[test]
+fn logout_takes_the_revocation_url_where_the_provider_has_no_discovery_document() {
+    let env = Env::new();
+    let (authorize, token_url, revocation) =
+        (env.provider.authorization_url(), env.provider.token_url(), env.provider.revocation_url());
+    // The endpoints by hand, as a provider without a discovery document lists them.
+    let user = ["--authorize-url", authorize.as_str(), "--token-url", token_url.as_str(), "--client-id", "public-cli"];
+    let with = |command: &str, rest: &[&str]| -> Vec<String> {
+        std::iter::once(command).chain(user).chain(rest.iter().copied()).map(str::to_owned).collect()
+    };
+    let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let args = with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]);
+    let mut child = env
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(play_browser(&mut child), 200);
+    let login = collect(child);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+
+    let logout = run(with("logout", &["--scope", "openid offline_access", "--revocation-url", revocation.as_str()]));
+    assert_eq!(logout.code, 0, "{}", logout.stderr);
+    assert!(logout.stderr.contains("revoked and forgotten"), "{}", logout.stderr);
+    assert_eq!(env.provider.stats().revocations, 2, "the refresh token and the access token");
+    let after = run(with("token", &["--scope", "openid offline_access"]));
+    assert_eq!(after.code, 3, "signed out: {}", after.stderr);
+
+    // Without any revocation endpoint: forgotten, and it says nothing was revoked.
+    let args = with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]);
+    let mut child = env
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(play_browser(&mut child), 200);
+    assert_eq!(collect(child).code, 0);
+    let logout = run(with("logout", &["--scope", "openid offline_access"]));
+    assert_eq!(logout.code, 0, "{}", logout.stderr);
+    assert!(logout.stderr.contains("no revocation endpoint is known"), "{}", logout.stderr);
+    assert_eq!(env.provider.stats().revocations, 2, "nothing more was revoked");
+    assert_eq!(run(with("token", &["--scope", "openid offline_access"])).code, 3);
+}
+
+#[test]
 fn a_declined_sign_in_and_a_mismatched_issuer_are_refused() {
     let env = Env::new();
     let declining = Provider::start(ProviderConfig::new().public_client("public-cli").deny_sign_in(true)).unwrap();
@@ -1344,6 +1390,14 @@ fn dpop_keeps_its_key_beside_the_cache_so_the_cached_token_stays_usable() {
     }
     let stats = env.provider.stats();
     assert_eq!(stats.token_requests, 2, "one nonce demand, then one token for every run");
+    // `token --json` reports the provider's token type: a script that builds
+    // its own Authorization header from it uses the DPoP scheme.
+    let json_args = ["token", "--token-url", &token_url, "--client-id", "cli-client", "--dpop", "--json"];
+    let json = env.run(&json_args, &envs);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let printed: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(printed["token_type"], "DPoP", "{printed}");
+    assert_eq!(env.provider.stats().token_requests, 2, "the cached DPoP token");
     assert_eq!(stats.dpop_proofs_refused, 0);
     // The key sits in the cache directory, readable by its owner only.
     let keys: Vec<_> = std::fs::read_dir(env.cache_dir())

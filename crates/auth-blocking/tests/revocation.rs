@@ -1,0 +1,156 @@
+//! The providers' 401 rule through the blocking client with its defaults,
+//! against the embedded provider: a token revoked in the middle of its
+//! life is renewed once and GET and POST are sent again (a blocking
+//! request's body is a buffer: always copied); twenty threads at a
+//! revocation; a renewed token the API accepted is renewed again however
+//! soon; one active token with two clients that share no store; a DPoP
+//! token meeting `invalid_token` then a nonce demand, also when it came
+//! from a shared store.
+
+use std::sync::Arc;
+
+use auth_blocking::{AuthorizedClient, BlockingTokenSource, UreqTransport};
+use auth_core::dpop::Dpop;
+use auth_core::store::{MemoryStore, StoreConfig};
+use auth_core::{Credentials, RejectedAfterRenewal, SourceConfig};
+use auth_testkit::{Provider, ProviderConfig};
+
+fn provider(config: ProviderConfig) -> Provider {
+    Provider::start(config.client("app", "app-secret")).unwrap()
+}
+
+/// A client with the builder's defaults.
+fn client(provider: &Provider) -> AuthorizedClient {
+    AuthorizedClient::builder()
+        .client_credentials(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .api_origin(provider.url())
+        .build()
+        .unwrap()
+}
+
+fn fetches(client: &AuthorizedClient) -> u64 {
+    client.token_source().unwrap().stats().fetches
+}
+
+fn get(client: &AuthorizedClient, provider: &Provider) -> http::Response<Vec<u8>> {
+    client.get(&provider.api_url("orders")).unwrap()
+}
+
+fn post(client: &AuthorizedClient, provider: &Provider) -> http::Response<Vec<u8>> {
+    client.send(http::Request::post(provider.api_url("orders")).body(b"order=1".to_vec()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_token_revoked_mid_life_is_renewed_once_and_get_and_post_are_sent_again() {
+    let provider = provider(ProviderConfig::new());
+    let client = client(&provider);
+    for _ in 0..3 {
+        assert_eq!(get(&client, &provider).status(), 200);
+    }
+    provider.revoke_all();
+    assert_eq!(get(&client, &provider).status(), 200);
+    let response = post(&client, &provider);
+    assert_eq!(response.status(), 200);
+    assert_eq!(fetches(&client), 2, "exactly one new token");
+    assert_eq!(provider.stats().api_unauthorized, 1);
+}
+
+#[test]
+fn twenty_threads_at_a_revocation_get_one_new_token_and_twenty_successes() {
+    let provider = provider(ProviderConfig::new());
+    let client = client(&provider);
+    assert_eq!(get(&client, &provider).status(), 200);
+    provider.revoke_all();
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..20).map(|_| scope.spawn(|| post(&client, &provider).status())).collect();
+        for call in calls {
+            assert_eq!(call.join().unwrap(), 200);
+        }
+    });
+    assert_eq!(fetches(&client), 2);
+    assert_eq!(provider.stats().tokens_issued, 2);
+}
+
+#[test]
+fn a_renewed_token_the_api_accepted_is_renewed_again_however_soon_it_is_revoked() {
+    let provider = provider(ProviderConfig::new());
+    let client = client(&provider);
+    assert_eq!(get(&client, &provider).status(), 200);
+    provider.revoke_all();
+    for _ in 0..20 {
+        assert_eq!(get(&client, &provider).status(), 200);
+    }
+    provider.revoke_all();
+    for _ in 0..5 {
+        let response = get(&client, &provider);
+        assert_eq!(response.status(), 200);
+        assert!(response.extensions().get::<RejectedAfterRenewal>().is_none());
+    }
+    assert_eq!(fetches(&client), 3);
+}
+
+#[test]
+fn one_active_token_and_two_clients_without_a_store_every_request_succeeds() {
+    let provider = provider(ProviderConfig::new().one_active_token(true));
+    let (first, second) = (client(&provider), client(&provider));
+    for round in 0..5 {
+        assert_eq!(get(&first, &provider).status(), 200, "round {round}, first");
+        assert_eq!(post(&second, &provider).status(), 200, "round {round}, second");
+    }
+    assert_eq!(provider.stats().tokens_issued, 10);
+    assert_eq!(fetches(&first) + fetches(&second), 10);
+}
+
+/// A client over a DPoP source sharing `store` when given.
+fn dpop_client(
+    provider: &Provider,
+    dpop: Arc<Dpop>,
+    store: Option<&MemoryStore>,
+) -> (BlockingTokenSource, AuthorizedClient) {
+    let config =
+        SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret").dpop(dpop).build().unwrap();
+    let builder = BlockingTokenSource::builder(config, UreqTransport::for_tokens());
+    let builder = match store {
+        Some(store) => builder.store(store.clone(), StoreConfig::default()),
+        None => builder,
+    };
+    let source = builder.build().unwrap();
+    let credentials = Credentials::bearer(provider.url()).unwrap();
+    (source.clone(), AuthorizedClient::new(source, credentials, UreqTransport::for_api()))
+}
+
+fn nonce_provider() -> Provider {
+    provider(ProviderConfig::new().dpop_nonces(true).api_dpop_nonce(true).require_dpop(true))
+}
+
+#[test]
+fn a_revoked_dpop_token_is_renewed_then_the_api_nonce_is_sent_one_new_token_one_nonce_retry() {
+    let provider = nonce_provider();
+    let (source, client) = dpop_client(&provider, Dpop::generate().unwrap(), None);
+    source.token().unwrap();
+    provider.revoke_all();
+    let before = provider.stats();
+    assert_eq!(post(&client, &provider).status(), 200);
+    let after = provider.stats();
+    assert_eq!(after.api_calls - before.api_calls, 3, "the original, the renewal, the nonce retry");
+    assert_eq!(after.tokens_issued - before.tokens_issued, 1);
+    assert_eq!(source.stats().fetches, 2);
+}
+
+#[test]
+fn a_dpop_token_from_the_store_meets_the_same_sequence_and_succeeds() {
+    let provider = nonce_provider();
+    let dpop = Dpop::generate().unwrap();
+    let store = MemoryStore::new();
+    let (earlier, _) = dpop_client(&provider, Arc::clone(&dpop), Some(&store));
+    earlier.token().unwrap();
+    earlier.flush();
+    drop(earlier);
+    let (source, client) = dpop_client(&provider, dpop, Some(&store));
+    source.token().unwrap();
+    assert_eq!(source.stats().adoptions, 1, "the token came from the store");
+    provider.revoke_all();
+    assert_eq!(get(&client, &provider).status(), 200);
+    assert_eq!(source.stats().fetches, 1);
+}
