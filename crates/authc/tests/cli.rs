@@ -1062,6 +1062,19 @@ fn play_browser(child: &mut std::process::Child) -> u16 {
     page.status().as_u16()
 }
 
+/// `authc login ARGS` with a test client as the browser; the sign-in
+/// page must tell the user to return to the terminal.
+fn log_in(env: &Env, args: &[String]) -> Run {
+    let mut child = env
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(play_browser(&mut child), 200, "the page tells the user to return to the terminal");
+    collect(child)
+}
+
 #[test]
 fn login_token_request_and_logout_for_a_signed_in_user() {
     let env = Env::new();
@@ -1078,15 +1091,7 @@ fn login_token_request_and_logout_for_a_signed_in_user() {
     assert!(before.stderr.contains("sign-in required") && before.stderr.contains("authc login"), "{}", before.stderr);
 
     // The loopback flow, with a test client as the browser.
-    let args = with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]);
-    let mut child = env
-        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(play_browser(&mut child), 200, "the page tells the user to return to the terminal");
-    let login = collect(child);
+    let login = log_in(&env, &with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]));
     assert_eq!(login.code, 0, "{}", login.stderr);
     assert!(login.stderr.contains("signed in"), "{}", login.stderr);
 
@@ -1123,15 +1128,7 @@ fn logout_takes_the_revocation_url_where_the_provider_has_no_discovery_document(
         std::iter::once(command).chain(user).chain(rest.iter().copied()).map(str::to_owned).collect()
     };
     let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    let args = with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]);
-    let mut child = env
-        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(play_browser(&mut child), 200);
-    let login = collect(child);
+    let login = log_in(&env, &with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]));
     assert_eq!(login.code, 0, "{}", login.stderr);
 
     let logout = run(with("logout", &["--scope", "openid offline_access", "--revocation-url", revocation.as_str()]));
@@ -1142,15 +1139,8 @@ fn logout_takes_the_revocation_url_where_the_provider_has_no_discovery_document(
     assert_eq!(after.code, 3, "signed out: {}", after.stderr);
 
     // Without any revocation endpoint: forgotten, and it says nothing was revoked.
-    let args = with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]);
-    let mut child = env
-        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(play_browser(&mut child), 200);
-    assert_eq!(collect(child).code, 0);
+    let login = log_in(&env, &with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]));
+    assert_eq!(login.code, 0, "{}", login.stderr);
     let logout = run(with("logout", &["--scope", "openid offline_access"]));
     assert_eq!(logout.code, 0, "{}", logout.stderr);
     assert!(logout.stderr.contains("no revocation endpoint is known"), "{}", logout.stderr);
