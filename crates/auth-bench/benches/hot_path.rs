@@ -80,6 +80,10 @@ fn contenders(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter_custom(|iters| drive(auth_bench::origin_layer(&source).layer(auth_bench::Noop), iters))
     });
+    group.bench_function("auth_layer_with_origin_at_risk", |b| {
+        b.to_async(&runtime)
+            .iter_custom(|iters| drive(auth_bench::origin_layer_at_risk(&source).layer(auth_bench::Noop), iters))
+    });
     group.bench_function("auth_layer_without_replay_copy", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
             drive(auth_bench::bearer_layer(&source).without_replay().layer(auth_bench::Noop), iters)
@@ -123,6 +127,11 @@ fn paired(runtime: &tokio::runtime::Runtime, source: &auth_tower::TokenSource) {
     against_floor("auth layer", Box::new(|| runtime.block_on(drive(&mut layer, BATCH))));
     let mut origin = auth_bench::origin_layer(source).layer(auth_bench::Noop);
     against_floor("auth layer with an origin", Box::new(|| runtime.block_on(drive(&mut origin, BATCH))));
+    let mut at_risk = auth_bench::origin_layer_at_risk(source).layer(auth_bench::Noop);
+    against_floor(
+        "auth layer with an origin, ReplayCopies::AtRisk",
+        Box::new(|| runtime.block_on(drive(&mut at_risk, BATCH))),
+    );
     let mut without = auth_bench::bearer_layer(source).without_replay().layer(auth_bench::Noop);
     against_floor("auth layer, without_replay()", Box::new(|| runtime.block_on(drive(&mut without, BATCH))));
     write_figures("hot_path_paired", &figures);
@@ -156,6 +165,9 @@ fn allocations(
     });
     measure("auth layer with an origin", &mut || {
         runtime.block_on(drive(auth_bench::origin_layer(source).layer(auth_bench::Noop), REQUESTS));
+    });
+    measure("auth layer with an origin, ReplayCopies::AtRisk", &mut || {
+        runtime.block_on(drive(auth_bench::origin_layer_at_risk(source).layer(auth_bench::Noop), REQUESTS));
     });
     measure("auth layer without the replay copy", &mut || {
         runtime.block_on(drive(auth_bench::bearer_layer(source).without_replay().layer(auth_bench::Noop), REQUESTS));

@@ -7,7 +7,11 @@
 //! valgrind --tool=callgrind target/release/examples/hot_path_loop layer 200000
 //! valgrind --tool=callgrind target/release/examples/hot_path_loop no-replay 200000
 //! valgrind --tool=callgrind target/release/examples/hot_path_loop origin 200000
+//! valgrind --tool=callgrind target/release/examples/hot_path_loop origin-at-risk 200000
 //! ```
+//!
+//! `layer` and `origin` have the defaults (every request keeps a copy for
+//! a 401); `origin-at-risk` keeps one only while the token is at risk.
 //!
 //! Divide the instruction count (`I refs`) by the number of requests; the
 //! set-up (runtime, one token fetch) adds a few hundred thousand in all.
@@ -45,8 +49,9 @@ fn main() {
             "layer" => drive(auth_bench::bearer_layer(&source).layer(Noop), n).await,
             "no-replay" => drive(auth_bench::bearer_layer(&source).without_replay().layer(Noop), n).await,
             "origin" => drive(auth_bench::origin_layer(&source).layer(Noop), n).await,
+            "origin-at-risk" => drive(auth_bench::origin_layer_at_risk(&source).layer(Noop), n).await,
             other => {
-                eprintln!("unknown contender {other:?}: use floor, layer, no-replay or origin");
+                eprintln!("unknown contender {other:?}: use floor, layer, no-replay, origin or origin-at-risk");
                 std::process::exit(2);
             }
         }

@@ -286,9 +286,17 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 /// The recommended set-up: the bearer layer limited to the API's origin
-/// (the benchmark requests go to it), with the default 401 replay.
+/// (the benchmark requests go to it), with the defaults (every request
+/// keeps a copy to send again after a 401).
 pub fn origin_layer(source: &TokenSource) -> AuthLayer {
     AuthLayer::bearer(source.clone(), "https://api.example.com").expect("the origin is valid")
+}
+
+/// [`origin_layer`] with the opt-in `ReplayCopies::AtRisk`: a request
+/// keeps a copy only while its token is at risk (the benchmark's token is
+/// settled after its first answer, so no request keeps one).
+pub fn origin_layer_at_risk(source: &TokenSource) -> AuthLayer {
+    origin_layer(source).replay_copies(auth_core::replay::ReplayCopies::AtRisk)
 }
 
 /// The bearer layer the benchmarks measure. The benchmarks send requests

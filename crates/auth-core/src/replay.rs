@@ -89,16 +89,19 @@ pub struct Attempt {
 impl Attempt {
     /// Whether the request was sent again with a token fetched because of
     /// its 401.
+    #[inline]
     pub fn renewed(self) -> bool {
         self.renewed
     }
 
     /// Whether the request was sent again with a DPoP nonce.
+    #[inline]
     pub fn nonce_retried(self) -> bool {
         self.nonce_retried
     }
 
     /// How many times the request has been sent (1 to 3).
+    #[inline]
     pub fn sends(self) -> u8 {
         1 + u8::from(self.renewed) + u8::from(self.nonce_retried)
     }
@@ -106,12 +109,14 @@ impl Attempt {
     /// Whether a verdict may still send the request again: keep a copy
     /// before this send only when it is `true` (the copy would otherwise
     /// never be used).
+    #[inline]
     pub fn may_send_again(self) -> bool {
         !(self.renewed && self.nonce_retried)
     }
 
     /// The attempt that follows `verdict` (unchanged unless the verdict
     /// sends the request again).
+    #[inline]
     #[must_use]
     pub fn after(self, verdict: Verdict) -> Self {
         match verdict {
@@ -179,6 +184,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Whether the request is sent again.
+    #[inline]
     pub fn sends_again(self) -> bool {
         matches!(self, Self::Renew | Self::RetryWithNonce)
     }
@@ -186,6 +192,7 @@ impl Verdict {
 
 /// What to do with the answer (`status`, `headers`) to a request sent as
 /// `sent` says; see the [module docs](self) for the rules.
+#[inline]
 pub fn judge(sent: &Sent<'_>, status: StatusCode, headers: &HeaderMap) -> Verdict {
     if status != StatusCode::UNAUTHORIZED {
         return Verdict::Accepted;

@@ -32,9 +32,10 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use crate::body::ReplayBody;
+use crate::copy::Copy;
 use crate::error::{AuthError, BoxError};
+use crate::future::Pending;
 pub use crate::future::ResponseFuture;
-use crate::future::{Copy, Pending};
 use crate::source::{SourceId, TokenFuture, TokenReader, TokenSource};
 
 /// Puts credentials on requests; see the [module docs](self).
@@ -286,7 +287,7 @@ where
         // before it sends); the ready one sends now.
         let at_risk = token.at_risk();
         let copy = if R::REPLAYS && bound.copies.keep(at_risk) {
-            Copy::of(&request, &self.inner, bound, at_risk).and_then(R::keep)
+            Copy::of(&request, &self.inner, bound, token.generation(), at_risk).and_then(R::keep)
         } else {
             None
         };

@@ -59,6 +59,7 @@
 #![deny(missing_docs)]
 
 pub mod body;
+mod copy;
 pub mod error;
 mod future;
 pub mod layer;
