@@ -458,12 +458,44 @@ impl AuthMiddleware {
     ) -> impl std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
         async move {
             let outcome = next.clone().run(request, extensions).await;
+            if self.accepted_at_once(source, &decided, &outcome) {
+                return self.finish(outcome);
+            }
             // Out of the match before the await: the answer is not held across it.
             let rare = match self.after_send(source, decided, outcome, extensions, next) {
                 AfterSend::Done(outcome) => return self.finish(outcome),
                 AfterSend::Rare(rare) => rare,
             };
             self.finish(rare.await)
+        }
+    }
+
+    /// Whether `outcome`, the answer to a request sent with a bearer token
+    /// as `decided` says, is [`Verdict::Accepted`] (then carried out: the
+    /// common case, judged without moving the answer). A DPoP request's
+    /// answer is judged by [`AuthMiddleware::after_send`], which keeps its
+    /// nonce first.
+    #[inline(always)]
+    fn accepted_at_once(
+        &self,
+        source: &TokenSource,
+        decided: &Decided,
+        outcome: &reqwest_middleware::Result<Response>,
+    ) -> bool {
+        let (Ok(response), None) = (outcome, &decided.dpop) else {
+            return false;
+        };
+        let sent = Sent { attempt: Attempt::default(), copy: decided.copy.is_some(), proof: None, accepted: false };
+        match replay::judge(&sent, response.status(), response.headers()) {
+            Verdict::Accepted => {
+                self.settle(source, decided.generation, decided.at_risk, Verdict::Accepted);
+                true
+            }
+            Verdict::GiveBack
+            | Verdict::Invalidate
+            | Verdict::Renew
+            | Verdict::RetryWithNonce
+            | Verdict::RejectedAfterRenewal => false,
         }
     }
 
