@@ -62,7 +62,9 @@ pub enum ReplayCopies {
     /// revokes a settled token in the middle of its life (key rotation, a
     /// restart, a one-active-token policy), the requests in flight with it
     /// get the 401 back; the token is dropped and the next request carries
-    /// a new one. What it saves is the copy of each request
+    /// a new one. What it saves is the copy of each request: about 210
+    /// instructions per request through the tower layer and 290 through
+    /// the reqwest middleware, no allocation either way
     /// (`docs/benchmarks.md` measures both). For callers who measured that
     /// the copy matters to them and can retry a 401 themselves.
     AtRisk,
