@@ -175,6 +175,22 @@ where
         Self { kind: Kind::Flight { future, kept } }
     }
 
+    /// A request in flight without a copy, sent with a token of `bound`'s
+    /// source that the API has not accepted yet: its answer is judged on
+    /// the cold path, which reports the acceptance.
+    #[cold]
+    pub(crate) fn reporting(future: S::Future, bound: &Bound, generation: Generation) -> Self {
+        let judged = Judged {
+            attempt: Attempt::default(),
+            source: bound.source_id(),
+            generation,
+            at_risk: true,
+            copy: None,
+            proved: None,
+        };
+        Self::cold(State::Sending { future, judged: Some(judged) })
+    }
+
     fn cold(state: State<S, B, R>) -> Self {
         Self { kind: Kind::Cold { state: Box::pin(state) } }
     }

@@ -294,7 +294,14 @@ where
         if token.dpop().is_some() {
             return ResponseFuture::with_proof(&mut self.inner, request, copy, token.to_arc(), bound, at_risk);
         }
+        // Without a copy (a streaming body, `NoReplay`, `AtRisk` and a
+        // settled token), a token the API has not accepted yet still
+        // needs its first acceptance reported: the loop guard asks for it.
+        let report = copy.is_none()
+            && at_risk
+            && bound.source.as_ref().is_some_and(|source| !source.accepted(token.generation()));
         match credentials.apply_allowed(&mut request, Some(&token)) {
+            Ok(()) if report => ResponseFuture::reporting(self.inner.call(request), bound, token.generation()),
             Ok(()) => ResponseFuture::sending(self.inner.call(request), copy, bound, token.generation()),
             Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
         }

@@ -200,3 +200,43 @@ async fn a_dpop_token_from_the_store_meets_the_same_sequence_and_succeeds() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(source.stats().fetches, 1, "one new token, fetched by this source");
 }
+
+#[tokio::test]
+async fn requests_that_keep_no_copy_still_report_a_new_tokens_acceptance_to_the_loop_guard() {
+    // Streaming bodies only: no request keeps a copy, none is replayed.
+    let provider = provider(ProviderConfig::new());
+    let source = source(&provider);
+    let api = api(&provider, &source);
+    assert_eq!(post(&api, &provider, streaming("a")).await.status(), StatusCode::OK);
+    provider.revoke_all();
+    assert_eq!(post(&api, &provider, streaming("b")).await.status(), StatusCode::UNAUTHORIZED);
+    // The token fetched because of that 401 (published before the next
+    // request, which reads it without waiting) is accepted...
+    source.token().await.unwrap();
+    assert_eq!(post(&api, &provider, streaming("c")).await.status(), StatusCode::OK);
+    // ...so a revocation soon after is renewed at once, not held back.
+    provider.revoke_all();
+    assert_eq!(post(&api, &provider, streaming("d")).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post(&api, &provider, streaming("e")).await.status(),
+        StatusCode::OK,
+        "the next request has a new token"
+    );
+    assert_eq!(source.stats().fetches, 3);
+    // The same through a layer that never replays.
+    let without = AuthLayer::new(source.clone(), Credentials::bearer(provider.url()).unwrap())
+        .without_replay()
+        .layer(Client::builder(TokioExecutor::new()).build_http::<ReplayableBody>());
+    let send = |body: &'static str| {
+        let request = Request::post(provider.api_url("orders")).body(ReplayableBody::full(body)).unwrap();
+        without.clone().oneshot(request)
+    };
+    provider.revoke_all();
+    assert_eq!(send("f").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    source.token().await.unwrap();
+    assert_eq!(send("g").await.unwrap().status(), StatusCode::OK);
+    provider.revoke_all();
+    assert_eq!(send("h").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(send("i").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(source.stats().fetches, 5);
+}
