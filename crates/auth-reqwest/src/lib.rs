@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod copy;
 mod middleware;
 mod redirect;
 mod transport;

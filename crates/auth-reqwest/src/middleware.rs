@@ -8,12 +8,13 @@ use auth_core::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
 use auth_core::secret::ExposeSecret;
 use auth_core::{AccessToken, Credentials, Generation};
 use auth_tower::{AuthError, TokenReader, TokenSource};
-use std::time::Duration;
 use thread_local::ThreadLocal;
 
-use http::{Extensions, StatusCode, Version};
+use http::{Extensions, StatusCode};
 use reqwest::{Request, Response, ResponseBuilderExt as _};
 use reqwest_middleware::{Middleware, Next};
+
+use crate::copy::ReplayCopy;
 
 /// Puts credentials on every request of a `reqwest_middleware` client, and
 /// replays a request once after a 401 with a renewed token.
@@ -161,89 +162,6 @@ impl AuthMiddleware {
         let wall = std::time::SystemTime::now();
         let proof = self.credentials.apply_headers_at(request.headers_mut(), &method, &uri, Some(token), wall)?;
         Ok(proof.map(|proof| Box::new((uri, proof))))
-    }
-}
-
-/// What a replay after a 401 needs, copied before the send: only what the
-/// response cannot give back, and nothing that allocates for a request
-/// without headers or body. The URL is not copied: a 401 that was not
-/// redirected comes with the URL it was sent to (`Response::url`), and a
-/// print of the sent URL tells whether it was redirected.
-enum ReplayCopy {
-    /// The parts of a request without a body, and the print of the URL it
-    /// was sent to (credentials on).
-    Parts {
-        method: http::Method,
-        headers: Option<Box<http::HeaderMap>>,
-        timeout: Option<Duration>,
-        version: Version,
-        sent: UrlPrint,
-    },
-    /// A request with an in-memory body: copied whole (`Request::try_clone`),
-    /// boxed so that the common path's future stays small.
-    Whole(Box<Request>),
-}
-
-impl ReplayCopy {
-    /// `None` when the request cannot be sent again (a streaming body).
-    fn before_send(request: &Request) -> Option<Self> {
-        if request.body().is_some() {
-            return request.try_clone().map(|copy| Self::Whole(Box::new(copy)));
-        }
-        let headers = (!request.headers().is_empty()).then(|| Box::new(request.headers().clone()));
-        let (method, timeout, version) = (request.method().clone(), request.timeout().copied(), request.version());
-        Some(Self::Parts { method, headers, timeout, version, sent: UrlPrint::default() })
-    }
-
-    /// Notes the URL the request goes out to, its credentials on.
-    fn sent_to(&mut self, url: &reqwest::Url) {
-        if let Self::Parts { sent, .. } = self {
-            *sent = UrlPrint::of(url);
-        }
-    }
-
-    /// The request to replay after `response` (a 401): `None` when the
-    /// response came from a redirect (not the URL that was sent), which
-    /// is not replayed.
-    fn into_request(self, response: &Response) -> Option<Request> {
-        match self {
-            Self::Whole(request) => Some(*request),
-            Self::Parts { method, headers, timeout, version, sent } => {
-                if UrlPrint::of(response.url()) != sent {
-                    return None;
-                }
-                let mut request = Request::new(method, response.url().clone());
-                if let Some(headers) = headers {
-                    *request.headers_mut() = *headers;
-                }
-                *request.timeout_mut() = timeout;
-                *request.version_mut() = version;
-                Some(request)
-            }
-        }
-    }
-}
-
-/// A print of a URL (length and a 64-bit hash), to tell whether a response
-/// came from the URL that was sent without keeping a copy of it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct UrlPrint(usize, u64);
-
-impl UrlPrint {
-    /// Length and a multiply-xor hash over 8-byte words. Not a defence
-    /// against a server that makes two URLs print alike: a replay goes only
-    /// to an origin the credentials are for, checked again before it is
-    /// sent, and the redirect itself took them there.
-    fn of(url: &reqwest::Url) -> Self {
-        let bytes = url.as_str().as_bytes();
-        let mut words = bytes.chunks_exact(8);
-        let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-        let mut hash =
-            words.by_ref().fold(0, |hash, word| mix(hash, u64::from_le_bytes(word.try_into().unwrap_or_default())));
-        let mut tail = [0u8; 8];
-        tail[..words.remainder().len()].copy_from_slice(words.remainder());
-        hash = mix(hash, u64::from_le_bytes(tail));
-        Self(bytes.len(), hash)
     }
 }
 
