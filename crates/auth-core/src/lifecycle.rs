@@ -1012,6 +1012,11 @@ impl Lifecycle {
             self.release_lease();
             return;
         };
+        let Some(generation) = store.generation.checked_add(1) else {
+            // Unreachable (adopted generations are bounded): never wraps.
+            self.release_lease();
+            return;
+        };
         let release = std::mem::take(&mut store.lease_held).then_some(store.owner);
         let after_401 = self.current.as_ref().is_some_and(|c| c.reason == FetchReason::Unauthorized);
         let record = Record::from_parts(
@@ -1025,8 +1030,8 @@ impl Lifecycle {
             after_401,
             self.unauthorized_streak,
         );
-        store.generation += 1;
-        let envelope = Envelope::seal(&record, store.generation);
+        store.generation = generation;
+        let envelope = Envelope::seal(&record, generation);
         let request = store.request(StoreOp::Write { envelope, release });
         self.outputs.push_back(Output::Store(request));
     }
@@ -1037,13 +1042,20 @@ impl Lifecycle {
     /// the envelope is newer than anything seen.
     fn adopt(&mut self, now: Instant, wall: SystemTime, envelope: &Envelope) -> bool {
         let Some(store) = self.store.as_mut() else { return false };
-        let newer = envelope.generation >= store.generation;
-        store.generation = store.generation.max(envelope.generation);
-        let rejected = store.rejected.as_deref() == Some(envelope.fingerprint.as_str());
+        // A record is data from outside: checked before it changes anything.
         let Ok(record) = envelope.open(self.config.cache_key()) else {
             self.stats.store_errors += 1;
             return false;
         };
+        if envelope.generation > crate::store::generation_bound(wall) {
+            // Planted or corrupt: a generation no replica can have written
+            // (sign-ins use the wall clock's milliseconds, renewals add one).
+            self.stats.store_errors += 1;
+            return false;
+        }
+        let newer = envelope.generation >= store.generation;
+        store.generation = store.generation.max(envelope.generation);
+        let rejected = store.rejected.as_deref() == Some(envelope.fingerprint.as_str());
         if newer {
             let dead = store.dead_refresh.as_deref();
             if let Some(refresh) =
@@ -1848,6 +1860,50 @@ mod tests {
             }
         }
         other
+    }
+
+    #[test]
+    fn a_planted_record_with_a_huge_generation_is_ignored_and_sharing_goes_on() {
+        let store = crate::store::MemoryStore::new();
+        let config = Arc::new(builder().build().unwrap());
+        let t0 = Instant::now();
+        let wall = UNIX_EPOCH + SECS(1_800_000_000);
+        // Someone who can write the store plants a record with generation u64::MAX.
+        let planted = crate::store::Record::from_parts(
+            config.cache_key(),
+            Some(crate::secret::AccessTokenValue::new("planted")),
+            wall,
+            wall + SECS(3600),
+            true,
+            None,
+            None,
+            false,
+            0,
+        );
+        let write = StoreOp::Write { envelope: crate::store::Envelope::seal(&planted, u64::MAX), release: None };
+        store.apply(config.cache_key(), wall, &write);
+        let mut lc = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+        assert!(matches!(lc.handle_token_wanted(t0), Want::Wait));
+        // Not adopted: this replica fetches, and its write does not overflow.
+        let fetch = only_fetch(run_store(&mut lc, &store, t0, wall, true));
+        let mut response = Response::new(br#"{"access_token":"fresh","expires_in":3600}"#.to_vec());
+        response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        lc.handle_fetch_response(t0, fetch.id, &response);
+        let outputs = run_store(&mut lc, &store, t0, wall, true);
+        let token = outputs.iter().find_map(|o| match o {
+            Output::TokenReady(token) => Some(token.value().expose_secret().to_owned()),
+            _ => None,
+        });
+        assert_eq!(token.as_deref(), Some("fresh"));
+        assert!(lc.stats().store_errors >= 1, "the planted record is counted");
+        // A generation just under the bound is still a replica's (clocks disagree).
+        let near = crate::store::generation_bound(wall);
+        let skewed = StoreOp::Write { envelope: crate::store::Envelope::seal(&planted, near), release: None };
+        let other = crate::store::MemoryStore::new();
+        other.apply(config.cache_key(), wall, &skewed);
+        let mut peer = Lifecycle::with_store(Arc::clone(&config), 2, StoreConfig::default());
+        assert!(matches!(peer.handle_token_wanted(t0), Want::Wait));
+        assert!(run_store(&mut peer, &other, t0, wall, true).iter().any(|o| matches!(o, Output::TokenReady(_))));
     }
 
     #[test]

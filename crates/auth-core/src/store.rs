@@ -355,6 +355,18 @@ pub fn fingerprint(token: &str) -> String {
 }
 
 /// Milliseconds since the Unix epoch (0 before it, saturating after).
+/// How far above the wall clock's milliseconds a stored generation may be
+/// (replicas' clocks disagree; a sign-in sets the generation to its own
+/// clock's milliseconds): a day.
+pub const GENERATION_MARGIN_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The highest generation a record read at `wall` may carry: the wall
+/// clock's milliseconds plus [`GENERATION_MARGIN_MS`]. A record above it
+/// was planted or corrupted, and is ignored.
+pub fn generation_bound(wall: SystemTime) -> u64 {
+    unix_ms(wall).saturating_add(GENERATION_MARGIN_MS)
+}
+
 pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -482,9 +482,20 @@ proptest! {
 enum FleetStep {
     Advance(Duration),
     Want(usize),
-    Complete { replica: usize, ok: bool, expires_in: u64 },
+    Complete {
+        replica: usize,
+        ok: bool,
+        expires_in: u64,
+    },
     Unauthorized(usize),
     StoreFails(bool),
+    /// Someone who can write the store plants a record (any generation,
+    /// any expiry, possibly for another cache key) between steps.
+    Plant {
+        generation: u64,
+        expires_in: i64,
+        other_key: bool,
+    },
 }
 
 fn fleet_step() -> impl Strategy<Value = FleetStep> {
@@ -494,13 +505,21 @@ fn fleet_step() -> impl Strategy<Value = FleetStep> {
         3 => (0usize..3, any::<bool>(), prop_oneof![Just(3600u64), 1u64..120]).prop_map(|(replica, ok, expires_in)| FleetStep::Complete { replica, ok, expires_in }),
         1 => (0usize..3).prop_map(FleetStep::Unauthorized),
         1 => any::<bool>().prop_map(FleetStep::StoreFails),
+        1 => (
+            prop_oneof![Just(u64::MAX), Just(u64::MAX - 1), any::<u64>(), 0u64..100, 1_800_000_000_000u64..1_800_200_000_000],
+            prop_oneof![-100_000i64..100_000, Just(i64::MAX / 4), Just(i64::MIN / 4)],
+            any::<bool>(),
+        )
+            .prop_map(|(generation, expires_in, other_key)| FleetStep::Plant { generation, expires_in, other_key }),
     ]
 }
 
 proptest! {
     #![proptest_config(config(cases("AUTH_FUZZ_SEQUENCES") / 5))]
 
-    /// Three replicas sharing a store that may fail at any time: no panic,
+    /// Three replicas sharing a store that may fail at any time, and that
+    /// anyone may plant records in (a hostile store): no panic, no planted
+    /// token above the generation bound ever handed out,
     /// no unusable token handed out, one fetch per replica at a time, one
     /// awaited store operation at a time, a lease held only while its
     /// holder fetches, and with a fetch budget, no more counted fetches in
@@ -534,6 +553,9 @@ proptest! {
         let mut issued: Vec<Vec<auth_core::Generation>> = vec![Vec::new(); 3];
         let mut failing = false;
         let mut counter = 0u64;
+        let other_key = SourceConfig::builder("https://auth.example.com/token", "another").client_secret("x").build().unwrap();
+        // Planted tokens no replica may take up: above the generation bound.
+        let mut out_of_bounds: Vec<String> = Vec::new();
         for step in steps {
             let mut touched: Vec<usize> = Vec::new();
             match step {
@@ -577,6 +599,28 @@ proptest! {
                     failing = on;
                     store_ever_failed |= on;
                 }
+                FleetStep::Plant { generation, expires_in, other_key: foreign } => {
+                    use auth_core::store::{Envelope, Record};
+                    counter += 1;
+                    let value = format!("planted-{counter}");
+                    let wall = wall0 + elapsed;
+                    let expires = if expires_in >= 0 {
+                        wall.checked_add(Duration::from_secs(expires_in.unsigned_abs()))
+                    } else {
+                        wall.checked_sub(Duration::from_secs(expires_in.unsigned_abs()))
+                    }
+                    .unwrap_or(wall);
+                    let key = if foreign { other_key.cache_key() } else { config.cache_key() };
+                    let envelope = Envelope::seal(&Record::new(key, &value, expires), generation);
+                    // Above the bound at any time this sequence can reach
+                    // (a generation within a day of the clock becomes
+                    // adoptable as the clock moves on).
+                    if generation > auth_core::store::generation_bound(wall0 + Duration::from_secs(60 * 4_000)) {
+                        out_of_bounds.push(value);
+                    }
+                    // Planted where the fleet's records live, whatever its key says.
+                    let _ = store.apply(config.cache_key(), wall, &StoreOp::Write { envelope, release: None });
+                }
             }
             while let Some(i) = touched.pop() {
                 while let Some(output) = replicas[i].poll_output() {
@@ -602,6 +646,8 @@ proptest! {
                         }
                         Output::TokenReady(token) => {
                             prop_assert!(token.is_usable(start + elapsed));
+                            let value = auth_core::secret::ExposeSecret::expose_secret(token.value()).to_owned();
+                            prop_assert!(!out_of_bounds.contains(&value), "a planted token above the bound was taken up");
                             issued[i].push(token.generation());
                         }
                         Output::Failed(error) => {
