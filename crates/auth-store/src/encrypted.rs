@@ -1,9 +1,12 @@
 //! Encryption at rest for any backend: [`Encrypted`] seals each record's
 //! payload (the tokens) with AES-256-GCM (RustCrypto's `aes-gcm`) under a
-//! 32-byte key of the user's, with a random nonce per record and the cache
-//! key's canonical form as associated data (a record moved to another key
-//! does not open). A reader of the store without the key sees generations,
-//! fingerprints and expiry times, never a token.
+//! 32-byte key of the user's, with a random nonce per record. The cache
+//! key's canonical form and everything the envelope says beside the
+//! payload (the generation, the fingerprint, the expiry) are its associated
+//! data: a record moved to another key does not open, nor does an old
+//! sealed record re-planted with a higher generation or another expiry by
+//! someone without the key. A reader of the store without the key sees
+//! generations, fingerprints and expiry times, never a token.
 //!
 //! A record that does not open with the key (another key, or written in
 //! the clear) is treated as absent: the token source fetches and replaces
@@ -18,7 +21,7 @@ use auth_core::CacheKey;
 use zeroize::Zeroizing;
 
 /// What starts a sealed payload.
-const MAGIC: &[u8] = b"auth-store aes-256-gcm v1\n";
+const MAGIC: &[u8] = b"auth-store aes-256-gcm v2\n";
 const NONCE_BYTES: usize = 12;
 
 /// A backend whose records are encrypted; see the [module docs](self).
@@ -67,13 +70,26 @@ impl<S> Encrypted<S> {
         &self.inner
     }
 
+    /// What a sealed payload is bound to: the cache key and the envelope's
+    /// readable fields.
+    fn associated(key: &CacheKey, envelope: &Envelope) -> Vec<u8> {
+        format!(
+            "{}\ngeneration={}\nfingerprint={}\nexpires_at_unix_ms={}",
+            key.canonical(),
+            envelope.generation,
+            envelope.fingerprint,
+            envelope.expires_at_unix_ms
+        )
+        .into_bytes()
+    }
+
     /// `op` with its payload sealed (writes); others unchanged.
     fn seal(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreOp, StoreError> {
         let StoreOp::Write { envelope, release } = op else { return Ok(op.clone()) };
         let nonce = Nonce::generate();
         let sealed = self
             .cipher
-            .encrypt(&nonce, Payload { msg: &envelope.payload, aad: key.canonical().as_bytes() })
+            .encrypt(&nonce, Payload { msg: &envelope.payload, aad: &Self::associated(key, envelope) })
             .map_err(|_| StoreError::new("could not encrypt the record"))?;
         let mut payload = Zeroizing::new(Vec::with_capacity(MAGIC.len() + NONCE_BYTES + sealed.len()));
         payload.extend_from_slice(MAGIC);
@@ -86,10 +102,11 @@ impl<S> Encrypted<S> {
     /// `answer` with a read record opened (absent when it does not open).
     fn open(&self, key: &CacheKey, answer: StoreAnswer) -> StoreAnswer {
         let StoreAnswer::Envelope(Some(envelope)) = answer else { return answer };
+        let aad = Self::associated(key, &envelope);
         let opened = envelope.payload.strip_prefix(MAGIC).filter(|rest| rest.len() > NONCE_BYTES).and_then(|rest| {
             let (nonce, sealed) = rest.split_at(NONCE_BYTES);
             let nonce = Nonce::try_from(nonce).ok()?;
-            self.cipher.decrypt(&nonce, Payload { msg: sealed, aad: key.canonical().as_bytes() }).ok()
+            self.cipher.decrypt(&nonce, Payload { msg: sealed, aad: &aad }).ok()
         });
         match opened {
             Some(plain) => StoreAnswer::Envelope(Some(Envelope { payload: Zeroizing::new(plain), ..envelope })),
@@ -161,6 +178,32 @@ mod tests {
         memory.apply(&moved, SystemTime::now(), &seal);
         assert!(matches!(run(&store, &moved, &StoreOp::Read), StoreAnswer::Envelope(None)));
         assert!(!format!("{store:?}").contains('7'));
+    }
+
+    #[test]
+    fn an_old_sealed_record_replanted_with_a_higher_generation_does_not_open() {
+        let memory = MemoryStore::new();
+        let key = key("https://a.example/token");
+        let store = Encrypted::new(memory.clone(), &[7u8; 32]);
+        let expires = SystemTime::now() + Duration::from_secs(3600);
+        let old = Record::new(&key, "revoked-token", expires);
+        run(&store, &key, &StoreOp::Write { envelope: Envelope::seal(&old, 1), release: None });
+        let StoreAnswer::Envelope(Some(sealed_old)) = memory.apply(&key, SystemTime::now(), &StoreOp::Read) else {
+            panic!()
+        };
+        let new = Record::new(&key, "current-token", expires);
+        run(&store, &key, &StoreOp::Write { envelope: Envelope::seal(&new, 2), release: None });
+        // Someone without the key puts the old sealed payload back, above the current generation.
+        let replanted = Envelope { generation: 3, ..sealed_old.clone() };
+        assert!(matches!(
+            memory.apply(&key, SystemTime::now(), &StoreOp::Write { envelope: replanted, release: None }),
+            StoreAnswer::Written(true)
+        ));
+        assert!(matches!(run(&store, &key, &StoreOp::Read), StoreAnswer::Envelope(None)), "not taken up");
+        // Nor with a longer life.
+        let stretched = Envelope { generation: 4, expires_at_unix_ms: u64::MAX, ..sealed_old };
+        memory.apply(&key, SystemTime::now(), &StoreOp::Write { envelope: stretched, release: None });
+        assert!(matches!(run(&store, &key, &StoreOp::Read), StoreAnswer::Envelope(None)));
     }
 
     #[test]
