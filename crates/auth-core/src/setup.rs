@@ -340,7 +340,7 @@ macro_rules! client_setup_methods {
         /// key makes `build()` fail with an error that names the file.
         pub fn private_key_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
             let path = path.as_ref();
-            let contents = std::fs::read_to_string(path);
+            let contents = $crate::setup::read_file(path);
             self.$field = self.$field.signing_key_from_file(&path.display().to_string(), contents, None);
             self
         }
@@ -362,9 +362,9 @@ macro_rules! client_setup_methods {
             let (certificate, key) = (certificate.as_ref(), key.as_ref());
             self.$field = self.$field.client_certificate_from_files(
                 &certificate.display().to_string(),
-                std::fs::read_to_string(certificate),
+                $crate::setup::read_file(certificate),
                 &key.display().to_string(),
-                std::fs::read_to_string(key),
+                $crate::setup::read_file(key),
                 None,
             );
             self
@@ -478,8 +478,73 @@ macro_rules! client_setup_methods {
     };
 }
 
+/// The most a secret, key, certificate or assertion file may hold: 1 MiB.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The text of a secret, key, certificate or assertion file the user named
+/// (see [`read_file_bytes`]).
+pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut bytes = read_file_bytes(path)?;
+    String::from_utf8(std::mem::take(&mut *bytes))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// The bytes of a secret, key, certificate or assertion file the user
+/// named: a regular file (a symbolic link to one is followed, as mounted
+/// secrets are) of at most [`MAX_FILE_BYTES`]. A FIFO, a device
+/// (`/dev/zero`), a socket or a directory is refused before it is opened,
+/// so nothing waits on it; a larger file is refused without being read
+/// whole. The errors say which of these it was, never the content.
+pub fn read_file_bytes(path: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read as _;
+    let refuse = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned());
+    let not_regular = "not a regular file (a FIFO, a device, a socket or a directory?)";
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(refuse(not_regular));
+    }
+    let file = std::fs::File::open(path)?;
+    // Checked again on what was opened (it may have been swapped meanwhile).
+    if !file.metadata()?.is_file() {
+        return Err(refuse(not_regular));
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(refuse("larger than 1 MiB: not a secret, key or certificate file"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg(unix)]
+    fn files_from_outside_are_regular_small_and_never_waited_on() {
+        let dir = std::env::temp_dir().join(format!("auth-core-read-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("secret");
+        std::fs::write(&small, "s3cr3t\n").unwrap();
+        assert_eq!(super::read_file(&small).unwrap(), "s3cr3t\n");
+        // A symbolic link to a regular file is followed (mounted secrets are links).
+        let link = dir.join("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&small, &link).unwrap();
+        assert_eq!(super::read_file(&link).unwrap(), "s3cr3t\n");
+        // A device that never ends, a FIFO nobody writes to, a directory: refused at once.
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        for path in [std::path::Path::new("/dev/zero"), &fifo, &dir] {
+            let error = super::read_file(path).unwrap_err();
+            assert!(error.to_string().contains("not a regular file"), "{}: {error}", path.display());
+        }
+        // A file larger than the cap: refused, not read whole.
+        let large = dir.join("large");
+        std::fs::write(&large, vec![b'a'; (super::MAX_FILE_BYTES + 1) as usize]).unwrap();
+        assert!(super::read_file(&large).unwrap_err().to_string().contains("larger than 1 MiB"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]

@@ -100,7 +100,7 @@ fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
         StoreChoice::Redis(url) => match std::env::var_os("AUTHC_STORE_CA_FILE") {
             None => RedisStore::new(url).map(|s| Arc::new(s) as Store),
             Some(ca_file) => {
-                let pem = std::fs::read(&ca_file).map_err(|e| {
+                let pem = auth_core::setup::read_file_bytes(std::path::Path::new(&ca_file)).map_err(|e| {
                     Failure::usage(format!(
                         "cannot read AUTHC_STORE_CA_FILE {}: {e}",
                         std::path::Path::new(&ca_file).display()
@@ -118,9 +118,9 @@ fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
         }
     };
     let Some(key_file) = std::env::var_os("AUTHC_STORE_KEY_FILE") else { return Ok(Some(store)) };
-    let key = Zeroizing::new(std::fs::read(&key_file).map_err(|e| {
+    let key = auth_core::setup::read_file_bytes(std::path::Path::new(&key_file)).map_err(|e| {
         Failure::usage(format!("cannot read AUTHC_STORE_KEY_FILE {}: {e}", std::path::Path::new(&key_file).display()))
-    })?);
+    })?;
     let encrypted = Encrypted::from_key_bytes(store, &key)
         .map_err(|e| Failure::usage(format!("AUTHC_STORE_KEY_FILE: {}", e.message)))?;
     Ok(Some(Arc::new(encrypted)))
@@ -553,7 +553,7 @@ async fn revoke_one(
     };
     let response = client.execute(request).await.map_err(network)?;
     let (status, headers) = (response.status(), response.headers().clone());
-    let body = response.bytes().await.map_err(network)?;
+    let body = crate::capped::body(response, "the revocation endpoint's answer").await?;
     revocation
         .parse_response(config, status, &headers, &body)
         .map_err(|e| Failure::from(auth_tower::AuthError::Revocation(e)))

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod capped;
 mod cli;
 mod commands;
 mod demo;

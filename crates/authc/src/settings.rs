@@ -95,7 +95,7 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads and parses `path` (TOML syntax only).
     fn read(path: &Path) -> Result<Self, Failure> {
-        let text = std::fs::read_to_string(path)
+        let text = auth_core::setup::read_file(path)
             .map_err(|e| Failure::usage(format!("cannot read the config file {}: {e}", path.display())))?;
         let mut table: toml::Table = toml::from_str(&text)
             .map_err(|e| Failure::usage(format!("the config file {} is not valid TOML: {}", path.display(), e)))?;
@@ -361,7 +361,7 @@ impl SecretPlaces<'_> {
 
     fn read_file(&self, file: &Path) -> Result<Zeroizing<String>, Failure> {
         let text = Zeroizing::new(
-            std::fs::read_to_string(file)
+            auth_core::setup::read_file(file)
                 .map_err(|e| Failure::usage(format!("cannot read the {} file {}: {e}", self.what, file.display())))?,
         );
         Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()))
@@ -419,7 +419,7 @@ fn auth_method(method: AuthMethod) -> ClientAuth {
 /// when it is encrypted, named by `kid` when given.
 fn read_signing_key(path: &Path, kid: Option<&str>) -> Result<SigningKey, Failure> {
     let password = std::env::var("AUTHC_PRIVATE_KEY_PASSWORD").ok().map(Zeroizing::new);
-    let contents = std::fs::read_to_string(path);
+    let contents = auth_core::setup::read_file(path);
     let key = SigningKey::read_file(&path.display().to_string(), contents, password.as_ref().map(|p| p.as_bytes()))
         .map_err(|error| {
             let hint = match &error {
@@ -443,9 +443,9 @@ fn read_client_certificate(certificate: &Path, key: &Path) -> Result<ClientCerti
     let password = std::env::var("AUTHC_CLIENT_KEY_PASSWORD").ok().map(Zeroizing::new);
     ClientCertificate::read_files(
         &certificate.display().to_string(),
-        std::fs::read_to_string(certificate),
+        auth_core::setup::read_file(certificate),
         &key.display().to_string(),
-        std::fs::read_to_string(key),
+        auth_core::setup::read_file(key),
         password.as_ref().map(|p| p.as_bytes()),
     )
     .map_err(|error| {
@@ -465,7 +465,7 @@ fn read_client_certificate(certificate: &Path, key: &Path) -> Result<ClientCerti
 
 /// The CA certificates of the PEM file `path`.
 fn read_root_certificates(path: &Path) -> Result<Vec<Vec<u8>>, Failure> {
-    let text = std::fs::read_to_string(path)
+    let text = auth_core::setup::read_file(path)
         .map_err(|e| Failure::usage(format!("--ca-cert: cannot read `{}`: {e}", path.display())))?;
     auth_core::mtls::certificates_from_pem(&text)
         .map_err(|e| Failure::usage(format!("--ca-cert: the file `{}`: {e}", path.display())))
@@ -491,7 +491,8 @@ fn assertion_from(path: &Path) -> Result<(JwtBearer, String), Failure> {
     let shown = path.display().to_string();
     let file = path.to_owned();
     let bearer = JwtBearer::from_fn(shown.clone(), move |_| {
-        std::fs::read_to_string(&file).map_err(|e| format!("cannot read the assertion file {}: {e}", file.display()))
+        auth_core::setup::read_file(&file)
+            .map_err(|e| format!("cannot read the assertion file {}: {e}", file.display()))
     });
     Ok((bearer, format!("the file {shown}, read at every token request")))
 }
@@ -888,10 +889,7 @@ impl Settings {
                     continue;
                 }
             };
-            let body = answer
-                .bytes()
-                .await
-                .map_err(|e| Failure::network(format!("reading the discovery document failed: {}", e.without_url())))?;
+            let body = crate::capped::body(answer, "the discovery document").await?;
             let metadata = auth_core::discovery::parse_metadata(&issuer, &body, self.allow_insecure_http)
                 .map_err(|e| Failure::usage(format!("{e} ({url})")))?;
             if !self.auth_method_given {

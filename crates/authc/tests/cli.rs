@@ -1528,3 +1528,88 @@ fn mutual_tls_from_discovery_to_the_api_and_revocation() {
     assert_eq!(call.code, 4, "{}", call.stderr);
     assert!(call.stderr.to_lowercase().contains("certificate"), "{}", call.stderr);
 }
+
+/// A server on loopback that answers every request with `status` and a
+/// body that never ends (until the client goes away); its base URL.
+fn endless_server(status: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head =
+                    format!("HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n");
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = [b' '; 64 * 1024];
+                while stream.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn an_endless_discovery_document_or_revocation_answer_is_refused_at_its_cap() {
+    let env = Env::new();
+    let issuer = endless_server(200);
+    let args = ["token", "--issuer", issuer.as_str(), "--client-id", "cli-client", "--no-cache"];
+    let run = env.run_bounded(&args, &[("AUTHC_CLIENT_SECRET", SECRET)], std::time::Duration::from_secs(60));
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("the discovery document is larger than 256 KiB"), "{}", run.stderr);
+
+    let revocation = format!("{}/revoke", endless_server(200));
+    let token_url = env.provider.token_url();
+    let args = [
+        "revoke",
+        "--token-url",
+        token_url.as_str(),
+        "--client-id",
+        "cli-client",
+        "--revocation-url",
+        revocation.as_str(),
+        "--token",
+        "-",
+    ];
+    // The revocation client's 30 s timeout is the deadline; the cap ends it first.
+    let run = env.run_with_stdin(&args, &[("AUTHC_CLIENT_SECRET", SECRET)], Some("at_some_token"));
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("the revocation endpoint's answer is larger than 256 KiB"), "{}", run.stderr);
+    assert!(!run.stderr.contains("at_some_token"));
+}
+
+#[cfg(unix)]
+#[test]
+fn secret_and_key_files_that_never_end_or_block_are_refused_at_once() {
+    let env = Env::new();
+    let fifo = env.dir.path().join("secret.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let token_url = env.provider.token_url();
+    for (flag, file) in [
+        ("--client-secret-file", "/dev/zero"),
+        ("--client-secret-file", fifo.to_str().unwrap()),
+        ("--private-key-file", "/dev/zero"),
+        ("--private-key-file", fifo.to_str().unwrap()),
+    ] {
+        let args = ["token", "--no-cache", "--token-url", token_url.as_str(), "--client-id", "cli-client", flag, file];
+        let run = env.run_bounded(&args, &[], std::time::Duration::from_secs(30));
+        assert_eq!(run.code, 2, "{flag} {file}: {}", run.stderr);
+        assert!(run.stderr.contains("not a regular file"), "{flag} {file}: {}", run.stderr);
+    }
+    // A file past the cap: refused without being read whole.
+    let large = env.dir.path().join("large.pem");
+    std::fs::write(&large, vec![b'a'; 2 * 1024 * 1024]).unwrap();
+    let args = ["token", "--no-cache", "--token-url", token_url.as_str(), "--client-id", "cli-client"];
+    let run = env.run_bounded(
+        &[&args[..], &["--client-secret-file", large.to_str().unwrap()]].concat(),
+        &[],
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("larger than 1 MiB"), "{}", run.stderr);
+}
