@@ -143,8 +143,10 @@ fn seconds(value: Option<&Value>) -> Option<u64> {
 /// Reads the answer to [`device_authorization_request`]. An OAuth error or
 /// an error status is the [`TokenError`] it would be at the token endpoint;
 /// a success without a device code, user code or https verification URI
-/// is [`TokenError::Malformed`]. A user code or URI holding control
-/// characters (which could rewrite the terminal it is shown on) is refused.
+/// is [`TokenError::Malformed`]. A user code or URI holding control,
+/// bidirectional or invisible characters (which could rewrite the terminal
+/// it is shown on, reverse a URL or hide in a code) is refused; so is a
+/// `verification_uri_complete` holding them (the flow goes on without it).
 pub fn parse_device_authorization(
     config: &SourceConfig,
     status: StatusCode,
@@ -171,7 +173,9 @@ pub fn parse_device_authorization(
     let uri = text("verification_uri")
         .or_else(|| text("verification_url"))
         .ok_or_else(|| malformed("a device authorization answer without verification_uri"))?;
-    let printable = |s: &str| !s.chars().any(char::is_control);
+    // Control, bidirectional and invisible characters could rewrite the
+    // terminal, reverse a URL or hide inside a code: refused.
+    let printable = |s: &str| !s.chars().any(crate::response::is_deceptive);
     if !printable(user_code) || !printable(uri) || user_code.len() > 64 {
         return Err(malformed("a user code or verification URI that cannot be shown safely"));
     }
@@ -445,10 +449,21 @@ mod tests {
             r#"{"device_code":"d","user_code":"u"}"#,
             r#"{"device_code":"d","user_code":"u","verification_uri":"http://evil.example/d"}"#,
             r#"{"device_code":"d","user_code":"u\u001b[2J","verification_uri":"https://a.example/d"}"#,
+            // Bidirectional and zero-width characters: a reversed URL, a hidden code.
+            r#"{"device_code":"d","user_code":"u","verification_uri":"https://a.example/\u202Emoc.knab"}"#,
+            r#"{"device_code":"d","user_code":"AB\u200BCD","verification_uri":"https://a.example/d"}"#,
+            r#"{"device_code":"d","user_code":"\u2066AB-CD\u2069","verification_uri":"https://a.example/d"}"#,
+            r#"{"device_code":"d","user_code":"AB\uFEFF","verification_uri":"https://a.example/d"}"#,
             "not json",
         ] {
             assert!(matches!(parse(bad), Err(TokenError::Malformed { .. })), "{bad}");
         }
+        // A complete URI that cannot be shown safely is dropped; the flow goes on.
+        let reversed = parse(
+            r#"{"device_code":"d","user_code":"AB-CD","verification_uri":"https://a.example/d","verification_uri_complete":"https://a.example/d?c=\u202Edcba"}"#,
+        )
+        .unwrap();
+        assert!(reversed.verification_uri_complete().is_none());
         let refused = parse_device_authorization(
             &config(),
             StatusCode::BAD_REQUEST,

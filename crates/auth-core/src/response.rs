@@ -310,8 +310,37 @@ fn parse_expires_in(field: &Field<'_>) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(MAX_LIFETIME.as_secs() as f64) as u64))
 }
 
-/// Text from a provider made safe to show: tags dropped, control bytes and
-/// runs of whitespace turned into one space, cut to `max_chars` characters.
+/// Whether `c` changes how the text around it looks without showing
+/// itself: a control character, a bidirectional control (which can make
+/// `evil.example/moc.knab` read as something else) or an invisible,
+/// zero-width one (which can hide inside a code or a URL).
+pub(crate) fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
+}
+
+/// Text from a provider made safe to show: tags dropped, control bytes,
+/// bidirectional and invisible characters ([`is_deceptive`]) and runs of
+/// whitespace turned into one space, cut to `max_chars` characters.
 pub(crate) fn sanitize_excerpt(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars.saturating_add(4)));
     let mut in_tag = false;
@@ -325,7 +354,7 @@ pub(crate) fn sanitize_excerpt(text: &str, max_chars: usize) -> String {
             }
             '>' if in_tag => in_tag = false,
             _ if in_tag => {}
-            c if c.is_whitespace() || c.is_control() => pending_space = true,
+            c if c.is_whitespace() || is_deceptive(c) => pending_space = true,
             c => {
                 if pending_space && !out.is_empty() {
                     out.push(' ');
@@ -429,6 +458,13 @@ mod tests {
             assert_eq!(token.access_token.expose_secret(), "tok");
             assert_eq!(token.expires_in, Some(Duration::from_secs(60)), "{body}");
         }
+    }
+
+    #[test]
+    fn provider_text_shown_loses_bidirectional_and_invisible_characters() {
+        let shown = sanitize_excerpt("Run\u{202E}hs.xif\u{202C} this\u{200B}now <b>please</b>\u{2066}x\u{2069}", 100);
+        assert!(!shown.chars().any(is_deceptive), "{shown:?}");
+        assert_eq!(shown, "Run hs.xif this now please x");
     }
 
     #[test]
