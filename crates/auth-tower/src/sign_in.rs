@@ -203,6 +203,16 @@ mod loopback {
         timeout: Duration,
     }
 
+    /// Connections served at once; more are closed as they come (a local
+    /// process opening many cannot exhaust the descriptors).
+    const MAX_CONNECTIONS: usize = 32;
+    /// How long one connection may take to send its request and get its
+    /// page: the browser sends at once; an idle one is closed.
+    const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+    /// The pause after a failed `accept` (out of descriptors, say), so
+    /// that the loop does not spin.
+    const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
     const DONE_PAGE: &str = "<!doctype html><title>Signed in</title><h1>Signed in</h1><p>You can close this tab and return to the terminal.</p>";
 
     fn page(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -245,16 +255,33 @@ mod loopback {
         /// and are not counted), checks it against `request`, answers the
         /// browser with a short page that says to return to the terminal,
         /// and returns the code. Gives up after the timeout.
+        ///
+        /// Only a callback carrying this sign-in's `state` ends it
+        /// ([`CallbackError::ends_sign_in`](auth_core::authorize::CallbackError::ends_sign_in)):
+        /// any other (no state, another state, a malformed query: any local
+        /// process or page can send one) gets an error page and the
+        /// listener keeps waiting. At most 32 connections are served at
+        /// once, each for at most 5 s, and a failed `accept` pauses the
+        /// loop instead of spinning.
         pub async fn receive(self, request: &AuthorizationRequest) -> Result<AuthorizationCode, SignInError> {
             let (sender, mut outcome) = mpsc::channel(1);
             let deadline = tokio::time::sleep(self.timeout);
             tokio::pin!(deadline);
             let mut connections = tokio::task::JoinSet::new();
             let expected = std::sync::Arc::new(request.clone());
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
             let result = loop {
                 tokio::select! {
                     accepted = self.listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
+                        let stream = match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(_) => {
+                                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                                continue;
+                            }
+                        };
+                        // Past the cap the connection is closed at once.
+                        let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else { continue };
                         let sender = sender.clone();
                         let path = self.path.clone();
                         let expected = std::sync::Arc::clone(&expected);
@@ -271,19 +298,24 @@ mod loopback {
                                         ),
                                     };
                                     let status = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-                                    let _ = sender.try_send(result);
+                                    // Not this sign-in's callback: answered, not counted.
+                                    if result.as_ref().err().is_none_or(|error| error.ends_sign_in()) {
+                                        let _ = sender.try_send(result);
+                                    }
                                     page(status, page_body)
                                 } else {
                                     page(StatusCode::NOT_FOUND, "<!doctype html><title>Not found</title>".to_owned())
                                 };
                                 async move { Ok::<_, Infallible>(answer) }
                             });
-                            let _ = hyper::server::conn::http1::Builder::new()
+                            let serving = hyper::server::conn::http1::Builder::new()
                                 .keep_alive(false)
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
+                                .serve_connection(TokioIo::new(stream), service);
+                            let _ = tokio::time::timeout(CONNECTION_DEADLINE, serving).await;
+                            drop(slot);
                         });
                     }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
                     Some(result) = outcome.recv() => break result.map_err(SignInError::from),
                     () = &mut deadline => break Err(SignInError::Timeout { after: self.timeout }),
                 }

