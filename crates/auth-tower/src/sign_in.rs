@@ -203,8 +203,9 @@ mod loopback {
         timeout: Duration,
     }
 
-    /// Connections served at once; more are closed as they come (a local
-    /// process opening many cannot exhaust the descriptors).
+    /// Connections served at once; a newer one closes the oldest (a local
+    /// process opening many cannot exhaust the descriptors, and a browser,
+    /// which sends its request at once, is served before it is the oldest).
     const MAX_CONNECTIONS: usize = 32;
     /// How long one connection may take to send its request and get its
     /// page: the browser sends at once; an idle one is closed.
@@ -261,15 +262,15 @@ mod loopback {
         /// any other (no state, another state, a malformed query: any local
         /// process or page can send one) gets an error page and the
         /// listener keeps waiting. At most 32 connections are served at
-        /// once, each for at most 5 s, and a failed `accept` pauses the
-        /// loop instead of spinning.
+        /// once (a newer one closes the oldest), each for at most 5 s, and a
+        /// failed `accept` pauses the loop instead of spinning.
         pub async fn receive(self, request: &AuthorizationRequest) -> Result<AuthorizationCode, SignInError> {
             let (sender, mut outcome) = mpsc::channel(1);
             let deadline = tokio::time::sleep(self.timeout);
             tokio::pin!(deadline);
             let mut connections = tokio::task::JoinSet::new();
             let expected = std::sync::Arc::new(request.clone());
-            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+            let mut served: std::collections::VecDeque<tokio::task::AbortHandle> = std::collections::VecDeque::new();
             let result = loop {
                 tokio::select! {
                     accepted = self.listener.accept() => {
@@ -280,12 +281,17 @@ mod loopback {
                                 continue;
                             }
                         };
-                        // Past the cap the connection is closed at once.
-                        let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else { continue };
+                        // Past the cap the oldest connection is closed.
+                        served.retain(|handle| !handle.is_finished());
+                        if served.len() >= MAX_CONNECTIONS {
+                            if let Some(oldest) = served.pop_front() {
+                                oldest.abort();
+                            }
+                        }
                         let sender = sender.clone();
                         let path = self.path.clone();
                         let expected = std::sync::Arc::clone(&expected);
-                        connections.spawn(async move {
+                        let handle = connections.spawn(async move {
                             let service = hyper::service::service_fn(move |incoming: Request<hyper::body::Incoming>| {
                                 let answer = if incoming.uri().path() == path && incoming.method() == http::Method::GET {
                                     let query = incoming.uri().query().unwrap_or("");
@@ -312,8 +318,8 @@ mod loopback {
                                 .keep_alive(false)
                                 .serve_connection(TokioIo::new(stream), service);
                             let _ = tokio::time::timeout(CONNECTION_DEADLINE, serving).await;
-                            drop(slot);
                         });
+                        served.push_back(handle);
                     }
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}
                     Some(result) = outcome.recv() => break result.map_err(SignInError::from),

@@ -180,7 +180,7 @@ async fn idle_connections_past_the_cap_are_closed_and_the_callback_still_comes_t
         .unwrap();
     let address = loopback.redirect_uri().trim_start_matches("http://").split('/').next().unwrap().to_owned();
     let flood = async {
-        // 100 connections that never send anything: past the cap, closed at once.
+        // 100 connections that never send anything: past the cap, the oldest are closed.
         let mut idle = Vec::new();
         for _ in 0..100 {
             idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());

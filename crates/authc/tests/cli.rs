@@ -1613,3 +1613,52 @@ fn secret_and_key_files_that_never_end_or_block_are_refused_at_once() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("larger than 1 MiB"), "{}", run.stderr);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_flood_of_idle_connections_under_a_low_descriptor_limit_does_not_stop_the_sign_in() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let issuer = env.provider.url().to_owned();
+    let authc = env!("CARGO_BIN_EXE_authc");
+    let args = ["--issuer", issuer.as_str(), "--client-id", "public-cli", "--no-browser", "--timeout", "60"];
+    // authc under 128 descriptors, as a user's shell may set.
+    let command = env.command(&["login"], &[]);
+    let mut shell = Command::new("/bin/sh");
+    shell
+        .args(["-c", "ulimit -n 128 && exec \"$0\" login \"$@\"", authc])
+        .args(args)
+        .env_clear()
+        .envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = shell.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().to_owned();
+    let redirect = reqwest::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(name, _)| name == "redirect_uri")
+        .map(|(_, value)| value.into_owned())
+        .unwrap();
+    let address = redirect.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    // 400 connections that never send a request.
+    let idle: Vec<_> = (0..400).filter_map(|_| std::net::TcpStream::connect(&address).ok()).collect();
+    assert!(idle.len() >= 100, "{} connections made", idle.len());
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .build(),
+    );
+    let answer = agent.get(&url).call().unwrap();
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    let page = agent.get(&location).call().expect("the real callback is accepted and answered");
+    assert_eq!(page.status().as_u16(), 200, "the real callback is served");
+    drop(idle);
+    let login = collect(child);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stderr.contains("signed in"), "{}", login.stderr);
+}
