@@ -191,7 +191,7 @@ pub struct AuthorizedClientBuilder {
     setup: auth_core::setup::ClientSetup,
     timeout: std::time::Duration,
     fetch_timeout: std::time::Duration,
-    source: Option<Box<dyn FnOnce(crate::BlockingSourceBuilder) -> crate::BlockingSourceBuilder>>,
+    source: Vec<Box<dyn FnOnce(crate::BlockingSourceBuilder) -> crate::BlockingSourceBuilder>>,
 }
 
 #[cfg(feature = "ureq")]
@@ -201,7 +201,7 @@ impl Default for AuthorizedClientBuilder {
             setup: auth_core::setup::ClientSetup::default(),
             timeout: std::time::Duration::from_secs(30),
             fetch_timeout: std::time::Duration::from_secs(30),
-            source: None,
+            source: Vec::new(),
         }
     }
 }
@@ -229,8 +229,16 @@ impl AuthorizedClientBuilder {
         mut self,
         change: impl FnOnce(crate::BlockingSourceBuilder) -> crate::BlockingSourceBuilder + 'static,
     ) -> Self {
-        self.source = Some(Box::new(change));
+        self.source.push(Box::new(change));
         self
+    }
+
+    /// Shares tokens with every process and replica that uses the same
+    /// store and configuration: one fetch per token lifetime for the whole
+    /// fleet (a `FileStore` or `RedisStore` of `auth-store`, with its
+    /// `blocking` feature; `StoreConfig::default()` for the usual settings).
+    pub fn store(self, store: impl crate::BlockingTokenStore, config: auth_core::store::StoreConfig) -> Self {
+        self.configure_source(move |source| source.store(store, config))
     }
 
     /// Validates the configuration, starts the token source (when OAuth is
@@ -251,7 +259,7 @@ impl AuthorizedClientBuilder {
             return AuthorizedClient::without_source(credentials, api);
         };
         let mut builder = BlockingTokenSource::builder(config, tokens);
-        if let Some(change) = self.source {
+        for change in self.source {
             builder = change(builder);
         }
         Ok(AuthorizedClient::new(builder.build()?, credentials, api).replay_copies(replay_copies))

@@ -59,9 +59,11 @@ pub use transport::BlockingTransport;
 // The core's configuration types, so that this crate is its users' only
 // dependency here (`auth_core` for the rest).
 pub use auth_core;
+pub use auth_core::replay::ReplayCopies;
+pub use auth_core::store::{MemoryStore, StoreConfig};
 pub use auth_core::{
     BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,
-    SourceConfigBuilder, TokenError,
+    SourceConfigBuilder, SourceGrant, TokenError,
 };
 #[cfg(feature = "ureq")]
 pub use transport::UreqTransport;

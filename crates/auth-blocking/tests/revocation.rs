@@ -154,3 +154,25 @@ fn a_dpop_token_from_the_store_meets_the_same_sequence_and_succeeds() {
     assert_eq!(get(&client, &provider).status(), 200);
     assert_eq!(source.stats().fetches, 1);
 }
+
+#[test]
+fn clients_built_with_one_store_share_one_token() {
+    use auth_blocking::{MemoryStore, StoreConfig};
+    let provider = provider(ProviderConfig::new());
+    let store = MemoryStore::new();
+    let fleet: Vec<AuthorizedClient> = (0..3)
+        .map(|_| {
+            AuthorizedClient::builder()
+                .client_credentials(provider.token_url(), "app")
+                .client_secret("app-secret")
+                .api_origin(provider.url())
+                .store(store.clone(), StoreConfig::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for client in &fleet {
+        assert_eq!(get(client, &provider).status(), 200);
+    }
+    assert_eq!(provider.stats().tokens_issued, 1, "one fetch for the fleet");
+}

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use auth_core::setup::{ClientParts, ClientSetup};
+use auth_core::store::StoreConfig;
 use auth_core::ConfigError;
-use auth_tower::{AuthError, Revoked, TokenSource};
+use auth_tower::{AuthError, Revoked, TokenSource, TokenSourceBuilder, TokenStore};
 use reqwest::{IntoUrl, Method};
 use reqwest_middleware::{ClientWithMiddleware, RequestBuilder};
 
@@ -86,6 +87,7 @@ pub struct AuthClientBuilder {
     setup: ClientSetup,
     timeout: Option<Duration>,
     fetch_timeout: Option<Duration>,
+    source: Vec<Box<dyn FnOnce(TokenSourceBuilder) -> TokenSourceBuilder + Send>>,
 }
 
 impl AuthClientBuilder {
@@ -99,6 +101,43 @@ impl AuthClientBuilder {
     /// Timeout of each token request. Default 30 s.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.fetch_timeout = Some(timeout);
+        self
+    }
+
+    /// Shares tokens with every process and replica that uses the same
+    /// store and configuration: one fetch per token lifetime for the whole
+    /// fleet (a `RedisStore` or `FileStore` of `auth-store`, with its
+    /// `tower` feature; `StoreConfig::default()` for the usual settings).
+    /// A provider's daily token cap, counted for the whole fleet in the
+    /// store: `.configure_token(|t| t.max_fetches_per_day(n))`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use auth_reqwest::{AuthClient, MemoryStore, StoreConfig};
+    ///
+    /// let store = MemoryStore::new(); // auth_store::RedisStore::new("rediss://...")? across hosts
+    /// let api = AuthClient::builder()
+    ///     .client_credentials("https://login.example.com/oauth2/token", "client-id")
+    ///     .client_secret("client-secret")
+    ///     .configure_token(|token| token.max_fetches_per_day(1_000))
+    ///     .store(store, StoreConfig::default())
+    ///     .api_origin("https://api.example.com")
+    ///     .build()?;
+    /// # let _ = api;
+    /// # Ok(()) }
+    /// ```
+    pub fn store(self, store: impl TokenStore, config: StoreConfig) -> Self {
+        self.configure_source(move |source| source.store(store, config))
+    }
+
+    /// The token source's other options (a token saved earlier, the store
+    /// timeout, a seed), applied in order when the client is built.
+    pub fn configure_source(
+        mut self,
+        change: impl FnOnce(TokenSourceBuilder) -> TokenSourceBuilder + Send + 'static,
+    ) -> Self {
+        self.source.push(Box::new(change));
         self
     }
 
@@ -118,7 +157,8 @@ impl AuthClientBuilder {
         let source = match source {
             Some(config) => {
                 let transport = ReqwestTransport::with_tls(fetch_timeout, &tls)?;
-                Some(TokenSource::builder(config, transport).fetch_timeout(fetch_timeout).build()?)
+                let builder = TokenSource::builder(config, transport).fetch_timeout(fetch_timeout);
+                Some(self.source.into_iter().fold(builder, |builder, change| change(builder)).build()?)
             }
             None => None,
         };

@@ -10,7 +10,9 @@
 //!
 //! It is the only dependency a reqwest program needs: the configuration
 //! types of `auth-core` ([`SourceConfig`], [`Credentials`], [`ClientAuth`],
-//! ...), the [`TokenSource`], and [`reqwest`] and [`reqwest_middleware`]
+//! [`ReplayCopies`], [`StoreConfig`], ...), the [`TokenSource`], the
+//! sign-in steps of a web app ([`AuthorizationRequest`], [`CodeVerifier`],
+//! [`exchange_code`]), and [`reqwest`] and [`reqwest_middleware`]
 //! themselves are re-exported. The default `json` feature gives
 //! `.json(..)` on requests.
 //!
@@ -57,10 +59,15 @@ pub use transport::{client_identity, with_tls, ReqwestTransport, DEFAULT_TIMEOUT
 // the core's configuration types, the token source, and reqwest itself at
 // the versions this crate is built with.
 pub use auth_core;
+pub use auth_core::authorize::AuthorizationRequest;
+pub use auth_core::replay::ReplayCopies;
+pub use auth_core::secret::CodeVerifier;
+pub use auth_core::store::{MemoryStore, StoreConfig};
 pub use auth_core::{
     BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,
-    SourceConfigBuilder, TokenError,
+    SourceConfigBuilder, SourceGrant, TokenError,
 };
-pub use auth_tower::{AuthError, Revoked, Stats, TokenSource};
+pub use auth_tower::sign_in::exchange_code;
+pub use auth_tower::{AuthError, Revoked, Stats, TokenSource, TokenSourceBuilder, TokenStore};
 pub use reqwest;
 pub use reqwest_middleware;

@@ -170,3 +170,25 @@ async fn a_dpop_token_from_the_store_meets_the_same_sequence_and_succeeds() {
     assert_eq!(response.status(), 200);
     assert_eq!(source.stats().fetches, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_built_with_one_store_share_one_token() {
+    use auth_reqwest::{MemoryStore, StoreConfig};
+    let provider = provider(ProviderConfig::new());
+    let store = MemoryStore::new();
+    let fleet: Vec<AuthClient> = (0..3)
+        .map(|_| {
+            AuthClient::builder()
+                .client_credentials(provider.token_url(), "app")
+                .client_secret("app-secret")
+                .api_origin(provider.url())
+                .store(store.clone(), StoreConfig::default())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for client in &fleet {
+        assert_eq!(get(client, &provider).await.status(), 200);
+    }
+    assert_eq!(provider.stats().tokens_issued, 1, "one fetch for the fleet");
+}
