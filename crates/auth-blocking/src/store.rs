@@ -22,6 +22,12 @@ use auth_core::CacheKey;
 /// `execute` carries out one operation on the record of `key` exactly as
 /// the table in `auth_core::store` says. Operations this version of the
 /// backend does not know should answer an error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a token store for auth-blocking",
+    note = "auth-store's `FileStore` and `RedisStore` are one with auth-store's `blocking` feature: \
+            auth-store = {{ ..., features = [\"blocking\"] }} (`redis` too for Redis)",
+    note = "an `Encrypted<S>` is one when `S` is"
+)]
 pub trait BlockingTokenStore: Send + Sync + 'static {
     /// Carries out `op` on the record of `key`.
     fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError>;

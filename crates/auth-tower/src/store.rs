@@ -45,6 +45,12 @@ use auth_core::CacheKey;
 /// compare-and-delete on the fingerprint and the lease owner). It must not
 /// hold a secret in its errors. Operations that this version of the
 /// backend does not know (the enum grows) should answer an error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a token store for auth-tower (or auth-reqwest)",
+    note = "auth-store's `FileStore` and `RedisStore` are one with auth-store's `tower` feature: \
+            auth-store = {{ ..., features = [\"tower\"] }} (`redis` too for Redis)",
+    note = "an `Encrypted<S>` is one when `S` is"
+)]
 #[async_trait::async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Carries out `op` on the record of `key`.
