@@ -64,26 +64,53 @@ pub enum Error {
     /// source retries transient failures by itself (sooner while callers
     /// wait); a later call may succeed.
     #[error("could not obtain an access token: {}{}", .0, .0.source_retry_note())]
-    Token(#[from] TokenError),
+    Token(TokenError),
     /// The token could not be revoked at the RFC 7009 endpoint. The tokens
     /// were forgotten all the same.
     #[error("could not revoke the token: {}", .0.about(Endpoint::Revocation))]
     Revocation(TokenError),
     /// The credentials could not be applied to the request.
     #[error("could not apply credentials: {0}")]
-    Apply(#[from] ApplyError),
+    Apply(ApplyError),
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The API request failed below HTTP.
     #[error("the API request failed: {0}; check the network path to the API")]
-    Transport(#[from] TransportError),
+    Transport(TransportError),
     /// The token source's thread is gone.
     #[error("the token source has stopped; create a new one")]
     Stopped,
     /// The token source's thread stopped on an internal error (a bug).
     #[error("the token source's thread failed ({0}); this is a bug, please report it; create a new token source")]
     WorkerFailed(String),
+}
+
+// Each wrapped error's message is part of this one's (with what failed
+// around it), so it is not also given as the `source()`: a printed cause
+// chain would show it twice.
+impl From<TokenError> for Error {
+    fn from(error: TokenError) -> Self {
+        Self::Token(error)
+    }
+}
+
+impl From<ApplyError> for Error {
+    fn from(error: ApplyError) -> Self {
+        Self::Apply(error)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
+}
+
+impl From<TransportError> for Error {
+    fn from(error: TransportError) -> Self {
+        Self::Transport(error)
+    }
 }
 
 impl Error {
@@ -101,6 +128,30 @@ impl Error {
             Self::Token(e) | Self::Revocation(e) => e.is_transient(),
             Self::Transport(_) => true,
             Self::Stopped | Self::WorkerFailed(_) | Self::Apply(_) | Self::Config(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_printed_cause_chain_says_each_message_once() {
+        for error in [
+            Error::from(TokenError::transport("connection refused")),
+            Error::from(ApplyError::MissingToken),
+            Error::from(ConfigError::NoRevocationUrl),
+        ] {
+            let mut messages = vec![error.to_string()];
+            let mut next = std::error::Error::source(&error);
+            while let Some(cause) = next {
+                messages.push(cause.to_string());
+                next = cause.source();
+            }
+            for pair in messages.windows(2) {
+                assert!(!pair[0].contains(&pair[1]), "said twice: {messages:?}");
+            }
         }
     }
 }

@@ -20,17 +20,17 @@ pub enum AuthError {
     /// source keeps retrying transient failures (with backoff, sooner while
     /// callers wait); a later call may succeed.
     #[error("could not obtain an access token: {}{}", .0, .0.source_retry_note())]
-    Token(#[from] TokenError),
+    Token(TokenError),
     /// The token could not be revoked at the RFC 7009 endpoint. The tokens
     /// were forgotten all the same.
     #[error("could not revoke the token: {}", .0.about(Endpoint::Revocation))]
     Revocation(TokenError),
     /// The credentials could not be applied to the request.
     #[error("could not apply credentials: {0}")]
-    Apply(#[from] ApplyError),
+    Apply(ApplyError),
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// A token source was created outside a tokio runtime.
     #[error("a TokenSource must be created inside a tokio runtime (it spawns its worker task there)")]
     NoRuntime,
@@ -52,6 +52,27 @@ pub enum AuthError {
         /// How long the caller waited.
         waited: Duration,
     },
+}
+
+// Each wrapped error's message is part of this one's (with what failed
+// around it), so it is not also given as the `source()`: a printed cause
+// chain would show it twice.
+impl From<TokenError> for AuthError {
+    fn from(error: TokenError) -> Self {
+        Self::Token(error)
+    }
+}
+
+impl From<ApplyError> for AuthError {
+    fn from(error: ApplyError) -> Self {
+        Self::Apply(error)
+    }
+}
+
+impl From<ConfigError> for AuthError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
 }
 
 impl AuthError {
@@ -76,5 +97,45 @@ impl AuthError {
             Self::Stopped | Self::WorkerFailed(_) => false,
             Self::Apply(_) | Self::Config(_) | Self::NoRuntime => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::sign_in::SignInError;
+
+    /// The messages of `error` and its sources, outermost first.
+    fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut messages = vec![error.to_string()];
+        let mut next = error.source();
+        while let Some(cause) = next {
+            messages.push(cause.to_string());
+            next = cause.source();
+        }
+        messages
+    }
+
+    #[test]
+    fn a_printed_cause_chain_says_each_message_once() {
+        let errors: Vec<Box<dyn std::error::Error>> = vec![
+            Box::new(AuthError::from(TokenError::transport("connection refused"))),
+            Box::new(AuthError::from(ApplyError::MissingToken)),
+            Box::new(AuthError::from(ConfigError::NoRevocationUrl)),
+            Box::new(SignInError::from(AuthError::from(TokenError::transport("connection refused")))),
+            Box::new(SignInError::from(auth_core::authorize::CallbackError::StateMismatch)),
+        ];
+        for error in &errors {
+            let messages = chain(error.as_ref());
+            for pair in messages.windows(2) {
+                assert!(!pair[0].contains(&pair[1]), "said twice: {messages:?}");
+            }
+        }
+        // The wrapper keeps what failed around the cause.
+        let token = AuthError::from(TokenError::transport("connection refused"));
+        assert!(token.to_string().starts_with("could not obtain an access token: "), "{token}");
+        assert!(token.source().is_none());
     }
 }

@@ -48,16 +48,16 @@ pub const DEFAULT_SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
 #[non_exhaustive]
 pub enum SignInError {
     /// The redirect that came back was refused (or the user said no).
-    #[error("{0}")]
+    #[error(transparent)]
     Callback(#[from] CallbackError),
     /// The device flow ended without tokens.
-    #[error("{0}")]
+    #[error(transparent)]
     Device(#[from] DeviceError),
     /// Sending to the token endpoint, or reading its answer, failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Token(#[from] AuthError),
     /// A URL or setting is wrong.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// No callback came in time.
     #[error("no sign-in came back within {}s; run the sign-in again and finish it in the browser (or raise the timeout)", .after.as_secs())]
