@@ -106,6 +106,11 @@ impl AuthorizedClient {
     /// [`auth_core::replay`] decides.
     pub fn send(&self, mut request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         if !self.credentials.applies_to(request.uri()) {
+            // Sent without credentials: counted, and said once per origin.
+            let origin = Credentials::origin_of(request.uri());
+            if let Some(message) = self.credentials.note_withheld(&origin) {
+                tracing::warn!(target: "auth_blocking", "{message}");
+            }
             return Ok(self.transport.send(request)?);
         }
         let source = match &self.source {

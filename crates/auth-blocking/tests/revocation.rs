@@ -176,3 +176,18 @@ fn clients_built_with_one_store_share_one_token() {
     }
     assert_eq!(provider.stats().tokens_issued, 1, "one fetch for the fleet");
 }
+
+#[test]
+fn a_request_to_an_origin_not_allowed_goes_without_credentials_and_is_counted() {
+    let provider = provider(ProviderConfig::new());
+    let port = provider.url().rsplit(':').next().unwrap().to_owned();
+    let config = SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret").build().unwrap();
+    let source = BlockingTokenSource::new(config, UreqTransport::for_tokens()).unwrap();
+    let credentials = Credentials::bearer(&format!("http://localhost:{port}")).unwrap();
+    let client = AuthorizedClient::new(source.clone(), credentials.clone(), UreqTransport::for_api());
+    for _ in 0..2 {
+        assert_eq!(get(&client, &provider).status(), 401);
+    }
+    assert_eq!(credentials.withheld_requests(), 2);
+    assert_eq!(source.stats().fetches, 0);
+}

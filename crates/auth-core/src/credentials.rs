@@ -235,6 +235,8 @@ pub struct Credentials {
     origins: Vec<Origin>,
     /// Whether a part goes into the query (known once, checked per request).
     has_query: bool,
+    /// Requests sent without these credentials (shared by clones).
+    withheld: std::sync::Arc<crate::withheld::Withheld>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -269,6 +271,37 @@ impl Credentials {
     #[inline]
     pub fn needs_token(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Bearer))
+    }
+
+    /// A request to `origin` (`scheme://host[:port]`, see
+    /// [`Credentials::origin_of`]) goes out without these credentials, as
+    /// the origin filter says: counts it ([`Credentials::withheld_requests`])
+    /// and, the first time for that origin, returns what to say at warn
+    /// level (the origin, the allowed ones, what to change; never a
+    /// credential). Drivers call it on every request they pass untouched.
+    #[cold]
+    pub fn note_withheld(&self, origin: &str) -> Option<String> {
+        let allowed: Vec<&str> = self.origins.iter().map(|o| o.serialized.as_str()).collect();
+        self.withheld.note(origin, &allowed)
+    }
+
+    /// How many requests went out without these credentials (or a clone of
+    /// them) because of their origin.
+    pub fn withheld_requests(&self) -> u64 {
+        self.withheld.count()
+    }
+
+    /// `scheme://host[:port]` of `uri`, as [`Credentials::note_withheld`]
+    /// wants it: never its user info (`a relative URI` for one without an
+    /// authority).
+    pub fn origin_of(uri: &Uri) -> String {
+        match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => match authority.port_u16() {
+                Some(port) => format!("{scheme}://{}:{port}", authority.host()),
+                None => format!("{scheme}://{}", authority.host()),
+            },
+            _ => "a relative URI".to_owned(),
+        }
     }
 
     /// Whether the credentials may be sent to `uri`. Built with
@@ -610,7 +643,7 @@ impl CredentialsBuilder {
             _ => {}
         }
         let has_query = parts.iter().any(|p| matches!(p, Part::Query(..)));
-        Ok(Credentials { parts, origins, has_query })
+        Ok(Credentials { parts, origins, has_query, withheld: Default::default() })
     }
 }
 
@@ -815,6 +848,23 @@ mod tests {
         assert_eq!(both.unwrap_err(), ConfigError::AnyOriginWithOrigins);
         // Nothing to send: nothing to limit.
         assert!(Credentials::builder().build().is_ok());
+    }
+
+    #[test]
+    fn a_withheld_request_is_said_once_per_origin_without_user_info() {
+        let credentials = Credentials::builder()
+            .api_key_header("X-API-Key", "k-secret")
+            .allow_origin("http://localhost:8080")
+            .build()
+            .unwrap();
+        let uri: Uri = "http://user:pw@127.0.0.1:8080/v1?api_key=x".parse().unwrap();
+        assert!(!credentials.applies_to(&uri));
+        let origin = Credentials::origin_of(&uri);
+        assert_eq!(origin, "http://127.0.0.1:8080");
+        let said = credentials.clone().note_withheld(&origin).expect("said the first time");
+        assert!(said.contains("http://localhost:8080") && !said.contains("pw") && !said.contains("k-secret"), "{said}");
+        assert!(credentials.note_withheld(&origin).is_none(), "clones share what was said");
+        assert_eq!(credentials.withheld_requests(), 2);
     }
 
     #[test]

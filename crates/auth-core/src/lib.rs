@@ -83,6 +83,7 @@ pub mod setup;
 pub mod slot;
 pub mod store;
 pub mod token;
+mod withheld;
 
 pub use config::{
     BackoffPolicy, CacheKey, ClientAuth, RefreshPolicy, SourceConfig, SourceConfigBuilder, SourceGrant,

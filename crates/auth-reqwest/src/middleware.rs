@@ -128,6 +128,15 @@ impl AuthMiddleware {
         self.source.as_deref().map(|source| &source.source)
     }
 
+    /// A request that goes out without credentials (its origin is not one
+    /// they are limited to): counted, and said once per origin.
+    #[cold]
+    fn withheld(&self, request: &Request) {
+        if let Some(message) = self.credentials.note_withheld(&request.url().origin().ascii_serialization()) {
+            tracing::warn!(target: "auth_tower", "{message}");
+        }
+    }
+
     #[inline]
     fn applies_to(&self, request: &Request) -> bool {
         let url = request.url();
@@ -242,6 +251,7 @@ impl AuthMiddleware {
     #[inline(always)]
     fn prepare<'a>(&'a self, mut request: Request, extensions: &'a mut Extensions, next: Next<'a>) -> Sending<'a> {
         if !self.applies_to(&request) {
+            self.withheld(&request);
             return next.run(request, extensions);
         }
         let source = match self.source.as_deref() {

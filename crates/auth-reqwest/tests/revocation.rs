@@ -192,3 +192,20 @@ async fn clients_built_with_one_store_share_one_token() {
     }
     assert_eq!(provider.stats().tokens_issued, 1, "one fetch for the fleet");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_an_origin_not_allowed_goes_without_credentials_and_is_counted() {
+    let provider = provider(ProviderConfig::new());
+    let port = provider.url().rsplit(':').next().unwrap().to_owned();
+    let config = SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret").build().unwrap();
+    let source = TokenSource::builder(config, ReqwestTransport::new().unwrap()).build().unwrap();
+    let credentials = Credentials::bearer(&format!("http://localhost:{port}")).unwrap();
+    let middleware = AuthMiddleware::new(source.clone(), credentials.clone());
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).with(middleware).build();
+    for _ in 0..2 {
+        let response = client.get(provider.api_url("orders")).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    assert_eq!(credentials.withheld_requests(), 2);
+    assert_eq!(source.stats().fetches, 0);
+}

@@ -268,13 +268,17 @@ where
         let credentials = &bound.credentials;
         let Some(reader) = &mut self.reader else {
             // No token: only static credentials, if the origin qualifies.
-            let applied = credentials.applies_to(request.uri()).then(|| credentials.apply_allowed(&mut request, None));
-            return match applied {
-                Some(Err(error)) => ResponseFuture::failed(AuthError::Apply(error)),
-                _ => ResponseFuture::without_token(self.inner.call(request)),
+            if !credentials.applies_to(request.uri()) {
+                withheld(credentials, request.uri());
+                return ResponseFuture::without_token(self.inner.call(request));
+            }
+            return match credentials.apply_allowed(&mut request, None) {
+                Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
+                Ok(()) => ResponseFuture::without_token(self.inner.call(request)),
             };
         };
         if !credentials.applies_to(request.uri()) {
+            withheld(credentials, request.uri());
             return ResponseFuture::without_token(self.inner.call(request));
         }
         let Some(token) = reader.load() else {
@@ -305,5 +309,14 @@ where
             Ok(()) => ResponseFuture::sending(self.inner.call(request), copy, bound, token.generation()),
             Err(error) => ResponseFuture::failed(AuthError::Apply(error)),
         }
+    }
+}
+
+/// A request that goes out without credentials (its origin is not one
+/// they are limited to): counted, and said once per origin.
+#[cold]
+fn withheld(credentials: &Credentials, uri: &http::Uri) {
+    if let Some(message) = credentials.note_withheld(&Credentials::origin_of(uri)) {
+        tracing::warn!(target: "auth_tower", "{message}");
     }
 }

@@ -240,3 +240,20 @@ async fn requests_that_keep_no_copy_still_report_a_new_tokens_acceptance_to_the_
     assert_eq!(send("i").await.unwrap().status(), StatusCode::OK);
     assert_eq!(source.stats().fetches, 5);
 }
+
+#[tokio::test]
+async fn a_request_to_an_origin_not_allowed_goes_without_credentials_and_is_counted() {
+    let provider = provider(ProviderConfig::new());
+    let source = source(&provider);
+    // Named as localhost, called as 127.0.0.1: another origin.
+    let port = provider.url().rsplit(':').next().unwrap().to_owned();
+    let credentials = Credentials::bearer(&format!("http://localhost:{port}")).unwrap();
+    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayableBody>();
+    let api = AuthLayer::new(source.clone(), credentials.clone()).layer(client);
+    for _ in 0..3 {
+        let request = Request::get(provider.api_url("orders")).body(ReplayableBody::full(Bytes::new())).unwrap();
+        assert_eq!(api.clone().oneshot(request).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(credentials.withheld_requests(), 3, "every withheld request counted (the first one said)");
+    assert_eq!(source.stats().fetches, 0, "no token was fetched for them");
+}
