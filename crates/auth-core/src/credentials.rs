@@ -370,7 +370,7 @@ impl Credentials {
     /// [`Credentials::apply`] for a token that may be DPoP-bound: with a
     /// fresh DPoP proof for the request at wall time `wall` when it is.
     /// Returns the proof sent, to judge the answer by
-    /// ([`Dpop::api_answer`](crate::dpop::Dpop::api_answer)).
+    /// ([`replay::judge`](crate::replay::judge)).
     pub fn apply_at<B>(
         &self,
         request: &mut Request<B>,

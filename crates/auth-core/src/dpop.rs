@@ -202,20 +202,6 @@ impl Dpop {
             && error_code(body).as_deref() == Some("use_dpop_nonce")
             && offers_new_nonce(sent, headers)
     }
-
-    /// What an API answer to a request that carried `sent` asks of the
-    /// driver: a nonce demand (`401` with `WWW-Authenticate: DPoP
-    /// error="use_dpop_nonce"`) with a `DPoP-Nonce` other than the one
-    /// `sent` carried is retried once; one without is handed back and keeps
-    /// the token. Remembers the answer's nonce either way.
-    pub fn api_answer(&self, uri: &Uri, sent: &Proof, status: StatusCode, headers: &HeaderMap) -> ApiAnswer {
-        self.observe(uri, headers);
-        match is_nonce_demand(status, headers) {
-            true if offers_new_nonce(sent, headers) => ApiAnswer::RetryWithNonce,
-            true => ApiAnswer::NonceRefused,
-            false => ApiAnswer::Other,
-        }
-    }
 }
 
 /// Whether an answer to a request that carried `sent` offers a valid nonce
@@ -232,22 +218,6 @@ impl std::fmt::Debug for Dpop {
             .field("thumbprint", &self.thumbprint)
             .finish_non_exhaustive()
     }
-}
-
-/// What an API answer to a DPoP request asks of the driver
-/// ([`Dpop::api_answer`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ApiAnswer {
-    /// A nonce demand with a new nonce: send the request once more, with
-    /// the same token and a new proof, when its body can be replayed;
-    /// otherwise hand the answer back. The token is fine.
-    RetryWithNonce,
-    /// A nonce demand naming the nonce just rejected (or none): hand the
-    /// answer back, never retried. The token is fine.
-    NonceRefused,
-    /// Not a nonce demand: the usual handling (a 401 rejects the token).
-    Other,
 }
 
 /// Whether an API answer demands a DPoP nonce (`401` with
@@ -382,14 +352,17 @@ mod tests {
             ),
         );
         challenge.insert(NONCE_HEADER, HeaderValue::from_static("api-n"));
+        // What a driver does with it is `replay::judge`'s to say; here: a
+        // nonce demand with a new nonce, remembered for the API's origin.
         let sent = dpop.proof(&Method::GET, &api, None, now()).unwrap();
-        assert_eq!(dpop.api_answer(&api, &sent, StatusCode::UNAUTHORIZED, &challenge), ApiAnswer::RetryWithNonce);
+        assert!(is_nonce_demand(StatusCode::UNAUTHORIZED, &challenge) && offers_new_nonce(&sent, &challenge));
+        dpop.observe(&api, &challenge);
         let resent = dpop.proof(&Method::GET, &api, None, now()).unwrap();
         assert_eq!(resent.nonce(), Some("api-n"));
-        assert_eq!(dpop.api_answer(&api, &resent, StatusCode::UNAUTHORIZED, &challenge), ApiAnswer::NonceRefused);
+        assert!(!offers_new_nonce(&resent, &challenge), "the nonce just sent is not a new one");
         let mut bearer = challenge.clone();
         bearer.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
-        assert_eq!(dpop.api_answer(&api, &sent, StatusCode::UNAUTHORIZED, &bearer), ApiAnswer::Other);
+        assert!(!is_nonce_demand(StatusCode::UNAUTHORIZED, &bearer));
         // Any answer updates the nonce; unusable ones are ignored.
         let mut ok = HeaderMap::new();
         ok.insert(NONCE_HEADER, HeaderValue::from_static("api-n2"));
