@@ -490,9 +490,7 @@ impl AuthMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let Again { generation, token, mut verdict, mut replay, mut response } = again;
-        let mut token = token;
-        let mut generation = generation;
+        let Again { mut generation, mut token, mut verdict, mut replay, mut response } = again;
         let mut attempt = Attempt::default();
         loop {
             if verdict == Verdict::Renew {

@@ -53,6 +53,32 @@ struct Judged<S, B, R: Mode> {
     proved: Option<Box<Proved>>,
 }
 
+impl<S, B, R: Mode> Judged<S, B, R> {
+    /// A first send with the token of `generation` from `source` (whose
+    /// risk is `at_risk`), and its copy if one was kept.
+    fn first(source: SourceId, generation: Generation, at_risk: bool, copy: Option<R::Kept<Copy<S, B>>>) -> Self {
+        Self { attempt: Attempt::default(), source, generation, at_risk, copy, proved: None }
+    }
+}
+
+/// The copy `R` keeps of `request` for a 401, sent with the token of
+/// `generation` (whose risk is `at_risk`): when `R` replays, `bound`'s
+/// copy rule keeps one for that risk, and the body can be copied.
+#[inline(always)]
+pub(crate) fn kept_copy<S: Clone, B: ReplayBody, R: Mode>(
+    request: &Request<B>,
+    service: &S,
+    bound: &Arc<Bound>,
+    generation: Generation,
+    at_risk: bool,
+) -> Option<R::Kept<Copy<S, B>>> {
+    if R::REPLAYS && bound.copies.keep(at_risk) {
+        Copy::of(request, service, bound, generation, at_risk).and_then(R::keep)
+    } else {
+        None
+    }
+}
+
 /// A DPoP proof as sent, with the token it was made for and the URI (for
 /// the nonce the answer may carry).
 struct Proved {
@@ -180,14 +206,7 @@ where
     /// the cold path, which reports the acceptance.
     #[cold]
     pub(crate) fn reporting(future: S::Future, bound: &Bound, generation: Generation) -> Self {
-        let judged = Judged {
-            attempt: Attempt::default(),
-            source: bound.source_id(),
-            generation,
-            at_risk: true,
-            copy: None,
-            proved: None,
-        };
+        let judged = Judged::first(bound.source_id(), generation, true, None);
         Self::cold(State::Sending { future, judged: Some(judged) })
     }
 
@@ -225,14 +244,7 @@ where
         bound: &Bound,
         at_risk: bool,
     ) -> Self {
-        let judged = Judged {
-            attempt: Attempt::default(),
-            source: bound.source_id(),
-            generation: token.generation(),
-            at_risk,
-            copy,
-            proved: None,
-        };
+        let judged = Judged::first(bound.source_id(), token.generation(), at_risk, copy);
         Self::cold(State::send(service, request, judged, &token, bound))
     }
 }
@@ -341,7 +353,7 @@ impl<S, B, R: Mode> Judged<S, B, R> {
                 (parts.bound.source_id(), parts.generation, parts.at_risk, Some(copy))
             }
         };
-        Some(Self { attempt: Attempt::default(), source, generation, at_risk, copy, proved: None })
+        Some(Self::first(source, generation, at_risk, copy))
     }
 }
 
@@ -382,7 +394,8 @@ where
     let copy = copy.map(R::take);
     match (verdict, copy) {
         (Verdict::Accepted, _) => {
-            if at_risk || attempt.sends() > 1 {
+            // Every send after the first carries a token at risk.
+            if at_risk {
                 if let Some(source) = source.source() {
                     source.accept(generation);
                 }
@@ -449,19 +462,8 @@ where
                     return Poll::Ready(Err(AuthError::Stopped.into()));
                 };
                 let at_risk = bound.source.as_ref().is_none_or(|source| source.at_risk(&token));
-                let copy = if R::REPLAYS && bound.copies.keep(at_risk) {
-                    Copy::of(&request, &service, &bound, token.generation(), at_risk).and_then(R::keep)
-                } else {
-                    None
-                };
-                let judged = Judged {
-                    attempt: Attempt::default(),
-                    source: bound.source_id(),
-                    generation: token.generation(),
-                    at_risk,
-                    copy,
-                    proved: None,
-                };
+                let copy = kept_copy::<S, B, R>(&request, &service, &bound, token.generation(), at_risk);
+                let judged = Judged::first(bound.source_id(), token.generation(), at_risk, copy);
                 let next = State::send(&mut service, request, judged, &token, &bound);
                 state.set(next);
             }
@@ -516,14 +518,9 @@ where
                 } else {
                     None
                 };
-                let judged = Judged {
-                    attempt,
-                    source: bound.source_id(),
-                    generation: token.generation(),
-                    at_risk: true,
-                    copy,
-                    proved: None,
-                };
+                // A new token, or one retried with a nonce, is news to its
+                // slot until the API accepts it: at risk.
+                let judged = Judged { attempt, ..Judged::first(bound.source_id(), token.generation(), true, copy) };
                 let next = State::send(&mut service, request, judged, &token, &bound);
                 state.set(next);
             }

@@ -32,10 +32,9 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use crate::body::ReplayBody;
-use crate::copy::Copy;
 use crate::error::{AuthError, BoxError};
-use crate::future::Pending;
 pub use crate::future::ResponseFuture;
+use crate::future::{kept_copy, Pending};
 use crate::source::{SourceId, TokenFuture, TokenReader, TokenSource};
 
 /// Puts credentials on requests; see the [module docs](self).
@@ -290,11 +289,7 @@ where
         // A copy, when kept, gets a clone of the service (made ready again
         // before it sends); the ready one sends now.
         let at_risk = token.at_risk();
-        let copy = if R::REPLAYS && bound.copies.keep(at_risk) {
-            Copy::of(&request, &self.inner, bound, token.generation(), at_risk).and_then(R::keep)
-        } else {
-            None
-        };
+        let copy = kept_copy::<S, B, R>(&request, &self.inner, bound, token.generation(), at_risk);
         if token.dpop().is_some() {
             return ResponseFuture::with_proof(&mut self.inner, request, copy, token.to_arc(), bound, at_risk);
         }
