@@ -485,8 +485,11 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// (see [`read_file_bytes`]).
 pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
     let mut bytes = read_file_bytes(path)?;
-    String::from_utf8(std::mem::take(&mut *bytes))
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+    // Checked in place, so that bytes that are not text are zeroized too.
+    if std::str::from_utf8(&bytes).is_err() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"));
+    }
+    Ok(String::from_utf8(std::mem::take(&mut *bytes)).unwrap_or_default())
 }
 
 /// The bytes of a secret, key, certificate or assertion file the user
