@@ -11,7 +11,7 @@ use auth_core::store::StoreConfig;
 use auth_core::SourceConfig;
 
 /// The store timeout of the sources that test sharing.
-const SHARING_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const SHARING_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A token endpoint that takes `latency`, counts its calls in `calls` and
 /// numbers its tokens (`tok-N`), each valid `expires_in` seconds.
@@ -45,6 +45,7 @@ pub fn tokens_of_blocking_sources<S: BlockingTokenStore>(
                 // Sharing is what is tested here, not the fallback of a
                 // slow store: a loaded test machine must not turn it on.
                 .store_timeout(SHARING_STORE_TIMEOUT)
+                .store_connect_timeout(SHARING_STORE_TIMEOUT)
                 .build()
                 .unwrap()
         })
@@ -124,6 +125,7 @@ pub fn check_shared_budget<S: BlockingTokenStore>(store: impl Fn() -> S) {
                 // Sharing is what is tested here, not the fallback of a
                 // slow store: a loaded test machine must not turn it on.
                 .store_timeout(SHARING_STORE_TIMEOUT)
+                .store_connect_timeout(SHARING_STORE_TIMEOUT)
                 .build()
                 .unwrap()
         })

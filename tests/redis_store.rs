@@ -18,6 +18,7 @@ use auth_core::SourceConfig;
 use auth_store::{BlockingRedisStore, RedisStore};
 
 use auth_testkit::redis::RedisServer as Redis;
+use blocking_fleet::SHARING_STORE_TIMEOUT as SHARING;
 
 fn config() -> SourceConfig {
     SourceConfig::builder("https://auth.example.com/token", "fleet").client_secret("s").build().unwrap()
@@ -75,7 +76,18 @@ async fn the_protocol_on_redis() {
 async fn tokens_of_async_sources(n: usize, store: impl Fn() -> RedisStore) -> (Vec<String>, usize) {
     let calls = Arc::new(AtomicUsize::new(0));
     let endpoint = endpoint(&calls);
-    let sources: Vec<_> = (0..n).map(|_| source(&endpoint, store(), StoreConfig::default())).collect();
+    let sources: Vec<_> = (0..n)
+        .map(|_| {
+            auth_tower::TokenSource::builder(config(), endpoint.clone())
+                .store(store(), StoreConfig::default())
+                // Sharing is what is tested here, not the fallback of a slow
+                // store: a loaded test machine must not turn it on.
+                .store_timeout(SHARING)
+                .store_connect_timeout(SHARING)
+                .build()
+                .unwrap()
+        })
+        .collect();
     let mut tasks = tokio::task::JoinSet::new();
     for source in &sources {
         let source = source.clone();
@@ -91,7 +103,7 @@ async fn tokens_of_async_sources(n: usize, store: impl Fn() -> RedisStore) -> (V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_sources_with_their_own_connections_make_one_fetch() {
     let Some(redis) = Redis::start() else { return };
-    let (tokens, calls) = tokens_of_async_sources(8, || RedisStore::new(&redis.url()).unwrap()).await;
+    let (tokens, calls) = tokens_of_async_sources(8, || RedisStore::new(&redis.url()).unwrap().timeout(SHARING)).await;
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
     assert_eq!(calls, 1, "one fetch for the fleet");
 }
@@ -100,12 +112,13 @@ async fn eight_sources_with_their_own_connections_make_one_fetch() {
 async fn rediss_shares_over_tls_and_checks_the_certificate() {
     let Some(redis) = Redis::start_tls() else { return };
     let (url, ca) = (redis.tls_url(), redis.ca_pem().unwrap().as_bytes().to_vec());
-    let (tokens, calls) = tokens_of_async_sources(4, || RedisStore::with_root_certificate(&url, &ca).unwrap()).await;
+    let (tokens, calls) =
+        tokens_of_async_sources(4, || RedisStore::with_root_certificate(&url, &ca).unwrap().timeout(SHARING)).await;
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
     assert_eq!(calls, 1, "one fetch for the fleet, over TLS");
     let (tokens, calls) = tokio::task::spawn_blocking(move || {
         blocking_fleet::tokens_of_blocking_sources(&config(), 3, Duration::from_millis(50), || {
-            BlockingRedisStore::with_root_certificate(&url, &ca).unwrap()
+            BlockingRedisStore::with_root_certificate(&url, &ca).unwrap().timeout(SHARING)
         })
     })
     .await
@@ -127,6 +140,59 @@ async fn rediss_shares_over_tls_and_checks_the_certificate() {
     untrusting.flush().await;
     assert!(untrusting.stats().store_errors >= 1);
     assert_eq!(untrusting.stats().adoptions, 0);
+}
+
+/// A loopback proxy to `port` that holds every new connection for `delay`
+/// before it passes bytes on: a Redis that is slow to connect to (a far
+/// region, a loaded host), whatever the scheduling.
+async fn slow_to_connect(port: u16, delay: Duration) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    proxy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_handshake_slower_than_an_operation_still_shares_one_fetch() {
+    // Connecting (here 400 ms, more than the 250 ms an operation may take)
+    // has a wait of its own: a fleet that starts at once shares one fetch.
+    let Some(redis) = Redis::start_tls() else { return };
+    let proxy = slow_to_connect(redis.port(), Duration::from_millis(400)).await;
+    let url = redis.tls_url().replace(&format!(":{}/", redis.port()), &format!(":{proxy}/"));
+    let ca = redis.ca_pem().unwrap().as_bytes().to_vec();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = endpoint(&calls);
+    let sources: Vec<_> = (0..4)
+        .map(|_| source(&endpoint, RedisStore::with_root_certificate(&url, &ca).unwrap(), StoreConfig::default()))
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in &sources {
+        let source = source.clone();
+        tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        assert_eq!(outcome.unwrap().unwrap(), "tok-1");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch, though every connection took 400 ms");
+    assert_eq!(sources.iter().map(|s| s.stats().store_errors).sum::<u64>(), 0);
+    // The blocking store: the same wait of its own.
+    let blocking = tokio::task::spawn_blocking(move || {
+        blocking_fleet::tokens_of_blocking_sources(&config(), 2, Duration::from_millis(50), || {
+            BlockingRedisStore::with_root_certificate(&url, &ca).unwrap()
+        })
+    });
+    let (tokens, calls) = blocking.await.unwrap();
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 0, "adopted over a slow connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +272,7 @@ async fn a_lease_holder_that_died_blocks_the_others_at_most_for_its_ttl() {
 fn blocking_sources_on_redis_make_one_fetch_without_an_async_runtime() {
     let Some(redis) = Redis::start() else { return };
     let (tokens, calls) = blocking_fleet::tokens_of_blocking_sources(&config(), 4, Duration::from_millis(50), || {
-        BlockingRedisStore::new(&redis.url()).unwrap()
+        BlockingRedisStore::new(&redis.url()).unwrap().timeout(SHARING)
     });
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
     assert_eq!(calls, 1);

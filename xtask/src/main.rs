@@ -16,7 +16,7 @@ mod bench;
 use std::process::{Command, ExitCode};
 
 /// The test command the README gives and `.ci/run` runs.
-const TEST_COMMAND: &[&str] = &["test", "--workspace"];
+const TEST_COMMAND: &[&str] = &["test", "--workspace", "--no-fail-fast"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -96,7 +96,7 @@ mod tests {
             .and_then(|s| s.split("```").next());
         assert_eq!(
             setup,
-            Some("cargo run -p authc -- demo\ncargo test --workspace\n"),
+            Some(format!("cargo run -p authc -- demo\n{command}\n").as_str()),
             "the set-up is exactly the two commands"
         );
     }

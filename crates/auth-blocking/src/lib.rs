@@ -52,7 +52,9 @@ pub use client::AuthorizedClient;
 #[cfg(feature = "ureq")]
 pub use client::AuthorizedClientBuilder;
 pub use error::{Error, TransportError};
-pub use source::{BlockingSourceBuilder, BlockingTokenSource, Revoked, Stats, DEFAULT_STORE_TIMEOUT};
+pub use source::{
+    BlockingSourceBuilder, BlockingTokenSource, Revoked, Stats, DEFAULT_STORE_CONNECT_TIMEOUT, DEFAULT_STORE_TIMEOUT,
+};
 pub use store::BlockingTokenStore;
 pub use transport::BlockingTransport;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use auth_core::request::TokenKind;
 use auth_core::response::normalize_retry_after;
 use auth_core::slot::TokenSlot;
-use auth_core::store::{StoreConfig, StoreError};
+use auth_core::store::{StoreConfig, StoreError, StoreTimeouts};
 use auth_core::{
     AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError, Unauthorized, Want,
 };
@@ -162,7 +162,7 @@ impl BlockingTokenSource {
             transport: Box::new(transport),
             seed: None,
             store: None,
-            store_timeout: DEFAULT_STORE_TIMEOUT,
+            store_timeouts: StoreTimeouts::default(),
             restore: None,
         }
     }
@@ -176,7 +176,7 @@ impl BlockingTokenSource {
         let (mut lifecycle, store) = match options.store {
             Some((store, store_config)) => {
                 let runner =
-                    StoreRunner::start(store, config.cache_key().clone(), options.store_timeout).map_err(|e| {
+                    StoreRunner::start(store, config.cache_key().clone(), options.store_timeouts).map_err(|e| {
                         Error::Token(TokenError::transport(format!("could not start the store thread: {e}")))
                     })?;
                 (Lifecycle::with_store(Arc::clone(&config), seed, store_config), Some(runner))
@@ -339,7 +339,10 @@ fn random_seed() -> u64 {
 }
 
 /// Default timeout of one store operation.
-pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(250);
+pub use auth_core::store::DEFAULT_STORE_TIMEOUT;
+
+/// Default wait for the store to get ready (connect) before an operation.
+pub use auth_core::store::DEFAULT_STORE_CONNECT_TIMEOUT;
 
 /// Options of a [`BlockingTokenSource`]; see [`BlockingTokenSource::builder`].
 #[must_use = "call build() to start the token source"]
@@ -348,7 +351,7 @@ pub struct BlockingSourceBuilder {
     transport: Box<dyn BlockingTransport>,
     seed: Option<u64>,
     store: Option<(Arc<dyn BlockingTokenStore>, StoreConfig)>,
-    store_timeout: Duration,
+    store_timeouts: StoreTimeouts,
     restore: Option<StoredToken>,
 }
 
@@ -367,9 +370,18 @@ impl BlockingSourceBuilder {
         self
     }
 
-    /// Timeout of one store operation. Default 250 ms.
+    /// Timeout of one store operation, once the store is ready. Default
+    /// 250 ms.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
+        self.store_timeouts.operation = timeout;
+        self
+    }
+
+    /// How long an operation waits for the store to get ready
+    /// ([`BlockingTokenStore::connect`]: connecting, a TLS handshake).
+    /// Default 1 s.
+    pub fn store_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeouts.connect = timeout;
         self
     }
 

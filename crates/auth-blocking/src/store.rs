@@ -3,18 +3,20 @@
 //! key and the same store makes one fetch per token lifetime between them
 //! (see `auth_core::store` for the protocol).
 //!
-//! Operations run on a thread of their own; the token source waits for
-//! each at most `store_timeout` (250 ms by default). While an operation
-//! that timed out is still running, the next ones fail at once: a hung
-//! store costs a request nothing beyond one timeout, and the source fetches
-//! on its own meanwhile.
+//! Operations run on a thread of their own; the token source waits for the
+//! store to get ready ([`BlockingTokenStore::connect`], at most
+//! `store_connect_timeout`, 1 s by default), then for the answer (at most
+//! `store_timeout`, 250 ms by default). While an operation that timed out
+//! is still running, the next ones fail at once: a hung store costs a
+//! request nothing beyond one timeout, and the source fetches on its own
+//! meanwhile.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use auth_core::store::{MemoryStore, StoreAnswer, StoreError, StoreOp, StoreRequest};
+use auth_core::store::{MemoryStore, StoreAnswer, StoreError, StoreOp, StoreRequest, StoreTimeouts};
 use auth_core::CacheKey;
 
 /// A shared token store backend, for the blocking token source.
@@ -29,6 +31,15 @@ use auth_core::CacheKey;
     note = "an `Encrypted<S>` is one when `S` is"
 )]
 pub trait BlockingTokenStore: Send + Sync + 'static {
+    /// Gets ready for operations: a backend that connects does it here,
+    /// so that the time it takes is not charged to an operation. The token
+    /// source calls it (on its store thread) before every operation,
+    /// waiting at most `store_connect_timeout`; it must return at once
+    /// when ready. The default does nothing.
+    fn connect(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Carries out `op` on the record of `key`.
     fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError>;
 }
@@ -39,46 +50,69 @@ impl BlockingTokenStore for MemoryStore {
     }
 }
 
-type Job = (StoreRequest, mpsc::SyncSender<Result<StoreAnswer, StoreError>>);
+/// What the store thread tells the waiting caller: the store is ready,
+/// then the answer (or the answer alone when getting ready failed).
+enum Progress {
+    Ready,
+    Answer(Result<StoreAnswer, StoreError>),
+}
 
-/// Runs store operations on a thread of its own, one at a time, and waits
-/// for each at most the timeout.
+type Job = (StoreRequest, mpsc::SyncSender<Progress>);
+
+/// Runs store operations on a thread of their own, one at a time, and waits
+/// for the store to get ready and then for the answer, each at most its
+/// timeout.
 pub(crate) struct StoreRunner {
     jobs: mpsc::Sender<Job>,
     busy: Arc<AtomicBool>,
-    timeout: Duration,
+    timeouts: StoreTimeouts,
 }
 
 impl StoreRunner {
-    pub(crate) fn start(store: Arc<dyn BlockingTokenStore>, key: CacheKey, timeout: Duration) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        store: Arc<dyn BlockingTokenStore>,
+        key: CacheKey,
+        timeouts: StoreTimeouts,
+    ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let busy = Arc::new(AtomicBool::new(false));
         let running = Arc::clone(&busy);
         std::thread::Builder::new().name("auth-token-store".to_owned()).spawn(move || {
-            for (request, answer) in queue {
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.execute(&key, &request.op)))
-                        .unwrap_or_else(|_| Err(StoreError::new("the store backend panicked")));
+            for (request, progress) in queue {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    store.connect()?;
+                    let _ = progress.send(Progress::Ready);
+                    store.execute(&key, &request.op)
+                }))
+                .unwrap_or_else(|_| Err(StoreError::new("the store backend panicked")));
                 running.store(false, Ordering::Release);
-                let _ = answer.send(outcome);
+                let _ = progress.send(Progress::Answer(outcome));
             }
         })?;
-        Ok(Self { jobs, busy, timeout })
+        Ok(Self { jobs, busy, timeouts })
     }
 
-    /// Carries out `request`, waiting at most the timeout.
+    /// Carries out `request`, waiting at most the timeouts.
     pub(crate) fn run(&self, request: StoreRequest) -> Result<StoreAnswer, StoreError> {
         if self.busy.swap(true, Ordering::AcqRel) {
             return Err(StoreError::new("the previous operation has not finished (the store is slow or hung)"));
         }
-        let (answer, answered) = mpsc::sync_channel(1);
-        if self.jobs.send((request, answer)).is_err() {
+        let (progress, told) = mpsc::sync_channel(2);
+        if self.jobs.send((request, progress)).is_err() {
             return Err(StoreError::new("the store thread has stopped"));
         }
-        match answered.recv_timeout(self.timeout) {
-            Ok(outcome) => outcome,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::timeout(self.timeout)),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::new("the store thread has stopped")),
+        let stopped = || StoreError::new("the store thread has stopped");
+        match told.recv_timeout(self.timeouts.connect) {
+            Ok(Progress::Ready) => {}
+            Ok(Progress::Answer(outcome)) => return outcome,
+            Err(mpsc::RecvTimeoutError::Timeout) => return Err(StoreError::connect_timeout(self.timeouts.connect)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(stopped()),
+        }
+        match told.recv_timeout(self.timeouts.operation) {
+            Ok(Progress::Answer(outcome)) => outcome,
+            Ok(Progress::Ready) => Err(stopped()),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::timeout(self.timeouts.operation)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(stopped()),
         }
     }
 }

@@ -76,3 +76,72 @@ fn a_hung_store_costs_one_store_timeout_and_no_error() {
     assert!(source.stats().store_errors >= 1);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// A store that takes `connect` to get ready (once, as a TLS handshake
+/// does; `None`: never), then answers as `inner`.
+struct SlowToConnect {
+    inner: MemoryStore,
+    connect: Option<Duration>,
+    ready: std::sync::OnceLock<()>,
+}
+
+impl BlockingTokenStore for SlowToConnect {
+    fn connect(&self) -> Result<(), StoreError> {
+        let takes = self.connect.unwrap_or(Duration::from_secs(3600));
+        self.ready.get_or_init(|| std::thread::sleep(takes));
+        Ok(())
+    }
+
+    fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        BlockingTokenStore::execute(&self.inner, key, op)
+    }
+}
+
+#[test]
+fn connecting_is_not_charged_to_an_operation() {
+    // Each source connects for a second, an operation may take 300 ms:
+    // still one fetch between them.
+    let (calls, store) = (Arc::new(AtomicUsize::new(0)), MemoryStore::new());
+    let sources: Vec<BlockingTokenSource> = (0..2)
+        .map(|_| {
+            let slow = SlowToConnect {
+                inner: store.clone(),
+                connect: Some(Duration::from_secs(1)),
+                ready: Default::default(),
+            };
+            BlockingTokenSource::builder(config(), endpoint(&calls))
+                .store(slow, StoreConfig::default())
+                .store_timeout(Duration::from_millis(300))
+                .store_connect_timeout(Duration::from_secs(10))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|source| scope.spawn(move || source.token().unwrap().value().expose_secret().to_owned()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for two sources that connect slowly");
+    assert_eq!(sources.iter().map(|s| s.stats().store_errors).sum::<u64>(), 0);
+}
+
+#[test]
+fn a_store_that_never_gets_ready_costs_one_connect_timeout() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let never = SlowToConnect { inner: MemoryStore::new(), connect: None, ready: Default::default() };
+    let source = BlockingTokenSource::builder(config(), endpoint(&calls))
+        .store(never, StoreConfig::default())
+        .store_connect_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(source.token().unwrap().value().expose_secret(), "tok-1");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    assert!(source.stats().store_errors >= 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

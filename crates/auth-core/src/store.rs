@@ -83,6 +83,43 @@ impl Default for StoreConfig {
     }
 }
 
+/// Default of [`StoreTimeouts::operation`]: 250 ms.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Default of [`StoreTimeouts::connect`]: 1 s.
+pub const DEFAULT_STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a token source's driver waits for its store. Past either wait
+/// the operation counts as failed and the source fetches on its own, so a
+/// slow store never holds a request up for longer.
+///
+/// Getting ready (connecting: a TCP and TLS handshake, loading the
+/// system's root certificates) has a wait of its own: it is not a slow
+/// answer, and charged to the first operation it would make every process
+/// of a fleet that starts at once fetch on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreTimeouts {
+    /// How long an operation waits for the backend to get ready. Default
+    /// [`DEFAULT_STORE_CONNECT_TIMEOUT`].
+    pub connect: Duration,
+    /// How long an operation waits for its answer once the backend is
+    /// ready. Default [`DEFAULT_STORE_TIMEOUT`].
+    pub operation: Duration,
+}
+
+impl StoreTimeouts {
+    /// The longest one operation can keep a caller waiting.
+    pub fn longest_wait(&self) -> Duration {
+        self.connect.saturating_add(self.operation)
+    }
+}
+
+impl Default for StoreTimeouts {
+    fn default() -> Self {
+        Self { connect: DEFAULT_STORE_CONNECT_TIMEOUT, operation: DEFAULT_STORE_TIMEOUT }
+    }
+}
+
 /// Identifies one store operation, so that a late answer cannot be
 /// mistaken for the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -563,6 +600,11 @@ impl StoreError {
     /// A timeout after `after`.
     pub fn timeout(after: Duration) -> Self {
         Self { message: format!("no answer within {after:?}"), timeout: true }
+    }
+
+    /// The store did not get ready (connect) within `after`.
+    pub fn connect_timeout(after: Duration) -> Self {
+        Self { message: format!("not connected within {after:?}"), timeout: true }
     }
 }
 

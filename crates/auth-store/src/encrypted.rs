@@ -121,6 +121,10 @@ impl<S> Encrypted<S> {
 #[cfg(feature = "tower")]
 #[async_trait::async_trait]
 impl<S: auth_tower::TokenStore> auth_tower::TokenStore for Encrypted<S> {
+    async fn connect(&self) -> Result<(), StoreError> {
+        self.inner.connect().await
+    }
+
     async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         let op = self.seal(key, op)?;
         Ok(self.open(key, self.inner.execute(key, &op).await?))
@@ -129,6 +133,10 @@ impl<S: auth_tower::TokenStore> auth_tower::TokenStore for Encrypted<S> {
 
 #[cfg(feature = "blocking")]
 impl<S: auth_blocking::BlockingTokenStore> auth_blocking::BlockingTokenStore for Encrypted<S> {
+    fn connect(&self) -> Result<(), StoreError> {
+        self.inner.connect()
+    }
+
     fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         let op = self.seal(key, op)?;
         Ok(self.open(key, self.inner.execute(key, &op)?))

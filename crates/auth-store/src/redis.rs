@@ -19,7 +19,11 @@
 //! `RedisStore` (features `redis` and `tower`) uses redis-rs's tokio
 //! connection manager, which reconnects by itself; it connects on first
 //! use, so a Redis that is down at start-up is a store error like any
-//! other: the token source fetches on its own meanwhile.
+//! other: the token source fetches on its own meanwhile. Connecting (with
+//! TLS, redis-rs also loads the system's root certificates each time) is
+//! the store's `connect`, which the token source waits for apart from the
+//! operation (`store_connect_timeout`, 1 s): a slow handshake is not a
+//! slow answer, and a fleet that starts at once still shares one fetch.
 //! `BlockingRedisStore` (features `redis` and `blocking`) uses the
 //! synchronous client, with no async runtime.
 
@@ -274,23 +278,32 @@ fn tls_client(url: &str, root_pem: Option<&[u8]>) -> redis::RedisResult<redis::C
     }
 }
 
+/// Default of how long one connection attempt may take: 5 s. A token
+/// source waits for it at most its `store_connect_timeout`; the attempt
+/// goes on meanwhile, and the next operation finds it done.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What both stores are configured with.
 #[derive(Clone)]
 struct Settings {
     client: redis::Client,
     prefix: String,
-    /// How long connecting and each answer may take.
+    /// How long each answer may take.
     timeout: Duration,
+    /// How long one connection attempt may take.
+    connect_timeout: Duration,
 }
 
 impl Settings {
-    /// Settings for `url` (see [`client`]), with the default prefix and a
-    /// 250 ms timeout (the token sources' default store timeout).
+    /// Settings for `url` (see [`client`]), with the default prefix, a
+    /// 250 ms answer timeout (the token sources' default store timeout)
+    /// and [`DEFAULT_CONNECT_TIMEOUT`].
     fn open(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Result<Self, StoreError> {
         Ok(Self {
             client: client(url, root_pem, tls_feature)?,
             prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: Duration::from_millis(250),
+            timeout: auth_core::store::DEFAULT_STORE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         })
     }
 }
@@ -298,7 +311,11 @@ impl Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Not the URL: it may hold a password.
-        f.debug_struct("Settings").field("prefix", &self.prefix).field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("Settings")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -385,27 +402,47 @@ mod asynchronous {
             self
         }
 
-        /// How long connecting and each answer may take (default 250 ms,
-        /// the token source's default store timeout).
+        /// How long each answer may take (default 250 ms, the token
+        /// source's default store timeout).
         pub fn timeout(mut self, timeout: Duration) -> Self {
             self.settings.timeout = timeout;
             self
         }
 
-        async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.settings.timeout))
-                .set_response_timeout(Some(self.settings.timeout))
-                .set_number_of_retries(1);
-            let manager = self
-                .connection
-                .get_or_try_init(|| ConnectionManager::new_with_config(self.settings.client.clone(), config))
-                .await
-                .map_err(|e| redis_error(&e))?;
-            Ok(manager.clone())
+        /// How long one connection attempt may take, the TLS handshake
+        /// included (default [`DEFAULT_CONNECT_TIMEOUT`]).
+        ///
+        /// [`DEFAULT_CONNECT_TIMEOUT`]: super::DEFAULT_CONNECT_TIMEOUT
+        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+            self.settings.connect_timeout = timeout;
+            self
         }
 
-        /// Carries out `op` on the record of `key`.
+        /// Connects unless connected. The attempt runs in a task of its
+        /// own: a caller that stops waiting does not cancel it, and the
+        /// callers that come meanwhile wait for it rather than start
+        /// another (a failed attempt is followed by a new one).
+        async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+            if let Some(manager) = self.connection.get() {
+                return Ok(manager.clone());
+            }
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.settings.connect_timeout))
+                .set_response_timeout(Some(self.settings.timeout))
+                .set_number_of_retries(1);
+            let (connection, client) = (std::sync::Arc::clone(&self.connection), self.settings.client.clone());
+            let attempt = tokio::spawn(async move {
+                connection
+                    .get_or_try_init(|| ConnectionManager::new_with_config(client, config))
+                    .await
+                    .cloned()
+                    .map_err(|e| redis_error(&e))
+            });
+            attempt.await.unwrap_or_else(|_| Err(StoreError::new("redis: the connection attempt stopped")))
+        }
+
+        /// Carries out `op` on the record of `key` (connecting first
+        /// unless connected).
         pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
             let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
             let mut connection = self.connection().await?;
@@ -416,6 +453,10 @@ mod asynchronous {
 
     #[async_trait::async_trait]
     impl auth_tower::TokenStore for RedisStore {
+        async fn connect(&self) -> Result<(), StoreError> {
+            self.connection().await.map(drop)
+        }
+
         async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
             self.execute_async(key, op).await
         }
@@ -473,24 +514,43 @@ mod synchronous {
             self
         }
 
-        /// How long connecting and each answer may take (default 250 ms).
+        /// How long each answer may take (default 250 ms).
         pub fn timeout(mut self, timeout: Duration) -> Self {
             self.settings.timeout = timeout;
             self
         }
-    }
 
-    impl auth_blocking::BlockingTokenStore for BlockingRedisStore {
-        fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-            let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Settings { client, prefix, timeout } = &self.settings;
+        /// How long one connection attempt may take, the TLS handshake
+        /// included (default [`DEFAULT_CONNECT_TIMEOUT`]).
+        ///
+        /// [`DEFAULT_CONNECT_TIMEOUT`]: super::DEFAULT_CONNECT_TIMEOUT
+        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+            self.settings.connect_timeout = timeout;
+            self
+        }
+
+        /// Connects into `slot` unless it holds a connection.
+        fn connect_into(&self, slot: &mut Option<redis::Connection>) -> Result<(), StoreError> {
+            let Settings { client, timeout, connect_timeout, .. } = &self.settings;
             if slot.is_none() {
-                let connection = client.get_connection_with_timeout(*timeout).map_err(|e| redis_error(&e))?;
+                let connection = client.get_connection_with_timeout(*connect_timeout).map_err(|e| redis_error(&e))?;
                 connection.set_read_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
                 connection.set_write_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
                 *slot = Some(connection);
             }
-            let Prepared { command, reply } = prepare(prefix, key, op)?;
+            Ok(())
+        }
+    }
+
+    impl auth_blocking::BlockingTokenStore for BlockingRedisStore {
+        fn connect(&self) -> Result<(), StoreError> {
+            self.connect_into(&mut self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        }
+
+        fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+            let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.connect_into(&mut slot)?;
+            let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
             let Some(connection) = slot.as_mut() else { return Err(StoreError::new("redis: not connected")) };
             let value: redis::Value = command.query(connection).map_err(|e| {
                 // Reconnect next time.

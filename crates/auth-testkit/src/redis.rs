@@ -67,6 +67,12 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The loopback port it listens on (TLS only, for a server started
+    /// with [`RedisServer::start_tls`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `rediss://127.0.0.1:PORT/0` (a server started with
     /// [`RedisServer::start_tls`]).
     pub fn tls_url(&self) -> String {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use auth_core::request::{TokenCall, TokenKind};
 use auth_core::response::normalize_retry_after;
 use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
-use auth_core::store::{StoreAnswer, StoreConfig, StoreError, StoreOpId, StoreRequest};
+use auth_core::store::{StoreAnswer, StoreConfig, StoreError, StoreOpId, StoreRequest, StoreTimeouts};
 use auth_core::{
     AccessToken, FetchId, FetchRequest, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError,
     Unauthorized, Want,
@@ -34,7 +34,10 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default timeout of one store operation: past it the source fetches on
 /// its own, so a slow store never makes a request wait longer.
-pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(250);
+pub use auth_core::store::DEFAULT_STORE_TIMEOUT;
+
+/// Default wait for the store to get ready (connect) before an operation.
+pub use auth_core::store::DEFAULT_STORE_CONNECT_TIMEOUT;
 
 /// The current time, on tokio's clock (which tests can pause and advance).
 pub(crate) fn now() -> Instant {
@@ -236,7 +239,7 @@ pub struct TokenSourceBuilder {
     seed: Option<u64>,
     restore: Option<StoredToken>,
     store: Option<(Arc<dyn TokenStore>, StoreConfig)>,
-    store_timeout: Duration,
+    store_timeouts: StoreTimeouts,
 }
 
 impl TokenSourceBuilder {
@@ -260,9 +263,17 @@ impl TokenSourceBuilder {
         self
     }
 
-    /// Timeout of one store operation. Default 250 ms.
+    /// Timeout of one store operation, once the store is ready. Default
+    /// 250 ms.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
+        self.store_timeouts.operation = timeout;
+        self
+    }
+
+    /// How long an operation waits for the store to get ready
+    /// ([`TokenStore::connect`]: connecting, a TLS handshake). Default 1 s.
+    pub fn store_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeouts.connect = timeout;
         self
     }
 
@@ -281,10 +292,9 @@ impl TokenSourceBuilder {
         let (commands, receiver) = mpsc::unbounded_channel();
         // With a store, a caller may also wait for a peer's fetch and for
         // a few store operations before the local fetch.
-        let store_wait = self
-            .store
-            .as_ref()
-            .map_or(Duration::ZERO, |(_, store)| store.peer_wait.saturating_add(self.store_timeout.saturating_mul(3)));
+        let store_wait = self.store.as_ref().map_or(Duration::ZERO, |(_, store)| {
+            store.peer_wait.saturating_add(self.store_timeouts.longest_wait().saturating_mul(3))
+        });
         let published = Arc::new(Published {
             slot: Arc::new(TokenSlot::new()),
             counters: Counters::default(),
@@ -311,7 +321,7 @@ impl TokenSourceBuilder {
             waiters: Vec::new(),
             fetch: None,
             store,
-            store_timeout: self.store_timeout,
+            store_timeouts: self.store_timeouts,
             store_answers,
             store_answered,
             store_pending: 0,
@@ -382,7 +392,7 @@ impl TokenSource {
             seed: None,
             restore: None,
             store: None,
-            store_timeout: DEFAULT_STORE_TIMEOUT,
+            store_timeouts: StoreTimeouts::default(),
         }
     }
 
@@ -809,7 +819,7 @@ struct Worker {
     waiters: Vec<oneshot::Sender<Reply>>,
     fetch: Option<InFlight>,
     store: Option<Arc<dyn TokenStore>>,
-    store_timeout: Duration,
+    store_timeouts: StoreTimeouts,
     /// Store operations run as tasks of their own and answer here.
     store_answers: mpsc::UnboundedSender<StoreAnswered>,
     store_answered: mpsc::UnboundedReceiver<StoreAnswered>,
@@ -908,7 +918,8 @@ impl Worker {
         counters.peer_waits_expired.store(stats.peer_waits_expired, Ordering::Relaxed);
     }
 
-    /// Runs a store operation in a task of its own, with the store timeout.
+    /// Runs a store operation in a task of its own: waits for the store to
+    /// get ready, then for the answer, each at most its timeout.
     fn run_store_op(&mut self, request: StoreRequest) {
         self.store_pending += 1;
         let answers = self.store_answers.clone();
@@ -917,14 +928,20 @@ impl Worker {
             return;
         };
         let key = self.lifecycle.config().cache_key().clone();
-        let timeout = self.store_timeout;
+        let timeouts = self.store_timeouts;
         tracing::trace!(target: "auth_tower", op = request.id.get(), kind = request.op.kind(), "token store operation");
         tokio::spawn(async move {
-            let answer = match tokio::time::timeout(timeout, store.execute(&key, &request.op)).await {
-                Ok(answer) => answer,
-                Err(_) => Err(StoreError::timeout(timeout)),
+            let answer = async {
+                match tokio::time::timeout(timeouts.connect, store.connect()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(StoreError::connect_timeout(timeouts.connect)),
+                }
+                match tokio::time::timeout(timeouts.operation, store.execute(&key, &request.op)).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(StoreError::timeout(timeouts.operation)),
+                }
             };
-            let _ = answers.send((request.id, answer));
+            let _ = answers.send((request.id, answer.await));
         });
     }
 

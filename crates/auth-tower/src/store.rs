@@ -3,11 +3,14 @@
 //! lifetime between them (see `auth_core::store` for the protocol).
 //!
 //! A backend implements [`TokenStore`]: it carries out one
-//! [`StoreOp`] on the record of one cache key. The token source runs each
-//! operation with a timeout (`store_timeout`, 250 ms by default); a store
-//! that fails, hangs or holds garbage never fails a request: the source then
-//! fetches on its own. The hot path (a cached token) never touches the
-//! store.
+//! [`StoreOp`] on the record of one cache key. Before each operation the
+//! token source lets the backend get ready ([`TokenStore::connect`],
+//! `store_connect_timeout`, 1 s by default), then runs the operation with
+//! a timeout (`store_timeout`, 250 ms by default): connecting (a TLS
+//! handshake, loading the system's root certificates) is not a slow
+//! answer. A store that fails, hangs or holds garbage never fails a
+//! request: the source then fetches on its own. The hot path (a cached
+//! token) never touches the store.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -53,12 +56,27 @@ use auth_core::CacheKey;
 )]
 #[async_trait::async_trait]
 pub trait TokenStore: Send + Sync + 'static {
+    /// Gets ready for operations: a backend that connects does it here,
+    /// so that the time it takes is not charged to an operation. The token
+    /// source calls it before every operation, waiting at most
+    /// `store_connect_timeout`; it must return at once when ready. An
+    /// attempt that outlives the wait should go on in the background (the
+    /// next call joins it) rather than start over. The default does
+    /// nothing.
+    async fn connect(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Carries out `op` on the record of `key`.
     async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError>;
 }
 
 #[async_trait::async_trait]
 impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
+    async fn connect(&self) -> Result<(), StoreError> {
+        (**self).connect().await
+    }
+
     async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         (**self).execute(key, op).await
     }

@@ -80,6 +80,69 @@ async fn a_hanging_store_costs_at_most_the_store_timeout() {
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
+/// A store that takes `connect` to get ready (once, as a TLS handshake
+/// does), then answers as `inner`.
+struct SlowToConnect {
+    inner: MemoryStore,
+    connect: Option<Duration>,
+    ready: tokio::sync::OnceCell<()>,
+}
+
+#[async_trait::async_trait]
+impl TokenStore for SlowToConnect {
+    async fn connect(&self) -> Result<(), StoreError> {
+        match self.connect {
+            Some(takes) => self.ready.get_or_init(|| tokio::time::sleep(takes)).await,
+            None => std::future::pending().await,
+        };
+        Ok(())
+    }
+
+    async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        self.inner.execute(key, op).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn connecting_is_not_charged_to_an_operation() {
+    // Each source connects on its own, for longer than an operation may
+    // take: still one fetch between them.
+    let endpoint = ScriptedEndpoint::new(vec![], Scripted::token("shared", 3600).latency(LATENCY));
+    let store = MemoryStore::new();
+    let connect = Some(auth_tower::source::DEFAULT_STORE_TIMEOUT * 2);
+    let sources: Vec<TokenSource> = (0..4)
+        .map(|_| {
+            let store = SlowToConnect { inner: store.clone(), connect, ready: tokio::sync::OnceCell::new() };
+            fleet_source(&endpoint, store)
+        })
+        .collect();
+    let mut calls = tokio::task::JoinSet::new();
+    for source in &sources {
+        let source = source.clone();
+        calls.spawn(async move { source.token().await.map(|t| t.value().clone()) });
+    }
+    while let Some(outcome) = calls.join_next().await {
+        assert_eq!(auth_core::secret::ExposeSecret::expose_secret(&outcome.unwrap().unwrap()), "shared");
+    }
+    assert_eq!(endpoint.calls(), 1, "one fetch for four sources that connect slowly");
+    assert_eq!(sources.iter().map(|s| s.stats().store_errors).sum::<u64>(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_never_gets_ready_costs_at_most_the_connect_timeout() {
+    let endpoint = ScriptedEndpoint::new(vec![], Scripted::token("local", 3600).latency(LATENCY));
+    let never = SlowToConnect { inner: MemoryStore::new(), connect: None, ready: tokio::sync::OnceCell::new() };
+    let source = TokenSource::builder(config("https://auth.example.com/token"), endpoint.service())
+        .store(never, StoreConfig::default())
+        .store_connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    source.token().await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(300) + LATENCY);
+    assert_eq!(source.stats().store_errors, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_broken_store_falls_back_to_a_local_fetch_without_an_error() {
     let endpoint = ScriptedEndpoint::new(vec![], Scripted::token("local", 3600).latency(LATENCY));
