@@ -65,8 +65,22 @@ impl ClientSetup {
         self
     }
 
+    /// Uses the access token of a user who signs in (the authorization
+    /// code flow with PKCE, or the device flow), sent as `Authorization:
+    /// Bearer` and renewed with the user's refresh token. The client has
+    /// no token until a sign-in is installed in its token source
+    /// (`exchange_code` of the async adapters), restored, or adopted from a
+    /// shared store; until then, and when the refresh token is dead, a
+    /// request fails with `SignInRequired`.
+    pub fn user_sign_in(self, token_url: impl Into<String>, client_id: impl Into<String>) -> Self {
+        let mut setup = self.client_credentials(token_url, client_id);
+        setup.oauth = setup.oauth.map(|builder| builder.grant(crate::config::SourceGrant::SignIn));
+        setup
+    }
+
     /// Changes the token configuration, or records that `setting` was
-    /// called before [`client_credentials`](Self::client_credentials).
+    /// called before [`client_credentials`](Self::client_credentials) or
+    /// [`user_sign_in`](Self::user_sign_in).
     fn oauth(mut self, setting: &'static str, change: impl FnOnce(SourceConfigBuilder) -> SourceConfigBuilder) -> Self {
         match self.oauth.take() {
             Some(builder) => self.oauth = Some(change(builder)),
@@ -83,7 +97,7 @@ impl ClientSetup {
     /// The client secret.
     pub fn client_secret(self, secret: impl Into<String>) -> Self {
         let secret = secret.into();
-        self.oauth("client_secret(..) needs client_credentials(token_url, client_id) first", |b| {
+        self.oauth("client_secret(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
             b.client_secret(secret)
         })
     }
@@ -116,7 +130,9 @@ impl ClientSetup {
     /// The client's private key: the token endpoint sees a
     /// `private_key_jwt` assertion signed with it instead of a secret.
     pub fn signing_key(self, key: crate::keys::SigningKey) -> Self {
-        self.oauth("signing_key(..) needs client_credentials(token_url, client_id) first", |b| b.signing_key(key))
+        self.oauth("signing_key(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.signing_key(key)
+        })
     }
 
     /// The client's private key from a file's `contents` (PEM or JWK, read
@@ -142,9 +158,10 @@ impl ClientSetup {
     /// to the token endpoint (`tls_client_auth` when no secret or key is
     /// set, or certificate-bound tokens) and to APIs that ask for one.
     pub fn client_certificate(self, certificate: crate::mtls::ClientCertificate) -> Self {
-        self.oauth("client_certificate(..) needs client_credentials(token_url, client_id) first", |b| {
-            b.client_certificate(certificate)
-        })
+        self.oauth(
+            "client_certificate(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first",
+            |b| b.client_certificate(certificate),
+        )
     }
 
     /// The client certificate and key from PEM files' contents (read by the
@@ -194,48 +211,65 @@ impl ClientSetup {
     /// DPoP-bound tokens (RFC 9449) with this key: every token and API
     /// request carries a fresh proof.
     pub fn dpop(self, dpop: std::sync::Arc<crate::dpop::Dpop>) -> Self {
-        self.oauth("dpop(..) needs client_credentials(token_url, client_id) first", |b| b.dpop(dpop))
+        self.oauth("dpop(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.dpop(dpop)
+        })
     }
 
     /// How the client authenticates at the token endpoint (default Basic).
     pub fn client_auth(self, method: ClientAuth) -> Self {
-        self.oauth("client_auth(..) needs client_credentials(token_url, client_id) first", |b| b.client_auth(method))
+        self.oauth("client_auth(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.client_auth(method)
+        })
     }
 
     /// Adds scopes (space-separated ones are split).
     pub fn scope(self, scope: impl AsRef<str>) -> Self {
         let scope = scope.as_ref().to_owned();
-        self.oauth("scope(..) needs client_credentials(token_url, client_id) first", |b| b.scope(scope))
+        self.oauth("scope(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.scope(scope)
+        })
     }
 
     /// The `audience` parameter.
     pub fn audience(self, audience: impl Into<String>) -> Self {
         let audience = audience.into();
-        self.oauth("audience(..) needs client_credentials(token_url, client_id) first", |b| b.audience(audience))
+        self.oauth("audience(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.audience(audience)
+        })
     }
 
     /// Adds an RFC 8707 `resource` parameter.
     pub fn resource(self, resource: impl Into<String>) -> Self {
         let resource = resource.into();
-        self.oauth("resource(..) needs client_credentials(token_url, client_id) first", |b| b.resource(resource))
+        self.oauth("resource(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.resource(resource)
+        })
     }
 
     /// Adds an extra token request parameter.
     pub fn param(self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let (name, value) = (name.into(), value.into());
-        self.oauth("param(..) needs client_credentials(token_url, client_id) first", |b| b.param(name, value))
+        self.oauth("param(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.param(name, value)
+        })
     }
 
     /// The RFC 7009 revocation endpoint.
     pub fn revocation_url(self, url: impl Into<String>) -> Self {
         let url = url.into();
-        self.oauth("revocation_url(..) needs client_credentials(token_url, client_id) first", |b| b.revocation_url(url))
+        self.oauth("revocation_url(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first", |b| {
+            b.revocation_url(url)
+        })
     }
 
     /// Any other token source setting (policies, the daily fetch budget,
     /// the default lifetime, ...).
     pub fn configure_token(self, change: impl FnOnce(SourceConfigBuilder) -> SourceConfigBuilder) -> Self {
-        self.oauth("configure_token(..) needs client_credentials(token_url, client_id) first", change)
+        self.oauth(
+            "configure_token(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first",
+            change,
+        )
     }
 
     /// An API key in the named header.
@@ -315,6 +349,17 @@ macro_rules! client_setup_methods {
         /// at `token_url`, sent as `Authorization: Bearer`.
         pub fn client_credentials(mut self, token_url: impl Into<String>, client_id: impl Into<String>) -> Self {
             self.$field = self.$field.client_credentials(token_url, client_id);
+            self
+        }
+        /// Uses the access token of a user who signs in (authorization code
+        /// with PKCE, or the device flow), renewed with the user's refresh
+        /// token. The tokens come from a sign-in installed in the client's
+        /// token source (`exchange_code` of auth-reqwest and auth-tower), a
+        /// token saved earlier (`restore`), or a shared store that a
+        /// signed-in process wrote (`authc login --store`); until then a
+        /// request fails with `SignInRequired`.
+        pub fn user_sign_in(mut self, token_url: impl Into<String>, client_id: impl Into<String>) -> Self {
+            self.$field = self.$field.user_sign_in(token_url, client_id);
             self
         }
         /// The client secret.
@@ -549,6 +594,22 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn user_sign_in_is_a_sign_in_source_with_the_same_settings() {
+        let parts = ClientSetup::default()
+            .user_sign_in("https://id.example.com/token", "web-app")
+            .client_secret("s")
+            .scope("profile")
+            .api_origin("https://api.example.com")
+            .build()
+            .unwrap();
+        let source = parts.source.unwrap();
+        assert_eq!(source.grant(), crate::config::SourceGrant::SignIn);
+        assert_eq!(source.scopes(), ["profile".to_owned()]);
+        let error = ClientSetup::default().scope("profile").build().unwrap_err().to_string();
+        assert!(error.contains("client_credentials(token_url, client_id) or user_sign_in(..)"), "{error}");
+    }
 
     #[test]
     fn settings_before_client_credentials_and_bad_variables_fail_build_with_the_first_mistake() {

@@ -683,9 +683,19 @@ impl Provider {
         lock(&self.shared).faults.latency = latency;
     }
 
-    /// Revokes every token issued so far (the API answers 401 to them).
+    /// Revokes every token issued so far, refresh tokens included (the API
+    /// answers 401 to them; a refresh is refused with `invalid_grant`).
     pub fn revoke_all(&self) {
         for issued in lock(&self.shared).tokens.values_mut() {
+            issued.revoked = true;
+        }
+    }
+
+    /// Revokes every access token issued so far and no refresh token (as
+    /// a provider does when it rotates its signing keys): the API answers
+    /// 401, and a refresh gets a new access token.
+    pub fn revoke_access_tokens(&self) {
+        for issued in lock(&self.shared).tokens.values_mut().filter(|issued| !issued.refresh) {
             issued.revoked = true;
         }
     }
