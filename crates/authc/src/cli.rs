@@ -120,7 +120,9 @@ pub enum Command {
         login: LoginArgs,
     },
     /// Revoke the signed-in user's tokens (where a revocation endpoint is
-    /// known) and forget them.
+    /// known) and forget them. Without the login's --scope (or
+    /// --audience, --resource), the sign-ins `authc login` noted for this
+    /// client in the token store are the ones signed out.
     Logout {
         #[command(flatten)]
         auth: AuthArgs,

@@ -17,20 +17,21 @@ use zeroize::Zeroizing;
 use crate::cli::{AuthArgs, LoginArgs, RequestArgs, TokenTypeHint};
 use crate::failure::{notice, Failure};
 use crate::settings::{Settings, StoreChoice};
+use crate::sign_ins::SignIns;
 
 /// A token source sharing its tokens through the token store (a file
 /// store in the cache directory by default): parallel runs make one grant,
 /// later runs reuse the token.
-struct CachedSource {
-    source: TokenSource,
+pub(crate) struct CachedSource {
+    pub(crate) source: TokenSource,
     store: Option<Store>,
 }
 
 /// The token store authc uses.
-type Store = Arc<dyn TokenStore>;
+pub(crate) type Store = Arc<dyn TokenStore>;
 
 impl CachedSource {
-    fn open(
+    pub(crate) fn open(
         settings: &Settings,
         config: SourceConfig,
         store: Option<Store>,
@@ -76,7 +77,7 @@ impl CachedSource {
 
     /// Waits for the store writes of this run (bounded by the store
     /// timeout), and says once when the cache could not be used.
-    async fn save(&self) {
+    pub(crate) async fn save(&self) {
         if self.store.is_none() {
             return;
         }
@@ -93,7 +94,7 @@ impl CachedSource {
 
 /// The token store, unless `--store none`; an unusable one (an unsafe
 /// directory, a bad URL or key) is said on stderr and not used.
-fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
+pub(crate) fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
     let Some(choice) = settings.store.as_ref() else { return Ok(None) };
     let store: Result<Store, auth_core::store::StoreError> = match choice {
         StoreChoice::File(dir) => FileStore::open(dir).map(|s| Arc::new(s) as Store),
@@ -127,7 +128,7 @@ fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
 }
 
 /// The tokens the store holds for `config`, if any (without fetching).
-async fn stored_tokens(store: &Store, config: &SourceConfig) -> Option<StoredToken> {
+pub(crate) async fn stored_tokens(store: &Store, config: &SourceConfig) -> Option<StoredToken> {
     let now = std::time::SystemTime::now();
     let key = config.cache_key();
     let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute(key, &StoreOp::Read).await else { return None };
@@ -141,7 +142,7 @@ async fn stored_tokens(store: &Store, config: &SourceConfig) -> Option<StoredTok
     ))
 }
 
-fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failure> {
+pub(crate) fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failure> {
     settings.source_config()?.ok_or_else(|| {
         Failure::usage(format!(
             "`authc {command}` needs --token-url and --client-id (or AUTHC_TOKEN_URL, AUTHC_CLIENT_ID, or a --profile)"
@@ -436,7 +437,7 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
             "`authc login` keeps the tokens in the token store, which is off (--no-cache or --store none)",
         ));
     };
-    let session = CachedSource::open(settings, config, Some(store), None)?;
+    let session = CachedSource::open(settings, config, Some(store.clone()), None)?;
     let source = &session.source;
     if login.device {
         let device_url = settings.device_url.as_deref().ok_or_else(|| {
@@ -484,48 +485,20 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
         exchange_code(source, &request, &code).await?;
     }
     session.save().await;
+    // Noted, so that a logout with other scopes still finds these tokens.
+    let mut sign_ins = SignIns::read(settings, &store).await?;
+    sign_ins.note(&settings.scoping());
+    if let Err(error) = sign_ins.save(&store).await {
+        notice(&format!(
+            "could not note the sign-in in the token store ({}): `authc logout` then needs the same --scope",
+            error.message
+        ));
+    }
     eprintln!(
         "authc: signed in; the tokens are stored for client `{}` at {} (`authc token --sign-in` uses them)",
         source.config().client_id(),
         source.config().token_url()
     );
-    Ok(())
-}
-
-/// `authc logout`: revokes the user's tokens where a revocation endpoint is
-/// known, and deletes them from the store.
-pub async fn logout(auth: &AuthArgs, revocation_url: Option<String>) -> Result<(), Failure> {
-    let mut settings = Settings::resolve_sign_in(auth, revocation_url)?;
-    settings.discover().await?;
-    let config = needs_oauth(&settings, "logout")?;
-    let Some(store) = token_store(&settings)? else {
-        return Err(Failure::usage("nothing to forget: the token store is off (--no-cache or --store none)"));
-    };
-    let Some(stored) = stored_tokens(&store, &config).await else {
-        notice("no signed-in user for this configuration; nothing to do");
-        return Ok(());
-    };
-    let forget = stored.access_token.as_ref().map(|t| auth_core::store::fingerprint(t.expose_secret()));
-    let mut revoked = None;
-    if config.revocation_url().is_some() {
-        let session = CachedSource::open(&settings, config.clone(), Some(store.clone()), Some(stored))?;
-        revoked = Some(session.source.revoke().await);
-        session.save().await;
-    }
-    if let Some(fingerprint) = forget {
-        // Forgotten even when the access token had expired (the record still held the refresh token).
-        store
-            .execute(config.cache_key(), &StoreOp::Invalidate { fingerprint })
-            .await
-            .map_err(|e| Failure::network(format!("could not delete the tokens from the token store: {e}")))?;
-    }
-    match revoked {
-        Some(Ok(_)) => notice("signed out: the tokens are revoked and forgotten"),
-        Some(Err(error)) => {
-            return Err(Failure::from(error).with_prefix("the tokens are forgotten here, but revoking them failed"))
-        }
-        None => notice("signed out: the tokens are forgotten (no revocation endpoint is known, so they stay valid at the provider until they expire)"),
-    }
     Ok(())
 }
 

@@ -27,8 +27,10 @@ mod cli;
 mod commands;
 mod demo;
 mod failure;
+mod logout;
 mod serve;
 mod settings;
+mod sign_ins;
 mod verbose;
 
 use cli::{Cli, Command};
@@ -66,7 +68,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::revoke(&auth, revocation_url, token_type_hint, token).await
         }
         Command::Login { auth, login } => commands::login(&auth, &login).await,
-        Command::Logout { auth, revocation_url } => commands::logout(&auth, revocation_url).await,
+        Command::Logout { auth, revocation_url } => logout::logout(&auth, revocation_url).await,
         Command::Profiles { config } => settings::list_profiles(config),
         Command::Config { action: cli::ConfigAction::Check { auth } } => settings::check(&auth),
         Command::Demo => demo::run().await,

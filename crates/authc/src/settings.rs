@@ -171,6 +171,33 @@ impl ConfigFile {
     }
 }
 
+/// What tokens are asked for, beside the client: part of a token's cache
+/// key, so a sign-in is stored per scoping.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Scoping {
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    pub resources: Vec<String>,
+}
+
+impl std::fmt::Display for Scoping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As the options that give it, for a message that says what to run.
+        let mut options = Vec::new();
+        if !self.scopes.is_empty() {
+            options.push(format!("--scope \"{}\"", self.scopes.join(" ")));
+        }
+        if let Some(audience) = &self.audience {
+            options.push(format!("--audience {audience}"));
+        }
+        options.extend(self.resources.iter().map(|r| format!("--resource {r}")));
+        match options.is_empty() {
+            true => f.write_str("no --scope"),
+            false => f.write_str(&options.join(" ")),
+        }
+    }
+}
+
 /// Everything a command needs to authenticate.
 #[derive(Debug)]
 pub struct Settings {
@@ -782,6 +809,18 @@ impl Settings {
 
     /// The token source configuration, when OAuth is configured.
     pub fn source_config(&self) -> Result<Option<SourceConfig>, Failure> {
+        self.source_config_scoped(&self.scoping())
+    }
+
+    /// What the tokens are asked for: the scopes, the audience and the
+    /// resources given.
+    pub fn scoping(&self) -> Scoping {
+        Scoping { scopes: self.scopes.clone(), audience: self.audience.clone(), resources: self.resources.clone() }
+    }
+
+    /// The token source's configuration, with the scopes, audience and
+    /// resources of `scoping` instead of the ones given.
+    pub fn source_config_scoped(&self, scoping: &Scoping) -> Result<Option<SourceConfig>, Failure> {
         let Some(token_url) = &self.token_url else {
             return Ok(None);
         };
@@ -830,13 +869,13 @@ impl Settings {
             }
             None => {}
         }
-        for scope in &self.scopes {
+        for scope in &scoping.scopes {
             builder = builder.scope(scope);
         }
-        if let Some(audience) = &self.audience {
+        if let Some(audience) = &scoping.audience {
             builder = builder.audience(audience);
         }
-        for resource in &self.resources {
+        for resource in &scoping.resources {
             builder = builder.resource(resource);
         }
         for (key, value) in &self.params {

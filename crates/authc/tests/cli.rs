@@ -55,8 +55,19 @@ impl Env {
 
     /// The token records in the cache (the lock files beside them aside).
     fn records(&self) -> Vec<std::path::PathBuf> {
+        self.store_files().into_iter().filter(|p| !Self::is_sign_in_index(p)).collect()
+    }
+
+    /// The token store's files: token records, and the list of sign-ins
+    /// `authc login` keeps beside them.
+    fn store_files(&self) -> Vec<std::path::PathBuf> {
         let Ok(entries) = std::fs::read_dir(self.cache_dir()) else { return Vec::new() };
         entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "record")).collect()
+    }
+
+    fn is_sign_in_index(path: &std::path::Path) -> bool {
+        let envelope: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        envelope["fingerprint"] == "authc-sign-in-index-v1"
     }
 
     /// The access token the (single) cached record holds.
@@ -1118,6 +1129,46 @@ fn login_token_request_and_logout_for_a_signed_in_user() {
 }
 
 #[test]
+fn logout_without_the_logins_scopes_still_signs_the_user_out() {
+    let env = Env::new();
+    let issuer = env.provider.url().to_owned();
+    let user = ["--issuer", issuer.as_str(), "--client-id", "public-cli"];
+    let with = |command: &str, rest: &[&str]| -> Vec<String> {
+        std::iter::once(command).chain(user).chain(rest.iter().copied()).map(str::to_owned).collect()
+    };
+    let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let login = log_in(&env, &with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]));
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let token = run(with("token", &["--scope", "openid offline_access"]));
+    assert_eq!(token.code, 0, "{}", token.stderr);
+
+    // As the README's example runs it: no --scope. It says which sign-in it
+    // found, revokes both tokens and forgets them.
+    let logout = run(with("logout", &[]));
+    assert_eq!(logout.code, 0, "{}", logout.stderr);
+    assert!(logout.stderr.contains("--scope \"openid offline_access\""), "{}", logout.stderr);
+    assert!(logout.stderr.contains("revoked and forgotten"), "{}", logout.stderr);
+    assert_eq!(env.provider.stats().revocations, 2, "the refresh token and the access token");
+    let after = run(with("token", &["--scope", "openid offline_access"]));
+    assert_eq!(after.code, 3, "signed out: {}", after.stderr);
+    let api = ureq::get(&env.provider.api_url("me"))
+        .header("Authorization", &format!("Bearer {}", token.stdout.trim()))
+        .header("X-API-Key", API_KEY)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(api.status(), 401, "the access token no longer works");
+
+    // Nothing left: said so, and nothing more revoked.
+    let again = run(with("logout", &[]));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("no signed-in user for client `public-cli`"), "{}", again.stderr);
+    assert_eq!(env.provider.stats().revocations, 2);
+}
+
+#[test]
 fn logout_takes_the_revocation_url_where_the_provider_has_no_discovery_document() {
     let env = Env::new();
     let (authorize, token_url, revocation) =
@@ -1212,6 +1263,7 @@ fn the_device_flow_and_sign_in_keyed_apart_from_client_credentials() {
     assert_eq!(users.code, 0, "{}", users.stderr);
     assert_ne!(own.stdout, users.stdout);
     assert_eq!(env.records().len(), 2, "user tokens are keyed apart");
+    assert_eq!(env.store_files().len(), 3, "and the sign-in is noted beside them");
 }
 
 #[test]
