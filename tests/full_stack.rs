@@ -61,7 +61,7 @@ fn blocking_client_rides_out_an_outage_and_recovers_from_revocation() {
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("X-API-Key", "key")
-        .allow_origin(provider.url())
+        .api_origin(provider.url())
         .build()
         .unwrap();
     let client = AuthorizedClient::new(source.clone(), credentials, UreqTransport::for_api());
@@ -146,7 +146,7 @@ fn blocking_copies_every_request_by_default_and_only_at_risk_when_told() {
         Credentials::builder()
             .bearer_from_source()
             .api_key_header("X-API-Key", "key")
-            .allow_origin(provider.url())
+            .api_origin(provider.url())
             .build()
             .unwrap()
     };

@@ -51,7 +51,7 @@ fn subscription_key_header_plus_client_credentials_bearer_with_secret_in_form_bo
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("cdpapi-Subscription-Key", "subscription-key")
-        .allow_origin("https://api.provider.example")
+        .api_origin("https://api.provider.example")
         .build()
         .unwrap();
     let mut lc = Lifecycle::new(config, 1);
@@ -168,7 +168,7 @@ fn json_token_request_with_audience_and_a_one_day_token() {
 fn plain_x_api_key_api() {
     let credentials = Credentials::builder()
         .api_key_header("X-API-Key", "k-123")
-        .allow_origin("https://data.provider.example")
+        .api_origin("https://data.provider.example")
         .build()
         .unwrap();
     assert!(!credentials.needs_token());
@@ -183,7 +183,7 @@ fn plain_x_api_key_api() {
 fn api_key_in_a_query_parameter() {
     let credentials = Credentials::builder()
         .api_key_query("api_key", "k 1")
-        .allow_origin("https://data.provider.example")
+        .api_origin("https://data.provider.example")
         .build()
         .unwrap();
     let mut call = http::Request::get("https://data.provider.example/v2/items?page=2").body(()).unwrap();
@@ -195,7 +195,7 @@ fn api_key_in_a_query_parameter() {
 fn legacy_basic_credentials_and_a_jwt_the_user_holds() {
     let basic = Credentials::builder()
         .basic("token-id", "token-secret")
-        .allow_origin("https://legacy.provider.example")
+        .api_origin("https://legacy.provider.example")
         .build()
         .unwrap();
     let mut call = http::Request::get("https://legacy.provider.example/api").body(()).unwrap();
@@ -203,7 +203,7 @@ fn legacy_basic_credentials_and_a_jwt_the_user_holds() {
     assert_eq!(call.headers()["authorization"], "Basic dG9rZW4taWQ6dG9rZW4tc2VjcmV0");
     let jwt = Credentials::builder()
         .static_bearer("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln")
-        .allow_origin("https://jwt.provider.example")
+        .api_origin("https://jwt.provider.example")
         .build()
         .unwrap();
     let mut call = http::Request::get("https://jwt.provider.example/api").body(()).unwrap();
@@ -245,11 +245,8 @@ fn sandbox_and_production_never_share_tokens() {
     assert_ne!(sandbox.cache_key(), production.cache_key());
     assert_ne!(sandbox.cache_key().fingerprint(), production.cache_key().fingerprint());
     // Each environment's credentials stay on its own origin.
-    let sandbox_api = Credentials::builder()
-        .bearer_from_source()
-        .allow_origin("https://sandbox.api.provider.example")
-        .build()
-        .unwrap();
+    let sandbox_api =
+        Credentials::builder().bearer_from_source().api_origin("https://sandbox.api.provider.example").build().unwrap();
     assert!(!sandbox_api.applies_to(&"https://api.provider.example/v1".parse().unwrap()));
     assert!(sandbox_api.applies_to(&"https://sandbox.api.provider.example/v1".parse().unwrap()));
 }

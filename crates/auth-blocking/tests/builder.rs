@@ -98,7 +98,7 @@ fn a_missing_variable_or_a_setting_out_of_order_is_a_build_error_that_says_what_
     let error = AuthorizedClient::builder().scope("read").api_origin("https://api.example.com").build().unwrap_err();
     assert!(error.to_string().contains("scope(..) needs client_credentials"), "{error}");
     let error = AuthorizedClient::builder().api_key_header("X-API-Key", "k").build().unwrap_err();
-    assert!(error.to_string().contains("allow_origin"), "{error}");
+    assert!(error.to_string().contains("api_origin"), "{error}");
 }
 
 #[test]

@@ -44,7 +44,7 @@ fn subscription_key_header_plus_bearer_with_the_secret_in_the_form_body() {
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("cdpapi-Subscription-Key", "sub-key")
-        .allow_origin(api.url())
+        .api_origin(api.url())
         .build()
         .unwrap();
     let client = AuthorizedClient::new(source.clone(), credentials, UreqTransport::for_api());
@@ -147,7 +147,7 @@ fn plain_x_api_key_and_legacy_basic() {
         .expect(1)
         .create();
     let key_client = AuthorizedClient::without_source(
-        Credentials::builder().api_key_header("X-API-Key", "k-1").allow_origin(api.url()).build().unwrap(),
+        Credentials::builder().api_key_header("X-API-Key", "k-1").api_origin(api.url()).build().unwrap(),
         UreqTransport::for_api(),
     )
     .unwrap();
@@ -155,7 +155,7 @@ fn plain_x_api_key_and_legacy_basic() {
         key_client.send(get(format!("{}/data", api.url()))).unwrap();
     }
     let basic_client = AuthorizedClient::without_source(
-        Credentials::builder().basic("token-id", "token-secret").allow_origin(api.url()).build().unwrap(),
+        Credentials::builder().basic("token-id", "token-secret").api_origin(api.url()).build().unwrap(),
         UreqTransport::for_api(),
     )
     .unwrap();
@@ -256,7 +256,7 @@ fn redirects_are_returned_not_followed() {
         .create();
     let never = elsewhere.mock("GET", Matcher::Any).expect(0).create();
     let client = AuthorizedClient::without_source(
-        Credentials::builder().api_key_header("X-API-Key", "k").allow_origin(api.url()).build().unwrap(),
+        Credentials::builder().api_key_header("X-API-Key", "k").api_origin(api.url()).build().unwrap(),
         UreqTransport::for_api(),
     )
     .unwrap();

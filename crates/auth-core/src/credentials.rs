@@ -10,7 +10,7 @@
 //! let credentials = Credentials::builder()
 //!     .api_key_header("cdpapi-Subscription-Key", "key-123")
 //!     .basic("token-id", "token-secret")
-//!     .allow_origin("https://api.example.com")
+//!     .api_origin("https://api.example.com")
 //!     .build()?;
 //!
 //! let mut request = http::Request::get("https://api.example.com/v1/items").body(()).unwrap();
@@ -264,7 +264,7 @@ impl Credentials {
     /// Only an OAuth bearer token from a token source, sent to `origin`
     /// (`https://api.example.com`) only.
     pub fn bearer(origin: &str) -> Result<Self, ConfigError> {
-        Self::builder().bearer_from_source().allow_origin(origin).build()
+        Self::builder().bearer_from_source().api_origin(origin).build()
     }
 
     /// Whether [`Credentials::apply`] needs an access token.
@@ -559,13 +559,20 @@ impl CredentialsBuilder {
     /// called several times. Required (or [`any_origin`](Self::any_origin)):
     /// requests to other origins, redirects included, go out without the
     /// credentials.
-    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+    pub fn api_origin(mut self, origin: impl Into<String>) -> Self {
         self.origins.push(origin.into());
         self
     }
 
+    /// The former name of [`api_origin`](Self::api_origin), the one name
+    /// the client builders, `Credentials` and authc's profiles now share.
+    #[deprecated(since = "0.1.0", note = "renamed `api_origin`, as in the client builders and authc's profiles")]
+    pub fn allow_origin(self, origin: impl Into<String>) -> Self {
+        self.api_origin(origin)
+    }
+
     /// Sends the credentials to every origin the client calls, instead of
-    /// the origins given with [`allow_origin`](Self::allow_origin). Unsafe
+    /// the origins given with [`api_origin`](Self::api_origin). Unsafe
     /// outside a client that only ever calls one API: a redirect or a URL
     /// built from user input would carry the credentials to another host.
     pub fn any_origin(mut self) -> Self {
@@ -691,7 +698,7 @@ mod tests {
         let credentials = Credentials::builder()
             .bearer_from_source()
             .api_key_header("cdpapi-Subscription-Key", "sub-key")
-            .allow_origin("https://api.example.com")
+            .api_origin("https://api.example.com")
             .build()
             .unwrap();
         assert!(credentials.needs_token());
@@ -712,7 +719,7 @@ mod tests {
         let credentials = Credentials::builder()
             .static_bearer("eyJhbGciOi.eyJzdWIi.sig")
             .api_key_header("X-API-Key", "k")
-            .allow_origin("https://api.example.com")
+            .api_origin("https://api.example.com")
             .build()
             .unwrap();
         assert!(!credentials.needs_token());
@@ -726,7 +733,7 @@ mod tests {
     fn basic_is_rfc7617() {
         let credentials = Credentials::builder()
             .basic("token-id", "p:ss wörd")
-            .allow_origin("https://api.example.com")
+            .api_origin("https://api.example.com")
             .build()
             .unwrap();
         let mut request = get("https://api.example.com/");
@@ -786,8 +793,8 @@ mod tests {
     fn origin_filter() {
         let credentials = Credentials::builder()
             .api_key_header("X-API-Key", "k")
-            .allow_origin("https://API.example.com")
-            .allow_origin("http://127.0.0.1:8080")
+            .api_origin("https://API.example.com")
+            .api_origin("http://127.0.0.1:8080")
             .build()
             .unwrap();
         for ok in ["https://api.example.com/x", "https://api.EXAMPLE.com:443/y", "http://127.0.0.1:8080/"] {
@@ -842,9 +849,9 @@ mod tests {
         for builder in builders {
             let err = builder.build().unwrap_err();
             assert_eq!(err, ConfigError::NoOrigin);
-            assert!(err.to_string().contains("allow_origin"), "{err}");
+            assert!(err.to_string().contains("api_origin"), "{err}");
         }
-        let both = Credentials::builder().bearer_from_source().allow_origin("https://a.example").any_origin().build();
+        let both = Credentials::builder().bearer_from_source().api_origin("https://a.example").any_origin().build();
         assert_eq!(both.unwrap_err(), ConfigError::AnyOriginWithOrigins);
         // Nothing to send: nothing to limit.
         assert!(Credentials::builder().build().is_ok());
@@ -854,7 +861,7 @@ mod tests {
     fn a_withheld_request_is_said_once_per_origin_without_user_info() {
         let credentials = Credentials::builder()
             .api_key_header("X-API-Key", "k-secret")
-            .allow_origin("http://localhost:8080")
+            .api_origin("http://localhost:8080")
             .build()
             .unwrap();
         let uri: Uri = "http://user:pw@127.0.0.1:8080/v1?api_key=x".parse().unwrap();
@@ -884,7 +891,7 @@ mod tests {
             .bearer_from_source()
             .api_key_header("X-API-Key", "k")
             .api_key_query("key", "q")
-            .allow_origin("https://api.example.com")
+            .api_origin("https://api.example.com")
             .build()
             .unwrap();
         assert!(credentials.applies_to_origin("https", "API.example.com", None));
@@ -907,7 +914,7 @@ mod tests {
             .api_key_header("X-API-Key", "key-abc-123")
             .basic("u", "pw-xyz-789")
             .api_key_query("k", "q-secret-456")
-            .allow_origin("https://api.example.com")
+            .api_origin("https://api.example.com")
             .build()
             .unwrap();
         let shown = format!("{credentials:?}");

@@ -99,13 +99,13 @@ pub enum ConfigError {
     },
     /// Credentials were built without an origin to send them to.
     #[error(
-        "the credentials have no origin: add allow_origin(\"https://api.example.com\") (api_origin(..) in the client \
-         builders) with the origin of the API they are for (or any_origin() to send them to every host the client \
+        "the credentials have no origin: add api_origin(\"https://api.example.com\") with the origin of the API \
+         they are for (or any_origin() to send them to every host the client \
          calls, redirects included)"
     )]
     NoOrigin,
-    /// Both `any_origin()` and `allow_origin(..)` were given.
-    #[error("any_origin() and allow_origin(..) exclude each other; keep the allowed origins")]
+    /// Both `any_origin()` and `api_origin(..)` were given.
+    #[error("any_origin() and api_origin(..) exclude each other; keep the allowed origins")]
     AnyOriginWithOrigins,
     /// Two credentials would write the same header or query parameter.
     #[error("two credentials both set `{target}`; keep one (Bearer, Basic and an `Authorization` API key are mutually exclusive)")]

@@ -23,7 +23,7 @@
 //! let credentials = Credentials::builder()
 //!     .bearer_from_source()
 //!     .api_key_header("X-API-Key", "key-123")
-//!     .allow_origin("https://api.example.com")
+//!     .api_origin("https://api.example.com")
 //!     .build()?;
 //! let mut lifecycle = Lifecycle::new(config, 7);
 //! let start = Instant::now();

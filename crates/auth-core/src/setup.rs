@@ -263,6 +263,16 @@ impl ClientSetup {
         })
     }
 
+    /// The daily fetch budget: at most `limit` token requests in any 24
+    /// hours, counted for the whole fleet in a shared store (see
+    /// [`SourceConfigBuilder::max_fetches_per_day`]).
+    pub fn max_fetches_per_day(self, limit: u32) -> Self {
+        self.oauth(
+            "max_fetches_per_day(..) needs client_credentials(token_url, client_id) or user_sign_in(..) first",
+            |b| b.max_fetches_per_day(limit),
+        )
+    }
+
     /// Any other token source setting (policies, the daily fetch budget,
     /// the default lifetime, ...).
     pub fn configure_token(self, change: impl FnOnce(SourceConfigBuilder) -> SourceConfigBuilder) -> Self {
@@ -313,7 +323,7 @@ impl ClientSetup {
     /// [`any_origin`](Self::any_origin): requests to other origins go out
     /// without the credentials.
     pub fn api_origin(mut self, origin: impl Into<String>) -> Self {
-        self.credentials = self.credentials.allow_origin(origin);
+        self.credentials = self.credentials.api_origin(origin);
         self
     }
 
@@ -468,8 +478,16 @@ macro_rules! client_setup_methods {
             self.$field = self.$field.revocation_url(url);
             self
         }
-        /// Any other token source setting (policies, the daily fetch
-        /// budget `max_fetches_per_day`, the default lifetime, ...).
+        /// The daily fetch budget: at most `limit` token requests in any 24
+        /// hours, counted for the whole fleet when the client shares a
+        /// store (`.store(..)`); when it is spent, requests fail with
+        /// `BudgetSpent`, which says when the next fetch is allowed.
+        pub fn max_fetches_per_day(mut self, limit: u32) -> Self {
+            self.$field = self.$field.max_fetches_per_day(limit);
+            self
+        }
+        /// Any other token source setting (policies, the default lifetime,
+        /// ...).
         pub fn configure_token(
             mut self,
             change: impl FnOnce($crate::SourceConfigBuilder) -> $crate::SourceConfigBuilder,
@@ -594,6 +612,28 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_daily_budget_is_one_call_on_the_builder() {
+        let parts = ClientSetup::default()
+            .client_credentials("https://login.example.com/token", "id")
+            .client_secret("s")
+            .max_fetches_per_day(1_000)
+            .api_origin("https://api.example.com")
+            .build()
+            .unwrap();
+        assert_eq!(parts.source.unwrap().max_fetches_per_day(), Some(1_000));
+        let early = ClientSetup::default().max_fetches_per_day(10).build().unwrap_err().to_string();
+        assert!(early.contains("max_fetches_per_day(..) needs client_credentials"), "{early}");
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn allow_origin_is_the_old_name_of_api_origin() {
+        let old = crate::Credentials::builder().bearer_from_source().allow_origin("https://api.example.com").build();
+        let new = crate::Credentials::builder().bearer_from_source().api_origin("https://api.example.com").build();
+        assert_eq!(format!("{:?}", old.unwrap()), format!("{:?}", new.unwrap()));
+    }
 
     #[test]
     fn user_sign_in_is_a_sign_in_source_with_the_same_settings() {

@@ -32,7 +32,7 @@ impl Withheld {
         Some(format!(
             "a request to {origin} was sent without credentials: they go only to {} (and {origin} is another \
              origin: scheme, host and port must match, so localhost and 127.0.0.1 differ); if the API is \
-             there, name it with api_origin / allow_origin, or call the API at the origin you named \
+             there, name it with api_origin, or call the API at the origin you named \
              (said once per origin)",
             allowed.join(", ")
         ))

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .client_auth(ClientAuth::Json)
         .audience("https://api.example.com/")
         // The provider allows 10 tokens a day: never ask for more.
-        .configure_token(|token| token.max_fetches_per_day(10))
+        .max_fetches_per_day(10)
         .api_origin(provider.url())
         .build()?;
     for _ in 0..20 {

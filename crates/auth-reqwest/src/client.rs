@@ -109,7 +109,7 @@ impl AuthClientBuilder {
     /// fleet (a `RedisStore` or `FileStore` of `auth-store`, with its
     /// `tower` feature; `StoreConfig::default()` for the usual settings).
     /// A provider's daily token cap, counted for the whole fleet in the
-    /// store: `.configure_token(|t| t.max_fetches_per_day(n))`.
+    /// store: `.max_fetches_per_day(n)`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -120,7 +120,7 @@ impl AuthClientBuilder {
     /// let api = AuthClient::builder()
     ///     .client_credentials("https://login.example.com/oauth2/token", "client-id")
     ///     .client_secret("client-secret")
-    ///     .configure_token(|token| token.max_fetches_per_day(1_000))
+    ///     .max_fetches_per_day(1_000)
     ///     .store(store, StoreConfig::default())
     ///     .api_origin("https://api.example.com")
     ///     .build()?;

@@ -133,7 +133,7 @@ async fn a_hand_built_client_presents_the_certificate_through_client_identity() 
         .build()
         .unwrap();
     let source = TokenSource::new(config, ReqwestTransport::from_client(http.clone())).unwrap();
-    let credentials = Credentials::builder().bearer_from_source().allow_origin(&mtls).build().unwrap();
+    let credentials = Credentials::builder().bearer_from_source().api_origin(&mtls).build().unwrap();
     let client = reqwest_middleware::ClientBuilder::new(http).with(AuthMiddleware::new(source, credentials)).build();
     for _ in 0..2 {
         assert_eq!(client.get(format!("{mtls}/api/orders")).send().await.unwrap().status(), 200);

@@ -290,7 +290,10 @@ async fn sandbox_and_production_never_share_tokens() {
 #[tokio::test]
 async fn misordered_builder_calls_are_a_clear_error() {
     let error = AuthClient::builder().scope("read").build().unwrap_err();
-    assert!(error.to_string().contains("client_credentials(token_url, client_id) first"), "{error}");
+    assert!(
+        error.to_string().contains("client_credentials(token_url, client_id) or user_sign_in(..) first"),
+        "{error}"
+    );
 }
 
 /// A port on 127.0.0.1 where nothing listens.

@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("X-API-Key", "upstream-key")
-        .allow_origin(provider.url())
+        .api_origin(provider.url())
         .build()?;
     let state = AppState {
         upstream: AuthLayer::new(source, credentials).layer(client.clone()),

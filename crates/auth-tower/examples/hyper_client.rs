@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("cdpapi-Subscription-Key", "example-subscription-key")
-        .allow_origin(provider.url())
+        .api_origin(provider.url())
         .build()?;
     let authed = AuthLayer::new(source.clone(), credentials).layer(client);
 

@@ -11,7 +11,7 @@
 //!
 //! // An API key only: no token source needed.
 //! let layer = AuthLayer::without_source(
-//!     Credentials::builder().api_key_header("X-API-Key", "key-123").allow_origin("https://api.example.com").build()?,
+//!     Credentials::builder().api_key_header("X-API-Key", "key-123").api_origin("https://api.example.com").build()?,
 //! )?;
 //! let api = layer.layer(service_fn(|request: http::Request<String>| async move {
 //!     let key = request.headers()["x-api-key"].clone();

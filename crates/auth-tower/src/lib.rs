@@ -38,7 +38,7 @@
 //! let credentials = Credentials::builder()
 //!     .bearer_from_source()
 //!     .api_key_header("cdpapi-Subscription-Key", "subscription-key")
-//!     .allow_origin("https://api.example.com")
+//!     .api_origin("https://api.example.com")
 //!     .build()?;
 //! // The API client: here a stand-in that echoes what it received.
 //! let api = AuthLayer::new(source.clone(), credentials).layer(service_fn(|request: http::Request<String>| async move {

@@ -33,7 +33,7 @@
 //! });
 //! let credentials = Credentials::builder()
 //!     .api_key_header("X-API-Key", "key-123")
-//!     .allow_origin("https://api.example.com")
+//!     .api_origin("https://api.example.com")
 //!     .build()?;
 //!
 //! // Order 2: the policy stops at the other origin and returns the 302.

@@ -48,7 +48,7 @@ async fn a_thousand_concurrent_requests_on_a_cold_start_cause_one_token_request(
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("X-API-Key", "api-key-1")
-        .allow_origin(api_server.url())
+        .api_origin(api_server.url())
         .build()
         .unwrap();
     let api = AuthLayer::new(source.clone(), credentials).layer(client);
@@ -299,7 +299,7 @@ async fn credentials_stay_on_their_origin() {
     let credentials = Credentials::builder()
         .bearer_from_source()
         .api_key_header("X-API-Key", "k")
-        .allow_origin("https://api.example.com")
+        .api_origin("https://api.example.com")
         .build()
         .unwrap();
     let api = AuthLayer::new(source.clone(), credentials).layer(client);

@@ -166,8 +166,61 @@ impl ConfigFile {
                 return Err(at(key, problem));
             }
         }
-        Profile::deserialize(value.clone())
-            .map_err(|e| Failure::usage(format!("{}: profile `{name}`: {}", self.path.display(), e.message())))
+        let profile = Profile::deserialize(value.clone())
+            .map_err(|e| Failure::usage(format!("{}: profile `{name}`: {}", self.path.display(), e.message())))?;
+        profile.check_values().map_err(|(key, problem)| at(key, problem))?;
+        Ok(profile)
+    }
+}
+
+/// The client authentication methods a profile's `auth_method` names.
+const AUTH_METHODS: &str = "basic, basic-raw, post, json, none, private-key-jwt, client-secret-jwt, tls-client-auth \
+                            or self-signed-tls-client-auth";
+
+/// The grants a profile's `grant` names.
+const GRANTS: [&str; 2] = ["client-credentials", "jwt-bearer"];
+
+impl Profile {
+    /// Checks each value by the rule the command that uses it applies, so
+    /// that `authc profiles` and `authc config check` report a bad value
+    /// with its key, not a later command without it. The key and the
+    /// problem (which never quotes a secret: a profile holds none).
+    fn check_values(&self) -> Result<(), (&'static str, String)> {
+        let endpoints = [
+            ("token_url", &self.token_url),
+            ("issuer", &self.issuer),
+            ("authorize_url", &self.authorize_url),
+            ("device_url", &self.device_url),
+            ("revocation_url", &self.revocation_url),
+        ];
+        for (key, url) in endpoints {
+            if let Some(url) = url {
+                auth_core::config::validate_endpoint(url, self.allow_insecure_http)
+                    .map_err(|e| (key, e.to_string()))?;
+            }
+        }
+        for origin in &self.api_origin.0 {
+            auth_core::Origin::parse(origin).map_err(|e| ("api_origin", e.to_string()))?;
+        }
+        if let Some(name) = &self.auth_method {
+            if ClientAuth::parse(name).is_none() {
+                return Err(("auth_method", format!("unknown method `{name}`; use {AUTH_METHODS}")));
+            }
+        }
+        if let Some(grant) = self.grant.as_deref().filter(|g| !GRANTS.contains(g)) {
+            return Err(("grant", format!("unknown grant `{grant}`; use {}", GRANTS.join(" or "))));
+        }
+        if let Some(spec) = &self.store {
+            store_choice(spec).map_err(|failure| ("store", failure.to_string()))?;
+        }
+        if let Some(limit) = self.max_fetches_per_day {
+            SourceConfig::builder("https://auth.example.invalid/token", "check")
+                .client_auth(ClientAuth::None)
+                .max_fetches_per_day(limit)
+                .build()
+                .map_err(|e| ("max_fetches_per_day", e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
@@ -615,10 +668,7 @@ impl Settings {
         let given_method = match (args.auth_method, &profile.auth_method) {
             (Some(method), _) => Some(auth_method(method)),
             (None, Some(name)) => Some(ClientAuth::parse(name).ok_or_else(|| {
-                Failure::usage(format!(
-                    "unknown auth_method `{name}` in the profile; use basic, basic-raw, post, json, none, \
-                     private-key-jwt, client-secret-jwt, tls-client-auth or self-signed-tls-client-auth"
-                ))
+                Failure::usage(format!("unknown auth_method `{name}` in the profile; use {AUTH_METHODS}"))
             })?),
             (None, None) => None,
         };
@@ -702,7 +752,8 @@ impl Settings {
             (None, Some("jwt-bearer")) => Some(GrantArg::JwtBearer),
             (None, Some(other)) => {
                 return Err(Failure::usage(format!(
-                    "unknown grant `{other}` in the profile; use client-credentials or jwt-bearer"
+                    "unknown grant `{other}` in the profile; use {}",
+                    GRANTS.join(" or ")
                 )))
             }
             (None, None) => None,
@@ -973,7 +1024,7 @@ impl Settings {
     pub fn credentials(&self, with_bearer: bool, origins: &[String]) -> Result<Credentials, Failure> {
         let mut builder = Credentials::builder();
         for origin in origins {
-            builder = builder.allow_origin(origin);
+            builder = builder.api_origin(origin);
         }
         if with_bearer {
             builder = builder.bearer_from_source();

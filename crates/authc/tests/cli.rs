@@ -793,6 +793,42 @@ fn write_config(env: &Env, text: &str) -> String {
 }
 
 #[test]
+fn profile_values_are_checked_by_profiles_and_config_check_naming_the_key() {
+    let env = Env::new();
+    let url = env.provider.token_url();
+    let config = write_config(
+        &env,
+        &format!(
+            "[profiles.path]\ntoken_url = \"{url}\"\nclient_id = \"c\"\napi_origin = \"https://api.example.com/v1\"\n\n\
+             [profiles.plain]\ntoken_url = \"http://login.example.com/token\"\nclient_id = \"c\"\n\n\
+             [profiles.store]\ntoken_url = \"{url}\"\nclient_id = \"c\"\nstore = \"memcached://x\"\n\n\
+             [profiles.method]\ntoken_url = \"{url}\"\nclient_id = \"c\"\nauth_method = \"magic\"\n\n\
+             [profiles.budget]\ntoken_url = \"{url}\"\nclient_id = \"c\"\nmax_fetches_per_day = 0\n"
+        ),
+    );
+    let listed = env.run(&["profiles", "--config", &config], &[]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    for (profile, key) in [
+        ("path", "api_origin"),
+        ("plain", "token_url"),
+        ("store", "store"),
+        ("method", "auth_method"),
+        ("budget", "max_fetches_per_day"),
+    ] {
+        let line = listed.stdout.lines().find(|l| l.trim_start().starts_with(&format!("{profile}\t"))).unwrap();
+        assert!(line.contains("invalid:") && line.contains(&format!("key `{key}`")), "{line}");
+    }
+    let check =
+        env.run(&["config", "check", "--config", &config, "--profile", "path"], &[("AUTHC_CLIENT_SECRET", SECRET)]);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    assert!(
+        check.stderr.contains("profile `path`, key `api_origin`") && check.stderr.contains("no path"),
+        "{}",
+        check.stderr
+    );
+}
+
+#[test]
 fn profiles_explain_themselves_and_a_bad_one_breaks_no_other() {
     let env = Env::new();
     let config = write_config(
