@@ -25,6 +25,27 @@
 //! it serves synchronous and async tests alike; it stops when the
 //! [`Provider`] is dropped.
 //!
+//! # Settings
+//!
+//! Everything is set on [`ProviderConfig`] before [`Provider::start`]
+//! (defaults in brackets); the [`Provider`] then changes some while it runs.
+//!
+//! | to shape | [`ProviderConfig`] |
+//! |---|---|
+//! | clients | [`client`](ProviderConfig::client) (id, secret), [`public_client`](ProviderConfig::public_client), [`key_client`](ProviderConfig::key_client) (`private_key_jwt`), [`tls_client`](ProviderConfig::tls_client) and [`self_signed_tls_client`](ProviderConfig::self_signed_tls_client) (mutual TLS) |
+//! | tokens | [`token_lifetime`](ProviderConfig::token_lifetime) \[1 h\], [`refresh_tokens`](ProviderConfig::refresh_tokens) \[for `offline_access`\], [`rotate_refresh_tokens`](ProviderConfig::rotate_refresh_tokens) \[off\], [`one_active_token`](ProviderConfig::one_active_token) \[off\] |
+//! | the API | [`api_requires_token`](ProviderConfig::api_requires_token) \[on; off: an API-key-only API\], [`api_key`](ProviderConfig::api_key) (header, query parameter), [`basic_login`](ProviderConfig::basic_login) (`/legacy`) |
+//! | sign-in | [`user`](ProviderConfig::user) \[`alice`\], [`deny_sign_in`](ProviderConfig::deny_sign_in), [`send_iss`](ProviderConfig::send_iss) \[on\], [`issuer`](ProviderConfig::issuer) (a mismatch), [`device_codes`](ProviderConfig::device_codes) \[10 min, 5 s\] |
+//! | assertions | [`assertion_audience`](ProviderConfig::assertion_audience), [`jwt_bearer_issuer`](ProviderConfig::jwt_bearer_issuer) |
+//! | DPoP, mTLS | [`require_dpop`](ProviderConfig::require_dpop), [`dpop_nonces`](ProviderConfig::dpop_nonces), [`api_dpop_nonce`](ProviderConfig::api_dpop_nonce) \[all off\], [`mtls`](ProviderConfig::mtls) \[off\] |
+//!
+//! While it runs: [`fail_next_token_requests`](Provider::fail_next_token_requests),
+//! [`set_latency`](Provider::set_latency), [`set_token_lifetime`](Provider::set_token_lifetime),
+//! [`revoke_all`](Provider::revoke_all), [`revoke_access_tokens`](Provider::revoke_access_tokens),
+//! [`rotate_dpop_nonce`](Provider::rotate_dpop_nonce), [`issue_token`](Provider::issue_token),
+//! the device flow's [`approve_device`](Provider::approve_device) and its kin; what it saw:
+//! [`stats`](Provider::stats) and [`token_requests`](Provider::token_requests).
+//!
 //! ```
 //! use auth_testkit::{Provider, ProviderConfig};
 //!
