@@ -101,6 +101,13 @@ impl AuthorizedClient {
         self.source.as_ref()
     }
 
+    /// How many requests went out without credentials because their origin
+    /// is not the API's (`api_origin`); the first per origin is also
+    /// logged at warn.
+    pub fn withheld_requests(&self) -> u64 {
+        self.credentials.withheld_requests()
+    }
+
     /// Sends `request` with the credentials; after a 401 it is sent again
     /// with a renewed token (and once more after a DPoP nonce demand), as
     /// [`auth_core::replay`] decides.

@@ -21,6 +21,8 @@ use crate::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
 pub struct AuthClient {
     client: ClientWithMiddleware,
     source: Option<TokenSource>,
+    /// A clone of the middleware's credentials (they share their counts).
+    credentials: auth_core::Credentials,
 }
 
 impl AuthClient {
@@ -52,6 +54,13 @@ impl AuthClient {
     /// The token source, when the client uses OAuth.
     pub fn token_source(&self) -> Option<&TokenSource> {
         self.source.as_ref()
+    }
+
+    /// How many requests went out without credentials because their origin
+    /// is not the API's (`api_origin`); the first per origin is also
+    /// logged at warn.
+    pub fn withheld_requests(&self) -> u64 {
+        self.credentials.withheld_requests()
     }
 
     /// Revokes the current tokens (RFC 7009) and forgets them.
@@ -162,6 +171,7 @@ impl AuthClientBuilder {
             }
             None => None,
         };
+        let kept = credentials.clone();
         let middleware = match &source {
             Some(source) => AuthMiddleware::new(source.clone(), credentials).replay_copies(replay_copies),
             None => AuthMiddleware::without_source(credentials)?,
@@ -172,6 +182,6 @@ impl AuthClientBuilder {
         }
         let http = tls.apply(http)?.build().map_err(|error| ConfigError::tls(&error))?;
         let client = reqwest_middleware::ClientBuilder::new(http).with(middleware).build();
-        Ok(AuthClient { client, source })
+        Ok(AuthClient { client, source, credentials: kept })
     }
 }

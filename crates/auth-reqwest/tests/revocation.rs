@@ -208,4 +208,14 @@ async fn a_request_to_an_origin_not_allowed_goes_without_credentials_and_is_coun
     }
     assert_eq!(credentials.withheld_requests(), 2);
     assert_eq!(source.stats().fetches, 0);
+
+    // The ready-made client says it too.
+    let named = AuthClient::builder()
+        .client_credentials(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .api_origin(format!("http://localhost:{port}"))
+        .build()
+        .unwrap();
+    assert_eq!(named.get(provider.api_url("orders")).send().await.unwrap().status(), 401);
+    assert_eq!(named.withheld_requests(), 1);
 }
