@@ -5,19 +5,18 @@ use std::time::Duration;
 
 use auth_core::request::{revocation_request, Revocable};
 use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
-use auth_core::store::{StoreAnswer, StoreConfig, StoreOp};
+use auth_core::store::{StoreConfig, StoreOp};
 use auth_core::{Credentials, SourceConfig, StoredToken};
 use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
-use auth_store::{Encrypted, FileStore, RedisStore};
 use auth_tower::TokenSource;
 use auth_tower::TokenStore;
-use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::cli::{AuthArgs, LoginArgs, RequestArgs, TokenTypeHint};
 use crate::failure::{notice, Failure};
-use crate::settings::{Settings, StoreChoice};
+use crate::settings::Settings;
 use crate::sign_ins::SignIns;
+use crate::store::{stored_tokens, token_store, Store};
 
 /// A token source sharing its tokens through the token store (a file
 /// store in the cache directory by default): parallel runs make one grant,
@@ -26,9 +25,6 @@ pub(crate) struct CachedSource {
     pub(crate) source: TokenSource,
     store: Option<Store>,
 }
-
-/// The token store authc uses.
-pub(crate) type Store = Arc<dyn TokenStore>;
 
 impl CachedSource {
     pub(crate) fn open(
@@ -90,56 +86,6 @@ impl CachedSource {
             ));
         }
     }
-}
-
-/// The token store, unless `--store none`; an unusable one (an unsafe
-/// directory, a bad URL or key) is said on stderr and not used.
-pub(crate) fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
-    let Some(choice) = settings.store.as_ref() else { return Ok(None) };
-    let store: Result<Store, auth_core::store::StoreError> = match choice {
-        StoreChoice::File(dir) => FileStore::open(dir).map(|s| Arc::new(s) as Store),
-        StoreChoice::Redis(url) => match std::env::var_os("AUTHC_STORE_CA_FILE") {
-            None => RedisStore::new(url).map(|s| Arc::new(s) as Store),
-            Some(ca_file) => {
-                let pem = auth_core::setup::read_file_bytes(std::path::Path::new(&ca_file)).map_err(|e| {
-                    Failure::usage(format!(
-                        "cannot read AUTHC_STORE_CA_FILE {}: {e}",
-                        std::path::Path::new(&ca_file).display()
-                    ))
-                })?;
-                RedisStore::with_root_certificate(url, &pem).map(|s| Arc::new(s) as Store)
-            }
-        },
-    };
-    let store = match store {
-        Ok(store) => store,
-        Err(error) => {
-            notice(&format!("not using the token cache: {}", error.message));
-            return Ok(None);
-        }
-    };
-    let Some(key_file) = std::env::var_os("AUTHC_STORE_KEY_FILE") else { return Ok(Some(store)) };
-    let key = auth_core::setup::read_file_bytes(std::path::Path::new(&key_file)).map_err(|e| {
-        Failure::usage(format!("cannot read AUTHC_STORE_KEY_FILE {}: {e}", std::path::Path::new(&key_file).display()))
-    })?;
-    let encrypted = Encrypted::from_key_bytes(store, &key)
-        .map_err(|e| Failure::usage(format!("AUTHC_STORE_KEY_FILE: {}", e.message)))?;
-    Ok(Some(Arc::new(encrypted)))
-}
-
-/// The tokens the store holds for `config`, if any (without fetching).
-pub(crate) async fn stored_tokens(store: &Store, config: &SourceConfig) -> Option<StoredToken> {
-    let now = std::time::SystemTime::now();
-    let key = config.cache_key();
-    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute(key, &StoreOp::Read).await else { return None };
-    let record = envelope.open(key).ok()?;
-    let remaining = record.expires_at().duration_since(now).unwrap_or_default();
-    Some(StoredToken::new(
-        record.access_token().cloned(),
-        remaining,
-        record.refresh_token().cloned(),
-        record.scope().map(str::to_owned),
-    ))
 }
 
 pub(crate) fn needs_oauth(settings: &Settings, command: &str) -> Result<SourceConfig, Failure> {

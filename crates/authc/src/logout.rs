@@ -6,10 +6,11 @@ use auth_core::store::StoreOp;
 use auth_core::{SourceConfig, StoredToken};
 
 use crate::cli::AuthArgs;
-use crate::commands::{needs_oauth, stored_tokens, token_store, CachedSource, Store};
+use crate::commands::{needs_oauth, CachedSource};
 use crate::failure::{notice, Failure};
 use crate::settings::Settings;
 use crate::sign_ins::SignIns;
+use crate::store::{stored_tokens, token_store, Store};
 
 /// `authc logout`: revokes the user's tokens where a revocation endpoint is
 /// known, and deletes them from the store: the ones of the scopes given,

@@ -31,6 +31,7 @@ mod logout;
 mod serve;
 mod settings;
 mod sign_ins;
+mod store;
 mod verbose;
 
 use cli::{Cli, Command};

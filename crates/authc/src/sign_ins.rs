@@ -16,9 +16,9 @@ use auth_core::store::{Envelope, StoreAnswer, StoreOp, REFRESH_TOKEN_RETENTION};
 use auth_core::{CacheKey, SourceConfig, SourceGrant};
 use zeroize::Zeroizing;
 
-use crate::commands::Store;
 use crate::failure::Failure;
 use crate::settings::{Scoping, Settings};
+use crate::store::Store;
 
 /// The index's fingerprint (an envelope's compare-and-delete token).
 const FINGERPRINT: &str = "authc-sign-in-index-v1";
