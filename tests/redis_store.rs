@@ -71,6 +71,20 @@ async fn the_protocol_on_redis() {
     assert!(matches!(store.execute_async(&key, &lease(a)).await.unwrap(), StoreAnswer::Lease(false)), "b holds it");
 }
 
+/// The tokens `sources` get, asking at once (in tasks of their own).
+async fn tokens_at_once(sources: &[auth_tower::TokenSource]) -> Vec<String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in sources {
+        let source = source.clone();
+        tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
+    }
+    let mut tokens = Vec::new();
+    while let Some(outcome) = tasks.join_next().await {
+        tokens.push(outcome.unwrap().unwrap());
+    }
+    tokens
+}
+
 /// Sources on stores made by `store`, asking at once: the tokens they got,
 /// and how many token requests were made.
 async fn tokens_of_async_sources(n: usize, store: impl Fn() -> RedisStore) -> (Vec<String>, usize) {
@@ -88,16 +102,7 @@ async fn tokens_of_async_sources(n: usize, store: impl Fn() -> RedisStore) -> (V
                 .unwrap()
         })
         .collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for source in &sources {
-        let source = source.clone();
-        tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
-    }
-    let mut tokens = Vec::new();
-    while let Some(outcome) = tasks.join_next().await {
-        tokens.push(outcome.unwrap().unwrap());
-    }
-    (tokens, calls.load(Ordering::SeqCst))
+    (tokens_at_once(&sources).await, calls.load(Ordering::SeqCst))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,14 +179,7 @@ async fn a_tls_handshake_slower_than_an_operation_still_shares_one_fetch() {
     let sources: Vec<_> = (0..4)
         .map(|_| source(&endpoint, RedisStore::with_root_certificate(&url, &ca).unwrap(), StoreConfig::default()))
         .collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    for source in &sources {
-        let source = source.clone();
-        tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
-    }
-    while let Some(outcome) = tasks.join_next().await {
-        assert_eq!(outcome.unwrap().unwrap(), "tok-1");
-    }
+    assert!(tokens_at_once(&sources).await.iter().all(|t| t == "tok-1"));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch, though every connection took 400 ms");
     assert_eq!(sources.iter().map(|s| s.stats().store_errors).sum::<u64>(), 0);
     // The blocking store: the same wait of its own.
@@ -255,14 +253,7 @@ async fn a_lease_holder_that_died_blocks_the_others_at_most_for_its_ttl() {
     let sources: Vec<_> =
         (0..4).map(|_| source(&endpoint, RedisStore::new(&redis.url()).unwrap(), patient.clone())).collect();
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for source in &sources {
-        let source = source.clone();
-        tasks.spawn(async move { source.token().await.map(|t| t.value().expose_secret().to_owned()) });
-    }
-    while let Some(outcome) = tasks.join_next().await {
-        assert_eq!(outcome.unwrap().unwrap(), "tok-1");
-    }
+    assert!(tokens_at_once(&sources).await.iter().all(|t| t == "tok-1"));
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(1300) && waited < Duration::from_secs(3), "waited {waited:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch once the dead lease expired");

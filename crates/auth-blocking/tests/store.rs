@@ -27,6 +27,17 @@ fn endpoint(
     }
 }
 
+/// The tokens `sources` get, asking at once (from threads of their own).
+fn tokens_at_once(sources: &[BlockingTokenSource]) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|source| scope.spawn(move || source.token().unwrap().value().expose_secret().to_owned()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn four_sources_on_one_store_make_one_fetch() {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -39,13 +50,7 @@ fn four_sources_on_one_store_make_one_fetch() {
                 .unwrap()
         })
         .collect();
-    let tokens: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|source| scope.spawn(move || source.token().unwrap().value().expose_secret().to_owned()))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let tokens = tokens_at_once(&sources);
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for four sources");
     assert_eq!(sources.iter().map(|s| s.stats().adoptions).sum::<u64>(), 3);
@@ -117,13 +122,7 @@ fn connecting_is_not_charged_to_an_operation() {
                 .unwrap()
         })
         .collect();
-    let tokens: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|source| scope.spawn(move || source.token().unwrap().value().expose_secret().to_owned()))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let tokens = tokens_at_once(&sources);
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for two sources that connect slowly");
     assert_eq!(sources.iter().map(|s| s.stats().store_errors).sum::<u64>(), 0);
