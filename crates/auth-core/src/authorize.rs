@@ -54,8 +54,8 @@ use subtle::ConstantTimeEq as _;
 use crate::config::{is_loopback_host, validate_endpoint, SourceConfig};
 use crate::error::ConfigError;
 use crate::request::{token_request, Grant};
-use crate::response::sanitize_excerpt;
 use crate::secret::{AuthorizationCode, CodeVerifier, ExposeSecret};
+use crate::text::sanitize_excerpt;
 
 /// Random bytes behind a `state`, `nonce` and code verifier: 256 bits.
 const RANDOM_BYTES: usize = 32;

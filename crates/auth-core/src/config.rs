@@ -32,7 +32,7 @@ use std::time::Duration;
 use http::Uri;
 use sha2::{Digest, Sha256};
 
-use crate::assertion::{AssertionAudience, JwtBearer};
+use crate::assertion::settings::{AssertionAudience, JwtBearer};
 use crate::dpop::Dpop;
 use crate::error::ConfigError;
 use crate::keys::{Algorithm, SigningKey};
@@ -785,7 +785,7 @@ impl SourceConfigBuilder {
             }
         }
         validate_policies(&self.refresh, &self.backoff, self.default_lifetime, self.max_body_bytes)?;
-        if self.max_fetches_per_day.is_some_and(|n| n == 0 || n as usize > crate::store::BudgetLog::MAX_ENTRIES) {
+        if self.max_fetches_per_day.is_some_and(|n| n == 0 || n > MAX_FETCHES_PER_DAY) {
             return Err(ConfigError::InvalidPolicy { name: "max_fetches_per_day", reason: "1 to 100000" });
         }
         let cache_key = CacheKey::derive(&token_url, &self);
@@ -818,6 +818,13 @@ impl SourceConfigBuilder {
 
 /// The window of [`SourceConfigBuilder::max_fetches_per_day`]: 24 hours.
 pub const FETCH_BUDGET_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The largest fetch budget ([`SourceConfigBuilder::max_fetches_per_day`]).
+pub const MAX_FETCHES_PER_DAY: u32 = 100_000;
+
+/// Longest lifetime accepted from `expires_in`: 366 days. Larger values
+/// are clamped, so that no arithmetic on an `Instant` can overflow.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The longest delay or window a policy may name: longer ones are
 /// mistakes, and would overflow `Instant` arithmetic on some platforms.
@@ -860,7 +867,7 @@ fn validate_policies(
             "100 ms to 10 minutes",
         ),
         (
-            !default_lifetime.is_zero() && default_lifetime <= crate::response::MAX_LIFETIME,
+            !default_lifetime.is_zero() && default_lifetime <= MAX_LIFETIME,
             "default_lifetime",
             "more than zero and at most 366 days",
         ),

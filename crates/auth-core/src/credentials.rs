@@ -27,7 +27,6 @@
 //! ```
 
 use base64::Engine as _;
-use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Request, Uri};
@@ -37,29 +36,8 @@ use zeroize::Zeroizing;
 use crate::dpop::Proof;
 use crate::error::{ApplyError, ConfigError};
 use crate::secret::{AccessTokenValue, ApiKey, ExposeSecret, Password};
+use crate::text::sensitive_value;
 use crate::token::AccessToken;
-
-/// Builds a header value marked sensitive whose bytes are zeroized when the
-/// last copy of it (on every request it was cloned onto) is dropped.
-/// `None` when the bytes are not visible ASCII.
-pub(crate) fn sensitive_value(bytes: &[u8]) -> Option<HeaderValue> {
-    if bytes.iter().any(|b| !(0x20..0x7f).contains(b)) {
-        return None;
-    }
-    let shared = Bytes::from_owner(ZeroizeOnDrop(Zeroizing::new(bytes.to_vec())));
-    let mut value = HeaderValue::from_maybe_shared(shared).ok()?;
-    value.set_sensitive(true);
-    Some(value)
-}
-
-/// Owner of header bytes: wiped when `bytes` releases it.
-struct ZeroizeOnDrop(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for ZeroizeOnDrop {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_slice()
-    }
-}
 
 /// One origin (scheme, host, port) credentials may be sent to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -669,7 +647,7 @@ fn with_query_param(uri: &Uri, name: &str, value: &str) -> Result<Uri, ApplyErro
 /// other parameters are kept byte for byte, an existing `name` is replaced,
 /// and `name` and `value` are percent-encoded (space as `%20`).
 pub fn query_with_param(query: &str, name: &str, value: &str) -> String {
-    use crate::request::NOT_UNRESERVED;
+    use crate::text::NOT_UNRESERVED;
     let mut out = String::with_capacity(query.len() + name.len() + value.len() + 8);
     for segment in query.split('&').filter(|s| !s.is_empty()) {
         let key = segment.split_once('=').map_or(segment, |(k, _)| k);

@@ -175,7 +175,7 @@ pub fn parse_device_authorization(
         .ok_or_else(|| malformed("a device authorization answer without verification_uri"))?;
     // Control, bidirectional and invisible characters could rewrite the
     // terminal, reverse a URL or hide inside a code: refused.
-    let printable = |s: &str| !s.chars().any(crate::response::is_deceptive);
+    let printable = |s: &str| !s.chars().any(crate::text::is_deceptive);
     if !printable(user_code) || !printable(uri) || user_code.len() > 64 {
         return Err(malformed("a user code or verification URI that cannot be shown safely"));
     }

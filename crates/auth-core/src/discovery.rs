@@ -188,7 +188,7 @@ pub fn parse_metadata(issuer: &str, body: &[u8], allow_insecure_http: bool) -> R
     if got != issuer {
         return Err(DiscoveryError::IssuerMismatch {
             expected: issuer.to_owned(),
-            got: crate::response::sanitize_excerpt(got, 200),
+            got: crate::text::sanitize_excerpt(got, 200),
         });
     }
     let endpoint = |name: &str| -> Result<Option<Uri>, DiscoveryError> {

@@ -245,7 +245,7 @@ impl ErrorCode {
             "invalid_target" => Self::InvalidTarget,
             "temporarily_unavailable" => Self::TemporarilyUnavailable,
             "server_error" => Self::ServerError,
-            other => Self::Other(crate::response::sanitize_excerpt(other, 64)),
+            other => Self::Other(crate::text::sanitize_excerpt(other, 64)),
         }
     }
 

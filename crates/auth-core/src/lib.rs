@@ -82,6 +82,7 @@ pub mod secret;
 pub mod setup;
 pub mod slot;
 pub mod store;
+mod text;
 pub mod token;
 mod withheld;
 

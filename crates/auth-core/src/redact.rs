@@ -35,7 +35,7 @@ use base64::Engine as _;
 use percent_encoding::{percent_encode, AsciiSet};
 use zeroize::Zeroizing;
 
-use crate::request::NOT_UNRESERVED;
+use crate::text::NOT_UNRESERVED;
 
 /// The shortest run of secret bytes that is redacted wherever it occurs.
 pub const WINDOW: usize = 8;
@@ -207,7 +207,7 @@ fn encodings(secret: &str) -> Vec<Zeroizing<String>> {
         }
     };
     push(secret.to_owned());
-    push(crate::response::sanitize_excerpt(secret, usize::MAX));
+    push(crate::text::sanitize_excerpt(secret, usize::MAX));
     let percent = percent_encode(secret.as_bytes(), NOT_UNRESERVED).to_string();
     push(lower_hex(&percent));
     push(percent);

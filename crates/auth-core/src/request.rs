@@ -26,16 +26,14 @@
 use base64::Engine as _;
 use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Uri};
-use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::percent_encode;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::config::{ClientAuth, SourceConfig};
 use crate::error::ConfigError;
 use crate::secret::{AccessTokenValue, AuthorizationCode, CodeVerifier, DeviceCode, ExposeSecret, RefreshToken};
-
-/// Everything but the RFC 3986 unreserved characters `A-Z a-z 0-9 - . _ ~`.
-pub(crate) const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+use crate::text::NOT_UNRESERVED;
 
 /// The `grant_type` of the RFC 8628 device code grant.
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -388,7 +386,7 @@ fn basic_header(user: &str, password: &str) -> HeaderValue {
     let plain = Zeroizing::new(format!("{user}:{password}"));
     let value = Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())));
     // Safe: `Basic ` followed by base64 output is always visible ASCII.
-    crate::credentials::sensitive_value(value.as_bytes()).expect("base64 is a valid header value")
+    crate::text::sensitive_value(value.as_bytes()).expect("base64 is a valid header value")
 }
 
 #[cfg(test)]

@@ -35,10 +35,9 @@ use crate::config::SourceConfig;
 use crate::error::{ErrorCode, ProviderError, TokenError};
 use crate::redact::Redactor;
 use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
+use crate::text::sanitize_excerpt;
 
-/// Longest lifetime accepted from `expires_in`: 366 days. Larger values
-/// are clamped, so that no arithmetic on an `Instant` can overflow.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+pub use crate::config::MAX_LIFETIME;
 
 /// Longest excerpt of a non-OAuth error body kept in an error, in characters.
 pub const EXCERPT_CHARS: usize = 200;
@@ -310,69 +309,6 @@ fn parse_expires_in(field: &Field<'_>) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(MAX_LIFETIME.as_secs() as f64) as u64))
 }
 
-/// Whether `c` changes how the text around it looks without showing
-/// itself: a control character, a bidirectional control (which can make
-/// `evil.example/moc.knab` read as something else) or an invisible,
-/// zero-width one (which can hide inside a code or a URL).
-pub(crate) fn is_deceptive(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{034F}'
-                | '\u{061C}'
-                | '\u{115F}'
-                | '\u{1160}'
-                | '\u{17B4}'
-                | '\u{17B5}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
-                | '\u{3164}'
-                | '\u{FE00}'..='\u{FE0F}'
-                | '\u{FEFF}'
-                | '\u{FFA0}'
-                | '\u{FFF9}'..='\u{FFFB}'
-                | '\u{E0000}'..='\u{E007F}'
-        )
-}
-
-/// Text from a provider made safe to show: tags dropped, control bytes,
-/// bidirectional and invisible characters ([`is_deceptive`]) and runs of
-/// whitespace turned into one space, cut to `max_chars` characters.
-pub(crate) fn sanitize_excerpt(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars.saturating_add(4)));
-    let mut in_tag = false;
-    let mut count = 0;
-    let mut pending_space = false;
-    for c in text.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                pending_space = true;
-            }
-            '>' if in_tag => in_tag = false,
-            _ if in_tag => {}
-            c if c.is_whitespace() || is_deceptive(c) => pending_space = true,
-            c => {
-                if pending_space && !out.is_empty() {
-                    out.push(' ');
-                    count += 1;
-                }
-                pending_space = false;
-                if count >= max_chars {
-                    out.push('…');
-                    break;
-                }
-                out.push(c);
-                count += 1;
-            }
-        }
-    }
-    out
-}
-
 /// The `Retry-After` delay when given in seconds.
 pub fn retry_after_seconds(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -458,13 +394,6 @@ mod tests {
             assert_eq!(token.access_token.expose_secret(), "tok");
             assert_eq!(token.expires_in, Some(Duration::from_secs(60)), "{body}");
         }
-    }
-
-    #[test]
-    fn provider_text_shown_loses_bidirectional_and_invisible_characters() {
-        let shown = sanitize_excerpt("Run\u{202E}hs.xif\u{202C} this\u{200B}now <b>please</b>\u{2066}x\u{2069}", 100);
-        assert!(!shown.chars().any(is_deceptive), "{shown:?}");
-        assert_eq!(shown, "Run hs.xif this now please x");
     }
 
     #[test]
@@ -599,8 +528,7 @@ mod tests {
         for (status, content_type, body) in bodies {
             let err = parse_with_config(&config, status, Some(content_type), &body).unwrap_err();
             let shown = format!("{err} {err:?}");
-            let percent =
-                percent_encoding::percent_encode(secret.as_bytes(), crate::request::NOT_UNRESERVED).to_string();
+            let percent = percent_encoding::percent_encode(secret.as_bytes(), crate::text::NOT_UNRESERVED).to_string();
             let forms = [secret, &form, json_inner, &percent, &basic(&format!("my app:{secret}"))];
             for form in forms {
                 for run in form.as_bytes().windows(8).filter_map(|w| std::str::from_utf8(w).ok()) {

@@ -41,7 +41,6 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::config::CacheKey;
@@ -385,13 +384,8 @@ impl Record {
     }
 }
 
-/// A SHA-256 of a token, the first 32 hex digits: what an [`Envelope`]
-/// carries to name its token without holding it.
-pub fn fingerprint(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::text::{fingerprint, unix_ms};
 
-/// Milliseconds since the Unix epoch (0 before it, saturating after).
 /// How far above the wall clock's milliseconds a stored generation may be
 /// (replicas' clocks disagree; a sign-in sets the generation to its own
 /// clock's milliseconds): a day.
@@ -402,10 +396,6 @@ pub const GENERATION_MARGIN_MS: u64 = 24 * 60 * 60 * 1000;
 /// was planted or corrupted, and is ignored.
 pub fn generation_bound(wall: SystemTime) -> u64 {
     unix_ms(wall).saturating_add(GENERATION_MARGIN_MS)
-}
-
-pub(crate) fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One operation for the backend; see the [module docs](self).
@@ -501,8 +491,8 @@ pub struct BudgetLog {
 }
 
 impl BudgetLog {
-    /// The most entries a log keeps (larger budgets are counted up to it).
-    pub const MAX_ENTRIES: usize = 100_000;
+    /// The most entries a log keeps: the largest budget.
+    pub const MAX_ENTRIES: usize = crate::config::MAX_FETCHES_PER_DAY as usize;
 
     /// Carries out [`StoreOp::SpendBudget`].
     pub fn spend(&mut self, limit: u32, window: Duration, at_unix_ms: u64, slot: &str) -> BudgetAnswer {

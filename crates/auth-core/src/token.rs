@@ -126,7 +126,7 @@ impl AccessToken {
     /// token value, or `None` when it cannot be sent in a header.
     pub(crate) fn authorization_header(value: &AccessTokenValue, dpop: bool) -> Option<HeaderValue> {
         let text = zeroize::Zeroizing::new(format!("{} {}", scheme(dpop), value.expose_secret()));
-        crate::credentials::sensitive_value(text.as_bytes())
+        crate::text::sensitive_value(text.as_bytes())
     }
 
     #[cfg(test)]

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use auth_core::store::{BudgetLog, Envelope, LeaseOwner, StoreAnswer, StoreError, StoreOp};
+use auth_core::store::{unix_ms, BudgetLog, Envelope, LeaseOwner, StoreAnswer, StoreError, StoreOp};
 use auth_core::CacheKey;
 use zeroize::Zeroizing;
 
@@ -202,10 +202,6 @@ impl FileStore {
 
 fn io_error(what: &str, error: &std::io::Error) -> StoreError {
     StoreError::new(format!("could not {what}: {error}"))
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn parse_envelope(text: &str) -> Option<Envelope> {

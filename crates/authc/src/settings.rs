@@ -560,11 +560,7 @@ fn assertion_from(path: &Path) -> Result<(JwtBearer, String), Failure> {
             .map_err(|e| Failure::usage(format!("cannot read the assertion from stdin: {e}")))?;
         let text = Zeroizing::new(text.trim().to_owned());
         // Tokens for two identities must not share a cache record.
-        let identity = jwt_identity(&text).unwrap_or_else(|| {
-            use sha2::Digest as _;
-            let digest = sha2::Sha256::digest(text.as_bytes());
-            digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-        });
+        let identity = jwt_identity(&text).unwrap_or_else(|| auth_core::store::fingerprint(&text));
         let bearer = JwtBearer::from_fn(format!("stdin {identity}"), move |_| Ok(text.to_string()));
         return Ok((bearer, "stdin".to_owned()));
     }
@@ -584,7 +580,6 @@ fn dpop_key(
     dir: Option<&Path>,
     identity: &str,
 ) -> Result<(std::sync::Arc<auth_core::dpop::Dpop>, String), Failure> {
-    use sha2::Digest as _;
     let dpop = |key: SigningKey, what: &str| {
         auth_core::dpop::Dpop::new(key)
             .map_err(|e| Failure::usage(format!("{what}: {e}; a DPoP key signs ES256, RS256, PS256 or EdDSA")))
@@ -599,14 +594,7 @@ fn dpop_key(
         return Ok((dpop(key, "DPoP")?, "a new key for this run (no cache to keep it in)".to_owned()));
     };
     auth_store::file::private_dir(dir).map_err(|why| Failure::usage(format!("the DPoP key cannot be kept: {why}")))?;
-    let digest = sha2::Sha256::digest(
-        format!(
-            "authc dpop key v1
-{identity}"
-        )
-        .as_bytes(),
-    );
-    let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let name = auth_core::store::fingerprint(&format!("authc dpop key v1\n{identity}"));
     let path = dir.join(format!("dpop-{name}.pem"));
     let shown = format!("{} (kept for this client)", path.display());
     let read = |path: &Path| -> Result<Option<SigningKey>, Failure> {

@@ -10,9 +10,9 @@
 //! (the token URL, the client id and a marker; no scope). The index holds
 //! no secret: the options a login was given, never a token.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use auth_core::store::{Envelope, StoreAnswer, StoreOp, REFRESH_TOKEN_RETENTION};
+use auth_core::store::{unix_ms, Envelope, StoreAnswer, StoreOp, REFRESH_TOKEN_RETENTION};
 use auth_core::{CacheKey, SourceConfig, SourceGrant};
 use zeroize::Zeroizing;
 
@@ -68,7 +68,6 @@ impl SignIns {
             return store.execute(&self.key, &op).await.map(drop);
         }
         let now = SystemTime::now();
-        let unix_ms = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64;
         let payload = serde_json::to_vec(&self.noted).unwrap_or_default();
         let envelope = Envelope {
             // Above the one read and any written before this moment.
