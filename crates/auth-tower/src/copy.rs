@@ -17,7 +17,7 @@ use auth_core::{AccessToken, Generation};
 use http::Request;
 
 use crate::body::ReplayBody;
-use crate::layer::Bound;
+use crate::bound::Bound;
 
 /// What a replay needs of a request besides its body and service.
 pub(crate) struct Parts {

@@ -28,9 +28,10 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::body::ReplayBody;
+use crate::bound::Bound;
 use crate::copy::{Copy, Resend};
 use crate::error::{AuthError, BoxError};
-use crate::layer::{Bound, Mode, ReplayOn401};
+use crate::mode::{Mode, ReplayOn401};
 use crate::source::{SourceId, TokenFuture};
 
 /// A request waiting for the first (or next) token.
@@ -537,7 +538,7 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
-    use crate::layer::NoReplay;
+    use crate::mode::NoReplay;
 
     type Inner = tower::util::BoxCloneSyncService<Request<String>, Response<String>, BoxError>;
 

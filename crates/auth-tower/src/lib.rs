@@ -59,10 +59,12 @@
 #![deny(missing_docs)]
 
 pub mod body;
+mod bound;
 mod copy;
 pub mod error;
 mod future;
 pub mod layer;
+mod mode;
 pub mod redirect;
 mod registry;
 pub mod sign_in;
