@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use auth_blocking::{BlockingTokenSource, BlockingTokenStore, TransportError};
 use auth_core::secret::ExposeSecret;
@@ -72,7 +72,11 @@ pub fn check_budget_protocol<S: BlockingTokenStore>(config: &SourceConfig, store
         .map(|d| u64::try_from(d.as_millis()).unwrap())
         .unwrap();
     let spend = |store: &S, at: u64, slot: &str| match store
-        .execute(key, &StoreOp::SpendBudget { limit: 2, window: day, at_unix_ms: at, slot: slot.to_owned() })
+        .execute(
+            key,
+            SystemTime::now(),
+            &StoreOp::SpendBudget { limit: 2, window: day, at_unix_ms: at, slot: slot.to_owned() },
+        )
         .unwrap()
     {
         StoreAnswer::Budget(answer) => answer,
@@ -82,7 +86,7 @@ pub fn check_budget_protocol<S: BlockingTokenStore>(config: &SourceConfig, store
     assert_eq!(spend(&a, t0, "a-1"), BudgetAnswer::Granted);
     assert_eq!(spend(&b, t0 + 1_000, "b-1"), BudgetAnswer::Granted);
     assert_eq!(spend(&a, t0 + 2_000, "a-2"), BudgetAnswer::Spent { next_at_unix_ms: t0 + 86_400_000 });
-    b.execute(key, &StoreOp::RefundBudget { slot: "a-1".to_owned() }).unwrap();
+    b.execute(key, SystemTime::now(), &StoreOp::RefundBudget { slot: "a-1".to_owned() }).unwrap();
     assert_eq!(spend(&b, t0 + 3_000, "b-2"), BudgetAnswer::Granted, "a-1 was given back");
     assert_eq!(spend(&a, t0 + 4_000, "a-3"), BudgetAnswer::Spent { next_at_unix_ms: t0 + 1_000 + 86_400_000 });
     assert_eq!(spend(&a, t0 + 1_000 + 86_400_000, "a-4"), BudgetAnswer::Granted, "b-1 left the window");
@@ -97,8 +101,10 @@ pub fn check_budget_protocol<S: BlockingTokenStore>(config: &SourceConfig, store
             let (store, other, granted) = (store(), &other, &granted);
             scope.spawn(move || {
                 let op = StoreOp::SpendBudget { limit: 3, window: day, at_unix_ms: t0, slot: format!("s-{i}") };
-                if matches!(store.execute(other.cache_key(), &op).unwrap(), StoreAnswer::Budget(BudgetAnswer::Granted))
-                {
+                if matches!(
+                    store.execute(other.cache_key(), SystemTime::now(), &op).unwrap(),
+                    StoreAnswer::Budget(BudgetAnswer::Granted)
+                ) {
                     granted.fetch_add(1, Ordering::SeqCst);
                 }
             });

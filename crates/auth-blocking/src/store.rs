@@ -16,39 +16,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use auth_core::store::{MemoryStore, StoreAnswer, StoreError, StoreOp, StoreRequest, StoreTimeouts};
+use auth_core::store::{StoreAnswer, StoreError, StoreRequest, StoreTimeouts};
 use auth_core::CacheKey;
 
-/// A shared token store backend, for the blocking token source.
-///
-/// `execute` carries out one operation on the record of `key` exactly as
-/// the table in `auth_core::store` says. Operations this version of the
-/// backend does not know should answer an error.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a token store for auth-blocking",
-    note = "auth-store's `FileStore` and `RedisStore` are one with auth-store's `blocking` feature: \
-            auth-store = {{ ..., features = [\"blocking\"] }} (`redis` too for Redis)",
-    note = "an `Encrypted<S>` is one when `S` is"
-)]
-pub trait BlockingTokenStore: Send + Sync + 'static {
-    /// Gets ready for operations: a backend that connects does it here,
-    /// so that the time it takes is not charged to an operation. The token
-    /// source calls it (on its store thread) before every operation,
-    /// waiting at most `store_connect_timeout`; it must return at once
-    /// when ready. The default does nothing.
-    fn connect(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Carries out `op` on the record of `key`.
-    fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError>;
-}
-
-impl BlockingTokenStore for MemoryStore {
-    fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-        Ok(self.apply(key, SystemTime::now(), op))
-    }
-}
+pub use auth_core::store::BlockingTokenStore;
 
 /// What the store thread tells the waiting caller: the store is ready,
 /// then the answer (or the answer alone when getting ready failed).
@@ -82,7 +53,7 @@ impl StoreRunner {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     store.connect()?;
                     let _ = progress.send(Progress::Ready);
-                    store.execute(&key, &request.op)
+                    store.execute(&key, SystemTime::now(), &request.op)
                 }))
                 .unwrap_or_else(|_| Err(StoreError::new("the store backend panicked")));
                 running.store(false, Ordering::Release);

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use auth_blocking::{BlockingTokenSource, BlockingTokenStore, TransportError};
 use auth_core::secret::ExposeSecret;
@@ -60,7 +60,7 @@ fn four_sources_on_one_store_make_one_fetch() {
 struct Hung;
 
 impl BlockingTokenStore for Hung {
-    fn execute(&self, _key: &CacheKey, _op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+    fn execute(&self, _key: &CacheKey, _now: SystemTime, _op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         std::thread::sleep(Duration::from_secs(3600));
         Err(StoreError::new("woke up"))
     }
@@ -97,8 +97,8 @@ impl BlockingTokenStore for SlowToConnect {
         Ok(())
     }
 
-    fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-        BlockingTokenStore::execute(&self.inner, key, op)
+    fn execute(&self, key: &CacheKey, now: SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        BlockingTokenStore::execute(&self.inner, key, now, op)
     }
 }
 

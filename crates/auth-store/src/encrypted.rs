@@ -120,26 +120,31 @@ impl<S> Encrypted<S> {
 
 #[cfg(feature = "tower")]
 #[async_trait::async_trait]
-impl<S: auth_tower::TokenStore> auth_tower::TokenStore for Encrypted<S> {
+impl<S: auth_core::store::TokenStore> auth_core::store::TokenStore for Encrypted<S> {
     async fn connect(&self) -> Result<(), StoreError> {
         self.inner.connect().await
     }
 
-    async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+    async fn execute(
+        &self,
+        key: &CacheKey,
+        now: std::time::SystemTime,
+        op: &StoreOp,
+    ) -> Result<StoreAnswer, StoreError> {
         let op = self.seal(key, op)?;
-        Ok(self.open(key, self.inner.execute(key, &op).await?))
+        Ok(self.open(key, self.inner.execute(key, now, &op).await?))
     }
 }
 
 #[cfg(feature = "blocking")]
-impl<S: auth_blocking::BlockingTokenStore> auth_blocking::BlockingTokenStore for Encrypted<S> {
+impl<S: auth_core::store::BlockingTokenStore> auth_core::store::BlockingTokenStore for Encrypted<S> {
     fn connect(&self) -> Result<(), StoreError> {
         self.inner.connect()
     }
 
-    fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+    fn execute(&self, key: &CacheKey, now: std::time::SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         let op = self.seal(key, op)?;
-        Ok(self.open(key, self.inner.execute(key, &op)?))
+        Ok(self.open(key, self.inner.execute(key, now, &op)?))
     }
 }
 

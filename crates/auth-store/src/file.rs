@@ -319,20 +319,20 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(feature = "tower")]
 #[async_trait::async_trait]
-impl auth_tower::TokenStore for FileStore {
-    async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+impl auth_core::store::TokenStore for FileStore {
+    async fn execute(&self, key: &CacheKey, now: SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         // File IO and the short record lock block: off the async threads.
         let (store, key, op) = (self.clone(), key.clone(), op.clone());
-        tokio::task::spawn_blocking(move || store.execute_at(&key, SystemTime::now(), &op))
+        tokio::task::spawn_blocking(move || store.execute_at(&key, now, &op))
             .await
             .unwrap_or_else(|e| Err(StoreError::new(format!("the file store task failed: {e}"))))
     }
 }
 
 #[cfg(feature = "blocking")]
-impl auth_blocking::BlockingTokenStore for FileStore {
-    fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-        self.execute_at(key, SystemTime::now(), op)
+impl auth_core::store::BlockingTokenStore for FileStore {
+    fn execute(&self, key: &CacheKey, now: SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        self.execute_at(key, now, op)
     }
 }
 

@@ -10,8 +10,10 @@
 //!   features `tls` (blocking) and `tower-tls` (async).
 //! - `Encrypted` (feature `encryption`): any backend, its records sealed
 //!   with AES-256-GCM under a key of yours.
-//! - Features `tower` and `blocking` implement `auth_tower::TokenStore` and
-//!   `auth_blocking::BlockingTokenStore` for each backend.
+//! - Features `tower` and `blocking` implement `auth_core::store::TokenStore`
+//!   (the async token sources of auth-tower and auth-reqwest, on tokio) and
+//!   `auth_core::store::BlockingTokenStore` (auth-blocking) for each
+//!   backend. The traits are auth-core's: this crate depends on no driver.
 //!
 //! # Example
 //!

@@ -452,12 +452,17 @@ mod asynchronous {
     }
 
     #[async_trait::async_trait]
-    impl auth_tower::TokenStore for RedisStore {
+    impl auth_core::store::TokenStore for RedisStore {
         async fn connect(&self) -> Result<(), StoreError> {
             self.connection().await.map(drop)
         }
 
-        async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        async fn execute(
+            &self,
+            key: &CacheKey,
+            _now: std::time::SystemTime,
+            op: &StoreOp,
+        ) -> Result<StoreAnswer, StoreError> {
             self.execute_async(key, op).await
         }
     }
@@ -542,12 +547,17 @@ mod synchronous {
         }
     }
 
-    impl auth_blocking::BlockingTokenStore for BlockingRedisStore {
+    impl auth_core::store::BlockingTokenStore for BlockingRedisStore {
         fn connect(&self) -> Result<(), StoreError> {
             self.connect_into(&mut self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
         }
 
-        fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        fn execute(
+            &self,
+            key: &CacheKey,
+            _now: std::time::SystemTime,
+            op: &StoreOp,
+        ) -> Result<StoreAnswer, StoreError> {
             let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.connect_into(&mut slot)?;
             let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;

@@ -936,7 +936,9 @@ impl Worker {
                     Ok(ready) => ready?,
                     Err(_) => return Err(StoreError::connect_timeout(timeouts.connect)),
                 }
-                match tokio::time::timeout(timeouts.operation, store.execute(&key, &request.op)).await {
+                match tokio::time::timeout(timeouts.operation, store.execute(&key, SystemTime::now(), &request.op))
+                    .await
+                {
                     Ok(answer) => answer,
                     Err(_) => Err(StoreError::timeout(timeouts.operation)),
                 }

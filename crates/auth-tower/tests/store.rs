@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use auth_core::store::{MemoryStore, StoreAnswer, StoreConfig, StoreError, StoreOp};
 use auth_core::CacheKey;
@@ -50,7 +50,7 @@ struct Hanging;
 
 #[async_trait::async_trait]
 impl TokenStore for Hanging {
-    async fn execute(&self, _key: &CacheKey, _op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+    async fn execute(&self, _key: &CacheKey, _now: SystemTime, _op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         std::future::pending().await
     }
 }
@@ -60,7 +60,7 @@ struct Broken;
 
 #[async_trait::async_trait]
 impl TokenStore for Broken {
-    async fn execute(&self, _key: &CacheKey, _op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+    async fn execute(&self, _key: &CacheKey, _now: SystemTime, _op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         Err(StoreError::new("connection refused"))
     }
 }
@@ -98,8 +98,8 @@ impl TokenStore for SlowToConnect {
         Ok(())
     }
 
-    async fn execute(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-        self.inner.execute(key, op).await
+    async fn execute(&self, key: &CacheKey, now: SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        self.inner.execute(key, now, op).await
     }
 }
 

@@ -330,7 +330,7 @@ pub async fn revoke(
                 if let Some(access) = stored.and_then(|c| c.access_token).filter(|_| holds) {
                     let fingerprint = auth_core::store::fingerprint(access.expose_secret());
                     let op = StoreOp::Invalidate { fingerprint };
-                    let _ = store.execute(config.cache_key(), &op).await;
+                    let _ = store.execute(config.cache_key(), std::time::SystemTime::now(), &op).await;
                 }
             }
             notice("token revoked");

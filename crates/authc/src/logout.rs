@@ -83,7 +83,7 @@ async fn logout_one(
     if let Some(fingerprint) = forget {
         // Forgotten even when the access token had expired (the record still held the refresh token).
         store
-            .execute(config.cache_key(), &StoreOp::Invalidate { fingerprint })
+            .execute(config.cache_key(), std::time::SystemTime::now(), &StoreOp::Invalidate { fingerprint })
             .await
             .map_err(|e| Failure::network(format!("could not delete the tokens from the token store: {e}")))?;
     }

@@ -38,7 +38,7 @@ impl SignIns {
     /// when it holds none, or one this version cannot read).
     pub async fn read(settings: &Settings, store: &Store) -> Result<Self, Failure> {
         let key = index_key(settings)?;
-        let (generation, noted) = match store.execute(&key, &StoreOp::Read).await {
+        let (generation, noted) = match store.execute(&key, SystemTime::now(), &StoreOp::Read).await {
             Ok(StoreAnswer::Envelope(Some(envelope))) => {
                 let noted = serde_json::from_slice::<Vec<Scoping>>(&envelope.payload).unwrap_or_default();
                 (envelope.generation, noted)
@@ -65,7 +65,7 @@ impl SignIns {
     pub async fn save(&self, store: &Store) -> Result<(), auth_core::store::StoreError> {
         if self.noted.is_empty() {
             let op = StoreOp::Invalidate { fingerprint: FINGERPRINT.to_owned() };
-            return store.execute(&self.key, &op).await.map(drop);
+            return store.execute(&self.key, SystemTime::now(), &op).await.map(drop);
         }
         let now = SystemTime::now();
         let payload = serde_json::to_vec(&self.noted).unwrap_or_default();
@@ -76,7 +76,7 @@ impl SignIns {
             expires_at_unix_ms: unix_ms(now + REFRESH_TOKEN_RETENTION),
             payload: Zeroizing::new(payload),
         };
-        store.execute(&self.key, &StoreOp::Write { envelope, release: None }).await.map(drop)
+        store.execute(&self.key, now, &StoreOp::Write { envelope, release: None }).await.map(drop)
     }
 }
 

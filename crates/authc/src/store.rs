@@ -53,7 +53,7 @@ pub(crate) fn token_store(settings: &Settings) -> Result<Option<Store>, Failure>
 pub(crate) async fn stored_tokens(store: &Store, config: &SourceConfig) -> Option<StoredToken> {
     let now = std::time::SystemTime::now();
     let key = config.cache_key();
-    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute(key, &StoreOp::Read).await else { return None };
+    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute(key, now, &StoreOp::Read).await else { return None };
     let record = envelope.open(key).ok()?;
     let remaining = record.expires_at().duration_since(now).unwrap_or_default();
     Some(StoredToken::new(
