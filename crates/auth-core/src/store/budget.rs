@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// The answer to [`StoreOp::SpendBudget`].
+/// The answer to [`StoreOp::SpendBudget`](super::StoreOp::SpendBudget).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetAnswer {
     /// The request was counted: fetch.
@@ -17,7 +17,7 @@ pub enum BudgetAnswer {
 }
 
 /// The requests counted against a fetch budget, oldest first: the rule of
-/// [`StoreOp::SpendBudget`] for backends that keep the log as one value
+/// [`StoreOp::SpendBudget`](super::StoreOp::SpendBudget) for backends that keep the log as one value
 /// (in memory, in a file). Encoded as JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BudgetLog {
@@ -28,7 +28,7 @@ impl BudgetLog {
     /// The most entries a log keeps: the largest budget.
     pub const MAX_ENTRIES: usize = crate::config::MAX_FETCHES_PER_DAY as usize;
 
-    /// Carries out [`StoreOp::SpendBudget`].
+    /// Carries out [`StoreOp::SpendBudget`](super::StoreOp::SpendBudget).
     pub fn spend(&mut self, limit: u32, window: Duration, at_unix_ms: u64, slot: &str) -> BudgetAnswer {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         let start = at_unix_ms.saturating_sub(window_ms);
@@ -43,7 +43,7 @@ impl BudgetLog {
         BudgetAnswer::Spent { next_at_unix_ms: oldest.saturating_add(window_ms) }
     }
 
-    /// Carries out [`StoreOp::RefundBudget`].
+    /// Carries out [`StoreOp::RefundBudget`](super::StoreOp::RefundBudget).
     pub fn refund(&mut self, slot: &str) {
         self.entries.retain(|(_, name)| name != slot);
     }
