@@ -1,0 +1,75 @@
+//! What a test injects (faults) and what the provider saw (its requests
+//! and counts).
+
+/// A fault for the next token requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// `500` with an HTML error page.
+    ServerError,
+    /// `503` with an HTML error page.
+    Unavailable,
+    /// `429` with `Retry-After: <seconds>`.
+    TooManyRequests {
+        /// The `Retry-After` value, in seconds.
+        retry_after: u64,
+    },
+}
+
+/// One token endpoint request, as the provider understood it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRequest {
+    /// `grant_type`.
+    pub grant_type: String,
+    /// How the client authenticated: `basic`, `basic-raw`, `post`, `json`,
+    /// `none`, `private-key-jwt`, `client-secret-jwt`, `tls-client-auth`,
+    /// `self-signed-tls-client-auth`, or `unknown`.
+    pub client_auth: String,
+    /// The `x5t#S256` thumbprint of the client certificate the request
+    /// came with (over the mutual TLS listener).
+    pub client_certificate: Option<String>,
+    /// The client id, when one was found.
+    pub client_id: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `audience`.
+    pub audience: Option<String>,
+    /// Every `resource`.
+    pub resources: Vec<String>,
+    /// Every other parameter (the client secret and assertions excluded).
+    pub params: Vec<(String, String)>,
+    /// The `jti` of the client assertion and of the JWT bearer grant's
+    /// assertion, when sent.
+    pub assertion_ids: Vec<String>,
+    /// Why the request was refused, when it was (the provider's log).
+    pub refusal: Option<String>,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// Counters of what the provider served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProviderStats {
+    /// Requests to the token endpoint (faults included).
+    pub token_requests: u64,
+    /// Access tokens issued.
+    pub tokens_issued: u64,
+    /// Calls to the protected API.
+    pub api_calls: u64,
+    /// API calls answered 401.
+    pub api_unauthorized: u64,
+    /// Revocation requests.
+    pub revocations: u64,
+    /// Authorization requests (`GET /oauth/authorize`).
+    pub authorizations: u64,
+    /// Answers that asked for a DPoP nonce (`use_dpop_nonce`), at the
+    /// token endpoint and the API.
+    pub dpop_nonce_challenges: u64,
+    /// DPoP proofs refused for another reason (bad, replayed, missing).
+    pub dpop_proofs_refused: u64,
+    /// Certificate-bound tokens refused at the API because the connection
+    /// did not show their certificate.
+    pub certificate_binding_refused: u64,
+}
