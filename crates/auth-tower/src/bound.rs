@@ -5,7 +5,8 @@
 use auth_core::replay::ReplayCopies;
 use auth_core::{Credentials, Generation};
 
-use crate::source::{SourceId, TokenFuture, TokenSource};
+use crate::handoff::TokenFuture;
+use crate::source::{SourceId, TokenSource};
 
 /// The credentials, with the token source when they carry its token.
 #[derive(Debug, Clone)]

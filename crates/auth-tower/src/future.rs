@@ -31,8 +31,9 @@ use crate::body::ReplayBody;
 use crate::bound::Bound;
 use crate::copy::{Copy, Resend};
 use crate::error::{AuthError, BoxError};
+use crate::handoff::TokenFuture;
 use crate::mode::{Mode, ReplayOn401};
-use crate::source::{SourceId, TokenFuture};
+use crate::source::SourceId;
 
 /// A request waiting for the first (or next) token.
 pub(crate) struct Pending<S, B> {

@@ -63,6 +63,7 @@ mod bound;
 mod copy;
 pub mod error;
 mod future;
+mod handoff;
 pub mod layer;
 mod mode;
 pub mod redirect;
@@ -70,6 +71,8 @@ mod registry;
 pub mod sign_in;
 pub mod source;
 pub mod store;
+mod transport;
+mod worker;
 
 pub use body::{ReplayBody, ReplayableBody};
 pub use error::{AuthError, BoxError};

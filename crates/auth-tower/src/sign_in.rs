@@ -38,7 +38,8 @@ use auth_core::secret::AuthorizationCode;
 use auth_core::{AccessToken, ConfigError};
 
 use crate::error::AuthError;
-use crate::source::{now, TokenSource};
+use crate::handoff::now;
+use crate::source::TokenSource;
 
 /// How long a loopback sign-in waits for the browser by default: 5 minutes.
 pub const DEFAULT_SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);

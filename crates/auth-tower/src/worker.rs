@@ -1,0 +1,418 @@
+//! The task that owns a token source's lifecycle: it carries out what the core asks (fetches, store operations, timers) and answers the handles.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use auth_core::request::{TokenCall, TokenKind};
+use auth_core::store::{StoreAnswer, StoreError, StoreOpId, StoreRequest, StoreTimeouts};
+use auth_core::{AccessToken, FetchId, FetchRequest, Lifecycle, Output, TokenError, Unauthorized, Want};
+use bytes::Bytes;
+use http::{Request, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::AuthError;
+use crate::handoff::{now, Command, FetchFuture, Fetcher, Published, Reply, Revoked};
+use crate::store::TokenStore;
+
+pub(crate) struct InFlight {
+    pub(crate) id: FetchId,
+    pub(crate) started: Instant,
+    pub(crate) future: FetchFuture,
+}
+
+pub(crate) type StoreAnswered = (StoreOpId, Result<StoreAnswer, StoreError>);
+
+/// The task that owns the lifecycle.
+pub(crate) struct Worker {
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) published: Arc<Published>,
+    pub(crate) waiters: Vec<oneshot::Sender<Reply>>,
+    pub(crate) fetch: Option<InFlight>,
+    pub(crate) store: Option<Arc<dyn TokenStore>>,
+    pub(crate) store_timeouts: StoreTimeouts,
+    /// Store operations run as tasks of their own and answer here.
+    pub(crate) store_answers: mpsc::UnboundedSender<StoreAnswered>,
+    pub(crate) store_answered: mpsc::UnboundedReceiver<StoreAnswered>,
+    /// Store operations started and not answered yet.
+    pub(crate) store_pending: usize,
+    /// Callers of `flush` waiting for `store_pending` to reach zero.
+    pub(crate) flushes: Vec<oneshot::Sender<()>>,
+}
+
+/// What woke the worker.
+pub(crate) enum Event {
+    Command(Command),
+    Fetched(Result<Response<Bytes>, TokenError>),
+    Stored(StoreAnswered),
+    Timeout,
+}
+
+impl Worker {
+    pub(crate) async fn run(mut self) {
+        loop {
+            let deadline = match self.guarded(|worker| {
+                worker.carry_out();
+                worker.published.slot.poll_timeout_with(&worker.lifecycle)
+            }) {
+                Ok(deadline) => deadline.map(tokio::time::Instant::from_std),
+                Err(()) => return,
+            };
+            let event = tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => Event::Command(command),
+                    // Every handle is gone: stop, dropping any fetch in flight.
+                    None => break,
+                },
+                outcome = poll_fetch(&mut self.fetch) => Event::Fetched(outcome),
+                Some(answered) = self.store_answered.recv() => Event::Stored(answered),
+                () = sleep_until(deadline) => Event::Timeout,
+            };
+            if self.guarded(|worker| worker.on(event)).is_err() {
+                return;
+            }
+        }
+        tracing::debug!(target: "auth_tower", "token source stopped: every handle was dropped");
+    }
+
+    /// Runs one step; a panic (a bug) stops the worker with its message
+    /// kept, so that callers learn what happened rather than a false
+    /// "runtime shut down".
+    pub(crate) fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> T) -> Result<T, ()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self))).map_err(|panic| {
+            let message = panic_message(&*panic);
+            tracing::error!(target: "auth_tower", "token source worker failed: {message}");
+            let _ = self.published.failure.set(message);
+        })
+    }
+
+    pub(crate) fn on(&mut self, event: Event) {
+        match event {
+            Event::Command(command) => {
+                self.published.handled.fetch_add(1, Ordering::Release);
+                self.handle(command);
+            }
+            Event::Fetched(outcome) => {
+                if let Some(fetch) = self.fetch.take() {
+                    self.finish(fetch.id, fetch.started, outcome);
+                }
+            }
+            Event::Stored((id, answer)) => {
+                self.store_pending = self.store_pending.saturating_sub(1);
+                if let Err(error) = &answer {
+                    tracing::debug!(target: "auth_tower", op = id.get(), timeout = error.timeout, "token store operation failed: {error}");
+                }
+                self.lifecycle.handle_store(now(), SystemTime::now(), id, answer);
+                self.publish_lifecycle_stats();
+                // Operations the answer started are counted before flushes are told.
+                self.carry_out();
+                if self.store_pending == 0 {
+                    for flush in self.flushes.drain(..) {
+                        let _ = flush.send(());
+                    }
+                }
+            }
+            Event::Timeout => self.published.slot.handle_timeout_with(&mut self.lifecycle, now()),
+        }
+    }
+
+    /// Copies the lifecycle's counters to the shared ones.
+    pub(crate) fn publish_lifecycle_stats(&self) {
+        let (stats, counters) = (self.lifecycle.stats(), &self.published.counters);
+        counters.failures.store(stats.failures, Ordering::Relaxed);
+        counters.budget_refusals.store(stats.budget_refusals, Ordering::Relaxed);
+        counters.store_reads.store(stats.store_reads, Ordering::Relaxed);
+        counters.adoptions.store(stats.adoptions, Ordering::Relaxed);
+        counters.leases_won.store(stats.leases_won, Ordering::Relaxed);
+        counters.leases_lost.store(stats.leases_lost, Ordering::Relaxed);
+        counters.store_errors.store(stats.store_errors, Ordering::Relaxed);
+        counters.peer_waits_expired.store(stats.peer_waits_expired, Ordering::Relaxed);
+    }
+
+    /// Runs a store operation in a task of its own: waits for the store to
+    /// get ready, then for the answer, each at most its timeout.
+    pub(crate) fn run_store_op(&mut self, request: StoreRequest) {
+        self.store_pending += 1;
+        let answers = self.store_answers.clone();
+        let Some(store) = self.store.clone() else {
+            let _ = answers.send((request.id, Err(StoreError::new("no store is configured"))));
+            return;
+        };
+        let key = self.lifecycle.config().cache_key().clone();
+        let timeouts = self.store_timeouts;
+        tracing::trace!(target: "auth_tower", op = request.id.get(), kind = request.op.kind(), "token store operation");
+        tokio::spawn(async move {
+            let answer = async {
+                match tokio::time::timeout(timeouts.connect, store.connect()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(StoreError::connect_timeout(timeouts.connect)),
+                }
+                match tokio::time::timeout(timeouts.operation, store.execute(&key, SystemTime::now(), &request.op))
+                    .await
+                {
+                    Ok(answer) => answer,
+                    Err(_) => Err(StoreError::timeout(timeouts.operation)),
+                }
+            };
+            let _ = answers.send((request.id, answer.await));
+        });
+    }
+
+    pub(crate) fn handle(&mut self, command: Command) {
+        match command {
+            Command::Want(reply) => self.want(reply),
+            Command::Nudge => {
+                let _ = self.lifecycle.handle_token_wanted(now());
+            }
+            Command::Revoke(reply) => self.revoke(reply),
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.lifecycle.snapshot(now()));
+            }
+            Command::Send(request, reply) => {
+                let send = self.send_timed(request);
+                tokio::spawn(async move {
+                    let _ = reply.send(send.await);
+                });
+            }
+            Command::SignIn(response, sent_at, reply) => {
+                let outcome = self.lifecycle.handle_sign_in(now(), SystemTime::now(), sent_at, &response);
+                if let Ok(token) = &outcome {
+                    tracing::info!(target: "auth_tower", generation = token.generation().get(), "signed in: the user's tokens are installed");
+                }
+                let _ = reply.send(outcome.map_err(AuthError::Token));
+            }
+            Command::Flush(reply) => {
+                if self.store_pending == 0 {
+                    let _ = reply.send(());
+                } else {
+                    self.flushes.push(reply);
+                }
+            }
+            Command::Unauthorized(generation, reply) => {
+                let outcome = self.published.slot.handle_unauthorized(&mut self.lifecycle, now(), generation);
+                if outcome == Unauthorized::Invalidated {
+                    self.published.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Unauthorized::Suppressed { until } = outcome {
+                    tracing::warn!(
+                        target: "auth_tower",
+                        generation = generation.get(),
+                        retry_in_ms = until.saturating_duration_since(now()).as_millis() as u64,
+                        "{}; not fetching another yet",
+                        auth_core::RejectedAfterRenewal::HINT
+                    );
+                }
+                match reply {
+                    Some(reply) if outcome.should_replay() => self.want(reply),
+                    Some(reply) => {
+                        let _ = reply.send(Ok(None));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    pub(crate) fn want(&mut self, reply: oneshot::Sender<Reply>) {
+        match self.lifecycle.handle_token_wanted(now()) {
+            Want::Ready(token) => {
+                self.publish(&token);
+                let _ = reply.send(Ok(Some(token)));
+            }
+            Want::Wait => {
+                self.published.counters.waits.fetch_add(1, Ordering::Relaxed);
+                self.waiters.push(reply);
+            }
+            Want::Failed(error) => {
+                let _ = reply.send(Err(AuthError::Token(error)));
+            }
+            _ => {
+                let _ = reply.send(Err(AuthError::Stopped));
+            }
+        }
+    }
+
+    pub(crate) fn finish(&mut self, id: FetchId, started: Instant, outcome: Result<Response<Bytes>, TokenError>) {
+        let now = now();
+        let elapsed_ms = now.saturating_duration_since(started).as_millis() as u64;
+        match outcome {
+            Ok(response) => {
+                tracing::debug!(target: "auth_tower", fetch = id.get(), status = response.status().as_u16(), elapsed_ms, "token endpoint answered");
+                self.lifecycle.handle_fetch_response(now, id, &response);
+            }
+            Err(error) => self.lifecycle.handle_fetch_failed(now, id, error),
+        }
+    }
+
+    /// Carries out every output of the lifecycle.
+    pub(crate) fn carry_out(&mut self) {
+        while let Some(output) = self.lifecycle.poll_output() {
+            match output {
+                Output::Fetch(fetch) => self.start(fetch),
+                Output::Store(request) => self.run_store_op(request),
+                Output::TokenReady(token) => {
+                    tracing::info!(
+                        target: "auth_tower",
+                        generation = token.generation().get(),
+                        lifetime_s = token.lifetime().as_secs(),
+                        lifetime_from_provider = token.lifetime_from_provider(),
+                        fetch_ms = now().saturating_duration_since(token.issued_at()).as_millis() as u64,
+                        "access token obtained"
+                    );
+                    self.publish(&token);
+                    for waiter in self.waiters.drain(..) {
+                        let _ = waiter.send(Ok(Some(Arc::clone(&token))));
+                    }
+                }
+                Output::Failed(error) => {
+                    tracing::warn!(
+                        target: "auth_tower",
+                        kind = error.kind(),
+                        transient = error.is_transient(),
+                        code = error.code().map(|c| c.as_str().to_owned()),
+                        waiters = self.waiters.len(),
+                        "could not obtain a token: {error}"
+                    );
+                    for waiter in self.waiters.drain(..) {
+                        let _ = waiter.send(Err(AuthError::Token(error.clone())));
+                    }
+                }
+                Output::TokenWithdrawn { generation, reason } => {
+                    tracing::debug!(target: "auth_tower", generation = generation.get(), ?reason, "token withdrawn");
+                    self.published.slot.withdraw(generation);
+                }
+                Output::StoreHealth { error: Some(error), .. } => {
+                    tracing::warn!(target: "auth_tower", timeout = error.timeout, "{error}; fetching without the store until it answers again");
+                }
+                Output::StoreHealth { .. } => tracing::info!(target: "auth_tower", "the token store answers again"),
+                _ => {}
+            }
+        }
+        self.publish_lifecycle_stats();
+    }
+
+    /// Forgets the tokens, then revokes them in a task of their own (the
+    /// worker keeps serving commands meanwhile).
+    pub(crate) fn revoke(&mut self, reply: oneshot::Sender<Result<Revoked, AuthError>>) {
+        let requests = match self.lifecycle.handle_revoke(now()) {
+            Ok(requests) => requests,
+            Err(error) => {
+                let _ = reply.send(Err(AuthError::Config(error)));
+                return;
+            }
+        };
+        let config = Arc::clone(self.lifecycle.config());
+        let revoked = Revoked {
+            access_token: requests.iter().any(|r| r.kind() == TokenKind::AccessToken),
+            refresh_token: requests.iter().any(|r| r.kind() == TokenKind::RefreshToken),
+        };
+        let sends: Vec<_> = requests
+            .into_iter()
+            .map(|mut revocation| {
+                let send = self.send_timed(revocation.take_request());
+                (revocation, send)
+            })
+            .collect();
+        tokio::spawn(async move {
+            let outcome = async {
+                for (revocation, send) in sends {
+                    let response = send.await?;
+                    revocation.parse_response(&config, response.status(), response.headers(), response.body())?;
+                }
+                tracing::info!(target: "auth_tower", access = revoked.access_token, refresh = revoked.refresh_token, "tokens revoked");
+                Ok(revoked)
+            };
+            let _ = reply.send(outcome.await.map_err(AuthError::Revocation));
+        });
+    }
+
+    /// Sends a request to the token endpoint through the transport, with
+    /// the fetch timeout counted from the first poll. Each attempt is made
+    /// ready to send at its time (fresh assertions and DPoP proof), and a
+    /// DPoP nonce demand is tried once more ([`TokenCall`]).
+    pub(crate) fn send_timed(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> impl Future<Output = Result<Response<Bytes>, TokenError>> + Send + 'static {
+        let (timeout, fetcher) = (self.fetch_timeout, Arc::clone(&self.fetcher));
+        let mut call = TokenCall::new(request);
+        // The first attempt starts here, in the worker; a retry in the task.
+        let first = call.attempt(SystemTime::now()).map(|ready| fetcher(ready));
+        let exchange = async move {
+            let mut response = first?.await?;
+            while call.retry(&response) {
+                response = fetcher(call.attempt(SystemTime::now())?).await?;
+            }
+            Ok(response)
+        };
+        async move { tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err(TokenError::timeout(timeout))) }
+    }
+
+    /// Makes `token` the one readers see, unless it already is.
+    pub(crate) fn publish(&self, token: &Arc<AccessToken>) {
+        self.published.slot.publish(token, now());
+    }
+
+    pub(crate) fn start(&mut self, fetch: FetchRequest) {
+        self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(target: "auth_tower", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
+        // A task of its own: a transport that panics fails this fetch, not
+        // the worker. Dropping the fetch (the worker stops) aborts it.
+        let task = AbortOnDrop(tokio::spawn(self.send_timed(fetch.request)));
+        let future: FetchFuture = Box::pin(async move {
+            task.await.unwrap_or_else(|error| {
+                let what = if error.is_panic() { panic_message(&*error.into_panic()) } else { error.to_string() };
+                Err(TokenError::transport(format!("the token transport failed: {what}")))
+            })
+        });
+        self.fetch = Some(InFlight { id: fetch.id, started: now(), future });
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+pub(crate) struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a panic said, when it said it with a string.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// Resolves with the outcome of the fetch in flight; pending forever when
+/// there is none.
+pub(crate) async fn poll_fetch(fetch: &mut Option<InFlight>) -> Result<Response<Bytes>, TokenError> {
+    match fetch {
+        Some(fetch) => (&mut fetch.future).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
