@@ -104,7 +104,7 @@ pub async fn token(auth: &AuthArgs, json: bool) -> Result<(), Failure> {
 
 async fn token_with(settings: &Settings, json: bool) -> Result<(), Failure> {
     let config = needs_oauth(settings, "token")?;
-    let session = CachedSource::open(settings, config, token_store(settings)?, None)?;
+    let session = CachedSource::open(settings, config, token_store(settings.store.as_ref())?, None)?;
     let token = session.source.token().await?;
     session.save().await;
     let now = tokio::time::Instant::now().into_std();
@@ -143,7 +143,9 @@ async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Fai
     let config = settings.source_config()?;
     let credentials = credentials_for(settings, config.is_some(), &url)?;
     let session = config
-        .map(|config| CachedSource::open_traced(settings, config, token_store(settings)?, None, spec.verbose))
+        .map(|config| {
+            CachedSource::open_traced(settings, config, token_store(settings.store.as_ref())?, None, spec.verbose)
+        })
         .transpose()?;
     let redaction = crate::verbose::Redaction::new(settings.api_key_header.as_deref(), credentials.clone());
     let middleware = match &session {
@@ -308,7 +310,7 @@ pub async fn revoke(
             "`authc revoke` needs --revocation-url (or AUTHC_REVOCATION_URL, or revocation_url in the profile)",
         ));
     }
-    let store = token_store(&settings)?;
+    let store = token_store(settings.store.as_ref())?;
     match token {
         Some(dash) if dash == "-" => {
             let mut value = Zeroizing::new(String::new());
@@ -378,7 +380,7 @@ pub async fn login(auth: &AuthArgs, login: &LoginArgs) -> Result<(), Failure> {
 async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failure> {
     use auth_tower::sign_in::{device_sign_in, exchange_code, Loopback, LoopbackOptions};
     let config = needs_oauth(settings, "login")?;
-    let Some(store) = token_store(settings)? else {
+    let Some(store) = token_store(settings.store.as_ref())? else {
         return Err(Failure::usage(
             "`authc login` keeps the tokens in the token store, which is off (--no-cache or --store none)",
         ));

@@ -20,7 +20,7 @@ pub async fn logout(auth: &AuthArgs, revocation_url: Option<String>) -> Result<(
     let mut settings = Settings::resolve_sign_in(auth, revocation_url)?;
     settings.discover().await?;
     let config = needs_oauth(&settings, "logout")?;
-    let Some(store) = token_store(&settings)? else {
+    let Some(store) = token_store(settings.store.as_ref())? else {
         return Err(Failure::usage("nothing to forget: the token store is off (--no-cache or --store none)"));
     };
     let mut sign_ins = SignIns::read(&settings, &store).await?;

@@ -23,11 +23,16 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod capped;
+mod check;
 mod cli;
 mod commands;
 mod demo;
+mod discover;
 mod failure;
+mod key_files;
 mod logout;
+mod profile;
+mod secrets;
 mod serve;
 mod settings;
 mod sign_ins;
@@ -70,8 +75,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Login { auth, login } => commands::login(&auth, &login).await,
         Command::Logout { auth, revocation_url } => logout::logout(&auth, revocation_url).await,
-        Command::Profiles { config } => settings::list_profiles(config),
-        Command::Config { action: cli::ConfigAction::Check { auth } } => settings::check(&auth),
+        Command::Profiles { config } => profile::list_profiles(config),
+        Command::Config { action: cli::ConfigAction::Check { auth } } => check::check(&auth),
         Command::Demo => demo::run().await,
         Command::Serve { port, token_lifetime, latency, fail_next, fault } => {
             serve::run(serve::Options { port, token_lifetime, latency, fail_next, fault }).await

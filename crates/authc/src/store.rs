@@ -1,6 +1,7 @@
 //! The token store authc keeps tokens in: which one the settings name, and
 //! the tokens it holds for a configuration.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use auth_core::store::{StoreAnswer, StoreOp};
@@ -9,15 +10,14 @@ use auth_store::{Encrypted, FileStore, RedisStore};
 use auth_tower::TokenStore;
 
 use crate::failure::{notice, Failure};
-use crate::settings::{Settings, StoreChoice};
 
 /// The token store authc uses.
 pub(crate) type Store = Arc<dyn TokenStore>;
 
 /// The token store, unless `--store none`; an unusable one (an unsafe
 /// directory, a bad URL or key) is said on stderr and not used.
-pub(crate) fn token_store(settings: &Settings) -> Result<Option<Store>, Failure> {
-    let Some(choice) = settings.store.as_ref() else { return Ok(None) };
+pub(crate) fn token_store(choice: Option<&StoreChoice>) -> Result<Option<Store>, Failure> {
+    let Some(choice) = choice else { return Ok(None) };
     let store: Result<Store, auth_core::store::StoreError> = match choice {
         StoreChoice::File(dir) => FileStore::open(dir).map(|s| Arc::new(s) as Store),
         StoreChoice::Redis(url) => match std::env::var_os("AUTHC_STORE_CA_FILE") {
@@ -62,4 +62,44 @@ pub(crate) async fn stored_tokens(store: &Store, config: &SourceConfig) -> Optio
         record.refresh_token().cloned(),
         record.scope().map(str::to_owned),
     ))
+}
+
+/// Where tokens are shared between runs.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// A directory (the cache directory by default).
+    File(PathBuf),
+    /// A Redis URL (it may hold a password: never shown).
+    Redis(String),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(dir) => f.debug_tuple("File").field(dir).finish(),
+            Self::Redis(_) => f.write_str("Redis([redacted])"),
+        }
+    }
+}
+
+/// Parses `--store`: `file`, `file:DIR`, `redis://...`, `rediss://...` or `none`.
+pub(crate) fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
+    let default_dir = || {
+        std::env::var_os("AUTHC_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("authc")))
+            .ok_or_else(|| Failure::usage("no cache directory is known: set AUTHC_CACHE_DIR or pass --store file:DIR"))
+    };
+    match spec {
+        "none" => Ok(None),
+        "file" => Ok(Some(StoreChoice::File(default_dir()?))),
+        redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
+            Ok(Some(StoreChoice::Redis(redis.to_owned())))
+        }
+        other => match other.strip_prefix("file:") {
+            Some(dir) if !dir.is_empty() => Ok(Some(StoreChoice::File(PathBuf::from(dir)))),
+            // Not quoted: a mistyped Redis URL may hold a password.
+            _ => Err(Failure::usage("--store is not understood; use file, file:DIR, redis://HOST:PORT/DB or none")),
+        },
+    }
 }
