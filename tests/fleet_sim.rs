@@ -191,7 +191,12 @@ impl Fleet {
             let mut response = http::Response::new(body.into_bytes());
             *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
             let now = self.instant();
-            self.replicas[pending.replica].lc.handle_fetch_response(now, pending.id, &response);
+            self.replicas[pending.replica].lc.handle_fetch_response(
+                now,
+                std::time::SystemTime::now(),
+                pending.id,
+                &response,
+            );
             self.drain(pending.replica);
         }
     }

@@ -115,7 +115,7 @@ pub fn simulate_day(seed: u64, mut fail: impl FnMut(u64) -> bool) -> DayReport {
             } else {
                 http::Response::new(br#"{"access_token":"tok","token_type":"Bearer","expires_in":3600}"#.to_vec())
             };
-            lc.handle_fetch_response(now, id, &response);
+            lc.handle_fetch_response(now, std::time::SystemTime::now(), id, &response);
         } else if now == next_request {
             next_request += Duration::from_secs(1);
             report.requests += 1;

@@ -67,6 +67,7 @@ fn subscription_key_header_plus_client_credentials_bearer_with_secret_in_form_bo
     clock.advance_secs(1);
     lc.handle_fetch_response(
         clock.now(),
+        std::time::SystemTime::now(),
         fetch.id,
         &json_response(200, r#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600}"#),
     );
@@ -99,7 +100,7 @@ fn basic_client_auth_with_offline_access_and_refresh_token() {
     assert_eq!(decoded, "my%20client:s3cr3t%2F%2B%3D", "RFC 6749 §2.3.1 encoding");
     assert_eq!(form(&fetch.request), pairs(&[("grant_type", "client_credentials"), ("scope", "offline_access")]));
     lc.handle_fetch_response(
-        clock.now(),
+        clock.now(), std::time::SystemTime::now(),
         fetch.id,
         &json_response(
             200,
@@ -117,6 +118,7 @@ fn basic_client_auth_with_offline_access_and_refresh_token() {
     assert!(renewal.request.headers()["authorization"].to_str().unwrap().starts_with("Basic "));
     lc.handle_fetch_response(
         clock.now(),
+        std::time::SystemTime::now(),
         renewal.id,
         &json_response(200, r#"{"access_token":"at-2","expires_in":900,"refresh_token":"rt-2"}"#),
     );
@@ -149,6 +151,7 @@ fn json_token_request_with_audience_and_a_one_day_token() {
     );
     lc.handle_fetch_response(
         clock.now(),
+        std::time::SystemTime::now(),
         fetch.id,
         &json_response(200, r#"{"access_token":"eyJz.eyJh.sig","token_type":"Bearer","expires_in":86400}"#),
     );
@@ -223,6 +226,7 @@ fn revocation_of_a_token() {
     let fetch = first_fetch(&mut lc, &clock);
     lc.handle_fetch_response(
         clock.now(),
+        std::time::SystemTime::now(),
         fetch.id,
         &json_response(200, r#"{"access_token":"at-9","refresh_token":"rt-9"}"#),
     );
@@ -260,6 +264,7 @@ fn rfc6749_error_from_the_provider_reaches_the_caller_with_its_description() {
     let fetch = first_fetch(&mut lc, &clock);
     lc.handle_fetch_response(
         clock.now(),
+        std::time::SystemTime::now(),
         fetch.id,
         &json_response(401, r#"{"error":"invalid_client","error_description":"Client authentication failed."}"#),
     );

@@ -9,7 +9,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use auth_core::request::TokenKind;
-use auth_core::response::normalize_retry_after;
 use auth_core::slot::TokenSlot;
 use auth_core::store::{StoreConfig, StoreError, StoreTimeouts};
 use auth_core::{
@@ -458,10 +457,7 @@ impl Worker {
 
     fn send_once(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.transport.send(request))) {
-            Ok(Ok(mut response)) => {
-                normalize_retry_after(response.headers_mut(), SystemTime::now());
-                Ok(response)
-            }
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(error.into_token_error()),
             Err(panic) => Err(TokenError::transport(format!("the token transport failed: {}", panic_message(&*panic)))),
         }
@@ -530,7 +526,9 @@ impl Worker {
                     self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(target: "auth_blocking", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
                     match self.send(fetch.request) {
-                        Ok(response) => self.lifecycle.handle_fetch_response(Instant::now(), fetch.id, &response),
+                        Ok(response) => {
+                            self.lifecycle.handle_fetch_response(Instant::now(), SystemTime::now(), fetch.id, &response)
+                        }
                         Err(error) => self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error),
                     }
                     self.publish_lifecycle_stats();

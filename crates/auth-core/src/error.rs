@@ -614,6 +614,17 @@ impl TokenError {
         }
     }
 
+    /// Sets the delay the provider asked for, on an error that carries
+    /// one and has none yet (`Retry-After` as an HTTP-date, which the
+    /// parser, without the wall time, leaves out).
+    pub(crate) fn fill_retry_after(&mut self, delay: Option<Duration>) {
+        if let Self::Provider(ProviderError { retry_after, .. }) | Self::Status { retry_after, .. } = self {
+            if retry_after.is_none() {
+                *retry_after = delay;
+            }
+        }
+    }
+
     /// The delay the provider asked for with `Retry-After`, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

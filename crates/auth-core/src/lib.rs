@@ -37,7 +37,7 @@
 //! let answer = http::Response::builder()
 //!     .header("content-type", "application/json")
 //!     .body(br#"{"access_token":"eyJ.abc.def","token_type":"bearer","expires_in":3600}"#.to_vec())?;
-//! lifecycle.handle_fetch_response(start + Duration::from_millis(80), fetch.id, &answer);
+//! lifecycle.handle_fetch_response(start + Duration::from_millis(80), std::time::UNIX_EPOCH, fetch.id, &answer);
 //! let Some(Output::TokenReady(token)) = lifecycle.poll_output() else { unreachable!() };
 //!
 //! // The token goes on API requests with the API key.

@@ -56,7 +56,7 @@ use crate::config::{SourceConfig, SourceGrant, FETCH_BUDGET_WINDOW};
 use crate::error::ConfigError;
 use crate::error::{ErrorCode, SignInReason, TokenError};
 use crate::request::{revocation_request, token_request, Grant, Revocable, RevocationRequest};
-use crate::response::{parse_token_response_redacting, redactor_for, TokenResponse, MAX_LIFETIME};
+use crate::response::{parse_token_response_redacting, redactor_for, retry_after, TokenResponse, MAX_LIFETIME};
 use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use crate::store::{
     unix_ms, BudgetAnswer, Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId,
@@ -591,14 +591,21 @@ impl Lifecycle {
         Want::Wait
     }
 
-    /// The token endpoint answered fetch `id`. Answers for any other id
-    /// than the fetch in flight are ignored.
-    pub fn handle_fetch_response<B: AsRef<[u8]>>(&mut self, now: Instant, id: FetchId, response: &Response<B>) {
+    /// The token endpoint answered fetch `id`; `wall` is the wall time at
+    /// `now` (a `Retry-After` may be an HTTP-date). Answers for any other
+    /// id than the fetch in flight are ignored.
+    pub fn handle_fetch_response<B: AsRef<[u8]>>(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        id: FetchId,
+        response: &Response<B>,
+    ) {
         self.advance(now);
         let Some(fetch) = self.fetch.take_if(|f| f.id == id) else {
             return;
         };
-        match self.parse(response).and_then(|parsed| self.install(now, &fetch, parsed)) {
+        match self.parse(wall, response).and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
                 self.write_shared(&token, fetch.sent_at);
                 self.delivered(token);
@@ -763,7 +770,7 @@ impl Lifecycle {
         response: &Response<B>,
     ) -> Result<Arc<AccessToken>, TokenError> {
         self.advance(now);
-        let parsed = self.parse(response)?;
+        let parsed = self.parse(wall, response)?;
         let signed_in = InFlight {
             id: FetchId(0),
             sent_at: sent_at.min(now),
@@ -1340,11 +1347,15 @@ impl Lifecycle {
         self.back_off(now, error);
     }
 
-    /// Parses a token endpoint answer, redacting every token held.
-    fn parse<B: AsRef<[u8]>>(&self, response: &Response<B>) -> Result<TokenResponse, TokenError> {
+    /// Parses a token endpoint answer, redacting every token held; an
+    /// error's `Retry-After` in either form, against the wall time.
+    fn parse<B: AsRef<[u8]>>(&self, wall: SystemTime, response: &Response<B>) -> Result<TokenResponse, TokenError> {
         let secrets = self.held_secrets();
         let (status, headers, body) = (response.status(), response.headers(), response.body().as_ref());
-        parse_token_response_redacting(&self.config, &secrets, status, headers, body)
+        parse_token_response_redacting(&self.config, &secrets, status, headers, body).map_err(|mut error| {
+            error.fill_retry_after(retry_after(headers, wall));
+            error
+        })
     }
 
     /// A new token is current (fetched, adopted or signed in): the failures
@@ -1472,6 +1483,12 @@ fn nothing_issued(error: &TokenError) -> bool {
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // the tests anchor simulated time at one real instant
 mod tests {
+
+    /// The wall time the tests' answers arrive at (2027-01-15).
+    fn test_wall() -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
+    }
+
     use super::*;
     use crate::config::{BackoffPolicy, ClientAuth, RefreshPolicy, SourceConfigBuilder};
 
@@ -1519,7 +1536,7 @@ mod tests {
             let mut response = Response::new(body.as_bytes().to_vec());
             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
             response.headers_mut().insert("content-type", "application/json".parse().unwrap());
-            self.lc.handle_fetch_response(self.now, id, &response);
+            self.lc.handle_fetch_response(self.now, test_wall(), id, &response);
             self.outputs()
         }
         fn respond_token(&mut self, id: FetchId, value: &str, expires_in: u64) -> Arc<AccessToken> {
@@ -1606,7 +1623,7 @@ mod tests {
                 lc.handle_token_wanted(t0);
                 let Some(Output::Fetch(fetch)) = lc.poll_output() else { panic!() };
                 let body = format!(r#"{{"access_token":"t","expires_in":{lifetime}}}"#);
-                lc.handle_fetch_response(t0, fetch.id, &Response::new(body.into_bytes()));
+                lc.handle_fetch_response(t0, test_wall(), fetch.id, &Response::new(body.into_bytes()));
                 let token = lc.current_token(t0).unwrap().clone();
                 let ahead = token.usable_until().duration_since(token.renew_at()).as_secs_f64();
                 assert!(
@@ -1629,6 +1646,7 @@ mod tests {
             let Some(Output::Fetch(fetch)) = lc.poll_output() else { panic!() };
             lc.handle_fetch_response(
                 t0,
+                test_wall(),
                 fetch.id,
                 &Response::new(br#"{"access_token":"t","expires_in":3600}"#.to_vec()),
             );
@@ -1888,7 +1906,7 @@ mod tests {
         let fetch = only_fetch(run_store(&mut lc, &store, t0, wall, true));
         let mut response = Response::new(br#"{"access_token":"fresh","expires_in":3600}"#.to_vec());
         response.headers_mut().insert("content-type", "application/json".parse().unwrap());
-        lc.handle_fetch_response(t0, fetch.id, &response);
+        lc.handle_fetch_response(t0, test_wall(), fetch.id, &response);
         let outputs = run_store(&mut lc, &store, t0, wall, true);
         let token = outputs.iter().find_map(|o| match o {
             Output::TokenReady(token) => Some(token.value().expose_secret().to_owned()),
@@ -1944,6 +1962,7 @@ mod tests {
         // a gets r2 and writes it; b adopts it.
         a.handle_fetch_response(
             later,
+            test_wall(),
             fetch_a.id,
             &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
         );
@@ -1989,7 +2008,7 @@ mod tests {
         let wall = wall0 + SECS(700);
         assert!(matches!(a.handle_token_wanted(now), Want::Wait));
         let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
-        a.handle_fetch_response(now, fetch.id, &answer(r#"{"error":"invalid_grant"}"#));
+        a.handle_fetch_response(now, test_wall(), fetch.id, &answer(r#"{"error":"invalid_grant"}"#));
         sign_in_required(&run_store(&mut a, &store, now, wall, true));
         // Every later caller reads the store again, finds r1 there, and does not spend it.
         for step in 1..20u64 {
@@ -2202,7 +2221,7 @@ mod tests {
         let mut response = Response::new(b"slow down".to_vec());
         *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
         response.headers_mut().insert("retry-after", "30".parse().unwrap());
-        sim.lc.handle_fetch_response(sim.now, fetch.id, &response);
+        sim.lc.handle_fetch_response(sim.now, test_wall(), fetch.id, &response);
         assert!(matches!(&sim.outputs()[..], [Output::Failed(e)] if e.retry_after() == Some(SECS(30))));
         assert_eq!(sim.lc.backoff().unwrap().0 - sim.now, SECS(30));
         sim.at(29.0);
@@ -2211,6 +2230,20 @@ mod tests {
         sim.at(30.0);
         assert!(matches!(sim.want(), Want::Wait));
         sim.take_fetch();
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_is_read_against_the_wall_time_given() {
+        let mut sim = Sim::new(builder());
+        sim.want();
+        let fetch = sim.take_fetch();
+        let mut response = Response::new(b"down for maintenance".to_vec());
+        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        let date = httpdate::fmt_http_date(test_wall() + SECS(45));
+        response.headers_mut().insert("retry-after", date.parse().unwrap());
+        sim.lc.handle_fetch_response(sim.now, test_wall(), fetch.id, &response);
+        assert!(matches!(&sim.outputs()[..], [Output::Failed(e)] if e.retry_after() == Some(SECS(45))));
+        assert_eq!(sim.lc.backoff().unwrap().0 - sim.now, SECS(45));
     }
 
     #[test]
@@ -2455,7 +2488,7 @@ mod tests {
         // Another cache key's worth of traffic does not matter; the same key's does.
         let mut response = Response::new(br#"{"access_token":"shared","expires_in":60}"#.to_vec());
         response.headers_mut().insert("content-type", "application/json".parse().unwrap());
-        a.handle_fetch_response(t0, fetch.id, &response);
+        a.handle_fetch_response(t0, test_wall(), fetch.id, &response);
         run(&mut a, t0);
         // b adopts a's token: no fetch, nothing spent.
         assert!(matches!(b.handle_token_wanted(t0), Want::Wait));
@@ -2508,7 +2541,7 @@ mod tests {
             let id = answer(&mut lc, now, false).expect("a local fetch");
             let mut response = Response::new(br#"{"access_token":"t","expires_in":3600}"#.to_vec());
             response.headers_mut().insert("content-type", "application/json".parse().unwrap());
-            lc.handle_fetch_response(now, id, &response);
+            lc.handle_fetch_response(now, test_wall(), id, &response);
             answer(&mut lc, now, false);
         }
         assert!(lc.stats().store_errors >= 6);

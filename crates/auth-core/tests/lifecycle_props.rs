@@ -16,6 +16,11 @@ use auth_core::{
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
+/// The wall time the tests' answers arrive at (2027-01-15).
+fn test_wall() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
+}
+
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
@@ -375,7 +380,9 @@ impl Harness {
                     body.push_str(r#","refresh_token":"rt""#);
                 }
                 body.push('}');
-                self.complete(|lc, now, id| lc.handle_fetch_response(now, id, &http::Response::new(body.into_bytes())));
+                self.complete(|lc, now, id| {
+                    lc.handle_fetch_response(now, test_wall(), id, &http::Response::new(body.into_bytes()))
+                });
             }
             Step::FetchFails { failure, retry_after } => {
                 let refresh_grant = self.model.in_flight.as_ref().is_some_and(|f| f.grant == GrantKind::RefreshToken);
@@ -400,7 +407,7 @@ impl Harness {
                     if transport {
                         lc.handle_fetch_failed(now, id, TokenError::transport("connection reset"));
                     } else {
-                        lc.handle_fetch_response(now, id, &response);
+                        lc.handle_fetch_response(now, test_wall(), id, &response);
                     }
                 });
                 if self.model.sign_in && self.fell_back(refresh_grant, failure) {

@@ -160,7 +160,7 @@ mod tests {
         lifecycle.handle_token_wanted(now);
         let Some(auth_core::Output::Fetch(fetch)) = lifecycle.poll_output() else { panic!("a fetch") };
         let response = http::Response::new(br#"{"access_token":"t","expires_in":60}"#.to_vec());
-        lifecycle.handle_fetch_response(now, fetch.id, &response);
+        lifecycle.handle_fetch_response(now, std::time::SystemTime::now(), fetch.id, &response);
         Arc::clone(lifecycle.current_token(now).expect("a token"))
     }
 

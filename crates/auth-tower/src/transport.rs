@@ -1,8 +1,5 @@
 //! Sending one token endpoint request through the user's tower service.
 
-use std::time::SystemTime;
-
-use auth_core::response::normalize_retry_after;
 use auth_core::TokenError;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -25,7 +22,7 @@ where
 {
     let ready = transport.ready().await.map_err(|e| transport_error(e.into()))?;
     let response = ready.call(request).await.map_err(|e| transport_error(e.into()))?;
-    let (mut parts, body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let body = Limited::new(body, limit).collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
             TokenError::BodyTooLarge { status: parts.status.as_u16(), limit }
@@ -38,7 +35,6 @@ where
             }
         }
     })?;
-    normalize_retry_after(&mut parts.headers, SystemTime::now());
     Ok(Response::from_parts(parts, body.to_bytes()))
 }
 

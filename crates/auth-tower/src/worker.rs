@@ -244,7 +244,7 @@ impl Worker {
         match outcome {
             Ok(response) => {
                 tracing::debug!(target: "auth_tower", fetch = id.get(), status = response.status().as_u16(), elapsed_ms, "token endpoint answered");
-                self.lifecycle.handle_fetch_response(now, id, &response);
+                self.lifecycle.handle_fetch_response(now, SystemTime::now(), id, &response);
             }
             Err(error) => self.lifecycle.handle_fetch_failed(now, id, error),
         }
