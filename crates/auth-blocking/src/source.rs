@@ -42,42 +42,17 @@ pub struct Revoked {
     pub refresh_token: bool,
 }
 
-/// A snapshot of a token source's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Token requests sent.
-    pub fetches: u64,
-    /// Token requests that failed.
-    pub failures: u64,
-    /// Tokens served from the cache without waiting.
-    pub cache_hits: u64,
-    /// Callers that had to wait for a fetch.
-    pub waits: u64,
-    /// Reads of the shared store.
-    pub store_reads: u64,
-    /// Tokens taken from the shared store (a peer fetched them).
-    pub adoptions: u64,
-    /// Renewal leases taken (this source fetched for the fleet).
-    pub leases_won: u64,
-    /// Lease attempts that found a peer fetching.
-    pub leases_lost: u64,
-    /// Waits for a peer's fetch that ran out (this source then fetched).
-    pub peer_waits_expired: u64,
-    /// Store operations that failed or timed out.
-    pub store_errors: u64,
-    /// Fetches not made because the fetch budget was spent
-    /// (`max_fetches_per_day`).
-    pub budget_refusals: u64,
-}
+/// A snapshot of a token source's counters (the core's type).
+pub use auth_core::Stats;
 
 #[derive(Default)]
 struct Counters {
-    fetches: AtomicU64,
+    /// Tokens served from the published slot without the worker.
     hits: AtomicU64,
-    waits: AtomicU64,
-    /// The lifecycle's own counters, copied after each event.
-    lifecycle: std::sync::Mutex<auth_core::Stats>,
+    /// Tokens answered as a replay after a 401.
+    replays: AtomicU64,
+    /// The lifecycle's own counters, published before each answer.
+    lifecycle: std::sync::Mutex<Stats>,
 }
 
 struct Published {
@@ -267,7 +242,11 @@ impl BlockingTokenSource {
         self.unpublish(generation);
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Command::Unauthorized(generation, Some(reply)))?;
-        answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()))
+        let renewed = answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()));
+        if let Ok(Some(_)) = &renewed {
+            self.inner.published.counters.replays.fetch_add(1, Ordering::Relaxed);
+        }
+        renewed
     }
 
     /// Revokes the current tokens at the RFC 7009 endpoint and forgets them.
@@ -302,20 +281,10 @@ impl BlockingTokenSource {
     /// Counters since the source was created.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.published.counters;
-        let lifecycle = *c.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Stats {
-            fetches: c.fetches.load(Ordering::Relaxed),
-            failures: lifecycle.failures,
-            cache_hits: c.hits.load(Ordering::Relaxed),
-            waits: c.waits.load(Ordering::Relaxed),
-            store_reads: lifecycle.store_reads,
-            adoptions: lifecycle.adoptions,
-            leases_won: lifecycle.leases_won,
-            leases_lost: lifecycle.leases_lost,
-            peer_waits_expired: lifecycle.peer_waits_expired,
-            store_errors: lifecycle.store_errors,
-            budget_refusals: lifecycle.budget_refusals,
-        }
+        let mut stats = *c.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        stats.cache_hits = c.hits.load(Ordering::Relaxed);
+        stats.replays_after_401 = c.replays.load(Ordering::Relaxed);
+        stats
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
@@ -471,6 +440,7 @@ impl Worker {
             }
             Command::Unauthorized(generation, reply) => {
                 let outcome = self.published.slot.handle_unauthorized(&mut self.lifecycle, Instant::now(), generation);
+                self.publish_lifecycle_stats();
                 match reply {
                     Some(reply) if outcome.should_replay() => self.want(reply),
                     Some(reply) => {
@@ -501,13 +471,14 @@ impl Worker {
     }
 
     fn want(&mut self, reply: mpsc::SyncSender<Reply>) {
-        match self.lifecycle.handle_token_wanted(Instant::now()) {
+        let wanted = self.lifecycle.handle_token_wanted(Instant::now());
+        self.publish_lifecycle_stats();
+        match wanted {
             Want::Ready(token) => {
                 self.publish(&token);
                 let _ = reply.send(Ok(Some(token)));
             }
             Want::Wait => {
-                self.published.counters.waits.fetch_add(1, Ordering::Relaxed);
                 self.waiters.push(reply);
             }
             Want::Failed(error) => {
@@ -521,9 +492,10 @@ impl Worker {
 
     fn carry_out(&mut self) {
         while let Some(output) = self.lifecycle.poll_output() {
+            // Before any answer goes out: a caller who got one sees what led to it.
+            self.publish_lifecycle_stats();
             match output {
                 Output::Fetch(fetch) => {
-                    self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(target: "auth_blocking", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
                     match self.send(fetch.request) {
                         Ok(response) => {
@@ -572,7 +544,7 @@ impl Worker {
         self.publish_lifecycle_stats();
     }
 
-    /// Copies the lifecycle's counters to the shared ones.
+    /// Publishes the lifecycle's counters for `stats()`.
     fn publish_lifecycle_stats(&self) {
         *self.published.counters.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             self.lifecycle.stats();

@@ -197,6 +197,9 @@ fn a_401_gets_one_new_token_and_one_replay() {
     rejected.assert();
     accepted.assert();
     renewal.assert();
+    // One Stats for every driver: the replay and the invalidation are counted here too.
+    let stats = client.token_source().unwrap().stats();
+    assert_eq!((stats.replays_after_401, stats.invalidations, stats.fetches), (1, 1, 2), "{stats:?}");
 }
 
 #[test]

@@ -270,10 +270,21 @@ impl StoredToken {
     }
 }
 
-/// Counters since the machine was created.
+/// A token source's counters since it was created: the lifecycle counts
+/// every decision it takes; a driver adds the two events that never reach
+/// it (`cache_hits`, `replays_after_401`). The drivers' `Stats` are this
+/// type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Tokens a driver served from its published slot without asking the
+    /// lifecycle (the lock-free read path). Filled by the driver; a driver
+    /// may add them in batches (auth-tower: of 64, and when a service
+    /// drops), so the latest may not show yet.
+    pub cache_hits: u64,
+    /// Requests a driver sent again after a 401, with a renewed token.
+    /// Filled by the driver.
+    pub replays_after_401: u64,
     /// Fetches started.
     pub fetches: u64,
     /// Tokens obtained.

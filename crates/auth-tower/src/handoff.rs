@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -59,55 +59,31 @@ pub struct Revoked {
 /// Counters shared by the handles and the worker.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) fetches: AtomicU64,
-    pub(crate) failures: AtomicU64,
+    /// Tokens served by the readers' lock-free path.
     pub(crate) hits: AtomicU64,
-    pub(crate) waits: AtomicU64,
-    pub(crate) invalidations: AtomicU64,
+    /// Tokens answered as a replay after a 401.
     pub(crate) replays: AtomicU64,
-    pub(crate) store_reads: AtomicU64,
-    pub(crate) adoptions: AtomicU64,
-    pub(crate) leases_won: AtomicU64,
-    pub(crate) leases_lost: AtomicU64,
-    pub(crate) store_errors: AtomicU64,
-    pub(crate) peer_waits_expired: AtomicU64,
-    pub(crate) budget_refusals: AtomicU64,
+    /// The lifecycle's counters, as the worker last published them.
+    pub(crate) lifecycle: Mutex<Stats>,
 }
 
-/// A snapshot of a token source's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Token requests sent.
-    pub fetches: u64,
-    /// Token requests that failed.
-    pub failures: u64,
-    /// Tokens served from the cache without waiting. Each `Auth` service
-    /// adds its hits in batches of 64 (and when it drops), so a live
-    /// service's latest hits may not show yet.
-    pub cache_hits: u64,
-    /// Callers that had to wait for a fetch.
-    pub waits: u64,
-    /// Tokens invalidated by a 401.
-    pub invalidations: u64,
-    /// Requests replayed after a 401.
-    pub replays_after_401: u64,
-    /// Reads of the shared store.
-    pub store_reads: u64,
-    /// Tokens taken from the store (a peer fetched them).
-    pub adoptions: u64,
-    /// Renewal leases taken (this source fetched for the fleet).
-    pub leases_won: u64,
-    /// Lease attempts that found a peer fetching.
-    pub leases_lost: u64,
-    /// Store operations that failed or timed out.
-    pub store_errors: u64,
-    /// Waits for a peer's fetch that ran out (this source then fetched).
-    pub peer_waits_expired: u64,
-    /// Fetches not made because the fetch budget was spent
-    /// (`max_fetches_per_day`).
-    pub budget_refusals: u64,
+impl Counters {
+    /// A snapshot: the lifecycle's counters and the two only this driver sees.
+    pub(crate) fn snapshot(&self) -> Stats {
+        let mut stats = *self.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        stats.cache_hits = self.hits.load(Ordering::Relaxed);
+        stats.replays_after_401 = self.replays.load(Ordering::Relaxed);
+        stats
+    }
+
+    /// Publishes the lifecycle's counters.
+    pub(crate) fn publish(&self, lifecycle: Stats) {
+        *self.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lifecycle;
+    }
 }
+
+/// A snapshot of a token source's counters (the core's type).
+pub use auth_core::Stats;
 
 /// How much longer than the fetch timeout a caller waits for the worker
 /// before it concludes that the worker's runtime is not being driven.

@@ -407,22 +407,7 @@ impl TokenSource {
 
     /// Counters since the source was created.
     pub fn stats(&self) -> Stats {
-        let c = &self.shared.published.counters;
-        Stats {
-            fetches: c.fetches.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            cache_hits: c.hits.load(Ordering::Relaxed),
-            waits: c.waits.load(Ordering::Relaxed),
-            invalidations: c.invalidations.load(Ordering::Relaxed),
-            replays_after_401: c.replays.load(Ordering::Relaxed),
-            store_reads: c.store_reads.load(Ordering::Relaxed),
-            adoptions: c.adoptions.load(Ordering::Relaxed),
-            leases_won: c.leases_won.load(Ordering::Relaxed),
-            leases_lost: c.leases_lost.load(Ordering::Relaxed),
-            store_errors: c.store_errors.load(Ordering::Relaxed),
-            peer_waits_expired: c.peer_waits_expired.load(Ordering::Relaxed),
-            budget_refusals: c.budget_refusals.load(Ordering::Relaxed),
-        }
+        self.shared.published.counters.snapshot()
     }
 
     // ----- for the layer -----

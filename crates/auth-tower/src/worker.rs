@@ -122,17 +122,10 @@ impl Worker {
         }
     }
 
-    /// Copies the lifecycle's counters to the shared ones.
+    /// Publishes the lifecycle's counters for `stats()`: before any
+    /// answer goes out, so that a caller who got one sees what led to it.
     pub(crate) fn publish_lifecycle_stats(&self) {
-        let (stats, counters) = (self.lifecycle.stats(), &self.published.counters);
-        counters.failures.store(stats.failures, Ordering::Relaxed);
-        counters.budget_refusals.store(stats.budget_refusals, Ordering::Relaxed);
-        counters.store_reads.store(stats.store_reads, Ordering::Relaxed);
-        counters.adoptions.store(stats.adoptions, Ordering::Relaxed);
-        counters.leases_won.store(stats.leases_won, Ordering::Relaxed);
-        counters.leases_lost.store(stats.leases_lost, Ordering::Relaxed);
-        counters.store_errors.store(stats.store_errors, Ordering::Relaxed);
-        counters.peer_waits_expired.store(stats.peer_waits_expired, Ordering::Relaxed);
+        self.published.counters.publish(self.lifecycle.stats());
     }
 
     /// Runs a store operation in a task of its own: waits for the store to
@@ -182,6 +175,7 @@ impl Worker {
             }
             Command::SignIn(response, sent_at, reply) => {
                 let outcome = self.lifecycle.handle_sign_in(now(), SystemTime::now(), sent_at, &response);
+                self.publish_lifecycle_stats();
                 if let Ok(token) = &outcome {
                     tracing::info!(target: "auth_tower", generation = token.generation().get(), "signed in: the user's tokens are installed");
                 }
@@ -196,9 +190,7 @@ impl Worker {
             }
             Command::Unauthorized(generation, reply) => {
                 let outcome = self.published.slot.handle_unauthorized(&mut self.lifecycle, now(), generation);
-                if outcome == Unauthorized::Invalidated {
-                    self.published.counters.invalidations.fetch_add(1, Ordering::Relaxed);
-                }
+                self.publish_lifecycle_stats();
                 if let Unauthorized::Suppressed { until } = outcome {
                     tracing::warn!(
                         target: "auth_tower",
@@ -220,13 +212,14 @@ impl Worker {
     }
 
     pub(crate) fn want(&mut self, reply: oneshot::Sender<Reply>) {
-        match self.lifecycle.handle_token_wanted(now()) {
+        let wanted = self.lifecycle.handle_token_wanted(now());
+        self.publish_lifecycle_stats();
+        match wanted {
             Want::Ready(token) => {
                 self.publish(&token);
                 let _ = reply.send(Ok(Some(token)));
             }
             Want::Wait => {
-                self.published.counters.waits.fetch_add(1, Ordering::Relaxed);
                 self.waiters.push(reply);
             }
             Want::Failed(error) => {
@@ -252,6 +245,7 @@ impl Worker {
 
     /// Carries out every output of the lifecycle.
     pub(crate) fn carry_out(&mut self) {
+        self.publish_lifecycle_stats();
         while let Some(output) = self.lifecycle.poll_output() {
             match output {
                 Output::Fetch(fetch) => self.start(fetch),
@@ -360,7 +354,6 @@ impl Worker {
     }
 
     pub(crate) fn start(&mut self, fetch: FetchRequest) {
-        self.published.counters.fetches.fetch_add(1, Ordering::Relaxed);
         tracing::info!(target: "auth_tower", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
         // A task of its own: a transport that panics fails this fetch, not
         // the worker. Dropping the fetch (the worker stops) aborts it.
