@@ -24,13 +24,10 @@
 //! # Ok::<(), auth_core::error::ConfigError>(())
 //! ```
 
-use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use sha2::{Digest, Sha256};
 
 use crate::assertion::settings::{AssertionAudience, JwtBearer};
 use crate::dpop::Dpop;
@@ -39,291 +36,23 @@ use crate::keys::{Algorithm, SigningKey};
 use crate::mtls::ClientCertificate;
 use crate::secret::{ClientSecret, ExposeSecret};
 
-/// How the client authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum ClientAuth {
-    /// `client_secret_basic`: HTTP Basic with the id and secret each
-    /// form-urlencoded first, as RFC 6749 §2.3.1 requires. Every byte outside
-    /// the unreserved set is percent-encoded and a space becomes `%20`, the
-    /// one encoding that both strict and lenient servers accept. The default.
-    #[default]
-    Basic,
-    /// HTTP Basic without the §2.3.1 encoding (RFC 2617 style), for servers
-    /// that reject encoded values. Only differs from [`ClientAuth::Basic`]
-    /// when the id or secret holds a byte outside `A-Z a-z 0-9 - . _ ~`.
-    BasicRaw,
-    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
-    Post,
-    /// A JSON body holding `grant_type`, `client_id`, `client_secret` and the
-    /// request parameters (`audience`, `scope`, ...), as some providers
-    /// document it.
-    Json,
-    /// No client authentication (a public client): only `client_id` is sent.
-    None,
-    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
-    /// signed with the client's private key
-    /// ([`SourceConfigBuilder::signing_key`]), made fresh for every request;
-    /// no secret is sent. The default when a signing key is set.
-    PrivateKeyJwt,
-    /// `client_secret_jwt`: a JWT signed with HMAC-SHA256 keyed by the
-    /// client secret, made fresh for every request; the secret itself is
-    /// never sent.
-    ClientSecretJwt,
-    /// `tls_client_auth` (RFC 8705 §2.1): the client authenticates with a
-    /// PKI-issued certificate in the TLS handshake
-    /// ([`SourceConfigBuilder::client_certificate`]); only `client_id` is
-    /// sent. The default when a certificate is set and no secret or key.
-    TlsClientAuth,
-    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): like
-    /// [`ClientAuth::TlsClientAuth`] with a self-signed certificate
-    /// registered with the provider.
-    SelfSignedTlsClientAuth,
-}
+mod cache_key;
+mod client_auth;
+mod endpoint;
+mod policy;
 
-impl ClientAuth {
-    /// The name used in configuration files and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Basic => "basic",
-            Self::BasicRaw => "basic-raw",
-            Self::Post => "post",
-            Self::Json => "json",
-            Self::None => "none",
-            Self::PrivateKeyJwt => "private-key-jwt",
-            Self::ClientSecretJwt => "client-secret-jwt",
-            Self::TlsClientAuth => "tls-client-auth",
-            Self::SelfSignedTlsClientAuth => "self-signed-tls-client-auth",
-        }
-    }
-
-    /// The RFC 8414 / IANA name (`client_secret_basic`, `private_key_jwt`...).
-    pub fn registered_name(self) -> &'static str {
-        match self {
-            Self::Basic | Self::BasicRaw => "client_secret_basic",
-            Self::Post | Self::Json => "client_secret_post",
-            Self::None => "none",
-            Self::PrivateKeyJwt => "private_key_jwt",
-            Self::ClientSecretJwt => "client_secret_jwt",
-            Self::TlsClientAuth => "tls_client_auth",
-            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
-        }
-    }
-
-    /// Whether the client proves itself with a TLS client certificate
-    /// (RFC 8705), which the transport must present.
-    pub fn uses_tls_certificate(self) -> bool {
-        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
-    }
-
-    /// Parses the name used in configuration files (`basic`, `basic-raw`,
-    /// `post`, `json`, `none`, `private-key-jwt`, `client-secret-jwt`,
-    /// `tls-client-auth`, `self-signed-tls-client-auth`).
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "basic" => Self::Basic,
-            "basic-raw" => Self::BasicRaw,
-            "post" => Self::Post,
-            "json" => Self::Json,
-            "none" => Self::None,
-            "private-key-jwt" => Self::PrivateKeyJwt,
-            "client-secret-jwt" => Self::ClientSecretJwt,
-            "tls-client-auth" => Self::TlsClientAuth,
-            "self-signed-tls-client-auth" => Self::SelfSignedTlsClientAuth,
-            _ => return None,
-        })
-    }
-
-    /// The method a client uses when none is chosen: `private_key_jwt` with
-    /// a signing key and no secret; `tls_client_auth` for client
-    /// credentials with only a TLS client certificate; none (a public
-    /// client) for a user's sign-in or a JWT bearer grant without a secret
-    /// or key; HTTP Basic otherwise.
-    pub fn default_for(grant: SourceGrant, has_secret: bool, has_key: bool, has_certificate: bool) -> Self {
-        match (grant, has_secret, has_key) {
-            (_, false, true) => Self::PrivateKeyJwt,
-            (SourceGrant::ClientCredentials, false, false) if has_certificate => Self::TlsClientAuth,
-            (SourceGrant::SignIn | SourceGrant::JwtBearer, false, false) => Self::None,
-            _ => Self::Basic,
-        }
-    }
-
-    /// Whether the method needs the client secret (`basic`, `basic-raw`,
-    /// `post`, `json`, `client-secret-jwt`).
-    pub fn needs_secret(self) -> bool {
-        matches!(self, Self::Basic | Self::BasicRaw | Self::Post | Self::Json | Self::ClientSecretJwt)
-    }
-}
-
-impl fmt::Display for ClientAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which grant a token source stands for: what it may send to obtain and
-/// renew its tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum SourceGrant {
-    /// The application's own identity: the client credentials grant (and
-    /// the provider's refresh token, when it issues one, falling back to
-    /// client credentials when that is rejected). The default.
-    #[default]
-    ClientCredentials,
-    /// A user's tokens, obtained by a sign-in (authorization code or device
-    /// authorization) and installed with
-    /// [`Lifecycle::handle_sign_in`](crate::Lifecycle::handle_sign_in) or
-    /// restored. The source renews them only with the user's refresh
-    /// token and never asks for a client credentials token in the user's
-    /// place: with no refresh token, or a rejected one, callers get
-    /// [`TokenError::SignInRequired`](crate::TokenError::SignInRequired).
-    /// A client without a secret (a native app, a CLI) is a public client
-    /// ([`ClientAuth::None`]) unless another method is set.
-    SignIn,
-    /// The RFC 7523 §2.1 JWT bearer grant: the token is asked for with an
-    /// assertion ([`SourceConfigBuilder::jwt_bearer`]), made fresh for every
-    /// request; renewal sends a new one (or the provider's refresh token).
-    JwtBearer,
-}
-
-impl SourceGrant {
-    /// The name used in cache keys and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientCredentials => "client_credentials",
-            Self::SignIn => "sign_in",
-            Self::JwtBearer => "jwt_bearer",
-        }
-    }
-}
+pub use cache_key::CacheKey;
+pub use client_auth::{ClientAuth, SourceGrant};
+pub use endpoint::{is_loopback_host, validate_endpoint};
+use policy::validate_policies;
+pub use policy::{
+    BackoffPolicy, RefreshPolicy, FETCH_BUDGET_WINDOW, MAX_BODY_BYTES_LIMIT, MAX_FETCHES_PER_DAY, MAX_LIFETIME,
+};
 
 /// What a sign-in source tells its callers to do when the user must sign
 /// in again, unless [`SourceConfigBuilder::sign_in_hint`] says otherwise.
 pub const DEFAULT_SIGN_IN_HINT: &str =
     "sign the user in again (authorization code or device flow) and install the new tokens";
-
-/// When a token is renewed and when it stops being sent.
-///
-/// For a token with lifetime `L` fetched at `sent`:
-///
-/// - `expires_at = sent + L`;
-/// - the *safety margin* is `min(safety_margin, L / 10)`: inside it the token
-///   is never sent, because it may expire in flight or on a server whose
-///   clock runs ahead. It shrinks for short tokens so that a 10-second token
-///   is still usable for 9 seconds;
-/// - the token is *usable* until `expires_at - margin`; call that `U` after
-///   `sent`;
-/// - renewal starts `min(U * refresh_ahead_fraction, max_refresh_ahead)`
-///   before the end of `U`, widened by a random share of up to `jitter` of
-///   that window (so that replicas started together do not renew together),
-///   and never before `U / 2`.
-///
-/// With the defaults a 1-hour token is renewed 60-90 s before it stops
-/// being usable (one fetch per lifetime: at most 25 a day), a 24-hour
-/// token likewise, and a 60-second token 5-8 s before. Until the renewal
-/// completes, the old token keeps being served: no caller waits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RefreshPolicy {
-    /// Share of the usable lifetime spent in the renewal window. Default
-    /// `0.1`. Range `0.0..=0.5`.
-    pub refresh_ahead_fraction: f64,
-    /// Upper bound of the renewal window before jitter. At most 1 day.
-    /// Default 60 s: long
-    /// enough for a few retries with backoff, short enough that a 1-hour
-    /// token costs one fetch per lifetime (MSAL uses 5 min, Google 3m45s,
-    /// both at the price of extra fetches a day).
-    pub max_refresh_ahead: Duration,
-    /// Random widening of the renewal window, as a share of it. Default
-    /// `0.5`. Range `0.0..=1.0`.
-    pub jitter: f64,
-    /// The hard margin before expiry inside which a token is not sent.
-    /// Default 10 s (Go's oauth2 uses 10 s; Spring 60 s). At most 1 hour.
-    pub safety_margin: Duration,
-    /// Renew from a timer at the renewal point even when no caller asks.
-    /// Default `true`: callers never wait after the first token. With
-    /// `false` the renewal starts on the first request after the renewal
-    /// point (that request still uses the old token).
-    pub background: bool,
-    /// Renew with the refresh token when the provider issued one, falling
-    /// back to the client credentials grant on `invalid_grant`. Default
-    /// `true`. A [`SourceGrant::SignIn`] source always renews with its
-    /// refresh token (it has nothing else) and never falls back.
-    pub use_refresh_token: bool,
-    /// After a token fetched because of a 401 is itself answered 401, the
-    /// next 401-triggered fetch waits this long, doubling each time up to
-    /// [`BackoffPolicy::max`]. Default 10 s. It keeps an API that rejects
-    /// every token (wrong audience, wrong API key) from causing a fetch loop.
-    /// More than zero, at most 1 day.
-    pub unauthorized_backoff: Duration,
-}
-
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        Self {
-            refresh_ahead_fraction: 0.1,
-            max_refresh_ahead: Duration::from_secs(60),
-            jitter: 0.5,
-            safety_margin: Duration::from_secs(10),
-            background: true,
-            use_refresh_token: true,
-            unauthorized_backoff: Duration::from_secs(10),
-        }
-    }
-}
-
-/// How failed token fetches are retried.
-///
-/// After the `n`th consecutive failure the next fetch waits
-/// `min(initial * multiplier^(n-1), max)`, shortened by a random share of up
-/// to `jitter`. A permanent error (bad credentials or scope) waits at least
-/// `permanent_delay`; a `Retry-After` from the provider is honoured up to
-/// `max_retry_after`. While waiting, callers are served the still-valid
-/// token if one exists, and otherwise get the last error at once; after a
-/// transient error, such a refused caller brings the next try forward to
-/// [`demand_retry`](BackoffPolicy::demand_retry) after the failure, so that
-/// callers get a token soon after the endpoint heals, however long the
-/// outage was. Without callers the backoff grows up to `max`.
-///
-/// Every value is checked by [`SourceConfigBuilder::build`]; the bounds
-/// are given with each field.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackoffPolicy {
-    /// First delay. Default 1 s. Range: more than zero, at most 1 hour.
-    pub initial: Duration,
-    /// Growth factor. Default `2.0`. Range `1.0..=10.0`.
-    pub multiplier: f64,
-    /// Longest delay. Default 5 min. Range: at least `initial`, at most 1 day.
-    pub max: Duration,
-    /// Random shortening, as a share of the delay. Default `0.5` (delays
-    /// fall between half and all of the computed value). Range `0.0..=1.0`.
-    pub jitter: f64,
-    /// Least delay after a permanent error. Default 60 s: a fixed
-    /// configuration will not heal by itself, and hammering the endpoint
-    /// with bad credentials can get a client locked out. At most 1 day.
-    pub permanent_delay: Duration,
-    /// Cap on an honoured `Retry-After`. Default 10 min. At most 1 day.
-    pub max_retry_after: Duration,
-    /// While no usable token exists and callers ask for one, a transient
-    /// failure is retried this long after it happened (shortened by up to
-    /// a quarter at random; a `Retry-After` is still honoured) rather than
-    /// at the end of the backoff. Default 2 s. Range: 100 ms to 10 min.
-    pub demand_retry: Duration,
-}
-
-impl Default for BackoffPolicy {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            multiplier: 2.0,
-            max: Duration::from_secs(300),
-            jitter: 0.5,
-            permanent_delay: Duration::from_secs(60),
-            max_retry_after: Duration::from_secs(600),
-            demand_retry: Duration::from_secs(2),
-        }
-    }
-}
 
 /// The default lifetime assumed when a response has no usable `expires_in`:
 /// one hour, the most common lifetime. A token that dies sooner is replaced
@@ -788,7 +517,7 @@ impl SourceConfigBuilder {
         if self.max_fetches_per_day.is_some_and(|n| n == 0 || n > MAX_FETCHES_PER_DAY) {
             return Err(ConfigError::InvalidPolicy { name: "max_fetches_per_day", reason: "1 to 100000" });
         }
-        let cache_key = CacheKey::derive(&token_url, &self);
+        let cache_key = self.cache_key(&token_url);
         Ok(SourceConfig {
             token_url,
             revocation_url,
@@ -816,130 +545,10 @@ impl SourceConfigBuilder {
     }
 }
 
-/// The window of [`SourceConfigBuilder::max_fetches_per_day`]: 24 hours.
-pub const FETCH_BUDGET_WINDOW: Duration = Duration::from_secs(24 * 3600);
-
-/// The largest fetch budget ([`SourceConfigBuilder::max_fetches_per_day`]).
-pub const MAX_FETCHES_PER_DAY: u32 = 100_000;
-
-/// Longest lifetime accepted from `expires_in`: 366 days. Larger values
-/// are clamped, so that no arithmetic on an `Instant` can overflow.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// The longest delay or window a policy may name: longer ones are
-/// mistakes, and would overflow `Instant` arithmetic on some platforms.
-const ONE_DAY: Duration = Duration::from_secs(24 * 3600);
-const ONE_HOUR: Duration = Duration::from_secs(3600);
-
-/// The largest response body cap: bodies are read whole into memory.
-pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
-
-fn validate_policies(
-    refresh: &RefreshPolicy,
-    backoff: &BackoffPolicy,
-    default_lifetime: Duration,
-    max_body_bytes: usize,
-) -> Result<(), ConfigError> {
-    let checks: [(bool, &'static str, &'static str); 16] = [
-        ((0.0..=0.5).contains(&refresh.refresh_ahead_fraction), "refresh_ahead_fraction", "0.0 to 0.5"),
-        ((0.0..=1.0).contains(&refresh.jitter), "refresh jitter", "0.0 to 1.0"),
-        (refresh.max_refresh_ahead <= ONE_DAY, "max_refresh_ahead", "at most 1 day"),
-        (refresh.safety_margin <= ONE_HOUR, "safety_margin", "at most 1 hour"),
-        (
-            !refresh.unauthorized_backoff.is_zero() && refresh.unauthorized_backoff <= ONE_DAY,
-            "unauthorized_backoff",
-            "more than zero and at most 1 day",
-        ),
-        ((1.0..=10.0).contains(&backoff.multiplier), "backoff multiplier", "1.0 to 10.0"),
-        ((0.0..=1.0).contains(&backoff.jitter), "backoff jitter", "0.0 to 1.0"),
-        (
-            !backoff.initial.is_zero() && backoff.initial <= ONE_HOUR,
-            "backoff initial",
-            "more than zero and at most 1 hour",
-        ),
-        (backoff.max >= backoff.initial, "backoff max", "at least the initial delay"),
-        (backoff.max <= ONE_DAY, "backoff max", "at most 1 day"),
-        (backoff.permanent_delay <= ONE_DAY, "backoff permanent_delay", "at most 1 day"),
-        (backoff.max_retry_after <= ONE_DAY, "backoff max_retry_after", "at most 1 day"),
-        (
-            (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&backoff.demand_retry),
-            "backoff demand_retry",
-            "100 ms to 10 minutes",
-        ),
-        (
-            !default_lifetime.is_zero() && default_lifetime <= MAX_LIFETIME,
-            "default_lifetime",
-            "more than zero and at most 366 days",
-        ),
-        (max_body_bytes >= 1024, "max_body_bytes", "at least 1024"),
-        (max_body_bytes <= MAX_BODY_BYTES_LIMIT, "max_body_bytes", "at most 16 MiB"),
-    ];
-    match checks.iter().find(|(ok, _, _)| !ok) {
-        Some((_, name, reason)) => Err(ConfigError::InvalidPolicy { name, reason }),
-        None => Ok(()),
-    }
-}
-
-/// Parses and checks an endpoint URL by the rules every endpoint obeys:
-/// absolute `https` (or `http` to a loopback host, or anywhere when
-/// `allow_insecure_http`), with a host and without user info.
-pub fn validate_endpoint(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
-    let invalid = |reason| ConfigError::InvalidUrl { url: strip_userinfo(url), reason };
-    let uri: Uri = url.parse().map_err(|_| invalid("it does not parse as a URL"))?;
-    let authority = uri.authority().ok_or_else(|| invalid("it has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(invalid("it holds user info; pass credentials with client_secret(..), never in the URL"));
-    }
-    if authority.host().is_empty() {
-        return Err(invalid("it has no host"));
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") if allow_insecure_http || is_loopback_host(authority.host()) => Ok(uri),
-        Some("http") => Err(ConfigError::InsecureUrl { url: url.to_owned() }),
-        _ => Err(invalid("its scheme is not https")),
-    }
-}
-
-fn strip_userinfo(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://{}", &url[..scheme_end], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
-/// Whether `host` (as in a URL authority, IPv6 in brackets) is a loopback
-/// host: `localhost`, `127.0.0.0/8`, `::1`.
-pub fn is_loopback_host(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
-        Ok(IpAddr::V6(v6)) => v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        Err(_) => false,
-    }
-}
-
-/// Identifies the tokens a configuration obtains: two configurations share
-/// a key exactly when their tokens are interchangeable.
-///
-/// It is derived from the token URL, the client id, the grant (client
-/// credentials or a user's sign-in), the scopes
-/// (as a set), the audience, the resources and the extra parameters. It
-/// holds no secret: changing a client secret does not change which tokens
-/// the client gets. [`CacheKey::fingerprint`] is a SHA-256 of the canonical
-/// form, stable across versions of this crate and across runs, and safe to
-/// use as a file name.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    canonical: String,
-    fingerprint: String,
-}
-
-impl CacheKey {
-    fn derive(token_url: &Uri, b: &SourceConfigBuilder) -> Self {
+impl SourceConfigBuilder {
+    /// The cache key of the configuration being built, at `token_url`.
+    fn cache_key(&self, token_url: &Uri) -> CacheKey {
+        let b = self;
         fn field(out: &mut String, name: &str, value: &str) {
             out.push_str(name);
             out.push('=');
@@ -981,37 +590,13 @@ impl CacheKey {
                 value,
             );
         }
-        let digest = Sha256::digest(canonical.as_bytes());
-        let fingerprint = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Self { canonical, fingerprint }
-    }
-
-    /// The canonical, human-readable form (one `name=value` per line,
-    /// values form-urlencoded). Holds no secret.
-    pub fn canonical(&self) -> &str {
-        &self.canonical
-    }
-
-    /// A SHA-256 of the canonical form, as 64 lowercase hex digits.
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-}
-
-impl fmt::Debug for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheKey({})", &self.fingerprint[..16])
-    }
-}
-
-impl fmt::Display for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.fingerprint[..16])
+        CacheKey::from_canonical(canonical)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::policy::{ONE_DAY, ONE_HOUR};
     use super::*;
 
     fn base() -> SourceConfigBuilder {
