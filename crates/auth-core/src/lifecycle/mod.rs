@@ -60,12 +60,14 @@ use crate::response::{parse_token_response_redacting, redactor_for, retry_after,
 use crate::secret::{ExposeSecret, RefreshToken};
 use crate::store::{
     unix_ms, BudgetAnswer, Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId,
-    StoreRequest,
 };
 use crate::token::{AccessToken, Generation};
 
 mod outputs;
 mod stats;
+mod store_client;
+
+use store_client::{Acquiring, Awaiting, StoreClient};
 
 pub use outputs::{
     FetchId, FetchReason, FetchRequest, GrantKind, Output, RejectedAfterRenewal, StoredToken, Unauthorized, Want,
@@ -107,71 +109,6 @@ struct Current {
     accepted: bool,
 }
 
-/// The shared store's state within one lifecycle.
-struct Shared {
-    config: StoreConfig,
-    owner: LeaseOwner,
-    next_op: u64,
-    /// The store operation the acquisition waits on.
-    awaiting: Option<(StoreOpId, Awaiting)>,
-    /// A token is being obtained through the store (no fetch yet).
-    acquiring: Option<Acquiring>,
-    lease_held: bool,
-    /// The newest generation seen in the store.
-    generation: u64,
-    /// The fingerprint of the token a 401 rejected: never adopted again.
-    rejected: Option<String>,
-    /// The fingerprint of the refresh token the provider rejected: never
-    /// taken from the store again (it would be spent again and again).
-    dead_refresh: Option<String>,
-    /// An instant and the wall time at that instant, from the latest store
-    /// answer: converts between the store's Unix times and `Instant`s.
-    anchor: Option<(Instant, SystemTime)>,
-    /// The last operation failed.
-    failing: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Awaiting {
-    Read,
-    Lease,
-    /// A budget slot, by id.
-    Budget(u64),
-}
-
-struct Acquiring {
-    reason: FetchReason,
-    /// A peer holds the lease: wait for its token until then.
-    peer_wait_until: Option<Instant>,
-    /// Read the store again at this instant.
-    next_read: Option<Instant>,
-}
-
-impl Shared {
-    fn next_read(&self) -> Option<Instant> {
-        self.acquiring.as_ref().and_then(|a| a.next_read).filter(|_| self.awaiting.is_none())
-    }
-
-    fn request(&mut self, op: StoreOp) -> StoreRequest {
-        self.next_op += 1;
-        StoreRequest { id: StoreOpId(self.next_op), op }
-    }
-
-    /// The name of budget slot `id` in the store: unique per source.
-    fn slot_name(&self, id: u64) -> String {
-        format!("{}-{id}", self.owner.as_hex())
-    }
-
-    fn wall(&self, at: Instant) -> Option<SystemTime> {
-        let (instant, wall) = self.anchor?;
-        if at >= instant {
-            wall.checked_add(at - instant)
-        } else {
-            wall.checked_sub(instant - at)
-        }
-    }
-}
-
 struct Backoff {
     until: Instant,
     error: TokenError,
@@ -202,7 +139,7 @@ pub struct Lifecycle {
     /// at the backoff's `demand_at`.
     demand: bool,
     /// The shared store's state, when one is configured.
-    store: Option<Box<Shared>>,
+    store: Option<Box<StoreClient>>,
     budget: Budget,
     next_fetch_id: u64,
     last_generation: u64,
@@ -257,19 +194,7 @@ impl Lifecycle {
     pub fn with_store(config: impl Into<Arc<SourceConfig>>, seed: u64, store: StoreConfig) -> Self {
         let mut lifecycle = Self::new(config, seed);
         let owner = LeaseOwner(lifecycle.rng.u128(..));
-        lifecycle.store = Some(Box::new(Shared {
-            config: store,
-            owner,
-            next_op: 0,
-            awaiting: None,
-            acquiring: None,
-            lease_held: false,
-            generation: 0,
-            rejected: None,
-            dead_refresh: None,
-            anchor: None,
-            failing: false,
-        }));
+        lifecycle.store = Some(Box::new(StoreClient::new(store, owner)));
         lifecycle
     }
 
@@ -684,15 +609,9 @@ impl Lifecycle {
     /// usable time, so that a renewal still ends before it stops.
     fn poll_store_later(&mut self, now: Instant) {
         let usable_until = self.current.as_ref().map(|c| c.token.usable_until);
-        let Some(store) = self.store.as_mut() else { return };
-        let (wait, poll) = (store.config.peer_wait, store.config.poll_interval);
-        let Some(acquiring) = store.acquiring.as_mut() else { return };
-        let mut until = now + wait;
-        if let Some(usable_until) = usable_until {
-            until = until.min(now + usable_until.saturating_duration_since(now) / 2);
+        if let Some(store) = self.store.as_mut() {
+            store.poll_later(now, usable_until);
         }
-        let until = *acquiring.peer_wait_until.get_or_insert(until);
-        acquiring.next_read = Some((now + poll).min(until.max(now)));
     }
 
     // ----- outputs -----
@@ -735,27 +654,20 @@ impl Lifecycle {
     /// Asks the store for the envelope.
     fn read_store(&mut self) {
         let Some(store) = self.store.as_mut() else { return };
-        if let Some(acquiring) = store.acquiring.as_mut() {
-            acquiring.next_read = None;
-        }
-        let request = store.request(StoreOp::Read);
-        store.awaiting = Some((request.id, Awaiting::Read));
+        let request = store.read();
         self.stats.store_reads += 1;
         self.outputs.push_back(Output::Store(request));
     }
 
     fn acquire_lease(&mut self) {
         let Some(store) = self.store.as_mut() else { return };
-        let op = StoreOp::AcquireLease { owner: store.owner, ttl: store.config.lease_ttl };
-        let request = store.request(op);
-        store.awaiting = Some((request.id, Awaiting::Lease));
+        let request = store.acquire_lease();
         self.outputs.push_back(Output::Store(request));
     }
 
     fn release_lease(&mut self) {
         let Some(store) = self.store.as_mut() else { return };
-        if std::mem::take(&mut store.lease_held) {
-            let request = store.request(StoreOp::ReleaseLease { owner: store.owner });
+        if let Some(request) = store.release_lease() {
             self.outputs.push_back(Output::Store(request));
         }
     }
@@ -765,9 +677,7 @@ impl Lifecycle {
     fn invalidate_shared(&mut self, generation: Generation) {
         let Some(store) = self.store.as_mut() else { return };
         let Some(token) = self.last_issued.as_ref().filter(|t| t.generation == generation) else { return };
-        let fingerprint = crate::store::fingerprint(token.value().expose_secret());
-        store.rejected = Some(fingerprint.clone());
-        let request = store.request(StoreOp::Invalidate { fingerprint });
+        let request = store.invalidate(crate::store::fingerprint(token.value().expose_secret()));
         self.outputs.push_back(Output::Store(request));
     }
 
@@ -775,34 +685,25 @@ impl Lifecycle {
     /// lease with the write).
     fn write_shared(&mut self, token: &Arc<AccessToken>, sent_at: Instant) {
         let refresh_token = self.refresh_token.clone();
-        let Some(store) = self.store.as_mut() else { return };
-        let (Some(issued), Some(expires)) = (store.wall(sent_at), store.wall(token.expires_at)) else {
-            // No wall time known yet (no store answer so far): nothing to share.
-            self.release_lease();
-            return;
-        };
-        let Some(generation) = store.generation.checked_add(1) else {
-            // Unreachable (adopted generations are bounded): never wraps.
-            self.release_lease();
-            return;
-        };
-        let release = std::mem::take(&mut store.lease_held).then_some(store.owner);
         let after_401 = self.current.as_ref().is_some_and(|c| c.reason == FetchReason::Unauthorized);
-        let record = Record::from_parts(
-            self.config.cache_key(),
-            Some(token.value().clone()),
-            issued,
-            expires,
-            token.lifetime_from_provider(),
-            token.scope().map(str::to_owned),
-            refresh_token,
-            after_401,
-            self.unauthorized_streak,
-        );
-        store.generation = generation;
-        let envelope = Envelope::seal(&record, generation);
-        let request = store.request(StoreOp::Write { envelope, release });
-        self.outputs.push_back(Output::Store(request));
+        let (key, streak) = (self.config.cache_key(), self.unauthorized_streak);
+        let Some(store) = self.store.as_mut() else { return };
+        let request = store.write(sent_at, token.expires_at, |issued, expires| {
+            Record::from_parts(
+                key,
+                Some(token.value().clone()),
+                issued,
+                expires,
+                token.lifetime_from_provider(),
+                token.scope().map(str::to_owned),
+                refresh_token,
+                after_401,
+                streak,
+            )
+        });
+        if let Some(request) = request {
+            self.outputs.push_back(Output::Store(request));
+        }
     }
 
     /// Takes the token in `envelope` if it is good enough: for this cache
