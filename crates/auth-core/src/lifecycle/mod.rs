@@ -63,9 +63,12 @@ use crate::store::{
 };
 use crate::token::{AccessToken, Generation};
 
+mod backoff;
 mod outputs;
 mod stats;
 mod store_client;
+
+use backoff::Backoff;
 
 use store_client::{Acquiring, Awaiting, StoreClient};
 
@@ -107,14 +110,6 @@ struct Current {
     /// The API has accepted a request carrying it
     /// ([`Lifecycle::handle_accepted`]).
     accepted: bool,
-}
-
-struct Backoff {
-    until: Instant,
-    error: TokenError,
-    /// When a caller's demand may bring the retry forward (transient
-    /// errors only): see [`BackoffPolicy::demand_retry`](crate::BackoffPolicy::demand_retry).
-    demand_at: Option<Instant>,
 }
 
 /// The lifecycle of one token source. See the [module docs](self) for the
@@ -1078,57 +1073,20 @@ impl Lifecycle {
         self.release_lease();
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.stats.failures += 1;
-        let delay = self.backoff_delay(&error);
-        let until = now.checked_add(delay).unwrap_or(now);
-        let demand_at = self.demand_delay(&error).and_then(|d| now.checked_add(d)).map(|at| at.min(until));
-        self.backoff = Some(Backoff { until, error: error.clone(), demand_at });
+        let policy = self.config.backoff_policy();
+        self.backoff = Some(Backoff::after(now, policy, self.consecutive_failures, error.clone(), &mut self.rng));
         self.waiting = false;
         self.outputs.push_back(Output::Failed(error));
-    }
-
-    fn backoff_delay(&mut self, error: &TokenError) -> Duration {
-        let policy = self.config.backoff_policy();
-        if matches!(error, TokenError::SignInRequired { .. }) {
-            // No request is sent until the user signs in; the store (where a
-            // sign-in elsewhere lands) is read again after this.
-            return policy.initial;
-        }
-        let exponent = self.consecutive_failures.saturating_sub(1).min(64) as i32;
-        let base = (policy.initial.as_secs_f64() * policy.multiplier.powi(exponent)).min(policy.max.as_secs_f64());
-        let jittered = base * (1.0 - policy.jitter * self.rng.f64());
-        // Saturating: an out-of-range float is the longest delay allowed.
-        let mut delay = Duration::try_from_secs_f64(jittered.max(0.001)).unwrap_or(policy.max);
-        if !error.is_transient() {
-            delay = delay.max(policy.permanent_delay);
-        }
-        if let Some(asked) = error.retry_after() {
-            delay = delay.max(asked.min(policy.max_retry_after));
-        }
-        delay
-    }
-
-    /// How soon after a transient failure a refused caller brings the
-    /// retry forward: [`BackoffPolicy::demand_retry`](crate::BackoffPolicy::demand_retry),
-    /// shortened by up to a quarter at random, but no sooner than a
-    /// `Retry-After`. `None` for permanent errors (their backoff stands).
-    fn demand_delay(&mut self, error: &TokenError) -> Option<Duration> {
-        if !error.is_transient() {
-            return None;
-        }
-        let policy = self.config.backoff_policy();
-        let delay = policy.demand_retry.mul_f64(1.0 - 0.25 * self.rng.f64());
-        Some(match error.retry_after() {
-            Some(asked) => delay.max(asked.min(policy.max_retry_after)),
-            None => delay,
-        })
     }
 
     /// How long a token fetched because of a 401 is protected from being
     /// invalidated by another 401.
     fn unauthorized_delay(&self) -> Duration {
-        let base = self.config.refresh_policy().unauthorized_backoff;
-        let doublings = self.unauthorized_streak.saturating_sub(1).min(16);
-        base.saturating_mul(1 << doublings).min(self.config.backoff_policy().max.max(base))
+        backoff::unauthorized_delay(
+            self.config.refresh_policy(),
+            self.config.backoff_policy(),
+            self.unauthorized_streak,
+        )
     }
 }
 
