@@ -52,23 +52,25 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Response;
 
-use crate::config::{SourceConfig, SourceGrant, FETCH_BUDGET_WINDOW};
+use crate::config::{SourceConfig, SourceGrant};
 use crate::error::ConfigError;
 use crate::error::{ErrorCode, SignInReason, TokenError};
 use crate::request::{revocation_request, token_request, Grant, Revocable, RevocationRequest};
 use crate::response::{parse_token_response_redacting, redactor_for, retry_after, TokenResponse, MAX_LIFETIME};
 use crate::secret::{ExposeSecret, RefreshToken};
 use crate::store::{
-    unix_ms, BudgetAnswer, Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreError, StoreOp, StoreOpId,
+    unix_ms, BudgetAnswer, Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, StoreError, StoreOpId,
 };
 use crate::token::{AccessToken, Generation};
 
 mod backoff;
+mod budget;
 mod outputs;
 mod stats;
 mod store_client;
 
 use backoff::Backoff;
+use budget::Budget;
 
 use store_client::{Acquiring, Awaiting, StoreClient};
 
@@ -93,14 +95,6 @@ struct Slot {
     id: u64,
     /// Counted in the shared store (and here).
     shared: bool,
-}
-
-/// This process's fetches counted against the budget.
-#[derive(Default)]
-struct Budget {
-    /// When each fetch in the window was made, oldest first, and its slot.
-    local: VecDeque<(Instant, u64)>,
-    next_slot: u64,
 }
 
 struct Current {
@@ -537,7 +531,7 @@ impl Lifecycle {
         let strict = self.config.grant() == SourceGrant::SignIn;
         match (what, answer) {
             (Awaiting::Budget(slot), Ok(StoreAnswer::Budget(BudgetAnswer::Granted))) => {
-                self.budget.local.push_back((now, slot));
+                self.budget.count(now, slot);
                 self.send_fetch(now, reason, Some(Slot { id: slot, shared: true }));
             }
             (Awaiting::Budget(_), Ok(StoreAnswer::Budget(BudgetAnswer::Spent { next_at_unix_ms }))) => {
@@ -831,36 +825,19 @@ impl Lifecycle {
         };
         // This process's own fetches are a part of the fleet's: when they
         // alone fill the window, the store need not be asked.
-        if let Some(start) = now.checked_sub(FETCH_BUDGET_WINDOW) {
-            while self.budget.local.front().is_some_and(|(at, _)| *at <= start) {
-                self.budget.local.pop_front();
-            }
-        }
-        if self.budget.local.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
-            let next = self.budget.local.front().and_then(|(at, _)| at.checked_add(FETCH_BUDGET_WINDOW));
+        if let Some(next) = self.budget.full(now, limit) {
             let at = next.and_then(|next| self.store.as_ref().and_then(|s| s.wall(next)));
             self.budget_spent(now, next, at, false);
             return;
         }
-        self.budget.next_slot += 1;
-        let id = self.budget.next_slot;
+        let id = self.budget.next_slot();
         if let Some(store) = self.store.as_mut().filter(|_| store_ok) {
-            if let Some(at) = store.wall(now) {
-                let op = StoreOp::SpendBudget {
-                    limit,
-                    window: FETCH_BUDGET_WINDOW,
-                    at_unix_ms: unix_ms(at),
-                    slot: store.slot_name(id),
-                };
-                store.acquiring.get_or_insert(Acquiring { reason, peer_wait_until: None, next_read: None }).reason =
-                    reason;
-                let request = store.request(op);
-                store.awaiting = Some((request.id, Awaiting::Budget(id)));
+            if let Some(request) = store.spend_budget(now, limit, id, reason) {
                 self.outputs.push_back(Output::Store(request));
                 return;
             }
         }
-        self.budget.local.push_back((now, id));
+        self.budget.count(now, id);
         self.send_fetch(now, reason, Some(Slot { id, shared: false }));
     }
 
@@ -883,10 +860,10 @@ impl Lifecycle {
 
     /// Gives back the budget slot of a fetch the provider refused.
     fn refund(&mut self, slot: Slot) {
-        self.budget.local.retain(|(_, id)| *id != slot.id);
+        self.budget.refund(slot.id);
         self.stats.budget_refunds += 1;
         if let Some(store) = self.store.as_mut().filter(|_| slot.shared) {
-            let request = store.request(StoreOp::RefundBudget { slot: store.slot_name(slot.id) });
+            let request = store.refund_budget(slot.id);
             self.outputs.push_back(Output::Store(request));
         }
     }

@@ -5,7 +5,8 @@
 use std::time::{Instant, SystemTime};
 
 use super::outputs::FetchReason;
-use crate::store::{Envelope, LeaseOwner, Record, StoreConfig, StoreOp, StoreOpId, StoreRequest};
+use crate::config::FETCH_BUDGET_WINDOW;
+use crate::store::{unix_ms, Envelope, LeaseOwner, Record, StoreConfig, StoreOp, StoreOpId, StoreRequest};
 
 /// A lifecycle's client of the shared store: the state of the protocol on
 /// this side (the lease, the operation awaited, the newest generation,
@@ -117,6 +118,34 @@ impl StoreClient {
         self.generation = generation;
         let envelope = Envelope::seal(&record(issued, expires), generation);
         Some(self.request(StoreOp::Write { envelope, release }))
+    }
+
+    /// Counts a token request under slot `id` in the fleet's budget of
+    /// `limit` (the acquisition for `reason` waits on the answer); `None`
+    /// without a wall time yet (no store answer so far).
+    pub(super) fn spend_budget(
+        &mut self,
+        now: Instant,
+        limit: u32,
+        id: u64,
+        reason: FetchReason,
+    ) -> Option<StoreRequest> {
+        let at = self.wall(now)?;
+        let op = StoreOp::SpendBudget {
+            limit,
+            window: FETCH_BUDGET_WINDOW,
+            at_unix_ms: unix_ms(at),
+            slot: self.slot_name(id),
+        };
+        self.acquiring.get_or_insert(Acquiring { reason, peer_wait_until: None, next_read: None }).reason = reason;
+        let request = self.request(op);
+        self.awaiting = Some((request.id, Awaiting::Budget(id)));
+        Some(request)
+    }
+
+    /// Gives back the budget slot `id`.
+    pub(super) fn refund_budget(&mut self, id: u64) -> StoreRequest {
+        self.request(StoreOp::RefundBudget { slot: self.slot_name(id) })
     }
 
     /// While a peer fetches: when to read again, and how long to wait for

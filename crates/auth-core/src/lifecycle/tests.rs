@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::{BackoffPolicy, ClientAuth, RefreshPolicy, SourceConfigBuilder};
+use crate::config::{BackoffPolicy, ClientAuth, RefreshPolicy, SourceConfigBuilder, FETCH_BUDGET_WINDOW};
+use crate::store::StoreOp;
 
 /// A copy of a fetch request, to show it wrapped in an `Output`.
 fn sim_fetch_copy(fetch: &FetchRequest) -> FetchRequest {
