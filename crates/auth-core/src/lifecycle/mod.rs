@@ -68,9 +68,11 @@ mod budget;
 mod outputs;
 mod stats;
 mod store_client;
+mod timing;
 
 use backoff::Backoff;
 use budget::Budget;
+use timing::Timing;
 
 use store_client::{Acquiring, Awaiting, StoreClient};
 
@@ -913,25 +915,13 @@ impl Lifecycle {
             self.refresh_token = response.refresh_token;
             self.signed_out = None;
         }
-        let policy = self.config.refresh_policy();
-        let (lifetime, lifetime_from_provider) = match response.expires_in {
-            Some(lifetime) => (lifetime, true),
-            None => (self.config.default_lifetime(), false),
-        };
-        let elapsed = now.saturating_duration_since(fetch.sent_at);
-        let expired = TokenError::ExpiredOnArrival { lifetime, elapsed };
-        let expires_at = fetch.sent_at.checked_add(lifetime).ok_or_else(|| expired.clone())?;
-        let margin = policy.safety_margin.min(lifetime / 10);
-        let usable_until = expires_at.checked_sub(margin).unwrap_or(expires_at);
-        if usable_until <= now {
-            return Err(expired);
-        }
-        let usable = usable_until.duration_since(fetch.sent_at);
-        let window = usable.mul_f64(policy.refresh_ahead_fraction).min(policy.max_refresh_ahead);
-        let window = window.mul_f64(1.0 + policy.jitter * self.rng.f64()).min(usable / 2);
-        // A token that arrived late is renewed halfway through what is left.
-        let late_floor = now + usable_until.duration_since(now) / 2;
-        let renew_at = (usable_until - window).max(late_floor);
+        let Timing { expires_at, usable_until, renew_at, lifetime, lifetime_from_provider } = Timing::of(
+            self.config.refresh_policy(),
+            response.expires_in.ok_or(self.config.default_lifetime()),
+            fetch.sent_at,
+            now,
+            &mut self.rng,
+        )?;
         // The parser checked the token type against the configuration.
         let dpop = self.config.dpop().cloned();
         let header = AccessToken::authorization_header(&response.access_token, dpop.is_some())
