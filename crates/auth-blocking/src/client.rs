@@ -203,7 +203,7 @@ pub struct AuthorizedClientBuilder {
     setup: auth_core::setup::ClientSetup,
     timeout: std::time::Duration,
     fetch_timeout: std::time::Duration,
-    source: Vec<Box<dyn FnOnce(crate::BlockingSourceBuilder) -> crate::BlockingSourceBuilder>>,
+    source: Vec<Box<dyn FnOnce(crate::source::BlockingSourceBuilder) -> crate::source::BlockingSourceBuilder>>,
 }
 
 #[cfg(feature = "ureq")]
@@ -235,11 +235,11 @@ impl AuthorizedClientBuilder {
     }
 
     /// The token source's options: a shared store
-    /// ([`BlockingSourceBuilder::store`](crate::BlockingSourceBuilder::store)),
-    /// a token saved earlier ([`restore`](crate::BlockingSourceBuilder::restore)), ...
+    /// ([`BlockingSourceBuilder::store`](crate::source::BlockingSourceBuilder::store)),
+    /// a token saved earlier ([`restore`](crate::source::BlockingSourceBuilder::restore)), ...
     pub fn configure_source(
         mut self,
-        change: impl FnOnce(crate::BlockingSourceBuilder) -> crate::BlockingSourceBuilder + 'static,
+        change: impl FnOnce(crate::source::BlockingSourceBuilder) -> crate::source::BlockingSourceBuilder + 'static,
     ) -> Self {
         self.source.push(Box::new(change));
         self
@@ -249,14 +249,14 @@ impl AuthorizedClientBuilder {
     /// store and configuration: one fetch per token lifetime for the whole
     /// fleet (a `FileStore` or `RedisStore` of `auth-store`, with its
     /// `blocking` feature; `StoreConfig::default()` for the usual settings).
-    pub fn store(self, store: impl crate::BlockingTokenStore, config: auth_core::store::StoreConfig) -> Self {
+    pub fn store(self, store: impl crate::store::BlockingTokenStore, config: auth_core::store::StoreConfig) -> Self {
         self.configure_source(move |source| source.store(store, config))
     }
 
     /// Validates the configuration, starts the token source (when OAuth is
     /// used) and builds the client.
     pub fn build(self) -> Result<AuthorizedClient, Error> {
-        use crate::UreqTransport;
+        use crate::transport::UreqTransport;
         let auth_core::setup::ClientParts { source, credentials, root_certificates, replay_copies, .. } =
             self.setup.build()?;
         // The client certificate goes to the token endpoint and to the API

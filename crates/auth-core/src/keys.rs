@@ -361,13 +361,13 @@ impl SigningKey {
         path: &str,
         contents: std::io::Result<String>,
         password: Option<&[u8]>,
-    ) -> Result<Self, crate::ConfigError> {
-        let text = Zeroizing::new(
-            contents
-                .map_err(|error| crate::ConfigError::KeyFile { path: path.to_owned(), reason: error.to_string() })?,
-        );
+    ) -> Result<Self, crate::error::ConfigError> {
+        let text = Zeroizing::new(contents.map_err(|error| crate::error::ConfigError::KeyFile {
+            path: path.to_owned(),
+            reason: error.to_string(),
+        })?);
         Self::parse(&text, password)
-            .map_err(|error| crate::ConfigError::Key { what: format!("the key file `{path}`"), error })
+            .map_err(|error| crate::error::ConfigError::Key { what: format!("the key file `{path}`"), error })
     }
 
     /// A new P-256 key for ES256 (DPoP's default), from the operating

@@ -78,19 +78,22 @@ impl ClientCertificate {
         key_path: &str,
         key: std::io::Result<String>,
         password: Option<&[u8]>,
-    ) -> Result<Self, crate::ConfigError> {
+    ) -> Result<Self, crate::error::ConfigError> {
         let read = |path: &str, contents: std::io::Result<String>| {
-            contents
-                .map(Zeroizing::new)
-                .map_err(|error| crate::ConfigError::KeyFile { path: path.to_owned(), reason: error.to_string() })
+            contents.map(Zeroizing::new).map_err(|error| crate::error::ConfigError::KeyFile {
+                path: path.to_owned(),
+                reason: error.to_string(),
+            })
         };
         let (certificate, key) = (read(certificate_path, certificate)?, read(key_path, key)?);
-        let chain = certificates_from_pem(&certificate).map_err(|error| crate::ConfigError::Key {
+        let chain = certificates_from_pem(&certificate).map_err(|error| crate::error::ConfigError::Key {
             what: format!("the client certificate file `{certificate_path}`"),
             error,
         })?;
-        Self::with_key(chain, &key, password)
-            .map_err(|error| crate::ConfigError::Key { what: format!("the client key file `{key_path}`"), error })
+        Self::with_key(chain, &key, password).map_err(|error| crate::error::ConfigError::Key {
+            what: format!("the client key file `{key_path}`"),
+            error,
+        })
     }
 
     /// The certificates, DER, the client's own first.

@@ -126,15 +126,15 @@ impl RevocationRequest {
     /// Reads the endpoint's answer (see
     /// [`parse_revocation_response`](crate::response::parse_revocation_response)),
     /// with the revoked token redacted from any provider text. Word the
-    /// error with [`TokenError::about`](crate::TokenError::about) and
-    /// [`Endpoint::Revocation`](crate::Endpoint::Revocation).
+    /// error with [`TokenError::about`](crate::error::TokenError::about) and
+    /// [`Endpoint::Revocation`](crate::error::Endpoint::Revocation).
     pub fn parse_response(
         &self,
         config: &SourceConfig,
         status: http::StatusCode,
         headers: &http::HeaderMap,
         body: &[u8],
-    ) -> Result<(), crate::TokenError> {
+    ) -> Result<(), crate::error::TokenError> {
         let secrets: Vec<&str> = self.secrets.iter().map(|s| s.as_str()).collect();
         crate::response::parse_revocation_response(config, &secrets, status, headers, body)
     }
@@ -230,7 +230,7 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
 pub fn ready_to_send(
     built: &Request<Vec<u8>>,
     wall: std::time::SystemTime,
-) -> Result<Request<Vec<u8>>, crate::TokenError> {
+) -> Result<Request<Vec<u8>>, crate::error::TokenError> {
     crate::assertion::prepare(built, wall).map(|(request, _)| request)
 }
 
@@ -277,7 +277,7 @@ impl TokenCall {
 
     /// The request to send now, at wall time `wall`; a failure means
     /// nothing may be sent.
-    pub fn attempt(&mut self, wall: std::time::SystemTime) -> Result<Request<Vec<u8>>, crate::TokenError> {
+    pub fn attempt(&mut self, wall: std::time::SystemTime) -> Result<Request<Vec<u8>>, crate::error::TokenError> {
         let (request, sent) = crate::assertion::prepare(&self.built, wall)?;
         self.sent = sent;
         Ok(request)
@@ -550,7 +550,7 @@ pub(crate) mod tests {
         let error = revocation
             .parse_response(&config, http::StatusCode::BAD_REQUEST, &http::HeaderMap::new(), body)
             .unwrap_err();
-        let text = error.about(crate::Endpoint::Revocation).to_string();
+        let text = error.about(crate::error::Endpoint::Revocation).to_string();
         assert!(!text.contains("8f2a9c1d") && text.contains("[redacted]"), "{text}");
         assert!(text.starts_with("revocation endpoint refused"), "{text}");
     }

@@ -21,7 +21,7 @@
 
 use std::fmt;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 pub use secrecy::ExposeSecret;
 use secrecy::SecretString;

@@ -9,8 +9,10 @@ use auth_tower::{AuthError, Revoked, TokenSource, TokenSourceBuilder, TokenStore
 use reqwest::{IntoUrl, Method};
 use reqwest_middleware::{ClientWithMiddleware, RequestBuilder};
 
+use crate::middleware::AuthMiddleware;
+use crate::redirect::same_origin_redirects;
+use crate::transport::ReqwestTransport;
 use crate::transport::Tls;
-use crate::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
 
 /// A reqwest client whose every request carries the configured credentials.
 ///

@@ -65,7 +65,7 @@ pub enum ReplayableBody {
     /// In memory: replayable.
     Full(Full<Bytes>),
     /// A stream: sent once, never replayed.
-    Stream(UnsyncBoxBody<Bytes, crate::BoxError>),
+    Stream(UnsyncBoxBody<Bytes, crate::error::BoxError>),
 }
 
 impl ReplayableBody {
@@ -78,7 +78,7 @@ impl ReplayableBody {
     pub fn stream<B>(body: B) -> Self
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<crate::BoxError>,
+        B::Error: Into<crate::error::BoxError>,
     {
         use http_body_util::BodyExt;
         Self::Stream(body.map_err(Into::into).boxed_unsync())
@@ -96,7 +96,7 @@ impl ReplayBody for ReplayableBody {
 
 impl http_body::Body for ReplayableBody {
     type Data = Bytes;
-    type Error = crate::BoxError;
+    type Error = crate::error::BoxError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,

@@ -149,7 +149,7 @@ pub(crate) struct Resend<S, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::AuthLayer;
+    use crate::layer::AuthLayer;
     use auth_core::Credentials;
 
     /// A token a lifecycle issued.

@@ -8,7 +8,7 @@ use auth_core::replay::ReplayCopies;
 #[cfg(doc)]
 use crate::body::ReplayBody;
 #[cfg(doc)]
-use crate::AuthLayer;
+use crate::layer::AuthLayer;
 
 /// The default 401 handling: every request whose body can be copied
 /// ([`ReplayBody`]) keeps a copy of itself made before it is sent, and

@@ -395,12 +395,12 @@ mod tests {
     fn a_jwt_bearer_source_asks_with_its_assertion_and_renews_the_same_way() {
         let bearer = JwtBearer::signed(SigningKey::generate_es256().unwrap(), "a", "b");
         let config = SourceConfig::builder(TOKEN_URL, "c").jwt_bearer(bearer).build().unwrap();
-        let mut lifecycle = crate::Lifecycle::new(config, 1);
+        let mut lifecycle = crate::lifecycle::Lifecycle::new(config, 1);
         #[allow(clippy::disallowed_methods)]
         let start = std::time::Instant::now();
-        assert!(matches!(lifecycle.handle_token_wanted(start), crate::Want::Wait));
-        let Some(crate::Output::Fetch(fetch)) = lifecycle.poll_output() else { panic!("no fetch") };
-        assert_eq!(fetch.grant, crate::GrantKind::JwtBearer);
+        assert!(matches!(lifecycle.handle_token_wanted(start), crate::lifecycle::Want::Wait));
+        let Some(crate::lifecycle::Output::Fetch(fetch)) = lifecycle.poll_output() else { panic!("no fetch") };
+        assert_eq!(fetch.grant, crate::lifecycle::GrantKind::JwtBearer);
         assert!(param(&ready_to_send(&fetch.request, now()).unwrap(), "assertion").is_some());
     }
 }

@@ -304,8 +304,8 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+    use crate::config::SourceConfig;
     use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
-    use crate::SourceConfig;
 
     fn key(url: &str) -> CacheKey {
         SourceConfig::builder(url, "id").client_secret("the-client-secret").build().unwrap().cache_key().clone()
