@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use auth_core::ClientAuth;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// authc: get a token, call an API with the right credentials, sign a
@@ -211,21 +213,21 @@ pub enum TokenTypeHint {
     RefreshToken,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuthMethod {
-    Basic,
-    BasicRaw,
-    Post,
-    Json,
-    None,
-    /// A JWT signed with --private-key-file (RFC 7523, OpenID Connect).
-    PrivateKeyJwt,
-    /// A JWT signed with the client secret (HS256); the secret is not sent.
-    ClientSecretJwt,
-    /// A TLS client certificate (RFC 8705, --client-cert / --client-key).
-    TlsClientAuth,
-    /// A self-signed TLS client certificate registered with the provider.
-    SelfSignedTlsClientAuth,
+/// `--auth-method`: the names are `ClientAuth`'s own (one list, in
+/// auth-core), each with what it needs here.
+fn client_auth() -> impl clap::builder::TypedValueParser<Value = ClientAuth> {
+    let help = |method: ClientAuth| match method {
+        ClientAuth::PrivateKeyJwt => Some("A JWT signed with --private-key-file (RFC 7523, OpenID Connect)"),
+        ClientAuth::ClientSecretJwt => Some("A JWT signed with the client secret (HS256); the secret is not sent"),
+        ClientAuth::TlsClientAuth => Some("A TLS client certificate (RFC 8705, --client-cert / --client-key)"),
+        ClientAuth::SelfSignedTlsClientAuth => {
+            Some("A self-signed TLS client certificate registered with the provider")
+        }
+        _ => None,
+    };
+    let names = ClientAuth::ALL.map(|method| clap::builder::PossibleValue::new(method.as_str()).help(help(method)));
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|name| ClientAuth::parse(&name).ok_or("not a client authentication method"))
 }
 
 /// The grant `authc` asks tokens with.
@@ -310,8 +312,8 @@ pub struct AuthArgs {
     pub client_secret_file: Option<PathBuf>,
     /// How the client authenticates at the token endpoint [default: basic,
     /// or private-key-jwt with --private-key-file and no secret].
-    #[arg(long, value_enum, value_name = "METHOD")]
-    pub auth_method: Option<AuthMethod>,
+    #[arg(long, value_name = "METHOD", value_parser = client_auth())]
+    pub auth_method: Option<ClientAuth>,
     /// The client's private key (PEM: PKCS#8, PKCS#1 or SEC1, or a JWK) for
     /// private-key-jwt; an encrypted PKCS#8 key takes its password from
     /// AUTHC_PRIVATE_KEY_PASSWORD.

@@ -169,9 +169,9 @@ impl ConfigFile {
 }
 
 /// The client authentication methods a profile's `auth_method` names.
-pub(crate) const AUTH_METHODS: &str =
-    "basic, basic-raw, post, json, none, private-key-jwt, client-secret-jwt, tls-client-auth \
-                            or self-signed-tls-client-auth";
+pub(crate) fn auth_methods() -> String {
+    ClientAuth::ALL.map(ClientAuth::as_str).join(", ")
+}
 
 /// The grants a profile's `grant` names.
 pub(crate) const GRANTS: [&str; 2] = ["client-credentials", "jwt-bearer"];
@@ -200,7 +200,7 @@ impl Profile {
         }
         if let Some(name) = &self.auth_method {
             if ClientAuth::parse(name).is_none() {
-                return Err(("auth_method", format!("unknown method `{name}`; use {AUTH_METHODS}")));
+                return Err(("auth_method", format!("unknown method `{name}`; use {}", auth_methods())));
             }
         }
         if let Some(grant) = self.grant.as_deref().filter(|g| !GRANTS.contains(g)) {

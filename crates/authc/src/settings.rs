@@ -9,10 +9,10 @@ use auth_core::mtls::ClientCertificate;
 use auth_core::secret::{ApiKey, ClientSecret, Password};
 use auth_core::{ClientAuth, Credentials, SourceConfig, SourceGrant};
 
-use crate::cli::{AuthArgs, AuthMethod, GrantArg};
+use crate::cli::{AuthArgs, GrantArg};
 use crate::failure::Failure;
 use crate::key_files::{assertion_from, dpop_key, read_client_certificate, read_root_certificates, read_signing_key};
-use crate::profile::{load_profile, Words, AUTH_METHODS, GRANTS};
+use crate::profile::{auth_methods, load_profile, Words, GRANTS};
 use crate::secrets::{split_secret, SecretPlaces, SecretSource};
 use crate::store::{store_choice, StoreChoice};
 
@@ -98,20 +98,6 @@ pub struct Settings {
     pub basic_password_source: Option<SecretSource>,
 }
 
-pub(crate) fn auth_method(method: AuthMethod) -> ClientAuth {
-    match method {
-        AuthMethod::Basic => ClientAuth::Basic,
-        AuthMethod::BasicRaw => ClientAuth::BasicRaw,
-        AuthMethod::Post => ClientAuth::Post,
-        AuthMethod::Json => ClientAuth::Json,
-        AuthMethod::None => ClientAuth::None,
-        AuthMethod::PrivateKeyJwt => ClientAuth::PrivateKeyJwt,
-        AuthMethod::ClientSecretJwt => ClientAuth::ClientSecretJwt,
-        AuthMethod::TlsClientAuth => ClientAuth::TlsClientAuth,
-        AuthMethod::SelfSignedTlsClientAuth => ClientAuth::SelfSignedTlsClientAuth,
-    }
-}
-
 impl Settings {
     /// Merges flags and environment (already merged by clap) over the profile.
     pub fn resolve(args: &AuthArgs, revocation_url: Option<String>) -> Result<Self, Failure> {
@@ -131,9 +117,9 @@ impl Settings {
     ) -> Result<Self, Failure> {
         let (profile, profile_name) = load_profile(args)?;
         let given_method = match (args.auth_method, &profile.auth_method) {
-            (Some(method), _) => Some(auth_method(method)),
+            (Some(method), _) => Some(method),
             (None, Some(name)) => Some(ClientAuth::parse(name).ok_or_else(|| {
-                Failure::usage(format!("unknown auth_method `{name}` in the profile; use {AUTH_METHODS}"))
+                Failure::usage(format!("unknown auth_method `{name}` in the profile; use {}", auth_methods()))
             })?),
             (None, None) => None,
         };

@@ -87,19 +87,21 @@ impl ClientAuth {
     /// `post`, `json`, `none`, `private-key-jwt`, `client-secret-jwt`,
     /// `tls-client-auth`, `self-signed-tls-client-auth`).
     pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "basic" => Self::Basic,
-            "basic-raw" => Self::BasicRaw,
-            "post" => Self::Post,
-            "json" => Self::Json,
-            "none" => Self::None,
-            "private-key-jwt" => Self::PrivateKeyJwt,
-            "client-secret-jwt" => Self::ClientSecretJwt,
-            "tls-client-auth" => Self::TlsClientAuth,
-            "self-signed-tls-client-auth" => Self::SelfSignedTlsClientAuth,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|method| method.as_str() == name)
     }
+
+    /// Every method, in the order a command line lists them.
+    pub const ALL: [Self; 9] = [
+        Self::Basic,
+        Self::BasicRaw,
+        Self::Post,
+        Self::Json,
+        Self::None,
+        Self::PrivateKeyJwt,
+        Self::ClientSecretJwt,
+        Self::TlsClientAuth,
+        Self::SelfSignedTlsClientAuth,
+    ];
 
     /// The method a client uses when none is chosen: `private_key_jwt` with
     /// a signing key and no secret; `tls_client_auth` for client
