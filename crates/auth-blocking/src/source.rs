@@ -2,7 +2,6 @@
 //! `auth-core` lifecycle; any number of threads read the current token
 //! without a lock and wait on the single fetch when there is none.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -45,15 +44,8 @@ pub struct Revoked {
 /// A snapshot of a token source's counters (the core's type).
 pub use auth_core::Stats;
 
-#[derive(Default)]
-struct Counters {
-    /// Tokens served from the published slot without the worker.
-    hits: AtomicU64,
-    /// Tokens answered as a replay after a 401.
-    replays: AtomicU64,
-    /// The lifecycle's own counters, published before each answer.
-    lifecycle: std::sync::Mutex<Stats>,
-}
+/// The counters the handles and the worker thread share.
+type Counters = auth_core::lifecycle::PublishedStats;
 
 struct Published {
     slot: TokenSlot,
@@ -203,7 +195,7 @@ impl BlockingTokenSource {
         if token.renewal_due() {
             let _ = self.send(Command::Nudge);
         }
-        published.counters.hits.fetch_add(1, Ordering::Relaxed);
+        published.counters.add_cache_hits(1);
         Some(token.to_arc())
     }
 
@@ -244,7 +236,7 @@ impl BlockingTokenSource {
         self.send(Command::Unauthorized(generation, Some(reply)))?;
         let renewed = answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()));
         if let Ok(Some(_)) = &renewed {
-            self.inner.published.counters.replays.fetch_add(1, Ordering::Relaxed);
+            self.inner.published.counters.add_replay();
         }
         renewed
     }
@@ -280,11 +272,7 @@ impl BlockingTokenSource {
 
     /// Counters since the source was created.
     pub fn stats(&self) -> Stats {
-        let c = &self.inner.published.counters;
-        let mut stats = *c.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        stats.cache_hits = c.hits.load(Ordering::Relaxed);
-        stats.replays_after_401 = c.replays.load(Ordering::Relaxed);
-        stats
+        self.inner.published.counters.snapshot()
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
@@ -546,8 +534,7 @@ impl Worker {
 
     /// Publishes the lifecycle's counters for `stats()`.
     fn publish_lifecycle_stats(&self) {
-        *self.published.counters.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            self.lifecycle.stats();
+        self.published.counters.publish(self.lifecycle.stats());
     }
 
     fn publish(&self, token: &Arc<AccessToken>) {

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -57,30 +57,7 @@ pub struct Revoked {
 }
 
 /// Counters shared by the handles and the worker.
-#[derive(Default)]
-pub(crate) struct Counters {
-    /// Tokens served by the readers' lock-free path.
-    pub(crate) hits: AtomicU64,
-    /// Tokens answered as a replay after a 401.
-    pub(crate) replays: AtomicU64,
-    /// The lifecycle's counters, as the worker last published them.
-    pub(crate) lifecycle: Mutex<Stats>,
-}
-
-impl Counters {
-    /// A snapshot: the lifecycle's counters and the two only this driver sees.
-    pub(crate) fn snapshot(&self) -> Stats {
-        let mut stats = *self.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        stats.cache_hits = self.hits.load(Ordering::Relaxed);
-        stats.replays_after_401 = self.replays.load(Ordering::Relaxed);
-        stats
-    }
-
-    /// Publishes the lifecycle's counters.
-    pub(crate) fn publish(&self, lifecycle: Stats) {
-        *self.lifecycle.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lifecycle;
-    }
-}
+pub(crate) type Counters = auth_core::lifecycle::PublishedStats;
 
 /// A snapshot of a token source's counters (the core's type).
 pub use auth_core::Stats;
@@ -193,7 +170,7 @@ impl Future for TokenFuture {
         if let Poll::Ready(reply) = Pin::new(&mut waiting.receiver).poll(cx) {
             let reply = reply.unwrap_or_else(|_| Err(waiting.published.stopped()));
             if let (Ok(Some(_)), true) = (&reply, waiting.replay) {
-                waiting.published.counters.replays.fetch_add(1, Ordering::Relaxed);
+                waiting.published.counters.add_replay();
             }
             return Poll::Ready(reply);
         }

@@ -430,7 +430,7 @@ impl TokenSource {
     /// first past the renewal point.
     fn count_read(&self, renewal_due: bool) {
         self.nudge_if(renewal_due);
-        self.shared.published.counters.hits.fetch_add(1, Ordering::Relaxed);
+        self.shared.published.counters.add_cache_hits(1);
     }
 
     #[inline]
@@ -500,7 +500,7 @@ impl TokenReader {
 
 #[cold]
 fn flush_hits(source: &TokenSource, unflushed: &mut u32) {
-    source.shared.published.counters.hits.fetch_add(u64::from(std::mem::take(unflushed)), Ordering::Relaxed);
+    source.shared.published.counters.add_cache_hits(u64::from(std::mem::take(unflushed)));
 }
 
 impl Clone for TokenReader {

@@ -80,7 +80,7 @@ pub use outputs::{
     FetchId, FetchReason, FetchRequest, GrantKind, Output, RejectedAfterRenewal, StoredToken, Unauthorized, Want,
     WithdrawReason,
 };
-pub use stats::Stats;
+pub use stats::{PublishedStats, Stats};
 
 struct InFlight {
     id: FetchId,
