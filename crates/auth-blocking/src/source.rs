@@ -11,7 +11,7 @@ use auth_core::request::TokenKind;
 use auth_core::slot::TokenSlot;
 use auth_core::store::{StoreConfig, StoreError, StoreTimeouts};
 use auth_core::{
-    AccessToken, ConfigError, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError, Unauthorized, Want,
+    AccessToken, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError, Unauthorized, Want,
 };
 
 use crate::error::Error;
@@ -243,9 +243,6 @@ impl BlockingTokenSource {
 
     /// Revokes the current tokens at the RFC 7009 endpoint and forgets them.
     pub fn revoke(&self) -> Result<Revoked, Error> {
-        if self.inner.config.revocation_url().is_none() {
-            return Err(Error::Config(ConfigError::NoRevocationUrl));
-        }
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Command::Revoke(reply))?;
         answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()))

@@ -348,9 +348,6 @@ impl TokenSource {
     /// new token. The tokens are forgotten even if the revocation request
     /// fails.
     pub async fn revoke(&self) -> Result<Revoked, AuthError> {
-        if self.shared.config.revocation_url().is_none() {
-            return Err(AuthError::Config(auth_core::ConfigError::NoRevocationUrl));
-        }
         let (reply, receiver) = oneshot::channel();
         self.shared.commands.send(Command::Revoke(reply)).map_err(|_| AuthError::Stopped)?;
         receiver.await.unwrap_or(Err(AuthError::Stopped))
