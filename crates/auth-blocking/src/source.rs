@@ -113,7 +113,7 @@ impl BlockingTokenSource {
     /// `transport` (e.g. [`UreqTransport::for_tokens`](crate::UreqTransport::for_tokens),
     /// or a closure in tests).
     pub fn new(config: SourceConfig, transport: impl BlockingTransport) -> Result<Self, Error> {
-        Self::with_seed(config, transport, random_seed())
+        Self::with_seed(config, transport, auth_core::driver::random_seed())
     }
 
     /// Like [`BlockingTokenSource::new`] with a fixed jitter seed (tests).
@@ -135,7 +135,7 @@ impl BlockingTokenSource {
 
     fn start(options: BlockingSourceBuilder) -> Result<Self, Error> {
         let config = Arc::new(options.config);
-        let seed = options.seed.unwrap_or_else(random_seed);
+        let seed = options.seed.unwrap_or_else(auth_core::driver::random_seed);
         let (commands, receiver) = mpsc::channel();
         let published =
             Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
@@ -284,13 +284,6 @@ impl BlockingTokenSource {
     }
 }
 
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    hasher.finish()
-}
-
 /// Default timeout of one store operation.
 pub use auth_core::store::DEFAULT_STORE_TIMEOUT;
 
@@ -388,7 +381,7 @@ impl Worker {
     /// kept for the callers, whose waits end at once.
     fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> T) -> Result<T, ()> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self))).map_err(|panic| {
-            let message = panic_message(&*panic);
+            let message = auth_core::driver::panic_message(&*panic);
             tracing::error!(target: "auth_blocking", "token source thread failed: {message}");
             let _ = self.published.failure.set(message);
         })
@@ -413,7 +406,10 @@ impl Worker {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.transport.send(request))) {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(error.into_token_error()),
-            Err(panic) => Err(TokenError::transport(format!("the token transport failed: {}", panic_message(&*panic)))),
+            Err(panic) => Err(TokenError::transport(format!(
+                "the token transport failed: {}",
+                auth_core::driver::panic_message(&*panic)
+            ))),
         }
     }
 
@@ -554,13 +550,4 @@ impl Worker {
         }
         Ok(revoked)
     }
-}
-
-/// What a panic said, when it said it with a string.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

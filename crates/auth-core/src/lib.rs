@@ -70,6 +70,7 @@ pub mod credentials;
 pub mod device;
 pub mod discovery;
 pub mod dpop;
+pub mod driver;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;

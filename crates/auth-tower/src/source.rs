@@ -6,7 +6,7 @@
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
 use auth_core::store::{StoreConfig, StoreTimeouts};
@@ -163,7 +163,7 @@ impl TokenSourceBuilder {
     pub fn build(self) -> Result<TokenSource, AuthError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuthError::NoRuntime)?;
         let config = Arc::new(self.config);
-        let seed = self.seed.unwrap_or_else(random_seed);
+        let seed = self.seed.unwrap_or_else(auth_core::driver::random_seed);
         let (commands, receiver) = mpsc::unbounded_channel();
         // With a store, a caller may also wait for a peer's fetch and for
         // a few store operations before the local fetch.
@@ -208,14 +208,6 @@ impl TokenSourceBuilder {
         id.register(&shared);
         Ok(TokenSource { shared })
     }
-}
-
-/// A seed that differs between processes and between sources.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    hasher.finish()
 }
 
 impl TokenSource {

@@ -86,7 +86,7 @@ impl Worker {
     /// "runtime shut down".
     pub(crate) fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> T) -> Result<T, ()> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self))).map_err(|panic| {
-            let message = panic_message(&*panic);
+            let message = auth_core::driver::panic_message(&*panic);
             tracing::error!(target: "auth_tower", "token source worker failed: {message}");
             let _ = self.published.failure.set(message);
         })
@@ -360,7 +360,11 @@ impl Worker {
         let task = AbortOnDrop(tokio::spawn(self.send_timed(fetch.request)));
         let future: FetchFuture = Box::pin(async move {
             task.await.unwrap_or_else(|error| {
-                let what = if error.is_panic() { panic_message(&*error.into_panic()) } else { error.to_string() };
+                let what = if error.is_panic() {
+                    auth_core::driver::panic_message(&*error.into_panic())
+                } else {
+                    error.to_string()
+                };
                 Err(TokenError::transport(format!("the token transport failed: {what}")))
             })
         });
@@ -383,15 +387,6 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// What a panic said, when it said it with a string.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Resolves with the outcome of the fetch in flight; pending forever when
