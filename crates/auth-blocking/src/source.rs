@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use auth_core::lifecycle::WithdrawReason;
 use auth_core::request::TokenKind;
 use auth_core::slot::TokenSlot;
-use auth_core::store::{StoreConfig, StoreError, StoreTimeouts};
+use auth_core::store::{StoreConfig, StoreError, StoreRequest, StoreTimeouts};
 use auth_core::{
-    AccessToken, Generation, Lifecycle, Output, SourceConfig, StoredToken, TokenError, Unauthorized, Want,
+    AccessToken, FetchRequest, Generation, Lifecycle, SourceConfig, StoredToken, TokenError, Unauthorized, Want,
 };
 
 use crate::error::Error;
@@ -472,57 +473,7 @@ impl Worker {
     }
 
     fn carry_out(&mut self) {
-        while let Some(output) = self.lifecycle.poll_output() {
-            // Before any answer goes out: a caller who got one sees what led to it.
-            self.publish_lifecycle_stats();
-            match output {
-                Output::Fetch(fetch) => {
-                    tracing::info!(target: "auth_blocking", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
-                    match self.send(fetch.request) {
-                        Ok(response) => {
-                            self.lifecycle.handle_fetch_response(Instant::now(), SystemTime::now(), fetch.id, &response)
-                        }
-                        Err(error) => self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error),
-                    }
-                    self.publish_lifecycle_stats();
-                }
-                Output::TokenReady(token) => {
-                    tracing::info!(target: "auth_blocking", generation = token.generation().get(), lifetime_s = token.lifetime().as_secs(), "access token obtained");
-                    self.publish(&token);
-                    for waiter in self.waiters.drain(..) {
-                        let _ = waiter.send(Ok(Some(Arc::clone(&token))));
-                    }
-                }
-                Output::Failed(error) => {
-                    tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "could not obtain a token: {error}");
-                    for waiter in self.waiters.drain(..) {
-                        let _ = waiter.send(Err(Error::Token(error.clone())));
-                    }
-                }
-                Output::TokenWithdrawn { generation, .. } => {
-                    self.published.slot.withdraw(generation);
-                }
-                Output::StoreHealth { error: Some(error), .. } => {
-                    tracing::warn!(target: "auth_blocking", timeout = error.timeout, "{error}; fetching without the store until it answers again");
-                }
-                Output::StoreHealth { .. } => tracing::info!(target: "auth_blocking", "the token store answers again"),
-                Output::Store(request) => {
-                    let id = request.id;
-                    let answer = match &self.store {
-                        Some(store) => store.run(request),
-                        None => Err(StoreError::new("no store is configured")),
-                    };
-                    if let Err(error) = &answer {
-                        tracing::debug!(target: "auth_blocking", op = id.get(), "token store operation failed: {error}");
-                    }
-                    self.lifecycle.handle_store(Instant::now(), SystemTime::now(), id, answer);
-                    // Counted before the waiters it may answer are told.
-                    self.publish_lifecycle_stats();
-                }
-                _ => {}
-            }
-        }
-        self.publish_lifecycle_stats();
+        auth_core::driver::carry_out(self);
     }
 
     /// Publishes the lifecycle's counters for `stats()`.
@@ -549,5 +500,68 @@ impl Worker {
                 .map_err(Error::Revocation)?;
         }
         Ok(revoked)
+    }
+}
+
+impl auth_core::driver::Effects for Worker {
+    fn lifecycle(&mut self) -> &mut Lifecycle {
+        &mut self.lifecycle
+    }
+
+    fn before_output(&mut self) {
+        // Before any answer goes out: a caller who got one sees what led to it.
+        self.publish_lifecycle_stats();
+    }
+
+    fn fetch(&mut self, fetch: FetchRequest) {
+        tracing::info!(target: "auth_blocking", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
+        match self.send(fetch.request) {
+            Ok(response) => {
+                self.lifecycle.handle_fetch_response(Instant::now(), SystemTime::now(), fetch.id, &response)
+            }
+            Err(error) => self.lifecycle.handle_fetch_failed(Instant::now(), fetch.id, error),
+        }
+    }
+
+    fn store(&mut self, request: StoreRequest) {
+        let id = request.id;
+        let answer = match &self.store {
+            Some(store) => store.run(request),
+            None => Err(StoreError::new("no store is configured")),
+        };
+        if let Err(error) = &answer {
+            tracing::debug!(target: "auth_blocking", op = id.get(), "token store operation failed: {error}");
+        }
+        self.lifecycle.handle_store(Instant::now(), SystemTime::now(), id, answer);
+    }
+
+    fn token_ready(&mut self, token: Arc<AccessToken>) {
+        tracing::info!(target: "auth_blocking", generation = token.generation().get(), lifetime_s = token.lifetime().as_secs(), "access token obtained");
+        self.publish(&token);
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Ok(Some(Arc::clone(&token))));
+        }
+    }
+
+    fn failed(&mut self, error: TokenError) {
+        tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "could not obtain a token: {error}");
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Err(Error::Token(error.clone())));
+        }
+    }
+
+    fn withdrawn(&mut self, generation: Generation, _reason: WithdrawReason) {
+        self.published.slot.withdraw(generation);
+    }
+
+    fn store_health(&mut self, error: Option<StoreError>) {
+        match error {
+            Some(error) => tracing::warn!(
+                target: "auth_blocking",
+                timeout = error.timeout,
+                "{error}; fetching without the store until it answers again"
+            ),
+            None => tracing::info!(target: "auth_blocking", "the token store answers again"),
+        }
     }
 }

@@ -1,6 +1,63 @@
-//! What every driver of a [`Lifecycle`](crate::lifecycle::Lifecycle) needs
-//! besides the lifecycle itself, and decides the same way: the seed of its
-//! jitter, and the words for a panic a caller is told about.
+//! What every driver of a [`Lifecycle`] needs besides the lifecycle
+//! itself, and does the same way: carrying out each of its outputs (one
+//! exhaustive dispatch, here, so that a new output is a compile error in
+//! the core rather than ignored by a driver), the seed of its jitter, and
+//! the words for a panic a caller is told about.
+
+use std::sync::Arc;
+
+use crate::error::TokenError;
+use crate::lifecycle::{FetchRequest, Lifecycle, Output, WithdrawReason};
+use crate::store::{StoreError, StoreRequest};
+use crate::token::{AccessToken, Generation};
+
+/// What a driver does with each output of its lifecycle. A driver
+/// implements it; [`carry_out`] calls it for every output, in order.
+pub trait Effects {
+    /// The lifecycle the driver runs.
+    fn lifecycle(&mut self) -> &mut Lifecycle;
+
+    /// Called before each output is carried out: a driver publishes the
+    /// lifecycle's counters here, so that a caller who gets an answer
+    /// sees what led to it.
+    fn before_output(&mut self) {}
+
+    /// Send this token request; answer with `handle_fetch_response` or
+    /// `handle_fetch_failed`.
+    fn fetch(&mut self, fetch: FetchRequest);
+
+    /// Carry out this store operation; answer with `handle_store`.
+    fn store(&mut self, request: StoreRequest);
+
+    /// A new token: publish it and answer every caller waiting.
+    fn token_ready(&mut self, token: Arc<AccessToken>);
+
+    /// No token can be had now: answer every caller waiting with `error`.
+    fn failed(&mut self, error: TokenError);
+
+    /// This token must no longer be sent: unpublish it.
+    fn withdrawn(&mut self, generation: Generation, reason: WithdrawReason);
+
+    /// The store stopped answering (`Some`, with why) or answers again
+    /// (`None`): say so once.
+    fn store_health(&mut self, error: Option<StoreError>);
+}
+
+/// Carries out every output the lifecycle has, until it has none.
+pub fn carry_out(driver: &mut impl Effects) {
+    while let Some(output) = driver.lifecycle().poll_output() {
+        driver.before_output();
+        match output {
+            Output::Fetch(fetch) => driver.fetch(fetch),
+            Output::Store(request) => driver.store(request),
+            Output::TokenReady(token) => driver.token_ready(token),
+            Output::Failed(error) => driver.failed(error),
+            Output::TokenWithdrawn { generation, reason } => driver.withdrawn(generation, reason),
+            Output::StoreHealth { error, .. } => driver.store_health(error),
+        }
+    }
+    driver.before_output();
+}
 
 /// A seed for a lifecycle's jitter: random per token source, so that the
 /// replicas of a fleet spread their renewals and retries out.

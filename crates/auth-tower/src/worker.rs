@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
+use auth_core::lifecycle::WithdrawReason;
 use auth_core::request::{TokenCall, TokenKind};
 use auth_core::store::{StoreAnswer, StoreError, StoreOpId, StoreRequest, StoreTimeouts};
-use auth_core::{AccessToken, FetchId, FetchRequest, Lifecycle, Output, TokenError, Unauthorized, Want};
+use auth_core::{AccessToken, FetchId, FetchRequest, Generation, Lifecycle, TokenError, Unauthorized, Want};
 use bytes::Bytes;
 use http::{Request, Response};
 use tokio::sync::{mpsc, oneshot};
@@ -245,50 +246,7 @@ impl Worker {
 
     /// Carries out every output of the lifecycle.
     pub(crate) fn carry_out(&mut self) {
-        self.publish_lifecycle_stats();
-        while let Some(output) = self.lifecycle.poll_output() {
-            match output {
-                Output::Fetch(fetch) => self.start(fetch),
-                Output::Store(request) => self.run_store_op(request),
-                Output::TokenReady(token) => {
-                    tracing::info!(
-                        target: "auth_tower",
-                        generation = token.generation().get(),
-                        lifetime_s = token.lifetime().as_secs(),
-                        lifetime_from_provider = token.lifetime_from_provider(),
-                        fetch_ms = now().saturating_duration_since(token.issued_at()).as_millis() as u64,
-                        "access token obtained"
-                    );
-                    self.publish(&token);
-                    for waiter in self.waiters.drain(..) {
-                        let _ = waiter.send(Ok(Some(Arc::clone(&token))));
-                    }
-                }
-                Output::Failed(error) => {
-                    tracing::warn!(
-                        target: "auth_tower",
-                        kind = error.kind(),
-                        transient = error.is_transient(),
-                        code = error.code().map(|c| c.as_str().to_owned()),
-                        waiters = self.waiters.len(),
-                        "could not obtain a token: {error}"
-                    );
-                    for waiter in self.waiters.drain(..) {
-                        let _ = waiter.send(Err(AuthError::Token(error.clone())));
-                    }
-                }
-                Output::TokenWithdrawn { generation, reason } => {
-                    tracing::debug!(target: "auth_tower", generation = generation.get(), ?reason, "token withdrawn");
-                    self.published.slot.withdraw(generation);
-                }
-                Output::StoreHealth { error: Some(error), .. } => {
-                    tracing::warn!(target: "auth_tower", timeout = error.timeout, "{error}; fetching without the store until it answers again");
-                }
-                Output::StoreHealth { .. } => tracing::info!(target: "auth_tower", "the token store answers again"),
-                _ => {}
-            }
-        }
-        self.publish_lifecycle_stats();
+        auth_core::driver::carry_out(self);
     }
 
     /// Forgets the tokens, then revokes them in a task of their own (the
@@ -369,6 +327,69 @@ impl Worker {
             })
         });
         self.fetch = Some(InFlight { id: fetch.id, started: now(), future });
+    }
+}
+
+impl auth_core::driver::Effects for Worker {
+    fn lifecycle(&mut self) -> &mut Lifecycle {
+        &mut self.lifecycle
+    }
+
+    fn before_output(&mut self) {
+        self.publish_lifecycle_stats();
+    }
+
+    fn fetch(&mut self, fetch: FetchRequest) {
+        self.start(fetch);
+    }
+
+    fn store(&mut self, request: StoreRequest) {
+        self.run_store_op(request);
+    }
+
+    fn token_ready(&mut self, token: Arc<AccessToken>) {
+        tracing::info!(
+            target: "auth_tower",
+            generation = token.generation().get(),
+            lifetime_s = token.lifetime().as_secs(),
+            lifetime_from_provider = token.lifetime_from_provider(),
+            fetch_ms = now().saturating_duration_since(token.issued_at()).as_millis() as u64,
+            "access token obtained"
+        );
+        self.publish(&token);
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Ok(Some(Arc::clone(&token))));
+        }
+    }
+
+    fn failed(&mut self, error: TokenError) {
+        tracing::warn!(
+            target: "auth_tower",
+            kind = error.kind(),
+            transient = error.is_transient(),
+            code = error.code().map(|c| c.as_str().to_owned()),
+            waiters = self.waiters.len(),
+            "could not obtain a token: {error}"
+        );
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Err(AuthError::Token(error.clone())));
+        }
+    }
+
+    fn withdrawn(&mut self, generation: Generation, reason: WithdrawReason) {
+        tracing::debug!(target: "auth_tower", generation = generation.get(), ?reason, "token withdrawn");
+        self.published.slot.withdraw(generation);
+    }
+
+    fn store_health(&mut self, error: Option<StoreError>) {
+        match error {
+            Some(error) => tracing::warn!(
+                target: "auth_tower",
+                timeout = error.timeout,
+                "{error}; fetching without the store until it answers again"
+            ),
+            None => tracing::info!(target: "auth_tower", "the token store answers again"),
+        }
     }
 }
 
