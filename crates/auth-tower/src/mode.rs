@@ -7,8 +7,6 @@ use auth_core::replay::ReplayCopies;
 
 #[cfg(doc)]
 use crate::body::ReplayBody;
-#[cfg(doc)]
-use crate::layer::AuthLayer;
 
 /// The default 401 handling: every request whose body can be copied
 /// ([`ReplayBody`]) keeps a copy of itself made before it is sent, and
@@ -18,7 +16,7 @@ use crate::layer::AuthLayer;
 /// response future (no allocation for a request without headers); a
 /// request with headers boxes a clone of them.
 ///
-/// [`AuthLayer::replay_copies`] with [`ReplayCopies::AtRisk`] copies only
+/// [`AuthLayer::replay_copies`](crate::layer::AuthLayer::replay_copies) with [`ReplayCopies::AtRisk`] copies only
 /// requests whose token is at risk (new, past its renewal point, of an
 /// assumed lifetime or DPoP-bound, see [`auth_core::slot`]): a settled
 /// token revoked in the middle of its life then gives its 401 to the

@@ -1,6 +1,9 @@
+use std::time::UNIX_EPOCH;
+
 use super::*;
-use crate::config::{BackoffPolicy, ClientAuth, RefreshPolicy, SourceConfigBuilder, FETCH_BUDGET_WINDOW};
-use crate::store::StoreOp;
+use crate::config::{BackoffPolicy, ClientAuth, RefreshPolicy, SourceConfigBuilder, SourceGrant, FETCH_BUDGET_WINDOW};
+use crate::error::ErrorCode;
+use crate::store::{StoreAnswer, StoreError, StoreOp};
 
 /// A copy of a fetch request, to show it wrapped in an `Output`.
 fn sim_fetch_copy(fetch: &FetchRequest) -> FetchRequest {
