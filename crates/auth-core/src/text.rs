@@ -106,6 +106,15 @@ pub fn fingerprint(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// `url` without its user info (`scheme://user:password@host` becomes
+/// `scheme://host`), to quote a URL the user gave in an error.
+pub(crate) fn strip_userinfo(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://{}", &url[..scheme_end], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 before it, saturating after).
 pub fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

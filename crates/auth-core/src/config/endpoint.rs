@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use http::Uri;
 
 use crate::error::ConfigError;
+use crate::text::strip_userinfo;
 
 /// Parses and checks an endpoint URL by the rules every endpoint obeys:
 /// absolute `https` (or `http` to a loopback host, or anywhere when
@@ -24,13 +25,6 @@ pub fn validate_endpoint(url: &str, allow_insecure_http: bool) -> Result<Uri, Co
         Some("http") if allow_insecure_http || is_loopback_host(authority.host()) => Ok(uri),
         Some("http") => Err(ConfigError::InsecureUrl { url: url.to_owned() }),
         _ => Err(invalid("its scheme is not https")),
-    }
-}
-
-fn strip_userinfo(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://{}", &url[..scheme_end], &url[at + 1..]),
-        _ => url.to_owned(),
     }
 }
 

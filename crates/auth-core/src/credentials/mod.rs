@@ -720,6 +720,10 @@ mod tests {
         for ok in ["https://api.example.com", "https://api.example.com/", "http://127.0.0.1:8080"] {
             assert!(Origin::parse(ok).is_ok(), "{ok}");
         }
+        // Refused, and the password is not quoted back.
+        let userinfo = Origin::parse("https://bob:hunter2@api.example.com").unwrap_err().to_string();
+        assert!(userinfo.contains("user info") && userinfo.contains("https://api.example.com"), "{userinfo}");
+        assert!(!userinfo.contains("hunter2") && !userinfo.contains("bob"), "{userinfo}");
     }
 
     #[test]

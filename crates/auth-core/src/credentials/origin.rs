@@ -5,6 +5,7 @@ use http::uri::Scheme;
 use http::Uri;
 
 use crate::error::ConfigError;
+use crate::text::strip_userinfo;
 
 /// One origin (scheme, host, port) credentials may be sent to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,8 @@ impl Origin {
     /// only, and a path would suggest a limit that is not applied). The
     /// scheme must be `http` or `https`; the port defaults to 80 or 443.
     pub fn parse(origin: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason| ConfigError::InvalidOrigin { origin: origin.to_owned(), reason };
+        // Never the user info (a password) in the error.
+        let invalid = |reason| ConfigError::InvalidOrigin { origin: strip_userinfo(origin), reason };
         let uri: Uri = origin.parse().map_err(|_| invalid("it does not parse as a URL"))?;
         if origin.contains('#') || uri.path_and_query().is_some_and(|p| !matches!(p.as_str(), "" | "/")) {
             return Err(invalid("origins have no path, query or fragment (credentials go to every path of an origin)"));
