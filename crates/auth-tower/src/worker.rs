@@ -110,8 +110,8 @@ impl Worker {
                     tracing::debug!(target: "auth_tower", op = id.get(), timeout = error.timeout, "token store operation failed: {error}");
                 }
                 self.lifecycle.handle_store(now(), SystemTime::now(), id, answer);
-                self.publish_lifecycle_stats();
-                // Operations the answer started are counted before flushes are told.
+                // Operations the answer started are started, and the counters
+                // published, before flushes are told.
                 self.carry_out();
                 if self.store_pending == 0 {
                     for flush in self.flushes.drain(..) {
