@@ -96,6 +96,11 @@ impl Env {
         self.run_with_stdin(args, envs, None)
     }
 
+    /// `run` with arguments built as strings (see [`with_options`]).
+    fn run_owned(&self, args: &[String]) -> Run {
+        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    }
+
     fn run_with_stdin(&self, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut child = self
             .command(args, envs)
@@ -1088,6 +1093,14 @@ fn serve_on_a_port_that_is_taken_exits_2_and_says_to_choose_another() {
     assert!(run.stderr.contains(&format!("127.0.0.1:{port}")) && run.stderr.contains("--port"), "{}", run.stderr);
 }
 
+/// The arguments of `authc COMMAND` with `options` (the issuer, the
+/// client, ...) and then `rest`.
+fn with_options<'a>(options: &'a [&'a str]) -> impl Fn(&str, &[&str]) -> Vec<String> + 'a {
+    move |command, rest| {
+        std::iter::once(command).chain(options.iter().copied()).chain(rest.iter().copied()).map(str::to_owned).collect()
+    }
+}
+
 /// Plays the browser for `authc login --no-browser`: reads the
 /// authorization URL from the first line of its stderr, follows it to the
 /// provider's redirect and delivers that to the loopback listener.
@@ -1127,10 +1140,8 @@ fn login_token_request_and_logout_for_a_signed_in_user() {
     let env = Env::new();
     let issuer = env.provider.url().to_owned();
     let user = ["--issuer", issuer.as_str(), "--client-id", "public-cli"];
-    let with = |command: &str, rest: &[&str]| -> Vec<String> {
-        std::iter::once(command).chain(user).chain(rest.iter().copied()).map(str::to_owned).collect()
-    };
-    let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let with = with_options(&user);
+    let run = |args: Vec<String>| env.run_owned(&args);
 
     // Not signed in yet: exit 3, and what to run.
     let before = run(with("token", &[]));
@@ -1169,10 +1180,8 @@ fn logout_without_the_logins_scopes_still_signs_the_user_out() {
     let env = Env::new();
     let issuer = env.provider.url().to_owned();
     let user = ["--issuer", issuer.as_str(), "--client-id", "public-cli"];
-    let with = |command: &str, rest: &[&str]| -> Vec<String> {
-        std::iter::once(command).chain(user).chain(rest.iter().copied()).map(str::to_owned).collect()
-    };
-    let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let with = with_options(&user);
+    let run = |args: Vec<String>| env.run_owned(&args);
     let login = log_in(&env, &with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]));
     assert_eq!(login.code, 0, "{}", login.stderr);
     let token = run(with("token", &["--scope", "openid offline_access"]));
@@ -1211,10 +1220,8 @@ fn logout_takes_the_revocation_url_where_the_provider_has_no_discovery_document(
         (env.provider.authorization_url(), env.provider.token_url(), env.provider.revocation_url());
     // The endpoints by hand, as a provider without a discovery document lists them.
     let user = ["--authorize-url", authorize.as_str(), "--token-url", token_url.as_str(), "--client-id", "public-cli"];
-    let with = |command: &str, rest: &[&str]| -> Vec<String> {
-        std::iter::once(command).chain(user).chain(rest.iter().copied()).map(str::to_owned).collect()
-    };
-    let run = |args: Vec<String>| env.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let with = with_options(&user);
+    let run = |args: Vec<String>| env.run_owned(&args);
     let login = log_in(&env, &with("login", &["--no-browser", "--scope", "openid offline_access", "--timeout", "60"]));
     assert_eq!(login.code, 0, "{}", login.stderr);
 
