@@ -5,14 +5,15 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
+use auth_core::driver::{SourceOptions, TokenAnswer, Waiter, Waiters};
 use auth_core::lifecycle::WithdrawReason;
 use auth_core::request::TokenKind;
 use auth_core::slot::TokenSlot;
-use auth_core::store::{StoreConfig, StoreError, StoreRequest, StoreTimeouts};
+use auth_core::store::{StoreError, StoreRequest};
 use auth_core::{
-    AccessToken, FetchRequest, Generation, Lifecycle, SourceConfig, StoredToken, TokenError, Unauthorized, Want,
+    AccessToken, FetchRequest, Generation, Lifecycle, SourceConfig, StoredToken, TokenError, Unauthorized,
 };
 
 use crate::error::Error;
@@ -124,40 +125,28 @@ impl BlockingTokenSource {
 
     /// A token source with options (a shared store, a seed).
     pub fn builder(config: SourceConfig, transport: impl BlockingTransport) -> BlockingSourceBuilder {
-        BlockingSourceBuilder {
-            config,
-            transport: Box::new(transport),
-            seed: None,
-            store: None,
-            store_timeouts: StoreTimeouts::default(),
-            restore: None,
-        }
+        BlockingSourceBuilder { config, transport: Box::new(transport), options: SourceOptions::default() }
     }
 
-    fn start(options: BlockingSourceBuilder) -> Result<Self, Error> {
-        let config = Arc::new(options.config);
-        let seed = options.seed.unwrap_or_else(auth_core::driver::random_seed);
+    fn start(builder: BlockingSourceBuilder) -> Result<Self, Error> {
+        let config = Arc::new(builder.config);
         let (commands, receiver) = mpsc::channel();
         let published =
             Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
-        let (mut lifecycle, store) = match options.store {
-            Some((store, store_config)) => {
-                let runner =
-                    StoreRunner::start(store, config.cache_key().clone(), options.store_timeouts).map_err(|e| {
-                        Error::Token(TokenError::transport(format!("could not start the store thread: {e}")))
-                    })?;
-                (Lifecycle::with_store(Arc::clone(&config), seed, store_config), Some(runner))
-            }
-            None => (Lifecycle::new(Arc::clone(&config), seed), None),
-        };
-        if let Some(stored) = options.restore {
-            lifecycle.handle_restore(Instant::now(), stored);
-        }
+        let timeouts = builder.options.store_timeouts;
+        let (lifecycle, store) = builder.options.start(&config, Instant::now());
+        let store =
+            match store {
+                Some(store) => Some(StoreRunner::start(store, config.cache_key().clone(), timeouts).map_err(|e| {
+                    Error::Token(TokenError::transport(format!("could not start the store thread: {e}")))
+                })?),
+                None => None,
+            };
         let worker = Worker {
             lifecycle,
-            transport: options.transport,
+            transport: builder.transport,
             published: Arc::clone(&published),
-            waiters: Vec::new(),
+            waiters: Waiters::default(),
             store,
         };
         let handle = std::thread::Builder::new()
@@ -296,47 +285,11 @@ pub use auth_core::store::DEFAULT_STORE_CONNECT_TIMEOUT;
 pub struct BlockingSourceBuilder {
     config: SourceConfig,
     transport: Box<dyn BlockingTransport>,
-    seed: Option<u64>,
-    store: Option<(Arc<dyn BlockingTokenStore>, StoreConfig)>,
-    store_timeouts: StoreTimeouts,
-    restore: Option<StoredToken>,
+    options: SourceOptions<Arc<dyn BlockingTokenStore>>,
 }
 
 impl BlockingSourceBuilder {
-    /// Starts from a token saved earlier (see [`BlockingTokenSource::snapshot`]):
-    /// used at once if still valid, its refresh token kept.
-    pub fn restore(mut self, stored: StoredToken) -> Self {
-        self.restore = Some(stored);
-        self
-    }
-
-    /// Shares tokens through `store` with every source of the same cache
-    /// key (other threads, processes, replicas): see [`crate::store`].
-    pub fn store(mut self, store: impl BlockingTokenStore, config: StoreConfig) -> Self {
-        self.store = Some((Arc::new(store), config));
-        self
-    }
-
-    /// Timeout of one store operation, once the store is ready. Default
-    /// 250 ms.
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeouts.operation = timeout;
-        self
-    }
-
-    /// How long an operation waits for the store to get ready
-    /// ([`BlockingTokenStore::connect`]: connecting, a TLS handshake).
-    /// Default 1 s.
-    pub fn store_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeouts.connect = timeout;
-        self
-    }
-
-    /// Seed of the jitter of renewal points and backoffs. Default: random.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
+    auth_core::source_builder_methods!(options, BlockingTokenStore);
 
     /// Starts the token source's thread.
     pub fn build(self) -> Result<BlockingTokenSource, Error> {
@@ -348,7 +301,7 @@ struct Worker {
     lifecycle: Lifecycle,
     transport: Box<dyn BlockingTransport>,
     published: Arc<Published>,
-    waiters: Vec<mpsc::SyncSender<Reply>>,
+    waiters: Waiters<Caller>,
     store: Option<StoreRunner>,
 }
 
@@ -421,15 +374,14 @@ impl Worker {
                 let _ = self.lifecycle.handle_token_wanted(Instant::now());
             }
             Command::Unauthorized(generation, reply) => {
-                let outcome = self.published.slot.handle_unauthorized(&mut self.lifecycle, Instant::now(), generation);
-                self.publish_lifecycle_stats();
-                match reply {
-                    Some(reply) if outcome.should_replay() => self.want(reply),
-                    Some(reply) => {
-                        let _ = reply.send(Ok(None));
-                    }
-                    None => {}
-                }
+                let outcome = self.waiters.unauthorized(
+                    &mut self.lifecycle,
+                    &self.published.slot,
+                    &self.published.counters,
+                    Instant::now(),
+                    generation,
+                    reply.map(Caller),
+                );
                 if let Unauthorized::Suppressed { .. } = outcome {
                     tracing::warn!(
                         target: "auth_blocking",
@@ -453,23 +405,8 @@ impl Worker {
     }
 
     fn want(&mut self, reply: mpsc::SyncSender<Reply>) {
-        let wanted = self.lifecycle.handle_token_wanted(Instant::now());
-        self.publish_lifecycle_stats();
-        match wanted {
-            Want::Ready(token) => {
-                self.publish(&token);
-                let _ = reply.send(Ok(Some(token)));
-            }
-            Want::Wait => {
-                self.waiters.push(reply);
-            }
-            Want::Failed(error) => {
-                let _ = reply.send(Err(Error::Token(error)));
-            }
-            _ => {
-                let _ = reply.send(Err(Error::Stopped));
-            }
-        }
+        let (slot, counters) = (&self.published.slot, &self.published.counters);
+        self.waiters.want(&mut self.lifecycle, slot, counters, Instant::now(), Caller(reply));
     }
 
     fn carry_out(&mut self) {
@@ -479,10 +416,6 @@ impl Worker {
     /// Publishes the lifecycle's counters for `stats()`.
     fn publish_lifecycle_stats(&self) {
         self.published.counters.publish(self.lifecycle.stats());
-    }
-
-    fn publish(&self, token: &Arc<AccessToken>) {
-        self.published.slot.publish(token, Instant::now());
     }
 
     fn revoke(&mut self) -> Result<Revoked, Error> {
@@ -500,6 +433,16 @@ impl Worker {
                 .map_err(Error::Revocation)?;
         }
         Ok(revoked)
+    }
+}
+
+/// A caller of the worker thread waiting for a token, answered through
+/// its channel.
+struct Caller(mpsc::SyncSender<Reply>);
+
+impl Waiter for Caller {
+    fn answer(self, answer: TokenAnswer) {
+        let _ = self.0.send(answer.map_err(Error::Token));
     }
 }
 
@@ -537,17 +480,12 @@ impl auth_core::driver::Effects for Worker {
 
     fn token_ready(&mut self, token: Arc<AccessToken>) {
         tracing::info!(target: "auth_blocking", generation = token.generation().get(), lifetime_s = token.lifetime().as_secs(), "access token obtained");
-        self.publish(&token);
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Ok(Some(Arc::clone(&token))));
-        }
+        self.waiters.ready(&self.published.slot, Instant::now(), &token);
     }
 
     fn failed(&mut self, error: TokenError) {
         tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "could not obtain a token: {error}");
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Err(Error::Token(error.clone())));
-        }
+        self.waiters.failed(&error);
     }
 
     fn withdrawn(&mut self, generation: Generation, _reason: WithdrawReason) {

@@ -1,13 +1,21 @@
 //! What every driver of a [`Lifecycle`] needs besides the lifecycle
 //! itself, and does the same way: carrying out each of its outputs (one
 //! exhaustive dispatch, here, so that a new output is a compile error in
-//! the core rather than ignored by a driver), the seed of its jitter, and
-//! the words for a panic a caller is told about.
+//! the core rather than ignored by a driver), answering the callers who
+//! want a token or report a 401 ([`Waiters`], generic over how a driver
+//! answers), the seed of its jitter, and the words for a panic a caller is
+//! told about.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::config::SourceConfig;
 use crate::error::TokenError;
-use crate::lifecycle::{FetchRequest, Lifecycle, Output, WithdrawReason};
+use crate::lifecycle::{
+    FetchRequest, Lifecycle, Output, PublishedStats, StoredToken, Unauthorized, Want, WithdrawReason,
+};
+use crate::slot::TokenSlot;
+use crate::store::{StoreConfig, StoreTimeouts};
 use crate::store::{StoreError, StoreRequest};
 use crate::token::{AccessToken, Generation};
 
@@ -59,6 +67,194 @@ pub fn carry_out(driver: &mut impl Effects) {
     driver.before_output();
 }
 
+/// What a caller who asked for a token is answered: the token to send
+/// (or to replay a request with), `None` for "do not replay" (after a
+/// 401 the fetch-loop guard kept), or why no token can be had now.
+pub type TokenAnswer = Result<Option<Arc<AccessToken>>, TokenError>;
+
+/// A caller waiting for an answer, as a driver reaches it (a oneshot
+/// sender, a channel). Answering a caller that has gone is not an error.
+pub trait Waiter {
+    /// Gives the caller its answer.
+    fn answer(self, answer: TokenAnswer);
+}
+
+/// The callers of one driver that wait for the fetch in flight, and the
+/// rules for answering a caller: every driver answers "I want a token" and
+/// "the API answered 401" the same way, through these methods.
+///
+/// Each method publishes the lifecycle's counters to `stats` before it
+/// answers anyone, so that a caller sees what led to its answer.
+#[derive(Debug)]
+pub struct Waiters<W> {
+    waiting: Vec<W>,
+}
+
+impl<W> Default for Waiters<W> {
+    fn default() -> Self {
+        Self { waiting: Vec::new() }
+    }
+}
+
+impl<W: Waiter> Waiters<W> {
+    /// How many callers wait.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether no caller waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// A caller wants a token: answered now with the current one
+    /// (published in `slot` first) or the error the lifecycle backs off
+    /// after, or kept until the fetch in flight ends.
+    pub fn want(
+        &mut self,
+        lifecycle: &mut Lifecycle,
+        slot: &TokenSlot,
+        stats: &PublishedStats,
+        now: Instant,
+        caller: W,
+    ) {
+        let wanted = lifecycle.handle_token_wanted(now);
+        stats.publish(lifecycle.stats());
+        match wanted {
+            Want::Ready(token) => {
+                slot.publish(&token, now);
+                caller.answer(Ok(Some(token)));
+            }
+            Want::Wait => self.waiting.push(caller),
+            Want::Failed(error) => caller.answer(Err(error)),
+        }
+    }
+
+    /// The API answered 401 to the token of `generation` (acceptance
+    /// learnt from `slot` first). A `caller` that would replay its request
+    /// is answered like [`Waiters::want`] when the lifecycle says to replay,
+    /// and with `Ok(None)` otherwise. Returns what the lifecycle decided.
+    pub fn unauthorized(
+        &mut self,
+        lifecycle: &mut Lifecycle,
+        slot: &TokenSlot,
+        stats: &PublishedStats,
+        now: Instant,
+        generation: Generation,
+        caller: Option<W>,
+    ) -> Unauthorized {
+        let outcome = slot.handle_unauthorized(lifecycle, now, generation);
+        stats.publish(lifecycle.stats());
+        match caller {
+            Some(caller) if outcome.should_replay() => self.want(lifecycle, slot, stats, now, caller),
+            Some(caller) => caller.answer(Ok(None)),
+            None => {}
+        }
+        outcome
+    }
+
+    /// A new token ([`Output::TokenReady`]): published in `slot`, and every
+    /// waiting caller is answered with it.
+    pub fn ready(&mut self, slot: &TokenSlot, now: Instant, token: &Arc<AccessToken>) {
+        slot.publish(token, now);
+        for caller in self.waiting.drain(..) {
+            caller.answer(Ok(Some(Arc::clone(token))));
+        }
+    }
+
+    /// No token can be had now ([`Output::Failed`]): every waiting caller
+    /// is answered with `error`.
+    pub fn failed(&mut self, error: &TokenError) {
+        for caller in self.waiting.drain(..) {
+            caller.answer(Err(error.clone()));
+        }
+    }
+}
+
+/// The options every driver's source builder takes besides its transport
+/// (set through [`source_builder_methods!`](crate::source_builder_methods)):
+/// a token to start from, a store to share through (`S`: the driver's
+/// kind of store) and its timeouts, the seed of the jitter.
+#[derive(Debug)]
+pub struct SourceOptions<S> {
+    /// A token saved earlier, used at once if still valid.
+    pub restore: Option<StoredToken>,
+    /// The store and how to share through it.
+    pub store: Option<(S, StoreConfig)>,
+    /// How long the driver waits for the store.
+    pub store_timeouts: StoreTimeouts,
+    /// The jitter's seed; random when `None`.
+    pub seed: Option<u64>,
+}
+
+impl<S> Default for SourceOptions<S> {
+    fn default() -> Self {
+        Self { restore: None, store: None, store_timeouts: StoreTimeouts::default(), seed: None }
+    }
+}
+
+impl<S> SourceOptions<S> {
+    /// The lifecycle these options start (with the store's configuration,
+    /// the seed and the restored token), and the store to carry its
+    /// operations out on.
+    pub fn start(self, config: &Arc<SourceConfig>, now: Instant) -> (Lifecycle, Option<S>) {
+        let seed = self.seed.unwrap_or_else(random_seed);
+        let (mut lifecycle, store) = match self.store {
+            Some((store, store_config)) => (Lifecycle::with_store(Arc::clone(config), seed, store_config), Some(store)),
+            None => (Lifecycle::new(Arc::clone(config), seed), None),
+        };
+        if let Some(stored) = self.restore {
+            lifecycle.handle_restore(now, stored);
+        }
+        (lifecycle, store)
+    }
+}
+
+/// The [`SourceOptions`] setters as methods of a driver's source builder
+/// whose field `$field` holds them; `$store` is the driver's store trait.
+/// Used by the drivers, so that their builders take the same calls.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! source_builder_methods {
+    ($field:ident, $store:path) => {
+        /// Starts from a token saved earlier (the source's `snapshot`):
+        /// used at once if still valid, its refresh token kept.
+        pub fn restore(mut self, stored: $crate::lifecycle::StoredToken) -> Self {
+            self.$field.restore = Some(stored);
+            self
+        }
+
+        /// Shares tokens through `store` with every source of the same
+        /// cache key (other tasks, threads, processes, replicas): see
+        /// [`crate::store`].
+        pub fn store(mut self, store: impl $store, config: $crate::store::StoreConfig) -> Self {
+            self.$field.store = Some((std::sync::Arc::new(store), config));
+            self
+        }
+
+        /// Timeout of one store operation, once the store is ready.
+        /// Default 250 ms.
+        pub fn store_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.$field.store_timeouts.operation = timeout;
+            self
+        }
+
+        /// How long an operation waits for the store to get ready (its
+        /// `connect`: connecting, a TLS handshake). Default 1 s.
+        pub fn store_connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.$field.store_timeouts.connect = timeout;
+            self
+        }
+
+        /// Seed of the jitter of renewal points and backoffs. Default:
+        /// random, so that replicas spread out. Fix it in tests.
+        pub fn seed(mut self, seed: u64) -> Self {
+            self.$field.seed = Some(seed);
+            self
+        }
+    };
+}
+
 /// A seed for a lifecycle's jitter: random per token source, so that the
 /// replicas of a fleet spread their renewals and retries out.
 pub fn random_seed() -> u64 {
@@ -86,6 +282,101 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+
+    use super::*;
+    use crate::config::SourceConfig;
+
+    /// A caller whose answers land in a shared list, by name.
+    struct Recorder(&'static str, Rc<RefCell<Vec<(&'static str, String)>>>);
+
+    impl Waiter for Recorder {
+        fn answer(self, answer: TokenAnswer) {
+            let said = match answer {
+                Ok(Some(token)) => format!("token {}", token.generation().get()),
+                Ok(None) => "do not replay".to_owned(),
+                Err(error) => format!("error {}", error.kind()),
+            };
+            self.1.borrow_mut().push((self.0, said));
+        }
+    }
+
+    fn answer_fetch(lifecycle: &mut Lifecycle, now: Instant, status: u16, body: &str) -> Vec<Output> {
+        let fetch = std::iter::from_fn(|| lifecycle.poll_output())
+            .find_map(|output| match output {
+                Output::Fetch(fetch) => Some(fetch),
+                _ => None,
+            })
+            .expect("a fetch");
+        let mut response = http::Response::new(body.as_bytes().to_vec());
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        lifecycle.handle_fetch_response(now, UNIX_EPOCH + Duration::from_secs(1_800_000_000), fetch.id, &response);
+        std::iter::from_fn(|| lifecycle.poll_output()).collect()
+    }
+
+    #[test]
+    fn callers_wait_for_one_fetch_and_a_401_is_answered_by_the_lifecycles_rules() {
+        let config =
+            SourceConfig::builder("https://auth.example.com/token", "client").client_secret("s").build().unwrap();
+        let mut lifecycle = Lifecycle::new(config, 7);
+        let (slot, stats) = (TokenSlot::new(), PublishedStats::default());
+        let answers = Rc::new(RefCell::new(Vec::new()));
+        let caller = |name| Recorder(name, Rc::clone(&answers));
+        let mut waiters = Waiters::default();
+        let now = Instant::now();
+
+        // Two callers, one fetch: both wait, and both get the token.
+        waiters.want(&mut lifecycle, &slot, &stats, now, caller("a"));
+        waiters.want(&mut lifecycle, &slot, &stats, now, caller("b"));
+        assert_eq!(waiters.len(), 2);
+        assert!(answers.borrow().is_empty());
+        assert_eq!(stats.snapshot().fetches, lifecycle.stats().fetches, "counters published before answering");
+        let outputs = answer_fetch(&mut lifecycle, now, 200, r#"{"access_token":"t1","expires_in":3600}"#);
+        let Some(Output::TokenReady(token)) = outputs.into_iter().next() else { panic!("no token") };
+        waiters.ready(&slot, now, &token);
+        assert!(waiters.is_empty());
+        assert_eq!(*answers.borrow(), [("a", "token 1".to_owned()), ("b", "token 1".to_owned())]);
+        let loaded = slot.load(|| now).map(|loaded| loaded.to_arc().generation());
+        assert_eq!(loaded, Some(token.generation()), "published");
+
+        // A caller with a valid token is answered at once.
+        answers.borrow_mut().clear();
+        waiters.want(&mut lifecycle, &slot, &stats, now, caller("c"));
+        assert_eq!(*answers.borrow(), [("c", "token 1".to_owned())]);
+
+        // A 401 to it: the replaying caller waits for the new token...
+        answers.borrow_mut().clear();
+        let outcome = waiters.unauthorized(&mut lifecycle, &slot, &stats, now, token.generation(), Some(caller("d")));
+        assert_eq!(outcome, Unauthorized::Invalidated);
+        assert_eq!(waiters.len(), 1);
+        let outputs = answer_fetch(&mut lifecycle, now, 200, r#"{"access_token":"t2","expires_in":3600}"#);
+        let Some(Output::TokenReady(renewed)) = outputs.into_iter().next() else { panic!("no token") };
+        waiters.ready(&slot, now, &renewed);
+        // ...and a 401 to the renewed token before any acceptance is not
+        // replayed (the fetch-loop guard).
+        let outcome = waiters.unauthorized(&mut lifecycle, &slot, &stats, now, renewed.generation(), Some(caller("e")));
+        assert!(matches!(outcome, Unauthorized::Suppressed { .. }), "{outcome:?}");
+        assert_eq!(*answers.borrow(), [("d", "token 2".to_owned()), ("e", "do not replay".to_owned())]);
+
+        // A failed fetch answers every waiting caller with its error.
+        answers.borrow_mut().clear();
+        let later = now + Duration::from_secs(30);
+        let mut lifecycle = Lifecycle::new(
+            SourceConfig::builder("https://auth.example.com/token", "client").client_secret("s").build().unwrap(),
+            7,
+        );
+        waiters.want(&mut lifecycle, &slot, &stats, later, caller("f"));
+        let outputs = answer_fetch(&mut lifecycle, later, 400, r#"{"error":"invalid_client"}"#);
+        let Some(Output::Failed(error)) = outputs.into_iter().find(|o| matches!(o, Output::Failed(_))) else {
+            panic!("no failure")
+        };
+        waiters.failed(&error);
+        assert_eq!(*answers.borrow(), [("f", format!("error {}", error.kind()))]);
+    }
+
     #[test]
     fn seeds_differ_and_panics_say_what_they_said() {
         assert_ne!(super::random_seed(), super::random_seed());

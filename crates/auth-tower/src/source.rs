@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use auth_core::driver::{SourceOptions, Waiters};
 use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
-use auth_core::store::{StoreConfig, StoreTimeouts};
-use auth_core::{AccessToken, Generation, Lifecycle, SourceConfig, StoredToken};
+use auth_core::{AccessToken, Generation, SourceConfig, StoredToken};
 use bytes::Bytes;
 use http::{Request, Response};
 use tokio::sync::{mpsc, oneshot};
@@ -111,19 +111,11 @@ pub struct TokenSourceBuilder {
     config: SourceConfig,
     fetcher: Fetcher,
     fetch_timeout: Duration,
-    seed: Option<u64>,
-    restore: Option<StoredToken>,
-    store: Option<(Arc<dyn TokenStore>, StoreConfig)>,
-    store_timeouts: StoreTimeouts,
+    options: SourceOptions<Arc<dyn TokenStore>>,
 }
 
 impl TokenSourceBuilder {
-    /// Starts from a token saved earlier (see [`TokenSource::snapshot`]):
-    /// used at once if still valid, its refresh token kept.
-    pub fn restore(mut self, stored: StoredToken) -> Self {
-        self.restore = Some(stored);
-        self
-    }
+    auth_core::source_builder_methods!(options, TokenStore);
 
     /// Timeout of one token request, connection included. Default 30 s.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
@@ -131,44 +123,16 @@ impl TokenSourceBuilder {
         self
     }
 
-    /// Shares tokens through `store` with every source of the same cache
-    /// key (other tasks, processes, replicas): see [`crate::store`].
-    pub fn store(mut self, store: impl TokenStore, config: StoreConfig) -> Self {
-        self.store = Some((Arc::new(store), config));
-        self
-    }
-
-    /// Timeout of one store operation, once the store is ready. Default
-    /// 250 ms.
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeouts.operation = timeout;
-        self
-    }
-
-    /// How long an operation waits for the store to get ready
-    /// ([`TokenStore::connect`]: connecting, a TLS handshake). Default 1 s.
-    pub fn store_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeouts.connect = timeout;
-        self
-    }
-
-    /// Seed of the jitter of renewal points and backoffs. Default: random,
-    /// so that replicas spread out. Fix it in tests.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
     /// Starts the worker on the current tokio runtime.
     pub fn build(self) -> Result<TokenSource, AuthError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuthError::NoRuntime)?;
         let config = Arc::new(self.config);
-        let seed = self.seed.unwrap_or_else(auth_core::driver::random_seed);
         let (commands, receiver) = mpsc::unbounded_channel();
         // With a store, a caller may also wait for a peer's fetch and for
         // a few store operations before the local fetch.
-        let store_wait = self.store.as_ref().map_or(Duration::ZERO, |(_, store)| {
-            store.peer_wait.saturating_add(self.store_timeouts.longest_wait().saturating_mul(3))
+        let store_timeouts = self.options.store_timeouts;
+        let store_wait = self.options.store.as_ref().map_or(Duration::ZERO, |(_, store)| {
+            store.peer_wait.saturating_add(store_timeouts.longest_wait().saturating_mul(3))
         });
         let published = Arc::new(Published {
             slot: Arc::new(TokenSlot::new()),
@@ -177,26 +141,18 @@ impl TokenSourceBuilder {
             patience: self.fetch_timeout.saturating_add(store_wait).saturating_add(WAIT_GRACE),
             failure: OnceLock::new(),
         });
-        let (store, mut lifecycle) = match self.store {
-            Some((store, store_config)) => {
-                (Some(store), Lifecycle::with_store(Arc::clone(&config), seed, store_config))
-            }
-            None => (None, Lifecycle::new(Arc::clone(&config), seed)),
-        };
+        let (lifecycle, store) = self.options.start(&config, now());
         let (store_answers, store_answered) = mpsc::unbounded_channel();
-        if let Some(stored) = self.restore {
-            lifecycle.handle_restore(now(), stored);
-        }
         let worker = Worker {
             lifecycle,
             fetcher: self.fetcher,
             fetch_timeout: self.fetch_timeout,
             commands: receiver,
             published: Arc::clone(&published),
-            waiters: Vec::new(),
+            waiters: Waiters::default(),
             fetch: None,
             store,
-            store_timeouts: self.store_timeouts,
+            store_timeouts,
             store_answers,
             store_answered,
             store_pending: 0,
@@ -252,15 +208,7 @@ impl TokenSource {
             let transport = transport.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             Box::pin(send(transport, request, limit))
         });
-        TokenSourceBuilder {
-            config,
-            fetcher,
-            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
-            seed: None,
-            restore: None,
-            store: None,
-            store_timeouts: StoreTimeouts::default(),
-        }
+        TokenSourceBuilder { config, fetcher, fetch_timeout: DEFAULT_FETCH_TIMEOUT, options: SourceOptions::default() }
     }
 
     /// The configuration.

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
+use auth_core::driver::{TokenAnswer, Waiter, Waiters};
 use auth_core::lifecycle::WithdrawReason;
 use auth_core::request::{TokenCall, TokenKind};
 use auth_core::store::{StoreAnswer, StoreError, StoreOpId, StoreRequest, StoreTimeouts};
-use auth_core::{AccessToken, FetchId, FetchRequest, Generation, Lifecycle, TokenError, Unauthorized, Want};
+use auth_core::{AccessToken, FetchId, FetchRequest, Generation, Lifecycle, TokenError, Unauthorized};
 use bytes::Bytes;
 use http::{Request, Response};
 use tokio::sync::{mpsc, oneshot};
@@ -34,7 +35,7 @@ pub(crate) struct Worker {
     pub(crate) fetch_timeout: Duration,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     pub(crate) published: Arc<Published>,
-    pub(crate) waiters: Vec<oneshot::Sender<Reply>>,
+    pub(crate) waiters: Waiters<Caller>,
     pub(crate) fetch: Option<InFlight>,
     pub(crate) store: Option<Arc<dyn TokenStore>>,
     pub(crate) store_timeouts: StoreTimeouts,
@@ -190,8 +191,14 @@ impl Worker {
                 }
             }
             Command::Unauthorized(generation, reply) => {
-                let outcome = self.published.slot.handle_unauthorized(&mut self.lifecycle, now(), generation);
-                self.publish_lifecycle_stats();
+                let outcome = self.waiters.unauthorized(
+                    &mut self.lifecycle,
+                    &self.published.slot,
+                    &self.published.counters,
+                    now(),
+                    generation,
+                    reply.map(Caller),
+                );
                 if let Unauthorized::Suppressed { until } = outcome {
                     tracing::warn!(
                         target: "auth_tower",
@@ -201,35 +208,13 @@ impl Worker {
                         auth_core::RejectedAfterRenewal::HINT
                     );
                 }
-                match reply {
-                    Some(reply) if outcome.should_replay() => self.want(reply),
-                    Some(reply) => {
-                        let _ = reply.send(Ok(None));
-                    }
-                    None => {}
-                }
             }
         }
     }
 
     pub(crate) fn want(&mut self, reply: oneshot::Sender<Reply>) {
-        let wanted = self.lifecycle.handle_token_wanted(now());
-        self.publish_lifecycle_stats();
-        match wanted {
-            Want::Ready(token) => {
-                self.publish(&token);
-                let _ = reply.send(Ok(Some(token)));
-            }
-            Want::Wait => {
-                self.waiters.push(reply);
-            }
-            Want::Failed(error) => {
-                let _ = reply.send(Err(AuthError::Token(error)));
-            }
-            _ => {
-                let _ = reply.send(Err(AuthError::Stopped));
-            }
-        }
+        let (slot, counters) = (&self.published.slot, &self.published.counters);
+        self.waiters.want(&mut self.lifecycle, slot, counters, now(), Caller(reply));
     }
 
     pub(crate) fn finish(&mut self, id: FetchId, started: Instant, outcome: Result<Response<Bytes>, TokenError>) {
@@ -306,11 +291,6 @@ impl Worker {
         async move { tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err(TokenError::timeout(timeout))) }
     }
 
-    /// Makes `token` the one readers see, unless it already is.
-    pub(crate) fn publish(&self, token: &Arc<AccessToken>) {
-        self.published.slot.publish(token, now());
-    }
-
     pub(crate) fn start(&mut self, fetch: FetchRequest) {
         tracing::info!(target: "auth_tower", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
         // A task of its own: a transport that panics fails this fetch, not
@@ -356,10 +336,7 @@ impl auth_core::driver::Effects for Worker {
             fetch_ms = now().saturating_duration_since(token.issued_at()).as_millis() as u64,
             "access token obtained"
         );
-        self.publish(&token);
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Ok(Some(Arc::clone(&token))));
-        }
+        self.waiters.ready(&self.published.slot, now(), &token);
     }
 
     fn failed(&mut self, error: TokenError) {
@@ -371,9 +348,7 @@ impl auth_core::driver::Effects for Worker {
             waiters = self.waiters.len(),
             "could not obtain a token: {error}"
         );
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Err(AuthError::Token(error.clone())));
-        }
+        self.waiters.failed(&error);
     }
 
     fn withdrawn(&mut self, generation: Generation, reason: WithdrawReason) {
@@ -390,6 +365,16 @@ impl auth_core::driver::Effects for Worker {
             ),
             None => tracing::info!(target: "auth_tower", "the token store answers again"),
         }
+    }
+}
+
+/// A caller of the worker waiting for a token, answered through its
+/// oneshot channel.
+pub(crate) struct Caller(pub(crate) oneshot::Sender<Reply>);
+
+impl Waiter for Caller {
+    fn answer(self, answer: TokenAnswer) {
+        let _ = self.0.send(answer.map_err(AuthError::Token));
     }
 }
 
