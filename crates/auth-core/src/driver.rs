@@ -281,6 +281,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test anchors simulated time at one real instant
 mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
