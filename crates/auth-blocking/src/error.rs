@@ -1,6 +1,6 @@
 //! Errors of the blocking adapter.
 
-use auth_core::{ApplyError, ConfigError, Endpoint, ProviderError, TokenError};
+use auth_core::TokenError;
 
 /// A transport failure below HTTP (connect, TLS, timeout, reset, a body
 /// over its size cap), described without URL query, header or body.
@@ -56,84 +56,42 @@ impl TransportError {
     }
 }
 
-/// Why a request could not be sent with its credentials.
+/// Why a request could not be sent with its credentials: the same error
+/// as every driver's ([`SourceError`](auth_core::error::SourceError)), with
+/// this driver's own failures in [`Error::Driver`].
+pub type Error = auth_core::error::SourceError<BlockingFailure>;
+
+/// The failures only the blocking driver has.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
-    /// No token could be obtained from the token endpoint. The token
-    /// source retries transient failures by itself (sooner while callers
-    /// wait); a later call may succeed.
-    #[error("could not obtain an access token: {}{}", .0, .0.source_retry_note())]
-    Token(TokenError),
-    /// The token could not be revoked at the RFC 7009 endpoint. The tokens
-    /// were forgotten all the same.
-    #[error("could not revoke the token: {}", .0.about(Endpoint::Revocation))]
-    Revocation(TokenError),
-    /// The credentials could not be applied to the request.
-    #[error("could not apply credentials: {0}")]
-    Apply(ApplyError),
-    /// The configuration is invalid.
-    #[error("invalid configuration: {0}")]
-    Config(ConfigError),
+pub enum BlockingFailure {
     /// The API request failed below HTTP.
     #[error("the API request failed: {0}; check the network path to the API")]
     Transport(TransportError),
-    /// The token source's thread is gone.
-    #[error("the token source has stopped; create a new one")]
-    Stopped,
-    /// The token source's thread stopped on an internal error (a bug).
-    #[error("the token source's thread failed ({0}); this is a bug, please report it; create a new token source")]
-    WorkerFailed(String),
 }
 
-// Each wrapped error's message is part of this one's (with what failed
-// around it), so it is not also given as the `source()`: a printed cause
-// chain would show it twice.
-impl From<TokenError> for Error {
-    fn from(error: TokenError) -> Self {
-        Self::Token(error)
-    }
-}
+impl auth_core::error::DriverFailure for BlockingFailure {
+    const SOURCE: &'static str = "token source";
+    const WORKER: &'static str = "thread";
+    const STOPPED: &'static str = "; create a new one";
 
-impl From<ApplyError> for Error {
-    fn from(error: ApplyError) -> Self {
-        Self::Apply(error)
-    }
-}
-
-impl From<ConfigError> for Error {
-    fn from(error: ConfigError) -> Self {
-        Self::Config(error)
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+        }
     }
 }
 
 impl From<TransportError> for Error {
     fn from(error: TransportError) -> Self {
-        Self::Transport(error)
-    }
-}
-
-impl Error {
-    /// The provider's RFC 6749 error, when the token endpoint sent one.
-    pub fn provider_error(&self) -> Option<&ProviderError> {
-        match self {
-            Self::Token(e) | Self::Revocation(e) => e.provider_error(),
-            _ => None,
-        }
-    }
-
-    /// Whether retrying later may help.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Token(e) | Self::Revocation(e) => e.is_transient(),
-            Self::Transport(_) => true,
-            Self::Stopped | Self::WorkerFailed(_) | Self::Apply(_) | Self::Config(_) => false,
-        }
+        Self::Driver(BlockingFailure::Transport(error))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use auth_core::{ApplyError, ConfigError};
+
     use super::*;
 
     #[test]

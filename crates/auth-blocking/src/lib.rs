@@ -51,7 +51,7 @@ mod transport;
 pub use client::AuthorizedClient;
 #[cfg(feature = "ureq")]
 pub use client::AuthorizedClientBuilder;
-pub use error::{Error, TransportError};
+pub use error::{BlockingFailure, Error, TransportError};
 pub use source::{
     BlockingSourceBuilder, BlockingTokenSource, Revoked, Stats, DEFAULT_STORE_CONNECT_TIMEOUT, DEFAULT_STORE_TIMEOUT,
 };

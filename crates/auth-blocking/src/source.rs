@@ -59,10 +59,7 @@ struct Published {
 impl Published {
     /// Why no answer will come from the worker.
     fn stopped(&self) -> Error {
-        match self.failure.get() {
-            Some(message) => Error::WorkerFailed(message.clone()),
-            None => Error::Stopped,
-        }
+        Error::stopped(self.failure.get().map(String::as_str))
     }
 }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tokio::sync::oneshot;
 
-use crate::error::AuthError;
+use crate::error::{AuthError, TowerFailure};
 
 /// The current time, on tokio's clock (which tests can pause and advance).
 pub(crate) fn now() -> Instant {
@@ -83,10 +83,7 @@ pub(crate) struct Published {
 impl Published {
     /// Why no answer will come from the worker.
     pub(crate) fn stopped(&self) -> AuthError {
-        match self.failure.get() {
-            Some(message) => AuthError::WorkerFailed(message.clone()),
-            None => AuthError::Stopped,
-        }
+        AuthError::stopped(self.failure.get().map(String::as_str))
     }
 }
 
@@ -147,7 +144,7 @@ impl Waiting {
     pub(crate) fn expired(&self) -> AuthError {
         let waited = self.published.patience;
         if self.published.handled.load(Ordering::Acquire) == self.seen {
-            AuthError::NotDriven { waited }
+            AuthError::Driver(TowerFailure::NotDriven { waited })
         } else {
             AuthError::Token(TokenError::timeout(waited))
         }

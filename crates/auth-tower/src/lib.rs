@@ -75,7 +75,7 @@ mod transport;
 mod worker;
 
 pub use body::{ReplayBody, ReplayableBody};
-pub use error::{AuthError, BoxError};
+pub use error::{AuthError, BoxError, TowerFailure};
 pub use layer::{Auth, AuthLayer, NoReplay, ReplayOn401, ResponseFuture};
 pub use source::{Revoked, Stats, TokenReader, TokenSource, TokenSourceBuilder, DEFAULT_FETCH_TIMEOUT, WAIT_GRACE};
 pub use store::TokenStore;

@@ -16,7 +16,7 @@ use http::{Request, Response};
 use tokio::sync::{mpsc, oneshot};
 use tower::Service;
 
-use crate::error::{AuthError, BoxError};
+use crate::error::{AuthError, BoxError, TowerFailure};
 use crate::handoff::{now, Command, Counters, Fetcher, Published, Reply, TokenFuture};
 pub use crate::handoff::{Revoked, Stats, WAIT_GRACE};
 use crate::registry::Registry;
@@ -125,7 +125,7 @@ impl TokenSourceBuilder {
 
     /// Starts the worker on the current tokio runtime.
     pub fn build(self) -> Result<TokenSource, AuthError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuthError::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuthError::Driver(TowerFailure::NoRuntime))?;
         let config = Arc::new(self.config);
         let (commands, receiver) = mpsc::unbounded_channel();
         // With a store, a caller may also wait for a peer's fetch and for

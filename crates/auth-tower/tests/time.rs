@@ -382,7 +382,7 @@ async fn a_source_whose_runtime_is_not_driven_gives_a_clear_error_in_bounded_tim
     let started = Instant::now();
     let error = source.token().await.unwrap_err();
     let waited = started.elapsed();
-    assert!(matches!(error, AuthError::NotDriven { .. }), "{error:?}");
+    assert!(matches!(error, AuthError::Driver(auth_tower::TowerFailure::NotDriven { .. })), "{error:?}");
     assert_eq!(waited, Duration::from_secs(2) + auth_tower::WAIT_GRACE);
     let text = error.to_string();
     assert!(text.contains("not running its tasks") && text.contains("runtime"), "{text}");

@@ -68,9 +68,10 @@ impl From<AuthError> for Failure {
                 TokenError::Provider(_) | TokenError::BudgetSpent { .. } | TokenError::SignInRequired { .. },
             )
             | AuthError::Revocation(TokenError::Provider(_)) => Code::Refused,
-            AuthError::Token(_) | AuthError::Revocation(_) | AuthError::Stopped | AuthError::NotDriven { .. } => {
-                Code::Network
-            }
+            AuthError::Token(_)
+            | AuthError::Revocation(_)
+            | AuthError::Stopped
+            | AuthError::Driver(auth_tower::TowerFailure::NotDriven { .. }) => Code::Network,
             _ => Code::Usage,
         };
         // One run, no retry: a one-shot command does not promise one.

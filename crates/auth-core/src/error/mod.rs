@@ -4,12 +4,14 @@
 mod apply;
 mod config;
 mod provider;
+mod source;
 mod token;
 mod wording;
 
 pub use apply::ApplyError;
 pub use config::ConfigError;
 pub use provider::{ErrorCode, ProviderError};
+pub use source::{DriverFailure, SourceError};
 pub use token::{About, SignInReason, TokenError};
 pub use wording::Endpoint;
 
