@@ -87,7 +87,7 @@ fn quick_guard(config: auth_core::SourceConfigBuilder) -> auth_core::SourceConfi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_copies_every_request_by_default_and_only_at_risk_when_told() {
-    use auth_core::replay::ReplayCopies;
+    use auth_core::publish::replay::ReplayCopies;
     let provider = provider(Duration::from_secs(3600));
     let client = |copies: Option<ReplayCopies>| {
         let builder = AuthClient::builder()
@@ -138,7 +138,7 @@ async fn reqwest_copies_every_request_by_default_and_only_at_risk_when_told() {
 
 #[test]
 fn blocking_copies_every_request_by_default_and_only_at_risk_when_told() {
-    use auth_core::replay::ReplayCopies;
+    use auth_core::publish::replay::ReplayCopies;
     let provider = provider(Duration::from_secs(3600));
     let config = quick_guard(SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret"));
     let source = BlockingTokenSource::new(config.build().unwrap(), UreqTransport::for_tokens()).unwrap();

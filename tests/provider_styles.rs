@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_core::request::{revocation_request, Revocable};
 use auth_core::secret::ExposeSecret;
+use auth_core::wire::request::{revocation_request, Revocable};
 use auth_core::{AccessToken, ClientAuth, Credentials, GrantKind, Lifecycle, Output, SourceConfig, Want};
 use auth_tests::{json_response, SimClock};
 use base64::Engine as _;

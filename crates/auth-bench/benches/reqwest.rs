@@ -16,7 +16,7 @@ use std::time::Duration;
 use auth_bench::{
     bearer_header, benchmarking, paired_ratio, token_endpoint, token_source, write_figures, Figure, API_URI,
 };
-use auth_core::replay::ReplayCopies;
+use auth_core::publish::replay::ReplayCopies;
 use auth_reqwest::AuthMiddleware;
 use criterion::{criterion_group, Criterion};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};

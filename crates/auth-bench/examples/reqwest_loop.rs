@@ -31,7 +31,7 @@ fn main() {
                 let middleware = auth_reqwest::AuthMiddleware::new(source, credentials);
                 let middleware = match contender.as_str() {
                     "ours" => middleware,
-                    _ => middleware.replay_copies(auth_core::replay::ReplayCopies::AtRisk),
+                    _ => middleware.replay_copies(auth_core::publish::replay::ReplayCopies::AtRisk),
                 };
                 reqwest_frame::client(middleware)
             }

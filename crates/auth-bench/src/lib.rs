@@ -296,7 +296,7 @@ pub fn origin_layer(source: &TokenSource) -> AuthLayer {
 /// keeps a copy only while its token is at risk (the benchmark's token is
 /// settled after its first answer, so no request keeps one).
 pub fn origin_layer_at_risk(source: &TokenSource) -> AuthLayer {
-    origin_layer(source).replay_copies(auth_core::replay::ReplayCopies::AtRisk)
+    origin_layer(source).replay_copies(auth_core::publish::replay::ReplayCopies::AtRisk)
 }
 
 /// The bearer layer the benchmarks measure. The benchmarks send requests

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use auth_core::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
+use auth_core::publish::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
 use auth_core::{ApplyError, Credentials};
 use http::{Request, Response};
 
@@ -14,7 +14,7 @@ use crate::transport::BlockingTransport;
 /// Sends API requests with the composed credentials; on a 401 to a request
 /// that carried a token, invalidates it and sends the request again with
 /// the new token, from a copy made before the send, as providers tell
-/// their clients to do (the rules: [`auth_core::replay`]).
+/// their clients to do (the rules: [`auth_core::publish::replay`]).
 ///
 /// Every request is copied by default (its body is a buffer). With
 /// [`AuthorizedClient::replay_copies`] and
@@ -110,7 +110,7 @@ impl AuthorizedClient {
 
     /// Sends `request` with the credentials; after a 401 it is sent again
     /// with a renewed token (and once more after a DPoP nonce demand), as
-    /// [`auth_core::replay`] decides.
+    /// [`auth_core::publish::replay`] decides.
     pub fn send(&self, mut request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         if !self.credentials.applies_to(request.uri()) {
             // Sent without credentials: counted, and said once per origin.

@@ -61,7 +61,7 @@ pub use transport::BlockingTransport;
 // The core's configuration types, so that this crate is its users' only
 // dependency here (`auth_core` for the rest).
 pub use auth_core;
-pub use auth_core::replay::ReplayCopies;
+pub use auth_core::publish::replay::ReplayCopies;
 pub use auth_core::store::{MemoryStore, StoreConfig};
 pub use auth_core::{
     BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,

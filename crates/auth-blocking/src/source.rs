@@ -9,9 +9,9 @@ use std::time::{Instant, SystemTime};
 
 use auth_core::driver::{SourceOptions, TokenAnswer, Waiter, Waiters};
 use auth_core::lifecycle::WithdrawReason;
-use auth_core::request::TokenKind;
-use auth_core::slot::TokenSlot;
+use auth_core::publish::slot::TokenSlot;
 use auth_core::store::{StoreError, StoreRequest};
+use auth_core::wire::request::TokenKind;
 use auth_core::{
     AccessToken, FetchRequest, Generation, Lifecycle, SourceConfig, StoredToken, TokenError, Unauthorized,
 };
@@ -189,7 +189,7 @@ impl BlockingTokenSource {
     /// Whether a request sent now with `token` (from
     /// [`BlockingTokenSource::token`]) should keep a copy of its body to
     /// replay after a 401: the token is new, past its renewal point, of an
-    /// assumed lifetime or DPoP-bound (see [`auth_core::slot`]).
+    /// assumed lifetime or DPoP-bound (see [`auth_core::publish::slot`]).
     pub fn at_risk(&self, token: &AccessToken) -> bool {
         self.inner.published.slot.at_risk(token)
     }
@@ -342,9 +342,9 @@ impl Worker {
     /// fails the request, not the thread.
     /// Sends a token or revocation request: each attempt made ready to
     /// send at its time (fresh assertions and DPoP proof), a DPoP nonce
-    /// demand tried once more ([`auth_core::request::TokenCall`]).
+    /// demand tried once more ([`auth_core::wire::request::TokenCall`]).
     fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
-        let mut call = auth_core::request::TokenCall::new(request);
+        let mut call = auth_core::wire::request::TokenCall::new(request);
         loop {
             let response = self.send_once(call.attempt(SystemTime::now())?)?;
             if !call.retry(&response) {

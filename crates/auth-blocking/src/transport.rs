@@ -65,7 +65,7 @@ mod ureq_transport {
     /// timeout, and reads at most `body_limit` bytes of a response, or the
     /// configuration's `max_body_bytes` for the token and revocation
     /// requests the core builds (they carry it as a
-    /// [`MaxBodyBytes`](auth_core::request::MaxBodyBytes) extension). A
+    /// [`MaxBodyBytes`](auth_core::wire::request::MaxBodyBytes) extension). A
     /// body over the cap is [`TransportError::is_body_too_large`], which the
     /// token source reports as `TokenError::BodyTooLarge`.
     #[derive(Debug, Clone)]
@@ -165,7 +165,7 @@ mod ureq_transport {
         fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
             let limit = request
                 .extensions()
-                .get::<auth_core::request::MaxBodyBytes>()
+                .get::<auth_core::wire::request::MaxBodyBytes>()
                 .map_or(self.body_limit, |max| max.0 as u64);
             let response = self.agent.run(request).map_err(describe)?;
             let (parts, mut body) = response.into_parts();

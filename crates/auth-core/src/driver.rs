@@ -14,10 +14,10 @@ use crate::error::TokenError;
 use crate::lifecycle::{
     FetchRequest, Lifecycle, Output, PublishedStats, StoredToken, Unauthorized, Want, WithdrawReason,
 };
-use crate::slot::TokenSlot;
+use crate::publish::slot::TokenSlot;
+use crate::publish::token::{AccessToken, Generation};
 use crate::store::{StoreConfig, StoreTimeouts};
 use crate::store::{StoreError, StoreRequest};
-use crate::token::{AccessToken, Generation};
 
 /// What a driver does with each output of its lifecycle. A driver
 /// implements it; [`carry_out`] calls it for every output, in order.

@@ -2,8 +2,8 @@
 //! OAuth 2.0 client credentials tokens, with no IO and no clock.
 //!
 //! It holds the [secret types](secret), the [configuration](config) of a
-//! token source, the encoding of [token requests](request), the parsing of
-//! [token responses](response), the application of [credentials] to
+//! token source, the encoding of [token requests](wire::request), the parsing of
+//! [token responses](wire::response), the application of [credentials] to
 //! `http` requests, and the token [lifecycle]: a state machine that decides
 //! when to fetch, which token to use, and how to react to failures and
 //! 401s. Drivers (`auth-tower`, `auth-blocking`) own the sockets, the
@@ -64,27 +64,22 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::panic))]
 
 pub mod assertion;
-pub mod authorize;
 pub mod config;
 pub mod credentials;
-pub mod device;
-pub mod discovery;
 pub mod dpop;
 pub mod driver;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
 pub mod mtls;
+pub mod publish;
 pub mod redact;
-pub mod replay;
-pub mod request;
-pub mod response;
 pub mod secret;
 pub mod setup;
-pub mod slot;
+pub mod sign_in;
 pub mod store;
 mod text;
-pub mod token;
+pub mod wire;
 mod withheld;
 
 pub use config::{
@@ -97,7 +92,7 @@ pub use lifecycle::{
     FetchId, FetchReason, FetchRequest, GrantKind, Lifecycle, Output, RejectedAfterRenewal, Stats, StoredToken,
     Unauthorized, Want, WithdrawReason,
 };
-pub use token::{AccessToken, Generation};
+pub use publish::token::{AccessToken, Generation};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -36,7 +36,7 @@ pub struct ClientSetup {
     oauth: Option<SourceConfigBuilder>,
     credentials: CredentialsBuilder,
     roots: Option<Vec<Vec<u8>>>,
-    replay_copies: crate::replay::ReplayCopies,
+    replay_copies: crate::publish::replay::ReplayCopies,
     misuse: Option<ConfigError>,
 }
 
@@ -53,7 +53,7 @@ pub struct ClientParts {
     /// when [`ClientSetup::root_certificates`] was called.
     pub root_certificates: Option<Vec<Vec<u8>>>,
     /// Which requests keep a copy for a 401 replay.
-    pub replay_copies: crate::replay::ReplayCopies,
+    pub replay_copies: crate::publish::replay::ReplayCopies,
 }
 
 impl ClientSetup {
@@ -199,11 +199,11 @@ impl ClientSetup {
 
     /// Which requests keep a copy of themselves to send again after a
     /// 401: every request whose body can be copied
-    /// ([`ReplayCopies::Always`](crate::replay::ReplayCopies::Always), the
+    /// ([`ReplayCopies::Always`](crate::publish::replay::ReplayCopies::Always), the
     /// default), or only those whose token is at risk
-    /// ([`ReplayCopies::AtRisk`](crate::replay::ReplayCopies::AtRisk): a
+    /// ([`ReplayCopies::AtRisk`](crate::publish::replay::ReplayCopies::AtRisk): a
     /// settled token's 401 then reaches the caller).
-    pub fn replay_copies(mut self, copies: crate::replay::ReplayCopies) -> Self {
+    pub fn replay_copies(mut self, copies: crate::publish::replay::ReplayCopies) -> Self {
         self.replay_copies = copies;
         self
     }
@@ -437,7 +437,7 @@ macro_rules! client_setup_methods {
         /// again), or only those whose token is at risk (`ReplayCopies::AtRisk`:
         /// a settled token's 401 then reaches the caller, and the next
         /// request carries a new token). A streaming body is never replayed.
-        pub fn replay_copies(mut self, copies: $crate::replay::ReplayCopies) -> Self {
+        pub fn replay_copies(mut self, copies: $crate::publish::replay::ReplayCopies) -> Self {
             self.$field = self.$field.replay_copies(copies);
             self
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use auth_core::dpop::Dpop;
 use auth_core::keys::SigningKey;
-use auth_core::request::{token_request, Grant, TokenCall};
+use auth_core::wire::request::{token_request, Grant, TokenCall};
 use auth_core::SourceConfig;
 use proptest::prelude::*;
 

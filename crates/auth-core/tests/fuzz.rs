@@ -12,11 +12,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use auth_core::request::{revocation_request, Revocable};
-use auth_core::response::{
+use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
+use auth_core::wire::request::{revocation_request, Revocable};
+use auth_core::wire::response::{
     normalize_retry_after, parse_token_response, parse_token_response_redacting, retry_after, retry_after_seconds,
 };
-use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use auth_core::{
     BackoffPolicy, ClientAuth, Lifecycle, Output, RefreshPolicy, SourceConfig, StoredToken, TokenError, Want,
 };
@@ -210,7 +210,7 @@ proptest! {
         let parsed = parse_token_response(&config, StatusCode::from_u16(status).unwrap(), &headers, body.as_bytes());
         match parsed {
             Ok(token) => {
-                prop_assert!(token.expires_in.is_none_or(|d| d <= auth_core::response::MAX_LIFETIME));
+                prop_assert!(token.expires_in.is_none_or(|d| d <= auth_core::wire::response::MAX_LIFETIME));
                 prop_assert!(!token.access_token.expose_secret().is_empty());
             }
             Err(error) => assert_hidden(&format!("{error} {error:?}"), &forms("client-secret-value-1", Some("id"))),
@@ -455,7 +455,7 @@ proptest! {
                     }
                     Output::TokenReady(token) => {
                         prop_assert!(token.is_usable(now), "a token ready but unusable");
-                        prop_assert!(token.lifetime() <= auth_core::response::MAX_LIFETIME);
+                        prop_assert!(token.lifetime() <= auth_core::wire::response::MAX_LIFETIME);
                         prop_assert!(token.renew_at() <= token.usable_until());
                         issued.push(token.generation());
                         if std::mem::take(&mut answered) {

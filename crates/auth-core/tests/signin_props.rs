@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use auth_core::authorize::{AuthorizationRequest, CallbackError};
-use auth_core::device::{parse_device_authorization, DevicePoll, DevicePoller, DeviceStatus, SLOW_DOWN_STEP};
 use auth_core::secret::{CodeVerifier, ExposeSecret};
+use auth_core::sign_in::authorize::{AuthorizationRequest, CallbackError};
+use auth_core::sign_in::device::{parse_device_authorization, DevicePoll, DevicePoller, DeviceStatus, SLOW_DOWN_STEP};
 use auth_core::{SourceConfig, SourceGrant};
 use proptest::prelude::*;
 

@@ -59,9 +59,9 @@ pub use transport::{client_identity, with_tls, ReqwestTransport, DEFAULT_TIMEOUT
 // the core's configuration types, the token source, and reqwest itself at
 // the versions this crate is built with.
 pub use auth_core;
-pub use auth_core::authorize::AuthorizationRequest;
-pub use auth_core::replay::ReplayCopies;
+pub use auth_core::publish::replay::ReplayCopies;
 pub use auth_core::secret::CodeVerifier;
+pub use auth_core::sign_in::authorize::AuthorizationRequest;
 pub use auth_core::store::{MemoryStore, StoreConfig};
 pub use auth_core::{
     BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use auth_core::credentials::query_with_param;
-use auth_core::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
+use auth_core::publish::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
 use auth_core::secret::ExposeSecret;
 use auth_core::{AccessToken, Credentials, Generation};
 use auth_tower::{AuthError, TokenReader, TokenSource};
@@ -25,7 +25,7 @@ use crate::copy::ReplayCopy;
 ///   (once, however many requests are rejected) and the request is sent
 ///   again with the new token, from a copy made before the send, as
 ///   providers tell their clients to do; a DPoP nonce demand is sent
-///   again once with the nonce. The rules are [`auth_core::replay`]'s: at
+///   again once with the nonce. The rules are [`auth_core::publish::replay`]'s: at
 ///   most three sends, never in a loop. Every request is copied by
 ///   default; with [`AuthMiddleware::replay_copies`] and
 ///   [`ReplayCopies::AtRisk`] only those whose token is at risk (a settled
@@ -481,7 +481,7 @@ impl AuthMiddleware {
     }
 
     /// Sends a request again as `again.verdict` says (with a renewed
-    /// token, or with a DPoP nonce), as often as [`auth_core::replay`]
+    /// token, or with a DPoP nonce), as often as [`auth_core::publish::replay`]
     /// allows, and returns the last answer.
     async fn send_again(
         &self,

@@ -2,7 +2,7 @@
 //! the credentials, the token source they take their token from, and which
 //! requests keep a copy for a 401.
 
-use auth_core::replay::ReplayCopies;
+use auth_core::publish::replay::ReplayCopies;
 use auth_core::{Credentials, Generation};
 
 use crate::handoff::TokenFuture;

@@ -73,7 +73,7 @@ mod tests {
             Box::new(AuthError::from(ApplyError::MissingToken)),
             Box::new(AuthError::from(ConfigError::NoRevocationUrl)),
             Box::new(SignInError::from(AuthError::from(TokenError::transport("connection refused")))),
-            Box::new(SignInError::from(auth_core::authorize::CallbackError::StateMismatch)),
+            Box::new(SignInError::from(auth_core::sign_in::authorize::CallbackError::StateMismatch)),
         ];
         for error in &errors {
             let messages = chain(error.as_ref());

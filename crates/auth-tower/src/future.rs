@@ -1,5 +1,5 @@
 //! The response future of [`Auth`](crate::Auth): it sends a request,
-//! judges the answer with [`auth_core::replay`], and carries out the
+//! judges the answer with [`auth_core::publish::replay`], and carries out the
 //! verdict (accept the token, drop it, send the copy again with a new
 //! token or a DPoP nonce).
 //!
@@ -13,7 +13,7 @@
 //!   and what follows), boxed.
 //!
 //! [`NoReplay`]: crate::NoReplay
-//! [`ReplayCopies::AtRisk`]: auth_core::replay::ReplayCopies::AtRisk
+//! [`ReplayCopies::AtRisk`]: auth_core::publish::replay::ReplayCopies::AtRisk
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
-use auth_core::replay::{self, Attempt, Sent, Verdict};
+use auth_core::publish::replay::{self, Attempt, Sent, Verdict};
 use auth_core::{AccessToken, Generation};
 use http::{Request, Response};
 use pin_project_lite::pin_project;

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use auth_core::slot::TokenSlot;
+use auth_core::publish::slot::TokenSlot;
 use auth_core::{AccessToken, Generation, StoredToken, TokenError};
 use bytes::Bytes;
 use http::{Request, Response};

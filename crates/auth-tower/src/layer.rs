@@ -26,7 +26,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use auth_core::replay::ReplayCopies;
+use auth_core::publish::replay::ReplayCopies;
 use auth_core::Credentials;
 use http::{Request, Response};
 use tower::{Layer, Service};

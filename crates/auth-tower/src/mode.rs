@@ -3,7 +3,7 @@
 //! ([`NoReplay`]), and where a response future keeps that copy.
 
 #[cfg(doc)]
-use auth_core::replay::ReplayCopies;
+use auth_core::publish::replay::ReplayCopies;
 
 #[cfg(doc)]
 use crate::body::ReplayBody;
@@ -12,13 +12,13 @@ use crate::body::ReplayBody;
 /// ([`ReplayBody`]) keeps a copy of itself made before it is sent, and
 /// after a 401 the copy is sent again with a renewed token (and once more
 /// after a DPoP nonce demand), as providers tell their clients to do; the
-/// rules are [`auth_core::replay`]'s. The copy is held inline in the
+/// rules are [`auth_core::publish::replay`]'s. The copy is held inline in the
 /// response future (no allocation for a request without headers); a
 /// request with headers boxes a clone of them.
 ///
 /// [`AuthLayer::replay_copies`](crate::layer::AuthLayer::replay_copies) with [`ReplayCopies::AtRisk`] copies only
 /// requests whose token is at risk (new, past its renewal point, of an
-/// assumed lifetime or DPoP-bound, see [`auth_core::slot`]): a settled
+/// assumed lifetime or DPoP-bound, see [`auth_core::publish::slot`]): a settled
 /// token revoked in the middle of its life then gives its 401 to the
 /// caller, and the next request carries a new token.
 #[derive(Debug, Clone, Copy, Default)]

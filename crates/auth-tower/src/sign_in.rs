@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn run(source: auth_tower::TokenSource) -> Result<(), Box<dyn std::error::Error>> {
-//! use auth_core::authorize::AuthorizationRequest;
+//! use auth_core::sign_in::authorize::AuthorizationRequest;
 //! use auth_tower::sign_in::{exchange_code, Loopback, LoopbackOptions};
 //!
 //! let loopback = Loopback::bind(&LoopbackOptions::default()).await?;
@@ -29,12 +29,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_core::authorize::{AuthorizationRequest, CallbackError};
-use auth_core::device::{
+use auth_core::secret::AuthorizationCode;
+use auth_core::sign_in::authorize::{AuthorizationRequest, CallbackError};
+use auth_core::sign_in::device::{
     device_authorization_request, parse_device_authorization, DeviceAuthorization, DeviceError, DevicePoll,
     DevicePoller, DeviceStatus,
 };
-use auth_core::secret::AuthorizationCode;
 use auth_core::{AccessToken, ConfigError};
 
 use crate::error::AuthError;
@@ -145,8 +145,8 @@ mod loopback {
     use std::convert::Infallible;
     use std::time::Duration;
 
-    use auth_core::authorize::AuthorizationRequest;
     use auth_core::secret::AuthorizationCode;
+    use auth_core::sign_in::authorize::AuthorizationRequest;
     use bytes::Bytes;
     use http::{Request, Response, StatusCode};
     use http_body_util::Full;
@@ -259,7 +259,7 @@ mod loopback {
         /// and returns the code. Gives up after the timeout.
         ///
         /// Only a callback carrying this sign-in's `state` ends it
-        /// ([`CallbackError::ends_sign_in`](auth_core::authorize::CallbackError::ends_sign_in)):
+        /// ([`CallbackError::ends_sign_in`](auth_core::sign_in::authorize::CallbackError::ends_sign_in)):
         /// any other (no state, another state, a malformed query: any local
         /// process or page can send one) gets an error page and the
         /// listener keeps waiting. At most 32 connections are served at

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use auth_core::driver::{SourceOptions, Waiters};
-use auth_core::slot::{ReadToken, SlotReader, TokenSlot};
+use auth_core::publish::slot::{ReadToken, SlotReader, TokenSlot};
 use auth_core::{AccessToken, Generation, SourceConfig, StoredToken};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -240,7 +240,7 @@ impl TokenSource {
     /// Whether a request sent now with `token` (from
     /// [`TokenSource::cached`]) should keep a copy of itself to replay
     /// after a 401: the token is new, past its renewal point, of an
-    /// assumed lifetime or DPoP-bound (see [`auth_core::slot`]).
+    /// assumed lifetime or DPoP-bound (see [`auth_core::publish::slot`]).
     pub fn at_risk(&self, token: &AccessToken) -> bool {
         self.shared.published.slot.at_risk(token)
     }
@@ -248,7 +248,7 @@ impl TokenSource {
     /// Reports that the API accepted a request carrying the token of
     /// `generation` (it answered something other than 401): the token is
     /// settled (a later 401 to it is a revocation, renewed at once), and
-    /// with [`ReplayCopies::AtRisk`](auth_core::replay::ReplayCopies::AtRisk)
+    /// with [`ReplayCopies::AtRisk`](auth_core::publish::replay::ReplayCopies::AtRisk)
     /// its requests stop keeping copies until its renewal point.
     pub fn accept(&self, generation: Generation) {
         self.shared.published.slot.accept(generation);

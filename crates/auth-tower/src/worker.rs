@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use auth_core::driver::{TokenAnswer, Waiter, Waiters};
 use auth_core::lifecycle::WithdrawReason;
-use auth_core::request::{TokenCall, TokenKind};
 use auth_core::store::{StoreAnswer, StoreError, StoreOpId, StoreRequest, StoreTimeouts};
+use auth_core::wire::request::{TokenCall, TokenKind};
 use auth_core::{AccessToken, FetchId, FetchRequest, Generation, Lifecycle, TokenError, Unauthorized};
 use bytes::Bytes;
 use http::{Request, Response};

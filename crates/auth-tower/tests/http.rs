@@ -423,7 +423,7 @@ async fn a_401_that_a_new_token_does_not_cure_is_marked_and_causes_no_fetch_loop
 
 /// A provider whose API takes its tokens, and a layer-wrapped client for it.
 fn revocation_setup(
-    copies: auth_core::replay::ReplayCopies,
+    copies: auth_core::publish::replay::ReplayCopies,
 ) -> (auth_testkit::Provider, TokenSource, impl Fn() -> Request<Full<Bytes>>, auth_tower::Auth<common::HttpClient>) {
     let provider =
         auth_testkit::Provider::start(auth_testkit::ProviderConfig::new().client("app", "app-secret")).unwrap();
@@ -442,7 +442,7 @@ fn revocation_setup(
 
 #[tokio::test]
 async fn a_401_is_replayed_where_a_copy_was_kept_new_tokens_yes_settled_ones_no() {
-    let (provider, source, get, api) = revocation_setup(auth_core::replay::ReplayCopies::AtRisk);
+    let (provider, source, get, api) = revocation_setup(auth_core::publish::replay::ReplayCopies::AtRisk);
     // A new token is at risk until the API accepts it: revoked before any
     // answer, its request's 401 is replayed with a second token.
     let first = source.token().await.unwrap();
@@ -470,7 +470,7 @@ async fn a_401_is_replayed_where_a_copy_was_kept_new_tokens_yes_settled_ones_no(
 
 #[tokio::test]
 async fn with_replay_copies_always_a_settled_tokens_401_is_replayed_too() {
-    let (provider, source, get, api) = revocation_setup(auth_core::replay::ReplayCopies::Always);
+    let (provider, source, get, api) = revocation_setup(auth_core::publish::replay::ReplayCopies::Always);
     assert_eq!(api.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK);
     assert!(!source.at_risk(&source.cached().unwrap()));
     provider.revoke_all();

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use auth_core::assertion::{AssertionAudience, JwtBearer};
 use auth_core::keys::{Algorithm, SigningKey};
-use auth_core::request::{ready_to_send, token_request, Grant};
 use auth_core::secret::ExposeSecret;
+use auth_core::wire::request::{ready_to_send, token_request, Grant};
 use auth_core::{ClientAuth, SourceConfig, TokenError};
 use auth_testkit::{AssertionAudience as Accepted, Fault, Provider, ProviderConfig};
 use auth_tower::{AuthError, TokenSource};

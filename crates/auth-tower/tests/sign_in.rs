@@ -8,10 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use auth_core::authorize::{AuthorizationRequest, CallbackError};
-use auth_core::device::DeviceError;
-use auth_core::discovery::{discovery_urls, parse_metadata, DiscoveryError};
 use auth_core::secret::{CodeVerifier, ExposeSecret};
+use auth_core::sign_in::authorize::{AuthorizationRequest, CallbackError};
+use auth_core::sign_in::device::DeviceError;
+use auth_core::sign_in::discovery::{discovery_urls, parse_metadata, DiscoveryError};
 use auth_core::{SignInReason, SourceConfig, SourceGrant, TokenError};
 use auth_testkit::{Provider, ProviderConfig};
 use auth_tower::sign_in::{device_sign_in, exchange_code, Loopback, LoopbackOptions, SignInError};

@@ -3,9 +3,9 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use auth_core::request::{revocation_request, Revocable};
 use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use auth_core::store::{StoreConfig, StoreOp};
+use auth_core::wire::request::{revocation_request, Revocable};
 use auth_core::{Credentials, SourceConfig, StoredToken};
 use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
 use auth_tower::TokenSource;
@@ -410,7 +410,7 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
             .path(login.redirect_path.as_str())
             .timeout(Duration::from_secs(login.timeout.max(1)));
         let loopback = Loopback::bind(&options).await?;
-        let mut builder = auth_core::authorize::AuthorizationRequest::builder(
+        let mut builder = auth_core::sign_in::authorize::AuthorizationRequest::builder(
             source.config(),
             authorize_url,
             loopback.redirect_uri(),
@@ -465,7 +465,7 @@ async fn revoke_one(
     let client = settings.http_client(
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30)),
     )?;
-    let ready = auth_core::request::ready_to_send(&revocation.take_request(), std::time::SystemTime::now())
+    let ready = auth_core::wire::request::ready_to_send(&revocation.take_request(), std::time::SystemTime::now())
         .map_err(|e| Failure::from(auth_tower::AuthError::Revocation(e)))?;
     let request = reqwest::Request::try_from(ready)
         .map_err(|e| Failure::usage(format!("invalid revocation request: {}", e.without_url())))?;

@@ -11,8 +11,8 @@ impl Settings {
     /// equal the configured one.
     pub async fn discover(&mut self) -> Result<(), Failure> {
         let Some(issuer) = self.issuer.clone() else { return Ok(()) };
-        let urls =
-            auth_core::discovery::discovery_urls(&issuer).map_err(|e| Failure::usage(format!("--issuer: {e}")))?;
+        let urls = auth_core::sign_in::discovery::discovery_urls(&issuer)
+            .map_err(|e| Failure::usage(format!("--issuer: {e}")))?;
         let client = self.http_client(
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -32,7 +32,7 @@ impl Settings {
                 }
             };
             let body = crate::capped::body(answer, "the discovery document").await?;
-            let metadata = auth_core::discovery::parse_metadata(&issuer, &body, self.allow_insecure_http)
+            let metadata = auth_core::sign_in::discovery::parse_metadata(&issuer, &body, self.allow_insecure_http)
                 .map_err(|e| Failure::usage(format!("{e} ({url})")))?;
             if !self.auth_method_given {
                 self.auth_method = metadata.client_auth_for(

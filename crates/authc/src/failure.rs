@@ -92,7 +92,9 @@ impl From<auth_tower::sign_in::SignInError> for Failure {
         use auth_tower::sign_in::SignInError;
         match error {
             SignInError::Token(error) => error.into(),
-            SignInError::Device(auth_core::device::DeviceError::Failed(error)) => AuthError::Token(error).into(),
+            SignInError::Device(auth_core::sign_in::device::DeviceError::Failed(error)) => {
+                AuthError::Token(error).into()
+            }
             SignInError::Config(error) => error.into(),
             SignInError::Bind { .. } => Self::usage(error.to_string()),
             SignInError::Timeout { .. } => Self::network(error.to_string()),

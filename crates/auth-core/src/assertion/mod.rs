@@ -4,9 +4,9 @@
 //!
 //! An assertion is single-use: it carries a fresh `jti` and a short
 //! lifetime, so it is made at the moment a request is sent, not when the
-//! request is built. The request builders of [`crate::request`] leave a
+//! request is built. The request builders of [`crate::wire::request`] leave a
 //! note in the request's extensions; a driver turns the built request into
-//! the one it sends with [`crate::request::ready_to_send`], once per
+//! the one it sends with [`crate::wire::request::ready_to_send`], once per
 //! attempt, with the wall time of that attempt.
 //!
 //! ```
@@ -14,7 +14,7 @@
 //! use auth_core::assertion::AssertionAudience;
 //! use auth_core::config::{ClientAuth, SourceConfig};
 //! use auth_core::keys::SigningKey;
-//! use auth_core::request::{ready_to_send, token_request, Grant};
+//! use auth_core::wire::request::{ready_to_send, token_request, Grant};
 //!
 //! let config = SourceConfig::builder("https://auth.example.com/oauth/token", "my-client")
 //!     .signing_key(SigningKey::generate_es256()?.with_key_id("key-1"))
@@ -157,7 +157,7 @@ impl Pending {
     }
 }
 
-/// The request to send for `built` (from [`crate::request`]) at `wall`:
+/// The request to send for `built` (from [`crate::wire::request`]) at `wall`:
 /// with a fresh client assertion, JWT bearer assertion and DPoP proof when
 /// the configuration uses them, unchanged otherwise; and the proof, with
 /// its key, to judge the answer by.
@@ -196,8 +196,8 @@ mod tests {
     use super::*;
     use crate::config::{ClientAuth, SourceConfigBuilder, SourceGrant};
     use crate::error::ConfigError;
-    use crate::request::{ready_to_send, revocation_request, token_request, Grant, Revocable};
     use crate::secret::RefreshToken;
+    use crate::wire::request::{ready_to_send, revocation_request, token_request, Grant, Revocable};
     use jsonwebtoken::{decode, DecodingKey, Validation};
 
     const TOKEN_URL: &str = "https://auth.example.com/oauth/token";

@@ -35,9 +35,9 @@ use zeroize::Zeroizing;
 
 use crate::dpop::Proof;
 use crate::error::{ApplyError, ConfigError};
+use crate::publish::token::AccessToken;
 use crate::secret::{AccessTokenValue, ApiKey, ExposeSecret, Password};
 use crate::text::sensitive_value;
-use crate::token::AccessToken;
 
 mod origin;
 
@@ -207,7 +207,7 @@ impl Credentials {
     /// [`Credentials::apply`] for a token that may be DPoP-bound: with a
     /// fresh DPoP proof for the request at wall time `wall` when it is.
     /// Returns the proof sent, to judge the answer by
-    /// ([`replay::judge`](crate::replay::judge)).
+    /// ([`replay::judge`](crate::publish::replay::judge)).
     pub fn apply_at<B>(
         &self,
         request: &mut Request<B>,

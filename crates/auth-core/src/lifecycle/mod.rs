@@ -55,11 +55,11 @@ use http::Response;
 use crate::config::SourceConfig;
 use crate::error::ConfigError;
 use crate::error::{SignInReason, TokenError};
-use crate::request::{revocation_request, Revocable, RevocationRequest};
-use crate::response::{redactor_for, TokenResponse, MAX_LIFETIME};
+use crate::publish::token::{AccessToken, Generation};
 use crate::secret::RefreshToken;
 use crate::store::{unix_ms, LeaseOwner, StoreConfig};
-use crate::token::{AccessToken, Generation};
+use crate::wire::request::{revocation_request, Revocable, RevocationRequest};
+use crate::wire::response::{redactor_for, TokenResponse, MAX_LIFETIME};
 
 mod backoff;
 mod budget;

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::TokenError;
+use crate::publish::token::{AccessToken, Generation};
 use crate::secret::{AccessTokenValue, RefreshToken};
 use crate::store::{StoreError, StoreRequest};
-use crate::token::{AccessToken, Generation};
 
 /// Identifies one token fetch, so that a late answer to an abandoned fetch
 /// cannot be mistaken for the current one.
@@ -76,7 +76,7 @@ impl std::fmt::Debug for FetchRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out = f.debug_struct("FetchRequest");
         out.field("id", &self.id).field("grant", &self.grant).field("reason", &self.reason);
-        crate::request::describe_request(&mut out, &self.request);
+        crate::wire::request::describe_request(&mut out, &self.request);
         out.finish_non_exhaustive()
     }
 }
@@ -169,7 +169,7 @@ pub enum Unauthorized {
 /// not help. A 401 to a token the API had accepted is a revocation and is
 /// not marked. Its `Display` says what to check.
 ///
-/// [`Verdict::RejectedAfterRenewal`]: crate::replay::Verdict::RejectedAfterRenewal
+/// [`Verdict::RejectedAfterRenewal`]: crate::publish::replay::Verdict::RejectedAfterRenewal
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RejectedAfterRenewal;
 

@@ -8,10 +8,10 @@ use super::store_client::Awaiting;
 use super::{InFlight, Lifecycle, Slot};
 use crate::config::SourceGrant;
 use crate::error::TokenError;
-use crate::response::{TokenResponse, MAX_LIFETIME};
+use crate::publish::token::{AccessToken, Generation};
 use crate::secret::ExposeSecret;
 use crate::store::{BudgetAnswer, Envelope, Record, StoreAnswer, StoreError, StoreOpId};
-use crate::token::{AccessToken, Generation};
+use crate::wire::response::{TokenResponse, MAX_LIFETIME};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -849,7 +849,7 @@ fn revoking_forgets_both_tokens_and_asks_for_both_revocations() {
     sim.respond(fetch.id, 200, r#"{"access_token":"at-1","refresh_token":"rt-1","expires_in":3600}"#);
     let requests = sim.lc.handle_revoke(sim.now).unwrap();
     let kinds: Vec<_> = requests.iter().map(|r| r.kind()).collect();
-    assert_eq!(kinds, [crate::request::TokenKind::RefreshToken, crate::request::TokenKind::AccessToken]);
+    assert_eq!(kinds, [crate::wire::request::TokenKind::RefreshToken, crate::wire::request::TokenKind::AccessToken]);
     assert!(sim.lc.refresh_token().is_none() && sim.lc.current_token(sim.now).is_none());
     assert!(matches!(sim.outputs()[..], [Output::TokenWithdrawn { reason: WithdrawReason::Discarded, .. }]));
     // Without a revocation URL nothing is forgotten.
@@ -1076,14 +1076,17 @@ fn debug_shows_no_secret() {
         sim.want();
         let fetch = sim.take_fetch();
         let shown = format!("{fetch:?} {:?}", Output::Fetch(sim_fetch_copy(&fetch)));
-        crate::request::tests::assert_no_secret(&shown, &["client-secret-789"]);
+        crate::wire::request::tests::assert_no_secret(&shown, &["client-secret-789"]);
         assert!(shown.contains("ClientCredentials") && shown.contains("/token"), "{shown}");
         let refresh = sim.respond(fetch.id, 200, r#"{"access_token":"a","refresh_token":"refresh-token-321"}"#);
         assert_eq!(refresh.len(), 1);
         sim.now = sim.lc.poll_timeout().unwrap();
         let renewal = only_fetch(sim.timeout());
         assert_eq!(renewal.grant, GrantKind::RefreshToken);
-        crate::request::tests::assert_no_secret(&format!("{renewal:?}"), &["client-secret-789", "refresh-token-321"]);
+        crate::wire::request::tests::assert_no_secret(
+            &format!("{renewal:?}"),
+            &["client-secret-789", "refresh-token-321"],
+        );
     }
     let mut sim = Sim::new(builder());
     sim.want();

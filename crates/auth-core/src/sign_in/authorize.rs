@@ -17,7 +17,7 @@
 //!    renews them from then on.
 //!
 //! ```
-//! use auth_core::authorize::{AuthorizationRequest, CallbackError};
+//! use auth_core::sign_in::authorize::{AuthorizationRequest, CallbackError};
 //! use auth_core::{SourceConfig, SourceGrant};
 //!
 //! let config = SourceConfig::builder("https://id.example.com/oauth/token", "my-cli")
@@ -53,9 +53,9 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::{is_loopback_host, validate_endpoint, SourceConfig};
 use crate::error::ConfigError;
-use crate::request::{token_request, Grant};
 use crate::secret::{AuthorizationCode, CodeVerifier, ExposeSecret};
 use crate::text::sanitize_excerpt;
+use crate::wire::request::{token_request, Grant};
 
 /// Random bytes behind a `state`, `nonce` and code verifier: 256 bits.
 const RANDOM_BYTES: usize = 32;

@@ -7,7 +7,7 @@
 //! to a loopback host).
 //!
 //! ```
-//! use auth_core::discovery::{discovery_urls, parse_metadata};
+//! use auth_core::sign_in::discovery::{discovery_urls, parse_metadata};
 //! use auth_core::ClientAuth;
 //!
 //! let urls = discovery_urls("https://id.example.com/tenant-1")?;

@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use auth_core::config::{ClientAuth, SourceConfig};
-//! use auth_core::request::{token_request, Grant};
+//! use auth_core::wire::request::{token_request, Grant};
 //!
 //! let config = SourceConfig::builder("https://auth.example.com/token", "my app")
 //!     .client_secret("p@ss word")
@@ -49,7 +49,7 @@ pub enum Grant<'a> {
     /// sent again (RFC 6749 §6: the original scope is kept).
     RefreshToken(&'a RefreshToken),
     /// `grant_type=authorization_code` (RFC 6749 §4.1.3) with the PKCE
-    /// verifier (RFC 7636 §4.5); see [`crate::authorize`].
+    /// verifier (RFC 7636 §4.5); see [`crate::sign_in::authorize`].
     AuthorizationCode {
         /// The code from the callback.
         code: &'a AuthorizationCode,
@@ -58,7 +58,7 @@ pub enum Grant<'a> {
         /// The PKCE verifier.
         code_verifier: &'a CodeVerifier,
     },
-    /// The RFC 8628 device code grant; see [`crate::device`].
+    /// The RFC 8628 device code grant; see [`crate::sign_in::device`].
     DeviceCode(&'a DeviceCode),
     /// The RFC 7523 §2.1 JWT bearer grant with the configured scope,
     /// audience, resources and extra parameters; the `assertion` is made
@@ -124,7 +124,7 @@ impl RevocationRequest {
     }
 
     /// Reads the endpoint's answer (see
-    /// [`parse_revocation_response`](crate::response::parse_revocation_response)),
+    /// [`parse_revocation_response`](crate::wire::response::parse_revocation_response)),
     /// with the revoked token redacted from any provider text. Word the
     /// error with [`TokenError::about`](crate::error::TokenError::about) and
     /// [`Endpoint::Revocation`](crate::error::Endpoint::Revocation).
@@ -136,7 +136,7 @@ impl RevocationRequest {
         body: &[u8],
     ) -> Result<(), crate::error::TokenError> {
         let secrets: Vec<&str> = self.secrets.iter().map(|s| s.as_str()).collect();
-        crate::response::parse_revocation_response(config, &secrets, status, headers, body)
+        crate::wire::response::parse_revocation_response(config, &secrets, status, headers, body)
     }
 
     /// Also redacts `secret` (another token the caller holds) from the answer.
@@ -221,7 +221,7 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
 }
 
 /// The request to send for `built` (a request from this module,
-/// [`crate::authorize`] or [`crate::device`], or a
+/// [`crate::sign_in::authorize`] or [`crate::sign_in::device`], or a
 /// [`FetchRequest`](crate::FetchRequest)'s) at wall time `wall`: with a
 /// fresh client assertion (`private_key_jwt`, `client_secret_jwt`) and JWT
 /// bearer assertion when the configuration uses them, the same request
@@ -241,7 +241,7 @@ pub fn ready_to_send(
 ///
 /// ```
 /// # use std::time::SystemTime;
-/// # use auth_core::request::{token_request, Grant, TokenCall};
+/// # use auth_core::wire::request::{token_request, Grant, TokenCall};
 /// # let config = auth_core::SourceConfig::builder("https://a.example/token", "c")
 /// #     .client_secret("s").build()?;
 /// # let send = |request: http::Request<Vec<u8>>| http::Response::new(Vec::<u8>::new());
@@ -269,8 +269,8 @@ impl std::fmt::Debug for TokenCall {
 }
 
 impl TokenCall {
-    /// A call of `built` (a request from this module, [`crate::authorize`],
-    /// [`crate::device`], or a [`FetchRequest`](crate::FetchRequest)'s).
+    /// A call of `built` (a request from this module, [`crate::sign_in::authorize`],
+    /// [`crate::sign_in::device`], or a [`FetchRequest`](crate::FetchRequest)'s).
     pub fn new(built: Request<Vec<u8>>) -> Self {
         Self { built, sent: None, retried: false }
     }

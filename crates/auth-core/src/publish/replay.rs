@@ -25,7 +25,7 @@
 //! further copy only when [`Attempt::may_send_again`] says one can be used.
 //!
 //! ```
-//! use auth_core::replay::{judge, Attempt, Sent, Verdict};
+//! use auth_core::publish::replay::{judge, Attempt, Sent, Verdict};
 //! use http::{HeaderMap, StatusCode};
 //!
 //! let mut attempt = Attempt::default();
@@ -56,7 +56,7 @@ pub enum ReplayCopies {
     /// default. A streaming body is never copied, so never replayed.
     #[default]
     Always,
-    /// Only requests whose token is [at risk](crate::slot::ReadToken::at_risk)
+    /// Only requests whose token is [at risk](crate::publish::slot::ReadToken::at_risk)
     /// (new, not yet accepted by the API, past its renewal point, of an
     /// assumed lifetime or DPoP-bound). What it gives up: when a provider
     /// revokes a settled token in the middle of its life (key rotation, a
@@ -143,7 +143,7 @@ pub struct Sent<'a> {
     /// to an accepted token is a revocation, not a token the API never
     /// takes. Read only when [`Attempt::renewed`]; `false` otherwise.
     ///
-    /// [`TokenSlot::accepted`]: crate::slot::TokenSlot::accepted
+    /// [`TokenSlot::accepted`]: crate::publish::slot::TokenSlot::accepted
     pub accepted: bool,
 }
 

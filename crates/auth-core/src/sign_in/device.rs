@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use auth_core::device::{parse_device_authorization, DevicePoll, DevicePoller, DeviceStatus};
+//! use auth_core::sign_in::device::{parse_device_authorization, DevicePoll, DevicePoller, DeviceStatus};
 //! use auth_core::{SourceConfig, SourceGrant};
 //!
 //! let config = SourceConfig::builder("https://id.example.com/token", "tv-app").grant(SourceGrant::SignIn).build()?;
@@ -48,9 +48,9 @@ use serde_json::Value;
 
 use crate::config::{validate_endpoint, SourceConfig};
 use crate::error::{ErrorCode, TokenError};
-use crate::request::{build, token_request, Grant};
-use crate::response::parse_token_response_redacting;
 use crate::secret::{DeviceCode, ExposeSecret};
+use crate::wire::request::{build, token_request, Grant};
+use crate::wire::response::parse_token_response_redacting;
 
 /// The polling interval when the server gives none (RFC 8628 §3.2).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use auth_core::config::SourceConfig;
-//! use auth_core::response::parse_token_response;
+//! use auth_core::wire::response::parse_token_response;
 //! use auth_core::secret::ExposeSecret;
 //! use http::{HeaderMap, StatusCode};
 //! use std::time::Duration;

@@ -26,9 +26,9 @@
 //! # Which tokens are at risk, and which are accepted
 //!
 //! Every request whose body can be copied keeps a copy for a 401 by
-//! default ([`ReplayCopies::Always`](crate::replay::ReplayCopies::Always)). A read also tells whether its token
+//! default ([`ReplayCopies::Always`](crate::publish::replay::ReplayCopies::Always)). A read also tells whether its token
 //! is [at risk](ReadToken::at_risk), for callers who keep copies only
-//! then ([`ReplayCopies::AtRisk`](crate::replay::ReplayCopies::AtRisk)), and the slot records which token the
+//! then ([`ReplayCopies::AtRisk`](crate::publish::replay::ReplayCopies::AtRisk)), and the slot records which token the
 //! API has accepted ([`TokenSlot::accept`]): the lifecycle's loop guard
 //! holds renewals back only for a token refused before its first
 //! acceptance ([`TokenSlot::handle_unauthorized`]). A token is *settled*
@@ -46,7 +46,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use auth_core::slot::TokenSlot;
+//! use auth_core::publish::slot::TokenSlot;
 //!
 //! let slot = TokenSlot::new();
 //! assert!(slot.load(Instant::now).is_none());
@@ -62,7 +62,7 @@ use arc_swap::cache::Cache;
 use arc_swap::{ArcSwapOption, Guard};
 
 use crate::lifecycle::Lifecycle;
-use crate::token::{AccessToken, Generation};
+use crate::publish::token::{AccessToken, Generation};
 
 /// Fresh reads a [`SlotReader`] makes between two clock checks.
 const SAMPLE_EVERY: u8 = 64;

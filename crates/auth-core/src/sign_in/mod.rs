@@ -1,0 +1,9 @@
+//! Sign-in for apps that act for a user, sans-IO: the authorization code
+//! flow with PKCE ([`authorize`]), the device flow ([`device`]), and the
+//! authorization server metadata both start from ([`discovery`]). The
+//! tokens a sign-in yields go into a lifecycle through
+//! [`Lifecycle::handle_sign_in`](crate::lifecycle::Lifecycle::handle_sign_in).
+
+pub mod authorize;
+pub mod device;
+pub mod discovery;
