@@ -19,7 +19,7 @@ pub fn check(args: &AuthArgs) -> Result<(), Failure> {
     } else {
         settings.api_origins.clone()
     };
-    settings.credentials(config.is_some(), &origins)?;
+    settings.credentials(&origins)?;
     let from = |source: &Option<SecretSource>| match source {
         Some(source) => format!("from {source}"),
         None => "none".to_owned(),
@@ -32,7 +32,7 @@ pub fn check(args: &AuthArgs) -> Result<(), Failure> {
     if let Some(config) = &config {
         lines.push(("token URL", config.token_url().to_string()));
         lines.push(("client id", config.client_id().to_owned()));
-        lines.push(("client auth", settings.auth_method.to_string()));
+        lines.push(("client auth", config.client_auth().to_string()));
         lines.push(("client secret", from(&settings.client_secret_source)));
         if let Some((key, path)) = &settings.signing_key {
             let kid = key.key_id().map(|kid| format!(", kid {kid}")).unwrap_or_default();

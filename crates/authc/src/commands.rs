@@ -141,7 +141,7 @@ async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Fai
         return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
     }
     let config = settings.source_config()?;
-    let credentials = credentials_for(settings, config.is_some(), &url)?;
+    let credentials = credentials_for(settings, &url)?;
     let session = config
         .map(|config| {
             CachedSource::open_traced(settings, config, token_store(settings.store.as_ref())?, None, spec.verbose)
@@ -268,12 +268,12 @@ fn read_body(file: &std::path::Path) -> Result<Vec<u8>, Failure> {
 /// The credentials for a request to `url`, limited to `--api-origin` /
 /// `api_origin` when given (a URL elsewhere is refused before anything is
 /// sent), else to the URL's own origin.
-fn credentials_for(settings: &Settings, with_bearer: bool, url: &reqwest::Url) -> Result<Credentials, Failure> {
+fn credentials_for(settings: &Settings, url: &reqwest::Url) -> Result<Credentials, Failure> {
     let own = url.origin().ascii_serialization();
     if settings.api_origins.is_empty() {
-        return settings.credentials(with_bearer, std::slice::from_ref(&own));
+        return settings.credentials(std::slice::from_ref(&own));
     }
-    let credentials = settings.credentials(with_bearer, &settings.api_origins)?;
+    let credentials = settings.credentials(&settings.api_origins)?;
     let uri: http::Uri = url.as_str().parse().map_err(|_| Failure::usage(format!("`{url}` is not a valid URL")))?;
     if credentials.applies_to(&uri) {
         return Ok(credentials);

@@ -34,12 +34,12 @@ impl Settings {
             let body = crate::capped::body(answer, "the discovery document").await?;
             let metadata = auth_core::sign_in::discovery::parse_metadata(&issuer, &body, self.allow_insecure_http)
                 .map_err(|e| Failure::usage(format!("{e} ({url})")))?;
-            if !self.auth_method_given {
-                self.auth_method = metadata.client_auth_for(
+            if self.auth_method.is_none() {
+                self.auth_method = Some(metadata.client_auth_for(
                     self.client_secret.is_some(),
                     self.signing_key.is_some(),
                     self.client_certificate.is_some(),
-                );
+                ));
             }
             // With a TLS client certificate, the RFC 8705 aliases when named.
             let text = |uri: &http::Uri| uri.to_string();

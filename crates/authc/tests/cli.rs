@@ -343,6 +343,22 @@ fn every_exit_code() {
     assert!(missing.stderr.contains("--token-url"), "{}", missing.stderr);
     assert_eq!(env.oauth(&["token", "--param", "no-equals-sign"]).code, 2);
     assert_eq!(env.run(&["token", "--bogus-flag"], &[]).code, 2);
+    // A method whose credential is missing names the flag that gives it.
+    let url = env.provider.token_url();
+    for (method, flag) in [
+        ("basic", "AUTHC_CLIENT_SECRET or --client-secret-file"),
+        ("private-key-jwt", "--private-key-file FILE"),
+        ("tls-client-auth", "--client-cert FILE"),
+    ] {
+        let lacking =
+            env.run(&["token", "--no-cache", "--token-url", &url, "--client-id", "c", "--auth-method", method], &[]);
+        assert_eq!(lacking.code, 2, "{}", lacking.stderr);
+        assert!(
+            lacking.stderr.contains(&format!("`{method}` needs")) && lacking.stderr.contains(flag),
+            "{}",
+            lacking.stderr
+        );
+    }
     let insecure = env.run(
         &["token", "--token-url", "http://auth.example.com/token", "--client-id", "c"],
         &[("AUTHC_CLIENT_SECRET", "s")],
