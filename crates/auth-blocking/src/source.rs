@@ -28,6 +28,8 @@ enum Command {
     Nudge,
     Revoke(mpsc::SyncSender<Result<Revoked, Error>>),
     Snapshot(mpsc::SyncSender<Option<StoredToken>>),
+    /// Forget the current tokens, here and in the store.
+    Discard,
     /// Answered once every earlier command was handled (store operations
     /// run on the worker thread, each bounded by the store timeout).
     Flush(mpsc::SyncSender<()>),
@@ -235,6 +237,17 @@ impl BlockingTokenSource {
         answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()))
     }
 
+    /// Forgets the current tokens without revoking them: here, and in the
+    /// shared store (the record that still holds them is deleted, so that
+    /// no peer adopts them). Returns once the store has answered. A
+    /// sign-out where the provider has no revocation endpoint;
+    /// [`BlockingTokenSource::revoke`] forgets them too.
+    pub fn discard(&self) {
+        if self.send(Command::Discard).is_ok() {
+            self.flush();
+        }
+    }
+
     /// The current access token (if usable) and refresh token, to save
     /// and restore later with [`BlockingSourceBuilder::restore`].
     pub fn snapshot(&self) -> Option<StoredToken> {
@@ -394,6 +407,7 @@ impl Worker {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.lifecycle.snapshot(Instant::now()));
             }
+            Command::Discard => self.lifecycle.handle_discard(Instant::now()),
             Command::Flush(reply) => {
                 self.carry_out();
                 let _ = reply.send(());

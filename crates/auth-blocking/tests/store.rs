@@ -145,3 +145,23 @@ fn a_store_that_never_gets_ready_costs_one_connect_timeout() {
         .unwrap();
     gets_its_own_token_without_waiting(&source, &calls);
 }
+
+#[test]
+fn a_discarded_token_is_forgotten_by_the_store_and_no_peer_adopts_it() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = MemoryStore::new();
+    let source = || {
+        BlockingTokenSource::builder(config(), endpoint(&calls))
+            .store(store.clone(), StoreConfig::default())
+            .build()
+            .unwrap()
+    };
+    let first = source();
+    assert_eq!(first.token().unwrap().value().expose_secret(), "tok-1");
+    first.flush();
+    let key = first.config().cache_key().clone();
+    assert!(matches!(store.apply(&key, SystemTime::now(), &StoreOp::Read), StoreAnswer::Envelope(Some(_))));
+    first.discard();
+    assert!(matches!(store.apply(&key, SystemTime::now(), &StoreOp::Read), StoreAnswer::Envelope(None)));
+    assert_eq!(source().token().unwrap().value().expose_secret(), "tok-2", "a peer fetches its own");
+}

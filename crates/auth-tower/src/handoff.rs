@@ -36,6 +36,8 @@ pub(crate) enum Command {
     Nudge,
     /// Revoke the current tokens (RFC 7009) and forget them.
     Revoke(oneshot::Sender<Result<Revoked, AuthError>>),
+    /// Forget the current tokens, here and in the store.
+    Discard,
     /// Report the tokens to save.
     Snapshot(oneshot::Sender<Option<StoredToken>>),
     /// Answer once no store operation is running.

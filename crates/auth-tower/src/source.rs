@@ -293,6 +293,17 @@ impl TokenSource {
         receiver.await.unwrap_or(Err(AuthError::Stopped))
     }
 
+    /// Forgets the current tokens without revoking them: here, and in the
+    /// shared store (the record that still holds them is deleted, so that
+    /// no peer adopts them). Returns once the store has answered. A
+    /// sign-out where the provider has no revocation endpoint;
+    /// [`TokenSource::revoke`] forgets them too.
+    pub async fn discard(&self) {
+        if self.shared.commands.send(Command::Discard).is_ok() {
+            self.flush().await;
+        }
+    }
+
     /// The current access token (if usable) and refresh token, to save
     /// and restore later with [`TokenSourceBuilder::restore`].
     pub async fn snapshot(&self) -> Option<StoredToken> {

@@ -166,6 +166,7 @@ impl Worker {
                 let _ = self.lifecycle.handle_token_wanted(now());
             }
             Command::Revoke(reply) => self.revoke(reply),
+            Command::Discard => self.lifecycle.handle_discard(now()),
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.lifecycle.snapshot(now()));
             }

@@ -173,3 +173,25 @@ async fn a_401_at_one_source_is_one_new_token_for_all() {
     assert_eq!(auth_core::secret::ExposeSecret::expose_secret(renewed_b.value()), "second");
     assert_eq!(endpoint.calls(), 2, "b adopted a's new token");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_discarded_token_is_forgotten_by_the_store_and_no_peer_adopts_it() {
+    let endpoint = ScriptedEndpoint::new(vec![Scripted::token("first", 3600)], Scripted::token("second", 3600));
+    let store = MemoryStore::new();
+    let source = fleet_source(&endpoint, store.clone());
+    let first = source.token().await.unwrap();
+    assert_eq!(auth_core::secret::ExposeSecret::expose_secret(first.value()), "first");
+    source.flush().await;
+    let key = source.config().cache_key().clone();
+    let read = |store: &MemoryStore| store.apply(&key, SystemTime::now(), &StoreOp::Read);
+    assert!(matches!(read(&store), StoreAnswer::Envelope(Some(_))), "written");
+
+    source.discard().await;
+    assert!(matches!(read(&store), StoreAnswer::Envelope(None)), "the record is deleted");
+    // A peer starting now fetches its own token instead of adopting it.
+    let peer = fleet_source(&endpoint, store.clone());
+    let token = peer.token().await.unwrap();
+    assert_eq!(auth_core::secret::ExposeSecret::expose_secret(token.value()), "second");
+    // And so does the source that discarded it.
+    assert_ne!(source.token().await.unwrap().generation(), first.generation());
+}

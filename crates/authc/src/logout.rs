@@ -1,8 +1,6 @@
 //! `authc logout`: the signed-in user's tokens revoked and forgotten,
 //! found whatever scopes the command is given.
 
-use auth_core::secret::ExposeSecret;
-use auth_core::store::StoreOp;
 use auth_core::{SourceConfig, StoredToken};
 
 use crate::cli::AuthArgs;
@@ -66,26 +64,27 @@ pub async fn logout(auth: &AuthArgs, revocation_url: Option<String>) -> Result<(
 }
 
 /// Revokes (where a revocation endpoint is known) and forgets the tokens
-/// `stored` under `config`'s key.
+/// `stored` under `config`'s key, through the token source's lifecycle:
+/// restored, then revoked or discarded, which deletes the store's record
+/// if it still holds them.
 async fn logout_one(
     settings: &Settings,
     store: &Store,
     config: SourceConfig,
     stored: StoredToken,
 ) -> Result<(), Failure> {
-    let forget = stored.access_token.as_ref().map(|t| auth_core::store::fingerprint(t.expose_secret()));
-    let mut revoked = None;
-    if config.revocation_url().is_some() {
-        let session = CachedSource::open(settings, config.clone(), Some(store.clone()), Some(stored))?;
-        revoked = Some(session.source.revoke().await);
-        session.save().await;
-    }
-    if let Some(fingerprint) = forget {
-        // Forgotten even when the access token had expired (the record still held the refresh token).
-        store
-            .execute(config.cache_key(), std::time::SystemTime::now(), &StoreOp::Invalidate { fingerprint })
-            .await
-            .map_err(|e| Failure::network(format!("could not delete the tokens from the token store: {e}")))?;
+    let can_revoke = config.revocation_url().is_some();
+    let session = CachedSource::open(settings, config, Some(store.clone()), Some(stored))?;
+    let revoked = match can_revoke {
+        true => Some(session.source.revoke().await),
+        false => None,
+    };
+    session.source.discard().await;
+    let failed = session.source.stats().store_errors;
+    if failed > 0 {
+        return Err(Failure::network(format!(
+            "could not delete the tokens from the token store ({failed} operation(s) failed); run `authc logout` again"
+        )));
     }
     match revoked {
         Some(Ok(_)) => notice("signed out: the tokens are revoked and forgotten"),

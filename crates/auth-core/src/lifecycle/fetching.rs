@@ -123,6 +123,8 @@ impl Lifecycle {
         fetch: &InFlight,
         response: TokenResponse,
     ) -> Result<Arc<AccessToken>, TokenError> {
+        // A new token: the record restored earlier is not ours to delete.
+        self.restored_unused = None;
         if response.refresh_token.is_some() {
             // A rotated refresh token replaces the spent one at once.
             self.refresh_token = response.refresh_token;

@@ -56,7 +56,7 @@ use crate::config::SourceConfig;
 use crate::error::ConfigError;
 use crate::error::{SignInReason, TokenError};
 use crate::publish::token::{AccessToken, Generation};
-use crate::secret::RefreshToken;
+use crate::secret::{ExposeSecret as _, RefreshToken};
 use crate::store::{unix_ms, LeaseOwner, StoreConfig};
 use crate::wire::request::{revocation_request, Revocable, RevocationRequest};
 use crate::wire::response::{redactor_for, TokenResponse, MAX_LIFETIME};
@@ -117,6 +117,10 @@ pub struct Lifecycle {
     /// text quoting it can still be redacted.
     last_issued: Option<Arc<AccessToken>>,
     refresh_token: Option<RefreshToken>,
+    /// The fingerprint of a restored access token that was too old to
+    /// install: a discard also deletes a stored record that still holds it
+    /// (with the refresh token restored beside it).
+    restored_unused: Option<String>,
     /// Why a sign-in source's user must sign in again, once the provider
     /// said so (cleared by new tokens).
     signed_out: Option<SignInReason>,
@@ -161,6 +165,7 @@ impl Lifecycle {
             current: None,
             last_issued: None,
             refresh_token: None,
+            restored_unused: None,
             signed_out: None,
             fetch: None,
             backoff: None,
@@ -357,10 +362,17 @@ impl Lifecycle {
     /// say). The next caller causes a new fetch.
     pub fn handle_discard(&mut self, now: Instant) {
         self.advance(now);
-        if let Some(generation) = self.current.as_ref().map(|c| c.token.generation) {
-            // Peers must not adopt it either.
-            self.invalidate_shared(generation);
+        // Peers must not adopt the tokens either: the record that holds
+        // them is deleted (if it still holds them).
+        match self.current.as_ref().map(|c| c.token.generation) {
+            Some(generation) => self.invalidate_shared(generation),
+            None => {
+                if let Some(fingerprint) = self.restored_unused.take() {
+                    self.invalidate_record(fingerprint);
+                }
+            }
         }
+        self.restored_unused = None;
         self.withdraw(WithdrawReason::Discarded);
         self.last_issued = None;
         self.refresh_token = None;
@@ -410,6 +422,7 @@ impl Lifecycle {
         let Some(access_token) = stored.access_token else {
             return;
         };
+        let fingerprint = crate::store::fingerprint(access_token.expose_secret());
         let restored = InFlight {
             id: FetchId(0),
             sent_at: now,
@@ -424,8 +437,9 @@ impl Lifecycle {
             refresh_token: None,
             scope: stored.scope,
         };
-        if let Ok(token) = self.install(now, &restored, response) {
-            self.outputs.push_back(Output::TokenReady(token));
+        match self.install(now, &restored, response) {
+            Ok(token) => self.outputs.push_back(Output::TokenReady(token)),
+            Err(_) => self.restored_unused = Some(fingerprint),
         }
     }
 

@@ -150,9 +150,15 @@ impl Lifecycle {
     /// The current token of `generation` was rejected: delete it from the
     /// store too, if the store still holds that very token.
     pub(super) fn invalidate_shared(&mut self, generation: Generation) {
-        let Some(store) = self.store.as_mut() else { return };
         let Some(token) = self.last_issued.as_ref().filter(|t| t.generation == generation) else { return };
-        let request = store.invalidate(crate::store::fingerprint(token.value().expose_secret()));
+        self.invalidate_record(crate::store::fingerprint(token.value().expose_secret()));
+    }
+
+    /// Deletes the stored record if it holds the access token of
+    /// `fingerprint`.
+    pub(super) fn invalidate_record(&mut self, fingerprint: String) {
+        let Some(store) = self.store.as_mut() else { return };
+        let request = store.invalidate(fingerprint);
         self.outputs.push_back(Output::Store(request));
     }
 

@@ -1095,3 +1095,59 @@ fn debug_shows_no_secret() {
     let shown = format!("{:?} {:?}", sim.lc, token);
     assert!(!shown.contains("visible-token-value"), "{shown}");
 }
+
+#[test]
+fn a_discard_deletes_the_restored_record_even_when_its_access_token_expired() {
+    let config = Arc::new(builder().build().unwrap());
+    let key = config.cache_key().clone();
+    let wall = test_wall();
+    let t0 = Instant::now();
+    let stored_record = |access: &str| {
+        let record = crate::store::Record::from_parts(
+            &key,
+            Some(AccessTokenValue::new(access)),
+            wall - SECS(7200),
+            wall - SECS(3600),
+            true,
+            None,
+            Some(RefreshToken::new("r")),
+            false,
+            0,
+        );
+        StoreOp::Write { envelope: crate::store::Envelope::seal(&record, 1), release: None }
+    };
+    let held = |store: &crate::store::MemoryStore| {
+        !matches!(store.apply(&key, wall, &StoreOp::Read), StoreAnswer::Envelope(None))
+    };
+    let restored = |access: &str, expires_in| {
+        StoredToken::new(Some(AccessTokenValue::new(access)), expires_in, Some(RefreshToken::new("r")), None)
+    };
+    // Expired: not installed, yet the record holding it (and the refresh
+    // token beside it) is deleted on discard.
+    let store = crate::store::MemoryStore::new();
+    store.apply(&key, wall, &stored_record("old"));
+    let mut lc = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+    lc.handle_restore(t0, restored("old", Duration::ZERO));
+    assert!(run_store(&mut lc, &store, t0, wall, true).is_empty(), "not installed");
+    lc.handle_discard(t0);
+    run_store(&mut lc, &store, t0, wall, true);
+    assert!(!held(&store), "the record is deleted");
+    assert!(lc.snapshot(t0).is_none(), "and the refresh token forgotten here");
+    // A record that holds another token (a peer renewed since) is kept.
+    let store = crate::store::MemoryStore::new();
+    store.apply(&key, wall, &stored_record("peer's"));
+    let mut lc = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+    lc.handle_restore(t0, restored("old", Duration::ZERO));
+    lc.handle_discard(t0);
+    run_store(&mut lc, &store, t0, wall, true);
+    assert!(held(&store), "compare-and-delete: not ours");
+    // Still valid: installed, and deleted on discard as the current token.
+    let store = crate::store::MemoryStore::new();
+    store.apply(&key, wall, &stored_record("valid"));
+    let mut lc = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+    lc.handle_restore(t0, restored("valid", SECS(600)));
+    assert!(matches!(run_store(&mut lc, &store, t0, wall, true)[..], [Output::TokenReady(_)]));
+    lc.handle_discard(t0);
+    run_store(&mut lc, &store, t0, wall, true);
+    assert!(!held(&store));
+}
