@@ -10,7 +10,11 @@
 //!   1,000,000 inputs for each parser property and 50,000 lifecycle
 //!   sequences; `cargo test` runs 10,000 of each. Override with
 //!   `AUTH_FUZZ_CASES` and `AUTH_FUZZ_SEQUENCES`.
+//! - `advisories`: no crate in `Cargo.lock` has an open RustSec advisory
+//!   (against `supply-chain/rustsec-advisories.tsv`); `cargo test` runs the
+//!   same check.
 
+mod advisories;
 mod bench;
 
 use std::process::{Command, ExitCode};
@@ -24,9 +28,13 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--peers")),
         Some("fuzz") => fuzz(),
+        Some("advisories") => {
+            let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            advisories::run(&args.get(1).map_or(workspace, std::path::PathBuf::from))
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|bench [--peers]|fuzz>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json\n         --peers: also the published peers side by side (bench-peers/, a workspace of its own)\n  fuzz   parsers on 1,000,000 inputs, the lifecycle on 50,000 sequences"
+                "usage: cargo xtask <ci|bench [--peers]|fuzz|advisories>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json\n         --peers: also the published peers side by side (bench-peers/, a workspace of its own)\n  fuzz   parsers on 1,000,000 inputs, the lifecycle on 50,000 sequences\n  advisories [DIR]  no crate in DIR/Cargo.lock (default: this workspace) with an open RustSec\n         advisory of DIR/supply-chain/rustsec-advisories.tsv"
             );
             return ExitCode::from(2);
         }

@@ -41,7 +41,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::error::TokenError;
 use crate::keys::{Algorithm, KeyError, SigningKey};
@@ -63,9 +62,14 @@ const MAX_ORIGINS: usize = 64;
 /// key's algorithm and thumbprint, never the key.
 pub struct Dpop {
     key: SigningKey,
-    jwk: Value,
+    /// The proofs' JWS header (`typ`, `alg`, `jwk`), base64url: the same
+    /// for every proof made with the key, so made once.
+    header: String,
     thumbprint: String,
     nonces: Mutex<NonceCache>,
+    /// The `ath` of the access token last proved with: computed once per
+    /// token, not once per request.
+    ath: Mutex<Option<(AccessTokenValue, Arc<str>)>>,
 }
 
 #[derive(Default)]
@@ -104,9 +108,12 @@ impl Dpop {
         if key.algorithm() == Algorithm::Hs256 {
             return Err(KeyError::AlgorithmMismatch { key: "shared secret", algorithm: Algorithm::Es256 });
         }
-        let jwk = Value::Object(key.public_jwk().unwrap_or_default());
+        let mut header = Map::new();
+        header.insert("jwk".to_owned(), Value::Object(key.public_jwk().unwrap_or_default()));
+        let header = key.jws_header(PROOF_TYPE, header)?;
         let thumbprint = key.thumbprint().unwrap_or_default();
-        Ok(Arc::new(Self { key, jwk, thumbprint, nonces: Mutex::new(NonceCache::default()) }))
+        let (nonces, ath) = (Mutex::new(NonceCache::default()), Mutex::new(None));
+        Ok(Arc::new(Self { key, header, thumbprint, nonces, ath }))
     }
 
     /// DPoP with a new ES256 key.
@@ -139,24 +146,49 @@ impl Dpop {
         let now = wall.duration_since(UNIX_EPOCH).map_err(|_| fail("the system clock is before 1970".to_owned()))?;
         let jti = crate::keys::random_bytes::<16>().map_err(|e| fail(e.to_string()))?;
         let nonce = self.nonce_for(uri);
-        let mut claims = Map::new();
-        claims.insert("jti".to_owned(), URL_SAFE_NO_PAD.encode(*jti).into());
-        claims.insert("htm".to_owned(), method.as_str().into());
-        claims.insert("htu".to_owned(), htu(uri).into());
-        claims.insert("iat".to_owned(), now.as_secs().into());
+        // The claims written straight as JSON (strings escaped by serde_json).
+        let mut claims = Vec::with_capacity(160);
+        let string = |claims: &mut Vec<u8>, text: &str| serde_json::to_writer(claims, text);
+        claims.extend_from_slice(b"{\"jti\":\"");
+        claims.extend_from_slice(URL_SAFE_NO_PAD.encode(*jti).as_bytes());
+        claims.extend_from_slice(b"\",\"htm\":");
+        string(&mut claims, method.as_str()).map_err(|e| fail(e.to_string()))?;
+        claims.extend_from_slice(b",\"htu\":");
+        string(&mut claims, &htu(uri)).map_err(|e| fail(e.to_string()))?;
+        claims.extend_from_slice(format!(",\"iat\":{}", now.as_secs()).as_bytes());
         if let Some(nonce) = &nonce {
-            claims.insert("nonce".to_owned(), Value::String(nonce.to_string()));
+            claims.extend_from_slice(b",\"nonce\":");
+            string(&mut claims, nonce).map_err(|e| fail(e.to_string()))?;
         }
         if let Some(token) = access_token {
-            claims.insert("ath".to_owned(), URL_SAFE_NO_PAD.encode(Sha256::digest(token.expose_secret())).into());
+            claims.extend_from_slice(b",\"ath\":\"");
+            claims.extend_from_slice(self.ath(token).as_bytes());
+            claims.push(b'"');
         }
-        let mut header = Map::new();
-        header.insert("jwk".to_owned(), self.jwk.clone());
-        let jwt =
-            self.key.sign_jwt_with(PROOF_TYPE, header, &Value::Object(claims)).map_err(|e| fail(e.to_string()))?;
+        claims.push(b'}');
+        let mut signing_input = String::with_capacity(self.header.len() + claims.len() * 4 / 3 + 100);
+        signing_input.push_str(&self.header);
+        signing_input.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut signing_input);
+        let jwt = self.key.sign_jws(signing_input).map_err(|e| fail(e.to_string()))?;
         let mut value = HeaderValue::try_from(jwt).map_err(|e| fail(e.to_string()))?;
         value.set_sensitive(true);
         Ok(Proof { value, nonce })
+    }
+
+    /// RFC 9449 §4.2 `ath`: base64url(SHA-256(`token`)), kept for the
+    /// token last asked about.
+    fn ath(&self, token: &AccessTokenValue) -> Arc<str> {
+        let mut cached = self.ath.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((known, ath)) = cached.as_ref() {
+            if known.expose_secret() == token.expose_secret() {
+                return Arc::clone(ath);
+            }
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.expose_secret().as_bytes());
+        let ath: Arc<str> = Arc::from(URL_SAFE_NO_PAD.encode(digest));
+        *cached = Some((token.clone(), Arc::clone(&ath)));
+        ath
     }
 
     /// Remembers the `DPoP-Nonce` of an answer from `uri`'s origin, if it
@@ -272,7 +304,7 @@ fn asks_for_nonce(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+    use auth_testkit::jose::{verify_signature, PublicKey};
 
     fn now() -> SystemTime {
         UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
@@ -284,14 +316,12 @@ mod tests {
 
     /// The claims of a proof, verified with the key in its own header, as
     /// a server does.
-    fn verified(proof: &Proof) -> (jsonwebtoken::Header, Map<String, Value>) {
+    fn verified(proof: &Proof) -> (Map<String, Value>, Map<String, Value>) {
         let jwt = proof.value().to_str().unwrap();
-        let header = decode_header(jwt).unwrap();
-        let key = DecodingKey::from_jwk(header.jwk.as_ref().unwrap()).unwrap();
-        let mut validation = Validation::new(header.alg);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        (header, decode::<Map<String, Value>>(jwt, &key, &validation).unwrap().claims)
+        let header: Map<String, Value> =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
+        let key = PublicKey::from_jwk(header["jwk"].as_object().unwrap()).unwrap();
+        verify_signature(jwt, &key).unwrap()
     }
 
     #[test]
@@ -302,17 +332,15 @@ mod tests {
         let proof = dpop.proof(&Method::POST, &target, Some(&token), now()).unwrap();
         assert!(proof.value().is_sensitive());
         let (header, claims) = verified(&proof);
-        assert_eq!(header.typ.as_deref(), Some("dpop+jwt"));
-        assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
-        assert_eq!(
-            header.jwk.as_ref().unwrap().thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap(),
-            dpop.thumbprint()
-        );
+        assert_eq!(header["typ"], "dpop+jwt");
+        assert_eq!(header["alg"], "ES256");
+        let thumbprint = PublicKey::from_jwk(header["jwk"].as_object().unwrap()).unwrap().thumbprint();
+        assert_eq!(thumbprint.as_deref(), Some(dpop.thumbprint()));
         assert_eq!(claims["htm"], "POST");
         assert_eq!(claims["htu"], "https://API.example.com:8443/orders/7");
         assert_eq!(claims["iat"], 1_800_000_000u64);
         // RFC 9449 §4.2: ath = base64url(SHA-256(token)).
-        assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(Sha256::digest("tok-1")));
+        assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, b"tok-1")));
         assert!(!claims.contains_key("nonce"));
         let again = verified(&dpop.proof(&Method::POST, &target, Some(&token), now()).unwrap()).1;
         assert_ne!(again["jti"], claims["jti"]);

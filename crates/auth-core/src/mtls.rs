@@ -31,10 +31,10 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::keys::{pem_blocks, private_key_der, KeyError, PrivateKeyFormat};
+use crate::keys::pem::{pem_blocks, private_key_der, PrivateKeyFormat};
+use crate::keys::KeyError;
 
 struct Inner {
     chain: Vec<Vec<u8>>,
@@ -65,7 +65,7 @@ impl ClientCertificate {
     /// The certificate `chain` (DER) and the key of the PEM text `private_key`.
     fn with_key(chain: Vec<Vec<u8>>, private_key: &str, password: Option<&[u8]>) -> Result<Self, KeyError> {
         let (key_format, key) = private_key_der(private_key, password)?;
-        let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(&chain[0]));
+        let thumbprint = URL_SAFE_NO_PAD.encode(crate::text::sha256(&chain[0]));
         Ok(Self(Arc::new(Inner { chain, key_format, key: Zeroizing::new(key.as_bytes().to_vec()), thumbprint })))
     }
 
@@ -174,7 +174,7 @@ mod tests {
     fn a_certificate_and_its_key_are_read_in_any_key_format_and_give_one_thumbprint() {
         let certificate = fixture("cert.pem");
         let der = certificates_from_pem(&certificate).unwrap().remove(0);
-        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(&der));
+        let expected = URL_SAFE_NO_PAD.encode(crate::text::sha256(&der));
         for (key, password, format) in [
             (fixture("ec-p256.pem"), None, PrivateKeyFormat::Pkcs8),
             (fixture("ec-p256-sec1.pem"), None, PrivateKeyFormat::Sec1),

@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::HeaderValue;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// Everything but the RFC 3986 unreserved characters `A-Z a-z 0-9 - . _ ~`.
@@ -103,7 +102,7 @@ pub(crate) fn sanitize_excerpt(text: &str, max_chars: usize) -> String {
 /// [`Envelope`](crate::store::Envelope) carries to name its token without
 /// holding it.
 pub fn fingerprint(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+    sha256(token.as_bytes()).as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// `url` without its user info (`scheme://user:password@host` becomes
@@ -118,6 +117,11 @@ pub(crate) fn strip_userinfo(url: &str) -> String {
 /// Milliseconds since the Unix epoch (0 before it, saturating after).
 pub fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The SHA-256 digest of `data`, from the crypto provider.
+pub(crate) fn sha256(data: &[u8]) -> ring::digest::Digest {
+    ring::digest::digest(&ring::digest::SHA256, data)
 }
 
 #[cfg(test)]

@@ -72,7 +72,6 @@ pub(crate) fn redeem_code(
     client_id: &str,
     params: &[(String, String)],
 ) -> Result<(Option<String>, String), Refused> {
-    use sha2::Digest as _;
     let invalid = |description| ("invalid_grant", description);
     // A code is used once, whatever the outcome.
     let pending =
@@ -84,7 +83,8 @@ pub(crate) fn redeem_code(
         return Err(invalid("redirect_uri does not match the authorization request"));
     }
     let verifier = param(params, "code_verifier").unwrap_or("");
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
     if verifier.is_empty() || challenge != pending.challenge {
         return Err(invalid("PKCE verification failed"));
     }

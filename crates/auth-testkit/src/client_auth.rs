@@ -119,7 +119,7 @@ pub(crate) fn authenticate_assertion(
     let (method, key) = match key {
         Some(key) => ("private-key-jwt", key),
         None => match inner.config.clients.iter().find(|(id, _)| *id == client_id) {
-            Some((_, Some(secret))) => ("client-secret-jwt", jose::TrustedKey::hmac(secret)),
+            Some((_, Some(secret))) => ("client-secret-jwt", jose::PublicKey::hmac(secret.as_bytes())),
             _ => return refused(inner, "unknown", format!("no client `{client_id}` with a key or secret")),
         },
     };

@@ -22,10 +22,10 @@ pub struct ProviderConfig {
     pub(crate) device_code_lifetime: Duration,
     pub(crate) device_interval: u64,
     /// `private_key_jwt` clients and their public keys.
-    pub(crate) key_clients: Vec<(String, jose::TrustedKey)>,
+    pub(crate) key_clients: Vec<(String, jose::PublicKey)>,
     pub(crate) assertion_audience: AssertionAudience,
     /// Issuers trusted for the JWT bearer grant.
-    pub(crate) bearer_issuers: Vec<(String, jose::TrustedKey)>,
+    pub(crate) bearer_issuers: Vec<(String, jose::PublicKey)>,
     /// DPoP proofs must carry the server's nonce.
     pub(crate) dpop_nonces: bool,
     /// The API keeps a DPoP nonce of its own (the token endpoint another).
@@ -165,7 +165,7 @@ impl ProviderConfig {
     /// If the key cannot be read.
     #[allow(clippy::panic)]
     pub fn key_client(mut self, id: impl Into<String>, public_key: &str) -> Self {
-        let key = jose::TrustedKey::parse(public_key).unwrap_or_else(|e| panic!("key_client: {e}"));
+        let key = jose::PublicKey::parse(public_key).unwrap_or_else(|e| panic!("key_client: {e}"));
         self.key_clients.push((id.into(), key));
         self
     }
@@ -185,7 +185,7 @@ impl ProviderConfig {
     /// If the key cannot be read.
     #[allow(clippy::panic)]
     pub fn jwt_bearer_issuer(mut self, issuer: impl Into<String>, public_key: &str) -> Self {
-        let key = jose::TrustedKey::parse(public_key).unwrap_or_else(|e| panic!("jwt_bearer_issuer: {e}"));
+        let key = jose::PublicKey::parse(public_key).unwrap_or_else(|e| panic!("jwt_bearer_issuer: {e}"));
         self.bearer_issuers.push((issuer.into(), key));
         self
     }

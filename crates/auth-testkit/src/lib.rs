@@ -64,7 +64,7 @@ mod client_auth;
 mod config;
 mod device;
 mod discovery;
-mod jose;
+pub mod jose;
 mod provider;
 mod random;
 mod records;

@@ -15,7 +15,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use sha2::{Digest, Sha256};
 use tower::ServiceExt as _;
 
 /// A certificate and its private key, PEM.
@@ -45,7 +44,7 @@ pub fn self_signed_certificate(subject: &str) -> CertificatePem {
 
 /// The RFC 8705 `x5t#S256` of a DER certificate.
 pub(crate) fn thumbprint(der: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, der))
 }
 
 /// The DER of the first certificate of a PEM text.

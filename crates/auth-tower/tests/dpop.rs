@@ -1,5 +1,5 @@
 //! DPoP (RFC 9449) end to end against the embedded provider, which checks
-//! proofs with jsonwebtoken and binds tokens to the key: token requests
+//! proofs with ring's verifiers and binds tokens to the key: token requests
 //! with proofs and the nonce dance, API requests through the layer with a
 //! fresh proof each, an API nonce demand retried once with the same token,
 //! a body that cannot be replayed never replayed, a server that repeats

@@ -1,6 +1,6 @@
 //! Keys instead of shared secrets, end to end against the embedded
-//! provider (which verifies with jsonwebtoken, an independent JOSE
-//! implementation): `private_key_jwt` with every key type, `client_secret_jwt`,
+//! provider (which verifies with ring's verifiers, as a server would):
+//! `private_key_jwt` with every key type and algorithm, `client_secret_jwt`,
 //! the assertion audience, a fresh assertion per attempt, replay refused,
 //! and the JWT bearer grant, signed or supplied.
 
@@ -42,8 +42,11 @@ async fn api_user(provider: &Provider, token: &str) -> serde_json::Value {
 async fn private_key_jwt_works_with_every_key_type_for_token_and_revocation_requests() {
     let cases = [
         ("rsa-2048.pem", "rsa-2048.pub.pem", Algorithm::Rs256),
+        ("rsa-2048.pem", "rsa-2048.pub.pem", Algorithm::Rs384),
         ("rsa-2048-pkcs1.pem", "rsa-2048.pub.pem", Algorithm::Ps256),
+        ("rsa-2048-pkcs1.pem", "rsa-2048.pub.pem", Algorithm::Ps384),
         ("ec-p256-sec1.pem", "ec-p256.pub.pem", Algorithm::Es256),
+        ("ec-p384.pem", "ec-p384.pub.pem", Algorithm::Es384),
         ("ed25519.pem", "ed25519.pub.pem", Algorithm::EdDsa),
     ];
     for (private, public, algorithm) in cases {
@@ -93,7 +96,7 @@ async fn the_audience_the_server_wants_is_a_setting() {
         matches!(error, AuthError::Token(TokenError::Provider(ref e)) if e.code.as_str() == "invalid_client"),
         "{error}"
     );
-    assert!(provider.token_requests()[0].refusal.as_deref().unwrap().contains("InvalidAudience"));
+    assert!(provider.token_requests()[0].refusal.as_deref().unwrap().contains("aud is not this server"));
     // ... and the issuer is accepted, as the default once the issuer is known.
     source(builder().issuer(provider.issuer()).build().unwrap()).token().await.unwrap();
     let explicit = builder().assertion_audience(AssertionAudience::Value(provider.issuer())).build().unwrap();

@@ -1391,7 +1391,7 @@ fn a_private_key_replaces_the_client_secret_and_bad_key_files_say_why() {
         ("cert.pem", "CERTIFICATE"),
         ("ec-p256.pub.pem", "public key"),
         ("rsa-1024.pem", "1024 bits"),
-        ("ec-p384.pem", "curve"),
+        ("ec-secp256k1.pem", "curve"),
         ("missing.pem", "cannot read"),
     ] {
         let path = key_fixture(file);

@@ -196,9 +196,9 @@ mod tests {
     use super::*;
     use crate::config::{ClientAuth, SourceConfigBuilder, SourceGrant};
     use crate::error::ConfigError;
+    use crate::keys::Algorithm;
     use crate::secret::RefreshToken;
     use crate::wire::request::{ready_to_send, revocation_request, token_request, Grant, Revocable};
-    use jsonwebtoken::{decode, DecodingKey, Validation};
 
     const TOKEN_URL: &str = "https://auth.example.com/oauth/token";
 
@@ -214,15 +214,17 @@ mod tests {
         form(request).into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    fn claims(jwt: &str, key: &SigningKey, algorithm: jsonwebtoken::Algorithm) -> Map<String, Value> {
-        let decoding = match key.public_jwk() {
-            Some(jwk) => DecodingKey::from_jwk(&serde_json::from_value(Value::Object(jwk)).unwrap()).unwrap(),
-            None => DecodingKey::from_secret(b"the client secret"),
+    /// The claims of `jwt`, once the provider's verifier accepts its
+    /// signature by `key` with `algorithm`.
+    fn claims(jwt: &str, key: &SigningKey, algorithm: Algorithm) -> Map<String, Value> {
+        use auth_testkit::jose::{verify_signature, PublicKey};
+        let public = match key.public_jwk() {
+            Some(jwk) => PublicKey::from_jwk(&jwk).unwrap(),
+            None => PublicKey::hmac(b"the client secret"),
         };
-        let mut validation = Validation::new(algorithm);
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        decode::<Map<String, Value>>(jwt, &decoding, &validation).unwrap().claims
+        let (header, claims) = verify_signature(jwt, &public).unwrap();
+        assert_eq!(header["alg"], algorithm.as_str());
+        claims
     }
 
     fn private_key_jwt(audience: AssertionAudience) -> (SourceConfigBuilder, SigningKey) {
@@ -246,8 +248,8 @@ mod tests {
         let names: Vec<String> = form(&first).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["grant_type", "client_id", "client_assertion_type", "client_assertion"]);
         assert_eq!(param(&first, "client_assertion_type").unwrap(), CLIENT_ASSERTION_TYPE);
-        let one = claims(&param(&first, "client_assertion").unwrap(), &key, jsonwebtoken::Algorithm::ES256);
-        let two = claims(&param(&second, "client_assertion").unwrap(), &key, jsonwebtoken::Algorithm::ES256);
+        let one = claims(&param(&first, "client_assertion").unwrap(), &key, Algorithm::Es256);
+        let two = claims(&param(&second, "client_assertion").unwrap(), &key, Algorithm::Es256);
         assert_eq!(one["iss"], "client-1");
         assert_eq!(one["sub"], "client-1");
         assert_eq!(one["aud"], TOKEN_URL);
@@ -276,7 +278,7 @@ mod tests {
             }
             let config = builder.build()?;
             let sent = ready_to_send(&token_request(&config, Grant::ClientCredentials), now()).unwrap();
-            let claims = claims(&param(&sent, "client_assertion").unwrap(), &key, jsonwebtoken::Algorithm::ES256);
+            let claims = claims(&param(&sent, "client_assertion").unwrap(), &key, Algorithm::Es256);
             Ok::<_, ConfigError>(claims["aud"].as_str().unwrap().to_owned())
         };
         let issuer = Some("https://auth.example.com");
@@ -299,7 +301,7 @@ mod tests {
         assert!(!String::from_utf8_lossy(sent.body()).contains("secret"));
         assert!(sent.headers().get(http::header::AUTHORIZATION).is_none());
         let key = config.assertion_key().unwrap();
-        let claims = claims(&param(&sent, "client_assertion").unwrap(), key, jsonwebtoken::Algorithm::HS256);
+        let claims = claims(&param(&sent, "client_assertion").unwrap(), key, Algorithm::Hs256);
         assert_eq!(claims["sub"], "client-1");
         assert!(!format!("{config:?}").contains("the client secret"));
     }
@@ -346,7 +348,7 @@ mod tests {
         assert_eq!(param(&sent, "grant_type").unwrap(), JWT_BEARER_GRANT);
         assert_eq!(param(&sent, "scope").unwrap(), "read");
         assert_eq!(param(&sent, "client_id").unwrap(), "client-1");
-        let claims = claims(&param(&sent, "assertion").unwrap(), &key, jsonwebtoken::Algorithm::ES256);
+        let claims = claims(&param(&sent, "assertion").unwrap(), &key, Algorithm::Es256);
         assert_eq!((claims["iss"].as_str(), claims["sub"].as_str()), (Some("svc@example.com"), Some("user-7")));
         assert_eq!(claims["aud"], "https://oauth2.example.com/token");
         assert_eq!(claims["exp"], 1_800_000_300u64, "a registered claim cannot be replaced");

@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
 /// Identifies the tokens a configuration obtains: two configurations share
 /// a key exactly when their tokens are interchangeable.
 ///
@@ -27,8 +25,8 @@ impl CacheKey {
     ///
     /// [`SourceConfigBuilder`]: super::SourceConfigBuilder
     pub(super) fn from_canonical(canonical: String) -> Self {
-        let digest = Sha256::digest(canonical.as_bytes());
-        let fingerprint = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let digest = crate::text::sha256(canonical.as_bytes());
+        let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         Self { canonical, fingerprint }
     }
 

@@ -48,7 +48,6 @@ use std::fmt;
 
 use base64::Engine as _;
 use http::{Request, Uri};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::{is_loopback_host, validate_endpoint, SourceConfig};
@@ -69,7 +68,7 @@ pub(crate) fn random_string(bytes: usize) -> Result<String, ConfigError> {
 
 /// The RFC 7636 `S256` challenge of a verifier: base64url(SHA-256(verifier)).
 pub fn s256_challenge(verifier: &CodeVerifier) -> String {
-    let digest = Sha256::digest(verifier.expose_secret().as_bytes());
+    let digest = crate::text::sha256(verifier.expose_secret().as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
 
