@@ -5,7 +5,7 @@ use super::backoff::Backoff;
 use super::outputs::{FetchId, FetchReason, FetchRequest, GrantKind, Output};
 use super::store_client::Acquiring;
 use super::timing::Timing;
-use super::{nothing_issued, Current, InFlight, Lifecycle, Slot};
+use super::{Current, InFlight, Lifecycle, Slot};
 use crate::config::SourceGrant;
 use crate::error::{ErrorCode, SignInReason, TokenError};
 use crate::publish::token::{AccessToken, Generation};
@@ -247,5 +247,44 @@ impl Lifecycle {
     /// The error that tells callers to sign the user in again.
     pub(super) fn sign_in_required(&self, reason: SignInReason) -> TokenError {
         TokenError::SignInRequired { reason, hint: self.config.sign_in_hint().to_owned() }
+    }
+}
+
+impl Lifecycle {
+    /// A new token is current (fetched, adopted or signed in): the failures
+    /// and backoff are over, and waiters get it.
+    pub(super) fn delivered(&mut self, token: Arc<AccessToken>) {
+        self.consecutive_failures = 0;
+        self.backoff = None;
+        self.demand = false;
+        self.waiting = false;
+        self.stats.tokens += 1;
+        self.outputs.push_back(Output::TokenReady(token));
+    }
+
+    /// Whether a refused caller is owed a retry at the backoff's `demand_at`.
+    pub(super) fn demand_retry_pending(&self) -> bool {
+        self.demand && self.current.is_none() && !self.busy()
+    }
+
+    /// How long a token fetched because of a 401 is protected from being
+    /// invalidated by another 401.
+    pub(super) fn unauthorized_delay(&self) -> Duration {
+        super::backoff::unauthorized_delay(
+            self.config.refresh_policy(),
+            self.config.backoff_policy(),
+            self.unauthorized_streak,
+        )
+    }
+}
+
+/// Whether a failed fetch certainly obtained no token, so that its budget
+/// slot is given back: the provider answered with an error, or the request
+/// did not complete. A success status with an unusable body counts.
+fn nothing_issued(error: &TokenError) -> bool {
+    match error {
+        TokenError::Provider(_) | TokenError::Status { .. } | TokenError::Transport { .. } => true,
+        TokenError::BodyTooLarge { status, .. } => !(200..300).contains(status),
+        _ => false,
     }
 }

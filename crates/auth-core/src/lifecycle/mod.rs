@@ -577,43 +577,6 @@ impl Lifecycle {
             self.outputs.push_back(Output::TokenWithdrawn { generation: current.token.generation, reason });
         }
     }
-
-    /// A new token is current (fetched, adopted or signed in): the failures
-    /// and backoff are over, and waiters get it.
-    fn delivered(&mut self, token: Arc<AccessToken>) {
-        self.consecutive_failures = 0;
-        self.backoff = None;
-        self.demand = false;
-        self.waiting = false;
-        self.stats.tokens += 1;
-        self.outputs.push_back(Output::TokenReady(token));
-    }
-
-    /// Whether a refused caller is owed a retry at the backoff's `demand_at`.
-    fn demand_retry_pending(&self) -> bool {
-        self.demand && self.current.is_none() && !self.busy()
-    }
-
-    /// How long a token fetched because of a 401 is protected from being
-    /// invalidated by another 401.
-    fn unauthorized_delay(&self) -> Duration {
-        backoff::unauthorized_delay(
-            self.config.refresh_policy(),
-            self.config.backoff_policy(),
-            self.unauthorized_streak,
-        )
-    }
-}
-
-/// Whether a failed fetch certainly obtained no token, so that its budget
-/// slot is given back: the provider answered with an error, or the request
-/// did not complete. A success status with an unusable body counts.
-fn nothing_issued(error: &TokenError) -> bool {
-    match error {
-        TokenError::Provider(_) | TokenError::Status { .. } | TokenError::Transport { .. } => true,
-        TokenError::BodyTooLarge { status, .. } => !(200..300).contains(status),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
