@@ -233,6 +233,7 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
         };
         rows.push(Row { name: format!("9. {name}"), value, unit: "allocs".into(), note });
     }
+    rows.extend(signing_rows(target)?);
     // Figure 8 needs redis-server: without it the bench writes nothing.
     match figures("store") {
         Ok(items) => {
@@ -257,6 +258,47 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
     }
     // In figure order (the sort is stable within a figure).
     rows.sort_by_key(|row| row.name.split('.').next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(u32::MAX));
+    Ok(rows)
+}
+
+/// Figure 11: signatures (the `signing` bench). Each DPoP figure's floor
+/// is its frame's floor plus one bare ring signature.
+fn signing_rows(target: &Path) -> Result<Vec<Row>, String> {
+    let ns = |id: &str| criterion_ns(target, &format!("signing/{id}"));
+    let row =
+        |name: String, value: f64, unit: &str, note: &str| Row { name, value, unit: unit.into(), note: note.into() };
+    let mut rows = Vec::new();
+    let (layer_floor, middleware_floor) = (ns("layer_floor")?, ns("middleware_floor")?);
+    for (id, alg, target_note) in [
+        ("es256", "ES256", "target ≤ 1.25"),
+        ("eddsa", "EdDSA", "target ≤ 1.25"),
+        ("rs256", "RS256", "no target (RSA)"),
+        ("ps256", "PS256", "no target (RSA)"),
+    ] {
+        let bare = ns(&format!("bare_{id}"))?;
+        rows.push(row(format!("11. one bare ring signature, {alg} (400 bytes)"), bare, "ns", ""));
+        rows.push(row(format!("11. DPoP proof for an API request, {alg}"), ns(&format!("proof_{id}"))?, "ns", ""));
+        for (frame, floor, label) in
+            [("layer", layer_floor, "tower layer"), ("middleware", middleware_floor, "reqwest middleware")]
+        {
+            let value = ns(&format!("{frame}_dpop_{id}"))?;
+            rows.push(row(format!("11. {label} with a DPoP-bound {alg} token, per request"), value, "ns", ""));
+            rows.push(row(
+                format!("11. {label} with a DPoP-bound {alg} token / (its floor + one bare signature)"),
+                value / (floor + bare),
+                "x",
+                target_note,
+            ));
+        }
+    }
+    let assertion = ns("assertion_es256")?;
+    rows.push(row("11. private_key_jwt token request made ready (ES256 assertion)".into(), assertion, "ns", ""));
+    rows.push(row(
+        "11. private_key_jwt assertion / one bare ES256 signature".into(),
+        assertion / ns("bare_es256")?,
+        "x",
+        "target ≤ 1.25",
+    ));
     Ok(rows)
 }
 

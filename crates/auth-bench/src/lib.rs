@@ -116,12 +116,18 @@ pub fn token_source(
 /// request through the layer carries a freshly signed proof. Must be called
 /// inside a tokio runtime.
 pub fn dpop_token_source() -> TokenSource {
+    dpop_token_source_with(auth_core::keys::SigningKey::generate_es256().unwrap_or_else(|e| panic!("a key: {e}")))
+}
+
+/// A token source whose tokens are DPoP-bound to `key`. Must be called
+/// inside a tokio runtime.
+pub fn dpop_token_source_with(key: auth_core::keys::SigningKey) -> TokenSource {
     let body = format!(r#"{{"access_token":"{}","token_type":"DPoP","expires_in":3600}}"#, token_value());
     let endpoint = service_fn(move |_request: Request<Vec<u8>>| {
         let body = body.clone();
         async move { Ok::<_, Infallible>(Response::new(body)) }
     });
-    let dpop = auth_core::dpop::Dpop::generate().unwrap_or_else(|e| panic!("a DPoP key: {e}"));
+    let dpop = auth_core::dpop::Dpop::new(key).unwrap_or_else(|e| panic!("a DPoP key: {e}"));
     let config = SourceConfig::builder("https://auth.example.com/token", "bench-client")
         .client_secret("bench-secret")
         .dpop(dpop)
