@@ -17,7 +17,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use auth_bench::reqwest_frame::{self, StaticHeader};
-use auth_bench::{bearer_header, floor, ours, request, token_value, API_URI};
+use auth_bench::{
+    bearer_header, benchmarking, floor, ours, paired_ratio, request, token_value, write_figures, Figure, API_URI,
+};
 use auth_core::dpop::Dpop;
 use auth_core::keys::{Algorithm, SigningKey};
 use auth_core::secret::AccessTokenValue;
@@ -96,6 +98,7 @@ fn signing(c: &mut Criterion) {
     let target: http::Uri = API_URI.parse().expect("the benchmark URI");
     let token = AccessTokenValue::new(token_value());
     let url = reqwest::Url::parse(API_URI).expect("the benchmark URL");
+    let mut paired = Vec::new();
     let mut group = c.benchmark_group("signing");
     group.bench_function("layer_floor", |b| b.to_async(&runtime).iter_custom(|iters| drive(floor(), iters)));
     let floor_client = reqwest_frame::client(StaticHeader(bearer_header()));
@@ -122,6 +125,26 @@ fn signing(c: &mut Criterion) {
         group.bench_function(format!("middleware_dpop_{name}"), |b| {
             b.to_async(&runtime).iter_custom(|iters| reqwest_frame::drive(&client, &url, iters))
         });
+        if benchmarking() && matches!(name, "es256" | "eddsa") {
+            // In turns (the VM's speed drifts): the frame's floor plus one
+            // bare signature per request, against the frame with the token.
+            const BATCH: u64 = 100;
+            let signed = |elapsed: Duration| {
+                let started = Instant::now();
+                for _ in 0..BATCH {
+                    std::hint::black_box(bare(std::hint::black_box(&message)));
+                }
+                elapsed + started.elapsed()
+            };
+            let layer_floor = || signed(runtime.block_on(drive(floor(), BATCH)));
+            let layer = || runtime.block_on(drive(ours(&source), BATCH));
+            let middleware_floor = || signed(runtime.block_on(reqwest_frame::drive(&floor_client, &url, BATCH)));
+            let middleware = || runtime.block_on(reqwest_frame::drive(&client, &url, BATCH));
+            let ratio = paired_ratio(51, layer_floor, layer);
+            paired.push(Figure::new(format!("paired: tower layer, DPoP {name}"), ratio, "x"));
+            let ratio = paired_ratio(51, middleware_floor, middleware);
+            paired.push(Figure::new(format!("paired: reqwest middleware, DPoP {name}"), ratio, "x"));
+        }
     }
     let key = SigningKey::generate_es256().expect("a P-256 key").with_key_id("bench");
     let config = auth_core::SourceConfig::builder("https://auth.example.com/token", "bench-client")
@@ -133,6 +156,9 @@ fn signing(c: &mut Criterion) {
         b.iter(|| ready_to_send(&built, SystemTime::now()).expect("a request with its assertion"))
     });
     group.finish();
+    if benchmarking() {
+        write_figures("signing_paired", &paired);
+    }
 }
 
 criterion_group! {

@@ -70,6 +70,9 @@ pub struct Dpop {
     /// The `ath` of the access token last proved with: computed once per
     /// token, not once per request.
     ath: Mutex<Option<(AccessTokenValue, Arc<str>)>>,
+    /// The `htu` of the request target last proved for, and its JSON form:
+    /// a client calls the same few URLs.
+    htu: Mutex<Option<(String, Arc<str>)>>,
 }
 
 #[derive(Default)]
@@ -112,8 +115,8 @@ impl Dpop {
         header.insert("jwk".to_owned(), Value::Object(key.public_jwk().unwrap_or_default()));
         let header = key.jws_header(PROOF_TYPE, header)?;
         let thumbprint = key.thumbprint().unwrap_or_default();
-        let (nonces, ath) = (Mutex::new(NonceCache::default()), Mutex::new(None));
-        Ok(Arc::new(Self { key, header, thumbprint, nonces, ath }))
+        let (nonces, ath, htu) = (Mutex::new(NonceCache::default()), Mutex::new(None), Mutex::new(None));
+        Ok(Arc::new(Self { key, header, thumbprint, nonces, ath, htu }))
     }
 
     /// DPoP with a new ES256 key.
@@ -154,7 +157,7 @@ impl Dpop {
         claims.extend_from_slice(b"\",\"htm\":");
         string(&mut claims, method.as_str()).map_err(|e| fail(e.to_string()))?;
         claims.extend_from_slice(b",\"htu\":");
-        string(&mut claims, &htu(uri)).map_err(|e| fail(e.to_string()))?;
+        claims.extend_from_slice(self.htu_json(uri).map_err(|e| fail(e.to_string()))?.as_bytes());
         claims.extend_from_slice(format!(",\"iat\":{}", now.as_secs()).as_bytes());
         if let Some(nonce) = &nonce {
             claims.extend_from_slice(b",\"nonce\":");
@@ -189,6 +192,21 @@ impl Dpop {
         let ath: Arc<str> = Arc::from(URL_SAFE_NO_PAD.encode(digest));
         *cached = Some((token.clone(), Arc::clone(&ath)));
         ath
+    }
+
+    /// The `htu` of `uri` as a JSON string, kept for the target last asked
+    /// about.
+    fn htu_json(&self, uri: &Uri) -> Result<Arc<str>, serde_json::Error> {
+        let mut cached = self.htu.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((known, json)) = cached.as_ref() {
+            if is_htu_of(known, uri) {
+                return Ok(Arc::clone(json));
+            }
+        }
+        let plain = htu(uri);
+        let json: Arc<str> = Arc::from(serde_json::to_string(&plain)?);
+        *cached = Some((plain, Arc::clone(&json)));
+        Ok(json)
     }
 
     /// Remembers the `DPoP-Nonce` of an answer from `uri`'s origin, if it
@@ -265,6 +283,17 @@ pub fn htu(uri: &Uri) -> String {
     let authority = uri.authority().map_or("", |a| a.as_str());
     let path = if uri.path().is_empty() { "/" } else { uri.path() };
     format!("{scheme}://{authority}{path}")
+}
+
+/// Whether `known` is [`htu`] of `uri`, compared piece by piece (no
+/// allocation).
+fn is_htu_of(known: &str, uri: &Uri) -> bool {
+    let path = if uri.path().is_empty() { "/" } else { uri.path() };
+    known
+        .strip_prefix(uri.scheme_str().unwrap_or("https"))
+        .and_then(|rest| rest.strip_prefix("://"))
+        .and_then(|rest| rest.strip_prefix(uri.authority().map_or("", |a| a.as_str())))
+        .is_some_and(|rest| rest == path)
 }
 
 fn origin(uri: &Uri) -> String {
@@ -345,6 +374,18 @@ mod tests {
         let again = verified(&dpop.proof(&Method::POST, &target, Some(&token), now()).unwrap()).1;
         assert_ne!(again["jti"], claims["jti"]);
         assert_eq!(htu(&uri("http://127.0.0.1:8080")), "http://127.0.0.1:8080/");
+        // The htu kept for the last target is never another target's.
+        for target in [
+            "https://api.example.com/a",
+            "https://api.example.com/b",
+            "https://api.example.com/a?x=1",
+            "http://api.example.com/a",
+            "https://api.example.com:444/a",
+            "https://api.example.com",
+        ] {
+            let claims = verified(&dpop.proof(&Method::GET, &uri(target), None, now()).unwrap()).1;
+            assert_eq!(claims["htu"], htu(&uri(target)), "{target}");
+        }
     }
 
     #[test]
