@@ -108,6 +108,9 @@ struct Inner {
     material: Zeroizing<Vec<u8>>,
     algorithm: Algorithm,
     key_id: Option<String>,
+    /// The header of [`SigningKey::sign_jwt`]'s JWS (`typ` `JWT`), made on
+    /// first use: the same for every assertion the key signs.
+    jwt_header: std::sync::OnceLock<String>,
 }
 
 /// A private (or, for `HS256`, shared) key that signs JWTs. Cheap to
@@ -131,7 +134,7 @@ impl SigningKey {
     /// A key from PKCS#8 DER (already checked to load).
     fn load(pkcs8: Zeroizing<Vec<u8>>) -> Result<Self, KeyError> {
         let (pair, algorithm) = Pair::from_pkcs8(&pkcs8)?;
-        Ok(Self(Arc::new(Inner { pair, material: pkcs8, algorithm, key_id: None })))
+        Ok(Self(Arc::new(Inner { pair, material: pkcs8, algorithm, key_id: None, jwt_header: Default::default() })))
     }
 
     /// Reads a private key from a PEM file's text: PKCS#8 (`PRIVATE KEY`),
@@ -214,7 +217,14 @@ impl SigningKey {
     /// An `HS256` key: `client_secret_jwt` signs with the client secret.
     pub fn hmac_sha256(secret: &[u8]) -> Self {
         let material = Zeroizing::new(secret.to_vec());
-        Self(Arc::new(Inner { pair: Pair::hmac(secret), material, algorithm: Algorithm::Hs256, key_id: None }))
+        let pair = Pair::hmac(secret);
+        Self(Arc::new(Inner {
+            pair,
+            material,
+            algorithm: Algorithm::Hs256,
+            key_id: None,
+            jwt_header: Default::default(),
+        }))
     }
 
     /// Names the key (`kid` in every JWS header). Use
@@ -239,6 +249,7 @@ impl SigningKey {
         }
         let mut inner = self.into_inner()?;
         inner.key_id = Some(kid);
+        inner.jwt_header = Default::default();
         Ok(Self(Arc::new(inner)))
     }
 
@@ -257,6 +268,7 @@ impl SigningKey {
                     material: shared.material.clone(),
                     algorithm: shared.algorithm,
                     key_id: shared.key_id.clone(),
+                    jwt_header: Default::default(),
                 })
             }
         }
@@ -273,6 +285,7 @@ impl SigningKey {
         }
         let mut inner = self.into_inner()?;
         inner.algorithm = algorithm;
+        inner.jwt_header = Default::default();
         Ok(Self(Arc::new(inner)))
     }
 
@@ -314,7 +327,22 @@ impl SigningKey {
 
     /// Signs `claims` as a compact JWS with header `{"alg", "typ", "kid"}`.
     pub fn sign_jwt(&self, typ: &str, claims: &Value) -> Result<String, KeyError> {
-        self.sign_jwt_with(typ, Map::new(), claims)
+        if typ != "JWT" {
+            return self.sign_jwt_with(typ, Map::new(), claims);
+        }
+        let header = match self.0.jwt_header.get() {
+            Some(header) => header,
+            None => {
+                let header = self.jws_header(typ, Map::new())?;
+                self.0.jwt_header.get_or_init(|| header)
+            }
+        };
+        let payload = serde_json::to_vec(claims).map_err(|error| KeyError::Signing { reason: error.to_string() })?;
+        let mut jws = String::with_capacity(header.len() + payload.len() * 4 / 3 + 400);
+        jws.push_str(header);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut jws);
+        self.sign_jws(jws)
     }
 
     /// Signs `claims` as a compact JWS; `header` adds members (such as
