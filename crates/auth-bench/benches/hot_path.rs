@@ -14,30 +14,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth_bench::{
-    bearer_header, benchmarking, floor, ours, paired_ratio, request, token_endpoint, token_source, write_figures,
-    Figure, MutexAuth, RwLockAuth,
+    bearer_header, benchmarking, drive, floor, ours, paired_ratio, token_endpoint, token_source, write_figures, Figure,
+    MutexAuth, RwLockAuth,
 };
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use http::Request;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// `iters` requests through `service`, one after the other.
-async fn drive<S>(mut service: S, iters: u64) -> Duration
-where
-    S: Service<Request<()>>,
-    S::Error: std::fmt::Debug,
-{
-    let started = Instant::now();
-    for _ in 0..iters {
-        let ready = service.ready().await.expect("the service is ready");
-        std::hint::black_box(ready.call(request()).await.expect("the call succeeds"));
-    }
-    started.elapsed()
-}
 
 /// `iters` requests split over `tasks` tasks, each with its own clone.
 async fn drive_concurrently<S>(service: S, iters: u64, tasks: u64) -> Duration

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use auth_bench::reqwest_frame::{self, StaticHeader};
 use auth_bench::{
-    bearer_header, benchmarking, floor, ours, paired_ratio, request, token_value, write_figures, Figure, API_URI,
+    bearer_header, benchmarking, drive, floor, ours, paired_ratio, token_value, write_figures, Figure, API_URI,
 };
 use auth_core::dpop::Dpop;
 use auth_core::keys::{Algorithm, SigningKey};
@@ -28,7 +28,6 @@ use auth_reqwest::AuthMiddleware;
 use criterion::{criterion_group, Criterion};
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
-use tower::{Service, ServiceExt};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/../auth-core/testdata/keys/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -76,20 +75,6 @@ fn bare_signer(key: &SigningKey) -> Signer {
             })
         }
     }
-}
-
-/// `iters` requests through `service`, one after the other.
-async fn drive<S>(mut service: S, iters: u64) -> Duration
-where
-    S: Service<http::Request<()>>,
-    S::Error: std::fmt::Debug,
-{
-    let started = Instant::now();
-    for _ in 0..iters {
-        let ready = service.ready().await.expect("the service is ready");
-        std::hint::black_box(ready.call(request()).await.expect("the call succeeds"));
-    }
-    started.elapsed()
 }
 
 fn signing(c: &mut Criterion) {

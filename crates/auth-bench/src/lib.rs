@@ -136,6 +136,22 @@ pub fn dpop_token_source_with(key: auth_core::keys::SigningKey) -> TokenSource {
     TokenSource::builder(config, endpoint).seed(1).build().unwrap_or_else(|e| panic!("token source: {e}"))
 }
 
+/// `iters` requests through `service`, one after the other: the time they
+/// took.
+pub async fn drive<S>(mut service: S, iters: u64) -> std::time::Duration
+where
+    S: Service<Request<()>>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt as _;
+    let started = std::time::Instant::now();
+    for _ in 0..iters {
+        let ready = service.ready().await.expect("the service is ready");
+        std::hint::black_box(ready.call(request()).await.expect("the call succeeds"));
+    }
+    started.elapsed()
+}
+
 /// The library's layer over the no-op service.
 pub fn ours(source: &TokenSource) -> Auth<Noop> {
     bearer_layer(source).layer(Noop)
