@@ -17,7 +17,7 @@ use auth_core::store::{Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, S
 use auth_core::SourceConfig;
 use auth_store::{BlockingRedisStore, RedisStore};
 
-use auth_testkit::redis::RedisServer as Redis;
+use auth_testkit::redis::{RedisCluster, RedisServer as Redis};
 use blocking_fleet::SHARING_STORE_TIMEOUT as SHARING;
 
 fn config() -> SourceConfig {
@@ -45,7 +45,11 @@ fn source(endpoint: &Endpoint, store: RedisStore, store_config: StoreConfig) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_protocol_on_redis() {
     let Some(redis) = Redis::start() else { return };
-    let store = RedisStore::new(&redis.url()).unwrap();
+    check_protocol(RedisStore::new(&redis.url()).unwrap()).await;
+}
+
+/// The store protocol, operation by operation, on `store`.
+async fn check_protocol(store: RedisStore) {
     let key = config().cache_key().clone();
     let now = std::time::SystemTime::now();
     let (a, b) = (LeaseOwner::new(1), LeaseOwner::new(2));
@@ -454,4 +458,68 @@ async fn a_record_for_another_cache_key_is_ignored() {
     assert_eq!(source.token().await.unwrap().value().expose_secret(), "tok-1", "fetched, not adopted");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(source.stats().adoptions, 0);
+}
+
+// ----- Redis Cluster: three primaries, the keys of a cache key in one slot -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    check_protocol(RedisStore::new(&cluster.url()).unwrap()).await;
+    // The record, lease and budget keys share the cache key's hash tag:
+    // all three are on one primary.
+    let fingerprint = config().cache_key().fingerprint().to_owned();
+    let holders: Vec<u16> = cluster
+        .nodes()
+        .iter()
+        .filter(|node| {
+            let keys = std::process::Command::new("redis-cli")
+                .args(["-p", &node.port().to_string(), "--scan", "--pattern", &format!("*{{{fingerprint}}}*")])
+                .output()
+                .unwrap();
+            !keys.stdout.is_empty()
+        })
+        .map(|node| node.port())
+        .collect();
+    assert_eq!(holders.len(), 1, "one primary holds the cache key's keys: {holders:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_sources_on_a_cluster_make_one_fetch() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    let (tokens, calls) =
+        tokens_of_async_sources(8, || RedisStore::new(&cluster.url()).unwrap().timeout(SHARING)).await;
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 1, "one fetch for the fleet");
+}
+
+#[test]
+fn blocking_sources_on_a_cluster_make_one_fetch_and_share_the_budget() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    let (tokens, calls) = blocking_fleet::tokens_of_blocking_sources(&config(), 4, Duration::from_millis(50), || {
+        BlockingRedisStore::new(&cluster.url()).unwrap().timeout(SHARING)
+    });
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 1);
+    blocking_fleet::check_budget_protocol(&config(), || BlockingRedisStore::new(&cluster.url()).unwrap());
+    blocking_fleet::check_shared_budget(|| {
+        BlockingRedisStore::new(&cluster.url()).unwrap().timeout(Duration::from_secs(5))
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_planted_at_another_key_of_a_cluster_is_not_adopted() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    let other =
+        SourceConfig::builder("https://auth.example.com/token", "another-client").client_secret("s").build().unwrap();
+    let store = RedisStore::new(&cluster.url()).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    // The other client's record, written where this client's belongs.
+    let planted = Envelope::seal(&Record::new(other.cache_key(), "planted", later), 7);
+    let write = StoreOp::Write { envelope: planted, release: None };
+    assert!(matches!(store.execute_async(config().cache_key(), &write).await.unwrap(), StoreAnswer::Written(true)));
+    let (tokens, calls) =
+        tokens_of_async_sources(2, || RedisStore::new(&cluster.url()).unwrap().timeout(SHARING)).await;
+    assert!(tokens.iter().all(|t| t != "planted"), "{tokens:?}");
+    assert!(calls >= 1, "fetched its own");
 }

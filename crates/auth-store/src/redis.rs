@@ -1,17 +1,22 @@
 //! A token store in Redis: for a fleet of replicas on many hosts.
 //!
-//! Per cache key (named by its fingerprint, which holds no secret), under
-//! a prefix (`auth-store:` by default):
+//! One server (`redis://`, `rediss://`) or a Redis Cluster by its seed
+//! nodes (`redis+cluster://host:port,host:port/`, `rediss+cluster://...`:
+//! redis-rs's cluster client, which follows the slots and their moves).
+//! Per cache key (named by its fingerprint, which holds no secret, in
+//! braces: a hash tag, so that a cache key's keys are in one cluster slot
+//! and a script may take several), under a prefix (`auth-store:` by
+//! default, without braces of its own):
 //!
-//! - `<prefix><key>:record`: a hash with `generation`, `fingerprint`,
+//! - `<prefix>{<key>}:record`: a hash with `generation`, `fingerprint`,
 //!   `expires_at_ms` and `payload`; it expires with its token
 //!   (`PEXPIREAT`). A write replaces it only when its generation is higher
 //!   (a Lua script, atomic); an invalidation deletes it only when it still
 //!   holds the rejected token's fingerprint.
-//! - `<prefix><key>:lease`: the renewal lease, `SET lease owner NX PX ttl`,
+//! - `<prefix>{<key>}:lease`: the renewal lease, `SET lease owner NX PX ttl`,
 //!   released by a compare-and-delete script; a holder that dies blocks the
 //!   others at most for the ttl.
-//! - `<prefix><key>:budget`: with a fetch budget, a sorted set of the
+//! - `<prefix>{<key>}:budget`: with a fetch budget, a sorted set of the
 //!   token requests counted in the window (scored by time); a script
 //!   forgets the old ones, counts and adds atomically; it expires a
 //!   window after its newest entry.
@@ -86,13 +91,25 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return tonumber(oldest[2]) + window
 ";
 
+/// The keys of one cache key share a hash tag (`{fingerprint}`), so that in
+/// a Redis Cluster they are in one slot and a script may take several.
 fn keys(prefix: &str, key: &CacheKey) -> (String, String) {
-    let base = format!("{prefix}{}", key.fingerprint());
+    let base = format!("{prefix}{{{}}}", key.fingerprint());
     (format!("{base}:record"), format!("{base}:lease"))
 }
 
 fn budget_key(prefix: &str, key: &CacheKey) -> String {
-    format!("{prefix}{}:budget", key.fingerprint())
+    format!("{prefix}{{{}}}:budget", key.fingerprint())
+}
+
+/// A prefix with a brace would put its own hash tag before the key's.
+fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    match prefix.contains(['{', '}']) {
+        true => Err(StoreError::new(
+            "the Redis key prefix holds `{` or `}`; remove them (the keys of a cache key share a {hash tag} of their own)",
+        )),
+        false => Ok(()),
+    }
 }
 
 fn redis_error(error: &redis::RedisError) -> StoreError {
@@ -149,6 +166,7 @@ enum Reply {
 }
 
 fn prepare(prefix: &str, key: &CacheKey, op: &StoreOp) -> Result<Prepared, StoreError> {
+    check_prefix(prefix)?;
     let (record, lease) = keys(prefix, key);
     let eval = |script: &str, keys: &[&str]| {
         let mut command = redis::cmd("EVAL");
@@ -220,12 +238,111 @@ fn answer(reply: Reply, value: redis::Value) -> Result<StoreAnswer, StoreError> 
     })
 }
 
-/// A client for `url` without connecting: `redis://`, or `rediss://`
-/// (TLS, the server's certificate checked against the system's trusted
-/// roots, or `root_pem` when given) if `tls_feature` is built in.
-fn client(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Result<redis::Client, StoreError> {
+/// Where the store's Redis is: one server, or a cluster known by its seed
+/// nodes (the cluster client is made when connecting, with the timeouts
+/// set then).
+#[derive(Clone)]
+enum Client {
+    Single(redis::Client),
+    Cluster { seeds: Vec<String>, root_pem: Option<Vec<u8>> },
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a URL: it may hold a password.
+        match self {
+            Self::Single(_) => f.write_str("Single"),
+            Self::Cluster { seeds, .. } => write!(f, "Cluster({} seed nodes)", seeds.len()),
+        }
+    }
+}
+
+/// The seed nodes of a `redis+cluster://` or `rediss+cluster://` URL, each
+/// as a URL of its own with the URL's user info and path; `None` for
+/// another scheme.
+fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    let (scheme, rest) = match (url.strip_prefix("redis+cluster://"), url.strip_prefix("rediss+cluster://")) {
+        (Some(rest), _) => ("redis", rest),
+        (None, Some(rest)) => ("rediss", rest),
+        (None, None) => return None,
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, hosts) = authority.rsplit_once('@').map_or(("", authority), |(user, hosts)| (user, hosts));
+    let at = if user.is_empty() { "" } else { "@" };
+    Some(
+        hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
+            .map(|host| format!("{scheme}://{user}{at}{host}/{path}"))
+            .collect(),
+    )
+}
+
+/// A client for `url` without connecting: `redis://` (one server),
+/// `redis+cluster://host:port,host:port/` (a Redis Cluster by its seed
+/// nodes), or the same over TLS (`rediss://`, `rediss+cluster://`, the
+/// server's certificate checked against the system's trusted roots, or
+/// `root_pem` when given) if `tls_feature` is built in.
+fn client(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Result<Client, StoreError> {
+    let Some(seeds) = cluster_seeds(url) else {
+        return single(url, root_pem, tls_feature).map(Client::Single);
+    };
+    if url.contains('#') {
+        return Err(StoreError::new(
+            "the Redis URL has a fragment (#...); remove it: certificate checks cannot be turned off",
+        ));
+    }
+    let invalid = || {
+        StoreError::new(
+            "the Redis Cluster URL is not valid; write redis+cluster://[user:password@]host:port[,host:port...]/",
+        )
+    };
+    if seeds.is_empty() {
+        return Err(invalid());
+    }
+    // Each seed as a server URL of its own: the same checks, and TLS only
+    // where it is built in.
+    for seed in &seeds {
+        single(seed, root_pem, tls_feature).map_err(|error| match seed.starts_with("rediss://") {
+            true if error.message.contains("not built in") => error,
+            _ => invalid(),
+        })?;
+    }
+    redis::cluster::ClusterClient::new(seeds.clone()).map_err(|_| invalid())?;
+    Ok(Client::Cluster { seeds, root_pem: root_pem.map(<[u8]>::to_vec) })
+}
+
+/// The cluster client of `seeds`, with the timeouts given.
+fn cluster_client(
+    seeds: &[String],
+    root_pem: Option<&[u8]>,
+    connect_timeout: Duration,
+    timeout: Duration,
+) -> redis::RedisResult<redis::cluster::ClusterClient> {
+    let builder = redis::cluster::ClusterClient::builder(seeds.to_vec())
+        .connection_timeout(connect_timeout)
+        .response_timeout(timeout)
+        .retries(1);
+    #[cfg(feature = "tls")]
+    let builder = match root_pem {
+        Some(pem) => builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) }),
+        None => builder,
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = root_pem;
+    builder.build()
+}
+
+/// A client for one server at `url` (see [`client`]).
+fn single(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Result<redis::Client, StoreError> {
     // Never the URL in an error: it may hold a password.
-    let invalid = || StoreError::new("the Redis URL is not valid; write redis[s]://[user:password@]host:port/db");
+    let invalid = || {
+        StoreError::new(
+            "the Redis URL is not valid; write redis[s]://[user:password@]host:port/db, \
+             or redis[s]+cluster://[user:password@]host:port[,host:port...]/ for a Redis Cluster",
+        )
+    };
     let tls = url.starts_with("rediss://");
     if !tls && !url.starts_with("redis://") {
         return Err(invalid());
@@ -286,7 +403,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What both stores are configured with.
 #[derive(Clone)]
 struct Settings {
-    client: redis::Client,
+    client: Client,
     prefix: String,
     /// How long each answer may take.
     timeout: Duration,
@@ -338,6 +455,27 @@ mod tests {
         let missing = super::client("rediss://host:6380/0", None, Some("tower-tls")).unwrap_err();
         assert!(missing.message.contains("enable the auth-store feature `tower-tls`"), "{missing}");
         assert!(super::client("redis://127.0.0.1:6379/0", None, None).is_ok());
+        // A cluster by its seed nodes, each a URL of its own.
+        assert_eq!(
+            super::cluster_seeds("redis+cluster://user:pa55word@10.0.0.1:7000,10.0.0.2:7001/"),
+            Some(vec![
+                "redis://user:pa55word@10.0.0.1:7000/".to_owned(),
+                "redis://user:pa55word@10.0.0.2:7001/".to_owned()
+            ])
+        );
+        assert_eq!(super::cluster_seeds("rediss+cluster://h:1"), Some(vec!["rediss://h:1/".to_owned()]));
+        assert_eq!(super::cluster_seeds("redis://h:1/0"), None);
+        assert!(matches!(
+            super::client("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/", None, None),
+            Ok(super::Client::Cluster { .. })
+        ));
+        for bad in ["redis+cluster://", "redis+cluster://user:pa55word@[::1,h:2/", "redis+cluster://h:1/#insecure"] {
+            let error = super::client(bad, None, None).unwrap_err();
+            assert!(!error.message.contains("pa55word"), "{error}");
+        }
+        let tls = super::client("rediss+cluster://h:1,h:2/", None, Some("tower-tls")).unwrap_err();
+        assert!(tls.message.contains("enable the auth-store feature `tower-tls`"), "{tls}");
+        assert!(super::check_prefix("auth:{x}:").is_err() && super::check_prefix("auth-store:").is_ok());
         let root = super::client("redis://127.0.0.1:6379/0", Some(b"pem"), None).unwrap_err();
         assert!(root.message.contains("use rediss://"), "{root}");
         #[cfg(feature = "tls")]
@@ -355,16 +493,25 @@ pub use self::asynchronous::RedisStore;
 #[cfg(feature = "tower")]
 mod asynchronous {
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+    use redis::cluster_async::ClusterConnection;
     use tokio::sync::OnceCell;
 
     use super::*;
+
+    /// A connection to one server (redis-rs's manager, which reconnects by
+    /// itself) or to a cluster (which follows its slots).
+    #[derive(Clone)]
+    enum Connection {
+        Single(ConnectionManager),
+        Cluster(ClusterConnection),
+    }
 
     /// A Redis token store for the async token source; see the
     /// [module docs](super). Clones share the connection.
     #[derive(Clone)]
     pub struct RedisStore {
         settings: Settings,
-        connection: std::sync::Arc<OnceCell<ConnectionManager>>,
+        connection: std::sync::Arc<OnceCell<Connection>>,
     }
 
     impl std::fmt::Debug for RedisStore {
@@ -422,21 +569,29 @@ mod asynchronous {
         /// own: a caller that stops waiting does not cancel it, and the
         /// callers that come meanwhile wait for it rather than start
         /// another (a failed attempt is followed by a new one).
-        async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-            if let Some(manager) = self.connection.get() {
-                return Ok(manager.clone());
+        async fn connection(&self) -> Result<Connection, StoreError> {
+            if let Some(connection) = self.connection.get() {
+                return Ok(connection.clone());
             }
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.settings.connect_timeout))
-                .set_response_timeout(Some(self.settings.timeout))
-                .set_number_of_retries(1);
-            let (connection, client) = (std::sync::Arc::clone(&self.connection), self.settings.client.clone());
+            let Settings { client, timeout, connect_timeout, .. } = self.settings.clone();
+            let connection = std::sync::Arc::clone(&self.connection);
             let attempt = tokio::spawn(async move {
-                connection
-                    .get_or_try_init(|| ConnectionManager::new_with_config(client, config))
-                    .await
-                    .cloned()
-                    .map_err(|e| redis_error(&e))
+                let connect = || async {
+                    match client {
+                        Client::Single(client) => {
+                            let config = ConnectionManagerConfig::new()
+                                .set_connection_timeout(Some(connect_timeout))
+                                .set_response_timeout(Some(timeout))
+                                .set_number_of_retries(1);
+                            ConnectionManager::new_with_config(client, config).await.map(Connection::Single)
+                        }
+                        Client::Cluster { seeds, root_pem } => {
+                            let client = cluster_client(&seeds, root_pem.as_deref(), connect_timeout, timeout)?;
+                            client.get_async_connection().await.map(Connection::Cluster)
+                        }
+                    }
+                };
+                connection.get_or_try_init(connect).await.cloned().map_err(|e| redis_error(&e))
             });
             attempt.await.unwrap_or_else(|_| Err(StoreError::new("redis: the connection attempt stopped")))
         }
@@ -445,8 +600,11 @@ mod asynchronous {
         /// unless connected).
         pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
             let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
-            let mut connection = self.connection().await?;
-            let value: redis::Value = command.query_async(&mut connection).await.map_err(|e| redis_error(&e))?;
+            let value: redis::Value = match self.connection().await? {
+                Connection::Single(mut manager) => command.query_async(&mut manager).await,
+                Connection::Cluster(mut cluster) => command.query_async(&mut cluster).await,
+            }
+            .map_err(|e| redis_error(&e))?;
             answer(reply, value)
         }
     }
@@ -481,7 +639,13 @@ mod synchronous {
     /// runtime); see the [module docs](super).
     pub struct BlockingRedisStore {
         settings: Settings,
-        connection: Mutex<Option<redis::Connection>>,
+        connection: Mutex<Option<Connection>>,
+    }
+
+    /// A connection to one server or to a cluster.
+    enum Connection {
+        Single(redis::Connection),
+        Cluster(Box<redis::cluster::ClusterConnection>),
     }
 
     impl std::fmt::Debug for BlockingRedisStore {
@@ -535,14 +699,26 @@ mod synchronous {
         }
 
         /// Connects into `slot` unless it holds a connection.
-        fn connect_into(&self, slot: &mut Option<redis::Connection>) -> Result<(), StoreError> {
+        fn connect_into(&self, slot: &mut Option<Connection>) -> Result<(), StoreError> {
             let Settings { client, timeout, connect_timeout, .. } = &self.settings;
-            if slot.is_none() {
-                let connection = client.get_connection_with_timeout(*connect_timeout).map_err(|e| redis_error(&e))?;
-                connection.set_read_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
-                connection.set_write_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
-                *slot = Some(connection);
+            if slot.is_some() {
+                return Ok(());
             }
+            let connection = match client {
+                Client::Single(client) => {
+                    let connection =
+                        client.get_connection_with_timeout(*connect_timeout).map_err(|e| redis_error(&e))?;
+                    connection.set_read_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
+                    connection.set_write_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
+                    Connection::Single(connection)
+                }
+                Client::Cluster { seeds, root_pem } => {
+                    let client = cluster_client(seeds, root_pem.as_deref(), *connect_timeout, *timeout)
+                        .map_err(|e| redis_error(&e))?;
+                    Connection::Cluster(Box::new(client.get_connection().map_err(|e| redis_error(&e))?))
+                }
+            };
+            *slot = Some(connection);
             Ok(())
         }
     }
@@ -561,8 +737,12 @@ mod synchronous {
             let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.connect_into(&mut slot)?;
             let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
-            let Some(connection) = slot.as_mut() else { return Err(StoreError::new("redis: not connected")) };
-            let value: redis::Value = command.query(connection).map_err(|e| {
+            let queried = match slot.as_mut() {
+                Some(Connection::Single(connection)) => command.query(connection),
+                Some(Connection::Cluster(cluster)) => command.query(cluster.as_mut()),
+                None => return Err(StoreError::new("redis: not connected")),
+            };
+            let value: redis::Value = queried.map_err(|e| {
                 // Reconnect next time.
                 *slot = None;
                 redis_error(&e)

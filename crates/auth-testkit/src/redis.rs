@@ -19,17 +19,17 @@ impl RedisServer {
     /// returns `None` (the test passes), unless `AUTH_REQUIRE_REDIS=1`,
     /// which makes it panic (the test fails).
     pub fn start() -> Option<Self> {
-        Self::launch(false)
+        Self::launch(false, &[])
     }
 
     /// Starts one that speaks TLS only, with a certificate for 127.0.0.1
     /// signed by a CA made for it ([`RedisServer::ca_pem`]); URL
     /// [`RedisServer::tls_url`]. Skipped like [`RedisServer::start`].
     pub fn start_tls() -> Option<Self> {
-        Self::launch(true)
+        Self::launch(true, &[])
     }
 
-    fn launch(tls: bool) -> Option<Self> {
+    fn launch(tls: bool, extra: &[&str]) -> Option<Self> {
         let required = std::env::var("AUTH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
         if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
             assert!(!required, "AUTH_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install redis-server)");
@@ -40,6 +40,7 @@ impl RedisServer {
         let dir = tempfile::tempdir().ok()?;
         let mut command = Command::new("redis-server");
         command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).arg("--dir").arg(dir.path());
+        command.args(extra);
         let ca_pem = if tls {
             let (ca, cert, key) = tls_files();
             let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
@@ -88,6 +89,62 @@ impl RedisServer {
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status();
         assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
+    }
+}
+
+/// A Redis Cluster of the test's own: three primaries on free loopback
+/// ports, every slot assigned (`redis-cli --cluster create`), killed when
+/// dropped. Skipped like [`RedisServer::start`].
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the three nodes and joins them; returns once every node says
+    /// `cluster_state:ok`.
+    pub fn start() -> Option<Self> {
+        let cluster =
+            ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
+        let nodes: Vec<RedisServer> =
+            (0..3).map(|_| RedisServer::launch(false, &cluster)).collect::<Option<Vec<_>>>()?;
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(created.is_ok_and(|s| s.success()), "redis-cli --cluster create failed (is redis-cli installed?)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not become ready: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(Self { nodes })
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`: every node
+    /// as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The nodes (each a primary), e.g. to read what each holds.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
     }
 }
 

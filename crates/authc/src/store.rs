@@ -82,7 +82,8 @@ impl std::fmt::Debug for StoreChoice {
     }
 }
 
-/// Parses `--store`: `file`, `file:DIR`, `redis://...`, `rediss://...` or `none`.
+/// Parses `--store`: `file`, `file:DIR`, `redis://...`, `rediss://...`,
+/// `redis+cluster://...`, `rediss+cluster://...` or `none`.
 pub(crate) fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
     let default_dir = || {
         std::env::var_os("AUTHC_CACHE_DIR")
@@ -93,13 +94,13 @@ pub(crate) fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
     match spec {
         "none" => Ok(None),
         "file" => Ok(Some(StoreChoice::File(default_dir()?))),
-        redis if redis.starts_with("redis://") || redis.starts_with("rediss://") => {
+        redis if ["redis://", "rediss://", "redis+cluster://", "rediss+cluster://"].iter().any(|s| redis.starts_with(s)) => {
             Ok(Some(StoreChoice::Redis(redis.to_owned())))
         }
         other => match other.strip_prefix("file:") {
             Some(dir) if !dir.is_empty() => Ok(Some(StoreChoice::File(PathBuf::from(dir)))),
             // Not quoted: a mistyped Redis URL may hold a password.
-            _ => Err(Failure::usage("--store is not understood; use file, file:DIR, redis://HOST:PORT/DB or none")),
+            _ => Err(Failure::usage("--store is not understood; use file, file:DIR, redis://HOST:PORT/DB, redis+cluster://HOST:PORT,HOST:PORT/ or none")),
         },
     }
 }

@@ -709,7 +709,7 @@ fn the_store_option() {
     assert_eq!(env.provider.stats().token_requests, 2);
     let bad = env.oauth(&["token", "--store", "ftp://x"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("file, file:DIR, redis://HOST:PORT/DB or none"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("file, file:DIR, redis://HOST:PORT/DB, redis+cluster://"), "{}", bad.stderr);
 }
 
 #[test]
@@ -765,6 +765,23 @@ fn a_spent_fetch_budget_is_shared_by_runs_and_says_when() {
     let bad = env.oauth(&["token", "--max-fetches-per-day", "0"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("max_fetches_per_day"), "{}", bad.stderr);
+}
+
+#[test]
+fn twenty_parallel_runs_on_a_redis_cluster_make_one_grant() {
+    let Some(cluster) = auth_testkit::redis::RedisCluster::start() else { return };
+    let env = Env::new();
+    env.provider.set_latency(std::time::Duration::from_millis(300));
+    let token_url = env.provider.token_url();
+    let url = cluster.url();
+    let envs = [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str())];
+    let runs = env.run_parallel(20, &["token", "--token-url", &token_url, "--client-id", "cli-client"], &envs);
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.stdout, runs[0].stdout);
+        assert!(!run.stderr.contains("could not use the token cache"), "{}", run.stderr);
+    }
+    assert_eq!(env.provider.stats().token_requests, 1, "one grant for twenty processes on a cluster");
 }
 
 #[test]
