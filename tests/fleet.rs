@@ -124,3 +124,13 @@ fn a_lease_holder_that_dies_blocks_the_others_only_for_the_peer_wait() {
     assert!(fleet.want(1).is_some() && fleet.want(2).is_some(), "fetched locally after the peer wait");
     assert!(fleet.fetches <= 3);
 }
+
+#[test]
+fn a_thousand_replicas_share_one_fetch_per_lifetime_with_a_few_store_operations_each() {
+    let day = auth_tests::fleet_scale::simulate_scale_day(1_000, Duration::from_millis(2), SECS(60));
+    eprintln!("{day:?} ops/replica/lifetime {:.2}", day.ops_per_replica_per_lifetime());
+    assert!(day.fetches <= 26, "{} fetches in a day for 1,000 replicas", day.fetches);
+    assert_eq!(day.expired_sent, 0);
+    assert!(day.ops_per_replica_per_lifetime() <= 3.0, "{:?}", day.store_ops);
+    assert!(day.waited <= 1_000, "only the first request of each replica waits: {}", day.waited);
+}

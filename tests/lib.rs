@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 #![allow(clippy::disallowed_methods)] // one real Instant anchors simulated time
 
+pub mod fleet_scale;
 pub mod fleet_sim;
 
 use std::time::{Duration, Instant};
