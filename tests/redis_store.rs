@@ -17,7 +17,7 @@ use auth_core::store::{Envelope, LeaseOwner, Record, StoreAnswer, StoreConfig, S
 use auth_core::SourceConfig;
 use auth_store::{BlockingRedisStore, RedisStore};
 
-use auth_testkit::redis::{RedisCluster, RedisServer as Redis};
+use auth_testkit::redis::{RedisCluster, RedisSentinel, RedisServer as Redis};
 use blocking_fleet::SHARING_STORE_TIMEOUT as SHARING;
 
 fn config() -> SourceConfig {
@@ -522,4 +522,72 @@ async fn a_record_planted_at_another_key_of_a_cluster_is_not_adopted() {
         tokens_of_async_sources(2, || RedisStore::new(&cluster.url()).unwrap().timeout(SHARING)).await;
     assert!(tokens.iter().all(|t| t != "planted"), "{tokens:?}");
     assert!(calls >= 1, "fetched its own");
+}
+
+// ----- Redis Sentinel: a primary, a replica, one Sentinel -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_behind_sentinel_share_one_fetch_and_follow_a_failover() {
+    let Some(sentinel) = RedisSentinel::start() else { return };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint = endpoint(&calls);
+    let store = || RedisStore::new(&sentinel.url()).unwrap().timeout(SHARING);
+    let source = |store| {
+        auth_tower::TokenSource::builder(config(), endpoint.clone())
+            .store(store, StoreConfig::default())
+            .store_timeout(SHARING)
+            .store_connect_timeout(SHARING)
+            .build()
+            .unwrap()
+    };
+    let before: Vec<_> = (0..4).map(|_| source(store())).collect();
+    let tokens = tokens_at_once(&before).await;
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch behind Sentinel");
+    for source in &before {
+        source.flush().await;
+    }
+    // The replica becomes the primary, once it holds the record
+    // (replication is asynchronous: without this wait a failover may lose
+    // it, and the fleet then fetches once more).
+    assert_eq!(sentinel.wait_for_replication(), 1);
+    let kept = store();
+    kept.execute_async(config().cache_key(), &StoreOp::Read).await.unwrap();
+    let (first, _) = sentinel.servers();
+    let first_port = first.port();
+    sentinel.failover();
+    assert_ne!(sentinel.primary_port(), Some(first_port));
+    let after = source(store());
+    let adopted = after.token().await.unwrap();
+    assert_eq!(adopted.value().expose_secret(), "tok-1", "adopted from the new primary");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // A store connected to the old primary (now a replica, which refuses
+    // writes) finds the new one: at most one operation fails.
+    let lease = StoreOp::AcquireLease { owner: LeaseOwner::new(9), ttl: Duration::from_secs(5) };
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(kept.execute_async(config().cache_key(), &lease).await.is_ok());
+    }
+    assert!(outcomes.iter().filter(|ok| !**ok).count() <= 1 && outcomes[2], "{outcomes:?}");
+}
+
+#[test]
+fn blocking_sources_behind_sentinel_share_one_fetch_and_follow_a_failover() {
+    let Some(sentinel) = RedisSentinel::start() else { return };
+    let store = || BlockingRedisStore::new(&sentinel.url()).unwrap().timeout(SHARING);
+    let (tokens, calls) = blocking_fleet::tokens_of_blocking_sources(&config(), 4, Duration::from_millis(50), store);
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 1);
+    let kept = store();
+    let config = config();
+    let key = config.cache_key();
+    auth_core::store::BlockingTokenStore::execute(&kept, key, std::time::SystemTime::now(), &StoreOp::Read).unwrap();
+    sentinel.failover();
+    let lease = StoreOp::AcquireLease { owner: LeaseOwner::new(9), ttl: Duration::from_secs(5) };
+    let outcomes: Vec<bool> = (0..3)
+        .map(|_| {
+            auth_core::store::BlockingTokenStore::execute(&kept, key, std::time::SystemTime::now(), &lease).is_ok()
+        })
+        .collect();
+    assert!(outcomes.iter().filter(|ok| !**ok).count() <= 1 && outcomes[2], "{outcomes:?}");
 }

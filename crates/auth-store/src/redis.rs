@@ -1,8 +1,13 @@
 //! A token store in Redis: for a fleet of replicas on many hosts.
 //!
-//! One server (`redis://`, `rediss://`) or a Redis Cluster by its seed
+//! One server (`redis://`, `rediss://`), a Redis Cluster by its seed
 //! nodes (`redis+cluster://host:port,host:port/`, `rediss+cluster://...`:
-//! redis-rs's cluster client, which follows the slots and their moves).
+//! redis-rs's cluster client, which follows the slots and their moves), or
+//! the primary that Redis Sentinel names
+//! (`redis+sentinel://[user:password@]host:port,host:port/service[/db]`,
+//! the user and password the primary's: the Sentinels are asked at every
+//! connection, and a connection that fails is dropped, so that the store
+//! follows a failover).
 //! Per cache key (named by its fingerprint, which holds no secret, in
 //! braces: a hash tag, so that a cache key's keys are in one cluster slot
 //! and a script may take several), under a prefix (`auth-store:` by
@@ -244,7 +249,68 @@ fn answer(reply: Reply, value: redis::Value) -> Result<StoreAnswer, StoreError> 
 #[derive(Clone)]
 enum Client {
     Single(redis::Client),
-    Cluster { seeds: Vec<String>, root_pem: Option<Vec<u8>> },
+    Cluster {
+        seeds: Vec<String>,
+        root_pem: Option<Vec<u8>>,
+    },
+    /// The primary that the Sentinels name for `service`, asked again at
+    /// every connection (after a failover, the new one).
+    Sentinel(Sentinel),
+}
+
+/// A primary behind Redis Sentinel.
+#[derive(Clone)]
+struct Sentinel {
+    /// The Sentinels, as `redis://host:port` URLs.
+    sentinels: Vec<String>,
+    /// The monitored primary's name.
+    service: String,
+    /// How to talk to the primary: user, password, database.
+    node: redis::RedisConnectionInfo,
+}
+
+impl Sentinel {
+    /// The Sentinels' answer: a client of the current primary.
+    fn client(&self) -> redis::RedisResult<redis::sentinel::SentinelClient> {
+        let node = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(self.node.clone());
+        redis::sentinel::SentinelClient::build(
+            self.sentinels.clone(),
+            self.service.clone(),
+            Some(node),
+            redis::sentinel::SentinelServerType::Master,
+        )
+    }
+}
+
+/// The parts of a `redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`
+/// URL; `None` for another scheme, `Some(Err)` for a malformed one.
+fn sentinel(url: &str) -> Option<Result<Sentinel, StoreError>> {
+    let rest = url.strip_prefix("redis+sentinel://")?;
+    let invalid = || {
+        StoreError::new(
+            "the Redis Sentinel URL is not valid; write redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]",
+        )
+    };
+    let parse = || -> Result<Sentinel, StoreError> {
+        let (authority, path) = rest.split_once('/').ok_or_else(invalid)?;
+        let (user, hosts) = authority.rsplit_once('@').map_or(("", authority), |(user, hosts)| (user, hosts));
+        let (service, db) = path.split_once('/').unwrap_or((path, "0"));
+        let db = if db.is_empty() { "0" } else { db };
+        if service.is_empty() || url.contains('#') {
+            return Err(invalid());
+        }
+        let sentinels: Vec<String> =
+            hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(|h| format!("redis://{h}")).collect();
+        if sentinels.is_empty() || sentinels.iter().any(|s| redis::Client::open(s.as_str()).is_err()) {
+            return Err(invalid());
+        }
+        // The primary's settings, read as redis-rs reads a URL's.
+        let at = if user.is_empty() { "" } else { "@" };
+        let node = redis::Client::open(format!("redis://{user}{at}127.0.0.1/{db}").as_str()).map_err(|_| invalid())?;
+        let node = node.get_connection_info().redis_settings().clone();
+        Ok(Sentinel { sentinels, service: service.to_owned(), node })
+    };
+    Some(parse())
 }
 
 impl std::fmt::Debug for Client {
@@ -253,6 +319,7 @@ impl std::fmt::Debug for Client {
         match self {
             Self::Single(_) => f.write_str("Single"),
             Self::Cluster { seeds, .. } => write!(f, "Cluster({} seed nodes)", seeds.len()),
+            Self::Sentinel(sentinel) => write!(f, "Sentinel({} sentinels)", sentinel.sentinels.len()),
         }
     }
 }
@@ -285,6 +352,14 @@ fn cluster_seeds(url: &str) -> Option<Vec<String>> {
 /// server's certificate checked against the system's trusted roots, or
 /// `root_pem` when given) if `tls_feature` is built in.
 fn client(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Result<Client, StoreError> {
+    if let Some(sentinel) = sentinel(url) {
+        if root_pem.is_some() {
+            return Err(StoreError::new(
+                "a root certificate was given for a redis+sentinel:// URL (TLS is not supported there)",
+            ));
+        }
+        return sentinel.map(Client::Sentinel);
+    }
     let Some(seeds) = cluster_seeds(url) else {
         return single(url, root_pem, tls_feature).map(Client::Single);
     };
@@ -340,7 +415,8 @@ fn single(url: &str, root_pem: Option<&[u8]>, tls_feature: Option<&str>) -> Resu
     let invalid = || {
         StoreError::new(
             "the Redis URL is not valid; write redis[s]://[user:password@]host:port/db, \
-             or redis[s]+cluster://[user:password@]host:port[,host:port...]/ for a Redis Cluster",
+             redis[s]+cluster://[user:password@]host:port[,host:port...]/ for a Redis Cluster, \
+             or redis+sentinel://[user:password@]host:port[,host:port...]/service[/db] behind Sentinel",
         )
     };
     let tls = url.starts_with("rediss://");
@@ -476,6 +552,25 @@ mod tests {
         let tls = super::client("rediss+cluster://h:1,h:2/", None, Some("tower-tls")).unwrap_err();
         assert!(tls.message.contains("enable the auth-store feature `tower-tls`"), "{tls}");
         assert!(super::check_prefix("auth:{x}:").is_err() && super::check_prefix("auth-store:").is_ok());
+        // Behind Sentinel: the Sentinels, the service, the primary's user and database.
+        let Some(Ok(sentinel)) =
+            super::sentinel("redis+sentinel://app:pa55word@10.0.0.1:26379,10.0.0.2:26379/tokens/3")
+        else {
+            panic!("a Sentinel URL")
+        };
+        assert_eq!(sentinel.sentinels, ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]);
+        assert_eq!((sentinel.service.as_str(), sentinel.node.db()), ("tokens", 3));
+        assert_eq!(sentinel.node.username(), Some("app"));
+        assert!(matches!(super::sentinel("redis+sentinel://h:1/mymaster"), Some(Ok(_))));
+        assert!(super::sentinel("redis://h:1/0").is_none());
+        for bad in ["redis+sentinel://h:1", "redis+sentinel://h:1/", "redis+sentinel://user:pa55word@[::1/x"] {
+            let error = super::client(bad, None, None).unwrap_err();
+            assert!(error.message.contains("Sentinel URL") && !error.message.contains("pa55word"), "{error}");
+        }
+        assert!(
+            format!("{:?}", super::client("redis+sentinel://u:pa55word@h:1/s", None, None).unwrap())
+                == "Sentinel(1 sentinels)"
+        );
         let root = super::client("redis://127.0.0.1:6379/0", Some(b"pem"), None).unwrap_err();
         assert!(root.message.contains("use rediss://"), "{root}");
         #[cfg(feature = "tls")]
@@ -494,7 +589,6 @@ pub use self::asynchronous::RedisStore;
 mod asynchronous {
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
     use redis::cluster_async::ClusterConnection;
-    use tokio::sync::OnceCell;
 
     use super::*;
 
@@ -504,14 +598,19 @@ mod asynchronous {
     enum Connection {
         Single(ConnectionManager),
         Cluster(ClusterConnection),
+        /// To the primary the Sentinels named: dropped after an error, so
+        /// that the next operation asks them again (a failover).
+        Sentinel(ConnectionManager),
     }
+
+    type Slot = std::sync::Arc<tokio::sync::Mutex<Option<Connection>>>;
 
     /// A Redis token store for the async token source; see the
     /// [module docs](super). Clones share the connection.
     #[derive(Clone)]
     pub struct RedisStore {
         settings: Settings,
-        connection: std::sync::Arc<OnceCell<Connection>>,
+        connection: Slot,
     }
 
     impl std::fmt::Debug for RedisStore {
@@ -540,7 +639,7 @@ mod asynchronous {
         }
 
         fn with(settings: Settings) -> Self {
-            Self { settings, connection: std::sync::Arc::new(OnceCell::new()) }
+            Self { settings, connection: Slot::default() }
         }
 
         /// The key prefix (default `auth-store:`).
@@ -570,28 +669,55 @@ mod asynchronous {
         /// callers that come meanwhile wait for it rather than start
         /// another (a failed attempt is followed by a new one).
         async fn connection(&self) -> Result<Connection, StoreError> {
-            if let Some(connection) = self.connection.get() {
-                return Ok(connection.clone());
+            if let Ok(slot) = self.connection.try_lock() {
+                if let Some(connection) = slot.as_ref() {
+                    return Ok(connection.clone());
+                }
             }
             let Settings { client, timeout, connect_timeout, .. } = self.settings.clone();
-            let connection = std::sync::Arc::clone(&self.connection);
+            let slot = Slot::clone(&self.connection);
             let attempt = tokio::spawn(async move {
-                let connect = || async {
-                    match client {
-                        Client::Single(client) => {
-                            let config = ConnectionManagerConfig::new()
-                                .set_connection_timeout(Some(connect_timeout))
-                                .set_response_timeout(Some(timeout))
-                                .set_number_of_retries(1);
-                            ConnectionManager::new_with_config(client, config).await.map(Connection::Single)
+                let mut slot = slot.lock().await;
+                if let Some(connection) = slot.as_ref() {
+                    return Ok(connection.clone());
+                }
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1);
+                let connected = match client {
+                    Client::Single(client) => {
+                        ConnectionManager::new_with_config(client, config).await.map(Connection::Single)
+                    }
+                    Client::Cluster { seeds, root_pem } => {
+                        match cluster_client(&seeds, root_pem.as_deref(), connect_timeout, timeout) {
+                            Ok(client) => client.get_async_connection().await.map(Connection::Cluster),
+                            Err(error) => Err(error),
                         }
-                        Client::Cluster { seeds, root_pem } => {
-                            let client = cluster_client(&seeds, root_pem.as_deref(), connect_timeout, timeout)?;
-                            client.get_async_connection().await.map(Connection::Cluster)
+                    }
+                    Client::Sentinel(sentinel) => {
+                        let primary = match sentinel.client() {
+                            Ok(mut sentinels) => tokio::time::timeout(connect_timeout, sentinels.async_get_client())
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(redis::RedisError::from((
+                                        redis::ErrorKind::Io,
+                                        "the Sentinels did not answer in time",
+                                    )))
+                                }),
+                            Err(error) => Err(error),
+                        };
+                        match primary {
+                            Ok(primary) => {
+                                ConnectionManager::new_with_config(primary, config).await.map(Connection::Sentinel)
+                            }
+                            Err(error) => Err(error),
                         }
                     }
                 };
-                connection.get_or_try_init(connect).await.cloned().map_err(|e| redis_error(&e))
+                let connection = connected.map_err(|e| redis_error(&e))?;
+                *slot = Some(connection.clone());
+                Ok(connection)
             });
             attempt.await.unwrap_or_else(|_| Err(StoreError::new("redis: the connection attempt stopped")))
         }
@@ -603,6 +729,14 @@ mod asynchronous {
             let value: redis::Value = match self.connection().await? {
                 Connection::Single(mut manager) => command.query_async(&mut manager).await,
                 Connection::Cluster(mut cluster) => command.query_async(&mut cluster).await,
+                Connection::Sentinel(mut manager) => {
+                    let answer = command.query_async(&mut manager).await;
+                    if answer.is_err() {
+                        // The primary may have moved: ask the Sentinels next time.
+                        self.connection.lock().await.take();
+                    }
+                    answer
+                }
             }
             .map_err(|e| redis_error(&e))?;
             answer(reply, value)
@@ -716,6 +850,15 @@ mod synchronous {
                     let client = cluster_client(seeds, root_pem.as_deref(), *connect_timeout, *timeout)
                         .map_err(|e| redis_error(&e))?;
                     Connection::Cluster(Box::new(client.get_connection().map_err(|e| redis_error(&e))?))
+                }
+                Client::Sentinel(sentinel) => {
+                    // The current primary, asked at every connection.
+                    let primary = sentinel.client().and_then(|mut s| s.get_client()).map_err(|e| redis_error(&e))?;
+                    let connection =
+                        primary.get_connection_with_timeout(*connect_timeout).map_err(|e| redis_error(&e))?;
+                    connection.set_read_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
+                    connection.set_write_timeout(Some(*timeout)).map_err(|e| redis_error(&e))?;
+                    Connection::Single(connection)
                 }
             };
             *slot = Some(connection);

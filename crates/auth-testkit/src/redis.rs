@@ -148,6 +148,127 @@ impl RedisCluster {
     }
 }
 
+/// A primary, one replica and one Sentinel watching them (service
+/// `mymaster`, quorum 1), each on a free loopback port, killed when
+/// dropped. Skipped like [`RedisServer::start`].
+#[derive(Debug)]
+pub struct RedisSentinel {
+    primary: RedisServer,
+    replica: RedisServer,
+    sentinel: Child,
+    sentinel_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    /// The service name the Sentinel watches.
+    pub const SERVICE: &'static str = "mymaster";
+
+    /// Starts the three; returns once the Sentinel knows the replica.
+    pub fn start() -> Option<Self> {
+        let primary = RedisServer::start()?;
+        let replica = RedisServer::launch(false, &["--replicaof", "127.0.0.1", &primary.port.to_string()])?;
+        let sentinel_port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let dir = tempfile::tempdir().ok()?;
+        let config = dir.path().join("sentinel.conf");
+        let text = format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds {} 1000\nsentinel failover-timeout {} 5000\n",
+            dir.path().display(),
+            Self::SERVICE,
+            primary.port,
+            Self::SERVICE,
+            Self::SERVICE
+        );
+        std::fs::write(&config, text).expect("write the Sentinel's configuration");
+        let sentinel = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel starts");
+        let this = Self { primary, replica, sentinel, sentinel_port, _dir: dir };
+        let replica_port = this.replica.port.to_string();
+        this.wait_for("the Sentinel to know the replica", |sentinel| {
+            sentinel.ask(&["sentinel", "replicas", Self::SERVICE]).contains(&replica_port)
+        });
+        Some(this)
+    }
+
+    /// `redis+sentinel://127.0.0.1:PORT/mymaster/0`.
+    pub fn url(&self) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/{}/0", self.sentinel_port, Self::SERVICE)
+    }
+
+    /// The port of the primary the Sentinel names now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let answer = self.ask(&["sentinel", "get-master-addr-by-name", Self::SERVICE]);
+        answer.lines().nth(1).and_then(|port| port.trim().parse().ok())
+    }
+
+    /// The first primary and the replica, as started.
+    pub fn servers(&self) -> (&RedisServer, &RedisServer) {
+        (&self.primary, &self.replica)
+    }
+
+    /// Waits (up to 5 s) until the replica has every write the primary
+    /// took (`WAIT 1`): replication is asynchronous, and a failover before
+    /// it loses the writes not yet copied. Returns how many replicas
+    /// acknowledged.
+    pub fn wait_for_replication(&self) -> u32 {
+        let port = self.primary_port().unwrap_or(self.primary.port);
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "wait", "1", "5000"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Makes the replica the primary (`SENTINEL FAILOVER`); returns once
+    /// the Sentinel names it and it answers as a primary.
+    pub fn failover(&self) {
+        let before = self.primary_port();
+        self.ask(&["sentinel", "failover", Self::SERVICE]);
+        self.wait_for("the failover", |sentinel| {
+            let now = sentinel.primary_port();
+            now.is_some() && now != before && {
+                let role = Command::new("redis-cli")
+                    .args(["-p", &now.unwrap_or(0).to_string(), "role"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                role.starts_with("master")
+            }
+        });
+    }
+
+    fn ask(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &self.sentinel_port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let _ = self.sentinel.kill();
+        let _ = self.sentinel.wait();
+    }
+}
+
 /// A CA certificate, and a server certificate for 127.0.0.1 it signed with
 /// the server's key, all PEM.
 fn tls_files() -> (String, String, String) {

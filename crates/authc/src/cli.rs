@@ -67,7 +67,8 @@ check --profile NAME` checks one. Keys:
                                         requests elsewhere are refused
   revocation_url       string   the RFC 7009 endpoint
   allow_insecure_http  bool     plain http to hosts that are not loopback
-  store                string   file | file:DIR | redis[s]://... | redis[s]+cluster://... | none
+  store                string   file | file:DIR | redis[s]://... | redis[s]+cluster://... |
+                                redis+sentinel://... | none
   max_fetches_per_day  integer  token requests allowed in any 24 hours
 A client_secret key is refused: secrets stay out of the file.
 
@@ -398,7 +399,10 @@ pub struct AuthArgs {
     /// (the cache directory, the default), `file:DIR`,
     /// `redis://[user:password@]HOST:PORT/DB`, a Redis Cluster by its seed
     /// nodes `redis+cluster://[user:password@]HOST:PORT[,HOST:PORT...]/`,
-    /// or `none`. `rediss://` and `rediss+cluster://` are Redis over TLS
+    /// the primary that Redis Sentinel names
+    /// `redis+sentinel://[user:password@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB]`
+    /// (followed after a failover), or `none`. `rediss://` and
+    /// `rediss+cluster://` are Redis over TLS
     /// (the server certificate checked against the system's roots, or the
     /// PEM CA in AUTHC_STORE_CA_FILE).
     /// With AUTHC_STORE_KEY_FILE (32 bytes or 64 hex digits) the records

@@ -83,7 +83,7 @@ impl std::fmt::Debug for StoreChoice {
 }
 
 /// Parses `--store`: `file`, `file:DIR`, `redis://...`, `rediss://...`,
-/// `redis+cluster://...`, `rediss+cluster://...` or `none`.
+/// `redis+cluster://...`, `rediss+cluster://...`, `redis+sentinel://...` or `none`.
 pub(crate) fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
     let default_dir = || {
         std::env::var_os("AUTHC_CACHE_DIR")
@@ -94,7 +94,7 @@ pub(crate) fn store_choice(spec: &str) -> Result<Option<StoreChoice>, Failure> {
     match spec {
         "none" => Ok(None),
         "file" => Ok(Some(StoreChoice::File(default_dir()?))),
-        redis if ["redis://", "rediss://", "redis+cluster://", "rediss+cluster://"].iter().any(|s| redis.starts_with(s)) => {
+        redis if ["redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "redis+sentinel://"].iter().any(|s| redis.starts_with(s)) => {
             Ok(Some(StoreChoice::Redis(redis.to_owned())))
         }
         other => match other.strip_prefix("file:") {
