@@ -550,7 +550,7 @@ async fn sources_behind_sentinel_share_one_fetch_and_follow_a_failover() {
     // The replica becomes the primary, once it holds the record
     // (replication is asynchronous: without this wait a failover may lose
     // it, and the fleet then fetches once more).
-    assert_eq!(sentinel.wait_for_replication(), 1);
+    sentinel.wait_for_replication();
     let kept = store();
     kept.execute_async(config().cache_key(), &StoreOp::Read).await.unwrap();
     let (first, _) = sentinel.servers();
@@ -590,4 +590,30 @@ fn blocking_sources_behind_sentinel_share_one_fetch_and_follow_a_failover() {
         })
         .collect();
     assert!(outcomes.iter().filter(|ok| !**ok).count() <= 1 && outcomes[2], "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_counts_only_once_a_replica_has_it_when_asked() {
+    let Some(sentinel) = RedisSentinel::start() else { return };
+    // Generous: the replica acknowledges late on a loaded test machine.
+    let within = Duration::from_secs(1);
+    let confirming = RedisStore::new(&sentinel.url()).unwrap().timeout(SHARING).confirm_leases(1, within);
+    let plain = RedisStore::new(&sentinel.url()).unwrap().timeout(SHARING);
+    let key = config().cache_key().clone();
+    let (a, b, c) = (LeaseOwner::new(1), LeaseOwner::new(2), LeaseOwner::new(3));
+    let lease = |owner| StoreOp::AcquireLease { owner, ttl: Duration::from_secs(30) };
+    // With the replica up (and in sync), the lease is confirmed and held.
+    sentinel.wait_for_replication();
+    assert!(matches!(confirming.execute_async(&key, &lease(a)).await.unwrap(), StoreAnswer::Lease(true)));
+    assert!(matches!(plain.execute_async(&key, &lease(b)).await.unwrap(), StoreAnswer::Lease(false)), "a holds it");
+    confirming.execute_async(&key, &StoreOp::ReleaseLease { owner: a }).await.unwrap();
+    // With the replica frozen, WAIT sees no replica: not held, and given back.
+    let (_, replica) = sentinel.servers();
+    replica.signal("-STOP");
+    let started = Instant::now();
+    let answer = confirming.execute_async(&key, &lease(a)).await;
+    replica.signal("-CONT");
+    assert!(matches!(answer.unwrap(), StoreAnswer::Lease(false)), "an unconfirmed lease is not won");
+    assert!(started.elapsed() >= within, "it waited for the replica");
+    assert!(matches!(plain.execute_async(&key, &lease(c)).await.unwrap(), StoreAnswer::Lease(true)), "given back");
 }

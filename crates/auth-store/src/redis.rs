@@ -39,7 +39,7 @@
 
 use std::time::Duration;
 
-use auth_core::store::{BudgetAnswer, Envelope, StoreAnswer, StoreError, StoreOp};
+use auth_core::store::{BudgetAnswer, Envelope, LeaseOwner, StoreAnswer, StoreError, StoreOp};
 use auth_core::CacheKey;
 use zeroize::Zeroizing;
 
@@ -485,6 +485,8 @@ struct Settings {
     timeout: Duration,
     /// How long one connection attempt may take.
     connect_timeout: Duration,
+    /// Leases confirmed on this many replicas within this time, if set.
+    confirm: Option<(u32, Duration)>,
 }
 
 impl Settings {
@@ -497,8 +499,44 @@ impl Settings {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: auth_core::store::DEFAULT_STORE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            confirm: None,
         })
     }
+
+    /// The confirmation asked of a lease just won, if any: `WAIT` for
+    /// the replicas (not on a cluster, where the replicas of the key's
+    /// primary cannot be asked from here yet).
+    fn confirmation(
+        &self,
+        op: &StoreOp,
+        answer: &StoreAnswer,
+    ) -> Result<Option<(u32, Duration, LeaseOwner)>, StoreError> {
+        let (Some((replicas, within)), StoreOp::AcquireLease { owner, .. }, StoreAnswer::Lease(true)) =
+            (self.confirm, op, answer)
+        else {
+            return Ok(None);
+        };
+        if matches!(self.client, Client::Cluster { .. }) {
+            return Err(StoreError::new(
+                "confirming leases on replicas is not available on a Redis Cluster; remove confirm_leases",
+            ));
+        }
+        Ok(Some((replicas, within, *owner)))
+    }
+}
+
+/// `WAIT replicas within`: how many replicas have every write so far.
+fn wait_command(replicas: u32, within: Duration) -> redis::Cmd {
+    let mut command = redis::cmd("WAIT");
+    command.arg(replicas).arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1));
+    command
+}
+
+/// What a lease is when `acknowledged` replicas of the `replicas` asked
+/// confirmed it: held, or (too few: a failover could lose it) not held;
+/// the caller then releases it.
+fn confirmed(acknowledged: redis::Value, replicas: u32) -> bool {
+    redis::from_redis_value::<i64>(acknowledged).is_ok_and(|n| n >= i64::from(replicas))
 }
 
 impl std::fmt::Debug for Settings {
@@ -664,6 +702,17 @@ mod asynchronous {
             self
         }
 
+        /// A renewal lease counts as won only once `replicas` replicas
+        /// have it (`WAIT`, up to `within`, which must stay below the
+        /// store timeout): a lease a failover could lose is released and
+        /// reported as not won, so the source waits for a peer instead of
+        /// spending a refresh token another replica may spend too. For one
+        /// primary with replicas (behind Sentinel); not on a cluster.
+        pub fn confirm_leases(mut self, replicas: u32, within: Duration) -> Self {
+            self.settings.confirm = Some((replicas, within));
+            self
+        }
+
         /// Connects unless connected. The attempt runs in a task of its
         /// own: a caller that stops waiting does not cancel it, and the
         /// callers that come meanwhile wait for it rather than start
@@ -726,7 +775,22 @@ mod asynchronous {
         /// unless connected).
         pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
             let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
-            let value: redis::Value = match self.connection().await? {
+            let connection = self.connection().await?;
+            let answered = answer(reply, self.query(&connection, &command).await?)?;
+            let Some((replicas, within, owner)) = self.settings.confirmation(op, &answered)? else {
+                return Ok(answered);
+            };
+            if confirmed(self.query(&connection, &wait_command(replicas, within)).await?, replicas) {
+                return Ok(answered);
+            }
+            let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;
+            self.query(&connection, &release.command).await?;
+            Ok(StoreAnswer::Lease(false))
+        }
+
+        /// `command`'s reply on `connection`.
+        async fn query(&self, connection: &Connection, command: &redis::Cmd) -> Result<redis::Value, StoreError> {
+            match connection.clone() {
                 Connection::Single(mut manager) => command.query_async(&mut manager).await,
                 Connection::Cluster(mut cluster) => command.query_async(&mut cluster).await,
                 Connection::Sentinel(mut manager) => {
@@ -738,8 +802,7 @@ mod asynchronous {
                     answer
                 }
             }
-            .map_err(|e| redis_error(&e))?;
-            answer(reply, value)
+            .map_err(|e| redis_error(&e))
         }
     }
 
@@ -832,6 +895,13 @@ mod synchronous {
             self
         }
 
+        /// Leases confirmed on replicas before they count; see
+        /// [`RedisStore::confirm_leases`](super::RedisStore::confirm_leases).
+        pub fn confirm_leases(mut self, replicas: u32, within: Duration) -> Self {
+            self.settings.confirm = Some((replicas, within));
+            self
+        }
+
         /// Connects into `slot` unless it holds a connection.
         fn connect_into(&self, slot: &mut Option<Connection>) -> Result<(), StoreError> {
             let Settings { client, timeout, connect_timeout, .. } = &self.settings;
@@ -880,17 +950,30 @@ mod synchronous {
             let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.connect_into(&mut slot)?;
             let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
-            let queried = match slot.as_mut() {
-                Some(Connection::Single(connection)) => command.query(connection),
-                Some(Connection::Cluster(cluster)) => command.query(cluster.as_mut()),
-                None => return Err(StoreError::new("redis: not connected")),
+            let answered = answer(reply, query(&mut slot, &command)?)?;
+            let Some((replicas, within, owner)) = self.settings.confirmation(op, &answered)? else {
+                return Ok(answered);
             };
-            let value: redis::Value = queried.map_err(|e| {
-                // Reconnect next time.
-                *slot = None;
-                redis_error(&e)
-            })?;
-            answer(reply, value)
+            if confirmed(query(&mut slot, &wait_command(replicas, within))?, replicas) {
+                return Ok(answered);
+            }
+            let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;
+            query(&mut slot, &release.command)?;
+            Ok(StoreAnswer::Lease(false))
         }
+    }
+
+    /// `command`'s reply on the connection in `slot`, which is emptied
+    /// after an error (reconnect next time).
+    fn query(slot: &mut Option<Connection>, command: &redis::Cmd) -> Result<redis::Value, StoreError> {
+        let queried = match slot.as_mut() {
+            Some(Connection::Single(connection)) => command.query(connection),
+            Some(Connection::Cluster(cluster)) => command.query(cluster.as_mut()),
+            None => return Err(StoreError::new("redis: not connected")),
+        };
+        queried.map_err(|e| {
+            *slot = None;
+            redis_error(&e)
+        })
     }
 }

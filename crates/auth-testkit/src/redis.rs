@@ -166,7 +166,8 @@ impl RedisSentinel {
 
     /// Starts the three; returns once the Sentinel knows the replica.
     pub fn start() -> Option<Self> {
-        let primary = RedisServer::start()?;
+        // No 5 s wait before the first full sync (Redis 7's default).
+        let primary = RedisServer::launch(false, &["--repl-diskless-sync-delay", "0"])?;
         let replica = RedisServer::launch(false, &["--replicaof", "127.0.0.1", &primary.port.to_string()])?;
         let sentinel_port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         let dir = tempfile::tempdir().ok()?;
@@ -190,6 +191,14 @@ impl RedisSentinel {
             .expect("redis-server --sentinel starts");
         let this = Self { primary, replica, sentinel, sentinel_port, _dir: dir };
         let replica_port = this.replica.port.to_string();
+        this.wait_for("the replica to be in sync", |sentinel| {
+            let info = Command::new("redis-cli")
+                .args(["-p", &sentinel.replica.port.to_string(), "info", "replication"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            info.contains("master_link_status:up")
+        });
         this.wait_for("the Sentinel to know the replica", |sentinel| {
             sentinel.ask(&["sentinel", "replicas", Self::SERVICE]).contains(&replica_port)
         });
@@ -212,24 +221,49 @@ impl RedisSentinel {
         (&self.primary, &self.replica)
     }
 
-    /// Waits (up to 5 s) until the replica has every write the primary
-    /// took (`WAIT 1`): replication is asynchronous, and a failover before
-    /// it loses the writes not yet copied. Returns how many replicas
-    /// acknowledged.
-    pub fn wait_for_replication(&self) -> u32 {
-        let port = self.primary_port().unwrap_or(self.primary.port);
-        Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "wait", "1", "5000"])
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(0)
+    /// Waits (up to 30 s) until the replica has every write the primary
+    /// took so far (its replication offset reaches the primary's):
+    /// replication is asynchronous, and a failover before it loses the
+    /// writes not yet copied.
+    pub fn wait_for_replication(&self) {
+        let offset = |port: u16, field: &str| -> Option<u64> {
+            let info = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "info", "replication"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            info.lines().find_map(|line| line.strip_prefix(field)).and_then(|v| v.trim().parse().ok())
+        };
+        let primary = self.primary_port().unwrap_or(self.primary.port);
+        let replica = if primary == self.primary.port { self.replica.port } else { self.primary.port };
+        let target = offset(primary, "master_repl_offset:").unwrap_or(0);
+        self.wait_for("the replica to catch up", |_| {
+            offset(replica, "slave_repl_offset:").is_some_and(|at| at >= target)
+        });
     }
 
     /// Makes the replica the primary (`SENTINEL FAILOVER`); returns once
-    /// the Sentinel names it and it answers as a primary.
+    /// the Sentinel names it, it answers as a primary, and the old primary
+    /// is its replica again, in sync (until then the old one may still
+    /// answer as a primary, or with an empty dataset while it resyncs).
     pub fn failover(&self) {
         let before = self.primary_port();
+        self.failover_only(before);
+        let old = before.unwrap_or(self.primary.port).to_string();
+        self.wait_for("the old primary to follow the new one", |_| {
+            let info = Command::new("redis-cli")
+                .args(["-p", &old, "info", "replication"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            info.contains("role:slave") && info.contains("master_link_status:up")
+        });
+    }
+
+    /// Makes the replica the primary and returns as soon as the Sentinel
+    /// names it and it answers as a primary: the old primary may still be
+    /// a primary for a moment (what a fleet meets in a real failover).
+    pub fn failover_only(&self, before: Option<u16>) {
         self.ask(&["sentinel", "failover", Self::SERVICE]);
         self.wait_for("the failover", |sentinel| {
             let now = sentinel.primary_port();
