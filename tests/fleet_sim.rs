@@ -65,6 +65,14 @@ pub struct Fleet {
     pub failed_calls: u64,
     /// Calls handed a token past its usable end.
     pub expired_sent: u64,
+    /// A replica of the store that applies each operation `replica_lag`
+    /// after the primary (asynchronous replication), if any.
+    replica: Option<MemoryStore>,
+    replica_log: VecDeque<(Duration, auth_core::store::StoreOp)>,
+    /// How far the replica is behind.
+    pub replica_lag: Duration,
+    /// Leases count only once the replica has them (`WAIT` on the lease).
+    pub confirm_leases: bool,
 }
 
 impl Fleet {
@@ -114,6 +122,50 @@ impl Fleet {
             waits: 0,
             failed_calls: 0,
             expired_sent: 0,
+            replica: None,
+            replica_log: VecDeque::new(),
+            replica_lag: Duration::ZERO,
+            confirm_leases: false,
+        }
+    }
+
+    /// Gives the store a replica that applies every operation `lag` later.
+    pub fn with_replica(mut self, lag: Duration) -> Self {
+        self.replica = Some(MemoryStore::new());
+        self.replica_lag = lag;
+        self
+    }
+
+    /// The replica becomes the store: operations it had not applied yet
+    /// are lost, as in a failover of an asynchronously replicated Redis. A
+    /// new replica follows it from its current state on.
+    pub fn failover(&mut self) {
+        if let Some(replica) = self.replica.take() {
+            self.replica_log.clear();
+            let old = std::mem::replace(&mut self.store, replica);
+            drop(old);
+            // The new replica starts as a copy: replay nothing, read the
+            // current record into it.
+            let fresh = MemoryStore::new();
+            let key = self.config.cache_key().clone();
+            if let auth_core::store::StoreAnswer::Envelope(Some(envelope)) =
+                self.store.apply(&key, self.wall(), &auth_core::store::StoreOp::Read)
+            {
+                let write = auth_core::store::StoreOp::Write { envelope, release: None };
+                fresh.apply(&key, self.wall(), &write);
+            }
+            self.replica = Some(fresh);
+        }
+    }
+
+    /// Applies the replica's operations that are due.
+    fn replicate(&mut self) {
+        let Some(replica) = &self.replica else { return };
+        let key = self.config.cache_key().clone();
+        while self.replica_log.front().is_some_and(|(due, _)| *due <= self.now) {
+            if let Some((_, op)) = self.replica_log.pop_front() {
+                replica.apply(&key, self.wall0 + self.now, &op);
+            }
         }
     }
 
@@ -159,7 +211,18 @@ impl Fleet {
         let answer = if failing {
             Err(StoreError::new("injected failure"))
         } else {
-            Ok(self.store.apply(self.config.cache_key(), self.wall(), &request.op))
+            let key = self.config.cache_key().clone();
+            let answer = self.store.apply(&key, self.wall(), &request.op);
+            if let Some(replica) = &self.replica {
+                let is_lease = matches!(request.op, auth_core::store::StoreOp::AcquireLease { .. });
+                if self.confirm_leases && is_lease {
+                    // Confirmed (WAIT): the replica has it before the answer.
+                    replica.apply(&key, self.wall(), &request.op);
+                } else if !matches!(request.op, auth_core::store::StoreOp::Read) {
+                    self.replica_log.push_back((self.now + self.replica_lag, request.op.clone()));
+                }
+            }
+            Ok(answer)
         };
         let (now, wall) = (self.instant(), self.wall());
         self.replicas[i].lc.handle_store(now, wall, request.id, answer);
@@ -167,6 +230,7 @@ impl Fleet {
 
     /// Completes the fetches and store operations due by now.
     fn complete_fetches(&mut self) {
+        self.replicate();
         while let Some(index) = self.store_pending.iter().position(|(done_at, _, _)| *done_at <= self.now) {
             if let Some((_, replica, request)) = self.store_pending.remove(index) {
                 self.answer_store(replica, request);
@@ -214,6 +278,9 @@ impl Fleet {
         }
         for (done_at, _, _) in &self.store_pending {
             next = next.min(*done_at);
+        }
+        if let Some((due, _)) = self.replica_log.front() {
+            next = next.min(*due);
         }
         next.max(self.now)
     }
