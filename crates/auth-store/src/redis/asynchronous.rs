@@ -55,38 +55,7 @@ impl RedisStore {
         Self { settings, connection: Slot::default() }
     }
 
-    /// The key prefix (default `auth-store:`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.settings.prefix = prefix.into();
-        self
-    }
-
-    /// How long each answer may take (default 250 ms, the token
-    /// source's default store timeout).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeout = timeout;
-        self
-    }
-
-    /// How long one connection attempt may take, the TLS handshake
-    /// included (default [`DEFAULT_CONNECT_TIMEOUT`]).
-    ///
-    /// [`DEFAULT_CONNECT_TIMEOUT`]: super::DEFAULT_CONNECT_TIMEOUT
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
-    /// A renewal lease counts as won only once `replicas` replicas
-    /// have it (`WAIT`, up to `within`, which must stay below the
-    /// store timeout): a lease a failover could lose is released and
-    /// reported as not won, so the source waits for a peer instead of
-    /// spending a refresh token another replica may spend too. For one
-    /// primary with replicas (behind Sentinel); not on a cluster.
-    pub fn confirm_leases(mut self, replicas: u32, within: Duration) -> Self {
-        self.settings.confirm = Some((replicas, within));
-        self
-    }
+    settings_methods!();
 
     /// Connects unless connected. The attempt runs in a task of its
     /// own: a caller that stops waiting does not cancel it, and the

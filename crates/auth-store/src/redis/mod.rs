@@ -243,6 +243,47 @@ fn answer(reply: Reply, value: redis::Value) -> Result<StoreAnswer, StoreError> 
     })
 }
 
+/// The settings both stores take, as methods of a store whose field
+/// `settings` holds them.
+macro_rules! settings_methods {
+    () => {
+        /// The key prefix (default `auth-store:`; no `{` or `}`: the keys
+        /// of a cache key carry a hash tag of their own).
+        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.settings.prefix = prefix.into();
+            self
+        }
+
+        /// How long each answer may take (default 250 ms, the token
+        /// source's default store timeout).
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.settings.timeout = timeout;
+            self
+        }
+
+        /// How long one connection attempt may take, the TLS handshake
+        /// included (default [`DEFAULT_CONNECT_TIMEOUT`]).
+        ///
+        /// [`DEFAULT_CONNECT_TIMEOUT`]: super::DEFAULT_CONNECT_TIMEOUT
+        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+            self.settings.connect_timeout = timeout;
+            self
+        }
+
+        /// A renewal lease counts as won only once `replicas` replicas
+        /// have it (`WAIT`, up to `within`, which must stay below the
+        /// store timeout): a lease a failover could lose is released and
+        /// reported as not won. For one primary with replicas (behind
+        /// Sentinel); not on a cluster. It does not, alone, keep a
+        /// rotating refresh token from being spent twice across a
+        /// failover: see docs/security.md.
+        pub fn confirm_leases(mut self, replicas: u32, within: Duration) -> Self {
+            self.settings.confirm = Some((replicas, within));
+            self
+        }
+    };
+}
+
 mod servers;
 
 pub use servers::DEFAULT_CONNECT_TIMEOUT;

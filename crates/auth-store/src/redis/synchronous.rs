@@ -46,33 +46,7 @@ impl BlockingRedisStore {
         Self { settings, connection: Mutex::new(None) }
     }
 
-    /// The key prefix (default `auth-store:`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.settings.prefix = prefix.into();
-        self
-    }
-
-    /// How long each answer may take (default 250 ms).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeout = timeout;
-        self
-    }
-
-    /// How long one connection attempt may take, the TLS handshake
-    /// included (default [`DEFAULT_CONNECT_TIMEOUT`]).
-    ///
-    /// [`DEFAULT_CONNECT_TIMEOUT`]: super::DEFAULT_CONNECT_TIMEOUT
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
-    /// Leases confirmed on replicas before they count; see
-    /// [`RedisStore::confirm_leases`](super::RedisStore::confirm_leases).
-    pub fn confirm_leases(mut self, replicas: u32, within: Duration) -> Self {
-        self.settings.confirm = Some((replicas, within));
-        self
-    }
+    settings_methods!();
 
     /// Connects into `slot` unless it holds a connection.
     fn connect_into(&self, slot: &mut Option<Connection>) -> Result<(), StoreError> {
