@@ -485,6 +485,18 @@ async fn the_protocol_on_a_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_confirmation_is_refused_on_a_cluster_before_a_lease_is_taken() {
+    let Some(cluster) = RedisCluster::start() else { return };
+    let key = config().cache_key().clone();
+    let lease = |owner| StoreOp::AcquireLease { owner: LeaseOwner::new(owner), ttl: Duration::from_secs(30) };
+    let confirming = RedisStore::new(&cluster.url()).unwrap().confirm_leases(1, Duration::from_millis(100));
+    let error = confirming.execute_async(&key, &lease(1)).await.unwrap_err();
+    assert!(error.message.contains("not available on a Redis Cluster"), "{error}");
+    let plain = RedisStore::new(&cluster.url()).unwrap().timeout(SHARING);
+    assert!(matches!(plain.execute_async(&key, &lease(2)).await.unwrap(), StoreAnswer::Lease(true)), "none taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_sources_on_a_cluster_make_one_fetch() {
     let Some(cluster) = RedisCluster::start() else { return };
     let (tokens, calls) =

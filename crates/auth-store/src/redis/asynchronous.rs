@@ -118,10 +118,11 @@ impl RedisStore {
     /// Carries out `op` on the record of `key` (connecting first
     /// unless connected).
     pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        let confirmation = self.settings.confirmation(op)?;
         let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
         let connection = self.connection().await?;
         let answered = answer(reply, self.query(&connection, &command).await?)?;
-        let Some((replicas, within, owner)) = self.settings.confirmation(op, &answered)? else {
+        let (Some((replicas, within, owner)), StoreAnswer::Lease(true)) = (confirmation, &answered) else {
             return Ok(answered);
         };
         if confirmed(self.query(&connection, &wait_command(replicas, within)).await?, replicas) {

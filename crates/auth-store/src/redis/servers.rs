@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use auth_core::store::{LeaseOwner, StoreAnswer, StoreError, StoreOp};
+use auth_core::store::{LeaseOwner, StoreError, StoreOp};
 
 use super::DEFAULT_PREFIX;
 
@@ -272,17 +272,11 @@ impl Settings {
         })
     }
 
-    /// The confirmation asked of a lease just won, if any: `WAIT` for
-    /// the replicas (not on a cluster, where the replicas of the key's
-    /// primary cannot be asked from here yet).
-    pub(super) fn confirmation(
-        &self,
-        op: &StoreOp,
-        answer: &StoreAnswer,
-    ) -> Result<Option<(u32, Duration, LeaseOwner)>, StoreError> {
-        let (Some((replicas, within)), StoreOp::AcquireLease { owner, .. }, StoreAnswer::Lease(true)) =
-            (self.confirm, op, answer)
-        else {
+    /// The confirmation `op` asks of a lease if it wins one: `WAIT` for
+    /// the replicas. Refused before anything is sent on a cluster, where
+    /// the replicas of the key's primary cannot be asked from here yet.
+    pub(super) fn confirmation(&self, op: &StoreOp) -> Result<Option<(u32, Duration, LeaseOwner)>, StoreError> {
+        let (Some((replicas, within)), StoreOp::AcquireLease { owner, .. }) = (self.confirm, op) else {
             return Ok(None);
         };
         if matches!(self.client, Client::Cluster { .. }) {

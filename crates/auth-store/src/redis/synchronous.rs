@@ -86,11 +86,12 @@ impl auth_core::store::BlockingTokenStore for BlockingRedisStore {
     }
 
     fn execute(&self, key: &CacheKey, _now: std::time::SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
+        let confirmation = self.settings.confirmation(op)?;
         let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.connect_into(&mut slot)?;
         let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
         let answered = answer(reply, query(&mut slot, &command)?)?;
-        let Some((replicas, within, owner)) = self.settings.confirmation(op, &answered)? else {
+        let (Some((replicas, within, owner)), StoreAnswer::Lease(true)) = (confirmation, &answered) else {
             return Ok(answered);
         };
         if confirmed(query(&mut slot, &wait_command(replicas, within))?, replicas) {
