@@ -300,11 +300,8 @@ fn signing_rows(target: &Path) -> Result<Vec<Row>, String> {
     }
     // The same ratios timed in turns (the VM's speed drifts between criterion's runs).
     for item in read_figures(target, "signing_paired")? {
-        let name = item["name"].as_str().unwrap_or("").to_owned();
-        let label = name.trim_start_matches("paired: ").replace("DPoP es256", "a DPoP-bound ES256 token");
-        let label = label.replace("DPoP eddsa", "a DPoP-bound EdDSA token");
         rows.push(row(
-            format!("11. paired: {label} / (its floor + one bare signature)"),
+            format!("11. {} / (its floor + one bare signature)", item["name"].as_str().unwrap_or("")),
             item["value"].as_f64().unwrap_or(f64::NAN),
             "x",
             "target ≤ 1.25",

@@ -126,9 +126,10 @@ fn signing(c: &mut Criterion) {
             let middleware_floor = || signed(runtime.block_on(reqwest_frame::drive(&floor_client, &url, BATCH)));
             let middleware = || runtime.block_on(reqwest_frame::drive(&client, &url, BATCH));
             let ratio = paired_ratio(51, layer_floor, layer);
-            paired.push(Figure::new(format!("paired: tower layer, DPoP {name}"), ratio, "x"));
+            let alg = key.algorithm();
+            paired.push(Figure::new(format!("paired: tower layer, a DPoP-bound {alg} token"), ratio, "x"));
             let ratio = paired_ratio(51, middleware_floor, middleware);
-            paired.push(Figure::new(format!("paired: reqwest middleware, DPoP {name}"), ratio, "x"));
+            paired.push(Figure::new(format!("paired: reqwest middleware, a DPoP-bound {alg} token"), ratio, "x"));
         }
     }
     let key = SigningKey::generate_es256().expect("a P-256 key").with_key_id("bench");
