@@ -120,11 +120,7 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         for node in &nodes {
             loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", &node.port.to_string(), "cluster", "info"])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default();
+                let info = redis_cli(node.port, &["cluster", "info"]);
                 if info.contains("cluster_state:ok") {
                     break;
                 }
@@ -192,11 +188,7 @@ impl RedisSentinel {
         let this = Self { primary, replica, sentinel, sentinel_port, _dir: dir };
         let replica_port = this.replica.port.to_string();
         this.wait_for("the replica to be in sync", |sentinel| {
-            let info = Command::new("redis-cli")
-                .args(["-p", &sentinel.replica.port.to_string(), "info", "replication"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
+            let info = redis_cli(sentinel.replica.port, &["info", "replication"]);
             info.contains("master_link_status:up")
         });
         this.wait_for("the Sentinel to know the replica", |sentinel| {
@@ -227,11 +219,7 @@ impl RedisSentinel {
     /// writes not yet copied.
     pub fn wait_for_replication(&self) {
         let offset = |port: u16, field: &str| -> Option<u64> {
-            let info = Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "info", "replication"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
+            let info = redis_cli(port, &["info", "replication"]);
             info.lines().find_map(|line| line.strip_prefix(field)).and_then(|v| v.trim().parse().ok())
         };
         let primary = self.primary_port().unwrap_or(self.primary.port);
@@ -248,43 +236,20 @@ impl RedisSentinel {
     /// answer as a primary, or with an empty dataset while it resyncs).
     pub fn failover(&self) {
         let before = self.primary_port();
-        self.failover_only(before);
-        let old = before.unwrap_or(self.primary.port).to_string();
+        self.ask(&["sentinel", "failover", Self::SERVICE]);
+        self.wait_for("the failover", |sentinel| {
+            let now = sentinel.primary_port();
+            now.is_some() && now != before && redis_cli(now.unwrap_or(0), &["role"]).starts_with("master")
+        });
+        let old = before.unwrap_or(self.primary.port);
         self.wait_for("the old primary to follow the new one", |_| {
-            let info = Command::new("redis-cli")
-                .args(["-p", &old, "info", "replication"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
+            let info = redis_cli(old, &["info", "replication"]);
             info.contains("role:slave") && info.contains("master_link_status:up")
         });
     }
 
-    /// Makes the replica the primary and returns as soon as the Sentinel
-    /// names it and it answers as a primary: the old primary may still be
-    /// a primary for a moment (what a fleet meets in a real failover).
-    pub fn failover_only(&self, before: Option<u16>) {
-        self.ask(&["sentinel", "failover", Self::SERVICE]);
-        self.wait_for("the failover", |sentinel| {
-            let now = sentinel.primary_port();
-            now.is_some() && now != before && {
-                let role = Command::new("redis-cli")
-                    .args(["-p", &now.unwrap_or(0).to_string(), "role"])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default();
-                role.starts_with("master")
-            }
-        });
-    }
-
     fn ask(&self, args: &[&str]) -> String {
-        Command::new("redis-cli")
-            .args(["-p", &self.sentinel_port.to_string()])
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+        redis_cli(self.sentinel_port, args)
     }
 
     fn wait_for(&self, what: &str, done: impl Fn(&Self) -> bool) {
@@ -301,6 +266,16 @@ impl Drop for RedisSentinel {
         let _ = self.sentinel.kill();
         let _ = self.sentinel.wait();
     }
+}
+
+/// What `redis-cli -p port args...` printed (nothing if it could not run).
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// A CA certificate, and a server certificate for 127.0.0.1 it signed with
