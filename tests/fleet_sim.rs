@@ -138,14 +138,12 @@ impl Fleet {
 
     /// The replica becomes the store: operations it had not applied yet
     /// are lost, as in a failover of an asynchronously replicated Redis. A
-    /// new replica follows it from its current state on.
+    /// new replica follows it from its current record on (not its leases
+    /// or budget log: one failover per simulation is what this models).
     pub fn failover(&mut self) {
         if let Some(replica) = self.replica.take() {
             self.replica_log.clear();
-            let old = std::mem::replace(&mut self.store, replica);
-            drop(old);
-            // The new replica starts as a copy: replay nothing, read the
-            // current record into it.
+            self.store = replica;
             let fresh = MemoryStore::new();
             let key = self.config.cache_key().clone();
             if let auth_core::store::StoreAnswer::Envelope(Some(envelope)) =
@@ -164,7 +162,7 @@ impl Fleet {
         let key = self.config.cache_key().clone();
         while self.replica_log.front().is_some_and(|(due, _)| *due <= self.now) {
             if let Some((_, op)) = self.replica_log.pop_front() {
-                replica.apply(&key, self.wall0 + self.now, &op);
+                replica.apply(&key, self.wall(), &op);
             }
         }
     }
