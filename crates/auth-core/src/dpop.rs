@@ -34,6 +34,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -158,7 +159,7 @@ impl Dpop {
         string(&mut claims, method.as_str()).map_err(|e| fail(e.to_string()))?;
         claims.extend_from_slice(b",\"htu\":");
         claims.extend_from_slice(self.htu_json(uri).map_err(|e| fail(e.to_string()))?.as_bytes());
-        claims.extend_from_slice(format!(",\"iat\":{}", now.as_secs()).as_bytes());
+        write!(claims, ",\"iat\":{}", now.as_secs()).map_err(|e| fail(e.to_string()))?;
         if let Some(nonce) = &nonce {
             claims.extend_from_slice(b",\"nonce\":");
             string(&mut claims, nonce).map_err(|e| fail(e.to_string()))?;
