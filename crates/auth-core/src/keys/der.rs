@@ -17,7 +17,7 @@ const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// The RSA modulus sizes the provider signs with (RFC 7518 §3.3 asks for
 /// 2048 bits or more).
-pub(super) const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
 
 /// An elliptic curve a key may be on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -112,8 +112,8 @@ impl Pair {
             }
             Self::Ec(pair, curve) => {
                 // The uncompressed point: 04 || x || y.
-                let point = pair.public_key().as_ref();
-                let (x, y) = point.get(1..).unwrap_or_default().split_at(curve.coordinate_len().min(point.len() / 2));
+                let coordinates = pair.public_key().as_ref().get(1..).unwrap_or_default();
+                let (x, y) = coordinates.split_at(coordinates.len() / 2);
                 jwk.insert("kty".to_owned(), text("EC"));
                 jwk.insert("crv".to_owned(), text(curve.jwk_name()));
                 jwk.insert("x".to_owned(), b64(x));
