@@ -11,7 +11,6 @@ use crate::store::StoreChoice;
 /// the configuration, and prints what it found; secrets by their source.
 pub fn check(args: &AuthArgs) -> Result<(), Failure> {
     let settings = Settings::resolve(args, None)?;
-    let config = settings.source_config()?;
     // The credentials are checked against the API origins, or a stand-in
     // when the origin comes from each request's URL.
     let origins = if settings.api_origins.is_empty() {
@@ -19,7 +18,7 @@ pub fn check(args: &AuthArgs) -> Result<(), Failure> {
     } else {
         settings.api_origins.clone()
     };
-    settings.credentials(&origins)?;
+    let config = settings.client(&origins)?.source;
     let from = |source: &Option<SecretSource>| match source {
         Some(source) => format!("from {source}"),
         None => "none".to_owned(),

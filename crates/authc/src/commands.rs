@@ -4,9 +4,10 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
+use auth_core::setup::ClientParts;
 use auth_core::store::{StoreConfig, StoreOp};
 use auth_core::wire::request::{revocation_request, Revocable};
-use auth_core::{Credentials, SourceConfig, StoredToken};
+use auth_core::{SourceConfig, StoredToken};
 use auth_reqwest::{same_origin_redirects, AuthMiddleware, ReqwestTransport};
 use auth_tower::TokenSource;
 use auth_tower::TokenStore;
@@ -140,8 +141,7 @@ async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Fai
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Failure::usage(format!("`{}` is not an http(s) URL", spec.url)));
     }
-    let config = settings.source_config()?;
-    let credentials = credentials_for(settings, &url)?;
+    let ClientParts { source: config, credentials, .. } = client_for(settings, &url)?;
     let session = config
         .map(|config| {
             CachedSource::open_traced(settings, config, token_store(settings.store.as_ref())?, None, spec.verbose)
@@ -265,18 +265,19 @@ fn read_body(file: &std::path::Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(file).map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))
 }
 
-/// The credentials for a request to `url`, limited to `--api-origin` /
-/// `api_origin` when given (a URL elsewhere is refused before anything is
-/// sent), else to the URL's own origin.
-fn credentials_for(settings: &Settings, url: &reqwest::Url) -> Result<Credentials, Failure> {
+/// The token configuration and the credentials for a request to `url`,
+/// the credentials limited to `--api-origin` / `api_origin` when given (a
+/// URL elsewhere is refused before anything is sent), else to the URL's
+/// own origin.
+fn client_for(settings: &Settings, url: &reqwest::Url) -> Result<ClientParts, Failure> {
     let own = url.origin().ascii_serialization();
     if settings.api_origins.is_empty() {
-        return settings.credentials(std::slice::from_ref(&own));
+        return settings.client(std::slice::from_ref(&own));
     }
-    let credentials = settings.credentials(&settings.api_origins)?;
+    let parts = settings.client(&settings.api_origins)?;
     let uri: http::Uri = url.as_str().parse().map_err(|_| Failure::usage(format!("`{url}` is not a valid URL")))?;
-    if credentials.applies_to(&uri) {
-        return Ok(credentials);
+    if parts.credentials.applies_to(&uri) {
+        return Ok(parts);
     }
     Err(Failure::usage(format!(
         "refusing to send the credentials to {own}: it is not an API origin of this configuration ({}); \

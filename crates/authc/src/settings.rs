@@ -8,7 +8,7 @@ use auth_core::keys::SigningKey;
 use auth_core::mtls::ClientCertificate;
 use auth_core::secret::{ApiKey, ClientSecret, ExposeSecret, Password};
 use auth_core::setup::{ClientParts, ClientSetup};
-use auth_core::{ClientAuth, ConfigError, Credentials, SourceConfig, SourceGrant};
+use auth_core::{ClientAuth, ConfigError, SourceConfig, SourceGrant};
 
 use crate::cli::{AuthArgs, GrantArg};
 use crate::failure::Failure;
@@ -218,9 +218,11 @@ impl Settings {
         Ok(self.client_parts(scoping, &[])?.source)
     }
 
-    /// The credentials for API calls, limited to `origins`.
-    pub fn credentials(&self, origins: &[String]) -> Result<Credentials, Failure> {
-        Ok(self.client_parts(&self.scoping(), origins)?.credentials)
+    /// The token source's configuration (when OAuth is configured) and
+    /// the credentials for API calls, limited to `origins`: both from one
+    /// [`ClientSetup`].
+    pub fn client(&self, origins: &[String]) -> Result<ClientParts, Failure> {
+        self.client_parts(&self.scoping(), origins)
     }
 
     /// The client these settings describe, decided as every front end's
