@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use auth_core::store::StoreRequest;
-use auth_core::store::{MemoryStore, StoreConfig, StoreError};
+use auth_core::store::{MemoryStore, StoreAnswer, StoreConfig, StoreError};
 use auth_core::{AccessToken, FetchId, Generation, Lifecycle, Output, SourceConfig, Want};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -71,8 +71,10 @@ pub struct Fleet {
     replica_log: VecDeque<(Duration, auth_core::store::StoreOp)>,
     /// How far the replica is behind.
     pub replica_lag: Duration,
-    /// Leases count only once the replica has them (`WAIT` on the lease).
-    pub confirm_leases: bool,
+    /// Leases, claims and records count only once the replica has them
+    /// (`WAIT` after the operation; the replica applies everything before
+    /// it first, as replication keeps the order).
+    pub confirm_writes: bool,
 }
 
 impl Fleet {
@@ -125,7 +127,7 @@ impl Fleet {
             replica: None,
             replica_log: VecDeque::new(),
             replica_lag: Duration::ZERO,
-            confirm_leases: false,
+            confirm_writes: false,
         }
     }
 
@@ -153,6 +155,15 @@ impl Fleet {
                 fresh.apply(&key, self.wall(), &write);
             }
             self.replica = Some(fresh);
+        }
+    }
+
+    /// Applies every operation the replica has not applied yet.
+    fn replicate_all(&mut self) {
+        let Some(replica) = &self.replica else { return };
+        let (key, wall) = (self.config.cache_key().clone(), self.wall());
+        for (_, op) in self.replica_log.drain(..) {
+            replica.apply(&key, wall, &op);
         }
     }
 
@@ -211,13 +222,12 @@ impl Fleet {
         } else {
             let key = self.config.cache_key().clone();
             let answer = self.store.apply(&key, self.wall(), &request.op);
-            if let Some(replica) = &self.replica {
-                let is_lease = matches!(request.op, auth_core::store::StoreOp::AcquireLease { .. });
-                if self.confirm_leases && is_lease {
-                    // Confirmed (WAIT): the replica has it before the answer.
-                    replica.apply(&key, self.wall(), &request.op);
-                } else if !matches!(request.op, auth_core::store::StoreOp::Read) {
-                    self.replica_log.push_back((self.now + self.replica_lag, request.op.clone()));
+            let wrote = matches!(answer, StoreAnswer::Lease(true) | StoreAnswer::Written(true));
+            if self.replica.is_some() && !matches!(request.op, auth_core::store::StoreOp::Read) {
+                self.replica_log.push_back((self.now + self.replica_lag, request.op.clone()));
+                if self.confirm_writes && wrote {
+                    // Confirmed (WAIT): the replica has it, and all before it, before the answer.
+                    self.replicate_all();
                 }
             }
             Ok(answer)

@@ -489,7 +489,7 @@ async fn lease_confirmation_is_refused_on_a_cluster_before_a_lease_is_taken() {
     let Some(cluster) = RedisCluster::start() else { return };
     let key = config().cache_key().clone();
     let lease = |owner| StoreOp::AcquireLease { owner: LeaseOwner::new(owner), ttl: Duration::from_secs(30) };
-    let confirming = RedisStore::new(&cluster.url()).unwrap().confirm_leases(1, Duration::from_millis(100));
+    let confirming = RedisStore::new(&cluster.url()).unwrap().confirm_writes(1, Duration::from_millis(100));
     let error = confirming.execute_async(&key, &lease(1)).await.unwrap_err();
     assert!(error.message.contains("not available on a Redis Cluster"), "{error}");
     let plain = RedisStore::new(&cluster.url()).unwrap().timeout(SHARING);
@@ -609,7 +609,7 @@ async fn a_lease_counts_only_once_a_replica_has_it_when_asked() {
     let Some(sentinel) = RedisSentinel::start() else { return };
     // Generous: the replica acknowledges late on a loaded test machine.
     let within = Duration::from_secs(1);
-    let confirming = RedisStore::new(&sentinel.url()).unwrap().timeout(SHARING).confirm_leases(1, within);
+    let confirming = RedisStore::new(&sentinel.url()).unwrap().timeout(SHARING).confirm_writes(1, within);
     let plain = RedisStore::new(&sentinel.url()).unwrap().timeout(SHARING);
     let key = config().cache_key().clone();
     let (a, b, c) = (LeaseOwner::new(1), LeaseOwner::new(2), LeaseOwner::new(3));

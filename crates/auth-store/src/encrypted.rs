@@ -85,7 +85,10 @@ impl<S> Encrypted<S> {
 
     /// `op` with its payload sealed (writes); others unchanged.
     fn seal(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreOp, StoreError> {
-        let StoreOp::Write { envelope, release } = op else { return Ok(op.clone()) };
+        let envelope = match op {
+            StoreOp::Write { envelope, .. } | StoreOp::CompareAndSet { envelope, .. } => envelope,
+            _ => return Ok(op.clone()),
+        };
         let nonce = Nonce::generate();
         let sealed = self
             .cipher
@@ -96,7 +99,11 @@ impl<S> Encrypted<S> {
         payload.extend_from_slice(&nonce);
         payload.extend_from_slice(&sealed);
         let envelope = Envelope { payload, ..envelope.clone() };
-        Ok(StoreOp::Write { envelope, release: *release })
+        Ok(match op {
+            StoreOp::CompareAndSet { expected, .. } => StoreOp::CompareAndSet { envelope, expected: *expected },
+            StoreOp::Write { release, .. } => StoreOp::Write { envelope, release: *release },
+            _ => op.clone(),
+        })
     }
 
     /// `answer` with a read record opened (absent when it does not open).

@@ -84,6 +84,16 @@ impl FileStore {
                 }
                 Ok(StoreAnswer::Written(written))
             }
+            StoreOp::CompareAndSet { envelope, expected } => {
+                let written = self.locked(key, |store| {
+                    let same = store.read(key, now)?.map_or(0, |e| e.generation) == *expected;
+                    if same {
+                        store.write(key, envelope)?;
+                    }
+                    Ok(same)
+                })?;
+                Ok(StoreAnswer::Written(written))
+            }
             StoreOp::Invalidate { fingerprint } => {
                 self.locked(key, |store| {
                     let path = store.path(key, "record");

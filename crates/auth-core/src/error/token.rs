@@ -105,6 +105,17 @@ pub enum TokenError {
         /// What the store said (no secret in it).
         message: String,
     },
+    /// Another process sharing the token store claimed the refresh token
+    /// to renew the tokens, and has not written the new ones yet: a
+    /// refresh token is spent by whoever claimed it alone (with rotation, a
+    /// second use looks like theft to the provider, which may end the
+    /// user's session). Retried by the source; the new tokens are taken
+    /// from the store once the claimant writes them.
+    RefreshClaimed {
+        /// The claimant's lease owner, first 8 hex digits (it names the
+        /// process in its own logs).
+        by: String,
+    },
     /// The provider issued a token of the other kind: a Bearer token where
     /// DPoP was asked for (the client is not set up for DPoP there, or the
     /// server ignored the proof), or a DPoP-bound token to a client without
@@ -136,6 +147,9 @@ pub enum SignInReason {
     /// The provider rejected the refresh token (`invalid_grant`: expired,
     /// revoked, or already used); the provider's words.
     RefreshRejected(Box<ProviderError>),
+    /// Another process sharing the token store spent the refresh token and
+    /// the provider rejected it (`invalid_grant`).
+    RefreshRejectedElsewhere,
 }
 
 impl fmt::Display for TokenError {
@@ -191,7 +205,7 @@ impl TokenError {
             }
             Self::Status { status, .. } | Self::BodyTooLarge { status, .. } => status_is_transient(*status),
             Self::Transport { .. } | Self::ExpiredOnArrival { .. } | Self::BudgetSpent { .. } => true,
-            Self::StoreUnavailable { .. } | Self::Assertion { .. } => true,
+            Self::StoreUnavailable { .. } | Self::RefreshClaimed { .. } | Self::Assertion { .. } => true,
             Self::Malformed { .. }
             | Self::InvalidAccessToken { .. }
             | Self::UnsupportedTokenType { .. }
@@ -206,7 +220,9 @@ impl TokenError {
     /// so a later call may succeed. Empty for permanent errors, and not for
     /// one-shot programs, which retry nothing.
     pub fn source_retry_note(&self) -> &'static str {
-        if self.is_transient() && !matches!(self, Self::BudgetSpent { .. } | Self::StoreUnavailable { .. }) {
+        if self.is_transient()
+            && !matches!(self, Self::BudgetSpent { .. } | Self::StoreUnavailable { .. } | Self::RefreshClaimed { .. })
+        {
             "; the token source retries by itself (sooner while callers wait)"
         } else {
             ""
@@ -341,14 +357,24 @@ impl TokenError {
                         }
                         f.write_str("); it expired, was revoked or was already used")?
                     }
+                    SignInReason::RefreshRejectedElsewhere => f.write_str(
+                        "the provider rejected the refresh token when another process sharing the token store spent it",
+                    )?,
                 }
                 write!(f, "; {hint}. No client credentials token is requested in the user's place")
             }
             Self::StoreUnavailable { message } => write!(
                 f,
-                "the token store failed ({message}) when the user's refresh token was due: it is spent only \
-                 under the store's renewal lease, so that two processes never spend the same one; \
+                "the token store failed ({message}) when the refresh token was due: it is spent only \
+                 once this process has claimed it in the store, so that two processes never spend the same one; \
                  the source retries by itself; check the store"
+            ),
+            Self::RefreshClaimed { by } => write!(
+                f,
+                "another process sharing the token store (lease owner {by}) is renewing with the refresh token \
+                 and has not written the new tokens yet; it is not spent here too, since a second use can end \
+                 the user's session. The source retries by itself and takes the new tokens once they are written; \
+                 if this persists, that process stopped mid-renewal: sign in again"
             ),
             Self::Assertion { message } => {
                 write!(f, "{message}; nothing was sent to the {name}. Check the key or the assertion's source")
@@ -381,6 +407,7 @@ impl TokenError {
             Self::Transport { .. } => "transport",
             Self::SignInRequired { .. } => "sign_in_required",
             Self::StoreUnavailable { .. } => "store_unavailable",
+            Self::RefreshClaimed { .. } => "refresh_claimed",
             Self::Assertion { .. } => "assertion",
             Self::TokenTypeMismatch { .. } => "token_type_mismatch",
         }

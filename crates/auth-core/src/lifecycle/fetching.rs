@@ -2,6 +2,7 @@
 //! what the provider answers, and failing and backing off when it cannot.
 
 use super::backoff::Backoff;
+use super::claims::Fence;
 use super::outputs::{FetchId, FetchReason, FetchRequest, GrantKind, Output};
 use super::store_client::Acquiring;
 use super::timing::Timing;
@@ -10,7 +11,6 @@ use crate::config::SourceGrant;
 use crate::error::{ErrorCode, SignInReason, TokenError};
 use crate::publish::token::{AccessToken, Generation};
 use crate::secret::ExposeSecret;
-use crate::wire::request::{token_request, Grant};
 use crate::wire::response::{parse_token_response_redacting, retry_after, TokenResponse};
 use http::Response;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ impl Lifecycle {
         if self.store.is_some() {
             self.demand = false;
             if let Some(store) = self.store.as_mut() {
-                store.acquiring = Some(Acquiring { reason, peer_wait_until: None, next_read: None });
+                store.acquiring = Some(Acquiring::new(reason));
             }
             self.read_store();
         } else {
@@ -35,10 +35,16 @@ impl Lifecycle {
     /// the store when one is configured and `store_ok` (it answered the
     /// acquisition so far), otherwise here.
     pub(super) fn fetch_now(&mut self, now: Instant, reason: FetchReason, store_ok: bool) {
-        if self.config.grant() == SourceGrant::SignIn && self.refresh_token.is_none() {
-            // Checked before the budget counts a request that is never sent.
-            self.refuse_without_refresh_token(now);
-            return;
+        // Checked before the budget counts a request that is never sent.
+        if self.config.grant() == SourceGrant::SignIn {
+            match self.fence() {
+                _ if self.refresh_token.is_none() => return self.refuse_without_refresh_token(now),
+                Fence::Held(owner) => {
+                    let acquiring = self.store.as_mut().and_then(|s| s.acquiring.take());
+                    return self.await_claimant(now, reason, None, acquiring, owner);
+                }
+                _ => {}
+            }
         }
         let Some(limit) = self.config.max_fetches_per_day() else {
             self.send_fetch(now, reason, None);
@@ -89,25 +95,18 @@ impl Lifecycle {
         }
     }
 
-    /// Sends the token request.
-    pub(super) fn send_fetch(&mut self, now: Instant, reason: FetchReason, slot: Option<Slot>) {
+    /// Sends `request`, of `grant`, for `reason`.
+    pub(super) fn send(
+        &mut self,
+        now: Instant,
+        reason: FetchReason,
+        slot: Option<Slot>,
+        grant: GrantKind,
+        request: http::Request<Vec<u8>>,
+    ) {
         if let Some(store) = self.store.as_mut() {
             store.acquiring = None;
         }
-        let sign_in = self.config.grant() == SourceGrant::SignIn;
-        let use_refresh = self.config.refresh_policy().use_refresh_token || sign_in;
-        let (grant, request) = match self.refresh_token.as_ref().filter(|_| use_refresh) {
-            Some(refresh) => (GrantKind::RefreshToken, token_request(&self.config, Grant::RefreshToken(refresh))),
-            None if sign_in => {
-                // The refresh token can go between the budget's count and here (a discard).
-                self.refuse_without_refresh_token(now);
-                return;
-            }
-            None if self.config.grant() == SourceGrant::JwtBearer => {
-                (GrantKind::JwtBearer, token_request(&self.config, Grant::JwtBearer))
-            }
-            None => (GrantKind::ClientCredentials, token_request(&self.config, Grant::ClientCredentials)),
-        };
         self.demand = false;
         self.next_fetch_id += 1;
         let id = FetchId(self.next_fetch_id);
@@ -198,6 +197,7 @@ impl Lifecycle {
             // The refresh token is dead: never spent again, even if the store still holds it.
             if let (Some(dead), Some(store)) = (self.refresh_token.take(), self.store.as_mut()) {
                 store.dead_refresh = Some(crate::store::fingerprint(dead.expose_secret()));
+                self.publish_rejection(now, dead);
             }
             match (self.config.grant(), error) {
                 (SourceGrant::SignIn, TokenError::Provider(rejected)) => {

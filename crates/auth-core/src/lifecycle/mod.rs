@@ -63,6 +63,7 @@ use crate::wire::response::{redactor_for, TokenResponse, MAX_LIFETIME};
 
 mod backoff;
 mod budget;
+mod claims;
 mod fetching;
 mod outputs;
 mod sharing;
@@ -91,7 +92,7 @@ struct InFlight {
 }
 
 /// A fetch counted against the budget.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     id: u64,
     /// Counted in the shared store (and here).
@@ -289,7 +290,7 @@ impl Lifecycle {
         };
         match self.parse(wall, response).and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
-                self.write_shared(&token, fetch.sent_at);
+                self.write_shared(&token, fetch.sent_at, fetch.grant == GrantKind::RefreshToken);
                 self.delivered(token);
             }
             Err(error) => self.fail(now, fetch, error),
@@ -373,6 +374,9 @@ impl Lifecycle {
             }
         }
         self.restored_unused = None;
+        if let Some(store) = self.store.as_mut() {
+            store.publishing = None;
+        }
         self.withdraw(WithdrawReason::Discarded);
         self.last_issued = None;
         self.refresh_token = None;
@@ -485,10 +489,11 @@ impl Lifecycle {
             store.awaiting = None;
             store.anchor = Some((now, wall));
             store.dead_refresh = None;
+            store.claimed_elsewhere = None;
             // A sign-in replaces any record, however many renewals it saw.
             store.generation = store.generation.max(unix_ms(wall));
         }
-        self.write_shared(&token, signed_in.sent_at);
+        self.write_shared(&token, signed_in.sent_at, false);
         self.delivered(Arc::clone(&token));
         Ok(token)
     }
@@ -538,6 +543,7 @@ impl Lifecycle {
             deadline = earliest(deadline, self.backoff.as_ref().and_then(|b| b.demand_at));
         }
         deadline = earliest(deadline, self.store.as_ref().and_then(|s| s.next_read()));
+        deadline = earliest(deadline, self.store.as_ref().and_then(|s| s.next_publish()));
         deadline
     }
 
@@ -564,6 +570,7 @@ impl Lifecycle {
         if self.store.as_ref().and_then(|s| s.next_read()).is_some_and(|at| now >= at) {
             self.read_store();
         }
+        self.republish(now);
     }
 
     /// Whether a token is being obtained: a fetch in flight, or the store

@@ -4,12 +4,12 @@
 //! and invalidations it asks for.
 
 use super::outputs::{FetchId, FetchReason, GrantKind, Output};
-use super::store_client::Awaiting;
+use super::store_client::{Awaiting, PublishStep, Publishing};
 use super::{InFlight, Lifecycle, Slot};
 use crate::config::SourceGrant;
 use crate::error::TokenError;
 use crate::publish::token::{AccessToken, Generation};
-use crate::secret::ExposeSecret;
+use crate::secret::{ExposeSecret, RefreshToken};
 use crate::store::{BudgetAnswer, Envelope, Record, StoreAnswer, StoreError, StoreOpId};
 use crate::wire::response::{TokenResponse, MAX_LIFETIME};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ impl Lifecycle {
     ) {
         let Some(store) = self.store.as_mut() else { return };
         store.anchor = Some((now, wall));
+        let published = store.publishing.as_ref().and_then(|p| p.op).is_some_and(|(op, _)| op == id);
         let awaited = store.awaiting.take_if(|(awaited, _)| *awaited == id).map(|(_, what)| what);
         if store.failing != answer.is_err() {
             store.failing = answer.is_err();
@@ -36,6 +37,10 @@ impl Lifecycle {
         }
         if answer.is_err() {
             self.stats.store_errors += 1;
+        }
+        if published {
+            self.publish_answered(now, answer);
+            return self.advance(now);
         }
         self.advance(now);
         let Some(what) = awaited else { return };
@@ -53,6 +58,7 @@ impl Lifecycle {
         // tokens may well be there.
         let strict = self.config.grant() == SourceGrant::SignIn;
         match (what, answer) {
+            (Awaiting::Claim(slot), answer) => self.claim_answered(now, reason, slot, answer, patience_over),
             (Awaiting::Budget(slot), Ok(StoreAnswer::Budget(BudgetAnswer::Granted))) => {
                 self.budget.count(now, slot);
                 self.send_fetch(now, reason, Some(Slot { id: slot, shared: true }));
@@ -65,6 +71,9 @@ impl Lifecycle {
             // The store could not count it: count it here.
             (Awaiting::Budget(_), _) => self.fetch_now(now, reason, false),
             (Awaiting::Read, Ok(StoreAnswer::Envelope(envelope))) => {
+                if let Some(store) = self.store.as_mut() {
+                    store.read_generation = envelope.as_ref().map_or(0, |e| e.generation);
+                }
                 if envelope.is_some_and(|envelope| self.adopt(now, wall, &envelope)) {
                     // The previous holder wrote its token just before we won the lease.
                     self.release_lease();
@@ -162,29 +171,48 @@ impl Lifecycle {
         self.outputs.push_back(Output::Store(request));
     }
 
-    /// Writes a token this machine fetched to the store (releasing the
-    /// lease with the write).
-    pub(super) fn write_shared(&mut self, token: &Arc<AccessToken>, sent_at: Instant) {
-        let refresh_token = self.refresh_token.clone();
-        let after_401 = self.current.as_ref().is_some_and(|c| c.reason == FetchReason::Unauthorized);
-        let (key, streak) = (self.config.cache_key(), self.unauthorized_streak);
+    /// Writes a token this machine obtained (fetched at `sent_at`) to the
+    /// store, releasing the lease with the write. A token bought with a
+    /// claimed refresh token is written until the store takes it: peers
+    /// wait for it. Without a wall time yet (no store answer so far)
+    /// nothing is shared: only the lease is released.
+    pub(super) fn write_shared(&mut self, token: &Arc<AccessToken>, sent_at: Instant, claimed: bool) {
         let Some(store) = self.store.as_mut() else { return };
-        let request = store.write(sent_at, token.expires_at, |issued, expires| {
-            Record::from_parts(
-                key,
-                Some(token.value().clone()),
-                issued,
-                expires,
-                token.lifetime_from_provider(),
-                token.scope().map(str::to_owned),
-                refresh_token,
-                after_401,
-                streak,
-            )
-        });
-        if let Some(request) = request {
-            self.outputs.push_back(Output::Store(request));
+        store.publishing = None;
+        let (Some(issued), Some(expires)) = (store.wall(sent_at), store.wall(token.expires_at)) else {
+            return self.release_lease();
+        };
+        let record = self.record(Some(token), issued, expires, self.refresh_token.clone());
+        let Some(store) = self.store.as_mut() else { return };
+        let Some(request) = store.write(record.clone()) else { return };
+        if claimed {
+            let op = Some((request.id, PublishStep::Write));
+            store.publishing = Some(Publishing { record, op, retry_at: None, attempts: 1 });
         }
+        self.outputs.push_back(Output::Store(request));
+    }
+
+    /// The record of `token` (issued and expiring at these wall times) and
+    /// `refresh_token`, with the fetch-loop guard's state.
+    pub(super) fn record(
+        &self,
+        token: Option<&AccessToken>,
+        issued: SystemTime,
+        expires: SystemTime,
+        refresh_token: Option<RefreshToken>,
+    ) -> Record {
+        let after_401 = self.current.as_ref().is_some_and(|c| c.reason == FetchReason::Unauthorized);
+        Record::from_parts(
+            self.config.cache_key(),
+            token.map(|t| t.value().clone()),
+            issued,
+            expires,
+            token.is_none_or(|t| t.lifetime_from_provider()),
+            token.and_then(|t| t.scope().map(str::to_owned)),
+            refresh_token,
+            after_401,
+            self.unauthorized_streak,
+        )
     }
 
     /// Takes the token in `envelope` if it is good enough: for this cache
@@ -205,9 +233,15 @@ impl Lifecycle {
             return false;
         }
         let newer = envelope.generation >= store.generation;
+        if envelope.generation > store.generation {
+            // Tokens written after ours: ours need not be written again.
+            store.publishing = None;
+        }
         store.generation = store.generation.max(envelope.generation);
         let rejected = store.rejected.as_deref() == Some(envelope.fingerprint.as_str());
         if newer {
+            self.learn_claim(&record);
+            let Some(store) = self.store.as_ref() else { return false };
             let dead = store.dead_refresh.as_deref();
             if let Some(refresh) =
                 record.refresh_token().filter(|r| Some(crate::store::fingerprint(r.expose_secret()).as_str()) != dead)

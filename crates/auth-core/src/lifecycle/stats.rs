@@ -54,6 +54,11 @@ pub struct Stats {
     pub budget_refusals: u64,
     /// Counted fetches given back because the provider refused them.
     pub budget_refunds: u64,
+    /// Claims on the shared refresh token written before spending it.
+    pub refresh_claims: u64,
+    /// Times the refresh token due to be spent was claimed by a peer (its
+    /// new tokens were awaited instead).
+    pub claim_waits: u64,
 }
 
 /// A token source's counters as its driver shares them: the lifecycle's,

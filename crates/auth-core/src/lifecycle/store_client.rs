@@ -5,6 +5,7 @@
 use std::time::{Instant, SystemTime};
 
 use super::outputs::FetchReason;
+use super::Slot;
 use crate::config::FETCH_BUDGET_WINDOW;
 use crate::store::{unix_ms, Envelope, LeaseOwner, Record, StoreConfig, StoreOp, StoreOpId, StoreRequest};
 
@@ -22,6 +23,9 @@ pub(super) struct StoreClient {
     pub(super) lease_held: bool,
     /// The newest generation seen in the store.
     pub(super) generation: u64,
+    /// The generation the latest read found (0: none), or this source's
+    /// claim wrote: a claim is written only over it.
+    pub(super) read_generation: u64,
     /// The fingerprint of the token a 401 rejected: never adopted again.
     pub(super) rejected: Option<String>,
     /// The fingerprint of the refresh token the provider rejected: never
@@ -32,7 +36,43 @@ pub(super) struct StoreClient {
     pub(super) anchor: Option<(Instant, SystemTime)>,
     /// The last operation failed.
     pub(super) failing: bool,
+    /// The fingerprint of the refresh token this source claimed in the
+    /// store (the claim was written): only it may spend that token.
+    pub(super) claimed: Option<String>,
+    /// The newest record says another source claimed the refresh token of
+    /// this fingerprint: it is not spent here.
+    pub(super) claimed_elsewhere: Option<(String, LeaseOwner)>,
+    /// The write of tokens bought with a claimed refresh token, until the
+    /// store confirms it (peers wait for it).
+    pub(super) publishing: Option<Publishing>,
 }
+
+/// Tokens bought with a claimed refresh token, being written: peers wait
+/// for this very record, so a write the store could not confirm is tried
+/// again: the record is read, and replaced (compare-and-set) only while it
+/// is this source's claim or one of its own writes of these tokens.
+pub(super) struct Publishing {
+    pub(super) record: Record,
+    /// The operation awaited, if one is under way.
+    pub(super) op: Option<(StoreOpId, PublishStep)>,
+    /// When to read the record again (after a failure).
+    pub(super) retry_at: Option<Instant>,
+    pub(super) attempts: u32,
+}
+
+/// The operation a [`Publishing`] awaits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PublishStep {
+    /// The first write (releasing the lease), or a replacement.
+    Write,
+    /// The read before a replacement.
+    Read,
+}
+
+/// How many operations a write of tokens bought with a claimed refresh
+/// token may take: with the poll interval doubling after each failure,
+/// about 50 s at the defaults, longer than a Sentinel failover.
+pub(super) const PUBLISH_ATTEMPTS: u32 = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Awaiting {
@@ -40,6 +80,9 @@ pub(super) enum Awaiting {
     Lease,
     /// A budget slot, by id.
     Budget(u64),
+    /// The claim on the refresh token, written before it is spent; the
+    /// budget slot the fetch was counted in, if any.
+    Claim(Option<Slot>),
 }
 
 pub(super) struct Acquiring {
@@ -48,6 +91,12 @@ pub(super) struct Acquiring {
     pub(super) peer_wait_until: Option<Instant>,
     /// Read the store again at this instant.
     pub(super) next_read: Option<Instant>,
+}
+
+impl Acquiring {
+    pub(super) fn new(reason: FetchReason) -> Self {
+        Self { reason, peer_wait_until: None, next_read: None }
+    }
 }
 
 impl StoreClient {
@@ -60,10 +109,14 @@ impl StoreClient {
             acquiring: None,
             lease_held: false,
             generation: 0,
+            read_generation: 0,
             rejected: None,
             dead_refresh: None,
             anchor: None,
             failing: false,
+            claimed: None,
+            claimed_elsewhere: None,
+            publishing: None,
         }
     }
 
@@ -96,28 +149,31 @@ impl StoreClient {
         self.request(StoreOp::Invalidate { fingerprint })
     }
 
-    /// Writes the record `record` makes of a token fetched at `sent_at`
-    /// and expiring at `expires_at` (both as wall times), one generation
-    /// above the newest seen, releasing the lease with the write. Without
-    /// a wall time yet (no store answer so far) nothing is shared: only the
-    /// lease is released.
-    pub(super) fn write(
-        &mut self,
-        sent_at: Instant,
-        expires_at: Instant,
-        record: impl FnOnce(SystemTime, SystemTime) -> Record,
-    ) -> Option<StoreRequest> {
-        let (Some(issued), Some(expires)) = (self.wall(sent_at), self.wall(expires_at)) else {
-            return self.release_lease();
-        };
-        let Some(generation) = self.generation.checked_add(1) else {
-            // Unreachable (adopted generations are bounded): never wraps.
+    /// Writes `record` one generation above the newest seen, releasing
+    /// the lease with the write.
+    pub(super) fn write(&mut self, record: Record) -> Option<StoreRequest> {
+        let Some(envelope) = self.seal(record) else {
             return self.release_lease();
         };
         let release = std::mem::take(&mut self.lease_held).then_some(self.owner);
-        self.generation = generation;
-        let envelope = Envelope::seal(&record(issued, expires), generation);
         Some(self.request(StoreOp::Write { envelope, release }))
+    }
+
+    /// Seals `record` one generation above the newest seen (`None` in the
+    /// unreachable case of a generation that would wrap: adopted
+    /// generations are bounded).
+    pub(super) fn seal(&mut self, record: Record) -> Option<Envelope> {
+        let generation = self.generation.checked_add(1)?;
+        self.generation = generation;
+        Some(Envelope::seal(&record, generation))
+    }
+
+    /// Writes `envelope` over the record of the generation read last,
+    /// keeping the lease, and awaits the answer as `what`.
+    pub(super) fn write_over_read(&mut self, envelope: Envelope, what: Awaiting) -> StoreRequest {
+        let request = self.request(StoreOp::CompareAndSet { envelope, expected: self.read_generation });
+        self.awaiting = Some((request.id, what));
+        request
     }
 
     /// Counts a token request under slot `id` in the fleet's budget of
@@ -137,7 +193,7 @@ impl StoreClient {
             at_unix_ms: unix_ms(at),
             slot: self.slot_name(id),
         };
-        self.acquiring.get_or_insert(Acquiring { reason, peer_wait_until: None, next_read: None }).reason = reason;
+        self.acquiring.get_or_insert(Acquiring::new(reason)).reason = reason;
         let request = self.request(op);
         self.awaiting = Some((request.id, Awaiting::Budget(id)));
         Some(request)
@@ -164,6 +220,11 @@ impl StoreClient {
 
     pub(super) fn next_read(&self) -> Option<Instant> {
         self.acquiring.as_ref().and_then(|a| a.next_read).filter(|_| self.awaiting.is_none())
+    }
+
+    /// When a failed write of claimed tokens is due again.
+    pub(super) fn next_publish(&self) -> Option<Instant> {
+        self.publishing.as_ref().and_then(|p| p.retry_at)
     }
 
     pub(super) fn request(&mut self, op: StoreOp) -> StoreRequest {

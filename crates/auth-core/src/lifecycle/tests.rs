@@ -503,7 +503,7 @@ fn a_users_refresh_token_is_spent_only_under_the_lease() {
     assert!(at - far >= StoreConfig::default().peer_wait, "tried until the patience ran out");
     let Some(Output::Failed(error)) = outputs.iter().find(|o| matches!(o, Output::Failed(_))) else { panic!() };
     assert!(matches!(error, TokenError::StoreUnavailable { .. }) && error.is_transient(), "{error:?}");
-    assert!(error.to_string().contains("renewal lease"), "{error}");
+    assert!(error.to_string().contains("claimed it in the store"), "{error}");
     assert_eq!(b.stats().fetches, 0);
 }
 

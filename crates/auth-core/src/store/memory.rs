@@ -64,6 +64,15 @@ impl MemoryStore {
                 }
                 StoreAnswer::Written(newer)
             }
+            StoreOp::CompareAndSet { envelope, expected } => {
+                let stored =
+                    inner.envelopes.get(&key).filter(|e| e.expires_at_unix_ms > now_ms).map_or(0, |e| e.generation);
+                let written = stored == *expected;
+                if written {
+                    inner.envelopes.insert(key, envelope.clone());
+                }
+                StoreAnswer::Written(written)
+            }
             StoreOp::Invalidate { fingerprint } => {
                 if inner.envelopes.get(&key).is_some_and(|stored| &stored.fingerprint == fingerprint) {
                     inner.envelopes.remove(&key);

@@ -10,6 +10,7 @@
 //! | [`StoreOp::Read`] | return the stored [`Envelope`], if any |
 //! | [`StoreOp::AcquireLease`] | take the renewal lease if nobody holds it (`SET lease owner NX PX ttl`) |
 //! | [`StoreOp::Write`] | store the envelope **only if** none is stored or the stored one has a lower generation; release the lease it names if it still holds it |
+//! | [`StoreOp::CompareAndSet`] | store the envelope **only if** the stored one's generation is the one given (0: none stored) |
 //! | [`StoreOp::Invalidate`] | delete the stored envelope **only if** its fingerprint is the one given |
 //! | [`StoreOp::ReleaseLease`] | delete the lease **only if** the owner is the one given |
 //! | [`StoreOp::SpendBudget`] | with a fetch budget: count one token request if fewer than the limit were counted in the window, else say when the oldest leaves it |
@@ -142,11 +143,23 @@ impl LeaseOwner {
     pub fn as_hex(&self) -> String {
         format!("{:032x}", self.0)
     }
+
+    /// The owner [`LeaseOwner::as_hex`] wrote; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u128::from_str_radix(hex, 16).ok().map(Self))
+            .flatten()
+    }
+
+    /// The first 8 hex digits, to name the owner in logs and errors.
+    pub fn short(&self) -> String {
+        self.as_hex()[..8].to_owned()
+    }
 }
 
 impl fmt::Debug for LeaseOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LeaseOwner({})", &self.as_hex()[..8])
+        write!(f, "LeaseOwner({})", self.short())
     }
 }
 
@@ -196,6 +209,19 @@ pub enum StoreOp {
         /// The lease to release after the write.
         release: Option<LeaseOwner>,
     },
+    /// Store the envelope only if the stored one's generation is
+    /// `expected` (`0`: only if none is stored, or it expired). Answer
+    /// [`StoreAnswer::Written`]. The claim on a shared refresh token is
+    /// one: it must be written over the very record its writer read, or
+    /// not at all. A backend that replicates (Redis with replicas) must
+    /// answer it, like a write, only once it would survive a failover
+    /// when asked to confirm writes.
+    CompareAndSet {
+        /// What to store.
+        envelope: Envelope,
+        /// The generation stored now, as its writer read it.
+        expected: u64,
+    },
     /// Delete the envelope if its fingerprint is `fingerprint`. Answer
     /// [`StoreAnswer::Done`].
     Invalidate {
@@ -236,6 +262,7 @@ impl StoreOp {
             Self::Read => "read",
             Self::AcquireLease { .. } => "acquire_lease",
             Self::Write { .. } => "write",
+            Self::CompareAndSet { .. } => "compare_and_set",
             Self::Invalidate { .. } => "invalidate",
             Self::ReleaseLease { .. } => "release_lease",
             Self::SpendBudget { .. } => "spend_budget",

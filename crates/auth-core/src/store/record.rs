@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
-use super::{fingerprint, unix_ms, RECORD_VERSION, REFRESH_TOKEN_RETENTION};
+use super::{fingerprint, unix_ms, LeaseOwner, RECORD_VERSION, REFRESH_TOKEN_RETENTION};
 use crate::config::CacheKey;
 use crate::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 
@@ -99,6 +99,13 @@ pub struct Record {
     /// guard's state, shared by the fleet.
     after_401: bool,
     unauthorized_streak: u32,
+    /// The refresh token is being spent by this owner: nobody else spends
+    /// it (the fence of a rotating refresh token; see
+    /// [`crate::store`]).
+    claimed_by: Option<LeaseOwner>,
+    /// The provider rejected the refresh token (`invalid_grant`) when the
+    /// claimant spent it: the user must sign in again.
+    refresh_rejected: bool,
 }
 
 impl fmt::Debug for Record {
@@ -107,6 +114,8 @@ impl fmt::Debug for Record {
             .field("fingerprint", &self.fingerprint())
             .field("expires_at", &self.expires_at)
             .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("claimed_by", &self.claimed_by)
+            .field("refresh_rejected", &self.refresh_rejected)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +133,8 @@ impl Record {
             refresh_token: None,
             after_401: false,
             unauthorized_streak: 0,
+            claimed_by: None,
+            refresh_rejected: false,
         }
     }
 
@@ -149,7 +160,22 @@ impl Record {
             refresh_token,
             after_401,
             unauthorized_streak,
+            claimed_by: None,
+            refresh_rejected: false,
         }
+    }
+
+    /// The record says that `owner` is spending its refresh token: peers
+    /// must not spend it, and wait for the tokens the owner writes next.
+    pub fn claimed_by(mut self, owner: LeaseOwner) -> Self {
+        self.claimed_by = Some(owner);
+        self
+    }
+
+    /// The record says that the provider rejected its refresh token.
+    pub(crate) fn refresh_rejected(mut self) -> Self {
+        self.refresh_rejected = true;
+        self
     }
 
     /// The access token's value, if the record holds one.
@@ -185,6 +211,14 @@ impl Record {
     pub(crate) fn unauthorized_streak(&self) -> u32 {
         self.unauthorized_streak
     }
+    /// Who is spending the refresh token, when someone claimed it.
+    pub fn claimant(&self) -> Option<LeaseOwner> {
+        self.claimed_by
+    }
+    /// Whether the provider rejected the refresh token.
+    pub fn is_refresh_rejected(&self) -> bool {
+        self.refresh_rejected
+    }
 
     /// A SHA-256 of the access token, 32 hex digits (empty without one).
     pub fn fingerprint(&self) -> String {
@@ -204,6 +238,8 @@ impl Record {
             "refresh_token": self.refresh_token.as_ref().map(|t| t.expose_secret()),
             "after_401": self.after_401,
             "unauthorized_streak": self.unauthorized_streak,
+            "refresh_claimed_by": self.claimed_by.map(|owner| owner.as_hex()),
+            "refresh_rejected": self.refresh_rejected,
         });
         Zeroizing::new(value.to_string().into_bytes())
     }
@@ -237,6 +273,11 @@ impl Record {
             refresh_token,
             after_401: value["after_401"].as_bool().unwrap_or(false),
             unauthorized_streak: value["unauthorized_streak"].as_u64().map_or(0, |n| n.min(64) as u32),
+            claimed_by: match &value["refresh_claimed_by"] {
+                serde_json::Value::Null => None,
+                claimant => Some(claimant.as_str().and_then(LeaseOwner::from_hex).ok_or(RecordError::Unreadable)?),
+            },
+            refresh_rejected: value["refresh_rejected"].as_bool().unwrap_or(false),
         })
     }
 }

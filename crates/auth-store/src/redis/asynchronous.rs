@@ -122,15 +122,16 @@ impl RedisStore {
         let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
         let connection = self.connection().await?;
         let answered = answer(reply, self.query(&connection, &command).await?)?;
-        let (Some((replicas, within, owner)), StoreAnswer::Lease(true)) = (confirmation, &answered) else {
+        let Some(confirmation) = confirmation.filter(|c| c.needed(&answered)) else {
             return Ok(answered);
         };
-        if confirmed(self.query(&connection, &wait_command(replicas, within)).await?, replicas) {
-            return Ok(answered);
+        let acknowledged = self.query(&connection, &confirmation.wait()).await?;
+        let (release, settled) = confirmation.settle(answered, acknowledged);
+        if let Some(owner) = release {
+            let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;
+            self.query(&connection, &release.command).await?;
         }
-        let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;
-        self.query(&connection, &release.command).await?;
-        Ok(StoreAnswer::Lease(false))
+        settled
     }
 
     /// `command`'s reply on `connection`.

@@ -16,8 +16,10 @@
 //! - `<prefix>{<key>}:record`: a hash with `generation`, `fingerprint`,
 //!   `expires_at_ms` and `payload`; it expires with its token
 //!   (`PEXPIREAT`). A write replaces it only when its generation is higher
-//!   (a Lua script, atomic); an invalidation deletes it only when it still
-//!   holds the rejected token's fingerprint.
+//!   (a Lua script, atomic), a compare-and-set (the claim on a refresh
+//!   token) only when the stored generation is the one its writer read;
+//!   an invalidation deletes it only when it still holds the rejected
+//!   token's fingerprint.
 //! - `<prefix>{<key>}:lease`: the renewal lease, `SET lease owner NX PX ttl`,
 //!   released by a compare-and-delete script; a holder that dies blocks the
 //!   others at most for the ttl.
@@ -62,6 +64,19 @@ if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) == ARGV[5] then
   redis.call('DEL', KEYS[2])
 end
 return written
+";
+
+/// Replaces the record only when the stored generation is the one given
+/// (0: none stored), and sets its expiry. Returns 1 when written.
+const COMPARE_AND_SET: &str = r"
+local stored = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if stored ~= tonumber(ARGV[5]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'generation', ARGV[1], 'fingerprint', ARGV[2], 'expires_at_ms', ARGV[3], 'payload', ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
 ";
 
 /// Deletes the record when it holds the fingerprint given.
@@ -200,6 +215,16 @@ fn prepare(prefix: &str, key: &CacheKey, op: &StoreOp) -> Result<Prepared, Store
                 .arg(release.map(|o| o.as_hex()).unwrap_or_default());
             (command, Reply::Written)
         }
+        StoreOp::CompareAndSet { envelope, expected } => {
+            let mut command = eval(COMPARE_AND_SET, &[&record]);
+            command
+                .arg(envelope.generation)
+                .arg(&envelope.fingerprint)
+                .arg(envelope.expires_at_unix_ms)
+                .arg(envelope.payload.as_slice())
+                .arg(*expected);
+            (command, Reply::Written)
+        }
         StoreOp::Invalidate { fingerprint } => {
             let mut command = eval(INVALIDATE, &[&record]);
             command.arg(fingerprint);
@@ -270,14 +295,18 @@ macro_rules! settings_methods {
             self
         }
 
-        /// A renewal lease counts as won only once `replicas` replicas
-        /// have it (`WAIT`, up to `within`, which must stay below the
-        /// store timeout): a lease a failover could lose is released and
-        /// reported as not won. For one primary with replicas (behind
-        /// Sentinel); not on a cluster. It does not, alone, keep a
-        /// rotating refresh token from being spent twice across a
-        /// failover: see docs/security.md.
-        pub fn confirm_leases(mut self, replicas: u32, within: Duration) -> Self {
+        /// A lease, a claim on a refresh token or a record counts as
+        /// written only once `replicas` replicas have it (`WAIT`, up to
+        /// `within`, which must stay below the store timeout): a lease a
+        /// failover could lose is released and reported as not won; a
+        /// claim or record is reported as a failed operation (a claim
+        /// that is not confirmed is not acted on: its refresh token is
+        /// not spent). With it, a refresh token is never spent twice
+        /// across a failover to a replica that confirmed; see
+        /// docs/security.md. For one primary with replicas (behind
+        /// Sentinel), `replicas` being every replica that may be promoted;
+        /// not on a cluster.
+        pub fn confirm_writes(mut self, replicas: u32, within: Duration) -> Self {
             self.settings.confirm = Some((replicas, within));
             self
         }
@@ -289,7 +318,7 @@ mod servers;
 pub use servers::DEFAULT_CONNECT_TIMEOUT;
 #[cfg(test)]
 use servers::{client, cluster_seeds, sentinel};
-use servers::{cluster_client, confirmed, wait_command, Client, Settings};
+use servers::{cluster_client, Client, Settings};
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use auth_core::store::{LeaseOwner, StoreError, StoreOp};
+use auth_core::store::{LeaseOwner, StoreAnswer, StoreError, StoreOp};
 
 use super::DEFAULT_PREFIX;
 
@@ -272,19 +272,66 @@ impl Settings {
         })
     }
 
-    /// The confirmation `op` asks of a lease if it wins one: `WAIT` for
-    /// the replicas. Refused before anything is sent on a cluster, where
-    /// the replicas of the key's primary cannot be asked from here yet.
-    pub(super) fn confirmation(&self, op: &StoreOp) -> Result<Option<(u32, Duration, LeaseOwner)>, StoreError> {
-        let (Some((replicas, within)), StoreOp::AcquireLease { owner, .. }) = (self.confirm, op) else {
-            return Ok(None);
+    /// The confirmation `op` needs when it writes (a lease won, a record
+    /// written), with writes confirmed on replicas. Refused before
+    /// anything is sent on a cluster, where the replicas of the key's
+    /// primary cannot be asked from here yet.
+    pub(super) fn confirmation(&self, op: &StoreOp) -> Result<Option<Confirmation>, StoreError> {
+        let Some((replicas, within)) = self.confirm else { return Ok(None) };
+        let lease = match op {
+            StoreOp::AcquireLease { owner, .. } => Some(*owner),
+            StoreOp::Write { .. } | StoreOp::CompareAndSet { .. } => None,
+            _ => return Ok(None),
         };
         if matches!(self.client, Client::Cluster { .. }) {
             return Err(StoreError::new(
-                "confirming leases on replicas is not available on a Redis Cluster; remove confirm_leases",
+                "confirming writes on replicas is not available on a Redis Cluster; remove confirm_writes",
             ));
         }
-        Ok(Some((replicas, within, *owner)))
+        Ok(Some(Confirmation { replicas, within, lease }))
+    }
+}
+
+/// What an operation that wrote must see confirmed before it counts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Confirmation {
+    pub(super) replicas: u32,
+    pub(super) within: Duration,
+    /// The lease it took, to release when not confirmed.
+    pub(super) lease: Option<LeaseOwner>,
+}
+
+impl Confirmation {
+    /// Whether `answered` wrote something to confirm.
+    pub(super) fn needed(&self, answered: &StoreAnswer) -> bool {
+        matches!(answered, StoreAnswer::Lease(true) | StoreAnswer::Written(true))
+    }
+
+    /// The `WAIT` to send.
+    pub(super) fn wait(&self) -> redis::Cmd {
+        wait_command(self.replicas, self.within)
+    }
+
+    /// The answer once `acknowledged` came back from the `WAIT`, and the
+    /// lease to release first when it was not confirmed.
+    pub(super) fn settle(
+        &self,
+        answered: StoreAnswer,
+        acknowledged: redis::Value,
+    ) -> (Option<LeaseOwner>, Result<StoreAnswer, StoreError>) {
+        if confirmed(acknowledged, self.replicas) {
+            return (None, Ok(answered));
+        }
+        match self.lease {
+            Some(owner) => (Some(owner), Ok(StoreAnswer::Lease(false))),
+            None => (
+                None,
+                Err(StoreError::new(format!(
+                    "redis: written, but not confirmed by {} replica(s) within {:?}: a failover could lose it",
+                    self.replicas, self.within
+                ))),
+            ),
+        }
     }
 }
 

@@ -91,15 +91,16 @@ impl auth_core::store::BlockingTokenStore for BlockingRedisStore {
         self.connect_into(&mut slot)?;
         let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
         let answered = answer(reply, query(&mut slot, &command)?)?;
-        let (Some((replicas, within, owner)), StoreAnswer::Lease(true)) = (confirmation, &answered) else {
+        let Some(confirmation) = confirmation.filter(|c| c.needed(&answered)) else {
             return Ok(answered);
         };
-        if confirmed(query(&mut slot, &wait_command(replicas, within))?, replicas) {
-            return Ok(answered);
+        let acknowledged = query(&mut slot, &confirmation.wait())?;
+        let (release, settled) = confirmation.settle(answered, acknowledged);
+        if let Some(owner) = release {
+            let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;
+            query(&mut slot, &release.command)?;
         }
-        let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;
-        query(&mut slot, &release.command)?;
-        Ok(StoreAnswer::Lease(false))
+        settled
     }
 }
 
