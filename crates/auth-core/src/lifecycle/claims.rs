@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use super::outputs::{FetchReason, GrantKind, Output};
-use super::store_client::{Acquiring, Awaiting, PublishStep, PUBLISH_ATTEMPTS};
+use super::store_client::{Acquiring, Awaiting, PublishStep, Publishing, PUBLISH_ATTEMPTS};
 use super::{Lifecycle, Slot};
 use crate::config::SourceGrant;
 use crate::error::{SignInReason, TokenError};
@@ -108,6 +108,8 @@ impl Lifecycle {
         let Some(store) = self.store.as_mut() else { return };
         let acquiring = store.acquiring.insert(acquiring.unwrap_or(Acquiring::new(reason)));
         acquiring.reason = reason;
+        // A new claim: an earlier write of this source's is not repaired over it.
+        store.publishing = None;
         let owner = store.owner;
         let Some(envelope) = record.and_then(|record| store.seal(record.claimed_by(owner))) else {
             // No wall time (checked by the fence) or a wrapped generation: unreachable.
@@ -239,6 +241,42 @@ impl Lifecycle {
         store.dead_refresh = Some(dead);
     }
 
+    /// Writes `record` (releasing the lease). When it holds tokens bought
+    /// with the claimed refresh token of fingerprint `spent`, it is written
+    /// until the store takes it: peers wait for it.
+    pub(super) fn publish(&mut self, record: Record, spent: Option<String>) {
+        let Some(store) = self.store.as_mut() else { return };
+        store.publishing = None;
+        let Some(request) = store.write(record.clone()) else { return };
+        if let Some(spent) = spent {
+            let op = Some((request.id, PublishStep::Write));
+            store.publishing = Some(Publishing { record, spent, op, retry_at: None, attempts: 1 });
+        }
+        self.outputs.push_back(Output::Store(request));
+    }
+
+    /// The fingerprint of the refresh token held now, if this source
+    /// claimed it (it is being spent under the claim).
+    pub(super) fn claimed_refresh(&self) -> Option<String> {
+        let claimed = self.store.as_ref()?.claimed.as_deref()?;
+        let held = fingerprint(self.refresh_token.as_ref()?.expose_secret());
+        (held == claimed).then_some(held)
+    }
+
+    /// A token request spent the claimed refresh token `spent` and the
+    /// provider rotated it, but no token came of it (it arrived expired,
+    /// say): the new refresh token is written, so that peers waiting on
+    /// the claim go on with it.
+    pub(super) fn publish_rotated(&mut self, now: Instant, spent: String) {
+        let Some(refresh) = self.refresh_token.clone() else { return };
+        if fingerprint(refresh.expose_secret()) == spent {
+            return;
+        }
+        let Some(wall) = self.store.as_ref().and_then(|store| store.wall(now)) else { return };
+        let record = self.record(None, wall, wall, Some(refresh));
+        self.publish(record, Some(spent));
+    }
+
     /// The store answered an operation of the write of tokens bought with
     /// a claimed refresh token: done once a write was taken (or another
     /// source's record replaced the claim); otherwise the record is read
@@ -252,8 +290,17 @@ impl Lifecycle {
         let Some((_, step)) = publishing.op.take() else { return };
         let mine = |envelope: &Envelope| {
             envelope.open(&key).is_ok_and(|record| match record.claimant() {
-                Some(claimant) => claimant == owner,
-                None => envelope.fingerprint == publishing.record.fingerprint() && !record.is_refresh_rejected(),
+                // The claim these tokens were bought under (not a later one).
+                Some(claimant) => {
+                    claimant == owner
+                        && record.refresh_token().is_some_and(|r| fingerprint(r.expose_secret()) == publishing.spent)
+                }
+                None => {
+                    envelope.fingerprint == publishing.record.fingerprint()
+                        && !record.is_refresh_rejected()
+                        && record.refresh_token().map(|r| fingerprint(r.expose_secret()))
+                            == publishing.record.refresh_token().map(|r| fingerprint(r.expose_secret()))
+                }
             })
         };
         let next = match (step, answer) {

@@ -288,12 +288,18 @@ impl Lifecycle {
         let Some(fetch) = self.fetch.take_if(|f| f.id == id) else {
             return;
         };
+        let spent = (fetch.grant == GrantKind::RefreshToken).then(|| self.claimed_refresh()).flatten();
         match self.parse(wall, response).and_then(|parsed| self.install(now, &fetch, parsed)) {
             Ok(token) => {
-                self.write_shared(&token, fetch.sent_at, fetch.grant == GrantKind::RefreshToken);
+                self.write_shared(&token, fetch.sent_at, spent);
                 self.delivered(token);
             }
-            Err(error) => self.fail(now, fetch, error),
+            Err(error) => {
+                if let Some(spent) = spent {
+                    self.publish_rotated(now, spent);
+                }
+                self.fail(now, fetch, error);
+            }
         }
     }
 
@@ -492,8 +498,9 @@ impl Lifecycle {
             store.claimed_elsewhere = None;
             // A sign-in replaces any record, however many renewals it saw.
             store.generation = store.generation.max(unix_ms(wall));
+            store.floor = store.generation + 1;
         }
-        self.write_shared(&token, signed_in.sent_at, false);
+        self.write_shared(&token, signed_in.sent_at, None);
         self.delivered(Arc::clone(&token));
         Ok(token)
     }

@@ -4,7 +4,7 @@
 //! and invalidations it asks for.
 
 use super::outputs::{FetchId, FetchReason, GrantKind, Output};
-use super::store_client::{Awaiting, PublishStep, Publishing};
+use super::store_client::Awaiting;
 use super::{InFlight, Lifecycle, Slot};
 use crate::config::SourceGrant;
 use crate::error::TokenError;
@@ -172,24 +172,17 @@ impl Lifecycle {
     }
 
     /// Writes a token this machine obtained (fetched at `sent_at`) to the
-    /// store, releasing the lease with the write. A token bought with a
-    /// claimed refresh token is written until the store takes it: peers
-    /// wait for it. Without a wall time yet (no store answer so far)
-    /// nothing is shared: only the lease is released.
-    pub(super) fn write_shared(&mut self, token: &Arc<AccessToken>, sent_at: Instant, claimed: bool) {
-        let Some(store) = self.store.as_mut() else { return };
-        store.publishing = None;
+    /// store, releasing the lease with the write. Without a wall time yet
+    /// (no store answer so far) nothing is shared: only the lease is
+    /// released. `spent`: the claimed refresh token it was bought with,
+    /// whose claim the write replaces (see [`Lifecycle::publish`]).
+    pub(super) fn write_shared(&mut self, token: &Arc<AccessToken>, sent_at: Instant, spent: Option<String>) {
+        let Some(store) = self.store.as_ref() else { return };
         let (Some(issued), Some(expires)) = (store.wall(sent_at), store.wall(token.expires_at)) else {
             return self.release_lease();
         };
         let record = self.record(Some(token), issued, expires, self.refresh_token.clone());
-        let Some(store) = self.store.as_mut() else { return };
-        let Some(request) = store.write(record.clone()) else { return };
-        if claimed {
-            let op = Some((request.id, PublishStep::Write));
-            store.publishing = Some(Publishing { record, op, retry_at: None, attempts: 1 });
-        }
-        self.outputs.push_back(Output::Store(request));
+        self.publish(record, spent);
     }
 
     /// The record of `token` (issued and expiring at these wall times) and
@@ -218,7 +211,7 @@ impl Lifecycle {
     /// Takes the token in `envelope` if it is good enough: for this cache
     /// key, not the one just rejected, and usable past this replica's own
     /// renewal point for it. Its refresh token is taken either way when
-    /// the envelope is newer than anything seen.
+    /// the record is not older than this source's own sign-in.
     pub(super) fn adopt(&mut self, now: Instant, wall: SystemTime, envelope: &Envelope) -> bool {
         let Some(store) = self.store.as_mut() else { return false };
         // A record is data from outside: checked before it changes anything.
@@ -232,23 +225,31 @@ impl Lifecycle {
             self.stats.store_errors += 1;
             return false;
         }
-        let newer = envelope.generation >= store.generation;
         if envelope.generation > store.generation {
             // Tokens written after ours: ours need not be written again.
             store.publishing = None;
         }
         store.generation = store.generation.max(envelope.generation);
+        if envelope.generation < store.floor {
+            // Written before this source's own sign-in (whose write failed): another sign-in's tokens.
+            return false;
+        }
         let rejected = store.rejected.as_deref() == Some(envelope.fingerprint.as_str());
-        if newer {
-            self.learn_claim(&record);
-            let Some(store) = self.store.as_ref() else { return false };
-            let dead = store.dead_refresh.as_deref();
-            if let Some(refresh) =
-                record.refresh_token().filter(|r| Some(crate::store::fingerprint(r.expose_secret()).as_str()) != dead)
-            {
-                self.refresh_token = Some(refresh.clone());
-                self.signed_out = None;
-            }
+        // The record read is what the store holds now: what it says of its
+        // refresh token (claimed, rejected) stands, and the token is taken
+        // unless it is dead or this source's own claim (it then holds that
+        // token or its successor). Whatever its generation: a claim that
+        // failed still raised the generation this source writes next.
+        self.learn_claim(&record);
+        let Some(store) = self.store.as_ref() else { return false };
+        let dead = store.dead_refresh.as_deref();
+        let own_claim = record.claimant() == Some(store.owner);
+        if let Some(refresh) = record
+            .refresh_token()
+            .filter(|r| Some(crate::store::fingerprint(r.expose_secret()).as_str()) != dead && !own_claim)
+        {
+            self.refresh_token = Some(refresh.clone());
+            self.signed_out = None;
         }
         let current = self.current.as_ref().map(|c| crate::store::fingerprint(c.token.value().expose_secret()));
         let (Some(access), false) =

@@ -23,6 +23,9 @@ pub(super) struct StoreClient {
     pub(super) lease_held: bool,
     /// The newest generation seen in the store.
     pub(super) generation: u64,
+    /// The generation of this source's own sign-in record: a record below
+    /// it predates the sign-in and is never used.
+    pub(super) floor: u64,
     /// The generation the latest read found (0: none), or this source's
     /// claim wrote: a claim is written only over it.
     pub(super) read_generation: u64,
@@ -53,6 +56,9 @@ pub(super) struct StoreClient {
 /// is this source's claim or one of its own writes of these tokens.
 pub(super) struct Publishing {
     pub(super) record: Record,
+    /// The fingerprint of the refresh token spent for these tokens: the
+    /// claim on it is this source's to replace (a later claim is not).
+    pub(super) spent: String,
     /// The operation awaited, if one is under way.
     pub(super) op: Option<(StoreOpId, PublishStep)>,
     /// When to read the record again (after a failure).
@@ -109,6 +115,7 @@ impl StoreClient {
             acquiring: None,
             lease_held: false,
             generation: 0,
+            floor: 0,
             read_generation: 0,
             rejected: None,
             dead_refresh: None,

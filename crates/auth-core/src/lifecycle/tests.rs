@@ -1151,3 +1151,215 @@ fn a_discard_deletes_the_restored_record_even_when_its_access_token_expired() {
     run_store(&mut lc, &store, t0, wall, true);
     assert!(!held(&store));
 }
+
+/// Two sign-in sources sharing `store`: `a` signed in (u1, r1) at `t0`
+/// and `b` adopted the tokens.
+fn signed_in_pair(store: &crate::store::MemoryStore, t0: Instant, wall0: SystemTime) -> (Lifecycle, Lifecycle) {
+    let config = Arc::new(sign_in_builder().build().unwrap());
+    let mut a = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+    let mut b = Lifecycle::with_store(Arc::clone(&config), 2, StoreConfig::default());
+    a.handle_sign_in(t0, wall0, t0, &answer(r#"{"access_token":"u1","expires_in":600,"refresh_token":"r1"}"#)).unwrap();
+    run_store(&mut a, store, t0, wall0, true);
+    assert!(matches!(b.handle_token_wanted(t0), Want::Wait));
+    run_store(&mut b, store, t0, wall0, true);
+    assert_eq!(b.refresh_token().unwrap().expose_secret(), "r1");
+    (a, b)
+}
+
+/// The stored record.
+fn stored(store: &crate::store::MemoryStore, lc: &Lifecycle, wall: SystemTime) -> crate::store::Record {
+    match store.apply(lc.config().cache_key(), wall, &StoreOp::Read) {
+        StoreAnswer::Envelope(Some(envelope)) => envelope.open(lc.config().cache_key()).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Steps `lc` through its timeouts from `from` (store answering) until it
+/// fails, asserting that it sends no token request; returns the error and
+/// when it came.
+fn fails_without_fetching(
+    lc: &mut Lifecycle,
+    store: &crate::store::MemoryStore,
+    t0: Instant,
+    wall0: SystemTime,
+    from: Instant,
+) -> (TokenError, Instant) {
+    let mut at = from;
+    let mut outputs = run_store(lc, store, at, wall0 + (at - t0), true);
+    for _ in 0..10_000 {
+        assert!(!outputs.iter().any(|o| matches!(o, Output::Fetch(_))), "spent a refresh token: {outputs:?}");
+        if let Some(Output::Failed(error)) = outputs.iter().find(|o| matches!(o, Output::Failed(_))) {
+            return (error.clone(), at);
+        }
+        at = lc.poll_timeout().expect("a wait ends");
+        lc.handle_timeout(at);
+        outputs = run_store(lc, store, at, wall0 + (at - t0), true);
+    }
+    panic!("never failed");
+}
+
+#[test]
+fn a_holder_paused_past_its_lease_is_the_only_one_to_spend_its_claimed_refresh_token() {
+    let store = crate::store::MemoryStore::new();
+    let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let (mut a, mut b) = signed_in_pair(&store, t0, wall0);
+    // a claims r1 and sends it; then it stops (a paused process) with the request unanswered.
+    let now = a.poll_timeout().unwrap();
+    a.handle_timeout(now);
+    let fetch = only_fetch(run_store(&mut a, &store, now, wall0 + (now - t0), true));
+    assert_eq!(a.stats().refresh_claims, 1);
+    assert!(stored(&store, &a, wall0 + (now - t0)).claimant().is_some());
+    // b renews past a's lease: it finds r1 claimed, waits, and never spends it.
+    let later = now + StoreConfig::default().lease_ttl + SECS(1);
+    let _ = b.handle_token_wanted(later);
+    b.handle_timeout(later);
+    let (error, failed_at) = fails_without_fetching(&mut b, &store, t0, wall0, later);
+    assert!(matches!(&error, TokenError::RefreshClaimed { by } if by.len() == 8), "{error:?}");
+    assert!(error.is_transient() && error.to_string().contains("sign in again"), "{error}");
+    assert!(b.stats().claim_waits > 0 && b.stats().fetches == 0);
+    // a wakes up, gets r2 and writes it; b takes it on its next try.
+    a.handle_fetch_response(
+        failed_at,
+        test_wall(),
+        fetch.id,
+        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
+    );
+    run_store(&mut a, &store, failed_at, wall0 + (failed_at - t0), true);
+    let retry = b.backoff().map(|(until, _)| until).unwrap();
+    b.handle_timeout(retry);
+    let _ = b.handle_token_wanted(retry);
+    let outputs = run_store(&mut b, &store, retry, wall0 + (retry - t0), true);
+    assert!(outputs.iter().any(|o| matches!(o, Output::TokenReady(t) if t.value().expose_secret() == "u2")));
+    assert_eq!(b.refresh_token().unwrap().expose_secret(), "r2");
+    assert_eq!(b.stats().fetches, 0);
+}
+
+#[test]
+fn a_claim_over_a_record_that_changed_is_refused_and_the_peers_token_taken() {
+    let store = crate::store::MemoryStore::new();
+    let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let (mut a, mut b) = signed_in_pair(&store, t0, wall0);
+    // a wins the lease and reads; its claim is held back (a paused before it reached the store).
+    let now = a.poll_timeout().unwrap();
+    let wall = wall0 + (now - t0);
+    a.handle_timeout(now);
+    let key = a.config().cache_key().clone();
+    let held = loop {
+        let Some(Output::Store(request)) = a.poll_output() else { panic!("a store operation") };
+        if matches!(request.op, StoreOp::CompareAndSet { .. }) {
+            break request;
+        }
+        let answer = store.apply(&key, wall, &request.op);
+        a.handle_store(now, wall, request.id, Ok(answer));
+    };
+    // Past a's lease, b claims r1, spends it, and writes r2.
+    let later = now + StoreConfig::default().lease_ttl + SECS(1);
+    let wall_later = wall0 + (later - t0);
+    b.handle_timeout(later);
+    let fetch = only_fetch(run_store(&mut b, &store, later, wall_later, true));
+    b.handle_fetch_response(
+        later,
+        test_wall(),
+        fetch.id,
+        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
+    );
+    run_store(&mut b, &store, later, wall_later, true);
+    // a's claim reaches the store: refused (not the record a read); a reads and takes b's tokens.
+    let answer = store.apply(&key, wall_later, &held.op);
+    assert!(matches!(answer, StoreAnswer::Written(false)));
+    a.handle_store(later, wall_later, held.id, Ok(answer));
+    let outputs = run_store(&mut a, &store, later, wall_later, true);
+    assert!(outputs.iter().any(|o| matches!(o, Output::TokenReady(t) if t.value().expose_secret() == "u2")));
+    assert_eq!((a.stats().fetches, a.refresh_token().unwrap().expose_secret()), (0, "r2"));
+}
+
+#[test]
+fn a_claimed_refresh_token_the_provider_rejects_is_rejected_for_every_peer() {
+    let store = crate::store::MemoryStore::new();
+    let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let (mut a, mut b) = signed_in_pair(&store, t0, wall0);
+    let now = a.poll_timeout().unwrap();
+    let wall = wall0 + (now - t0);
+    a.handle_timeout(now);
+    let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
+    a.handle_fetch_response(now, test_wall(), fetch.id, &answer(r#"{"error":"invalid_grant"}"#));
+    sign_in_required(&run_store(&mut a, &store, now, wall, true));
+    assert!(stored(&store, &a, wall).is_refresh_rejected());
+    // b does not wait for a claimant that will write nothing: the user must sign in.
+    b.handle_timeout(now + SECS(1));
+    let (error, at) = fails_without_fetching(&mut b, &store, t0, wall0, now + SECS(1));
+    assert!(
+        matches!(&error, TokenError::SignInRequired { reason: SignInReason::RefreshRejectedElsewhere, .. }),
+        "{error:?}"
+    );
+    assert!(at - now < SECS(2), "at once, not after the patience");
+    assert!(b.refresh_token().is_none());
+}
+
+#[test]
+fn tokens_bought_with_a_claim_are_written_again_until_the_store_takes_them() {
+    let store = crate::store::MemoryStore::new();
+    let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let (mut a, mut b) = signed_in_pair(&store, t0, wall0);
+    let now = a.poll_timeout().unwrap();
+    let wall = wall0 + (now - t0);
+    a.handle_timeout(now);
+    let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
+    a.handle_fetch_response(
+        now,
+        test_wall(),
+        fetch.id,
+        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
+    );
+    // The write fails (say, not confirmed by the replicas), and so does the first repair.
+    run_store(&mut a, &store, now, wall, false);
+    let first = a.poll_timeout().unwrap();
+    assert!(first - now <= SECS(1), "repaired soon: {:?}", first - now);
+    a.handle_timeout(first);
+    run_store(&mut a, &store, first, wall0 + (first - t0), false);
+    assert!(stored(&store, &a, wall).claimant().is_some(), "only the claim is there");
+    // Then the store answers: the record is a's claim, and is replaced by the new tokens.
+    let second = a.poll_timeout().unwrap();
+    assert!(second > first);
+    a.handle_timeout(second);
+    run_store(&mut a, &store, second, wall0 + (second - t0), true);
+    let record = stored(&store, &a, wall0 + (second - t0));
+    assert_eq!(record.access_token_value(), Some("u2"));
+    assert_eq!(record.refresh_token().unwrap().expose_secret(), "r2");
+    assert!(record.claimant().is_none());
+    // b takes them at its renewal.
+    let renewal = b.poll_timeout().unwrap();
+    b.handle_timeout(renewal);
+    let outputs = run_store(&mut b, &store, renewal, wall0 + (renewal - t0), true);
+    assert!(outputs.iter().any(|o| matches!(o, Output::TokenReady(t) if t.value().expose_secret() == "u2")));
+    assert_eq!(b.stats().fetches, 0);
+}
+
+#[test]
+fn a_repair_never_replaces_another_sources_record() {
+    let store = crate::store::MemoryStore::new();
+    let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let (mut a, _b) = signed_in_pair(&store, t0, wall0);
+    let now = a.poll_timeout().unwrap();
+    let wall = wall0 + (now - t0);
+    a.handle_timeout(now);
+    let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
+    a.handle_fetch_response(
+        now,
+        test_wall(),
+        fetch.id,
+        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
+    );
+    run_store(&mut a, &store, now, wall, false);
+    // Meanwhile another source signs the user in again: its record stands.
+    let mut c = Lifecycle::with_store(Arc::clone(a.config()), 3, StoreConfig::default());
+    c.handle_sign_in(now, wall, now, &answer(r#"{"access_token":"u9","expires_in":600,"refresh_token":"r9"}"#))
+        .unwrap();
+    run_store(&mut c, &store, now, wall, true);
+    for _ in 0..20 {
+        let Some(at) = a.poll_timeout().filter(|at| *at < now + SECS(120)) else { break };
+        a.handle_timeout(at);
+        run_store(&mut a, &store, at, wall0 + (at - t0), true);
+    }
+    assert_eq!(stored(&store, &a, wall).access_token_value(), Some("u9"));
+}
