@@ -85,6 +85,12 @@ impl RedisServer {
         self.ca_pem.as_deref()
     }
 
+    /// What `redis-cli` printed for `args` against this server (nothing if
+    /// it could not run): to look at or change the keys in a test.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
+    }
+
     /// Sends `signal` (`-STOP`, `-CONT`, ...) to the server.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status();

@@ -1375,6 +1375,87 @@ fn parallel_runs_spend_a_rotating_refresh_token_once() {
     assert!(!env.provider.token_requests().iter().any(|r| r.grant_type == "client_credentials"));
 }
 
+/// Sends `signal` to process `pid`.
+fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill").args([signal, &pid.to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+}
+
+/// A child process that is woken and killed if the test fails.
+struct Frozen(Option<std::process::Child>);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            kill("-CONT", child.id());
+            let _ = child.kill();
+        }
+    }
+}
+
+#[test]
+fn a_process_frozen_mid_refresh_past_its_lease_is_the_only_one_to_spend_the_refresh_token() {
+    let Some(redis) = auth_testkit::redis::RedisServer::start() else { return };
+    let provider = Provider::start(
+        ProviderConfig::new()
+            .public_client("public-cli")
+            .rotate_refresh_tokens(true)
+            .token_lifetime(std::time::Duration::from_secs(2)),
+    )
+    .unwrap();
+    let env = Env { dir: tempfile::tempdir().unwrap(), provider };
+    let (token_url, authorize_url, store) = (env.provider.token_url(), env.provider.authorization_url(), redis.url());
+    let envs = [("AUTHC_STORE", store.as_str())];
+    let user =
+        ["--token-url", token_url.as_str(), "--authorize-url", authorize_url.as_str(), "--client-id", "public-cli"];
+    let login: Vec<&str> = ["login"].into_iter().chain(user).chain(["--no-browser", "--timeout", "60"]).collect();
+    let mut child = env.command(&login, &envs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    assert_eq!(play_browser(&mut child), 200);
+    let login = collect(child);
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+
+    // A renews: it claims the refresh token in the store and sends it (the endpoint takes 3 s).
+    env.provider.set_token_lifetime(std::time::Duration::from_secs(300));
+    env.provider.set_latency(std::time::Duration::from_secs(3));
+    let token: Vec<&str> = ["token"].into_iter().chain(user).collect();
+    let a = env.command(&token, &envs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let claimed = || {
+        redis
+            .cli(&["--scan", "--pattern", "*:record"])
+            .lines()
+            .any(|key| redis.cli(&["HGET", key, "payload"]).contains("\"refresh_claimed_by\":\""))
+    };
+    let started = std::time::Instant::now();
+    while !claimed() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "A never claimed the refresh token");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A freezes, and its lease runs out (deleted here rather than waited for).
+    kill("-STOP", a.id());
+    let mut a = Frozen(Some(a));
+    let lua = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1";
+    redis.cli(&["EVAL", lua, "0", "*:lease"]);
+    env.provider.set_latency(std::time::Duration::ZERO);
+
+    // B takes the lease, finds the token claimed by A, and does not spend it: it says why.
+    let b = env.run(&token, &envs);
+    assert_ne!(b.code, 0, "B got a token without a refresh: {}", b.stdout);
+    assert!(b.stderr.contains("is renewing with the user's refresh token"), "{}", b.stderr);
+    assert!(!b.stderr.contains("invalid_grant"), "{}", b.stderr);
+
+    // A wakes up, takes its answer and writes the new tokens; C takes them from the store.
+    let child = a.0.take().unwrap();
+    kill("-CONT", child.id());
+    let a = collect(child);
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    let c = env.run(&token, &envs);
+    assert_eq!((c.code, &c.stdout), (0, &a.stdout), "{}", c.stderr);
+    let refreshes: Vec<u16> =
+        env.provider.token_requests().iter().filter(|r| r.grant_type == "refresh_token").map(|r| r.status).collect();
+    assert_eq!(refreshes, [200], "the refresh token spent once, by the process that claimed it");
+}
+
 fn key_fixture(name: &str) -> String {
     format!("{}/../auth-core/testdata/keys/{name}", env!("CARGO_MANIFEST_DIR"))
 }

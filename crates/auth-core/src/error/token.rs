@@ -220,9 +220,7 @@ impl TokenError {
     /// so a later call may succeed. Empty for permanent errors, and not for
     /// one-shot programs, which retry nothing.
     pub fn source_retry_note(&self) -> &'static str {
-        if self.is_transient()
-            && !matches!(self, Self::BudgetSpent { .. } | Self::StoreUnavailable { .. } | Self::RefreshClaimed { .. })
-        {
+        if self.is_transient() && !matches!(self, Self::BudgetSpent { .. } | Self::StoreUnavailable { .. }) {
             "; the token source retries by itself (sooner while callers wait)"
         } else {
             ""
@@ -371,10 +369,10 @@ impl TokenError {
             ),
             Self::RefreshClaimed { by } => write!(
                 f,
-                "another process sharing the token store (lease owner {by}) is renewing with the refresh token \
-                 and has not written the new tokens yet; it is not spent here too, since a second use can end \
-                 the user's session. The source retries by itself and takes the new tokens once they are written; \
-                 if this persists, that process stopped mid-renewal: sign in again"
+                "another process sharing the token store (lease owner {by}) is renewing with the user's refresh \
+                 token and has not written the new tokens yet; it is not spent here too, since a second use can \
+                 end the user's session. The new tokens are taken from the store once that process writes them; \
+                 if this persists, it stopped mid-renewal: sign in again"
             ),
             Self::Assertion { message } => {
                 write!(f, "{message}; nothing was sent to the {name}. Check the key or the assertion's source")
