@@ -625,7 +625,121 @@ async fn a_lease_counts_only_once_a_replica_has_it_when_asked() {
     let started = Instant::now();
     let answer = confirming.execute_async(&key, &lease(a)).await;
     replica.signal("-CONT");
-    assert!(matches!(answer.unwrap(), StoreAnswer::Lease(false)), "an unconfirmed lease is not won");
+    let error = answer.unwrap_err();
+    assert!(error.message.contains("not confirmed by 1 replica"), "an unconfirmed lease is not won: {error}");
     assert!(started.elapsed() >= within, "it waited for the replica");
     assert!(matches!(plain.execute_async(&key, &lease(c)).await.unwrap(), StoreAnswer::Lease(true)), "given back");
+}
+
+/// What one lane of failover trials saw.
+#[derive(Debug, Default)]
+struct Lane {
+    calls: usize,
+    failures: Vec<String>,
+    issued: usize,
+    refreshes: usize,
+    reused: usize,
+    seconds: f64,
+}
+
+/// A fleet of four sources behind its own Sentinel (writes confirmed on the
+/// replica, 2 s tokens renewed with rotating refresh tokens, a caller at
+/// each source every 20 ms), failed over `trials` times: each at a random
+/// moment of a token's life, then left alone for a renewal.
+async fn failover_lane(seed: u64, trials: usize) -> Lane {
+    let Some(sentinel) = RedisSentinel::start() else { return Lane::default() };
+    let sentinel = Arc::new(sentinel);
+    let provider = Rotating::default();
+    let within = Duration::from_millis(500);
+    let sources: Vec<_> = (0..4)
+        .map(|_| {
+            let store = RedisStore::new(&sentinel.url()).unwrap().timeout(SHARING).confirm_writes(1, within);
+            // The source waits for an operation longer than the store waits for the replica.
+            auth_tower::TokenSource::builder(config(), provider.endpoint())
+                .store(store, StoreConfig::default())
+                .store_timeout(Duration::from_secs(2))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = tokio::task::JoinSet::new();
+    for source in &sources {
+        let (source, stop) = (source.clone(), Arc::clone(&stop));
+        callers.spawn(async move {
+            let (mut calls, mut failures) = (0, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                calls += 1;
+                if let Err(error) = source.token().await {
+                    failures.push(error.to_string());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (calls, failures)
+        });
+    }
+    let started = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..trials {
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..2000))).await;
+        let sentinel = Arc::clone(&sentinel);
+        tokio::task::spawn_blocking(move || sentinel.failover()).await.unwrap();
+        // The replica acknowledges writes about a second after it synced.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut lane = Lane { seconds: started.elapsed().as_secs_f64(), ..Lane::default() };
+    while let Some(joined) = callers.join_next().await {
+        let (calls, failures) = joined.unwrap();
+        lane.calls += calls;
+        lane.failures.extend(failures);
+    }
+    let state = provider.state.lock().unwrap();
+    (lane.issued, lane.refreshes, lane.reused) = (state.issued, state.refreshes, state.reused);
+    lane
+}
+
+/// Fifty failovers behind Sentinel (five lanes of ten, at once), each at a
+/// random moment of the fleet's renewals with rotating refresh tokens and
+/// writes confirmed on the replica: no refresh token is spent twice, no
+/// caller fails, and a failover costs at most one token more than a fleet
+/// renewing undisturbed gets (a source that cannot claim the refresh token
+/// while the primary moves uses its client credentials instead). Quoted
+/// in docs/security.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_failovers_during_renewals_spend_no_refresh_token_twice() {
+    if RedisSentinel::start().is_none() {
+        return;
+    }
+    let (lanes, trials) = (5, 10);
+    let mut running = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        running.spawn(failover_lane(32 + lane, trials));
+    }
+    let mut total = Lane::default();
+    while let Some(lane) = running.join_next().await {
+        let lane = lane.unwrap();
+        // One token per renewal (every 1.4 to 1.6 s of a 2 s token), one more per failover.
+        let undisturbed = (lane.seconds / 1.4).ceil() as usize + 1;
+        eprintln!("{lane:?}: at most {undisturbed} tokens undisturbed");
+        assert!(lane.issued <= undisturbed + trials, "more than one extra token per failover: {lane:?}");
+        total.calls += lane.calls;
+        total.failures.extend(lane.failures);
+        (total.issued, total.refreshes, total.reused) =
+            (total.issued + lane.issued, total.refreshes + lane.refreshes, total.reused + lane.reused);
+    }
+    eprintln!(
+        "{} failovers: {} calls, {} failed, {} tokens ({} by refresh), {} refresh tokens spent twice",
+        lanes as usize * trials,
+        total.calls,
+        total.failures.len(),
+        total.issued,
+        total.refreshes,
+        total.reused
+    );
+    assert_eq!(total.reused, 0, "a refresh token was spent twice across a failover");
+    assert!(total.failures.is_empty(), "{:?}", total.failures);
+    // Renewals during a failover, and in the second after it while the
+    // replica resyncs and cannot confirm, use the client credentials.
+    assert!(total.refreshes >= 25, "the fleets renewed with their refresh tokens: {total:?}");
 }

@@ -168,9 +168,13 @@ impl RedisSentinel {
 
     /// Starts the three; returns once the Sentinel knows the replica.
     pub fn start() -> Option<Self> {
-        // No 5 s wait before the first full sync (Redis 7's default).
+        // No 5 s wait before a full sync (Redis 7's default), on either:
+        // the replica serves them once promoted.
         let primary = RedisServer::launch(false, &["--repl-diskless-sync-delay", "0"])?;
-        let replica = RedisServer::launch(false, &["--replicaof", "127.0.0.1", &primary.port.to_string()])?;
+        let replica = RedisServer::launch(
+            false,
+            &["--replicaof", "127.0.0.1", &primary.port.to_string(), "--repl-diskless-sync-delay", "0"],
+        )?;
         let sentinel_port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         let dir = tempfile::tempdir().ok()?;
         let config = dir.path().join("sentinel.conf");
@@ -200,6 +204,11 @@ impl RedisSentinel {
         this.wait_for("the Sentinel to know the replica", |sentinel| {
             sentinel.ask(&["sentinel", "replicas", Self::SERVICE]).contains(&replica_port)
         });
+        // The Sentinel looks at the servers every 100 ms rather than every
+        // 10 s (Redis 7's SENTINEL DEBUG; older ones ignore it), so that it
+        // sees a demoted primary in sync, and may fail over again, within
+        // a second.
+        this.ask(&["sentinel", "debug", "info-period", "100", "ping-period", "100", "publish-period", "100"]);
         Some(this)
     }
 
@@ -242,7 +251,12 @@ impl RedisSentinel {
     /// answer as a primary, or with an empty dataset while it resyncs).
     pub fn failover(&self) {
         let before = self.primary_port();
-        self.ask(&["sentinel", "failover", Self::SERVICE]);
+        // The Sentinel refuses while it still finishes the previous one
+        // (INPROG), or until it has seen the old primary serve as a
+        // replica in sync (NOGOODSLAVE).
+        self.wait_for("the Sentinel to start the failover", |sentinel| {
+            sentinel.ask(&["sentinel", "failover", Self::SERVICE]).trim() == "OK"
+        });
         self.wait_for("the failover", |sentinel| {
             let now = sentinel.primary_port();
             now.is_some() && now != before && redis_cli(now.unwrap_or(0), &["role"]).starts_with("master")

@@ -297,11 +297,10 @@ macro_rules! settings_methods {
 
         /// A lease, a claim on a refresh token or a record counts as
         /// written only once `replicas` replicas have it (`WAIT`, up to
-        /// `within`, which must stay below the store timeout): a lease a
-        /// failover could lose is released and reported as not won; a
-        /// claim or record is reported as a failed operation (a claim
-        /// that is not confirmed is not acted on: its refresh token is
-        /// not spent). With it, a refresh token is never spent twice
+        /// `within`, which must stay below the store timeout): otherwise
+        /// the operation fails (a lease is given back first; a claim that
+        /// is not confirmed is not acted on: its refresh token is not
+        /// spent). With it, a refresh token is never spent twice
         /// across a failover to a replica that confirmed; see
         /// docs/security.md. For one primary with replicas (behind
         /// Sentinel), `replicas` being every replica that may be promoted;

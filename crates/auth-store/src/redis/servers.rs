@@ -313,7 +313,9 @@ impl Confirmation {
     }
 
     /// The answer once `acknowledged` came back from the `WAIT`, and the
-    /// lease to release first when it was not confirmed.
+    /// lease to release first when it was not confirmed: an error either
+    /// way (not "a peer holds the lease": nobody does, and a token source
+    /// told so would wait for a peer's token that never comes).
     pub(super) fn settle(
         &self,
         answered: StoreAnswer,
@@ -322,30 +324,24 @@ impl Confirmation {
         if confirmed(acknowledged, self.replicas) {
             return (None, Ok(answered));
         }
-        match self.lease {
-            Some(owner) => (Some(owner), Ok(StoreAnswer::Lease(false))),
-            None => (
-                None,
-                Err(StoreError::new(format!(
-                    "redis: written, but not confirmed by {} replica(s) within {:?}: a failover could lose it",
-                    self.replicas, self.within
-                ))),
-            ),
-        }
+        let what = if self.lease.is_some() { "the lease was taken, and given back" } else { "written" };
+        let error = StoreError::new(format!(
+            "redis: {what}, but not confirmed by {} replica(s) within {:?}: a failover could lose it",
+            self.replicas, self.within
+        ));
+        (self.lease, Err(error))
     }
 }
 
 /// `WAIT replicas within`: how many replicas have every write so far.
-pub(super) fn wait_command(replicas: u32, within: Duration) -> redis::Cmd {
+fn wait_command(replicas: u32, within: Duration) -> redis::Cmd {
     let mut command = redis::cmd("WAIT");
     command.arg(replicas).arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1));
     command
 }
 
-/// What a lease is when `acknowledged` replicas of the `replicas` asked
-/// confirmed it: held, or (too few: a failover could lose it) not held;
-/// the caller then releases it.
-pub(super) fn confirmed(acknowledged: redis::Value, replicas: u32) -> bool {
+/// Whether `acknowledged` replicas (`WAIT`'s answer) are enough.
+fn confirmed(acknowledged: redis::Value, replicas: u32) -> bool {
     redis::from_redis_value::<i64>(acknowledged).is_ok_and(|n| n >= i64::from(replicas))
 }
 
