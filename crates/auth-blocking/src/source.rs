@@ -132,7 +132,8 @@ impl BlockingTokenSource {
         let (commands, receiver) = mpsc::channel();
         let published =
             Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
-        let timeouts = builder.options.store_timeouts;
+        let longest = builder.options.store.as_ref().and_then(|(store, _)| store.longest_answer());
+        let timeouts = builder.options.store_timeouts.allowing(longest);
         let (lifecycle, store) = builder.options.start(&config, Instant::now());
         let store =
             match store {

@@ -132,6 +132,10 @@ impl<S: auth_core::store::TokenStore> auth_core::store::TokenStore for Encrypted
         self.inner.connect().await
     }
 
+    fn longest_answer(&self) -> Option<std::time::Duration> {
+        self.inner.longest_answer()
+    }
+
     async fn execute(
         &self,
         key: &CacheKey,
@@ -147,6 +151,10 @@ impl<S: auth_core::store::TokenStore> auth_core::store::TokenStore for Encrypted
 impl<S: auth_core::store::BlockingTokenStore> auth_core::store::BlockingTokenStore for Encrypted<S> {
     fn connect(&self) -> Result<(), StoreError> {
         self.inner.connect()
+    }
+
+    fn longest_answer(&self) -> Option<std::time::Duration> {
+        self.inner.longest_answer()
     }
 
     fn execute(&self, key: &CacheKey, now: std::time::SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {

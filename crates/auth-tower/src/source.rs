@@ -130,7 +130,8 @@ impl TokenSourceBuilder {
         let (commands, receiver) = mpsc::unbounded_channel();
         // With a store, a caller may also wait for a peer's fetch and for
         // a few store operations before the local fetch.
-        let store_timeouts = self.options.store_timeouts;
+        let longest = self.options.store.as_ref().and_then(|(store, _)| store.longest_answer());
+        let store_timeouts = self.options.store_timeouts.allowing(longest);
         let store_wait = self.options.store.as_ref().map_or(Duration::ZERO, |(_, store)| {
             store.peer_wait.saturating_add(store_timeouts.longest_wait().saturating_mul(3))
         });

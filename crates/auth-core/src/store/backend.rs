@@ -36,6 +36,15 @@ pub trait TokenStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// How long an operation may take when the backend waits on purpose
+    /// (for replicas to confirm a write): the token source then waits at
+    /// least this long for an answer, whatever its store timeout, since an
+    /// operation it gave up on midway could leave a lease taken and never
+    /// given back. `None` (the default): no such wait.
+    fn longest_answer(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Carries out `op` on the record of `key`. `now` is the wall time the
     /// driver read for it: a backend that keeps expiry itself (files,
     /// memory) checks leases and records against it; one with a clock of
@@ -47,6 +56,10 @@ pub trait TokenStore: Send + Sync + 'static {
 impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
     async fn connect(&self) -> Result<(), StoreError> {
         (**self).connect().await
+    }
+
+    fn longest_answer(&self) -> Option<std::time::Duration> {
+        (**self).longest_answer()
     }
 
     async fn execute(&self, key: &CacheKey, now: SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
@@ -81,6 +94,15 @@ pub trait BlockingTokenStore: Send + Sync + 'static {
     /// when ready. The default does nothing.
     fn connect(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// How long an operation may take when the backend waits on purpose
+    /// (for replicas to confirm a write): the token source then waits at
+    /// least this long for an answer, whatever its store timeout, since an
+    /// operation it gave up on midway could leave a lease taken and never
+    /// given back. `None` (the default): no such wait.
+    fn longest_answer(&self) -> Option<std::time::Duration> {
+        None
     }
 
     /// Carries out `op` on the record of `key`, at the wall time `now`

@@ -108,6 +108,13 @@ impl StoreTimeouts {
     pub fn longest_wait(&self) -> Duration {
         self.connect.saturating_add(self.operation)
     }
+
+    /// These timeouts for a backend whose operations may take up to
+    /// `longest` when it works ([`TokenStore::longest_answer`]): the
+    /// operation timeout is at least that.
+    pub fn allowing(self, longest: Option<Duration>) -> Self {
+        Self { operation: self.operation.max(longest.unwrap_or_default()), ..self }
+    }
 }
 
 impl Default for StoreTimeouts {
@@ -367,6 +374,15 @@ mod tests {
         assert!(opened.after_401() && opened.unauthorized_streak() == 2);
         assert_eq!(opened.scope(), Some("read"));
         assert!(!format!("{envelope:?} {opened:?}").contains("at-1"));
+    }
+
+    #[test]
+    fn a_backend_that_waits_for_replicas_is_waited_for() {
+        let configured = StoreTimeouts { connect: Duration::from_secs(1), operation: Duration::from_millis(250) };
+        assert_eq!(configured.allowing(None), configured);
+        assert_eq!(configured.allowing(Some(Duration::from_millis(100))), configured);
+        let longer = configured.allowing(Some(Duration::from_millis(1250)));
+        assert_eq!((longer.operation, longer.connect), (Duration::from_millis(1250), Duration::from_secs(1)));
     }
 
     #[test]

@@ -158,6 +158,10 @@ impl auth_core::store::TokenStore for RedisStore {
         self.connection().await.map(drop)
     }
 
+    fn longest_answer(&self) -> Option<Duration> {
+        self.settings.longest_answer()
+    }
+
     async fn execute(
         &self,
         key: &CacheKey,

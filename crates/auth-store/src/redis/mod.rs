@@ -297,7 +297,9 @@ macro_rules! settings_methods {
 
         /// A lease, a claim on a refresh token or a record counts as
         /// written only once `replicas` replicas have it (`WAIT`, up to
-        /// `within`, which must stay below the store timeout): otherwise
+        /// `within`; a token source then waits for an operation at least
+        /// `within` plus three store timeouts, whatever its own store
+        /// timeout): otherwise
         /// the operation fails (a lease is given back first; a claim that
         /// is not confirmed is not acted on: its refresh token is not
         /// spent). With it, a refresh token is never spent twice

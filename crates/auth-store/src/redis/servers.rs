@@ -272,6 +272,14 @@ impl Settings {
         })
     }
 
+    /// With writes confirmed on replicas, how long an operation may take:
+    /// the operation, the `WAIT` for up to `within` and a lease given
+    /// back, each answered within the store's timeout.
+    pub(super) fn longest_answer(&self) -> Option<Duration> {
+        let (_, within) = self.confirm?;
+        Some(within.saturating_add(self.timeout.saturating_mul(3)))
+    }
+
     /// The confirmation `op` needs when it writes (a lease won, a record
     /// written), with writes confirmed on replicas. Refused before
     /// anything is sent on a cluster, where the replicas of the key's

@@ -85,6 +85,10 @@ impl auth_core::store::BlockingTokenStore for BlockingRedisStore {
         self.connect_into(&mut self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
+    fn longest_answer(&self) -> Option<Duration> {
+        self.settings.longest_answer()
+    }
+
     fn execute(&self, key: &CacheKey, _now: std::time::SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
         let confirmation = self.settings.confirmation(op)?;
         let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
