@@ -257,10 +257,38 @@ impl RedisSentinel {
         self.wait_for("the Sentinel to start the failover", |sentinel| {
             sentinel.ask(&["sentinel", "failover", Self::SERVICE]).trim() == "OK"
         });
+        self.promoted(before);
+        self.followed(before);
+    }
+
+    /// The primary stops answering (frozen, as a crashed or cut-off host):
+    /// the Sentinel finds it down after a second and promotes the replica;
+    /// then it comes back, and returns once it follows the new primary, in
+    /// sync (what it took while the replica had not copied it is lost).
+    pub fn fail_primary(&self) {
+        let before = self.primary_port();
+        let server = if before == Some(self.primary.port) { &self.primary } else { &self.replica };
+        server.signal("-STOP");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(self.primary_port() != before && self.primary_port().is_some()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.signal("-CONT");
+        self.promoted(before);
+        self.followed(before);
+    }
+
+    /// Waits until the Sentinel names a primary other than `before` that
+    /// answers as one.
+    fn promoted(&self, before: Option<u16>) {
         self.wait_for("the failover", |sentinel| {
             let now = sentinel.primary_port();
             now.is_some() && now != before && redis_cli(now.unwrap_or(0), &["role"]).starts_with("master")
         });
+    }
+
+    /// Waits until the primary `before` is a replica again, in sync.
+    fn followed(&self, before: Option<u16>) {
         let old = before.unwrap_or(self.primary.port);
         self.wait_for("the old primary to follow the new one", |_| {
             let info = redis_cli(old, &["info", "replication"]);
