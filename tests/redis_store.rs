@@ -520,6 +520,29 @@ fn blocking_sources_on_a_cluster_make_one_fetch_and_share_the_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_cluster_shares_over_tls_and_checks_the_certificate() {
+    let Some(cluster) = RedisCluster::start_tls() else { return };
+    let (url, ca) = (cluster.tls_url(), cluster.nodes()[0].ca_pem().unwrap().as_bytes().to_vec());
+    let (tokens, calls) =
+        tokens_of_async_sources(4, || RedisStore::with_root_certificate(&url, &ca).unwrap().timeout(SHARING)).await;
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 1, "one fetch for the fleet, over TLS to a cluster");
+    let (tokens, calls) = tokio::task::spawn_blocking(move || {
+        blocking_fleet::tokens_of_blocking_sources(&config(), 3, Duration::from_millis(50), || {
+            BlockingRedisStore::with_root_certificate(&url, &ca).unwrap().timeout(SHARING)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(tokens.iter().all(|t| t == "tok-1"), "blocking sources adopt it over TLS too: {tokens:?}");
+    assert_eq!(calls, 0);
+    // The system's roots do not know the test CA: refused.
+    let refused =
+        RedisStore::new(&cluster.tls_url()).unwrap().execute_async(&config().cache_key().clone(), &StoreOp::Read).await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_planted_at_another_key_of_a_cluster_is_not_adopted() {
     let Some(cluster) = RedisCluster::start() else { return };
     let other =

@@ -30,6 +30,12 @@ impl RedisServer {
     }
 
     fn launch(tls: bool, extra: &[&str]) -> Option<Self> {
+        Self::launch_with(tls.then(tls_files), extra)
+    }
+
+    /// Starts one, speaking TLS only with `tls` (the CA's PEM, the
+    /// server's certificate and key) when given.
+    fn launch_with(tls: Option<(String, String, String)>, extra: &[&str]) -> Option<Self> {
         let required = std::env::var("AUTH_REQUIRE_REDIS").is_ok_and(|v| v == "1");
         if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
             assert!(!required, "AUTH_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install redis-server)");
@@ -41,13 +47,16 @@ impl RedisServer {
         let mut command = Command::new("redis-server");
         command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]).arg("--dir").arg(dir.path());
         command.args(extra);
-        let ca_pem = if tls {
-            let (ca, cert, key) = tls_files();
+        let ca_pem = if let Some((ca, cert, key)) = tls {
             let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            let ca_path = dir.path().join("ca.pem");
             std::fs::write(&cert_path, cert).expect("write the test certificate");
             std::fs::write(&key_path, key).expect("write the test key");
+            std::fs::write(&ca_path, &ca).expect("write the test CA");
             command.args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no"]);
             command.arg("--tls-cert-file").arg(cert_path).arg("--tls-key-file").arg(key_path);
+            // The CA is what nodes of a TLS cluster check each other with.
+            command.arg("--tls-ca-cert-file").arg(ca_path);
             Some(ca)
         } else {
             command.args(["--port", &port.to_string()]);
@@ -110,12 +119,35 @@ impl RedisCluster {
     /// Starts the three nodes and joins them; returns once every node says
     /// `cluster_state:ok`.
     pub fn start() -> Option<Self> {
-        let cluster =
-            ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
+        Self::start_with(None)
+    }
+
+    /// Like [`RedisCluster::start`], every node speaking TLS only (the
+    /// cluster bus too), with certificates for 127.0.0.1 signed by one CA
+    /// made for it ([`RedisServer::ca_pem`] of any node); URL
+    /// [`RedisCluster::tls_url`].
+    pub fn start_tls() -> Option<Self> {
+        let authority = crate::tls::Authority::new();
+        let server = authority.issue("127.0.0.1", true);
+        Self::start_with(Some((authority.ca_pem(), server.certificate, server.private_key)))
+    }
+
+    fn start_with(tls: Option<(String, String, String)>) -> Option<Self> {
+        let mut cluster =
+            vec!["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
+        if tls.is_some() {
+            cluster.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+        }
         let nodes: Vec<RedisServer> =
-            (0..3).map(|_| RedisServer::launch(false, &cluster)).collect::<Option<Vec<_>>>()?;
+            (0..3).map(|_| RedisServer::launch_with(tls.clone(), &cluster)).collect::<Option<Vec<_>>>()?;
+        let ca_path = nodes[0]._dir.path().join("ca.pem");
+        let tls_args: Vec<String> = match &tls {
+            Some(_) => vec!["--tls".into(), "--cacert".into(), ca_path.display().to_string()],
+            None => Vec::new(),
+        };
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let created = Command::new("redis-cli")
+            .args(&tls_args)
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -126,7 +158,12 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         for node in &nodes {
             loop {
-                let info = redis_cli(node.port, &["cluster", "info"]);
+                let info = Command::new("redis-cli")
+                    .args(&tls_args)
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
                 if info.contains("cluster_state:ok") {
                     break;
                 }
@@ -142,6 +179,12 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// `rediss+cluster://...`, for a cluster started with
+    /// [`RedisCluster::start_tls`].
+    pub fn tls_url(&self) -> String {
+        self.url().replacen("redis+cluster", "rediss+cluster", 1)
     }
 
     /// The nodes (each a primary), e.g. to read what each holds.
