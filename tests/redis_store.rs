@@ -485,15 +485,52 @@ async fn the_protocol_on_a_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_confirmation_is_refused_on_a_cluster_before_a_lease_is_taken() {
+async fn writes_are_confirmed_on_the_replica_of_the_keys_primary_in_a_cluster() {
+    let Some(cluster) = RedisCluster::start_with_replicas() else { return };
+    let key = config().cache_key().clone();
+    let lease = |owner| StoreOp::AcquireLease { owner: LeaseOwner::new(owner), ttl: Duration::from_secs(30) };
+    // The WAIT reaches the primary that took the write, whose replica confirms it.
+    let confirming = RedisStore::new(&cluster.url()).unwrap().confirm_writes(1, Duration::from_secs(1));
+    assert!(matches!(confirming.execute_async(&key, &lease(1)).await.unwrap(), StoreAnswer::Lease(true)));
+    let record = Record::new(&key, "t1", std::time::SystemTime::now() + Duration::from_secs(60));
+    let claim = StoreOp::CompareAndSet { envelope: Envelope::seal(&record, 1), expected: 0 };
+    assert!(matches!(confirming.execute_async(&key, &claim).await.unwrap(), StoreAnswer::Written(true)));
+    // Frozen, the replica of the key's own primary confirms nothing (any other would).
+    let record_key = format!("auth-store:{{{}}}:record", key.fingerprint());
+    let is_primary = |node: &Redis| node.cli(&["info", "replication"]).contains("role:master");
+    let primary = cluster.nodes().iter().find(|n| is_primary(n) && n.cli(&["EXISTS", &record_key]).trim() == "1");
+    let primary_port = format!("master_port:{}", primary.expect("the key's primary").port());
+    let replica = cluster.nodes().iter().find(|n| n.cli(&["info", "replication"]).contains(&primary_port)).unwrap();
+    confirming.execute_async(&key, &StoreOp::ReleaseLease { owner: LeaseOwner::new(1) }).await.unwrap();
+    replica.signal("-STOP");
+    let unconfirmed = confirming.execute_async(&key, &lease(3)).await;
+    replica.signal("-CONT");
+    assert!(unconfirmed.unwrap_err().message.contains("not confirmed"), "the WAIT went elsewhere");
+    confirming.execute_async(&key, &StoreOp::Invalidate { fingerprint: record.fingerprint() }).await.unwrap();
+    let url = cluster.url();
+    let (tokens, calls) = tokens_of_async_sources(8, || {
+        RedisStore::new(&url).unwrap().timeout(SHARING).confirm_writes(1, Duration::from_secs(1))
+    })
+    .await;
+    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
+    assert_eq!(calls, 1, "one fetch for the fleet, every write confirmed");
+    let blocking = BlockingRedisStore::new(&url).unwrap().confirm_writes(1, Duration::from_secs(1));
+    let answer = tokio::task::spawn_blocking(move || {
+        auth_core::store::BlockingTokenStore::execute(&blocking, &key, std::time::SystemTime::now(), &lease(2))
+    });
+    assert!(matches!(answer.await.unwrap().unwrap(), StoreAnswer::Lease(true)), "blocking stores route it too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_replicas_a_cluster_confirms_nothing_and_gives_the_lease_back() {
     let Some(cluster) = RedisCluster::start() else { return };
     let key = config().cache_key().clone();
     let lease = |owner| StoreOp::AcquireLease { owner: LeaseOwner::new(owner), ttl: Duration::from_secs(30) };
     let confirming = RedisStore::new(&cluster.url()).unwrap().confirm_writes(1, Duration::from_millis(100));
     let error = confirming.execute_async(&key, &lease(1)).await.unwrap_err();
-    assert!(error.message.contains("not available on a Redis Cluster"), "{error}");
+    assert!(error.message.contains("not confirmed by 1 replica"), "{error}");
     let plain = RedisStore::new(&cluster.url()).unwrap().timeout(SHARING);
-    assert!(matches!(plain.execute_async(&key, &lease(2)).await.unwrap(), StoreAnswer::Lease(true)), "none taken");
+    assert!(matches!(plain.execute_async(&key, &lease(2)).await.unwrap(), StoreAnswer::Lease(true)), "given back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

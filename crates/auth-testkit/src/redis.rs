@@ -119,7 +119,13 @@ impl RedisCluster {
     /// Starts the three nodes and joins them; returns once every node says
     /// `cluster_state:ok`.
     pub fn start() -> Option<Self> {
-        Self::start_with(None)
+        Self::start_with(None, false)
+    }
+
+    /// Like [`RedisCluster::start`], with a replica for each primary (six
+    /// nodes); returns once every replica is in sync.
+    pub fn start_with_replicas() -> Option<Self> {
+        Self::start_with(None, true)
     }
 
     /// Like [`RedisCluster::start`], every node speaking TLS only (the
@@ -129,17 +135,21 @@ impl RedisCluster {
     pub fn start_tls() -> Option<Self> {
         let authority = crate::tls::Authority::new();
         let server = authority.issue("127.0.0.1", true);
-        Self::start_with(Some((authority.ca_pem(), server.certificate, server.private_key)))
+        Self::start_with(Some((authority.ca_pem(), server.certificate, server.private_key)), false)
     }
 
-    fn start_with(tls: Option<(String, String, String)>) -> Option<Self> {
+    fn start_with(tls: Option<(String, String, String)>, replicas: bool) -> Option<Self> {
         let mut cluster =
             vec!["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
         if tls.is_some() {
             cluster.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
         }
+        if replicas {
+            cluster.extend(["--repl-diskless-sync-delay", "0"]);
+        }
+        let count = if replicas { 6 } else { 3 };
         let nodes: Vec<RedisServer> =
-            (0..3).map(|_| RedisServer::launch_with(tls.clone(), &cluster)).collect::<Option<Vec<_>>>()?;
+            (0..count).map(|_| RedisServer::launch_with(tls.clone(), &cluster)).collect::<Option<Vec<_>>>()?;
         let ca_path = nodes[0]._dir.path().join("ca.pem");
         let tls_args: Vec<String> = match &tls {
             Some(_) => vec!["--tls".into(), "--cacert".into(), ca_path.display().to_string()],
@@ -150,7 +160,7 @@ impl RedisCluster {
             .args(&tls_args)
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", if replicas { "1" } else { "0" }, "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -171,6 +181,17 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // Each replica in sync with its primary.
+        for node in nodes.iter().filter(|_| replicas) {
+            loop {
+                let info = redis_cli(node.port, &["info", "replication"]);
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "a replica did not sync: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         Some(Self { nodes })
     }
 
@@ -187,7 +208,8 @@ impl RedisCluster {
         self.url().replacen("redis+cluster", "rediss+cluster", 1)
     }
 
-    /// The nodes (each a primary), e.g. to read what each holds.
+    /// The nodes (primaries, and replicas when started with them), e.g. to
+    /// read what each holds.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }

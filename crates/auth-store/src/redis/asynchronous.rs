@@ -67,7 +67,8 @@ impl RedisStore {
                 return Ok(connection.clone());
             }
         }
-        let Settings { client, timeout, connect_timeout, .. } = self.settings.clone();
+        let timeout = self.settings.answer_timeout();
+        let Settings { client, connect_timeout, .. } = self.settings.clone();
         let slot = Slot::clone(&self.connection);
         let attempt = tokio::spawn(async move {
             let mut slot = slot.lock().await;
@@ -118,14 +119,20 @@ impl RedisStore {
     /// Carries out `op` on the record of `key` (connecting first
     /// unless connected).
     pub async fn execute_async(&self, key: &CacheKey, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-        let confirmation = self.settings.confirmation(op)?;
+        let confirmation = self.settings.confirmation(key, op);
         let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
         let connection = self.connection().await?;
         let answered = answer(reply, self.query(&connection, &command).await?)?;
         let Some(confirmation) = confirmation.filter(|c| c.needed(&answered)) else {
             return Ok(answered);
         };
-        let acknowledged = self.query(&connection, &confirmation.wait()).await?;
+        let acknowledged = match connection.clone() {
+            Connection::Cluster(mut cluster) => cluster
+                .route_command(confirmation.wait(), confirmation.routing.clone())
+                .await
+                .map_err(|e| redis_error(&e))?,
+            _ => self.query(&connection, &confirmation.wait()).await?,
+        };
         let (release, settled) = confirmation.settle(answered, acknowledged);
         if let Some(owner) = release {
             let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;

@@ -297,16 +297,17 @@ macro_rules! settings_methods {
 
         /// A lease, a claim on a refresh token or a record counts as
         /// written only once `replicas` replicas have it (`WAIT`, up to
-        /// `within`; a token source then waits for an operation at least
-        /// `within` plus three store timeouts, whatever its own store
-        /// timeout): otherwise
+        /// `within`; each answer may then take `within` longer than the
+        /// store's timeout, and a token source waits for an operation as
+        /// long as three such answers, whatever its own store timeout):
+        /// otherwise
         /// the operation fails (a lease is given back first; a claim that
         /// is not confirmed is not acted on: its refresh token is not
         /// spent). With it, a refresh token is never spent twice
         /// across a failover to a replica that confirmed; see
         /// docs/security.md. For one primary with replicas (behind
-        /// Sentinel), `replicas` being every replica that may be promoted;
-        /// not on a cluster.
+        /// Sentinel, or each primary of a cluster), `replicas` being every
+        /// replica that may be promoted.
         pub fn confirm_writes(mut self, replicas: u32, within: Duration) -> Self {
             self.settings.confirm = Some((replicas, within));
             self

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use auth_core::store::{LeaseOwner, StoreAnswer, StoreError, StoreOp};
+use auth_core::CacheKey;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
 use super::DEFAULT_PREFIX;
 
@@ -273,40 +275,45 @@ impl Settings {
     }
 
     /// With writes confirmed on replicas, how long an operation may take:
-    /// the operation, the `WAIT` for up to `within` and a lease given
-    /// back, each answered within the store's timeout.
+    /// the operation, the `WAIT` and a lease given back, each within
+    /// [`Settings::answer_timeout`].
     pub(super) fn longest_answer(&self) -> Option<Duration> {
-        let (_, within) = self.confirm?;
-        Some(within.saturating_add(self.timeout.saturating_mul(3)))
+        self.confirm.map(|_| self.answer_timeout().saturating_mul(3))
     }
 
-    /// The confirmation `op` needs when it writes (a lease won, a record
-    /// written), with writes confirmed on replicas. Refused before
-    /// anything is sent on a cluster, where the replicas of the key's
-    /// primary cannot be asked from here yet.
-    pub(super) fn confirmation(&self, op: &StoreOp) -> Result<Option<Confirmation>, StoreError> {
-        let Some((replicas, within)) = self.confirm else { return Ok(None) };
+    /// How long one answer may take: the timeout, and with writes
+    /// confirmed on replicas as long again as a `WAIT` may last.
+    pub(super) fn answer_timeout(&self) -> Duration {
+        self.timeout.saturating_add(self.confirm.map_or(Duration::ZERO, |(_, within)| within))
+    }
+
+    /// The confirmation `op` on the record of `key` needs when it writes
+    /// (a lease won, a record written), with writes confirmed on replicas.
+    pub(super) fn confirmation(&self, key: &CacheKey, op: &StoreOp) -> Option<Confirmation> {
+        let (replicas, within) = self.confirm?;
         let lease = match op {
             StoreOp::AcquireLease { owner, .. } => Some(*owner),
             StoreOp::Write { .. } | StoreOp::CompareAndSet { .. } => None,
-            _ => return Ok(None),
+            _ => return None,
         };
-        if matches!(self.client, Client::Cluster { .. }) {
-            return Err(StoreError::new(
-                "confirming writes on replicas is not available on a Redis Cluster; remove confirm_writes",
-            ));
-        }
-        Ok(Some(Confirmation { replicas, within, lease }))
+        // On a cluster, the `WAIT` goes to the primary that took the write:
+        // the one of the key's slot (the cache key's keys share it).
+        let (record, _) = super::keys(&self.prefix, key);
+        let route = Route::with_key(record.as_bytes(), SlotAddr::Master);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+        Some(Confirmation { replicas, within, lease, routing })
     }
 }
 
 /// What an operation that wrote must see confirmed before it counts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Confirmation {
     pub(super) replicas: u32,
     pub(super) within: Duration,
     /// The lease it took, to release when not confirmed.
     pub(super) lease: Option<LeaseOwner>,
+    /// Where a cluster sends the `WAIT`.
+    pub(super) routing: RoutingInfo,
 }
 
 impl Confirmation {

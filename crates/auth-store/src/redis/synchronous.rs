@@ -50,7 +50,8 @@ impl BlockingRedisStore {
 
     /// Connects into `slot` unless it holds a connection.
     fn connect_into(&self, slot: &mut Option<Connection>) -> Result<(), StoreError> {
-        let Settings { client, timeout, connect_timeout, .. } = &self.settings;
+        let timeout = &self.settings.answer_timeout();
+        let Settings { client, connect_timeout, .. } = &self.settings;
         if slot.is_some() {
             return Ok(());
         }
@@ -90,7 +91,7 @@ impl auth_core::store::BlockingTokenStore for BlockingRedisStore {
     }
 
     fn execute(&self, key: &CacheKey, _now: std::time::SystemTime, op: &StoreOp) -> Result<StoreAnswer, StoreError> {
-        let confirmation = self.settings.confirmation(op)?;
+        let confirmation = self.settings.confirmation(key, op);
         let mut slot = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.connect_into(&mut slot)?;
         let Prepared { command, reply } = prepare(&self.settings.prefix, key, op)?;
@@ -98,7 +99,16 @@ impl auth_core::store::BlockingTokenStore for BlockingRedisStore {
         let Some(confirmation) = confirmation.filter(|c| c.needed(&answered)) else {
             return Ok(answered);
         };
-        let acknowledged = query(&mut slot, &confirmation.wait())?;
+        let acknowledged = match slot.as_mut() {
+            Some(Connection::Cluster(cluster)) => {
+                let routed = cluster.route_command(&confirmation.wait(), confirmation.routing.clone());
+                routed.map_err(|e| {
+                    *slot = None;
+                    redis_error(&e)
+                })?
+            }
+            _ => query(&mut slot, &confirmation.wait())?,
+        };
         let (release, settled) = confirmation.settle(answered, acknowledged);
         if let Some(owner) = release {
             let release = prepare(&self.settings.prefix, key, &StoreOp::ReleaseLease { owner })?;
