@@ -266,6 +266,11 @@ impl RedisSentinel {
             let info = redis_cli(sentinel.replica.port, &["info", "replication"]);
             info.contains("master_link_status:up")
         });
+        // Online for the primary only at its first acknowledgement: until
+        // then a WAIT counts it out.
+        this.wait_for("the primary to count its replica", |sentinel| {
+            redis_cli(sentinel.primary.port, &["info", "replication"]).contains("state=online")
+        });
         this.wait_for("the Sentinel to know the replica", |sentinel| {
             sentinel.ask(&["sentinel", "replicas", Self::SERVICE]).contains(&replica_port)
         });
@@ -355,9 +360,12 @@ impl RedisSentinel {
     /// Waits until the primary `before` is a replica again, in sync.
     fn followed(&self, before: Option<u16>) {
         let old = before.unwrap_or(self.primary.port);
-        self.wait_for("the old primary to follow the new one", |_| {
+        self.wait_for("the old primary to follow the new one", |sentinel| {
             let info = redis_cli(old, &["info", "replication"]);
-            info.contains("role:slave") && info.contains("master_link_status:up")
+            let new = sentinel.primary_port().unwrap_or(0);
+            info.contains("role:slave")
+                && info.contains("master_link_status:up")
+                && redis_cli(new, &["info", "replication"]).contains("state=online")
         });
     }
 

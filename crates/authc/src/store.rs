@@ -20,18 +20,25 @@ pub(crate) fn token_store(choice: Option<&StoreChoice>) -> Result<Option<Store>,
     let Some(choice) = choice else { return Ok(None) };
     let store: Result<Store, auth_core::store::StoreError> = match choice {
         StoreChoice::File(dir) => FileStore::open(dir).map(|s| Arc::new(s) as Store),
-        StoreChoice::Redis(url) => match std::env::var_os("AUTHC_STORE_CA_FILE") {
-            None => RedisStore::new(url).map(|s| Arc::new(s) as Store),
-            Some(ca_file) => {
-                let pem = auth_core::setup::read_file_bytes(std::path::Path::new(&ca_file)).map_err(|e| {
-                    Failure::usage(format!(
-                        "cannot read AUTHC_STORE_CA_FILE {}: {e}",
-                        std::path::Path::new(&ca_file).display()
-                    ))
-                })?;
-                RedisStore::with_root_certificate(url, &pem).map(|s| Arc::new(s) as Store)
-            }
-        },
+        StoreChoice::Redis(url) => {
+            let confirm = confirmation()?;
+            let redis = match std::env::var_os("AUTHC_STORE_CA_FILE") {
+                None => RedisStore::new(url),
+                Some(ca_file) => {
+                    let pem = auth_core::setup::read_file_bytes(std::path::Path::new(&ca_file)).map_err(|e| {
+                        Failure::usage(format!(
+                            "cannot read AUTHC_STORE_CA_FILE {}: {e}",
+                            std::path::Path::new(&ca_file).display()
+                        ))
+                    })?;
+                    RedisStore::with_root_certificate(url, &pem)
+                }
+            };
+            redis.map(|redis| match confirm {
+                Some((replicas, within)) => Arc::new(redis.confirm_writes(replicas, within)) as Store,
+                None => Arc::new(redis) as Store,
+            })
+        }
     };
     let store = match store {
         Ok(store) => store,
@@ -47,6 +54,21 @@ pub(crate) fn token_store(choice: Option<&StoreChoice>) -> Result<Option<Store>,
     let encrypted = Encrypted::from_key_bytes(store, &key)
         .map_err(|e| Failure::usage(format!("AUTHC_STORE_KEY_FILE: {}", e.message)))?;
     Ok(Some(Arc::new(encrypted)))
+}
+
+/// AUTHC_STORE_CONFIRM=REPLICAS[:MILLISECONDS]: writes to Redis count once
+/// that many replicas have them (within 500 ms unless said).
+fn confirmation() -> Result<Option<(u32, std::time::Duration)>, Failure> {
+    let Some(value) = std::env::var_os("AUTHC_STORE_CONFIRM") else { return Ok(None) };
+    let value = value.to_string_lossy();
+    let (replicas, within) = value.split_once(':').map_or((&*value, None), |(r, w)| (r, Some(w)));
+    let bad = || Failure::usage(format!("AUTHC_STORE_CONFIRM={value}: expected REPLICAS[:MILLISECONDS], e.g. 1:500"));
+    let replicas: u32 = replicas.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+    let within: u64 = match within {
+        Some(ms) => ms.trim().parse().ok().filter(|ms| (1..=60_000).contains(ms)).ok_or_else(bad)?,
+        None => 500,
+    };
+    Ok(Some((replicas, std::time::Duration::from_millis(within))))
 }
 
 /// The tokens the store holds for `config`, if any (without fetching).

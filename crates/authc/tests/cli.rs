@@ -1375,6 +1375,26 @@ fn parallel_runs_spend_a_rotating_refresh_token_once() {
     assert!(!env.provider.token_requests().iter().any(|r| r.grant_type == "client_credentials"));
 }
 
+#[test]
+fn writes_confirmed_on_a_sentinels_replica_share_one_grant() {
+    let Some(sentinel) = auth_testkit::redis::RedisSentinel::start() else { return };
+    let env = Env::new();
+    let token_url = env.provider.token_url();
+    let url = sentinel.url();
+    let token = ["token", "--token-url", token_url.as_str(), "--client-id", "cli-client"];
+    let envs = [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str()), ("AUTHC_STORE_CONFIRM", "1:1000")];
+    let runs = env.run_parallel(10, &token, &envs);
+    for run in &runs {
+        assert_eq!((run.code, &run.stdout), (0, &runs[0].stdout), "{}", run.stderr);
+    }
+    assert_eq!(env.provider.stats().token_requests, 1, "one grant, every write confirmed on the replica");
+    for bad in ["0", "one", "1:0", "1:x"] {
+        let envs = [("AUTHC_CLIENT_SECRET", SECRET), ("AUTHC_STORE", url.as_str()), ("AUTHC_STORE_CONFIRM", bad)];
+        let run = env.run(&token, &envs);
+        assert!(run.code == 2 && run.stderr.contains("AUTHC_STORE_CONFIRM"), "{bad}: {}", run.stderr);
+    }
+}
+
 /// Sends `signal` to process `pid`.
 fn kill(signal: &str, pid: u32) {
     let status = Command::new("kill").args([signal, &pid.to_string()]).status();
