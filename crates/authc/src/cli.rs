@@ -406,7 +406,7 @@ pub struct AuthArgs {
     /// (the server certificate checked against the system's roots, or the
     /// PEM CA in AUTHC_STORE_CA_FILE).
     /// With AUTHC_STORE_KEY_FILE (32 bytes or 64 hex digits) the records
-    /// are encrypted. With AUTHC_STORE_CONFIRM=REPLICAS[:MS] a Redis write
+    /// are encrypted. With AUTHC_STORE_CONFIRM=REPLICAS or REPLICAS:MS a Redis write
     /// counts once that many replicas have it (within MS, default 500):
     /// then a shared refresh token is spent once across a failover too.
     #[arg(long, env = "AUTHC_STORE", value_name = "STORE")]

@@ -56,7 +56,7 @@ pub(crate) fn token_store(choice: Option<&StoreChoice>) -> Result<Option<Store>,
     Ok(Some(Arc::new(encrypted)))
 }
 
-/// AUTHC_STORE_CONFIRM=REPLICAS[:MILLISECONDS]: writes to Redis count once
+/// AUTHC_STORE_CONFIRM=REPLICAS or REPLICAS:MILLISECONDS: writes to Redis count once
 /// that many replicas have them (within 500 ms unless said).
 fn confirmation() -> Result<Option<(u32, std::time::Duration)>, Failure> {
     let Some(value) = std::env::var_os("AUTHC_STORE_CONFIRM") else { return Ok(None) };
