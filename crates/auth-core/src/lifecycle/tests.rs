@@ -1,4 +1,4 @@
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::config::{BackoffPolicy, ClientAuth, RefreshPolicy, SourceConfigBuilder, SourceGrant, FETCH_BUDGET_WINDOW};
@@ -838,7 +838,7 @@ fn restored_lifetimes_are_clamped_like_fetched_ones() {
     let forever = StoredToken::new(Some(AccessTokenValue::new("saved")), Duration::MAX, None, None);
     sim.lc.handle_restore(sim.now, forever);
     let [Output::TokenReady(token)] = &sim.outputs()[..] else { panic!() };
-    assert_eq!(token.lifetime(), MAX_LIFETIME);
+    assert_eq!(token.lifetime(), crate::wire::response::MAX_LIFETIME);
 }
 
 #[test]
