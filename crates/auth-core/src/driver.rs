@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::config::SourceConfig;
 use crate::error::TokenError;
 use crate::lifecycle::{
-    FetchRequest, Lifecycle, Output, PublishedStats, StoredToken, Unauthorized, Want, WithdrawReason,
+    FetchRequest, Lifecycle, Observation, Output, PublishedStats, StoredToken, Unauthorized, Want, WithdrawReason,
 };
 use crate::publish::slot::TokenSlot;
 use crate::publish::token::{AccessToken, Generation};
@@ -49,6 +49,12 @@ pub trait Effects {
     /// The store stopped answering (`Some`, with why) or answers again
     /// (`None`): say so once.
     fn store_health(&mut self, error: Option<StoreError>);
+
+    /// What the lifecycle decided or saw, while it is observed
+    /// ([`Lifecycle::observe`]): record it (metrics). The default drops it.
+    fn observed(&mut self, observation: Observation) {
+        let _ = observation;
+    }
 }
 
 /// Carries out every output the lifecycle has, until it has none.
@@ -63,6 +69,9 @@ pub fn carry_out(driver: &mut impl Effects) {
             Output::TokenWithdrawn { generation, reason } => driver.withdrawn(generation, reason),
             Output::StoreHealth { error, .. } => driver.store_health(error),
         }
+    }
+    while let Some(observation) = driver.lifecycle().poll_observation() {
+        driver.observed(observation);
     }
     driver.before_output();
 }

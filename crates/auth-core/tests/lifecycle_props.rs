@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use auth_core::lifecycle::{Observation, TokenOrigin};
 use auth_core::{
     FetchReason, GrantKind, Lifecycle, Output, RefreshPolicy, SourceConfig, SourceGrant, TokenError, Unauthorized,
     Want, WithdrawReason,
@@ -268,8 +269,10 @@ impl Harness {
             .build()
             .unwrap();
         let now = Instant::now();
+        let mut lc = Lifecycle::new(config.clone(), seed);
+        lc.observe(true);
         Self {
-            lc: Lifecycle::new(config.clone(), seed),
+            lc,
             model: Model {
                 config,
                 sign_in,
@@ -297,13 +300,29 @@ impl Harness {
         }
     }
 
+    /// The token requests observed since the last call, and the tokens
+    /// installed by them: each ended request is observed once, when it ends.
+    fn observed_requests(&mut self) -> (usize, usize) {
+        let observations: Vec<Observation> = std::iter::from_fn(|| self.lc.poll_observation()).collect();
+        let requests = observations.iter().filter(|o| matches!(o, Observation::TokenRequest { .. })).count();
+        let installed = observations
+            .iter()
+            .filter(|o| matches!(o, Observation::TokenInstalled { origin: TokenOrigin::Fetched, .. }))
+            .count();
+        (requests, installed)
+    }
+
     fn complete(&mut self, answer: impl FnOnce(&mut Lifecycle, Instant, auth_core::FetchId)) {
         let Some(fetch) = self.model.in_flight.take() else { return };
         let was_waiting = self.model.waiting;
         let tokens_before = self.model.last_generation;
         let failures_before = self.lc.stats().failures;
+        assert_eq!(self.observed_requests().0, 0, "a token request observed before it ended");
         answer(&mut self.lc, self.model.now, fetch.id);
         self.drain();
+        let (requests, installed) = self.observed_requests();
+        assert_eq!(requests, 1, "an ended token request observed once");
+        assert!(installed <= 1, "one token installed per request at most");
         if was_waiting {
             let answered = self.model.last_generation > tokens_before || self.lc.stats().failures > failures_before;
             let fell_back = self.model.in_flight.is_some() && self.lc.has_waiters();

@@ -33,6 +33,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code's name when it is one of those above (not [`ErrorCode::Other`]).
+    pub fn known(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+            Self::Other(_) => return None,
+        })
+    }
+
     /// Parses a code as sent by the provider.
     pub fn parse(code: &str) -> Self {
         match code {
@@ -52,16 +68,8 @@ impl ErrorCode {
     /// The code as it appears on the wire.
     pub fn as_str(&self) -> &str {
         match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidClient => "invalid_client",
-            Self::InvalidGrant => "invalid_grant",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::InvalidScope => "invalid_scope",
-            Self::InvalidTarget => "invalid_target",
-            Self::TemporarilyUnavailable => "temporarily_unavailable",
-            Self::ServerError => "server_error",
             Self::Other(code) => code,
+            known => known.known().unwrap_or_default(),
         }
     }
 

@@ -16,6 +16,7 @@
 
 use std::time::Instant;
 
+use super::observations::Observation;
 use super::outputs::{FetchReason, GrantKind, Output};
 use super::store_client::{Acquiring, Awaiting, PublishStep, Publishing, PUBLISH_ATTEMPTS};
 use super::{Lifecycle, Slot};
@@ -193,6 +194,7 @@ impl Lifecycle {
     ) {
         self.give_back(slot);
         self.stats.claim_waits += 1;
+        self.observed(Observation::ClaimWait);
         self.release_lease();
         let patience_over = acquiring.as_ref().and_then(|a| a.peer_wait_until).is_some_and(|until| now >= until);
         if let Some(store) = self.store.as_mut() {

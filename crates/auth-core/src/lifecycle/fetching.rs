@@ -3,6 +3,7 @@
 
 use super::backoff::Backoff;
 use super::claims::Fence;
+use super::observations::Observation;
 use super::outputs::{FetchId, FetchReason, FetchRequest, GrantKind, Output};
 use super::store_client::Acquiring;
 use super::timing::Timing;
@@ -80,6 +81,7 @@ impl Lifecycle {
         let limit = self.config.max_fetches_per_day().unwrap_or(0);
         let error = TokenError::BudgetSpent { limit, shared, retry_in: until - now, retry_at: at };
         self.stats.budget_refusals += 1;
+        self.observed(Observation::BudgetRefused { shared });
         self.backoff = Some(Backoff { until, error: error.clone(), demand_at: None });
         self.waiting = false;
         self.outputs.push_back(Output::Failed(error));

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::Response;
 
+use super::observations::{Observation, TokenOrigin};
 use super::outputs::{FetchId, FetchReason, GrantKind, Output};
 use super::{InFlight, Lifecycle, StoredToken};
 use crate::error::TokenError;
@@ -48,7 +49,15 @@ impl Lifecycle {
             scope: stored.scope,
         };
         match self.install(now, &restored, response) {
-            Ok(token) => self.outputs.push_back(Output::TokenReady(token)),
+            Ok(token) => {
+                let lifetime = token.lifetime();
+                self.observed(Observation::TokenInstalled {
+                    origin: TokenOrigin::Restored,
+                    lifetime,
+                    replaced_left: None,
+                });
+                self.outputs.push_back(Output::TokenReady(token));
+            }
             Err(_) => self.restored_unused = Some(fingerprint),
         }
     }
@@ -79,6 +88,7 @@ impl Lifecycle {
             reason: FetchReason::NoToken,
             slot: None,
         };
+        let replaced_left = self.current_left(now);
         let (refresh_before, signed_out_before) = (self.refresh_token.take(), self.signed_out.take());
         let token = match self.install(now, &signed_in, parsed) {
             Ok(token) => token,
@@ -101,6 +111,8 @@ impl Lifecycle {
             store.floor = store.generation + 1;
         }
         self.write_shared(&token, signed_in.sent_at, None);
+        let lifetime = token.lifetime();
+        self.observed(Observation::TokenInstalled { origin: TokenOrigin::SignedIn, lifetime, replaced_left });
         self.delivered(Arc::clone(&token));
         Ok(token)
     }

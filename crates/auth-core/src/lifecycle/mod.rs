@@ -66,6 +66,7 @@ mod budget;
 mod claims;
 mod fetching;
 mod handed;
+mod observations;
 mod outputs;
 mod sharing;
 mod stats;
@@ -77,6 +78,7 @@ use budget::Budget;
 
 use store_client::StoreClient;
 
+pub use observations::{Observation, RequestOutcome, TokenOrigin, UnauthorizedOutcome};
 pub use outputs::{
     FetchId, FetchReason, FetchRequest, GrantKind, Output, RejectedAfterRenewal, StoredToken, Unauthorized, Want,
     WithdrawReason,
@@ -140,6 +142,9 @@ pub struct Lifecycle {
     next_fetch_id: u64,
     last_generation: u64,
     outputs: VecDeque<Output>,
+    /// Whether observations are kept ([`Lifecycle::observe`]).
+    observing: bool,
+    observations: VecDeque<Observation>,
     stats: Stats,
 }
 
@@ -180,6 +185,8 @@ impl Lifecycle {
             next_fetch_id: 0,
             last_generation: 0,
             outputs: VecDeque::new(),
+            observing: false,
+            observations: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -290,8 +297,15 @@ impl Lifecycle {
             return;
         };
         let spent = (fetch.grant == GrantKind::RefreshToken).then(|| self.claimed_refresh()).flatten();
-        match self.parse(wall, response).and_then(|parsed| self.install(now, &fetch, parsed)) {
+        let replaced_left = self.current_left(now);
+        let answered = self.parse(wall, response).and_then(|parsed| self.install(now, &fetch, parsed));
+        let outcome = answered.as_ref().map_or_else(RequestOutcome::of, |_| RequestOutcome::Granted);
+        let took = now.saturating_duration_since(fetch.sent_at);
+        self.observed(Observation::TokenRequest { reason: fetch.reason, grant: fetch.grant, outcome, took });
+        match answered {
             Ok(token) => {
+                let lifetime = token.lifetime();
+                self.observed(Observation::TokenInstalled { origin: TokenOrigin::Fetched, lifetime, replaced_left });
                 self.write_shared(&token, fetch.sent_at, spent);
                 self.delivered(token);
             }
@@ -310,6 +324,8 @@ impl Lifecycle {
         self.advance(now);
         if let Some(fetch) = self.fetch.take_if(|f| f.id == id) {
             let error = error.redacted(&redactor_for(&self.config, &self.held_secrets()));
+            let (reason, grant, took) = (fetch.reason, fetch.grant, now.saturating_duration_since(fetch.sent_at));
+            self.observed(Observation::TokenRequest { reason, grant, outcome: RequestOutcome::of(&error), took });
             self.fail(now, fetch, error);
         }
     }
@@ -338,6 +354,7 @@ impl Lifecycle {
     pub fn handle_unauthorized(&mut self, now: Instant, generation: Generation) -> Unauthorized {
         self.advance(now);
         let Some(current) = self.current.as_ref().filter(|c| c.token.generation == generation) else {
+            self.observed(Observation::Unauthorized { outcome: UnauthorizedOutcome::AlreadyReplaced });
             return Unauthorized::AlreadyReplaced;
         };
         if current.reason == FetchReason::Unauthorized && !current.accepted {
@@ -345,11 +362,13 @@ impl Lifecycle {
                 current.received_at.checked_add(self.unauthorized_delay()).unwrap_or(current.token.usable_until);
             if now < until {
                 self.stats.suppressed += 1;
+                self.observed(Observation::Unauthorized { outcome: UnauthorizedOutcome::Suppressed });
                 return Unauthorized::Suppressed { until };
             }
         }
         self.withdraw(WithdrawReason::Rejected);
         self.stats.invalidations += 1;
+        self.observed(Observation::Unauthorized { outcome: UnauthorizedOutcome::Invalidated });
         self.invalidate_shared(generation);
         match (&mut self.fetch, self.store.as_mut().and_then(|s| s.acquiring.as_mut())) {
             (Some(fetch), _) => fetch.reason = FetchReason::Unauthorized,

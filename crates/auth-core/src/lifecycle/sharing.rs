@@ -3,6 +3,7 @@
 //! for a peer, fall back to a local fetch), and the reads, leases, writes
 //! and invalidations it asks for.
 
+use super::observations::{Observation, TokenOrigin};
 use super::outputs::{FetchId, FetchReason, GrantKind, Output};
 use super::store_client::Awaiting;
 use super::{InFlight, Lifecycle, Slot};
@@ -83,6 +84,7 @@ impl Lifecycle {
                     self.fetch_now(now, reason, true);
                 } else if patience_over && !strict {
                     self.stats.peer_waits_expired += 1;
+                    self.observed(Observation::PeerWaitExpired);
                     self.fetch_now(now, reason, true);
                 } else {
                     self.acquire_lease();
@@ -90,6 +92,7 @@ impl Lifecycle {
             }
             (Awaiting::Lease, Ok(StoreAnswer::Lease(true))) => {
                 self.stats.leases_won += 1;
+                self.observed(Observation::Lease { won: true });
                 if let Some(store) = self.store.as_mut() {
                     store.lease_held = true;
                 }
@@ -99,6 +102,7 @@ impl Lifecycle {
             }
             (Awaiting::Lease, Ok(StoreAnswer::Lease(false))) => {
                 self.stats.leases_lost += 1;
+                self.observed(Observation::Lease { won: false });
                 if strict {
                     // The peer is renewing: wait for its token as long as it holds the lease.
                     if let Some(acquiring) = self.store.as_mut().and_then(|s| s.acquiring.as_mut()) {
@@ -269,6 +273,7 @@ impl Lifecycle {
             refresh_token: None,
             scope: record.scope().map(str::to_owned),
         };
+        let replaced_left = self.current_left(now);
         let previous = self.current.take();
         let streak = self.unauthorized_streak;
         match self.install(now, &adopted, response) {
@@ -282,6 +287,8 @@ impl Lifecycle {
                     store.acquiring = None;
                 }
                 self.stats.adoptions += 1;
+                let lifetime = token.lifetime();
+                self.observed(Observation::TokenInstalled { origin: TokenOrigin::Adopted, lifetime, replaced_left });
                 self.delivered(token);
                 true
             }

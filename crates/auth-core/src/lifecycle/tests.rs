@@ -1363,3 +1363,133 @@ fn a_repair_never_replaces_another_sources_record() {
     }
     assert_eq!(stored(&store, &a, wall).access_token_value(), Some("u9"));
 }
+
+impl Sim {
+    fn observations(&mut self) -> Vec<Observation> {
+        std::iter::from_fn(|| self.lc.poll_observation()).collect()
+    }
+}
+
+#[test]
+fn observations_say_what_happened_once_and_nothing_when_off() {
+    use super::observations::{RequestOutcome, TokenOrigin, UnauthorizedOutcome};
+    let mut sim = Sim::new(builder().max_fetches_per_day(3));
+    sim.lc.observe(true);
+    // The first token: one request, granted, and the token it installed.
+    sim.at(0.0);
+    assert!(matches!(sim.want(), Want::Wait));
+    let fetch = sim.take_fetch();
+    sim.at(0.25);
+    let first = sim.respond_token(fetch.id, "t1", 100);
+    assert_eq!(
+        sim.observations(),
+        [
+            Observation::TokenRequest {
+                reason: FetchReason::NoToken,
+                grant: GrantKind::ClientCredentials,
+                outcome: RequestOutcome::Granted,
+                took: Duration::from_millis(250),
+            },
+            Observation::TokenInstalled { origin: TokenOrigin::Fetched, lifetime: SECS(100), replaced_left: None },
+        ]
+    );
+    // Requests with the settled token observe nothing.
+    for _ in 0..10 {
+        assert!(matches!(sim.want(), Want::Ready(_)));
+    }
+    assert!(sim.observations().is_empty());
+    // A renewal replaces a token with some of its life left.
+    let renew_at = sim.secs(first.renew_at);
+    sim.at(renew_at);
+    let renewal = only_fetch(sim.timeout());
+    sim.at(renew_at + 1.0);
+    sim.respond_token(renewal.id, "t2", 100);
+    let installed = sim.observations();
+    let Some(Observation::TokenInstalled { replaced_left: Some(left), .. }) = installed.get(1) else {
+        panic!("{installed:?}")
+    };
+    assert_eq!(*left, first.usable_until - sim.now);
+    assert!(matches!(installed[0], Observation::TokenRequest { reason: FetchReason::Renewal, .. }));
+    // A 401 to the current token, then to the one it replaced.
+    let current = sim.lc.current_token(sim.now).unwrap().generation();
+    sim.lc.handle_unauthorized(sim.now, current);
+    sim.lc.handle_unauthorized(sim.now, first.generation());
+    let refused = sim.take_fetch();
+    assert_eq!(
+        sim.observations(),
+        [
+            Observation::Unauthorized { outcome: UnauthorizedOutcome::Invalidated },
+            Observation::Unauthorized { outcome: UnauthorizedOutcome::AlreadyReplaced },
+        ]
+    );
+    // The provider refuses: its code; the budget (3) is then spent: no request.
+    sim.respond(refused.id, 400, r#"{"error":"invalid_client"}"#);
+    let observed = sim.observations();
+    assert!(
+        matches!(
+            &observed[..],
+            [Observation::TokenRequest {
+                outcome: RequestOutcome::Refused { code: "invalid_client" },
+                reason: FetchReason::Unauthorized,
+                ..
+            }]
+        ),
+        "{observed:?}"
+    );
+    sim.at(renew_at + 100_000.0);
+    let _ = sim.want();
+    let fetch = sim.take_fetch();
+    sim.lc.handle_fetch_failed(sim.now, fetch.id, TokenError::transport("connection refused"));
+    let observed = sim.observations();
+    assert!(
+        matches!(
+            &observed[..],
+            [Observation::TokenRequest { outcome: RequestOutcome::Failed { kind: "transport", transient: true }, .. }]
+        ),
+        "{observed:?}"
+    );
+    // Turned off: nothing kept.
+    sim.lc.observe(false);
+    sim.at(renew_at + 200_000.0);
+    let _ = sim.want();
+    sim.outputs();
+    assert!(sim.observations().is_empty());
+}
+
+#[test]
+fn a_spent_budget_and_the_store_are_observed() {
+    let store = crate::store::MemoryStore::new();
+    let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let config = Arc::new(builder().max_fetches_per_day(1).build().unwrap());
+    let mut a = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+    let mut b = Lifecycle::with_store(Arc::clone(&config), 2, StoreConfig::default());
+    a.observe(true);
+    b.observe(true);
+    let observations = |lc: &mut Lifecycle| std::iter::from_fn(|| lc.poll_observation()).collect::<Vec<_>>();
+    assert!(matches!(a.handle_token_wanted(t0), Want::Wait));
+    let fetch = only_fetch(run_store(&mut a, &store, t0, wall0, true));
+    assert_eq!(observations(&mut a), [Observation::Lease { won: true }]);
+    a.handle_fetch_response(t0, test_wall(), fetch.id, &answer(r#"{"access_token":"t1","expires_in":600}"#));
+    run_store(&mut a, &store, t0, wall0, true);
+    observations(&mut a);
+    // b takes a's token from the store.
+    assert!(matches!(b.handle_token_wanted(t0), Want::Wait));
+    run_store(&mut b, &store, t0, wall0, true);
+    let adopted = observations(&mut b);
+    assert!(
+        matches!(&adopted[..], [Observation::TokenInstalled { origin: super::observations::TokenOrigin::Adopted, .. }]),
+        "{adopted:?}"
+    );
+    // After a 401 the budget of one is spent: refused, as counted by a
+    // itself (a made the request), and by the store for b.
+    let generation = a.current_token(t0).unwrap().generation();
+    a.handle_unauthorized(t0, generation);
+    run_store(&mut a, &store, t0, wall0, true);
+    let observed = observations(&mut a);
+    assert_eq!(observed.last(), Some(&Observation::BudgetRefused { shared: false }), "{observed:?}");
+    let generation = b.current_token(t0).unwrap().generation();
+    b.handle_unauthorized(t0, generation);
+    run_store(&mut b, &store, t0, wall0, true);
+    let observed = observations(&mut b);
+    assert_eq!(observed.last(), Some(&Observation::BudgetRefused { shared: true }), "{observed:?}");
+}
