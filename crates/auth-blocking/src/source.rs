@@ -134,6 +134,8 @@ impl BlockingTokenSource {
             Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
         let longest = builder.options.store.as_ref().and_then(|(store, _)| store.longest_answer());
         let timeouts = builder.options.store_timeouts.allowing(longest);
+        #[cfg(feature = "opentelemetry")]
+        let meters = builder.options.meters_for(&config);
         let (lifecycle, store) = builder.options.start(&config, Instant::now());
         let store =
             match store {
@@ -148,6 +150,8 @@ impl BlockingTokenSource {
             published: Arc::clone(&published),
             waiters: Waiters::default(),
             store,
+            #[cfg(feature = "opentelemetry")]
+            meters,
         };
         let handle = std::thread::Builder::new()
             .name("auth-token-source".to_owned())
@@ -314,6 +318,9 @@ struct Worker {
     published: Arc<Published>,
     waiters: Waiters<Caller>,
     store: Option<StoreRunner>,
+    /// Where the lifecycle's observations are recorded.
+    #[cfg(feature = "opentelemetry")]
+    meters: Option<auth_core::telemetry::Meters>,
 }
 
 impl Worker {
@@ -502,6 +509,13 @@ impl auth_core::driver::Effects for Worker {
 
     fn withdrawn(&mut self, generation: Generation, _reason: WithdrawReason) {
         self.published.slot.withdraw(generation);
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn observed(&mut self, observation: auth_core::lifecycle::Observation) {
+        if let Some(meters) = &self.meters {
+            meters.record(&observation);
+        }
     }
 
     fn store_health(&mut self, error: Option<StoreError>) {

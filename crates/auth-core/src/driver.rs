@@ -194,11 +194,22 @@ pub struct SourceOptions<S> {
     pub store_timeouts: StoreTimeouts,
     /// The jitter's seed; random when `None`.
     pub seed: Option<u64>,
+    /// The instruments the lifecycle's observations are recorded into
+    /// (feature `opentelemetry`): the lifecycle observes when set.
+    #[cfg(feature = "opentelemetry")]
+    pub meters: Option<crate::telemetry::Meters>,
 }
 
 impl<S> Default for SourceOptions<S> {
     fn default() -> Self {
-        Self { restore: None, store: None, store_timeouts: StoreTimeouts::default(), seed: None }
+        Self {
+            restore: None,
+            store: None,
+            store_timeouts: StoreTimeouts::default(),
+            seed: None,
+            #[cfg(feature = "opentelemetry")]
+            meters: None,
+        }
     }
 }
 
@@ -212,10 +223,20 @@ impl<S> SourceOptions<S> {
             Some((store, store_config)) => (Lifecycle::with_store(Arc::clone(config), seed, store_config), Some(store)),
             None => (Lifecycle::new(Arc::clone(config), seed), None),
         };
+        #[cfg(feature = "opentelemetry")]
+        lifecycle.observe(self.meters.is_some());
         if let Some(stored) = self.restore {
             lifecycle.handle_restore(now, stored);
         }
         (lifecycle, store)
+    }
+}
+
+#[cfg(feature = "opentelemetry")]
+impl<S> SourceOptions<S> {
+    /// The instruments a source of `config` records into, if any.
+    pub fn meters_for(&self, config: &SourceConfig) -> Option<crate::telemetry::Meters> {
+        self.meters.clone().map(|meters| meters.for_source(config.cache_key()))
     }
 }
 
@@ -226,6 +247,27 @@ impl<S> SourceOptions<S> {
 #[macro_export]
 macro_rules! source_builder_methods {
     ($field:ident, $store:path) => {
+        /// Records what the source decides and what comes of it (token
+        /// requests, renewals, 401s, the budget, the store's leases) as
+        /// OpenTelemetry metrics on `meter`, from the user's meter provider
+        /// (feature `opentelemetry`; the instruments:
+        /// `auth_core::telemetry`). Nothing is recorded on the path of a
+        /// request that has a settled token.
+        #[cfg(feature = "opentelemetry")]
+        pub fn meter(mut self, meter: &$crate::telemetry::Meter) -> Self {
+            self.$field.meters = Some($crate::telemetry::Meters::new(meter));
+            self
+        }
+
+        /// [`meter`](Self::meter), with the cache key's fingerprint as an
+        /// attribute of every measurement (`auth.cache_key`): a series per
+        /// configuration.
+        #[cfg(feature = "opentelemetry")]
+        pub fn meter_by_cache_key(mut self, meter: &$crate::telemetry::Meter) -> Self {
+            self.$field.meters = Some($crate::telemetry::Meters::new(meter).by_cache_key());
+            self
+        }
+
         /// Starts from a token saved earlier (the source's `snapshot`):
         /// used at once if still valid, its refresh token kept.
         pub fn restore(mut self, stored: $crate::lifecycle::StoredToken) -> Self {

@@ -142,6 +142,8 @@ impl TokenSourceBuilder {
             patience: self.fetch_timeout.saturating_add(store_wait).saturating_add(WAIT_GRACE),
             failure: OnceLock::new(),
         });
+        #[cfg(feature = "opentelemetry")]
+        let meters = self.options.meters_for(&config);
         let (lifecycle, store) = self.options.start(&config, now());
         let (store_answers, store_answered) = mpsc::unbounded_channel();
         let worker = Worker {
@@ -158,6 +160,8 @@ impl TokenSourceBuilder {
             store_answered,
             store_pending: 0,
             flushes: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            meters,
         };
         runtime.spawn(worker.run());
         let id = SourceId::next();

@@ -46,6 +46,9 @@ pub(crate) struct Worker {
     pub(crate) store_pending: usize,
     /// Callers of `flush` waiting for `store_pending` to reach zero.
     pub(crate) flushes: Vec<oneshot::Sender<()>>,
+    /// Where the lifecycle's observations are recorded.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) meters: Option<auth_core::telemetry::Meters>,
 }
 
 /// What woke the worker.
@@ -326,6 +329,13 @@ impl auth_core::driver::Effects for Worker {
 
     fn store(&mut self, request: StoreRequest) {
         self.run_store_op(request);
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn observed(&mut self, observation: auth_core::lifecycle::Observation) {
+        if let Some(meters) = &self.meters {
+            meters.record(&observation);
+        }
     }
 
     fn token_ready(&mut self, token: Arc<AccessToken>) {

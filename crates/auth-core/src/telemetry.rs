@@ -1,0 +1,331 @@
+//! The lifecycle's observations as OpenTelemetry metrics (feature
+//! `opentelemetry`): one set of instruments, named and described here
+//! once, that every driver records into. The driver chooses the
+//! [`Meter`] (from the user's meter provider); no exporter is chosen here.
+//!
+//! | instrument | kind, unit | attributes |
+//! |---|---|---|
+//! | `auth.token.requests` | counter, `{request}` | `auth.reason`, `auth.grant`, `auth.outcome`, `auth.error.code` (refused) |
+//! | `auth.token.request.duration` | histogram, `s` | `auth.reason`, `auth.outcome` |
+//! | `auth.token.lifetime` | histogram, `s` | `auth.token.origin` |
+//! | `auth.token.replaced.remaining` | histogram, `s` | `auth.token.origin` |
+//! | `auth.token.budget.refusals` | counter, `{request}` | `auth.budget.shared` |
+//! | `auth.unauthorized` | counter, `{response}` | `auth.outcome` |
+//! | `auth.store.leases` | counter, `{lease}` | `auth.outcome` (`won`, `lost`) |
+//! | `auth.store.peer_waits.expired` | counter, `{wait}` | |
+//! | `auth.store.claim_waits` | counter, `{wait}` | |
+//!
+//! Every attribute value comes from a short closed list (an RFC 6749 code
+//! outside the RFC is `other`), so the series stay few; the cache key's
+//! fingerprint is added only when the user asks ([`Meters::with_cache_key`]).
+//! No value is a secret.
+//!
+//! ```
+//! use auth_core::lifecycle::{Observation, RequestOutcome};
+//! use auth_core::telemetry::Meters;
+//! use auth_core::{FetchReason, GrantKind};
+//!
+//! let meter = opentelemetry::global::meter("auth");
+//! let meters = Meters::new(&meter);
+//! meters.record(&Observation::TokenRequest {
+//!     reason: FetchReason::Renewal,
+//!     grant: GrantKind::ClientCredentials,
+//!     outcome: RequestOutcome::Granted,
+//!     took: std::time::Duration::from_millis(120),
+//! });
+//! ```
+
+pub use opentelemetry::metrics::Meter;
+use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::KeyValue;
+
+use crate::config::CacheKey;
+use crate::lifecycle::{FetchReason, GrantKind, Observation, RequestOutcome, TokenOrigin, UnauthorizedOutcome};
+
+/// The instruments a token source records its observations into.
+#[derive(Debug, Clone)]
+pub struct Meters {
+    requests: Counter<u64>,
+    request_duration: Histogram<f64>,
+    lifetime: Histogram<f64>,
+    replaced_remaining: Histogram<f64>,
+    budget_refusals: Counter<u64>,
+    unauthorized: Counter<u64>,
+    leases: Counter<u64>,
+    peer_waits_expired: Counter<u64>,
+    claim_waits: Counter<u64>,
+    /// Added to every measurement (the cache key's fingerprint, when asked).
+    common: Vec<KeyValue>,
+    /// Whether the cache key's fingerprint is to be added (once known).
+    by_cache_key: bool,
+}
+
+impl Meters {
+    /// The instruments, created on `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        let counter = |name: &'static str, unit: &'static str, description: &'static str| {
+            meter.u64_counter(name).with_unit(unit).with_description(description).build()
+        };
+        let seconds = |name: &'static str, description: &'static str| {
+            meter.f64_histogram(name).with_unit("s").with_description(description).build()
+        };
+        Self {
+            requests: counter("auth.token.requests", "{request}", "Token requests sent, by reason and outcome"),
+            request_duration: seconds("auth.token.request.duration", "How long token requests took"),
+            lifetime: seconds("auth.token.lifetime", "The lifetime of the tokens that became current"),
+            replaced_remaining: seconds(
+                "auth.token.replaced.remaining",
+                "What was left of a token's usable life when another replaced it",
+            ),
+            budget_refusals: counter(
+                "auth.token.budget.refusals",
+                "{request}",
+                "Token requests not sent: the fetch budget was spent",
+            ),
+            unauthorized: counter("auth.unauthorized", "{response}", "401 answers to this source's tokens"),
+            leases: counter("auth.store.leases", "{lease}", "Renewal leases asked of the shared store"),
+            peer_waits_expired: counter(
+                "auth.store.peer_waits.expired",
+                "{wait}",
+                "Waits for a peer's token that ran out (this source fetched on its own)",
+            ),
+            claim_waits: counter(
+                "auth.store.claim_waits",
+                "{wait}",
+                "Refresh tokens found claimed by a peer (its tokens awaited)",
+            ),
+            common: Vec::new(),
+            by_cache_key: false,
+        }
+    }
+
+    /// Adds the cache key's fingerprint to every measurement, once the
+    /// driver names the source's configuration ([`Meters::for_source`]).
+    pub fn by_cache_key(mut self) -> Self {
+        self.by_cache_key = true;
+        self
+    }
+
+    /// These instruments for the source of `key`: with its fingerprint as
+    /// an attribute when asked ([`Meters::by_cache_key`]).
+    pub fn for_source(self, key: &CacheKey) -> Self {
+        match self.by_cache_key {
+            true => self.with_cache_key(key),
+            false => self,
+        }
+    }
+
+    /// Adds the cache key's fingerprint (`auth.cache_key`) to every
+    /// measurement: one series per configuration, for users who tell their
+    /// sources apart this way (mind the cardinality).
+    pub fn with_cache_key(mut self, key: &CacheKey) -> Self {
+        self.common.push(KeyValue::new("auth.cache_key", key.fingerprint().to_owned()));
+        self
+    }
+
+    /// Records `observation`.
+    pub fn record(&self, observation: &Observation) {
+        let with = |attributes: &[KeyValue]| -> Vec<KeyValue> {
+            self.common.iter().cloned().chain(attributes.iter().cloned()).collect()
+        };
+        match observation {
+            Observation::TokenRequest { reason, grant, outcome, took } => {
+                let reason = KeyValue::new("auth.reason", reason_name(*reason));
+                let result = KeyValue::new("auth.outcome", outcome.name());
+                self.request_duration.record(took.as_secs_f64(), &with(&[reason.clone(), result.clone()]));
+                let mut attributes = vec![reason, KeyValue::new("auth.grant", grant_name(*grant)), result];
+                if let RequestOutcome::Refused { code } = outcome {
+                    attributes.push(KeyValue::new("auth.error.code", *code));
+                }
+                self.requests.add(1, &with(&attributes));
+            }
+            Observation::TokenInstalled { origin, lifetime, replaced_left } => {
+                let attributes = with(&[KeyValue::new("auth.token.origin", origin_name(*origin))]);
+                self.lifetime.record(lifetime.as_secs_f64(), &attributes);
+                if let Some(left) = replaced_left {
+                    self.replaced_remaining.record(left.as_secs_f64(), &attributes);
+                }
+            }
+            Observation::BudgetRefused { shared } => {
+                self.budget_refusals.add(1, &with(&[KeyValue::new("auth.budget.shared", *shared)]));
+            }
+            Observation::Unauthorized { outcome } => {
+                let outcome = match outcome {
+                    UnauthorizedOutcome::Invalidated => "invalidated",
+                    UnauthorizedOutcome::AlreadyReplaced => "already_replaced",
+                    UnauthorizedOutcome::Suppressed => "suppressed",
+                };
+                self.unauthorized.add(1, &with(&[KeyValue::new("auth.outcome", outcome)]));
+            }
+            Observation::Lease { won } => {
+                let outcome = if *won { "won" } else { "lost" };
+                self.leases.add(1, &with(&[KeyValue::new("auth.outcome", outcome)]));
+            }
+            Observation::PeerWaitExpired => self.peer_waits_expired.add(1, &with(&[])),
+            Observation::ClaimWait => self.claim_waits.add(1, &with(&[])),
+        }
+    }
+}
+
+/// `auth.reason`: why a token was requested.
+fn reason_name(reason: FetchReason) -> &'static str {
+    match reason {
+        FetchReason::NoToken => "no_token",
+        FetchReason::Renewal => "renewal",
+        FetchReason::Unauthorized => "unauthorized",
+    }
+}
+
+/// `auth.grant`.
+fn grant_name(grant: GrantKind) -> &'static str {
+    match grant {
+        GrantKind::ClientCredentials => "client_credentials",
+        GrantKind::RefreshToken => "refresh_token",
+        GrantKind::JwtBearer => "jwt_bearer",
+    }
+}
+
+/// `auth.token.origin`.
+fn origin_name(origin: TokenOrigin) -> &'static str {
+    match origin {
+        TokenOrigin::Fetched => "fetched",
+        TokenOrigin::Adopted => "adopted",
+        TokenOrigin::SignedIn => "signed_in",
+        TokenOrigin::Restored => "restored",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    use super::*;
+
+    /// Every data point exported: instrument, attributes, and the sum (a
+    /// counter) or the count (a histogram).
+    pub(crate) fn points(provider: &SdkMeterProvider, exporter: &InMemoryMetricExporter) -> Vec<(String, String, u64)> {
+        provider.force_flush().unwrap();
+        let mut points = Vec::new();
+        for resource in exporter.get_finished_metrics().unwrap() {
+            for scope in resource.scope_metrics() {
+                for metric in scope.metrics() {
+                    let name = metric.name().to_owned();
+                    let attributes = |attributes: &mut dyn Iterator<Item = &KeyValue>| {
+                        let mut pairs: Vec<String> = attributes.map(|kv| format!("{}={}", kv.key, kv.value)).collect();
+                        pairs.sort();
+                        pairs.join(",")
+                    };
+                    match metric.data() {
+                        AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                            for point in sum.data_points() {
+                                points.push((name.clone(), attributes(&mut point.attributes()), point.value()));
+                            }
+                        }
+                        AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
+                            for point in histogram.data_points() {
+                                points.push((name.clone(), attributes(&mut point.attributes()), point.count()));
+                            }
+                        }
+                        other => panic!("unexpected data for {name}: {other:?}"),
+                    }
+                }
+            }
+        }
+        points.sort();
+        points
+    }
+
+    #[test]
+    fn each_observation_is_one_measurement_with_closed_attributes() {
+        let exporter = InMemoryMetricExporter::default();
+        let provider =
+            SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+        let meters = Meters::new(&provider.meter("auth-test"));
+        let request = |reason, grant, outcome| Observation::TokenRequest {
+            reason,
+            grant,
+            outcome,
+            took: Duration::from_millis(80),
+        };
+        for observation in [
+            request(FetchReason::NoToken, GrantKind::ClientCredentials, RequestOutcome::Granted),
+            request(FetchReason::Renewal, GrantKind::ClientCredentials, RequestOutcome::Granted),
+            request(FetchReason::Renewal, GrantKind::RefreshToken, RequestOutcome::Refused { code: "invalid_grant" }),
+            request(
+                FetchReason::Unauthorized,
+                GrantKind::ClientCredentials,
+                RequestOutcome::Failed { kind: "transport", transient: true },
+            ),
+            Observation::TokenInstalled {
+                origin: TokenOrigin::Fetched,
+                lifetime: Duration::from_secs(3600),
+                replaced_left: Some(Duration::from_secs(600)),
+            },
+            Observation::TokenInstalled {
+                origin: TokenOrigin::Adopted,
+                lifetime: Duration::from_secs(3600),
+                replaced_left: None,
+            },
+            Observation::BudgetRefused { shared: true },
+            Observation::Unauthorized { outcome: UnauthorizedOutcome::Invalidated },
+            Observation::Lease { won: true },
+            Observation::Lease { won: false },
+            Observation::Lease { won: false },
+            Observation::PeerWaitExpired,
+            Observation::ClaimWait,
+        ] {
+            meters.record(&observation);
+        }
+        let points = points(&provider, &exporter);
+        let expected = [
+            ("auth.store.claim_waits", "", 1),
+            ("auth.store.leases", "auth.outcome=lost", 2),
+            ("auth.store.leases", "auth.outcome=won", 1),
+            ("auth.store.peer_waits.expired", "", 1),
+            ("auth.token.budget.refusals", "auth.budget.shared=true", 1),
+            ("auth.token.lifetime", "auth.token.origin=adopted", 1),
+            ("auth.token.lifetime", "auth.token.origin=fetched", 1),
+            ("auth.token.replaced.remaining", "auth.token.origin=fetched", 1),
+            ("auth.token.request.duration", "auth.outcome=ok,auth.reason=no_token", 1),
+            ("auth.token.request.duration", "auth.outcome=ok,auth.reason=renewal", 1),
+            ("auth.token.request.duration", "auth.outcome=refused,auth.reason=renewal", 1),
+            ("auth.token.request.duration", "auth.outcome=transient,auth.reason=unauthorized", 1),
+            ("auth.token.requests", "auth.grant=client_credentials,auth.outcome=ok,auth.reason=no_token", 1),
+            ("auth.token.requests", "auth.grant=client_credentials,auth.outcome=ok,auth.reason=renewal", 1),
+            ("auth.token.requests", "auth.grant=client_credentials,auth.outcome=transient,auth.reason=unauthorized", 1),
+            (
+                "auth.token.requests",
+                "auth.error.code=invalid_grant,auth.grant=refresh_token,auth.outcome=refused,auth.reason=renewal",
+                1,
+            ),
+            ("auth.unauthorized", "auth.outcome=invalidated", 1),
+        ];
+        let mut expected: Vec<(String, String, u64)> =
+            expected.iter().map(|(n, a, v)| (n.to_string(), a.to_string(), *v)).collect();
+        expected.sort();
+        assert_eq!(points, expected);
+    }
+
+    #[test]
+    fn the_cache_key_is_an_attribute_only_when_asked() {
+        let exporter = InMemoryMetricExporter::default();
+        let provider =
+            SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+        let config = crate::SourceConfig::builder("https://a.example/token", "id").client_secret("s").build().unwrap();
+        let meters = Meters::new(&provider.meter("auth-test")).with_cache_key(config.cache_key());
+        meters.record(&Observation::PeerWaitExpired);
+        let points = points(&provider, &exporter);
+        assert_eq!(
+            points,
+            [(
+                "auth.store.peer_waits.expired".to_owned(),
+                format!("auth.cache_key={}", config.cache_key().fingerprint()),
+                1
+            )]
+        );
+    }
+}

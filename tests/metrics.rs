@@ -1,0 +1,174 @@
+//! The drivers' OpenTelemetry metrics (feature `opentelemetry`), read back
+//! from the SDK's in-memory exporter after a scripted scenario: each
+//! instrument reports what happened, nothing is recorded for requests that
+//! have a settled token, and no attribute holds a secret.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::secret::ExposeSecret;
+use auth_core::SourceConfig;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+fn config() -> SourceConfig {
+    SourceConfig::builder("https://auth.example.com/token", "metrics-client")
+        .client_secret("the-secret")
+        .build()
+        .unwrap()
+}
+
+/// A meter provider whose metrics are read back in memory.
+fn provider() -> (SdkMeterProvider, InMemoryMetricExporter) {
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    (provider, exporter)
+}
+
+/// Every data point exported, as `name{attributes} value` (a counter's sum,
+/// a histogram's count), sorted.
+fn points(provider: &SdkMeterProvider, exporter: &InMemoryMetricExporter) -> Vec<String> {
+    provider.force_flush().unwrap();
+    let mut points = Vec::new();
+    let Some(latest) = exporter.get_finished_metrics().unwrap().pop() else { return points };
+    for scope in latest.scope_metrics() {
+        for metric in scope.metrics() {
+            let name = metric.name();
+            let attributes = |attributes: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
+                let mut pairs: Vec<String> = attributes.map(|kv| format!("{}={}", kv.key, kv.value)).collect();
+                pairs.sort();
+                pairs.join(",")
+            };
+            match metric.data() {
+                AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                    for point in sum.data_points() {
+                        points.push(format!("{name}{{{}}} {}", attributes(&mut point.attributes()), point.value()));
+                    }
+                }
+                AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
+                    for point in histogram.data_points() {
+                        points.push(format!("{name}{{{}}} {}", attributes(&mut point.attributes()), point.count()));
+                    }
+                }
+                other => panic!("unexpected data for {name}: {other:?}"),
+            }
+        }
+    }
+    points.sort();
+    points
+}
+
+/// No exported text holds a token or the client secret.
+fn holds_no_secret(points: &[String]) {
+    for point in points {
+        assert!(!point.contains("tok-") && !point.contains("the-secret"), "{point}");
+    }
+}
+
+type Endpoint = tower::util::BoxCloneSyncService<http::Request<Vec<u8>>, http::Response<String>, Infallible>;
+
+/// Numbered 2 s tokens (`tok-N`).
+fn endpoint(calls: &Arc<AtomicUsize>) -> Endpoint {
+    let calls = Arc::clone(calls);
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |_request: http::Request<Vec<u8>>| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { Ok::<_, Infallible>(http::Response::new(format!(r#"{{"access_token":"tok-{n}","expires_in":2}}"#))) }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_source_reports_its_first_token_a_renewal_and_a_401() {
+    let (provider, exporter) = provider();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source =
+        auth_tower::TokenSource::builder(config(), endpoint(&calls)).meter(&provider.meter("auth")).build().unwrap();
+    let first = source.token().await.unwrap();
+    // Requests with the settled token record nothing.
+    for _ in 0..1000 {
+        source.token().await.unwrap();
+    }
+    let after_first = points(&provider, &exporter);
+    assert!(
+        after_first.contains(
+            &"auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=no_token} 1".to_owned()
+        ),
+        "{after_first:#?}"
+    );
+    // The background renewal (at 70-80% of 2 s), then a 401 to the renewed token.
+    while source.token().await.unwrap().generation() == first.generation() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let renewed = source.token().await.unwrap();
+    source.invalidate(renewed.generation());
+    let third = source.token().await.unwrap();
+    assert_eq!(third.value().expose_secret(), "tok-3");
+    source.flush().await;
+    let points = points(&provider, &exporter);
+    for expected in [
+        "auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=no_token} 1",
+        "auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=renewal} 1",
+        "auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=unauthorized} 1",
+        "auth.token.request.duration{auth.outcome=ok,auth.reason=renewal} 1",
+        "auth.token.lifetime{auth.token.origin=fetched} 3",
+        "auth.token.replaced.remaining{auth.token.origin=fetched} 1",
+        "auth.unauthorized{auth.outcome=invalidated} 1",
+    ] {
+        assert!(points.contains(&expected.to_owned()), "{expected} missing from {points:#?}");
+    }
+    holds_no_secret(&points);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_blocking_source_reports_what_it_did_and_nothing_without_a_meter() {
+    let (provider, exporter) = provider();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let transport = move |_request: http::Request<Vec<u8>>| {
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        let body = match n {
+            2 => r#"{"error":"invalid_client"}"#.to_owned(),
+            n => format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#),
+        };
+        let mut response = http::Response::new(body.into_bytes());
+        if n == 2 {
+            *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+        }
+        Ok::<_, auth_blocking::TransportError>(response)
+    };
+    let source = auth_blocking::BlockingTokenSource::builder(config(), transport)
+        .meter_by_cache_key(&provider.meter("auth"))
+        .build()
+        .unwrap();
+    let first = source.token().unwrap();
+    source.invalidate(first.generation());
+    assert!(source.token().is_err(), "the provider refused");
+    let points = points(&provider, &exporter);
+    let key = format!("auth.cache_key={}", config().cache_key().fingerprint());
+    for expected in [
+        format!("auth.token.requests{{{key},auth.grant=client_credentials,auth.outcome=ok,auth.reason=no_token}} 1"),
+        format!(
+            "auth.token.requests{{{key},auth.error.code=invalid_client,auth.grant=client_credentials,auth.outcome=refused,auth.reason=unauthorized}} 1"
+        ),
+        format!("auth.unauthorized{{{key},auth.outcome=invalidated}} 1"),
+    ] {
+        assert!(points.contains(&expected), "{expected} missing from {points:#?}");
+    }
+    holds_no_secret(&points);
+
+    // A source without a meter records nothing.
+    let (quiet, exporter) = self::provider();
+    let plain = auth_blocking::BlockingTokenSource::builder(config(), |_request: http::Request<Vec<u8>>| {
+        Ok::<_, auth_blocking::TransportError>(http::Response::new(
+            br#"{"access_token":"tok-9","expires_in":60}"#.to_vec(),
+        ))
+    })
+    .build()
+    .unwrap();
+    plain.token().unwrap();
+    let _meter = quiet.meter("auth");
+    assert!(self::points(&quiet, &exporter).is_empty());
+}
