@@ -48,6 +48,11 @@ fn points(provider: &SdkMeterProvider, exporter: &InMemoryMetricExporter) -> Vec
                         points.push(format!("{name}{{{}}} {}", attributes(&mut point.attributes()), point.value()));
                     }
                 }
+                AggregatedMetrics::U64(MetricData::Gauge(gauge)) => {
+                    for point in gauge.data_points() {
+                        points.push(format!("{name}{{{}}} {}", attributes(&mut point.attributes()), point.value()));
+                    }
+                }
                 AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
                     for point in histogram.data_points() {
                         points.push(format!("{name}{{{}}} {}", attributes(&mut point.attributes()), point.count()));
@@ -171,4 +176,79 @@ fn a_blocking_source_reports_what_it_did_and_nothing_without_a_meter() {
     plain.token().unwrap();
     let _meter = quiet.meter("auth");
     assert!(self::points(&quiet, &exporter).is_empty());
+}
+
+/// A store that fails while `down` is set.
+#[derive(Clone, Default)]
+struct Flaky {
+    inner: auth_core::store::MemoryStore,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl auth_core::store::TokenStore for Flaky {
+    async fn execute(
+        &self,
+        key: &auth_core::CacheKey,
+        now: std::time::SystemTime,
+        op: &auth_core::store::StoreOp,
+    ) -> Result<auth_core::store::StoreAnswer, auth_core::store::StoreError> {
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(auth_core::store::StoreError::new("down")),
+            false => Ok(self.inner.apply(key, now, op)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_sharing_a_store_report_its_operations_leases_and_health() {
+    let (provider, exporter) = provider();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = Flaky::default();
+    let meter = provider.meter("auth");
+    let source = |store: Flaky| {
+        auth_tower::TokenSource::builder(config(), endpoint(&calls))
+            .store(store, auth_core::store::StoreConfig::default())
+            .meter(&meter)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (source(store.clone()), source(store.clone()));
+    a.token().await.unwrap();
+    b.token().await.unwrap();
+    a.flush().await;
+    b.flush().await;
+    let points = points(&provider, &exporter);
+    for expected in [
+        "auth.store.leases{auth.outcome=won} 1",
+        "auth.token.lifetime{auth.token.origin=adopted} 1",
+        "auth.token.lifetime{auth.token.origin=fetched} 1",
+        "auth.store.operations{auth.outcome=ok,auth.store.operation=acquire_lease} 1",
+        "auth.store.operations{auth.outcome=ok,auth.store.operation=write} 1",
+    ] {
+        assert!(points.contains(&expected.to_owned()), "{expected} missing from {points:#?}");
+    }
+    let reads =
+        points.iter().find(|p| p.starts_with("auth.store.operations{auth.outcome=ok,auth.store.operation=read}"));
+    assert!(reads.is_some(), "{points:#?}");
+    assert!(points
+        .iter()
+        .any(|p| p.starts_with("auth.store.operation.duration{auth.outcome=ok,auth.store.operation=read}")));
+
+    // The store goes down: a fresh source's operations fail, and the store is said unavailable (0).
+    store.down.store(true, Ordering::SeqCst);
+    let c = source(store.clone());
+    c.token().await.unwrap();
+    c.flush().await;
+    let points = self::points(&provider, &exporter);
+    assert!(
+        points.iter().any(|p| p.starts_with("auth.store.operations{auth.outcome=error,auth.store.operation=read}")),
+        "{points:#?}"
+    );
+    assert!(
+        points.contains(&"auth.store.available{} 1".to_owned())
+            || points.iter().any(|p| p.starts_with("auth.store.available")),
+        "{points:#?}"
+    );
+    holds_no_secret(&points);
 }

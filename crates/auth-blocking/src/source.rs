@@ -487,10 +487,16 @@ impl auth_core::driver::Effects for Worker {
 
     fn store(&mut self, request: StoreRequest) {
         let id = request.id;
+        #[cfg(feature = "opentelemetry")]
+        let (kind, started) = (request.op.kind(), Instant::now());
         let answer = match &self.store {
             Some(store) => store.run(request),
             None => Err(StoreError::new("no store is configured")),
         };
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = &self.meters {
+            meters.record_store(kind, &answer, started.elapsed());
+        }
         if let Err(error) = &answer {
             tracing::debug!(target: "auth_blocking", op = id.get(), "token store operation failed: {error}");
         }
@@ -519,6 +525,10 @@ impl auth_core::driver::Effects for Worker {
     }
 
     fn store_health(&mut self, error: Option<StoreError>) {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = &self.meters {
+            meters.record_store_health(error.is_none());
+        }
         match error {
             Some(error) => tracing::warn!(
                 target: "auth_blocking",

@@ -14,6 +14,9 @@
 //! | `auth.store.leases` | counter, `{lease}` | `auth.outcome` (`won`, `lost`) |
 //! | `auth.store.peer_waits.expired` | counter, `{wait}` | |
 //! | `auth.store.claim_waits` | counter, `{wait}` | |
+//! | `auth.store.operations` | counter, `{operation}` | `auth.store.operation`, `auth.outcome` (`ok`, `error`, `timeout`) |
+//! | `auth.store.operation.duration` | histogram, `s` | `auth.store.operation`, `auth.outcome` |
+//! | `auth.store.available` | gauge, `1` | (1: the store answers; 0: it stopped) |
 //!
 //! Every attribute value comes from a short closed list (an RFC 6749 code
 //! outside the RFC is `other`), so the series stay few; the cache key's
@@ -36,11 +39,14 @@
 //! ```
 
 pub use opentelemetry::metrics::Meter;
-use opentelemetry::metrics::{Counter, Histogram};
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use opentelemetry::KeyValue;
 
 use crate::config::CacheKey;
 use crate::lifecycle::{FetchReason, GrantKind, Observation, RequestOutcome, TokenOrigin, UnauthorizedOutcome};
+use crate::store::{StoreAnswer, StoreError};
 
 /// The instruments a token source records its observations into.
 #[derive(Debug, Clone)]
@@ -54,6 +60,9 @@ pub struct Meters {
     leases: Counter<u64>,
     peer_waits_expired: Counter<u64>,
     claim_waits: Counter<u64>,
+    store_operations: Counter<u64>,
+    store_duration: Histogram<f64>,
+    store_available: Gauge<u64>,
     /// Added to every measurement (the cache key's fingerprint, when asked).
     common: Vec<KeyValue>,
     /// Whether the cache key's fingerprint is to be added (once known).
@@ -94,9 +103,44 @@ impl Meters {
                 "{wait}",
                 "Refresh tokens found claimed by a peer (its tokens awaited)",
             ),
+            store_operations: counter(
+                "auth.store.operations",
+                "{operation}",
+                "Operations on the shared token store, by kind and outcome",
+            ),
+            store_duration: seconds("auth.store.operation.duration", "How long operations on the shared store took"),
+            store_available: meter
+                .u64_gauge("auth.store.available")
+                .with_unit("1")
+                .with_description("Whether the shared token store answers (1) or stopped (0)")
+                .build(),
             common: Vec::new(),
             by_cache_key: false,
         }
+    }
+
+    /// Records a store operation of `kind` ([`StoreOp::kind`](crate::store::StoreOp::kind))
+    /// that the driver carried out in `took`, and how it ended.
+    pub fn record_store(&self, kind: &'static str, answer: &Result<StoreAnswer, StoreError>, took: Duration) {
+        let outcome = match answer {
+            Ok(_) => "ok",
+            Err(error) if error.timeout => "timeout",
+            Err(_) => "error",
+        };
+        let attributes =
+            self.with(&[KeyValue::new("auth.store.operation", kind), KeyValue::new("auth.outcome", outcome)]);
+        self.store_operations.add(1, &attributes);
+        self.store_duration.record(took.as_secs_f64(), &attributes);
+    }
+
+    /// Records that the store answers again (`true`) or stopped answering.
+    pub fn record_store_health(&self, available: bool) {
+        self.store_available.record(u64::from(available), &self.with(&[]));
+    }
+
+    /// `attributes`, after the ones every measurement carries.
+    fn with(&self, attributes: &[KeyValue]) -> Vec<KeyValue> {
+        self.common.iter().cloned().chain(attributes.iter().cloned()).collect()
     }
 
     /// Adds the cache key's fingerprint to every measurement, once the
@@ -125,9 +169,7 @@ impl Meters {
 
     /// Records `observation`.
     pub fn record(&self, observation: &Observation) {
-        let with = |attributes: &[KeyValue]| -> Vec<KeyValue> {
-            self.common.iter().cloned().chain(attributes.iter().cloned()).collect()
-        };
+        let with = |attributes: &[KeyValue]| self.with(attributes);
         match observation {
             Observation::TokenRequest { reason, grant, outcome, took } => {
                 let reason = KeyValue::new("auth.reason", reason_name(*reason));

@@ -145,6 +145,8 @@ impl Worker {
         let key = self.lifecycle.config().cache_key().clone();
         let timeouts = self.store_timeouts;
         tracing::trace!(target: "auth_tower", op = request.id.get(), kind = request.op.kind(), "token store operation");
+        #[cfg(feature = "opentelemetry")]
+        let (meters, kind, started) = (self.meters.clone(), request.op.kind(), std::time::Instant::now());
         tokio::spawn(async move {
             let answer = async {
                 match tokio::time::timeout(timeouts.connect, store.connect()).await {
@@ -158,7 +160,12 @@ impl Worker {
                     Err(_) => Err(StoreError::timeout(timeouts.operation)),
                 }
             };
-            let _ = answers.send((request.id, answer.await));
+            let answer = answer.await;
+            #[cfg(feature = "opentelemetry")]
+            if let Some(meters) = meters {
+                meters.record_store(kind, &answer, started.elapsed());
+            }
+            let _ = answers.send((request.id, answer));
         });
     }
 
@@ -368,6 +375,10 @@ impl auth_core::driver::Effects for Worker {
     }
 
     fn store_health(&mut self, error: Option<StoreError>) {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = &self.meters {
+            meters.record_store_health(error.is_none());
+        }
         match error {
             Some(error) => tracing::warn!(
                 target: "auth_tower",
