@@ -123,45 +123,43 @@ async fn an_async_source_reports_its_first_token_a_renewal_and_a_401() {
     ] {
         assert!(points.contains(&expected.to_owned()), "{expected} missing from {points:#?}");
     }
+    // The first caller waited (and the one after the 401, if it asked
+    // before the new token came); the renewal kept everyone served.
+    let waited = points.iter().find(|p| p.starts_with("auth.token.wait.duration{auth.outcome=token}"));
+    assert!(waited.is_some_and(|p| p.ends_with(" 1") || p.ends_with(" 2")), "{points:#?}");
     holds_no_secret(&points);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
 #[test]
-fn a_blocking_source_reports_what_it_did_and_nothing_without_a_meter() {
+fn a_blocking_source_reports_a_refused_request_and_its_waiter_and_nothing_without_a_meter() {
     let (provider, exporter) = provider();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&calls);
     let transport = move |_request: http::Request<Vec<u8>>| {
-        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
-        let body = match n {
-            2 => r#"{"error":"invalid_client"}"#.to_owned(),
-            n => format!(r#"{{"access_token":"tok-{n}","expires_in":3600}}"#),
-        };
-        let mut response = http::Response::new(body.into_bytes());
-        if n == 2 {
-            *response.status_mut() = http::StatusCode::UNAUTHORIZED;
-        }
+        counted.fetch_add(1, Ordering::SeqCst);
+        let mut response = http::Response::new(br#"{"error":"invalid_client"}"#.to_vec());
+        *response.status_mut() = http::StatusCode::UNAUTHORIZED;
         Ok::<_, auth_blocking::TransportError>(response)
     };
     let source = auth_blocking::BlockingTokenSource::builder(config(), transport)
         .meter_by_cache_key(&provider.meter("auth"))
         .build()
         .unwrap();
-    let first = source.token().unwrap();
-    source.invalidate(first.generation());
     assert!(source.token().is_err(), "the provider refused");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     let points = points(&provider, &exporter);
     let key = format!("auth.cache_key={}", config().cache_key().fingerprint());
-    for expected in [
-        format!("auth.token.requests{{{key},auth.grant=client_credentials,auth.outcome=ok,auth.reason=no_token}} 1"),
+    let expected = [
         format!(
-            "auth.token.requests{{{key},auth.error.code=invalid_client,auth.grant=client_credentials,auth.outcome=refused,auth.reason=unauthorized}} 1"
+            "auth.token.request.duration{{{key},auth.outcome=refused,auth.reason=no_token}} 1"
         ),
-        format!("auth.unauthorized{{{key},auth.outcome=invalidated}} 1"),
-    ] {
-        assert!(points.contains(&expected), "{expected} missing from {points:#?}");
-    }
+        format!(
+            "auth.token.requests{{{key},auth.error.code=invalid_client,auth.grant=client_credentials,auth.outcome=refused,auth.reason=no_token}} 1"
+        ),
+        format!("auth.token.wait.duration{{{key},auth.outcome=error}} 1"),
+    ];
+    assert_eq!(points, expected, "exactly these");
     holds_no_secret(&points);
 
     // A source without a meter records nothing.

@@ -137,6 +137,10 @@ impl BlockingTokenSource {
         #[cfg(feature = "opentelemetry")]
         let meters = builder.options.meters_for(&config);
         let (lifecycle, store) = builder.options.start(&config, Instant::now());
+        #[allow(unused_mut)] // with the opentelemetry feature, told where to record
+        let mut waiters = Waiters::default();
+        #[cfg(feature = "opentelemetry")]
+        waiters.record_into(meters.clone());
         let store =
             match store {
                 Some(store) => Some(StoreRunner::start(store, config.cache_key().clone(), timeouts).map_err(|e| {
@@ -148,7 +152,7 @@ impl BlockingTokenSource {
             lifecycle,
             transport: builder.transport,
             published: Arc::clone(&published),
-            waiters: Waiters::default(),
+            waiters,
             store,
             #[cfg(feature = "opentelemetry")]
             meters,
@@ -510,7 +514,7 @@ impl auth_core::driver::Effects for Worker {
 
     fn failed(&mut self, error: TokenError) {
         tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "could not obtain a token: {error}");
-        self.waiters.failed(&error);
+        self.waiters.failed(Instant::now(), &error);
     }
 
     fn withdrawn(&mut self, generation: Generation, _reason: WithdrawReason) {

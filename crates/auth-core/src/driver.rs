@@ -96,12 +96,44 @@ pub trait Waiter {
 /// answers anyone, so that a caller sees what led to its answer.
 #[derive(Debug)]
 pub struct Waiters<W> {
-    waiting: Vec<W>,
+    /// The callers, with when each began to wait.
+    waiting: Vec<(W, Instant)>,
+    /// Where each wait is recorded (feature `opentelemetry`).
+    #[cfg(feature = "opentelemetry")]
+    meters: Option<crate::telemetry::Meters>,
 }
 
 impl<W> Default for Waiters<W> {
     fn default() -> Self {
-        Self { waiting: Vec::new() }
+        Self {
+            waiting: Vec::new(),
+            #[cfg(feature = "opentelemetry")]
+            meters: None,
+        }
+    }
+}
+
+impl<W> Waiters<W> {
+    /// Records every caller's wait into `meters` (how long, and whether it
+    /// ended with a token).
+    #[cfg(feature = "opentelemetry")]
+    pub fn record_into(&mut self, meters: Option<crate::telemetry::Meters>) {
+        self.meters = meters;
+    }
+
+    /// The callers, each told its wait ended at `now` (with a token when
+    /// `token`).
+    fn drain_at(&mut self, now: Instant, token: bool) -> impl Iterator<Item = W> + '_ {
+        #[cfg(feature = "opentelemetry")]
+        let meters = self.meters.clone();
+        self.waiting.drain(..).map(move |(caller, since)| {
+            #[cfg(feature = "opentelemetry")]
+            if let Some(meters) = &meters {
+                meters.record_wait(now.saturating_duration_since(since), token);
+            }
+            let _ = (now, since, token);
+            caller
+        })
     }
 }
 
@@ -134,7 +166,7 @@ impl<W: Waiter> Waiters<W> {
                 slot.publish(&token, now);
                 caller.answer(Ok(Some(token)));
             }
-            Want::Wait => self.waiting.push(caller),
+            Want::Wait => self.waiting.push((caller, now)),
             Want::Failed(error) => caller.answer(Err(error)),
         }
     }
@@ -166,15 +198,15 @@ impl<W: Waiter> Waiters<W> {
     /// waiting caller is answered with it.
     pub fn ready(&mut self, slot: &TokenSlot, now: Instant, token: &Arc<AccessToken>) {
         slot.publish(token, now);
-        for caller in self.waiting.drain(..) {
+        for caller in self.drain_at(now, true) {
             caller.answer(Ok(Some(Arc::clone(token))));
         }
     }
 
-    /// No token can be had now ([`Output::Failed`]): every waiting caller
-    /// is answered with `error`.
-    pub fn failed(&mut self, error: &TokenError) {
-        for caller in self.waiting.drain(..) {
+    /// No token can be had now ([`Output::Failed`], at `now`): every
+    /// waiting caller is answered with `error`.
+    pub fn failed(&mut self, now: Instant, error: &TokenError) {
+        for caller in self.drain_at(now, false) {
             caller.answer(Err(error.clone()));
         }
     }
@@ -425,7 +457,7 @@ mod tests {
         let Some(Output::Failed(error)) = outputs.into_iter().find(|o| matches!(o, Output::Failed(_))) else {
             panic!("no failure")
         };
-        waiters.failed(&error);
+        waiters.failed(later, &error);
         assert_eq!(*answers.borrow(), [("f", format!("error {}", error.kind()))]);
     }
 

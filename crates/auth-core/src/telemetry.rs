@@ -14,6 +14,7 @@
 //! | `auth.store.leases` | counter, `{lease}` | `auth.outcome` (`won`, `lost`) |
 //! | `auth.store.peer_waits.expired` | counter, `{wait}` | |
 //! | `auth.store.claim_waits` | counter, `{wait}` | |
+//! | `auth.token.wait.duration` | histogram, `s` | `auth.outcome` (`token`, `error`): callers that waited for a token, and how long |
 //! | `auth.store.operations` | counter, `{operation}` | `auth.store.operation`, `auth.outcome` (`ok`, `error`, `timeout`) |
 //! | `auth.store.operation.duration` | histogram, `s` | `auth.store.operation`, `auth.outcome` |
 //! | `auth.store.available` | gauge, `1` | (1: the store answers; 0: it stopped) |
@@ -60,6 +61,7 @@ pub struct Meters {
     leases: Counter<u64>,
     peer_waits_expired: Counter<u64>,
     claim_waits: Counter<u64>,
+    waits: Histogram<f64>,
     store_operations: Counter<u64>,
     store_duration: Histogram<f64>,
     store_available: Gauge<u64>,
@@ -103,6 +105,7 @@ impl Meters {
                 "{wait}",
                 "Refresh tokens found claimed by a peer (its tokens awaited)",
             ),
+            waits: seconds("auth.token.wait.duration", "How long callers waited for a token"),
             store_operations: counter(
                 "auth.store.operations",
                 "{operation}",
@@ -131,6 +134,13 @@ impl Meters {
             self.with(&[KeyValue::new("auth.store.operation", kind), KeyValue::new("auth.outcome", outcome)]);
         self.store_operations.add(1, &attributes);
         self.store_duration.record(took.as_secs_f64(), &attributes);
+    }
+
+    /// Records a caller's wait for a token, which ended with one (`token`)
+    /// or with an error.
+    pub fn record_wait(&self, took: Duration, token: bool) {
+        let outcome = if token { "token" } else { "error" };
+        self.waits.record(took.as_secs_f64(), &self.with(&[KeyValue::new("auth.outcome", outcome)]));
     }
 
     /// Records that the store answers again (`true`) or stopped answering.

@@ -145,6 +145,10 @@ impl TokenSourceBuilder {
         #[cfg(feature = "opentelemetry")]
         let meters = self.options.meters_for(&config);
         let (lifecycle, store) = self.options.start(&config, now());
+        #[allow(unused_mut)] // with the opentelemetry feature, told where to record
+        let mut waiters = Waiters::default();
+        #[cfg(feature = "opentelemetry")]
+        waiters.record_into(meters.clone());
         let (store_answers, store_answered) = mpsc::unbounded_channel();
         let worker = Worker {
             lifecycle,
@@ -152,7 +156,7 @@ impl TokenSourceBuilder {
             fetch_timeout: self.fetch_timeout,
             commands: receiver,
             published: Arc::clone(&published),
-            waiters: Waiters::default(),
+            waiters,
             fetch: None,
             store,
             store_timeouts,

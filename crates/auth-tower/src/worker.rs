@@ -366,7 +366,7 @@ impl auth_core::driver::Effects for Worker {
             waiters = self.waiters.len(),
             "could not obtain a token: {error}"
         );
-        self.waiters.failed(&error);
+        self.waiters.failed(now(), &error);
     }
 
     fn withdrawn(&mut self, generation: Generation, reason: WithdrawReason) {
