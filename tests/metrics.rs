@@ -69,7 +69,7 @@ fn points(provider: &SdkMeterProvider, exporter: &InMemoryMetricExporter) -> Vec
 /// No exported text holds a token or the client secret.
 fn holds_no_secret(points: &[String]) {
     for point in points {
-        assert!(!point.contains("tok-") && !point.contains("the-secret"), "{point}");
+        assert!(!["tok-", "the-secret", "app-secret"].iter().any(|secret| point.contains(secret)), "{point}");
     }
 }
 
@@ -248,5 +248,33 @@ async fn sources_sharing_a_store_report_its_operations_leases_and_health() {
             || points.iter().any(|p| p.starts_with("auth.store.available")),
         "{points:#?}"
     );
+    holds_no_secret(&points);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reqwest_client_records_through_its_token_source() {
+    let (provider, exporter) = provider();
+    let server =
+        auth_testkit::Provider::start(auth_testkit::ProviderConfig::new().client("app", "app-secret")).unwrap();
+    let client = auth_reqwest::AuthClient::builder()
+        .client_credentials(server.token_url(), "app")
+        .client_secret("app-secret")
+        .api_origin(server.url())
+        .meter(&provider.meter("auth"))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(client.get(server.api_url("x")).send().await.unwrap().status(), 200);
+    }
+    server.revoke_all();
+    assert_eq!(client.get(server.api_url("x")).send().await.unwrap().status(), 200);
+    let points = points(&provider, &exporter);
+    for expected in [
+        "auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=no_token} 1",
+        "auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=unauthorized} 1",
+        "auth.unauthorized{auth.outcome=invalidated} 1",
+    ] {
+        assert!(points.contains(&expected.to_owned()), "{expected} missing from {points:#?}");
+    }
     holds_no_secret(&points);
 }

@@ -142,6 +142,15 @@ impl AuthClientBuilder {
         self.configure_source(move |source| source.store(store, config))
     }
 
+    /// Records what the token source decides and what comes of it as
+    /// OpenTelemetry metrics on `meter` (feature `opentelemetry`; the
+    /// instruments are listed in the README and `auth_core::telemetry`).
+    #[cfg(feature = "opentelemetry")]
+    pub fn meter(self, meter: &auth_core::telemetry::Meter) -> Self {
+        let meter = meter.clone();
+        self.configure_source(move |source| source.meter(&meter))
+    }
+
     /// The token source's other options (a token saved earlier, the store
     /// timeout, a seed), applied in order when the client is built.
     pub fn configure_source(
