@@ -57,9 +57,15 @@ pub trait Effects {
     }
 }
 
-/// Carries out every output the lifecycle has, until it has none.
+/// Carries out every output the lifecycle has, until it has none. What
+/// the lifecycle observed is handed over first, before any caller is
+/// answered: a caller who got its answer finds it recorded.
 pub fn carry_out(driver: &mut impl Effects) {
-    while let Some(output) = driver.lifecycle().poll_output() {
+    loop {
+        while let Some(observation) = driver.lifecycle().poll_observation() {
+            driver.observed(observation);
+        }
+        let Some(output) = driver.lifecycle().poll_output() else { break };
         driver.before_output();
         match output {
             Output::Fetch(fetch) => driver.fetch(fetch),
@@ -69,9 +75,6 @@ pub fn carry_out(driver: &mut impl Effects) {
             Output::TokenWithdrawn { generation, reason } => driver.withdrawn(generation, reason),
             Output::StoreHealth { error, .. } => driver.store_health(error),
         }
-    }
-    while let Some(observation) = driver.lifecycle().poll_observation() {
-        driver.observed(observation);
     }
     driver.before_output();
 }
