@@ -14,7 +14,11 @@ use super::outputs::{FetchReason, GrantKind};
 use super::Lifecycle;
 use crate::error::TokenError;
 
-/// One thing the lifecycle decided or saw; see the [module docs](self).
+/// One thing the lifecycle decided or saw, for operators (metrics): each
+/// token request and its outcome, each token that became current, the
+/// budget's refusals, 401s, leases and waits for peers. Made only while
+/// the lifecycle is observed ([`Lifecycle::observe`]), never on the path
+/// of a request that has a settled token, and none holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Observation {
