@@ -278,7 +278,22 @@ impl RedisSentinel {
         // 10 s (Redis 7's SENTINEL DEBUG; older ones ignore it), so that it
         // sees a demoted primary in sync, and may fail over again, within
         // a second.
-        this.ask(&["sentinel", "debug", "info-period", "100", "ping-period", "100", "publish-period", "100"]);
+        // And it does not go into TILT (no failover for 30 s) when a loaded
+        // machine delays its timer.
+        this.ask(&[
+            "sentinel",
+            "debug",
+            "info-period",
+            "100",
+            "ping-period",
+            "100",
+            "publish-period",
+            "100",
+            "tilt-trigger",
+            "30000",
+            "tilt-period",
+            "1000",
+        ]);
         Some(this)
     }
 
@@ -324,9 +339,16 @@ impl RedisSentinel {
         // The Sentinel refuses while it still finishes the previous one
         // (INPROG), or until it has seen the old primary serve as a
         // replica in sync (NOGOODSLAVE).
-        self.wait_for("the Sentinel to start the failover", |sentinel| {
-            sentinel.ask(&["sentinel", "failover", Self::SERVICE]).trim() == "OK"
-        });
+        // A failover the Sentinel gave up on (its timeout passed on a
+        // loaded machine) is asked for again.
+        for _ in 0..3 {
+            self.wait_for("the Sentinel to start the failover", |sentinel| {
+                sentinel.ask(&["sentinel", "failover", Self::SERVICE]).trim() == "OK"
+            });
+            if self.is_promoted(before, Duration::from_secs(10)) {
+                break;
+            }
+        }
         self.promoted(before);
         self.followed(before);
     }
@@ -346,6 +368,22 @@ impl RedisSentinel {
         server.signal("-CONT");
         self.promoted(before);
         self.followed(before);
+    }
+
+    /// Whether the Sentinel names a primary other than `before` that
+    /// answers as one within `within`.
+    fn is_promoted(&self, before: Option<u16>, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.primary_port();
+            if now.is_some() && now != before && redis_cli(now.unwrap_or(0), &["role"]).starts_with("master") {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until the Sentinel names a primary other than `before` that
