@@ -273,6 +273,7 @@ async fn the_reqwest_client_records_through_its_token_source() {
         "auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=no_token} 1",
         "auth.token.requests{auth.grant=client_credentials,auth.outcome=ok,auth.reason=unauthorized} 1",
         "auth.unauthorized{auth.outcome=invalidated} 1",
+        "auth.replays{} 1",
     ] {
         assert!(points.contains(&expected.to_owned()), "{expected} missing from {points:#?}");
     }

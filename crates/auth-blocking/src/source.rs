@@ -141,6 +141,10 @@ impl BlockingTokenSource {
         let mut waiters = Waiters::default();
         #[cfg(feature = "opentelemetry")]
         waiters.record_into(meters.clone());
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = &meters {
+            published.counters.record_into(meters.clone());
+        }
         let store =
             match store {
                 Some(store) => Some(StoreRunner::start(store, config.cache_key().clone(), timeouts).map_err(|e| {

@@ -11,6 +11,7 @@
 //! | `auth.token.replaced.remaining` | histogram, `s` | `auth.token.origin` |
 //! | `auth.token.budget.refusals` | counter, `{request}` | `auth.budget.shared` |
 //! | `auth.unauthorized` | counter, `{response}` | `auth.outcome` |
+//! | `auth.replays` | counter, `{request}` | requests sent again with a renewed token after a 401 |
 //! | `auth.store.leases` | counter, `{lease}` | `auth.outcome` (`won`, `lost`) |
 //! | `auth.store.peer_waits.expired` | counter, `{wait}` | |
 //! | `auth.store.claim_waits` | counter, `{wait}` | |
@@ -58,6 +59,7 @@ pub struct Meters {
     replaced_remaining: Histogram<f64>,
     budget_refusals: Counter<u64>,
     unauthorized: Counter<u64>,
+    replays: Counter<u64>,
     leases: Counter<u64>,
     peer_waits_expired: Counter<u64>,
     claim_waits: Counter<u64>,
@@ -94,6 +96,7 @@ impl Meters {
                 "Token requests not sent: the fetch budget was spent",
             ),
             unauthorized: counter("auth.unauthorized", "{response}", "401 answers to this source's tokens"),
+            replays: counter("auth.replays", "{request}", "Requests sent again with a renewed token after a 401"),
             leases: counter("auth.store.leases", "{lease}", "Renewal leases asked of the shared store"),
             peer_waits_expired: counter(
                 "auth.store.peer_waits.expired",
@@ -134,6 +137,11 @@ impl Meters {
             self.with(&[KeyValue::new("auth.store.operation", kind), KeyValue::new("auth.outcome", outcome)]);
         self.store_operations.add(1, &attributes);
         self.store_duration.record(took.as_secs_f64(), &attributes);
+    }
+
+    /// Records a request sent again with a renewed token after a 401.
+    pub fn record_replay(&self) {
+        self.replays.add(1, &self.with(&[]));
     }
 
     /// Records a caller's wait for a token, which ended with one (`token`)

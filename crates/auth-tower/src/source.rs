@@ -149,6 +149,10 @@ impl TokenSourceBuilder {
         let mut waiters = Waiters::default();
         #[cfg(feature = "opentelemetry")]
         waiters.record_into(meters.clone());
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = &meters {
+            published.counters.record_into(meters.clone());
+        }
         let (store_answers, store_answered) = mpsc::unbounded_channel();
         let worker = Worker {
             lifecycle,

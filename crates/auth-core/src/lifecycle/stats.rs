@@ -69,6 +69,9 @@ pub struct PublishedStats {
     hits: AtomicU64,
     replays: AtomicU64,
     lifecycle: Mutex<Stats>,
+    /// Where replays are recorded too (feature `opentelemetry`).
+    #[cfg(feature = "opentelemetry")]
+    meters: std::sync::OnceLock<crate::telemetry::Meters>,
 }
 
 impl PublishedStats {
@@ -85,6 +88,17 @@ impl PublishedStats {
     /// Counts a request sent again after a 401.
     pub fn add_replay(&self) {
         self.replays.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = self.meters.get() {
+            meters.record_replay();
+        }
+    }
+
+    /// Records the replays into `meters` as well, from now on (the first
+    /// call decides).
+    #[cfg(feature = "opentelemetry")]
+    pub fn record_into(&self, meters: crate::telemetry::Meters) {
+        let _ = self.meters.set(meters);
     }
 
     /// The counters now.
