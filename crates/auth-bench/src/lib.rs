@@ -109,7 +109,25 @@ pub fn token_source(
         .client_secret("bench-secret")
         .build()
         .unwrap_or_else(|e| panic!("benchmark configuration: {e}"));
-    TokenSource::builder(config, endpoint).seed(1).build().unwrap_or_else(|e| panic!("token source: {e}"))
+    let builder = TokenSource::builder(config, endpoint).seed(1);
+    #[cfg(feature = "opentelemetry")]
+    let builder = builder.meter(&meter());
+    builder.build().unwrap_or_else(|e| panic!("token source: {e}"))
+}
+
+/// A meter of an SDK meter provider exporting to memory (by default every
+/// 60 s, on a thread of its own), kept for the process.
+#[cfg(feature = "opentelemetry")]
+fn meter() -> opentelemetry::metrics::Meter {
+    use opentelemetry::metrics::MeterProvider as _;
+    static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::metrics::SdkMeterProvider> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+            let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).build();
+            opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(reader).build()
+        })
+        .meter("auth-bench")
 }
 
 /// A token source whose tokens are DPoP-bound (a new ES256 key): every
