@@ -243,6 +243,9 @@ proptest! {
         let all = [forms(&client_secret, Some(client_id)), forms(&refresh, None)].concat();
         if let Err(error) = parse_token_response_redacting(&config, &[&refresh], status, &headers, body.as_bytes()) {
             assert_hidden(&format!("{error} {error:?}"), &all);
+            // What operators' metrics make of it (every attribute comes from the outcome).
+            let outcome = auth_core::lifecycle::RequestOutcome::of(&error);
+            assert_hidden(&format!("{outcome:?} {}", outcome.name()), &all);
         }
         // The same echo in a revocation answer, for the token being revoked.
         let token = RefreshToken::new(refresh.clone());
