@@ -134,32 +134,22 @@ impl BlockingTokenSource {
             Arc::new(Published { slot: TokenSlot::new(), counters: Counters::default(), failure: OnceLock::new() });
         let longest = builder.options.store.as_ref().and_then(|(store, _)| store.longest_answer());
         let timeouts = builder.options.store_timeouts.allowing(longest);
-        #[cfg(feature = "opentelemetry")]
-        let meters = builder.options.meters_for(&config);
-        let (lifecycle, store) = builder.options.start(&config, Instant::now());
-        #[allow(unused_mut)] // with the opentelemetry feature, told where to record
-        let mut waiters = Waiters::default();
-        #[cfg(feature = "opentelemetry")]
-        waiters.record_into(meters.clone());
-        #[cfg(feature = "opentelemetry")]
-        if let Some(meters) = &meters {
-            published.counters.record_into(meters.clone());
-        }
+        let started = builder.options.start(&config, Instant::now(), &published.counters);
         let store =
-            match store {
+            match started.store {
                 Some(store) => Some(StoreRunner::start(store, config.cache_key().clone(), timeouts).map_err(|e| {
                     Error::Token(TokenError::transport(format!("could not start the store thread: {e}")))
                 })?),
                 None => None,
             };
         let worker = Worker {
-            lifecycle,
+            lifecycle: started.lifecycle,
             transport: builder.transport,
             published: Arc::clone(&published),
-            waiters,
+            waiters: started.waiters,
             store,
             #[cfg(feature = "opentelemetry")]
-            meters,
+            meters: started.meters,
         };
         let handle = std::thread::Builder::new()
             .name("auth-token-source".to_owned())

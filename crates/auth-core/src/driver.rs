@@ -126,6 +126,7 @@ impl<W> Waiters<W> {
 
     /// The callers, each told its wait ended at `now` (with a token when
     /// `token`).
+    #[cfg_attr(not(feature = "opentelemetry"), allow(unused_variables))]
     fn drain_at(&mut self, now: Instant, token: bool) -> impl Iterator<Item = W> + '_ {
         #[cfg(feature = "opentelemetry")]
         let meters = self.meters.clone();
@@ -134,7 +135,6 @@ impl<W> Waiters<W> {
             if let Some(meters) = &meters {
                 meters.record_wait(now.saturating_duration_since(since), token);
             }
-            let _ = (now, since, token);
             caller
         })
     }
@@ -248,30 +248,56 @@ impl<S> Default for SourceOptions<S> {
     }
 }
 
+/// What a driver runs, as [`SourceOptions::start`] set it up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Started<S, W> {
+    /// The lifecycle (with the store's configuration, the seed and the
+    /// restored token; observing when metrics are recorded).
+    pub lifecycle: Lifecycle,
+    /// The store to carry its operations out on.
+    pub store: Option<S>,
+    /// The callers' waiters (recording their waits when metrics are).
+    pub waiters: Waiters<W>,
+    /// Where the lifecycle's observations go (feature `opentelemetry`).
+    #[cfg(feature = "opentelemetry")]
+    pub meters: Option<crate::telemetry::Meters>,
+}
+
 impl<S> SourceOptions<S> {
-    /// The lifecycle these options start (with the store's configuration,
-    /// the seed and the restored token), and the store to carry its
-    /// operations out on.
-    pub fn start(self, config: &Arc<SourceConfig>, now: Instant) -> (Lifecycle, Option<S>) {
+    /// Starts what a driver of `config` runs: the lifecycle, the store,
+    /// the waiters; with metrics, every one of them (and `counters`, for
+    /// replays) records into the same instruments.
+    pub fn start<W>(self, config: &Arc<SourceConfig>, now: Instant, counters: &PublishedStats) -> Started<S, W> {
+        #[cfg(feature = "opentelemetry")]
+        let meters = self.meters.clone().map(|meters| meters.for_source(config.cache_key()));
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = &meters {
+            counters.record_into(meters.clone());
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = counters;
+        #[allow(unused_mut)] // with the opentelemetry feature, told where to record
+        let mut waiters = Waiters::default();
+        #[cfg(feature = "opentelemetry")]
+        waiters.record_into(meters.clone());
         let seed = self.seed.unwrap_or_else(random_seed);
         let (mut lifecycle, store) = match self.store {
             Some((store, store_config)) => (Lifecycle::with_store(Arc::clone(config), seed, store_config), Some(store)),
             None => (Lifecycle::new(Arc::clone(config), seed), None),
         };
         #[cfg(feature = "opentelemetry")]
-        lifecycle.observe(self.meters.is_some());
+        lifecycle.observe(meters.is_some());
         if let Some(stored) = self.restore {
             lifecycle.handle_restore(now, stored);
         }
-        (lifecycle, store)
-    }
-}
-
-#[cfg(feature = "opentelemetry")]
-impl<S> SourceOptions<S> {
-    /// The instruments a source of `config` records into, if any.
-    pub fn meters_for(&self, config: &SourceConfig) -> Option<crate::telemetry::Meters> {
-        self.meters.clone().map(|meters| meters.for_source(config.cache_key()))
+        Started {
+            lifecycle,
+            store,
+            waiters,
+            #[cfg(feature = "opentelemetry")]
+            meters,
+        }
     }
 }
 

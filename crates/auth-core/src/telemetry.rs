@@ -22,7 +22,7 @@
 //!
 //! Every attribute value comes from a short closed list (an RFC 6749 code
 //! outside the RFC is `other`), so the series stay few; the cache key's
-//! fingerprint is added only when the user asks ([`Meters::with_cache_key`]).
+//! fingerprint is added only when the user asks ([`Meters::by_cache_key`]).
 //! No value is a secret.
 //!
 //! ```
@@ -161,8 +161,10 @@ impl Meters {
         self.common.iter().cloned().chain(attributes.iter().cloned()).collect()
     }
 
-    /// Adds the cache key's fingerprint to every measurement, once the
-    /// driver names the source's configuration ([`Meters::for_source`]).
+    /// Adds the cache key's fingerprint (`auth.cache_key`) to every
+    /// measurement, once the driver names the source's configuration
+    /// ([`Meters::for_source`]): one series per configuration, for users
+    /// who tell their sources apart this way (mind the cardinality).
     pub fn by_cache_key(mut self) -> Self {
         self.by_cache_key = true;
         self
@@ -170,44 +172,35 @@ impl Meters {
 
     /// These instruments for the source of `key`: with its fingerprint as
     /// an attribute when asked ([`Meters::by_cache_key`]).
-    pub fn for_source(self, key: &CacheKey) -> Self {
-        match self.by_cache_key {
-            true => self.with_cache_key(key),
-            false => self,
+    pub fn for_source(mut self, key: &CacheKey) -> Self {
+        if self.by_cache_key {
+            self.common.push(KeyValue::new("auth.cache_key", key.fingerprint().to_owned()));
         }
-    }
-
-    /// Adds the cache key's fingerprint (`auth.cache_key`) to every
-    /// measurement: one series per configuration, for users who tell their
-    /// sources apart this way (mind the cardinality).
-    pub fn with_cache_key(mut self, key: &CacheKey) -> Self {
-        self.common.push(KeyValue::new("auth.cache_key", key.fingerprint().to_owned()));
         self
     }
 
     /// Records `observation`.
     pub fn record(&self, observation: &Observation) {
-        let with = |attributes: &[KeyValue]| self.with(attributes);
         match observation {
             Observation::TokenRequest { reason, grant, outcome, took } => {
                 let reason = KeyValue::new("auth.reason", reason_name(*reason));
                 let result = KeyValue::new("auth.outcome", outcome.name());
-                self.request_duration.record(took.as_secs_f64(), &with(&[reason.clone(), result.clone()]));
+                self.request_duration.record(took.as_secs_f64(), &self.with(&[reason.clone(), result.clone()]));
                 let mut attributes = vec![reason, KeyValue::new("auth.grant", grant_name(*grant)), result];
                 if let RequestOutcome::Refused { code } = outcome {
                     attributes.push(KeyValue::new("auth.error.code", *code));
                 }
-                self.requests.add(1, &with(&attributes));
+                self.requests.add(1, &self.with(&attributes));
             }
             Observation::TokenInstalled { origin, lifetime, replaced_left } => {
-                let attributes = with(&[KeyValue::new("auth.token.origin", origin_name(*origin))]);
+                let attributes = self.with(&[KeyValue::new("auth.token.origin", origin_name(*origin))]);
                 self.lifetime.record(lifetime.as_secs_f64(), &attributes);
                 if let Some(left) = replaced_left {
                     self.replaced_remaining.record(left.as_secs_f64(), &attributes);
                 }
             }
             Observation::BudgetRefused { shared } => {
-                self.budget_refusals.add(1, &with(&[KeyValue::new("auth.budget.shared", *shared)]));
+                self.budget_refusals.add(1, &self.with(&[KeyValue::new("auth.budget.shared", *shared)]));
             }
             Observation::Unauthorized { outcome } => {
                 let outcome = match outcome {
@@ -215,14 +208,14 @@ impl Meters {
                     UnauthorizedOutcome::AlreadyReplaced => "already_replaced",
                     UnauthorizedOutcome::Suppressed => "suppressed",
                 };
-                self.unauthorized.add(1, &with(&[KeyValue::new("auth.outcome", outcome)]));
+                self.unauthorized.add(1, &self.with(&[KeyValue::new("auth.outcome", outcome)]));
             }
             Observation::Lease { won } => {
                 let outcome = if *won { "won" } else { "lost" };
-                self.leases.add(1, &with(&[KeyValue::new("auth.outcome", outcome)]));
+                self.leases.add(1, &self.with(&[KeyValue::new("auth.outcome", outcome)]));
             }
-            Observation::PeerWaitExpired => self.peer_waits_expired.add(1, &with(&[])),
-            Observation::ClaimWait => self.claim_waits.add(1, &with(&[])),
+            Observation::PeerWaitExpired => self.peer_waits_expired.add(1, &self.with(&[])),
+            Observation::ClaimWait => self.claim_waits.add(1, &self.with(&[])),
         }
     }
 }
@@ -376,16 +369,22 @@ mod tests {
         let provider =
             SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
         let config = crate::SourceConfig::builder("https://a.example/token", "id").client_secret("s").build().unwrap();
-        let meters = Meters::new(&provider.meter("auth-test")).with_cache_key(config.cache_key());
-        meters.record(&Observation::PeerWaitExpired);
+        let meter = provider.meter("auth-test");
+        let asked = Meters::new(&meter).by_cache_key().for_source(config.cache_key());
+        let plain = Meters::new(&meter).for_source(config.cache_key());
+        asked.record(&Observation::PeerWaitExpired);
+        plain.record(&Observation::PeerWaitExpired);
         let points = points(&provider, &exporter);
         assert_eq!(
             points,
-            [(
-                "auth.store.peer_waits.expired".to_owned(),
-                format!("auth.cache_key={}", config.cache_key().fingerprint()),
-                1
-            )]
+            [
+                ("auth.store.peer_waits.expired".to_owned(), String::new(), 1),
+                (
+                    "auth.store.peer_waits.expired".to_owned(),
+                    format!("auth.cache_key={}", config.cache_key().fingerprint()),
+                    1
+                ),
+            ]
         );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use auth_core::driver::{SourceOptions, Waiters};
+use auth_core::driver::SourceOptions;
 use auth_core::publish::slot::{ReadToken, SlotReader, TokenSlot};
 use auth_core::{AccessToken, Generation, SourceConfig, StoredToken};
 use bytes::Bytes;
@@ -142,34 +142,24 @@ impl TokenSourceBuilder {
             patience: self.fetch_timeout.saturating_add(store_wait).saturating_add(WAIT_GRACE),
             failure: OnceLock::new(),
         });
-        #[cfg(feature = "opentelemetry")]
-        let meters = self.options.meters_for(&config);
-        let (lifecycle, store) = self.options.start(&config, now());
-        #[allow(unused_mut)] // with the opentelemetry feature, told where to record
-        let mut waiters = Waiters::default();
-        #[cfg(feature = "opentelemetry")]
-        waiters.record_into(meters.clone());
-        #[cfg(feature = "opentelemetry")]
-        if let Some(meters) = &meters {
-            published.counters.record_into(meters.clone());
-        }
+        let started = self.options.start(&config, now(), &published.counters);
         let (store_answers, store_answered) = mpsc::unbounded_channel();
         let worker = Worker {
-            lifecycle,
+            lifecycle: started.lifecycle,
             fetcher: self.fetcher,
             fetch_timeout: self.fetch_timeout,
             commands: receiver,
             published: Arc::clone(&published),
-            waiters,
+            waiters: started.waiters,
             fetch: None,
-            store,
+            store: started.store,
             store_timeouts,
             store_answers,
             store_answered,
             store_pending: 0,
             flushes: Vec::new(),
             #[cfg(feature = "opentelemetry")]
-            meters,
+            meters: started.meters,
         };
         runtime.spawn(worker.run());
         let id = SourceId::next();
