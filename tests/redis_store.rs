@@ -117,10 +117,10 @@ async fn eight_sources_with_their_own_connections_make_one_fetch() {
     assert_eq!(calls, 1, "one fetch for the fleet");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rediss_shares_over_tls_and_checks_the_certificate() {
-    let Some(redis) = Redis::start_tls() else { return };
-    let (url, ca) = (redis.tls_url(), redis.ca_pem().unwrap().as_bytes().to_vec());
+/// Four async sources on the TLS store at `url` whose certificate `ca`
+/// signed make one fetch, and three blocking sources adopt its token.
+async fn shares_one_fetch_over_tls(url: String, ca: &str) {
+    let ca = ca.as_bytes().to_vec();
     let (tokens, calls) =
         tokens_of_async_sources(4, || RedisStore::with_root_certificate(&url, &ca).unwrap().timeout(SHARING)).await;
     assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
@@ -134,6 +134,12 @@ async fn rediss_shares_over_tls_and_checks_the_certificate() {
     .unwrap();
     assert!(tokens.iter().all(|t| t == "tok-1"), "blocking sources adopt it over TLS too: {tokens:?}");
     assert_eq!(calls, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_shares_over_tls_and_checks_the_certificate() {
+    let Some(redis) = Redis::start_tls() else { return };
+    shares_one_fetch_over_tls(redis.tls_url(), redis.ca_pem().unwrap()).await;
     // The system's roots do not know the test CA: the store is refused (a
     // store error), and the source fetches on its own.
     let refused =
@@ -559,20 +565,7 @@ fn blocking_sources_on_a_cluster_make_one_fetch_and_share_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_cluster_shares_over_tls_and_checks_the_certificate() {
     let Some(cluster) = RedisCluster::start_tls() else { return };
-    let (url, ca) = (cluster.tls_url(), cluster.nodes()[0].ca_pem().unwrap().as_bytes().to_vec());
-    let (tokens, calls) =
-        tokens_of_async_sources(4, || RedisStore::with_root_certificate(&url, &ca).unwrap().timeout(SHARING)).await;
-    assert!(tokens.iter().all(|t| t == "tok-1"), "{tokens:?}");
-    assert_eq!(calls, 1, "one fetch for the fleet, over TLS to a cluster");
-    let (tokens, calls) = tokio::task::spawn_blocking(move || {
-        blocking_fleet::tokens_of_blocking_sources(&config(), 3, Duration::from_millis(50), || {
-            BlockingRedisStore::with_root_certificate(&url, &ca).unwrap().timeout(SHARING)
-        })
-    })
-    .await
-    .unwrap();
-    assert!(tokens.iter().all(|t| t == "tok-1"), "blocking sources adopt it over TLS too: {tokens:?}");
-    assert_eq!(calls, 0);
+    shares_one_fetch_over_tls(cluster.tls_url(), cluster.nodes()[0].ca_pem().unwrap()).await;
     // The system's roots do not know the test CA: refused.
     let refused =
         RedisStore::new(&cluster.tls_url()).unwrap().execute_async(&config().cache_key().clone(), &StoreOp::Read).await;

@@ -361,10 +361,8 @@ impl RedisSentinel {
         let before = self.primary_port();
         let server = if before == Some(self.primary.port) { &self.primary } else { &self.replica };
         server.signal("-STOP");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(self.primary_port() != before && self.primary_port().is_some()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // Woken whether or not the Sentinel promoted in time (`promoted` then says so).
+        self.is_promoted(before, Duration::from_secs(30));
         server.signal("-CONT");
         self.promoted(before);
         self.followed(before);
@@ -389,10 +387,7 @@ impl RedisSentinel {
     /// Waits until the Sentinel names a primary other than `before` that
     /// answers as one.
     fn promoted(&self, before: Option<u16>) {
-        self.wait_for("the failover", |sentinel| {
-            let now = sentinel.primary_port();
-            now.is_some() && now != before && redis_cli(now.unwrap_or(0), &["role"]).starts_with("master")
-        });
+        assert!(self.is_promoted(before, Duration::from_secs(30)), "timed out waiting for the failover");
     }
 
     /// Waits until the primary `before` is a replica again, in sync.

@@ -1342,8 +1342,10 @@ fn the_device_flow_and_sign_in_keyed_apart_from_client_credentials() {
     assert_eq!(env.store_files().len(), 3, "and the sign-in is noted beside them");
 }
 
-#[test]
-fn parallel_runs_spend_a_rotating_refresh_token_once() {
+/// A provider that rotates refresh tokens and issues 2 s access tokens,
+/// and a user signed in to it through `authc login` (with `envs`): the
+/// environment and the arguments that name the user's configuration.
+fn signed_in_with_rotation(envs: &[(&str, &str)]) -> (Env, Vec<String>) {
     let provider = Provider::start(
         ProviderConfig::new()
             .public_client("public-cli")
@@ -1352,15 +1354,27 @@ fn parallel_runs_spend_a_rotating_refresh_token_once() {
     )
     .unwrap();
     let env = Env { dir: tempfile::tempdir().unwrap(), provider };
-    let token_url = env.provider.token_url();
-    let authorize_url = env.provider.authorization_url();
-    let user =
-        ["--token-url", token_url.as_str(), "--authorize-url", authorize_url.as_str(), "--client-id", "public-cli"];
-    let login: Vec<&str> = ["login"].into_iter().chain(user).chain(["--no-browser", "--timeout", "60"]).collect();
-    let mut child = env.command(&login, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let user: Vec<String> = ["--token-url", &env.provider.token_url(), "--authorize-url"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([env.provider.authorization_url(), "--client-id".to_owned(), "public-cli".to_owned()])
+        .collect();
+    let login: Vec<&str> = ["login"]
+        .into_iter()
+        .chain(user.iter().map(String::as_str))
+        .chain(["--no-browser", "--timeout", "60"])
+        .collect();
+    let mut child = env.command(&login, envs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     assert_eq!(play_browser(&mut child), 200);
     let login = collect(child);
     assert_eq!(login.code, 0, "{}", login.stderr);
+    (env, user)
+}
+
+#[test]
+fn parallel_runs_spend_a_rotating_refresh_token_once() {
+    let (env, user) = signed_in_with_rotation(&[]);
+    let user = user.iter().map(String::as_str);
 
     // The access token expires; ten processes at once need a token: one refresh, the rest take its result.
     std::thread::sleep(std::time::Duration::from_millis(2500));
@@ -1416,23 +1430,10 @@ impl Drop for Frozen {
 #[test]
 fn a_process_frozen_mid_refresh_past_its_lease_is_the_only_one_to_spend_the_refresh_token() {
     let Some(redis) = auth_testkit::redis::RedisServer::start() else { return };
-    let provider = Provider::start(
-        ProviderConfig::new()
-            .public_client("public-cli")
-            .rotate_refresh_tokens(true)
-            .token_lifetime(std::time::Duration::from_secs(2)),
-    )
-    .unwrap();
-    let env = Env { dir: tempfile::tempdir().unwrap(), provider };
-    let (token_url, authorize_url, store) = (env.provider.token_url(), env.provider.authorization_url(), redis.url());
+    let store = redis.url();
     let envs = [("AUTHC_STORE", store.as_str())];
-    let user =
-        ["--token-url", token_url.as_str(), "--authorize-url", authorize_url.as_str(), "--client-id", "public-cli"];
-    let login: Vec<&str> = ["login"].into_iter().chain(user).chain(["--no-browser", "--timeout", "60"]).collect();
-    let mut child = env.command(&login, &envs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    assert_eq!(play_browser(&mut child), 200);
-    let login = collect(child);
-    assert_eq!(login.code, 0, "{}", login.stderr);
+    let (env, user) = signed_in_with_rotation(&envs);
+    let user = user.iter().map(String::as_str);
     std::thread::sleep(std::time::Duration::from_millis(2500));
 
     // A renews: it claims the refresh token in the store and sends it (the endpoint takes 3 s).

@@ -1198,17 +1198,32 @@ fn fails_without_fetching(
     panic!("never failed");
 }
 
+/// `a` reaches its renewal point and, the store answering, claims its
+/// refresh token and sends it: the instant, its wall time and the request.
+fn renews(
+    a: &mut Lifecycle,
+    store: &crate::store::MemoryStore,
+    t0: Instant,
+    wall0: SystemTime,
+) -> (Instant, SystemTime, FetchRequest) {
+    let now = a.poll_timeout().unwrap();
+    let wall = wall0 + (now - t0);
+    a.handle_timeout(now);
+    (now, wall, only_fetch(run_store(a, store, now, wall, true)))
+}
+
+/// The refresh answer that rotates to `u2` / `r2`.
+const ROTATED: &str = r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#;
+
 #[test]
 fn a_holder_paused_past_its_lease_is_the_only_one_to_spend_its_claimed_refresh_token() {
     let store = crate::store::MemoryStore::new();
     let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
     let (mut a, mut b) = signed_in_pair(&store, t0, wall0);
     // a claims r1 and sends it; then it stops (a paused process) with the request unanswered.
-    let now = a.poll_timeout().unwrap();
-    a.handle_timeout(now);
-    let fetch = only_fetch(run_store(&mut a, &store, now, wall0 + (now - t0), true));
+    let (now, wall, fetch) = renews(&mut a, &store, t0, wall0);
     assert_eq!(a.stats().refresh_claims, 1);
-    assert!(stored(&store, &a, wall0 + (now - t0)).claimant().is_some());
+    assert!(stored(&store, &a, wall).claimant().is_some());
     // b renews past a's lease: it finds r1 claimed, waits, and never spends it.
     let later = now + StoreConfig::default().lease_ttl + SECS(1);
     let _ = b.handle_token_wanted(later);
@@ -1218,12 +1233,7 @@ fn a_holder_paused_past_its_lease_is_the_only_one_to_spend_its_claimed_refresh_t
     assert!(error.is_transient() && error.to_string().contains("sign in again"), "{error}");
     assert!(b.stats().claim_waits > 0 && b.stats().fetches == 0);
     // a wakes up, gets r2 and writes it; b takes it on its next try.
-    a.handle_fetch_response(
-        failed_at,
-        test_wall(),
-        fetch.id,
-        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
-    );
+    a.handle_fetch_response(failed_at, test_wall(), fetch.id, &answer(ROTATED));
     run_store(&mut a, &store, failed_at, wall0 + (failed_at - t0), true);
     let retry = b.backoff().map(|(until, _)| until).unwrap();
     b.handle_timeout(retry);
@@ -1257,12 +1267,7 @@ fn a_claim_over_a_record_that_changed_is_refused_and_the_peers_token_taken() {
     let wall_later = wall0 + (later - t0);
     b.handle_timeout(later);
     let fetch = only_fetch(run_store(&mut b, &store, later, wall_later, true));
-    b.handle_fetch_response(
-        later,
-        test_wall(),
-        fetch.id,
-        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
-    );
+    b.handle_fetch_response(later, test_wall(), fetch.id, &answer(ROTATED));
     run_store(&mut b, &store, later, wall_later, true);
     // a's claim reaches the store: refused (not the record a read); a reads and takes b's tokens.
     let answer = store.apply(&key, wall_later, &held.op);
@@ -1278,10 +1283,7 @@ fn a_claimed_refresh_token_the_provider_rejects_is_rejected_for_every_peer() {
     let store = crate::store::MemoryStore::new();
     let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
     let (mut a, mut b) = signed_in_pair(&store, t0, wall0);
-    let now = a.poll_timeout().unwrap();
-    let wall = wall0 + (now - t0);
-    a.handle_timeout(now);
-    let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
+    let (now, wall, fetch) = renews(&mut a, &store, t0, wall0);
     a.handle_fetch_response(now, test_wall(), fetch.id, &answer(r#"{"error":"invalid_grant"}"#));
     sign_in_required(&run_store(&mut a, &store, now, wall, true));
     assert!(stored(&store, &a, wall).is_refresh_rejected());
@@ -1301,16 +1303,8 @@ fn tokens_bought_with_a_claim_are_written_again_until_the_store_takes_them() {
     let store = crate::store::MemoryStore::new();
     let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
     let (mut a, mut b) = signed_in_pair(&store, t0, wall0);
-    let now = a.poll_timeout().unwrap();
-    let wall = wall0 + (now - t0);
-    a.handle_timeout(now);
-    let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
-    a.handle_fetch_response(
-        now,
-        test_wall(),
-        fetch.id,
-        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
-    );
+    let (now, wall, fetch) = renews(&mut a, &store, t0, wall0);
+    a.handle_fetch_response(now, test_wall(), fetch.id, &answer(ROTATED));
     // The write fails (say, not confirmed by the replicas), and so does the first repair.
     run_store(&mut a, &store, now, wall, false);
     let first = a.poll_timeout().unwrap();
@@ -1340,16 +1334,8 @@ fn a_repair_never_replaces_another_sources_record() {
     let store = crate::store::MemoryStore::new();
     let (t0, wall0) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
     let (mut a, _b) = signed_in_pair(&store, t0, wall0);
-    let now = a.poll_timeout().unwrap();
-    let wall = wall0 + (now - t0);
-    a.handle_timeout(now);
-    let fetch = only_fetch(run_store(&mut a, &store, now, wall, true));
-    a.handle_fetch_response(
-        now,
-        test_wall(),
-        fetch.id,
-        &answer(r#"{"access_token":"u2","expires_in":600,"refresh_token":"r2"}"#),
-    );
+    let (now, wall, fetch) = renews(&mut a, &store, t0, wall0);
+    a.handle_fetch_response(now, test_wall(), fetch.id, &answer(ROTATED));
     run_store(&mut a, &store, now, wall, false);
     // Meanwhile another source signs the user in again: its record stands.
     let mut c = Lifecycle::with_store(Arc::clone(a.config()), 3, StoreConfig::default());
