@@ -83,13 +83,13 @@ pub fn check_budget_protocol<S: BlockingTokenStore>(config: &SourceConfig, store
         other => panic!("{other:?}"),
     };
     let (a, b) = (store(), store());
-    assert_eq!(spend(&a, t0, "a-1"), BudgetAnswer::Granted);
-    assert_eq!(spend(&b, t0 + 1_000, "b-1"), BudgetAnswer::Granted);
+    assert_eq!(spend(&a, t0, "a-1"), BudgetAnswer::Granted { spent: 1 });
+    assert_eq!(spend(&b, t0 + 1_000, "b-1"), BudgetAnswer::Granted { spent: 2 });
     assert_eq!(spend(&a, t0 + 2_000, "a-2"), BudgetAnswer::Spent { next_at_unix_ms: t0 + 86_400_000 });
     b.execute(key, SystemTime::now(), &StoreOp::RefundBudget { slot: "a-1".to_owned() }).unwrap();
-    assert_eq!(spend(&b, t0 + 3_000, "b-2"), BudgetAnswer::Granted, "a-1 was given back");
+    assert_eq!(spend(&b, t0 + 3_000, "b-2"), BudgetAnswer::Granted { spent: 2 }, "a-1 was given back");
     assert_eq!(spend(&a, t0 + 4_000, "a-3"), BudgetAnswer::Spent { next_at_unix_ms: t0 + 1_000 + 86_400_000 });
-    assert_eq!(spend(&a, t0 + 1_000 + 86_400_000, "a-4"), BudgetAnswer::Granted, "b-1 left the window");
+    assert_eq!(spend(&a, t0 + 1_000 + 86_400_000, "a-4"), BudgetAnswer::Granted { spent: 2 }, "b-1 left the window");
     // Eight handles at once on a fresh key: exactly three granted.
     let other = SourceConfig::builder("https://auth.example.com/token", "budget-contention")
         .client_secret("s")
@@ -103,7 +103,7 @@ pub fn check_budget_protocol<S: BlockingTokenStore>(config: &SourceConfig, store
                 let op = StoreOp::SpendBudget { limit: 3, window: day, at_unix_ms: t0, slot: format!("s-{i}") };
                 if matches!(
                     store.execute(other.cache_key(), SystemTime::now(), &op).unwrap(),
-                    StoreAnswer::Budget(BudgetAnswer::Granted)
+                    StoreAnswer::Budget(BudgetAnswer::Granted { .. })
                 ) {
                     granted.fetch_add(1, Ordering::SeqCst);
                 }

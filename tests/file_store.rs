@@ -90,7 +90,8 @@ fn a_large_budget_is_kept_whole_in_its_file() {
     // hold (256 KiB).
     let mut log = BudgetLog::default();
     for at in t0..t0 + 5_999 {
-        assert_eq!(log.spend(limit, day, at, &slot(at)), BudgetAnswer::Granted);
+        let spent = u32::try_from(at - t0 + 1).unwrap();
+        assert_eq!(log.spend(limit, day, at, &slot(at)), BudgetAnswer::Granted { spent });
     }
     let text = log.encode();
     assert!(text.len() > 256 * 1024);
@@ -102,6 +103,6 @@ fn a_large_budget_is_kept_whole_in_its_file() {
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(spend(t0 + 5_999), BudgetAnswer::Granted, "the 6,000th");
+    assert_eq!(spend(t0 + 5_999), BudgetAnswer::Granted { spent: 6_000 }, "the 6,000th");
     assert_eq!(spend(t0 + 6_000), BudgetAnswer::Spent { next_at_unix_ms: t0 + 86_400_000 }, "all were counted");
 }

@@ -142,6 +142,7 @@ impl AuthorizedClient {
             let accepted = attempt.renewed() && source.accepted(generation);
             let sent = Sent { attempt, copy: spare.is_some(), proof: proof.as_ref(), accepted };
             let verdict = replay::judge(&sent, response.status(), response.headers());
+            source.judged(attempt, verdict);
             match verdict {
                 Verdict::Accepted => {
                     source.accept(generation);

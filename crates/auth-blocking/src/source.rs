@@ -2,10 +2,12 @@
 //! `auth-core` lifecycle; any number of threads read the current token
 //! without a lock and wait on the single fetch when there is none.
 
+use auth_core::telemetry::{Sending, Telemetry};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
+use tracing::Span;
 
 use auth_core::driver::{SourceOptions, TokenAnswer, Waiter, Waiters};
 use auth_core::lifecycle::WithdrawReason;
@@ -23,10 +25,13 @@ use crate::transport::BlockingTransport;
 type Reply = Result<Option<Arc<AccessToken>>, Error>;
 
 enum Command {
-    Want(mpsc::SyncSender<Reply>),
-    Unauthorized(Generation, Option<mpsc::SyncSender<Reply>>),
+    /// A caller needs a token; its span (the token request it waits for
+    /// is linked to it).
+    Want(mpsc::SyncSender<Reply>, Span),
+    Unauthorized(Generation, Option<(mpsc::SyncSender<Reply>, Span)>),
     Nudge,
-    Revoke(mpsc::SyncSender<Result<Revoked, Error>>),
+    /// Revoke, in the revocation's span.
+    Revoke(mpsc::SyncSender<Result<Revoked, Error>>, Span),
     Snapshot(mpsc::SyncSender<Option<StoredToken>>),
     /// Forget the current tokens, here and in the store.
     Discard,
@@ -148,12 +153,14 @@ impl BlockingTokenSource {
             published: Arc::clone(&published),
             waiters: started.waiters,
             store,
-            #[cfg(feature = "opentelemetry")]
-            meters: started.meters,
+            telemetry: started.telemetry,
         };
+        // The thread traces to the subscriber the source was built under
+        // (a scoped default included), as the caller's own code does.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let handle = std::thread::Builder::new()
             .name("auth-token-source".to_owned())
-            .spawn(move || worker.run(receiver))
+            .spawn(move || tracing::dispatcher::with_default(&dispatch, || worker.run(receiver)))
             .map_err(|e| Error::Token(TokenError::transport(format!("could not start the token thread: {e}"))))?;
         Ok(Self {
             inner: Arc::new(Inner { commands: Some(commands), published, config, worker: Mutex::new(Some(handle)) }),
@@ -172,7 +179,7 @@ impl BlockingTokenSource {
             return Ok(token);
         }
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Command::Want(reply))?;
+        self.send(Command::Want(reply, Span::current()))?;
         match answer.recv() {
             Ok(Ok(Some(token))) => Ok(token),
             Ok(Err(error)) => Err(error),
@@ -212,6 +219,17 @@ impl BlockingTokenSource {
         self.inner.published.slot.accepted(generation)
     }
 
+    /// Tells the source what came of an answer to a request that carried
+    /// its token: `verdict` ([`judge`](auth_core::publish::replay::judge)'s)
+    /// for a request sent as `attempt`. With metrics (feature
+    /// `opentelemetry`) it counts DPoP nonce retries to the API and the
+    /// last answers to replayed requests; otherwise it does nothing. For
+    /// adapters that carry out the replay rules themselves.
+    #[inline]
+    pub fn judged(&self, attempt: auth_core::publish::replay::Attempt, verdict: auth_core::publish::replay::Verdict) {
+        self.inner.published.counters.judged(attempt, verdict);
+    }
+
     /// Reports that the API answered 401 to the token of `generation`; it
     /// is invalidated once if still current, and a new one is fetched.
     pub fn invalidate(&self, generation: Generation) {
@@ -225,7 +243,7 @@ impl BlockingTokenSource {
     pub fn reject(&self, generation: Generation) -> Result<Option<Arc<AccessToken>>, Error> {
         self.unpublish(generation);
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Command::Unauthorized(generation, Some(reply)))?;
+        self.send(Command::Unauthorized(generation, Some((reply, Span::current()))))?;
         let renewed = answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()));
         if let Ok(Some(_)) = &renewed {
             self.inner.published.counters.add_replay();
@@ -235,9 +253,12 @@ impl BlockingTokenSource {
 
     /// Revokes the current tokens at the RFC 7009 endpoint and forgets them.
     pub fn revoke(&self) -> Result<Revoked, Error> {
+        let span = auth_core::telemetry::spans::revocation();
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(Command::Revoke(reply))?;
-        answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()))
+        self.send(Command::Revoke(reply, span.clone()))?;
+        let revoked = answer.recv().unwrap_or_else(|_| Err(self.inner.published.stopped()));
+        auth_core::telemetry::spans::ended(&span, revoked.is_ok());
+        revoked
     }
 
     /// Forgets the current tokens without revoking them: here, and in the
@@ -316,9 +337,9 @@ struct Worker {
     published: Arc<Published>,
     waiters: Waiters<Caller>,
     store: Option<StoreRunner>,
-    /// Where the lifecycle's observations are recorded.
-    #[cfg(feature = "opentelemetry")]
-    meters: Option<auth_core::telemetry::Meters>,
+    /// Where the token requests, store operations and the lifecycle's
+    /// observations are recorded (spans, metrics).
+    telemetry: Telemetry,
 }
 
 impl Worker {
@@ -357,21 +378,26 @@ impl Worker {
         })
     }
 
-    /// Sends a request through the transport; a transport that panics
-    /// fails the request, not the thread.
-    /// Sends a token or revocation request: each attempt made ready to
-    /// send at its time (fresh assertions and DPoP proof), a DPoP nonce
-    /// demand tried once more ([`auth_core::wire::request::TokenCall`]).
-    fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
+    /// Sends a token or revocation request in its span: each attempt made
+    /// ready to send at its time (fresh assertions and DPoP proof, the
+    /// trace context), a DPoP nonce demand tried once more
+    /// ([`auth_core::wire::request::TokenCall`]).
+    fn send(&self, request: http::Request<Vec<u8>>, sending: &Sending) -> Result<http::Response<Vec<u8>>, TokenError> {
+        let _in = sending.span().enter();
         let mut call = auth_core::wire::request::TokenCall::new(request);
         loop {
-            let response = self.send_once(call.attempt(SystemTime::now())?)?;
+            let mut ready = call.attempt(SystemTime::now())?;
+            sending.prepare(&mut ready);
+            let response = self.send_once(ready)?;
             if !call.retry(&response) {
                 return Ok(response);
             }
+            sending.nonce_retry();
         }
     }
 
+    /// Sends a request through the transport; a transport that panics
+    /// fails the request, not the thread.
     fn send_once(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, TokenError> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.transport.send(request))) {
             Ok(Ok(response)) => Ok(response),
@@ -385,19 +411,24 @@ impl Worker {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Want(reply) => self.want(reply),
+            Command::Want(reply, span) => self.want(reply, span),
             Command::Nudge => {
                 let _ = self.lifecycle.handle_token_wanted(Instant::now());
             }
-            Command::Unauthorized(generation, reply) => {
+            Command::Unauthorized(generation, caller) => {
+                let (reply, span) = caller.map_or((None, None), |(reply, span)| (Some(Caller(reply)), Some(span)));
+                let waiting = self.waiters.len();
                 let outcome = self.waiters.unauthorized(
                     &mut self.lifecycle,
                     &self.published.slot,
                     &self.published.counters,
                     Instant::now(),
                     generation,
-                    reply.map(Caller),
+                    reply,
                 );
+                if let Some(span) = span {
+                    self.telemetry.caller(span, self.waiters.len() > waiting);
+                }
                 if let Unauthorized::Suppressed { .. } = outcome {
                     tracing::warn!(
                         target: "auth_blocking",
@@ -407,8 +438,8 @@ impl Worker {
                     );
                 }
             }
-            Command::Revoke(reply) => {
-                let _ = reply.send(self.revoke());
+            Command::Revoke(reply, span) => {
+                let _ = reply.send(self.revoke(&span));
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.lifecycle.snapshot(Instant::now()));
@@ -421,9 +452,10 @@ impl Worker {
         }
     }
 
-    fn want(&mut self, reply: mpsc::SyncSender<Reply>) {
-        let (slot, counters) = (&self.published.slot, &self.published.counters);
+    fn want(&mut self, reply: mpsc::SyncSender<Reply>, span: Span) {
+        let (slot, counters, waiting) = (&self.published.slot, &self.published.counters, self.waiters.len());
         self.waiters.want(&mut self.lifecycle, slot, counters, Instant::now(), Caller(reply));
+        self.telemetry.caller(span, self.waiters.len() > waiting);
     }
 
     fn carry_out(&mut self) {
@@ -435,7 +467,7 @@ impl Worker {
         self.published.counters.publish(self.lifecycle.stats());
     }
 
-    fn revoke(&mut self) -> Result<Revoked, Error> {
+    fn revoke(&mut self, span: &Span) -> Result<Revoked, Error> {
         let requests = self.lifecycle.handle_revoke(Instant::now())?;
         self.carry_out();
         let config = Arc::clone(self.lifecycle.config());
@@ -444,7 +476,8 @@ impl Worker {
             refresh_token: requests.iter().any(|r| r.kind() == TokenKind::RefreshToken),
         };
         for mut revocation in requests {
-            let response = self.send(revocation.take_request()).map_err(Error::Revocation)?;
+            let sending = self.telemetry.sending(span.clone());
+            let response = self.send(revocation.take_request(), &sending).map_err(Error::Revocation)?;
             revocation
                 .parse_response(&config, response.status(), response.headers(), response.body())
                 .map_err(Error::Revocation)?;
@@ -475,7 +508,9 @@ impl auth_core::driver::Effects for Worker {
 
     fn fetch(&mut self, fetch: FetchRequest) {
         tracing::info!(target: "auth_blocking", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
-        match self.send(fetch.request) {
+        let span = self.telemetry.token_request(&fetch);
+        let sending = self.telemetry.sending(span);
+        match self.send(fetch.request, &sending) {
             Ok(response) => {
                 self.lifecycle.handle_fetch_response(Instant::now(), SystemTime::now(), fetch.id, &response)
             }
@@ -485,16 +520,12 @@ impl auth_core::driver::Effects for Worker {
 
     fn store(&mut self, request: StoreRequest) {
         let id = request.id;
-        #[cfg(feature = "opentelemetry")]
-        let (kind, started) = (request.op.kind(), Instant::now());
-        let answer = match &self.store {
+        let (operation, started) = (self.telemetry.store_operation(&request), Instant::now());
+        let answer = operation.span().in_scope(|| match &self.store {
             Some(store) => store.run(request),
             None => Err(StoreError::new("no store is configured")),
-        };
-        #[cfg(feature = "opentelemetry")]
-        if let Some(meters) = &self.meters {
-            meters.record_store(kind, &answer, started.elapsed());
-        }
+        });
+        operation.ended(&answer, started.elapsed());
         if let Err(error) = &answer {
             tracing::debug!(target: "auth_blocking", op = id.get(), "token store operation failed: {error}");
         }
@@ -504,29 +535,25 @@ impl auth_core::driver::Effects for Worker {
     fn token_ready(&mut self, token: Arc<AccessToken>) {
         tracing::info!(target: "auth_blocking", generation = token.generation().get(), lifetime_s = token.lifetime().as_secs(), "access token obtained");
         self.waiters.ready(&self.published.slot, Instant::now(), &token);
+        self.telemetry.answered();
     }
 
     fn failed(&mut self, error: TokenError) {
         tracing::warn!(target: "auth_blocking", kind = error.kind(), transient = error.is_transient(), "could not obtain a token: {error}");
         self.waiters.failed(Instant::now(), &error);
+        self.telemetry.answered();
     }
 
     fn withdrawn(&mut self, generation: Generation, _reason: WithdrawReason) {
         self.published.slot.withdraw(generation);
     }
 
-    #[cfg(feature = "opentelemetry")]
     fn observed(&mut self, observation: auth_core::lifecycle::Observation) {
-        if let Some(meters) = &self.meters {
-            meters.record(&observation);
-        }
+        self.telemetry.observed(&observation);
     }
 
     fn store_health(&mut self, error: Option<StoreError>) {
-        #[cfg(feature = "opentelemetry")]
-        if let Some(meters) = &self.meters {
-            meters.record_store_health(error.is_none());
-        }
+        self.telemetry.store_health(error.is_none());
         match error {
             Some(error) => tracing::warn!(
                 target: "auth_blocking",

@@ -28,7 +28,8 @@ enum Progress {
     Answer(Result<StoreAnswer, StoreError>),
 }
 
-type Job = (StoreRequest, mpsc::SyncSender<Progress>);
+/// An operation, where its progress goes, and the span it was asked in.
+type Job = (StoreRequest, mpsc::SyncSender<Progress>, tracing::Span);
 
 /// Runs store operations on a thread of their own, one at a time, and waits
 /// for the store to get ready and then for the answer, each at most its
@@ -48,8 +49,13 @@ impl StoreRunner {
         let (jobs, queue) = mpsc::channel::<Job>();
         let busy = Arc::new(AtomicBool::new(false));
         let running = Arc::clone(&busy);
+        // The thread traces to the subscriber the source was built under,
+        // each operation in the span it was asked in.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         std::thread::Builder::new().name("auth-token-store".to_owned()).spawn(move || {
-            for (request, progress) in queue {
+            let _default = tracing::dispatcher::set_default(&dispatch);
+            for (request, progress, span) in queue {
+                let _in = span.enter();
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     store.connect()?;
                     let _ = progress.send(Progress::Ready);
@@ -69,7 +75,7 @@ impl StoreRunner {
             return Err(StoreError::new("the previous operation has not finished (the store is slow or hung)"));
         }
         let (progress, told) = mpsc::sync_channel(2);
-        if self.jobs.send((request, progress)).is_err() {
+        if self.jobs.send((request, progress, tracing::Span::current())).is_err() {
             return Err(StoreError::new("the store thread has stopped"));
         }
         let stopped = || StoreError::new("the store thread has stopped");

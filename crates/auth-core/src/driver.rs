@@ -18,6 +18,7 @@ use crate::publish::slot::TokenSlot;
 use crate::publish::token::{AccessToken, Generation};
 use crate::store::{StoreConfig, StoreTimeouts};
 use crate::store::{StoreError, StoreRequest};
+use crate::telemetry::Telemetry;
 
 /// What a driver does with each output of its lifecycle. A driver
 /// implements it; [`carry_out`] calls it for every output, in order.
@@ -253,21 +254,22 @@ impl<S> Default for SourceOptions<S> {
 #[non_exhaustive]
 pub struct Started<S, W> {
     /// The lifecycle (with the store's configuration, the seed and the
-    /// restored token; observing when metrics are recorded).
+    /// restored token; observing, for the spans and metrics).
     pub lifecycle: Lifecycle,
     /// The store to carry its operations out on.
     pub store: Option<S>,
     /// The callers' waiters (recording their waits when metrics are).
     pub waiters: Waiters<W>,
-    /// Where the lifecycle's observations go (feature `opentelemetry`).
-    #[cfg(feature = "opentelemetry")]
-    pub meters: Option<crate::telemetry::Meters>,
+    /// Where the lifecycle's observations, the token requests and the
+    /// store operations are recorded (spans; metrics with the feature
+    /// `opentelemetry`).
+    pub telemetry: Telemetry,
 }
 
 impl<S> SourceOptions<S> {
     /// Starts what a driver of `config` runs: the lifecycle, the store,
-    /// the waiters; with metrics, every one of them (and `counters`, for
-    /// replays) records into the same instruments.
+    /// the waiters, the telemetry; with metrics, every one of them (and
+    /// `counters`, for replays) records into the same instruments.
     pub fn start<W>(self, config: &Arc<SourceConfig>, now: Instant, counters: &PublishedStats) -> Started<S, W> {
         #[cfg(feature = "opentelemetry")]
         let meters = self.meters.clone().map(|meters| meters.for_source(config.cache_key()));
@@ -286,18 +288,17 @@ impl<S> SourceOptions<S> {
             Some((store, store_config)) => (Lifecycle::with_store(Arc::clone(config), seed, store_config), Some(store)),
             None => (Lifecycle::new(Arc::clone(config), seed), None),
         };
-        #[cfg(feature = "opentelemetry")]
-        lifecycle.observe(meters.is_some());
+        // Observations are made on the token path only: the spans need
+        // them (a token request's outcome) as much as the metrics.
+        lifecycle.observe(true);
         if let Some(stored) = self.restore {
             lifecycle.handle_restore(now, stored);
         }
-        Started {
-            lifecycle,
-            store,
-            waiters,
-            #[cfg(feature = "opentelemetry")]
-            meters,
-        }
+        #[cfg(feature = "opentelemetry")]
+        let telemetry = Telemetry::with_meters(meters);
+        #[cfg(not(feature = "opentelemetry"))]
+        let telemetry = Telemetry::default();
+        Started { lifecycle, store, waiters, telemetry }
     }
 }
 

@@ -78,7 +78,6 @@ pub mod secret;
 pub mod setup;
 pub mod sign_in;
 pub mod store;
-#[cfg(feature = "opentelemetry")]
 pub mod telemetry;
 mod text;
 pub mod wire;

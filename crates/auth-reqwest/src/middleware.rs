@@ -457,6 +457,7 @@ impl AuthMiddleware {
             accepted: false,
         };
         let verdict = replay::judge(&sent, response.status(), response.headers());
+        source.judged(sent.attempt, verdict);
         match (verdict, replay) {
             (Verdict::Renew | Verdict::RetryWithNonce, Some(replay)) => {
                 let token = dpop.map(|(token, _)| token);
@@ -523,6 +524,7 @@ impl AuthMiddleware {
             let sent =
                 Sent { attempt, copy: next_replay.is_some(), proof: proved.as_ref().map(|sent| &sent.1), accepted };
             verdict = replay::judge(&sent, answer.status(), answer.headers());
+            source.judged(attempt, verdict);
             match (verdict, next_replay) {
                 (Verdict::Renew | Verdict::RetryWithNonce, Some(again)) => {
                     replay = again;

@@ -70,6 +70,7 @@ mod random;
 mod records;
 mod revocation;
 mod routes;
+pub mod spans;
 mod state;
 mod tls;
 mod token;

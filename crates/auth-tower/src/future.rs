@@ -484,6 +484,9 @@ where
                     && judged.source.source().is_some_and(|source| source.accepted(judged.generation));
                 let sent = Sent { attempt: judged.attempt, copy: judged.copy.is_some(), proof, accepted };
                 let verdict = replay::judge(&sent, response.status(), response.headers());
+                if let Some(source) = judged.source.source().filter(|_| judged.attempt.counted(verdict)) {
+                    source.judged(judged.attempt, verdict);
+                }
                 match carry_out(judged, verdict, response) {
                     Next::Done(response) => return Poll::Ready(Ok(response)),
                     Next::State(next) => state.set(next),

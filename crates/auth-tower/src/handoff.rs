@@ -27,23 +27,27 @@ pub(crate) type FetchFuture = Pin<Box<dyn Future<Output = Result<Response<Bytes>
 pub(crate) type Fetcher = Arc<dyn Fn(Request<Vec<u8>>) -> FetchFuture + Send + Sync>;
 
 pub(crate) enum Command {
-    /// A caller needs a token.
-    Want(oneshot::Sender<Reply>),
+    /// A caller needs a token; its span (the token request it waits for
+    /// is linked to it).
+    Want(oneshot::Sender<Reply>, tracing::Span),
     /// The API answered 401 to `generation`; the reply is the token to
-    /// replay with, or `None` when the request must not be replayed.
-    Unauthorized(Generation, Option<oneshot::Sender<Reply>>),
+    /// replay with, or `None` when the request must not be replayed (and
+    /// the caller's span).
+    Unauthorized(Generation, Option<(oneshot::Sender<Reply>, tracing::Span)>),
     /// A reader saw the renewal point pass.
     Nudge,
-    /// Revoke the current tokens (RFC 7009) and forget them.
-    Revoke(oneshot::Sender<Result<Revoked, AuthError>>),
+    /// Revoke the current tokens (RFC 7009) and forget them, in the
+    /// revocation's span.
+    Revoke(oneshot::Sender<Result<Revoked, AuthError>>, tracing::Span),
     /// Forget the current tokens, here and in the store.
     Discard,
     /// Report the tokens to save.
     Snapshot(oneshot::Sender<Option<StoredToken>>),
     /// Answer once no store operation is running.
     Flush(oneshot::Sender<()>),
-    /// Send a token endpoint request (a sign-in's) through the transport.
-    Send(Request<Vec<u8>>, oneshot::Sender<Result<Response<Bytes>, TokenError>>),
+    /// Send a token endpoint request (a sign-in's) through the transport,
+    /// in the caller's span.
+    Send(Request<Vec<u8>>, oneshot::Sender<Result<Response<Bytes>, TokenError>>, tracing::Span),
     /// Install a sign-in's tokens: the answer to a request sent at the instant.
     SignIn(Response<Bytes>, Instant, oneshot::Sender<Result<Arc<AccessToken>, AuthError>>),
 }

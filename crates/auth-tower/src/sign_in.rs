@@ -83,9 +83,23 @@ pub async fn exchange_code(
     request: &AuthorizationRequest,
     code: &AuthorizationCode,
 ) -> Result<Arc<AccessToken>, SignInError> {
-    let sent_at = now();
-    let response = source.send_token_request(request.exchange_request(source.config(), code)).await?;
-    Ok(source.install_sign_in(response, sent_at).await?)
+    traced("authorization_code", async {
+        let sent_at = now();
+        let response = source.send_token_request(request.exchange_request(source.config(), code)).await?;
+        Ok(source.install_sign_in(response, sent_at).await?)
+    })
+    .await
+}
+
+/// Runs a sign-in by `flow` in its span, which records how it ended.
+async fn traced<T>(
+    flow: &'static str,
+    sign_in: impl std::future::Future<Output = Result<T, SignInError>>,
+) -> Result<T, SignInError> {
+    let span = auth_core::telemetry::spans::sign_in(flow);
+    let outcome = tracing::Instrument::instrument(sign_in, span.clone()).await;
+    auth_core::telemetry::spans::ended(&span, outcome.is_ok());
+    outcome
 }
 
 /// Runs the device flow (RFC 8628) at `device_url`: asks for the codes,
@@ -98,36 +112,39 @@ pub async fn device_sign_in(
     device_url: &str,
     show: impl FnOnce(&DeviceAuthorization),
 ) -> Result<Arc<AccessToken>, SignInError> {
-    let config = source.config();
-    let url = auth_core::config::validate_endpoint(device_url, false)?;
-    let answer = source.send_token_request(device_authorization_request(config, &url)).await?;
-    let authorization = parse_device_authorization(config, answer.status(), answer.headers(), answer.body())
-        .map_err(AuthError::Token)?;
-    show(&authorization);
-    let mut poller = DevicePoller::new(&authorization, now());
-    loop {
-        let request = match poller.poll(config, now()) {
-            DevicePoll::Send(request) => request,
-            DevicePoll::Wait(at) => {
-                tokio::time::sleep_until(at.into()).await;
-                continue;
+    traced("device", async {
+        let config = source.config();
+        let url = auth_core::config::validate_endpoint(device_url, false)?;
+        let answer = source.send_token_request(device_authorization_request(config, &url)).await?;
+        let authorization = parse_device_authorization(config, answer.status(), answer.headers(), answer.body())
+            .map_err(AuthError::Token)?;
+        show(&authorization);
+        let mut poller = DevicePoller::new(&authorization, now());
+        loop {
+            let request = match poller.poll(config, now()) {
+                DevicePoll::Send(request) => request,
+                DevicePoll::Wait(at) => {
+                    tokio::time::sleep_until(at.into()).await;
+                    continue;
+                }
+                DevicePoll::Finished(error) => return Err(error.into()),
+                // `Approved` is answered below and returns at once; no other
+                // answer lets the flow go on.
+                _ => return Err(DeviceError::Expired { after: authorization.expires_in() }.into()),
+            };
+            let sent_at = now();
+            match source.send_token_request(request).await {
+                Ok(response) => match poller.handle_response(config, now(), &response) {
+                    DeviceStatus::Approved => return Ok(source.install_sign_in(response, sent_at).await?),
+                    DeviceStatus::Finished(error) => return Err(error.into()),
+                    _ => {}
+                },
+                Err(AuthError::Token(error)) if error.is_transient() => poller.handle_failed(now()),
+                Err(error) => return Err(error.into()),
             }
-            DevicePoll::Finished(error) => return Err(error.into()),
-            // `Approved` is answered below and returns at once; no other
-            // answer lets the flow go on.
-            _ => return Err(DeviceError::Expired { after: authorization.expires_in() }.into()),
-        };
-        let sent_at = now();
-        match source.send_token_request(request).await {
-            Ok(response) => match poller.handle_response(config, now(), &response) {
-                DeviceStatus::Approved => return Ok(source.install_sign_in(response, sent_at).await?),
-                DeviceStatus::Finished(error) => return Err(error.into()),
-                _ => {}
-            },
-            Err(AuthError::Token(error)) if error.is_transient() => poller.handle_failed(now()),
-            Err(error) => return Err(error.into()),
         }
-    }
+    })
+    .await
 }
 
 /// Opens `url` in the user's browser (the `webbrowser` crate, which

@@ -158,8 +158,7 @@ impl TokenSourceBuilder {
             store_answered,
             store_pending: 0,
             flushes: Vec::new(),
-            #[cfg(feature = "opentelemetry")]
-            meters: started.meters,
+            telemetry: started.telemetry,
         };
         runtime.spawn(worker.run());
         let id = SourceId::next();
@@ -263,6 +262,17 @@ impl TokenSource {
         self.shared.published.slot.accepted(generation)
     }
 
+    /// Tells the source what came of an answer to a request that carried
+    /// its token: `verdict` ([`judge`](auth_core::publish::replay::judge)'s)
+    /// for a request sent as `attempt`. With metrics (feature
+    /// `opentelemetry`) it counts DPoP nonce retries to the API and the
+    /// last answers to replayed requests; otherwise it does nothing. For
+    /// adapters that carry out the replay rules themselves.
+    #[inline]
+    pub fn judged(&self, attempt: auth_core::publish::replay::Attempt, verdict: auth_core::publish::replay::Verdict) {
+        self.shared.published.counters.judged(attempt, verdict);
+    }
+
     /// Reports that the API answered 401 to the token of `generation`.
     /// The token is invalidated if it is still current (once, however many
     /// 401s arrive), and a new one is fetched.
@@ -291,9 +301,12 @@ impl TokenSource {
     /// new token. The tokens are forgotten even if the revocation request
     /// fails.
     pub async fn revoke(&self) -> Result<Revoked, AuthError> {
+        let span = auth_core::telemetry::spans::revocation();
         let (reply, receiver) = oneshot::channel();
-        self.shared.commands.send(Command::Revoke(reply)).map_err(|_| AuthError::Stopped)?;
-        receiver.await.unwrap_or(Err(AuthError::Stopped))
+        self.shared.commands.send(Command::Revoke(reply, span.clone())).map_err(|_| AuthError::Stopped)?;
+        let revoked = receiver.await.unwrap_or(Err(AuthError::Stopped));
+        auth_core::telemetry::spans::ended(&span, revoked.is_ok());
+        revoked
     }
 
     /// Forgets the current tokens without revoking them: here, and in the
@@ -332,7 +345,8 @@ impl TokenSource {
     /// answer as it came. See [`crate::sign_in`].
     pub async fn send_token_request(&self, request: Request<Vec<u8>>) -> Result<Response<Bytes>, AuthError> {
         let (reply, receiver) = oneshot::channel();
-        self.shared.commands.send(Command::Send(request, reply)).map_err(|_| self.shared.published.stopped())?;
+        let command = Command::Send(request, reply, tracing::Span::current());
+        self.shared.commands.send(command).map_err(|_| self.shared.published.stopped())?;
         receiver.await.map_err(|_| self.shared.published.stopped())?.map_err(AuthError::Token)
     }
 
@@ -400,15 +414,16 @@ impl TokenSource {
     /// replay).
     pub(crate) fn unauthorized(&self, generation: Generation) -> TokenFuture {
         self.unpublish(generation);
-        self.ask(|reply| Command::Unauthorized(generation, Some(reply)), true)
+        self.ask(|reply, span| Command::Unauthorized(generation, Some((reply, span))), true)
     }
 
-    /// Sends a command that the worker answers with a token.
-    fn ask(&self, command: impl FnOnce(oneshot::Sender<Reply>) -> Command, replay: bool) -> TokenFuture {
+    /// Sends a command that the worker answers with a token, with the
+    /// caller's span.
+    fn ask(&self, command: impl FnOnce(oneshot::Sender<Reply>, tracing::Span) -> Command, replay: bool) -> TokenFuture {
         let published = Arc::clone(&self.shared.published);
         let (reply, receiver) = oneshot::channel();
         let seen = published.handled.load(Ordering::Acquire);
-        match self.shared.commands.send(command(reply)) {
+        match self.shared.commands.send(command(reply, tracing::Span::current())) {
             Ok(()) => TokenFuture::waiting(receiver, published, seen, replay),
             Err(_) => TokenFuture::failed(published.stopped()),
         }

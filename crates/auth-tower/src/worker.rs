@@ -10,11 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 use auth_core::driver::{TokenAnswer, Waiter, Waiters};
 use auth_core::lifecycle::WithdrawReason;
 use auth_core::store::{StoreAnswer, StoreError, StoreOpId, StoreRequest, StoreTimeouts};
+use auth_core::telemetry::{Sending, Telemetry};
 use auth_core::wire::request::{TokenCall, TokenKind};
 use auth_core::{AccessToken, FetchId, FetchRequest, Generation, Lifecycle, TokenError, Unauthorized};
 use bytes::Bytes;
 use http::{Request, Response};
 use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument as _, Span};
 
 use crate::error::AuthError;
 use crate::handoff::{now, Command, FetchFuture, Fetcher, Published, Reply, Revoked};
@@ -46,9 +48,9 @@ pub(crate) struct Worker {
     pub(crate) store_pending: usize,
     /// Callers of `flush` waiting for `store_pending` to reach zero.
     pub(crate) flushes: Vec<oneshot::Sender<()>>,
-    /// Where the lifecycle's observations are recorded.
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) meters: Option<auth_core::telemetry::Meters>,
+    /// Where the token requests, store operations and the lifecycle's
+    /// observations are recorded (spans, metrics).
+    pub(crate) telemetry: Telemetry,
 }
 
 /// What woke the worker.
@@ -145,9 +147,9 @@ impl Worker {
         let key = self.lifecycle.config().cache_key().clone();
         let timeouts = self.store_timeouts;
         tracing::trace!(target: "auth_tower", op = request.id.get(), kind = request.op.kind(), "token store operation");
-        #[cfg(feature = "opentelemetry")]
-        let (meters, kind, started) = (self.meters.clone(), request.op.kind(), std::time::Instant::now());
-        tokio::spawn(async move {
+        let (operation, started) = (self.telemetry.store_operation(&request), std::time::Instant::now());
+        let span = operation.span().clone();
+        let task = async move {
             let answer = async {
                 match tokio::time::timeout(timeouts.connect, store.connect()).await {
                     Ok(ready) => ready?,
@@ -161,30 +163,31 @@ impl Worker {
                 }
             };
             let answer = answer.await;
-            #[cfg(feature = "opentelemetry")]
-            if let Some(meters) = meters {
-                meters.record_store(kind, &answer, started.elapsed());
-            }
+            operation.ended(&answer, started.elapsed());
             let _ = answers.send((request.id, answer));
-        });
+        };
+        tokio::spawn(task.instrument(span));
     }
 
     pub(crate) fn handle(&mut self, command: Command) {
         match command {
-            Command::Want(reply) => self.want(reply),
+            Command::Want(reply, span) => self.want(reply, span),
             Command::Nudge => {
                 let _ = self.lifecycle.handle_token_wanted(now());
             }
-            Command::Revoke(reply) => self.revoke(reply),
+            Command::Revoke(reply, span) => self.revoke(reply, span),
             Command::Discard => self.lifecycle.handle_discard(now()),
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.lifecycle.snapshot(now()));
             }
-            Command::Send(request, reply) => {
-                let send = self.send_timed(request);
-                tokio::spawn(async move {
-                    let _ = reply.send(send.await);
-                });
+            Command::Send(request, reply, span) => {
+                let send = self.send_timed(request, self.telemetry.sending(span.clone()));
+                tokio::spawn(
+                    async move {
+                        let _ = reply.send(send.await);
+                    }
+                    .instrument(span),
+                );
             }
             Command::SignIn(response, sent_at, reply) => {
                 let outcome = self.lifecycle.handle_sign_in(now(), SystemTime::now(), sent_at, &response);
@@ -201,15 +204,20 @@ impl Worker {
                     self.flushes.push(reply);
                 }
             }
-            Command::Unauthorized(generation, reply) => {
+            Command::Unauthorized(generation, caller) => {
+                let (reply, span) = caller.map_or((None, None), |(reply, span)| (Some(Caller(reply)), Some(span)));
+                let waiting = self.waiters.len();
                 let outcome = self.waiters.unauthorized(
                     &mut self.lifecycle,
                     &self.published.slot,
                     &self.published.counters,
                     now(),
                     generation,
-                    reply.map(Caller),
+                    reply,
                 );
+                if let Some(span) = span {
+                    self.telemetry.caller(span, self.waiters.len() > waiting);
+                }
                 if let Unauthorized::Suppressed { until } = outcome {
                     tracing::warn!(
                         target: "auth_tower",
@@ -223,9 +231,10 @@ impl Worker {
         }
     }
 
-    pub(crate) fn want(&mut self, reply: oneshot::Sender<Reply>) {
-        let (slot, counters) = (&self.published.slot, &self.published.counters);
+    pub(crate) fn want(&mut self, reply: oneshot::Sender<Reply>, span: Span) {
+        let (slot, counters, waiting) = (&self.published.slot, &self.published.counters, self.waiters.len());
         self.waiters.want(&mut self.lifecycle, slot, counters, now(), Caller(reply));
+        self.telemetry.caller(span, self.waiters.len() > waiting);
     }
 
     pub(crate) fn finish(&mut self, id: FetchId, started: Instant, outcome: Result<Response<Bytes>, TokenError>) {
@@ -247,7 +256,7 @@ impl Worker {
 
     /// Forgets the tokens, then revokes them in a task of their own (the
     /// worker keeps serving commands meanwhile).
-    pub(crate) fn revoke(&mut self, reply: oneshot::Sender<Result<Revoked, AuthError>>) {
+    pub(crate) fn revoke(&mut self, reply: oneshot::Sender<Result<Revoked, AuthError>>, span: Span) {
         let requests = match self.lifecycle.handle_revoke(now()) {
             Ok(requests) => requests,
             Err(error) => {
@@ -263,7 +272,7 @@ impl Worker {
         let sends: Vec<_> = requests
             .into_iter()
             .map(|mut revocation| {
-                let send = self.send_timed(revocation.take_request());
+                let send = self.send_timed(revocation.take_request(), self.telemetry.sending(span.clone()));
                 (revocation, send)
             })
             .collect();
@@ -277,25 +286,28 @@ impl Worker {
                 Ok(revoked)
             };
             let _ = reply.send(outcome.await.map_err(AuthError::Revocation));
-        });
+        }.instrument(span));
     }
 
     /// Sends a request to the token endpoint through the transport, with
     /// the fetch timeout counted from the first poll. Each attempt is made
     /// ready to send at its time (fresh assertions and DPoP proof), and a
-    /// DPoP nonce demand is tried once more ([`TokenCall`]).
+    /// DPoP nonce demand is tried once more ([`TokenCall`]); `sending`
+    /// readies each attempt (the trace context) and counts the retry.
     pub(crate) fn send_timed(
         &self,
         request: Request<Vec<u8>>,
+        sending: Sending,
     ) -> impl Future<Output = Result<Response<Bytes>, TokenError>> + Send + 'static {
         let (timeout, fetcher) = (self.fetch_timeout, Arc::clone(&self.fetcher));
         let mut call = TokenCall::new(request);
         // The first attempt starts here, in the worker; a retry in the task.
-        let first = call.attempt(SystemTime::now()).map(|ready| fetcher(ready));
+        let first = ready(&mut call, &sending).map(|ready| fetcher(ready));
         let exchange = async move {
             let mut response = first?.await?;
             while call.retry(&response) {
-                response = fetcher(call.attempt(SystemTime::now())?).await?;
+                sending.nonce_retry();
+                response = fetcher(ready(&mut call, &sending)?).await?;
             }
             Ok(response)
         };
@@ -306,7 +318,9 @@ impl Worker {
         tracing::info!(target: "auth_tower", fetch = fetch.id.get(), reason = ?fetch.reason, grant = ?fetch.grant, "requesting an access token");
         // A task of its own: a transport that panics fails this fetch, not
         // the worker. Dropping the fetch (the worker stops) aborts it.
-        let task = AbortOnDrop(tokio::spawn(self.send_timed(fetch.request)));
+        let span = self.telemetry.token_request(&fetch);
+        let send = self.send_timed(fetch.request, self.telemetry.sending(span.clone()));
+        let task = AbortOnDrop(tokio::spawn(send.instrument(span)));
         let future: FetchFuture = Box::pin(async move {
             task.await.unwrap_or_else(|error| {
                 let what = if error.is_panic() {
@@ -338,11 +352,8 @@ impl auth_core::driver::Effects for Worker {
         self.run_store_op(request);
     }
 
-    #[cfg(feature = "opentelemetry")]
     fn observed(&mut self, observation: auth_core::lifecycle::Observation) {
-        if let Some(meters) = &self.meters {
-            meters.record(&observation);
-        }
+        self.telemetry.observed(&observation);
     }
 
     fn token_ready(&mut self, token: Arc<AccessToken>) {
@@ -355,6 +366,7 @@ impl auth_core::driver::Effects for Worker {
             "access token obtained"
         );
         self.waiters.ready(&self.published.slot, now(), &token);
+        self.telemetry.answered();
     }
 
     fn failed(&mut self, error: TokenError) {
@@ -367,6 +379,7 @@ impl auth_core::driver::Effects for Worker {
             "could not obtain a token: {error}"
         );
         self.waiters.failed(now(), &error);
+        self.telemetry.answered();
     }
 
     fn withdrawn(&mut self, generation: Generation, reason: WithdrawReason) {
@@ -375,10 +388,7 @@ impl auth_core::driver::Effects for Worker {
     }
 
     fn store_health(&mut self, error: Option<StoreError>) {
-        #[cfg(feature = "opentelemetry")]
-        if let Some(meters) = &self.meters {
-            meters.record_store_health(error.is_none());
-        }
+        self.telemetry.store_health(error.is_none());
         match error {
             Some(error) => tracing::warn!(
                 target: "auth_tower",
@@ -388,6 +398,13 @@ impl auth_core::driver::Effects for Worker {
             None => tracing::info!(target: "auth_tower", "the token store answers again"),
         }
     }
+}
+
+/// The next attempt of `call`, ready to send now.
+fn ready(call: &mut TokenCall, sending: &Sending) -> Result<Request<Vec<u8>>, TokenError> {
+    let mut request = call.attempt(SystemTime::now())?;
+    sending.prepare(&mut request);
+    Ok(request)
 }
 
 /// A caller of the worker waiting for a token, answered through its

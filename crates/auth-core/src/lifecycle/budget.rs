@@ -33,9 +33,12 @@ impl Budget {
         self.next_slot
     }
 
-    /// Counts a fetch made at `now` under slot `id`.
-    pub(super) fn count(&mut self, now: Instant, id: u64) {
+    /// Counts a fetch made at `now` under slot `id`; answers how many
+    /// this process made in the window (since [`Budget::full`] last
+    /// forgot the old ones), this one included.
+    pub(super) fn count(&mut self, now: Instant, id: u64) -> u32 {
         self.local.push_back((now, id));
+        u32::try_from(self.local.len()).unwrap_or(u32::MAX)
     }
 
     /// Gives slot `id` back.

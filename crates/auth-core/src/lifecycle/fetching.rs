@@ -65,7 +65,8 @@ impl Lifecycle {
                 return;
             }
         }
-        self.budget.count(now, id);
+        let spent = self.budget.count(now, id);
+        self.observed(Observation::Budget { spent, limit, shared: false });
         self.send_fetch(now, reason, Some(Slot { id, shared: false }));
     }
 
@@ -82,6 +83,7 @@ impl Lifecycle {
         let error = TokenError::BudgetSpent { limit, shared, retry_in: until - now, retry_at: at };
         self.stats.budget_refusals += 1;
         self.observed(Observation::BudgetRefused { shared });
+        self.observed(Observation::Budget { spent: limit, limit, shared });
         self.backoff = Some(Backoff { until, error: error.clone(), demand_at: None });
         self.waiting = false;
         self.outputs.push_back(Output::Failed(error));

@@ -48,6 +48,17 @@ pub enum Observation {
         /// Counted in the shared store (otherwise by this process).
         shared: bool,
     },
+    /// A token request was counted against the fetch budget, or refused
+    /// because it is spent (`spent` is then the limit).
+    Budget {
+        /// The requests counted in the window: the fleet's when `shared`
+        /// (the store counted it), this process's otherwise.
+        spent: u32,
+        /// The budget: requests allowed in the window.
+        limit: u32,
+        /// Counted in the shared store.
+        shared: bool,
+    },
     /// The API answered 401 to a token of this source.
     Unauthorized {
         /// What the lifecycle made of it.

@@ -60,8 +60,13 @@ impl Lifecycle {
         let strict = self.config.grant() == SourceGrant::SignIn;
         match (what, answer) {
             (Awaiting::Claim(slot), answer) => self.claim_answered(now, reason, slot, answer, patience_over),
-            (Awaiting::Budget(slot), Ok(StoreAnswer::Budget(BudgetAnswer::Granted))) => {
+            (Awaiting::Budget(slot), Ok(StoreAnswer::Budget(BudgetAnswer::Granted { spent }))) => {
                 self.budget.count(now, slot);
+                self.observed(Observation::Budget {
+                    spent,
+                    limit: self.config.max_fetches_per_day().unwrap_or(spent),
+                    shared: true,
+                });
                 self.send_fetch(now, reason, Some(Slot { id: slot, shared: true }));
             }
             (Awaiting::Budget(_), Ok(StoreAnswer::Budget(BudgetAnswer::Spent { next_at_unix_ms }))) => {

@@ -94,6 +94,21 @@ impl PublishedStats {
         }
     }
 
+    /// Tells the counters what came of a request's answer (`verdict`, from
+    /// [`judge`](crate::publish::replay::judge), for a request sent as
+    /// `attempt`): with metrics, DPoP nonce retries to the API and the last
+    /// answers to replayed requests are recorded. Call it after every
+    /// verdict of a request that carried a DPoP proof or was sent again.
+    #[inline]
+    pub fn judged(&self, attempt: crate::publish::replay::Attempt, verdict: crate::publish::replay::Verdict) {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(meters) = self.meters.get() {
+            meters.record_verdict(attempt, verdict);
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = (attempt, verdict);
+    }
+
     /// Records the replays into `meters` as well, from now on (the first
     /// call decides).
     #[cfg(feature = "opentelemetry")]

@@ -1370,6 +1370,7 @@ fn observations_say_what_happened_once_and_nothing_when_off() {
     assert_eq!(
         sim.observations(),
         [
+            Observation::Budget { spent: 1, limit: 3, shared: false },
             Observation::TokenRequest {
                 reason: FetchReason::NoToken,
                 grant: GrantKind::ClientCredentials,
@@ -1391,11 +1392,12 @@ fn observations_say_what_happened_once_and_nothing_when_off() {
     sim.at(renew_at + 1.0);
     sim.respond_token(renewal.id, "t2", 100);
     let installed = sim.observations();
-    let Some(Observation::TokenInstalled { replaced_left: Some(left), .. }) = installed.get(1) else {
+    let Some(Observation::TokenInstalled { replaced_left: Some(left), .. }) = installed.get(2) else {
         panic!("{installed:?}")
     };
     assert_eq!(*left, first.usable_until - sim.now);
-    assert!(matches!(installed[0], Observation::TokenRequest { reason: FetchReason::Renewal, .. }));
+    assert_eq!(installed[0], Observation::Budget { spent: 2, limit: 3, shared: false });
+    assert!(matches!(installed[1], Observation::TokenRequest { reason: FetchReason::Renewal, .. }));
     // A 401 to the current token, then to the one it replaced.
     let current = sim.lc.current_token(sim.now).unwrap().generation();
     sim.lc.handle_unauthorized(sim.now, current);
@@ -1405,6 +1407,7 @@ fn observations_say_what_happened_once_and_nothing_when_off() {
         sim.observations(),
         [
             Observation::Unauthorized { outcome: UnauthorizedOutcome::Invalidated },
+            Observation::Budget { spent: 3, limit: 3, shared: false },
             Observation::Unauthorized { outcome: UnauthorizedOutcome::AlreadyReplaced },
         ]
     );
@@ -1430,7 +1433,13 @@ fn observations_say_what_happened_once_and_nothing_when_off() {
     assert!(
         matches!(
             &observed[..],
-            [Observation::TokenRequest { outcome: RequestOutcome::Failed { kind: "transport", transient: true }, .. }]
+            [
+                Observation::Budget { spent: 1, limit: 3, shared: false },
+                Observation::TokenRequest {
+                    outcome: RequestOutcome::Failed { kind: "transport", transient: true },
+                    ..
+                }
+            ]
         ),
         "{observed:?}"
     );
@@ -1454,7 +1463,10 @@ fn a_spent_budget_and_the_store_are_observed() {
     let observations = |lc: &mut Lifecycle| std::iter::from_fn(|| lc.poll_observation()).collect::<Vec<_>>();
     assert!(matches!(a.handle_token_wanted(t0), Want::Wait));
     let fetch = only_fetch(run_store(&mut a, &store, t0, wall0, true));
-    assert_eq!(observations(&mut a), [Observation::Lease { won: true }]);
+    assert_eq!(
+        observations(&mut a),
+        [Observation::Lease { won: true }, Observation::Budget { spent: 1, limit: 1, shared: true }]
+    );
     a.handle_fetch_response(t0, test_wall(), fetch.id, &answer(r#"{"access_token":"t1","expires_in":600}"#));
     run_store(&mut a, &store, t0, wall0, true);
     observations(&mut a);
@@ -1472,10 +1484,18 @@ fn a_spent_budget_and_the_store_are_observed() {
     a.handle_unauthorized(t0, generation);
     run_store(&mut a, &store, t0, wall0, true);
     let observed = observations(&mut a);
-    assert_eq!(observed.last(), Some(&Observation::BudgetRefused { shared: false }), "{observed:?}");
+    assert_eq!(
+        observed[observed.len() - 2..],
+        [Observation::BudgetRefused { shared: false }, Observation::Budget { spent: 1, limit: 1, shared: false }],
+        "{observed:?}"
+    );
     let generation = b.current_token(t0).unwrap().generation();
     b.handle_unauthorized(t0, generation);
     run_store(&mut b, &store, t0, wall0, true);
     let observed = observations(&mut b);
-    assert_eq!(observed.last(), Some(&Observation::BudgetRefused { shared: true }), "{observed:?}");
+    assert_eq!(
+        observed[observed.len() - 2..],
+        [Observation::BudgetRefused { shared: true }, Observation::Budget { spent: 1, limit: 1, shared: true }],
+        "{observed:?}"
+    );
 }

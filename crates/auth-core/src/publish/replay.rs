@@ -116,6 +116,14 @@ impl Attempt {
         !(self.renewed && self.nonce_retried)
     }
 
+    /// Whether `verdict`, on the answer to this attempt, is one operators'
+    /// metrics count: a DPoP nonce retry, or the last answer to a request
+    /// replayed with a renewed token.
+    #[inline]
+    pub fn counted(self, verdict: Verdict) -> bool {
+        verdict == Verdict::RetryWithNonce || (self.renewed && !verdict.sends_again())
+    }
+
     /// The attempt that follows `verdict` (unchanged unless the verdict
     /// sends the request again).
     #[inline]

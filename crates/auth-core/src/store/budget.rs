@@ -7,7 +7,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetAnswer {
     /// The request was counted: fetch.
-    Granted,
+    Granted {
+        /// The requests counted in the window, this one included.
+        spent: u32,
+    },
     /// The budget is spent: the next request fits at this time (Unix
     /// milliseconds), when the oldest counted one leaves the window.
     Spent {
@@ -37,7 +40,7 @@ impl BudgetLog {
         if self.entries.len() < limit {
             self.entries.push((at_unix_ms, slot.to_owned()));
             self.entries.sort_by_key(|(at, _)| *at);
-            return BudgetAnswer::Granted;
+            return BudgetAnswer::Granted { spent: u32::try_from(self.entries.len()).unwrap_or(u32::MAX) };
         }
         let oldest = self.entries.first().map_or(at_unix_ms, |(at, _)| *at);
         BudgetAnswer::Spent { next_at_unix_ms: oldest.saturating_add(window_ms) }
@@ -86,13 +89,17 @@ mod tests {
         let day = Duration::from_secs(24 * 3600);
         let mut log = BudgetLog::default();
         let t0 = 1_800_000_000_000;
-        assert_eq!(log.spend(2, day, t0, "a"), BudgetAnswer::Granted);
-        assert_eq!(log.spend(2, day, t0 + 1000, "b"), BudgetAnswer::Granted);
+        assert_eq!(log.spend(2, day, t0, "a"), BudgetAnswer::Granted { spent: 1 });
+        assert_eq!(log.spend(2, day, t0 + 1000, "b"), BudgetAnswer::Granted { spent: 2 });
         assert_eq!(log.spend(2, day, t0 + 2000, "c"), BudgetAnswer::Spent { next_at_unix_ms: t0 + 86_400_000 });
         log.refund("a");
-        assert_eq!(log.spend(2, day, t0 + 3000, "d"), BudgetAnswer::Granted, "a was given back");
+        assert_eq!(log.spend(2, day, t0 + 3000, "d"), BudgetAnswer::Granted { spent: 2 }, "a was given back");
         assert_eq!(log.spend(2, day, t0 + 4000, "e"), BudgetAnswer::Spent { next_at_unix_ms: t0 + 1000 + 86_400_000 });
-        assert_eq!(log.spend(2, day, t0 + 1000 + 86_400_000, "f"), BudgetAnswer::Granted, "b left the window");
+        assert_eq!(
+            log.spend(2, day, t0 + 1000 + 86_400_000, "f"),
+            BudgetAnswer::Granted { spent: 2 },
+            "b left the window"
+        );
         let round = BudgetLog::decode(&log.encode());
         assert_eq!(round, log);
         assert_eq!(round.expires_at_unix_ms(day), Some(t0 + 1000 + 2 * 86_400_000));

@@ -96,8 +96,9 @@ return 0
 ";
 
 /// Forgets the requests older than the window, then counts this one if
-/// fewer than the limit remain. Returns -1 when counted, otherwise when
-/// the oldest leaves the window (Unix ms).
+/// fewer than the limit remain. Returns minus the requests counted in
+/// the window (this one included) when counted, otherwise when the oldest
+/// leaves the window (Unix ms).
 const SPEND: &str = r"
 local limit, window, at = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at - window)
@@ -105,7 +106,7 @@ if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], at, ARGV[4])
   local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', KEYS[1], tonumber(newest[2]) + window)
-  return -1
+  return -redis.call('ZCARD', KEYS[1])
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return tonumber(oldest[2]) + window
@@ -262,7 +263,9 @@ fn answer(reply: Reply, value: redis::Value) -> Result<StoreAnswer, StoreError> 
         Reply::Written => StoreAnswer::Written(redis::from_redis_value::<i64>(value).map_err(convert)? == 1),
         Reply::Done => StoreAnswer::Done,
         Reply::Budget => StoreAnswer::Budget(match redis::from_redis_value::<i64>(value).map_err(convert)? {
-            -1 => BudgetAnswer::Granted,
+            counted if counted < 0 => {
+                BudgetAnswer::Granted { spent: u32::try_from(counted.unsigned_abs()).unwrap_or(u32::MAX) }
+            }
             next => BudgetAnswer::Spent { next_at_unix_ms: u64::try_from(next).unwrap_or(0) },
         }),
     })

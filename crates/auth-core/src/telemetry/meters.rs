@@ -1,44 +1,5 @@
 //! The lifecycle's observations as OpenTelemetry metrics (feature
-//! `opentelemetry`): one set of instruments, named and described here
-//! once, that every driver records into. The driver chooses the
-//! [`Meter`] (from the user's meter provider); no exporter is chosen here.
-//!
-//! | instrument | kind, unit | attributes |
-//! |---|---|---|
-//! | `auth.token.requests` | counter, `{request}` | `auth.reason`, `auth.grant`, `auth.outcome`, `auth.error.code` (refused) |
-//! | `auth.token.request.duration` | histogram, `s` | `auth.reason`, `auth.outcome` |
-//! | `auth.token.lifetime` | histogram, `s` | `auth.token.origin` |
-//! | `auth.token.replaced.remaining` | histogram, `s` | `auth.token.origin` |
-//! | `auth.token.budget.refusals` | counter, `{request}` | `auth.budget.shared` |
-//! | `auth.unauthorized` | counter, `{response}` | `auth.outcome` |
-//! | `auth.replays` | counter, `{request}` | requests sent again with a renewed token after a 401 |
-//! | `auth.store.leases` | counter, `{lease}` | `auth.outcome` (`won`, `lost`) |
-//! | `auth.store.peer_waits.expired` | counter, `{wait}` | |
-//! | `auth.store.claim_waits` | counter, `{wait}` | |
-//! | `auth.token.wait.duration` | histogram, `s` | `auth.outcome` (`token`, `error`): callers that waited for a token, and how long |
-//! | `auth.store.operations` | counter, `{operation}` | `auth.store.operation`, `auth.outcome` (`ok`, `error`, `timeout`) |
-//! | `auth.store.operation.duration` | histogram, `s` | `auth.store.operation`, `auth.outcome` |
-//! | `auth.store.available` | gauge, `1` | (1: the store answers; 0: it stopped) |
-//!
-//! Every attribute value comes from a short closed list (an RFC 6749 code
-//! outside the RFC is `other`), so the series stay few; the cache key's
-//! fingerprint is added only when the user asks ([`Meters::by_cache_key`]).
-//! No value is a secret.
-//!
-//! ```
-//! use auth_core::lifecycle::{Observation, RequestOutcome};
-//! use auth_core::telemetry::Meters;
-//! use auth_core::{FetchReason, GrantKind};
-//!
-//! let meter = opentelemetry::global::meter("auth");
-//! let meters = Meters::new(&meter);
-//! meters.record(&Observation::TokenRequest {
-//!     reason: FetchReason::Renewal,
-//!     grant: GrantKind::ClientCredentials,
-//!     outcome: RequestOutcome::Granted,
-//!     took: std::time::Duration::from_millis(120),
-//! });
-//! ```
+//! `opentelemetry`): [`Meters`].
 
 pub use opentelemetry::metrics::Meter;
 use std::time::Duration;
@@ -46,11 +7,58 @@ use std::time::Duration;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use opentelemetry::KeyValue;
 
+use super::names;
 use crate::config::CacheKey;
-use crate::lifecycle::{FetchReason, GrantKind, Observation, RequestOutcome, TokenOrigin, UnauthorizedOutcome};
+use crate::lifecycle::{Observation, RequestOutcome, UnauthorizedOutcome};
+use crate::publish::replay::{Attempt, Verdict};
 use crate::store::{StoreAnswer, StoreError};
 
-/// The instruments a token source records its observations into.
+/// The instruments a token source records its observations into: one
+/// set, named and described here once, that every driver records into.
+/// The driver chooses the [`Meter`] (from the user's meter provider); no
+/// exporter is chosen here.
+///
+/// | instrument | kind, unit | attributes |
+/// |---|---|---|
+/// | `auth.token.requests` | counter, `{request}` | `auth.reason`, `auth.grant`, `auth.outcome`, `auth.error.code` (refused) |
+/// | `auth.token.request.duration` | histogram, `s` | `auth.reason`, `auth.outcome` |
+/// | `auth.token.lifetime` | histogram, `s` | `auth.token.origin` |
+/// | `auth.token.replaced.remaining` | histogram, `s` | `auth.token.origin` |
+/// | `auth.token.budget.refusals` | counter, `{request}` | `auth.budget.shared` |
+/// | `auth.token.budget.spent` | gauge, `{request}` | `auth.budget.shared`: requests counted in the window (the fleet's when shared), as of the last one |
+/// | `auth.token.budget.remaining` | gauge, `{request}` | `auth.budget.shared`: what the window allows still, as of the last request |
+/// | `auth.unauthorized` | counter, `{response}` | `auth.outcome` |
+/// | `auth.replays` | counter, `{request}` | requests sent again with a renewed token after a 401 |
+/// | `auth.replay.outcomes` | counter, `{response}` | `auth.outcome` (`accepted`, `unauthorized`): the API's last answer to a replayed request |
+/// | `auth.dpop.nonce_retries` | counter, `{request}` | `auth.endpoint` (`token`, `api`): requests sent once more with a DPoP nonce |
+/// | `auth.store.leases` | counter, `{lease}` | `auth.outcome` (`won`, `lost`) |
+/// | `auth.store.peer_waits.expired` | counter, `{wait}` | |
+/// | `auth.store.claim_waits` | counter, `{wait}` | |
+/// | `auth.token.wait.duration` | histogram, `s` | `auth.outcome` (`token`, `error`): callers that waited for a token, and how long |
+/// | `auth.store.operations` | counter, `{operation}` | `auth.store.operation`, `auth.outcome` (`ok`, `error`, `timeout`) |
+/// | `auth.store.operation.duration` | histogram, `s` | `auth.store.operation`, `auth.outcome` |
+/// | `auth.store.available` | gauge, `1` | (1: the store answers; 0: it stopped) |
+///
+/// Every attribute value comes from a short closed list (an RFC 6749 code
+/// outside the RFC is `other`), so the series stay few; the cache key's
+/// fingerprint is added only when the user asks ([`Meters::by_cache_key`]).
+/// No value is a secret.
+///
+/// ```
+/// use auth_core::lifecycle::{Observation, RequestOutcome};
+/// use auth_core::telemetry::Meters;
+/// use auth_core::{FetchReason, GrantKind};
+///
+/// let meter = opentelemetry::global::meter("auth");
+/// let meters = Meters::new(&meter);
+/// meters.record(&Observation::TokenRequest {
+///     reason: FetchReason::Renewal,
+///     grant: GrantKind::ClientCredentials,
+///     outcome: RequestOutcome::Granted,
+///     took: std::time::Duration::from_millis(120),
+/// });
+/// ```
+///
 #[derive(Debug, Clone)]
 pub struct Meters {
     requests: Counter<u64>,
@@ -58,8 +66,12 @@ pub struct Meters {
     lifetime: Histogram<f64>,
     replaced_remaining: Histogram<f64>,
     budget_refusals: Counter<u64>,
+    budget_spent: Gauge<u64>,
+    budget_remaining: Gauge<u64>,
     unauthorized: Counter<u64>,
     replays: Counter<u64>,
+    replay_outcomes: Counter<u64>,
+    nonce_retries: Counter<u64>,
     leases: Counter<u64>,
     peer_waits_expired: Counter<u64>,
     claim_waits: Counter<u64>,
@@ -79,6 +91,9 @@ impl Meters {
         let counter = |name: &'static str, unit: &'static str, description: &'static str| {
             meter.u64_counter(name).with_unit(unit).with_description(description).build()
         };
+        let gauge = |name: &'static str, description: &'static str| {
+            meter.u64_gauge(name).with_unit("{request}").with_description(description).build()
+        };
         let seconds = |name: &'static str, description: &'static str| {
             meter.f64_histogram(name).with_unit("s").with_description(description).build()
         };
@@ -95,8 +110,26 @@ impl Meters {
                 "{request}",
                 "Token requests not sent: the fetch budget was spent",
             ),
+            budget_spent: gauge(
+                "auth.token.budget.spent",
+                "Token requests counted against the fetch budget in its window",
+            ),
+            budget_remaining: gauge(
+                "auth.token.budget.remaining",
+                "Token requests the fetch budget allows still in its window",
+            ),
             unauthorized: counter("auth.unauthorized", "{response}", "401 answers to this source's tokens"),
             replays: counter("auth.replays", "{request}", "Requests sent again with a renewed token after a 401"),
+            replay_outcomes: counter(
+                "auth.replay.outcomes",
+                "{response}",
+                "The API's last answer to requests replayed after a 401",
+            ),
+            nonce_retries: counter(
+                "auth.dpop.nonce_retries",
+                "{request}",
+                "Requests sent once more with the DPoP nonce a server asked for",
+            ),
             leases: counter("auth.store.leases", "{lease}", "Renewal leases asked of the shared store"),
             peer_waits_expired: counter(
                 "auth.store.peer_waits.expired",
@@ -128,11 +161,7 @@ impl Meters {
     /// Records a store operation of `kind` ([`StoreOp::kind`](crate::store::StoreOp::kind))
     /// that the driver carried out in `took`, and how it ended.
     pub fn record_store(&self, kind: &'static str, answer: &Result<StoreAnswer, StoreError>, took: Duration) {
-        let outcome = match answer {
-            Ok(_) => "ok",
-            Err(error) if error.timeout => "timeout",
-            Err(_) => "error",
-        };
+        let outcome = names::store_outcome(answer);
         let attributes =
             self.with(&[KeyValue::new("auth.store.operation", kind), KeyValue::new("auth.outcome", outcome)]);
         self.store_operations.add(1, &attributes);
@@ -142,6 +171,26 @@ impl Meters {
     /// Records a request sent again with a renewed token after a 401.
     pub fn record_replay(&self) {
         self.replays.add(1, &self.with(&[]));
+    }
+
+    /// Records what came of a request's answer ([`judge`](crate::publish::replay::judge)'s
+    /// `verdict` for a request sent as `attempt`): a DPoP nonce retry to
+    /// the API, the last answer to a replayed request.
+    pub fn record_verdict(&self, attempt: Attempt, verdict: Verdict) {
+        if verdict == Verdict::RetryWithNonce {
+            self.record_nonce_retry(true);
+        }
+        if attempt.renewed() && !verdict.sends_again() {
+            let outcome = if verdict == Verdict::Accepted { "accepted" } else { "unauthorized" };
+            self.replay_outcomes.add(1, &self.with(&[KeyValue::new("auth.outcome", outcome)]));
+        }
+    }
+
+    /// Records a request sent once more with a DPoP nonce, to the API
+    /// (`api`) or the token endpoint.
+    pub fn record_nonce_retry(&self, api: bool) {
+        let endpoint = if api { "api" } else { "token" };
+        self.nonce_retries.add(1, &self.with(&[KeyValue::new("auth.endpoint", endpoint)]));
     }
 
     /// Records a caller's wait for a token, which ended with one (`token`)
@@ -183,17 +232,17 @@ impl Meters {
     pub fn record(&self, observation: &Observation) {
         match observation {
             Observation::TokenRequest { reason, grant, outcome, took } => {
-                let reason = KeyValue::new("auth.reason", reason_name(*reason));
+                let reason = KeyValue::new("auth.reason", names::reason(*reason));
                 let result = KeyValue::new("auth.outcome", outcome.name());
                 self.request_duration.record(took.as_secs_f64(), &self.with(&[reason.clone(), result.clone()]));
-                let mut attributes = vec![reason, KeyValue::new("auth.grant", grant_name(*grant)), result];
+                let mut attributes = vec![reason, KeyValue::new("auth.grant", names::grant(*grant)), result];
                 if let RequestOutcome::Refused { code } = outcome {
                     attributes.push(KeyValue::new("auth.error.code", *code));
                 }
                 self.requests.add(1, &self.with(&attributes));
             }
             Observation::TokenInstalled { origin, lifetime, replaced_left } => {
-                let attributes = self.with(&[KeyValue::new("auth.token.origin", origin_name(*origin))]);
+                let attributes = self.with(&[KeyValue::new("auth.token.origin", names::origin(*origin))]);
                 self.lifetime.record(lifetime.as_secs_f64(), &attributes);
                 if let Some(left) = replaced_left {
                     self.replaced_remaining.record(left.as_secs_f64(), &attributes);
@@ -201,6 +250,11 @@ impl Meters {
             }
             Observation::BudgetRefused { shared } => {
                 self.budget_refusals.add(1, &self.with(&[KeyValue::new("auth.budget.shared", *shared)]));
+            }
+            Observation::Budget { spent, limit, shared } => {
+                let attributes = self.with(&[KeyValue::new("auth.budget.shared", *shared)]);
+                self.budget_spent.record(u64::from(*spent), &attributes);
+                self.budget_remaining.record(u64::from(limit.saturating_sub(*spent)), &attributes);
             }
             Observation::Unauthorized { outcome } => {
                 let outcome = match outcome {
@@ -220,34 +274,6 @@ impl Meters {
     }
 }
 
-/// `auth.reason`: why a token was requested.
-fn reason_name(reason: FetchReason) -> &'static str {
-    match reason {
-        FetchReason::NoToken => "no_token",
-        FetchReason::Renewal => "renewal",
-        FetchReason::Unauthorized => "unauthorized",
-    }
-}
-
-/// `auth.grant`.
-fn grant_name(grant: GrantKind) -> &'static str {
-    match grant {
-        GrantKind::ClientCredentials => "client_credentials",
-        GrantKind::RefreshToken => "refresh_token",
-        GrantKind::JwtBearer => "jwt_bearer",
-    }
-}
-
-/// `auth.token.origin`.
-fn origin_name(origin: TokenOrigin) -> &'static str {
-    match origin {
-        TokenOrigin::Fetched => "fetched",
-        TokenOrigin::Adopted => "adopted",
-        TokenOrigin::SignedIn => "signed_in",
-        TokenOrigin::Restored => "restored",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -257,6 +283,7 @@ mod tests {
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
     use super::*;
+    use crate::lifecycle::{FetchReason, GrantKind, TokenOrigin};
 
     /// Every data point exported: instrument, attributes, and the sum (a
     /// counter) or the count (a histogram).
@@ -281,6 +308,11 @@ mod tests {
                         AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
                             for point in histogram.data_points() {
                                 points.push((name.clone(), attributes(&mut point.attributes()), point.count()));
+                            }
+                        }
+                        AggregatedMetrics::U64(MetricData::Gauge(gauge)) => {
+                            for point in gauge.data_points() {
+                                points.push((name.clone(), attributes(&mut point.attributes()), point.value()));
                             }
                         }
                         other => panic!("unexpected data for {name}: {other:?}"),
@@ -330,11 +362,27 @@ mod tests {
             Observation::Lease { won: false },
             Observation::PeerWaitExpired,
             Observation::ClaimWait,
+            Observation::Budget { spent: 3, limit: 10, shared: false },
+            Observation::Budget { spent: 4, limit: 10, shared: false },
         ] {
             meters.record(&observation);
         }
+        // A DPoP request: a nonce retry, then a 401 renewed, then accepted.
+        let renewed = Attempt::default().after(Verdict::Renew);
+        meters.record_verdict(Attempt::default(), Verdict::RetryWithNonce);
+        meters.record_verdict(Attempt::default().after(Verdict::RetryWithNonce), Verdict::Renew);
+        meters.record_verdict(renewed, Verdict::Accepted);
+        meters.record_verdict(renewed, Verdict::RejectedAfterRenewal);
+        meters.record_verdict(Attempt::default(), Verdict::Accepted);
+        meters.record_nonce_retry(false);
         let points = points(&provider, &exporter);
         let expected = [
+            ("auth.dpop.nonce_retries", "auth.endpoint=api", 1),
+            ("auth.dpop.nonce_retries", "auth.endpoint=token", 1),
+            ("auth.replay.outcomes", "auth.outcome=accepted", 1),
+            ("auth.replay.outcomes", "auth.outcome=unauthorized", 1),
+            ("auth.token.budget.remaining", "auth.budget.shared=false", 6),
+            ("auth.token.budget.spent", "auth.budget.shared=false", 4),
             ("auth.store.claim_waits", "", 1),
             ("auth.store.leases", "auth.outcome=lost", 2),
             ("auth.store.leases", "auth.outcome=won", 1),
