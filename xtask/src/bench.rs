@@ -19,6 +19,13 @@ fn root() -> PathBuf {
 pub(crate) fn run(peers: bool) -> Result<(), String> {
     let target = root().join("target");
     let _ = std::fs::remove_dir_all(target.join("bench-figures"));
+    // Figure 1 with metrics on (every source records on a meter): first,
+    // so that the full run below leaves criterion's results as they are
+    // without the feature; its paired ratios are kept under their own name.
+    crate::cargo(&["bench", "-p", "auth-bench", "--bench", "hot_path", "--features", "opentelemetry"], &[])?;
+    let figures = target.join("bench-figures");
+    std::fs::rename(figures.join("hot_path_paired.json"), figures.join("hot_path_paired_metrics.json"))
+        .map_err(|e| format!("keeping the figures with metrics on: {e}"))?;
     crate::cargo(&["bench", "-p", "auth-bench"], &[])?;
     if peers {
         // A workspace of its own: the peers never enter `cargo test --workspace`.
@@ -121,6 +128,15 @@ fn gather(target: &Path) -> Result<Vec<Row>, String> {
             value: item["value"].as_f64().unwrap_or(f64::NAN),
             unit: "x".into(),
             note: tower_target(contender).into(),
+        });
+    }
+    for item in figures("hot_path_paired_metrics")? {
+        let name = item["name"].as_str().unwrap_or("").to_owned();
+        rows.push(Row {
+            name: format!("1. with metrics on (feature opentelemetry, a meter installed): {name}"),
+            value: item["value"].as_f64().unwrap_or(f64::NAN),
+            unit: "x".into(),
+            note: "no worse than without beyond noise".into(),
         });
     }
     let mut floor_allocs = None;

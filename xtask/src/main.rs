@@ -62,7 +62,7 @@ fn fuzz() -> Result<(), String> {
     let cases = std::env::var("AUTH_FUZZ_CASES").unwrap_or_else(|_| "1000000".to_owned());
     let sequences = std::env::var("AUTH_FUZZ_SEQUENCES").unwrap_or_else(|_| "50000".to_owned());
     cargo(
-        &["test", "--release", "-p", "auth-core", "--test", "fuzz", "--", "--nocapture"],
+        &["test", "--release", "-p", "auth-core", "--features", "opentelemetry", "--test", "fuzz", "--", "--nocapture"],
         &[("AUTH_FUZZ_CASES", &cases), ("AUTH_FUZZ_SEQUENCES", &sequences)],
     )?;
     eprintln!("xtask: fuzz clean ({cases} inputs per parser property, {sequences} lifecycle sequences)");

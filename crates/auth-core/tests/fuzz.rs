@@ -2,7 +2,10 @@
 //! Retry-After parsers on random and structured inputs, and the lifecycle
 //! on random sequences with extreme policies. Asserted every time: no
 //! panic, the lifecycle's invariants, and no planted secret (nor any 8-byte
-//! run of it or of its encodings) in any error's `Display` or `Debug`.
+//! run of it or of its encodings) in any error's `Display` or `Debug`, nor
+//! in what operators see of the lifecycle's sequences: its spans' fields
+//! and (feature `opentelemetry`, on in `cargo xtask fuzz`) the metrics
+//! exported.
 //!
 //! `cargo test` runs 10,000 cases of each; `cargo xtask fuzz` runs
 //! 1,000,000 parser inputs and 50,000 lifecycle sequences
@@ -392,7 +395,9 @@ proptest! {
         let mut answered = false;
         let mut in_flight = None;
         let mut issued: Vec<auth_core::Generation> = Vec::new();
-        let hidden = forms(secret, Some("id"));
+        let hidden = [forms(secret, Some("id")), forms("at-Hn4Bq9Lc2Rt", None), forms("rt-Zq81xKp3Wm7v", None)].concat();
+        lc.observe(true);
+        let mut watched = Watched::new();
         for step in steps {
             match step {
                 Step::Advance(by) => {
@@ -407,7 +412,10 @@ proptest! {
                 }
                 Step::Want => match lc.handle_token_wanted(now) {
                     Want::Ready(token) => prop_assert!(token.is_usable(now), "handed out an unusable token"),
-                    Want::Wait => prop_assert!(lc.fetch_in_flight().is_some(), "told to wait with no fetch"),
+                    Want::Wait => {
+                        prop_assert!(lc.fetch_in_flight().is_some(), "told to wait with no fetch");
+                        watched.telemetry.caller(tracing::info_span!("caller"), true);
+                    }
                     Want::Failed(error) => assert_hidden(&format!("{error} {error:?}"), &hidden),
                     other => prop_assert!(false, "unexpected {other:?}"),
                 },
@@ -435,9 +443,9 @@ proptest! {
                 }
                 Step::Restore { access, expires_in, refresh } => {
                     let stored = StoredToken::new(
-                        access.then(|| AccessTokenValue::new("restored")),
+                        access.then(|| AccessTokenValue::new("at-Hn4Bq9Lc2Rt")),
                         expires_in,
-                        refresh.then(|| RefreshToken::new("restored-refresh")),
+                        refresh.then(|| RefreshToken::new("rt-Zq81xKp3Wm7v")),
                         None,
                     );
                     lc.handle_restore(now, stored);
@@ -448,11 +456,15 @@ proptest! {
                     assert_hidden(&format!("{requests:?}"), &hidden);
                 }
             }
+            while let Some(observation) = lc.poll_observation() {
+                watched.telemetry.observed(&observation);
+            }
             while let Some(output) = lc.poll_output() {
                 match output {
                     Output::Fetch(fetch) => {
                         prop_assert!(in_flight.is_none(), "two fetches in flight");
                         assert_hidden(&format!("{fetch:?}"), &hidden);
+                        watched.telemetry.token_request(&fetch);
                         in_flight = Some(fetch.id);
                         sent_at = Some(now);
                     }
@@ -483,7 +495,62 @@ proptest! {
                 prop_assert!(token.is_usable(now));
             }
         }
+        watched.assert_hidden(&hidden);
     }
+}
+
+/// What operators see of a lifecycle: its spans, read back, and (feature
+/// `opentelemetry`) its metrics, exported in memory.
+struct Watched {
+    telemetry: auth_core::telemetry::Telemetry,
+    spans: auth_testkit::spans::SpanLog,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+impl Watched {
+    fn new() -> Self {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let spans = auth_testkit::spans::SpanLog::default();
+        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+        #[cfg(feature = "opentelemetry")]
+        let telemetry = {
+            use opentelemetry::metrics::MeterProvider as _;
+            metrics().1.reset();
+            let meters = auth_core::telemetry::Meters::new(&metrics().0.meter("fuzz")).by_cache_key();
+            auth_core::telemetry::Telemetry::with_meters(Some(meters))
+        };
+        #[cfg(not(feature = "opentelemetry"))]
+        let telemetry = auth_core::telemetry::Telemetry::default();
+        Self { telemetry, spans, _default }
+    }
+
+    /// No secret in any span's name or field, nor in the metrics.
+    fn assert_hidden(&self, hidden: &[String]) {
+        assert_hidden(&format!("{:?}", self.spans.all()), hidden);
+        #[cfg(feature = "opentelemetry")]
+        {
+            metrics().0.force_flush().unwrap();
+            assert_hidden(&format!("{:?}", metrics().1.get_finished_metrics().unwrap()), hidden);
+        }
+    }
+}
+
+/// One meter provider for the run (its reader has a thread), exported in
+/// memory.
+#[cfg(feature = "opentelemetry")]
+fn metrics(
+) -> &'static (opentelemetry_sdk::metrics::SdkMeterProvider, opentelemetry_sdk::metrics::InMemoryMetricExporter) {
+    use opentelemetry_sdk::metrics::{
+        InMemoryMetricExporter, InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider, Temporality,
+    };
+    static METRICS: std::sync::OnceLock<(SdkMeterProvider, InMemoryMetricExporter)> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| {
+        // Delta: each flush holds what the case just recorded.
+        let exporter = InMemoryMetricExporterBuilder::new().with_temporality(Temporality::Delta).build();
+        let provider =
+            SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+        (provider, exporter)
+    })
 }
 
 #[derive(Debug, Clone)]

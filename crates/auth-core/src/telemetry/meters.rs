@@ -13,6 +13,15 @@ use crate::lifecycle::{Observation, RequestOutcome, UnauthorizedOutcome};
 use crate::publish::replay::{Attempt, Verdict};
 use crate::store::{StoreAnswer, StoreError};
 
+/// The buckets of the durations (seconds): OpenTelemetry's advice for
+/// HTTP request durations, from 5 ms to 10 s.
+const DURATION_BOUNDARIES: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// The buckets of token lifetimes (seconds): from 10 s to a day.
+const LIFETIME_BOUNDARIES: [f64; 12] =
+    [10.0, 60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 43200.0, 86400.0];
+
 /// The instruments a token source records its observations into: one
 /// set, named and described here once, that every driver records into.
 /// The driver chooses the [`Meter`] (from the user's meter provider); no
@@ -95,13 +104,18 @@ impl Meters {
             meter.u64_gauge(name).with_unit("{request}").with_description(description).build()
         };
         let seconds = |name: &'static str, description: &'static str| {
-            meter.f64_histogram(name).with_unit("s").with_description(description).build()
+            let histogram = meter.f64_histogram(name).with_unit("s").with_description(description);
+            histogram.with_boundaries(DURATION_BOUNDARIES.to_vec()).build()
+        };
+        let lifetimes = |name: &'static str, description: &'static str| {
+            let histogram = meter.f64_histogram(name).with_unit("s").with_description(description);
+            histogram.with_boundaries(LIFETIME_BOUNDARIES.to_vec()).build()
         };
         Self {
             requests: counter("auth.token.requests", "{request}", "Token requests sent, by reason and outcome"),
             request_duration: seconds("auth.token.request.duration", "How long token requests took"),
-            lifetime: seconds("auth.token.lifetime", "The lifetime of the tokens that became current"),
-            replaced_remaining: seconds(
+            lifetime: lifetimes("auth.token.lifetime", "The lifetime of the tokens that became current"),
+            replaced_remaining: lifetimes(
                 "auth.token.replaced.remaining",
                 "What was left of a token's usable life when another replaced it",
             ),
