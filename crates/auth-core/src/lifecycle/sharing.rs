@@ -243,7 +243,7 @@ impl Lifecycle {
             // Written before this source's own sign-in (whose write failed): another sign-in's tokens.
             return false;
         }
-        let rejected = store.rejected.as_deref() == Some(envelope.fingerprint.as_str());
+        let rejected = store.rejects(&envelope.fingerprint);
         // The record read is what the store holds now: what it says of its
         // refresh token (claimed, rejected) stands, and the token is taken
         // unless it is dead or this source's own claim (it then holds that
@@ -259,6 +259,13 @@ impl Lifecycle {
         {
             self.refresh_token = Some(refresh.clone());
             self.signed_out = None;
+        }
+        if rejected && record.access_token().is_some() {
+            // The store still holds a token a 401 rejected (deleting it
+            // failed, the store was down): delete it again, so that no
+            // peer takes it either.
+            let request = self.store.as_mut().map(|store| store.invalidate(envelope.fingerprint.clone()));
+            self.outputs.extend(request.map(Output::Store));
         }
         let current = self.current.as_ref().map(|c| crate::store::fingerprint(c.token.value().expose_secret()));
         let (Some(access), false) =

@@ -9,6 +9,8 @@ use super::Slot;
 use crate::config::FETCH_BUDGET_WINDOW;
 use crate::store::{unix_ms, Envelope, LeaseOwner, Record, StoreConfig, StoreOp, StoreOpId, StoreRequest};
 
+/// How many rejected tokens' fingerprints a source keeps.
+const REJECTED_KEPT: usize = 8;
 /// A lifecycle's client of the shared store: the state of the protocol on
 /// this side (the lease, the operation awaited, the newest generation,
 /// the tokens never to adopt again) and the requests it makes.
@@ -29,8 +31,11 @@ pub(super) struct StoreClient {
     /// The generation the latest read found (0: none), or this source's
     /// claim wrote: a claim is written only over it.
     pub(super) read_generation: u64,
-    /// The fingerprint of the token a 401 rejected: never adopted again.
-    pub(super) rejected: Option<String>,
+    /// The fingerprints of the latest tokens a 401 rejected (at most
+    /// [`REJECTED_KEPT`], newest last): never adopted again. More than one:
+    /// a deletion that failed (the store was down) leaves a rejected token
+    /// in the store while the next one is rejected too.
+    pub(super) rejected: std::collections::VecDeque<String>,
     /// The fingerprint of the refresh token the provider rejected: never
     /// taken from the store again (it would be spent again and again).
     pub(super) dead_refresh: Option<String>,
@@ -117,7 +122,7 @@ impl StoreClient {
             generation: 0,
             floor: 0,
             read_generation: 0,
-            rejected: None,
+            rejected: std::collections::VecDeque::new(),
             dead_refresh: None,
             anchor: None,
             failing: false,
@@ -152,8 +157,18 @@ impl StoreClient {
     /// Deletes the token of `fingerprint` (a 401 rejected it), and never
     /// adopts it again.
     pub(super) fn invalidate(&mut self, fingerprint: String) -> StoreRequest {
-        self.rejected = Some(fingerprint.clone());
+        if !self.rejects(&fingerprint) {
+            if self.rejected.len() == REJECTED_KEPT {
+                self.rejected.pop_front();
+            }
+            self.rejected.push_back(fingerprint.clone());
+        }
         self.request(StoreOp::Invalidate { fingerprint })
+    }
+
+    /// Whether a 401 rejected the token of `fingerprint`.
+    pub(super) fn rejects(&self, fingerprint: &str) -> bool {
+        self.rejected.iter().any(|rejected| rejected == fingerprint)
     }
 
     /// Writes `record` one generation above the newest seen, releasing

@@ -1499,3 +1499,37 @@ fn a_spent_budget_and_the_store_are_observed() {
         "{observed:?}"
     );
 }
+
+#[test]
+fn a_token_rejected_while_the_store_was_down_is_never_taken_back_from_it() {
+    let store = crate::store::MemoryStore::new();
+    let (t0, wall) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let config = Arc::new(builder().build().unwrap());
+    let mut a = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+    assert!(matches!(a.handle_token_wanted(t0), Want::Wait));
+    let fetch = only_fetch(run_store(&mut a, &store, t0, wall, true));
+    a.handle_fetch_response(t0, wall, fetch.id, &answer(r#"{"access_token":"t1","expires_in":600}"#));
+    run_store(&mut a, &store, t0, wall, true);
+    assert_eq!(stored(&store, &a, wall).access_token_value(), Some("t1"));
+    // The store goes down; the API rejects t1: its deletion fails, and t2
+    // is fetched without the store.
+    let t1 = a.current_token(t0).unwrap().generation();
+    a.handle_unauthorized(t0, t1);
+    let fetch = only_fetch(run_store(&mut a, &store, t0, wall, false));
+    a.handle_fetch_response(t0, wall, fetch.id, &answer(r#"{"access_token":"t2","expires_in":600}"#));
+    run_store(&mut a, &store, t0, wall, false);
+    // The store is back, and the API rejects t2 too. The store still holds
+    // t1, which the API rejected: it is not taken (a request replayed with
+    // it would fail again), but deleted, and a new token fetched.
+    let t = t0 + SECS(1);
+    let t2 = a.current_token(t).unwrap().generation();
+    a.handle_accepted(t2);
+    a.handle_unauthorized(t, t2);
+    let outputs = run_store(&mut a, &store, t, wall, true);
+    assert!(!outputs.iter().any(|o| matches!(o, Output::TokenReady(_))), "{outputs:?}");
+    let fetch = only_fetch(outputs);
+    assert!(a.stats().adoptions == 0, "{:?}", a.stats());
+    a.handle_fetch_response(t, wall, fetch.id, &answer(r#"{"access_token":"t3","expires_in":600}"#));
+    run_store(&mut a, &store, t, wall, true);
+    assert_eq!(stored(&store, &a, wall).access_token_value(), Some("t3"));
+}
