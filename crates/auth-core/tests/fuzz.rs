@@ -625,7 +625,9 @@ proptest! {
         let mut elapsed = Duration::ZERO;
         let mut in_flight: [Option<auth_core::FetchId>; 3] = [None; 3];
         let mut holds_lease = [false; 3];
-        let mut issued: Vec<Vec<auth_core::Generation>> = vec![Vec::new(); 3];
+        let mut issued: Vec<Vec<(auth_core::Generation, String)>> = vec![Vec::new(); 3];
+        // The tokens each replica withdrew after a 401, newest last.
+        let mut rejected: Vec<Vec<String>> = vec![Vec::new(); 3];
         let mut failing = false;
         let mut counter = 0u64;
         let other_key = SourceConfig::builder("https://auth.example.com/token", "another").client_secret("x").build().unwrap();
@@ -665,8 +667,10 @@ proptest! {
                     }
                 }
                 FleetStep::Unauthorized(i) => {
-                    if let Some(generation) = issued[i].last() {
-                        let _ = replicas[i].handle_unauthorized(start + elapsed, *generation);
+                    if let Some((generation, value)) = issued[i].last() {
+                        if replicas[i].handle_unauthorized(start + elapsed, *generation) == auth_core::Unauthorized::Invalidated {
+                            rejected[i].push(value.clone());
+                        }
                         touched.push(i);
                     }
                 }
@@ -723,7 +727,13 @@ proptest! {
                             prop_assert!(token.is_usable(start + elapsed));
                             let value = auth_core::secret::ExposeSecret::expose_secret(token.value()).to_owned();
                             prop_assert!(!out_of_bounds.contains(&value), "a planted token above the bound was taken up");
-                            issued[i].push(token.generation());
+                            // Never one of the last eight it withdrew after a 401 (a store
+                            // that was down may still hold them).
+                            prop_assert!(
+                                !rejected[i].iter().rev().take(8).any(|r| *r == value),
+                                "replica {} took up {} again after a 401 rejected it", i, value
+                            );
+                            issued[i].push((token.generation(), value));
                         }
                         Output::Failed(error) => {
                             assert_hidden(&format!("{error} {error:?}"), &forms("fleet-client-secret-1", Some("id")))
