@@ -102,7 +102,7 @@ impl PublishedStats {
     #[inline]
     pub fn judged(&self, attempt: crate::publish::replay::Attempt, verdict: crate::publish::replay::Verdict) {
         #[cfg(feature = "opentelemetry")]
-        if let Some(meters) = self.meters.get() {
+        if let Some(meters) = self.meters.get().filter(|_| attempt.counted(verdict)) {
             meters.record_verdict(attempt, verdict);
         }
         #[cfg(not(feature = "opentelemetry"))]

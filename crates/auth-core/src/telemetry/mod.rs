@@ -1,7 +1,7 @@
 //! What operators see of a token source's work: `tracing` spans around
 //! each token request, store operation, sign-in and revocation
 //! ([`spans`], always), OpenTelemetry metrics (feature `opentelemetry`:
-//! [`Meters`]), and the trace context carried into the token endpoint
+//! `Meters`), and the trace context carried into the token endpoint
 //! (feature `trace-context`). All of it is recorded on the token path,
 //! never for a request that has a settled token.
 //!
