@@ -54,7 +54,7 @@ pub struct Revoked {
 pub use auth_core::Stats;
 
 /// The counters the handles and the worker thread share.
-type Counters = auth_core::lifecycle::PublishedStats;
+type Counters = auth_core::driver::PublishedStats;
 
 struct Published {
     slot: TokenSlot,

@@ -63,7 +63,7 @@ pub struct Revoked {
 }
 
 /// Counters shared by the handles and the worker.
-pub(crate) type Counters = auth_core::lifecycle::PublishedStats;
+pub(crate) type Counters = auth_core::driver::PublishedStats;
 
 /// A snapshot of a token source's counters (the core's type).
 pub use auth_core::Stats;

@@ -83,7 +83,7 @@ pub use outputs::{
     FetchId, FetchReason, FetchRequest, GrantKind, Output, RejectedAfterRenewal, StoredToken, Unauthorized, Want,
     WithdrawReason,
 };
-pub use stats::{PublishedStats, Stats};
+pub use stats::Stats;
 
 struct InFlight {
     id: FetchId,

@@ -11,9 +11,11 @@ use std::time::Instant;
 
 use crate::config::SourceConfig;
 use crate::error::TokenError;
-use crate::lifecycle::{
-    FetchRequest, Lifecycle, Observation, Output, PublishedStats, StoredToken, Unauthorized, Want, WithdrawReason,
-};
+mod counters;
+
+pub use counters::PublishedStats;
+
+use crate::lifecycle::{FetchRequest, Lifecycle, Observation, Output, StoredToken, Unauthorized, Want, WithdrawReason};
 use crate::publish::slot::TokenSlot;
 use crate::publish::token::{AccessToken, Generation};
 use crate::store::{StoreConfig, StoreTimeouts};
