@@ -317,17 +317,13 @@ fn error_code(body: &[u8]) -> Option<String> {
 }
 
 /// Whether a `WWW-Authenticate` challenge is `DPoP` with
-/// `error="use_dpop_nonce"`.
+/// `error="use_dpop_nonce"` (a header that cannot be read whole is not).
 fn asks_for_nonce(headers: &HeaderMap) -> bool {
-    headers.get_all(http::header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).any(|challenge| {
-        let challenge = challenge.trim_start();
-        challenge.len() > 4
-            && challenge[..4].eq_ignore_ascii_case("dpop")
-            && challenge[4..].starts_with([' ', '\t'])
-            && challenge[4..].split(',').any(|param| {
-                let Some((name, value)) = param.split_once('=') else { return false };
-                name.trim().eq_ignore_ascii_case("error") && value.trim().trim_matches('"') == "use_dpop_nonce"
-            })
+    use crate::resource::challenge::{from_headers, Scheme};
+    from_headers(headers).is_ok_and(|challenges| {
+        challenges
+            .iter()
+            .any(|challenge| challenge.scheme() == Scheme::Dpop && challenge.error() == Some("use_dpop_nonce"))
     })
 }
 

@@ -74,6 +74,7 @@ pub mod lifecycle;
 pub mod mtls;
 pub mod publish;
 pub mod redact;
+pub mod resource;
 pub mod secret;
 pub mod setup;
 pub mod sign_in;

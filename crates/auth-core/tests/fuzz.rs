@@ -7,6 +7,8 @@
 //! and (feature `opentelemetry`, on in `cargo xtask fuzz`) the metrics
 //! exported.
 //!
+//! The parsers include the `WWW-Authenticate` challenges an API sends.
+//!
 //! `cargo test` runs 10,000 cases of each; `cargo xtask fuzz` runs
 //! 1,000,000 parser inputs and 50,000 lifecycle sequences
 //! (`AUTH_FUZZ_CASES`, `AUTH_FUZZ_SEQUENCES`).
@@ -257,6 +259,22 @@ proptest! {
         if let Err(error) = revocation.parse_response(&config, status, &headers, body.as_bytes()) {
             let worded = error.about(auth_core::Endpoint::Revocation).to_string();
             assert_hidden(&format!("{error} {error:?} {worded}"), &all);
+        }
+    }
+
+    /// WWW-Authenticate in any form: read or refused, never a panic.
+    #[test]
+    fn www_authenticate_survives_anything(
+        value in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..200),
+            "(Bearer|DPoP|Basic|bearer)( [a-z_]{1,12}=(\"[ -~]{0,20}\"|[a-z0-9]{1,8})(, ?)?){0,5}"
+                .prop_map(String::into_bytes),
+        ],
+    ) {
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::WWW_AUTHENTICATE, value);
+            let _ = auth_core::resource::challenge::from_headers(&headers);
         }
     }
 
