@@ -1,4 +1,7 @@
 //! What an API says about itself (sans-IO): the challenges of its 401 and
-//! 403 answers ([`challenge`]).
+//! 403 answers ([`challenge`]) and its protected resource metadata
+//! ([`metadata`], RFC 9728): which authorization server to sign in at,
+//! and which origins a client may contact to find out.
 
 pub mod challenge;
+pub mod metadata;
