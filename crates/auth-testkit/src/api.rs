@@ -75,6 +75,9 @@ pub(crate) fn api(
     if let Some(refusal) = refusal {
         return refusal;
     }
+    if let Some(refusal) = valid.and_then(|issued| resource_refusal(&inner, method, issued)) {
+        return refusal(&mut inner);
+    }
     match valid {
         Some(issued) => {
             let body = serde_json::json!({
@@ -92,13 +95,86 @@ pub(crate) fn api(
     }
 }
 
+type Refusal = Box<dyn FnOnce(&mut Inner) -> Response<Body>>;
+
+/// Why a valid token does not open the API described as a protected
+/// resource: issued for another resource (RFC 8707), or without the
+/// scopes the method needs (RFC 6750 §3.1).
+fn resource_refusal(inner: &Inner, method: &Method, issued: &crate::state::Issued) -> Option<Refusal> {
+    let resource = format!("{}/api", inner.url);
+    if inner.config.protected_resource && issued.resource.as_deref() != Some(resource.as_str()) {
+        return Some(Box::new(|inner: &mut Inner| {
+            challenge(
+                inner,
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "The token was not issued for this resource",
+                None,
+            )
+        }));
+    }
+    let (read, write) = inner.config.api_scopes.as_ref()?;
+    let needed = if matches!(*method, Method::GET | Method::HEAD) { read.clone() } else { format!("{read} {write}") };
+    let granted = issued.scope.as_deref().unwrap_or("");
+    let missing = needed.split(' ').filter(|s| !s.is_empty()).any(|s| !granted.split(' ').any(|g| g == s));
+    missing.then(|| -> Refusal {
+        Box::new(move |inner: &mut Inner| {
+            inner.stats.api_forbidden += 1;
+            challenge(inner, StatusCode::FORBIDDEN, "insufficient_scope", "The token lacks a scope", Some(&needed))
+        })
+    })
+}
+
+/// An answer with a Bearer challenge: `error`, the `scope` needed, and the
+/// metadata's URL when the API describes itself.
+fn challenge(
+    inner: &mut Inner,
+    status: StatusCode,
+    error: &str,
+    description: &str,
+    scope: Option<&str>,
+) -> Response<Body> {
+    if status == StatusCode::UNAUTHORIZED {
+        inner.stats.api_unauthorized += 1;
+    }
+    let mut response = oauth_error(status, error, description);
+    let mut value = format!("Bearer error=\"{error}\", error_description=\"{description}\"");
+    if let Some(scope) = scope {
+        value.push_str(&format!(", scope=\"{scope}\""));
+    }
+    if inner.config.protected_resource {
+        value.push_str(&format!(", resource_metadata=\"{}/.well-known/oauth-protected-resource/api\"", inner.url));
+    }
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
 /// The 401 for a missing, unknown, expired or revoked token.
 pub(crate) fn bearer_refusal(inner: &mut Inner) -> Response<Body> {
-    inner.stats.api_unauthorized += 1;
-    let mut response =
-        oauth_error(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, expired or revoked");
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
-    response
+    challenge(inner, StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, expired or revoked", None)
+}
+
+/// The API's protected resource metadata (RFC 9728 §2), when it describes itself.
+pub(crate) fn resource_metadata(shared: &Shared) -> Response<Body> {
+    let mut inner = lock(shared);
+    if !inner.config.protected_resource {
+        return text(StatusCode::NOT_FOUND, "not found");
+    }
+    inner.stats.resource_metadata_requests += 1;
+    let mut document = serde_json::json!({
+        "resource": format!("{}/api", inner.url),
+        "authorization_servers": [inner.issuer()],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
+        "resource_name": "The embedded provider's API",
+    });
+    if let Some((read, write)) = &inner.config.api_scopes {
+        let scopes: Vec<&str> = read.split(' ').chain(write.split(' ')).filter(|s| !s.is_empty()).collect();
+        document["scopes_supported"] = serde_json::json!(scopes);
+    }
+    json(StatusCode::OK, document)
 }
 
 /// A 401 with a `WWW-Authenticate: DPoP` challenge.

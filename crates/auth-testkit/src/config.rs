@@ -40,6 +40,11 @@ pub struct ProviderConfig {
     pub(crate) tls_clients: Vec<(String, String)>,
     /// `self_signed_tls_client_auth` clients and their certificate's thumbprint.
     pub(crate) self_signed_clients: Vec<(String, String)>,
+    /// The API describes itself (RFC 9728) and takes only tokens issued
+    /// for it (RFC 8707).
+    pub(crate) protected_resource: bool,
+    /// The scopes the API wants for reads and for writes.
+    pub(crate) api_scopes: Option<(String, String)>,
 }
 
 /// Which `aud` the provider accepts in assertions.
@@ -89,7 +94,30 @@ impl ProviderConfig {
             mtls: false,
             tls_clients: Vec::new(),
             self_signed_clients: Vec::new(),
+            protected_resource: false,
+            api_scopes: None,
         }
+    }
+
+    /// The API describes itself (RFC 9728): its 401 and 403 challenges name
+    /// its protected resource metadata (`resource_metadata`), served at the
+    /// well-known URL of its resource identifier
+    /// ([`Provider::resource`](crate::Provider::resource), `<url>/api`),
+    /// which names this provider as its authorization server. It then takes
+    /// only tokens requested for it (RFC 8707 `resource`): a token without
+    /// it, or for another resource, is answered 401 `invalid_token`.
+    pub fn protected_resource(mut self, on: bool) -> Self {
+        self.protected_resource = on;
+        self
+    }
+
+    /// The scopes (space-separated) the API wants of a token: `read` for GET
+    /// and HEAD, `write` for the other methods. A token without them is
+    /// answered 403 `insufficient_scope` with a `scope` naming all of them
+    /// (RFC 6750 §3.1). Listed in the metadata's `scopes_supported`.
+    pub fn api_scopes(mut self, read: impl Into<String>, write: impl Into<String>) -> Self {
+        self.api_scopes = Some((read.into(), write.into()));
+        self
     }
 
     /// Also serves everything on a mutual TLS listener (RFC 8705):

@@ -195,6 +195,17 @@ impl Provider {
         }
     }
 
+    /// The API's resource identifier (RFC 8707, RFC 9728): `<url>/api`.
+    pub fn resource(&self) -> String {
+        format!("{}/api", self.url)
+    }
+
+    /// The well-known URL of the API's protected resource metadata (RFC 9728
+    /// §3.1), served with [`ProviderConfig::protected_resource`](crate::ProviderConfig::protected_resource).
+    pub fn resource_metadata_url(&self) -> String {
+        format!("{}/.well-known/oauth-protected-resource/api", self.url)
+    }
+
     /// A URL of the protected API (`path` without the `/api` prefix).
     pub fn api_url(&self, path: &str) -> String {
         format!("{}/api/{}", self.url, path.trim_start_matches('/'))
@@ -260,6 +271,7 @@ impl Provider {
             revoked: false,
             jkt: None,
             x5t: None,
+            resource: None,
         };
         lock(&self.shared).tokens.insert(value.clone(), issued);
         value

@@ -58,6 +58,10 @@ pub struct ProviderStats {
     pub tokens_issued: u64,
     /// Calls to the protected API.
     pub api_calls: u64,
+    /// API calls answered 403 `insufficient_scope`.
+    pub api_forbidden: u64,
+    /// Requests for the API's protected resource metadata.
+    pub resource_metadata_requests: u64,
     /// API calls answered 401.
     pub api_unauthorized: u64,
     /// Revocation requests.

@@ -4,7 +4,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use crate::api::{api, legacy};
+use crate::api::{api, legacy, resource_metadata};
 use crate::authorize::authorize;
 use crate::device::device_authorization;
 use crate::discovery::discovery;
@@ -39,6 +39,7 @@ pub(crate) async fn route(State(shared): State<Shared>, request: Request<Body>) 
         (Method::GET, "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration") => {
             discovery(&shared)
         }
+        (Method::GET, "/.well-known/oauth-protected-resource/api") => resource_metadata(&shared),
         (_, p) if p.starts_with("/api/") => {
             let answer = api(&shared, &via, &parts.method, p, &query, &parts.headers, body.len());
             with_dpop_nonce(&shared, Server::Api, answer)

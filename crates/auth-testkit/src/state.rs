@@ -49,6 +49,8 @@ pub(crate) struct Issued {
     pub(crate) jkt: Option<String>,
     /// The thumbprint of the client certificate a token is bound to.
     pub(crate) x5t: Option<String>,
+    /// The resource it was requested for (RFC 8707).
+    pub(crate) resource: Option<String>,
 }
 
 #[derive(Debug, Default)]

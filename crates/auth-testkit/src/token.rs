@@ -135,6 +135,7 @@ pub(crate) fn issue(
 ) -> Response<Body> {
     let lifetime = inner.config.token_lifetime;
     let mut scope = param(params, "scope").map(str::to_owned);
+    let mut resource = param(params, "resource").map(str::to_owned);
     let mut user: Option<String> = None;
     // Whether the answer carries a (new) refresh token: for `offline_access`
     // with client credentials, always with a user's sign-in, and with a
@@ -158,6 +159,7 @@ pub(crate) fn issue(
                 Some(issued) if issued.refresh && !issued.revoked && issued.client_id == client_id => {
                     scope = issued.scope.clone();
                     user = issued.user.clone();
+                    resource = resource.or_else(|| issued.resource.clone());
                     // Rotation: this refresh token is spent.
                     issued.revoked |= rotate;
                     rotate
@@ -217,6 +219,7 @@ pub(crate) fn issue(
             revoked: false,
             jkt: jkt.clone(),
             x5t: x5t.clone(),
+            resource: resource.clone(),
         };
         inner.tokens.insert(value.clone(), issued);
         refresh = Some(value);
@@ -238,6 +241,7 @@ pub(crate) fn issue(
             revoked: false,
             jkt: jkt.clone(),
             x5t,
+            resource,
         },
     );
     inner.stats.tokens_issued += 1;

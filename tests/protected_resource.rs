@@ -1,0 +1,107 @@
+//! An API that tells the client where to sign in (RFC 9728), against the
+//! embedded provider in its protected-resource mode: the 401's challenge
+//! names the metadata, the metadata names the authorization server, a
+//! token requested for the resource (RFC 8707) opens it, and a token
+//! without the scopes a method needs gets a 403 naming them.
+
+use auth_core::resource::challenge::{from_headers, Scheme};
+use auth_core::resource::metadata::{challenge_metadata_url, parse_resource_metadata, Expected, Origins};
+use auth_core::sign_in::discovery::{discovery_urls, parse_metadata};
+use auth_core::SourceConfig;
+use auth_reqwest::reqwest;
+use auth_testkit::{Provider, ProviderConfig};
+
+async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// A token of `client`'s for `config`, through a source.
+async fn token(config: SourceConfig) -> String {
+    use auth_core::secret::ExposeSecret as _;
+    let source = auth_tower::TokenSource::new(config, auth_reqwest::ReqwestTransport::new().unwrap()).unwrap();
+    source.token().await.unwrap().value().expose_secret().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_the_apis_401_to_its_authorization_server_and_a_token_for_it() {
+    let provider = Provider::start(
+        ProviderConfig::new().client("app", "app-secret").protected_resource(true).api_scopes("read", "write"),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let requested = provider.api_url("orders");
+
+    // The 401 names the metadata.
+    let answer = get(&http, &requested, None).await;
+    assert_eq!(answer.status(), 401);
+    let challenges = from_headers(answer.headers()).unwrap();
+    assert_eq!(challenges[0].scheme(), Scheme::Bearer);
+    let named = challenges[0].resource_metadata().expect("resource_metadata in the challenge");
+    assert_eq!(named, provider.resource_metadata_url());
+
+    // The metadata names the resource and this provider as its server.
+    let origins = Origins::default();
+    let url = challenge_metadata_url(&requested, named, &origins).unwrap();
+    let body = http.get(url.to_string()).send().await.unwrap().bytes().await.unwrap();
+    let metadata = parse_resource_metadata(&body, Expected::Requested(&requested)).unwrap();
+    assert_eq!(metadata.resource(), provider.resource());
+    assert_eq!(metadata.scopes_supported(), ["read", "write"]);
+    let issuer = metadata.authorization_server(&origins).unwrap().to_owned();
+    assert_eq!(issuer, provider.issuer());
+    assert_eq!(provider.stats().resource_metadata_requests, 1);
+
+    // Its discovery as today, then a token requested for the resource.
+    let discovery = http.get(&discovery_urls(&issuer).unwrap()[0]).send().await.unwrap().bytes().await.unwrap();
+    let server = parse_metadata(&issuer, &discovery, false).unwrap();
+    let for_resource = |scope: &str| {
+        SourceConfig::builder(server.token_endpoint().to_string(), "app")
+            .client_secret("app-secret")
+            .scope(scope)
+            .resource(metadata.resource())
+            .build()
+            .unwrap()
+    };
+    let read = token(for_resource("read")).await;
+    assert_eq!(get(&http, &requested, Some(&read)).await.status(), 200);
+
+    // A write needs `write` too: a 403 naming every scope it needs.
+    let answer = http.post(&requested).bearer_auth(&read).send().await.unwrap();
+    assert_eq!(answer.status(), 403);
+    let challenge = &from_headers(answer.headers()).unwrap()[0];
+    assert_eq!(challenge.error(), Some("insufficient_scope"));
+    assert_eq!(challenge.scopes().collect::<Vec<_>>(), ["read", "write"]);
+    let both = token(for_resource("read write")).await;
+    assert_eq!(http.post(&requested).bearer_auth(&both).send().await.unwrap().status(), 200);
+
+    // A token requested without the resource does not open it.
+    let unbound =
+        SourceConfig::builder(provider.token_url(), "app").client_secret("app-secret").scope("read").build().unwrap();
+    let answer = get(&http, &requested, Some(&token(unbound).await)).await;
+    assert_eq!(answer.status(), 401);
+    assert_eq!(from_headers(answer.headers()).unwrap()[0].error(), Some("invalid_token"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_naming_another_origin_or_resource_is_refused_with_why() {
+    let provider = Provider::start(ProviderConfig::new().client("app", "app-secret").protected_resource(true)).unwrap();
+    let other = Provider::start(ProviderConfig::new().protected_resource(true)).unwrap();
+    let http = reqwest::Client::new();
+    // The other provider's metadata, taken for this provider's API: another resource.
+    let body = http.get(other.resource_metadata_url()).send().await.unwrap().bytes().await.unwrap();
+    let error = parse_resource_metadata(&body, Expected::Requested(&provider.api_url("x"))).unwrap_err().to_string();
+    assert!(error.contains(&format!("describes `{}`", other.resource())), "{error}");
+    // A challenge naming metadata on another origin (another port) is not followed unless allowed.
+    let error = challenge_metadata_url(&provider.api_url("x"), &other.resource_metadata_url(), &Origins::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("another origin") && error.contains(other.url()), "{error}");
+    let allowed = Origins::default().allow(other.url()).unwrap();
+    assert!(challenge_metadata_url(&provider.api_url("x"), &other.resource_metadata_url(), &allowed).is_ok());
+    // Without the protected-resource mode, there is no metadata to find.
+    let plain = Provider::start(ProviderConfig::new()).unwrap();
+    assert_eq!(http.get(plain.resource_metadata_url()).send().await.unwrap().status(), 404);
+}
