@@ -105,3 +105,60 @@ async fn metadata_naming_another_origin_or_resource_is_refused_with_why() {
     let plain = Provider::start(ProviderConfig::new()).unwrap();
     assert_eq!(http.get(plain.resource_metadata_url()).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_an_id_registers_itself_and_gets_tokens() {
+    use auth_core::secret::ExposeSecret as _;
+    use auth_core::sign_in::registration::{parse_registration, registration_request, ClientMetadata};
+    let provider = Provider::start(ProviderConfig::new().dynamic_registration(true)).unwrap();
+    let http = reqwest::Client::new();
+    let discovery =
+        http.get(&discovery_urls(&provider.issuer()).unwrap()[0]).send().await.unwrap().bytes().await.unwrap();
+    let server = parse_metadata(&provider.issuer(), &discovery, false).unwrap();
+    let endpoint = server.registration_endpoint().expect("registration_endpoint").to_string();
+    let register = |metadata: ClientMetadata| {
+        let (http, endpoint) = (http.clone(), endpoint.clone());
+        async move {
+            let request = registration_request(&endpoint, &metadata, None).unwrap();
+            let answer = http
+                .post(request.uri().to_string())
+                .headers(request.headers().clone())
+                .body(request.body().clone())
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status();
+            parse_registration(status, &answer.bytes().await.unwrap())
+        }
+    };
+    // A service: the secret the provider issued gets it a token.
+    let service = register(ClientMetadata::service("billing")).await.unwrap();
+    let secret = service.client_secret().expect("a secret").expose_secret().to_owned();
+    assert!(service.registration_access_token().is_some());
+    let config =
+        SourceConfig::builder(provider.token_url(), service.client_id()).client_secret(secret).build().unwrap();
+    token(config).await;
+    // A service with a key: only its public key was sent.
+    let key = auth_core::keys::SigningKey::generate_es256().unwrap();
+    let keyed = register(ClientMetadata::service_with_key("signer", &key).unwrap()).await.unwrap();
+    assert!(keyed.client_secret().is_none());
+    let config = SourceConfig::builder(provider.token_url(), keyed.client_id()).signing_key(key).build().unwrap();
+    token(config).await;
+    // A CLI: a public client with a loopback redirect; an http redirect elsewhere is refused.
+    let cli = register(ClientMetadata::public_client("cli", "http://127.0.0.1:8765/callback")).await.unwrap();
+    assert!(cli.client_secret().is_none());
+    let error = register(ClientMetadata::public_client("cli", "http://cli.example.com/callback")).await.unwrap_err();
+    assert!(error.to_string().contains("invalid_redirect_uri"), "{error}");
+    assert_eq!(provider.stats().registrations, 3);
+
+    // A server that wants an initial access token says so.
+    let guarded =
+        Provider::start(ProviderConfig::new().dynamic_registration(true).initial_access_token("iat-1")).unwrap();
+    let request =
+        registration_request(&format!("{}/oauth/register", guarded.url()), &ClientMetadata::service("x"), None)
+            .unwrap();
+    let answer = http.post(request.uri().to_string()).body(request.body().clone()).send().await.unwrap();
+    let status = answer.status();
+    let error = parse_registration(status, &answer.bytes().await.unwrap()).unwrap_err();
+    assert!(error.to_string().contains("initial access token"), "{error}");
+}

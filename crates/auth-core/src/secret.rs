@@ -112,6 +112,12 @@ secret_type!(
     /// A device code (RFC 8628 §3.2), polled with until the user approves.
     DeviceCode
 );
+secret_type!(
+    /// A registration access token (RFC 7592 §3): reads, updates or
+    /// deletes a dynamically registered client's registration. Guarded
+    /// like a refresh token.
+    RegistrationAccessToken
+);
 
 /// A secret from the value of the environment variable `variable`, as
 /// `std::env::var(variable)` returned it: an unset, empty or non-UTF-8

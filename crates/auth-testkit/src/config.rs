@@ -45,6 +45,10 @@ pub struct ProviderConfig {
     pub(crate) protected_resource: bool,
     /// The scopes the API wants for reads and for writes.
     pub(crate) api_scopes: Option<(String, String)>,
+    /// Clients may register themselves (RFC 7591).
+    pub(crate) dynamic_registration: bool,
+    /// The initial access token registration asks for, if any.
+    pub(crate) initial_access_token: Option<String>,
 }
 
 /// Which `aud` the provider accepts in assertions.
@@ -96,7 +100,27 @@ impl ProviderConfig {
             self_signed_clients: Vec::new(),
             protected_resource: false,
             api_scopes: None,
+            dynamic_registration: false,
+            initial_access_token: None,
         }
+    }
+
+    /// Clients may register themselves (RFC 7591) at `/oauth/register`,
+    /// named in the discovery document (`registration_endpoint`): a
+    /// public client (`none`, redirect URIs https or loopback), a client
+    /// with a secret the provider issues, or one with a key
+    /// (`private_key_jwt`, its `jwks`). Counted in
+    /// [`ProviderStats::registrations`](crate::ProviderStats::registrations).
+    pub fn dynamic_registration(mut self, on: bool) -> Self {
+        self.dynamic_registration = on;
+        self
+    }
+
+    /// Registration needs this initial access token (`Authorization:
+    /// Bearer`, RFC 7591 §3).
+    pub fn initial_access_token(mut self, token: impl Into<String>) -> Self {
+        self.initial_access_token = Some(token.into());
+        self
     }
 
     /// The API describes itself (RFC 9728): its 401 and 403 challenges name

@@ -26,6 +26,9 @@ pub(crate) fn discovery(shared: &Shared) -> Response<Body> {
             "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
             "authorization_response_iss_parameter_supported": inner.config.send_iss,
     });
+    if inner.config.dynamic_registration {
+        document["registration_endpoint"] = serde_json::json!(format!("{url}/oauth/register"));
+    }
     if let Some(mtls) = &inner.mtls_url {
         document["mtls_endpoint_aliases"] = serde_json::json!({
             "token_endpoint": format!("{mtls}/oauth/token"),

@@ -35,6 +35,7 @@
 //! | clients | [`client`](ProviderConfig::client) (id, secret), [`public_client`](ProviderConfig::public_client), [`key_client`](ProviderConfig::key_client) (`private_key_jwt`), [`tls_client`](ProviderConfig::tls_client) and [`self_signed_tls_client`](ProviderConfig::self_signed_tls_client) (mutual TLS) |
 //! | tokens | [`token_lifetime`](ProviderConfig::token_lifetime) \[1 h\], [`refresh_tokens`](ProviderConfig::refresh_tokens) \[for `offline_access`\], [`rotate_refresh_tokens`](ProviderConfig::rotate_refresh_tokens) \[off\], [`one_active_token`](ProviderConfig::one_active_token) \[off\] |
 //! | the API | [`api_requires_token`](ProviderConfig::api_requires_token) \[on; off: an API-key-only API\], [`api_key`](ProviderConfig::api_key) (header, query parameter), [`basic_login`](ProviderConfig::basic_login) (`/legacy`), [`protected_resource`](ProviderConfig::protected_resource) \[off; on: RFC 9728 metadata, tokens for its `resource` only\], [`api_scopes`](ProviderConfig::api_scopes) \[none; reads and writes, 403 `insufficient_scope`\] |
+//! | registration | [`dynamic_registration`](ProviderConfig::dynamic_registration) \[off\], [`initial_access_token`](ProviderConfig::initial_access_token) \[none\] |
 //! | sign-in | [`user`](ProviderConfig::user) \[`alice`\], [`deny_sign_in`](ProviderConfig::deny_sign_in), [`send_iss`](ProviderConfig::send_iss) \[on\], [`issuer`](ProviderConfig::issuer) (a mismatch), [`device_codes`](ProviderConfig::device_codes) \[10 min, 5 s\] |
 //! | assertions | [`assertion_audience`](ProviderConfig::assertion_audience), [`jwt_bearer_issuer`](ProviderConfig::jwt_bearer_issuer) |
 //! | DPoP, mTLS | [`require_dpop`](ProviderConfig::require_dpop), [`dpop_nonces`](ProviderConfig::dpop_nonces), [`api_dpop_nonce`](ProviderConfig::api_dpop_nonce) \[all off\], [`mtls`](ProviderConfig::mtls) \[off\] |
@@ -68,6 +69,7 @@ pub mod jose;
 mod provider;
 mod random;
 mod records;
+mod registration;
 mod revocation;
 mod routes;
 pub mod spans;

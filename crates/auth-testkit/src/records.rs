@@ -62,6 +62,8 @@ pub struct ProviderStats {
     pub api_forbidden: u64,
     /// Requests for the API's protected resource metadata.
     pub resource_metadata_requests: u64,
+    /// Clients registered (RFC 7591).
+    pub registrations: u64,
     /// API calls answered 401.
     pub api_unauthorized: u64,
     /// Revocation requests.

@@ -8,6 +8,7 @@ use crate::api::{api, legacy, resource_metadata};
 use crate::authorize::authorize;
 use crate::device::device_authorization;
 use crate::discovery::discovery;
+use crate::registration::register;
 use crate::revocation::revoke;
 use crate::state::{lock, Server, Shared};
 use crate::tls;
@@ -34,6 +35,7 @@ pub(crate) async fn route(State(shared): State<Shared>, request: Request<Body>) 
             with_dpop_nonce(&shared, Server::Token, token(&shared, &via, &parts.headers, &body))
         }
         (Method::POST, "/oauth/revoke") => revoke(&shared, &via, &parts.headers, &body),
+        (Method::POST, "/oauth/register") => register(&shared, &parts.headers, &body),
         (Method::GET, "/oauth/authorize") => authorize(&shared, &query),
         (Method::POST, "/oauth/device") => device_authorization(&shared, &via, &parts.headers, &body),
         (Method::GET, "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration") => {

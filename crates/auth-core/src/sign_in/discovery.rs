@@ -71,6 +71,12 @@ pub struct ServerMetadata {
     iss_parameter_supported: bool,
     /// RFC 8705 §5 `mtls_endpoint_aliases`: token, revocation, device.
     mtls: [Option<Uri>; 3],
+    /// RFC 7591 `registration_endpoint`.
+    registration_endpoint: Option<Uri>,
+    /// RFC 9126 `pushed_authorization_request_endpoint`.
+    par_endpoint: Option<Uri>,
+    /// RFC 9126 `require_pushed_authorization_requests`.
+    requires_par: bool,
 }
 
 impl ServerMetadata {
@@ -93,6 +99,19 @@ impl ServerMetadata {
     /// The RFC 7009 revocation endpoint, if any.
     pub fn revocation_endpoint(&self) -> Option<&Uri> {
         self.revocation_endpoint.as_ref()
+    }
+    /// The RFC 7591 registration endpoint, if the server registers clients.
+    pub fn registration_endpoint(&self) -> Option<&Uri> {
+        self.registration_endpoint.as_ref()
+    }
+    /// The RFC 9126 pushed authorization request endpoint, if any.
+    pub fn par_endpoint(&self) -> Option<&Uri> {
+        self.par_endpoint.as_ref()
+    }
+    /// Whether the server takes authorization requests only pushed (RFC
+    /// 9126 `require_pushed_authorization_requests`).
+    pub fn requires_par(&self) -> bool {
+        self.requires_par
     }
     /// The client authentication methods the token endpoint supports
     /// (`client_secret_basic` when the document does not say).
@@ -232,7 +251,17 @@ pub fn parse_metadata(issuer: &str, body: &[u8], allow_insecure_http: bool) -> R
         }
     };
     let mtls = [alias("token_endpoint")?, alias("revocation_endpoint")?, alias("device_authorization_endpoint")?];
+    let par_endpoint = endpoint("pushed_authorization_request_endpoint")?;
+    let requires_par = object.get("require_pushed_authorization_requests").and_then(Value::as_bool).unwrap_or(false);
+    if requires_par && par_endpoint.is_none() {
+        return Err(DiscoveryError::Malformed {
+            reason: "it requires pushed authorization requests but names no pushed_authorization_request_endpoint",
+        });
+    }
     Ok(ServerMetadata {
+        registration_endpoint: endpoint("registration_endpoint")?,
+        par_endpoint,
+        requires_par,
         mtls,
         issuer: issuer.to_owned(),
         token_endpoint,
@@ -272,6 +301,25 @@ mod tests {
         );
         assert!(discovery_urls("http://id.example.com").is_err());
         assert!(discovery_urls("https://id.example.com/?tenant=1").is_err());
+    }
+
+    #[test]
+    fn registration_and_pushed_authorization_endpoints_are_read() {
+        let server = parse_metadata(
+            ISSUER,
+            doc(r#","registration_endpoint":"https://id.example.com/register","pushed_authorization_request_endpoint":"https://id.example.com/par","require_pushed_authorization_requests":true"#).as_bytes(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(server.registration_endpoint().unwrap(), "https://id.example.com/register");
+        assert_eq!(server.par_endpoint().unwrap(), "https://id.example.com/par");
+        assert!(server.requires_par());
+        let plain = parse_metadata(ISSUER, doc("").as_bytes(), false).unwrap();
+        assert!(plain.registration_endpoint().is_none() && plain.par_endpoint().is_none() && !plain.requires_par());
+        let without = doc(r#","require_pushed_authorization_requests":true"#);
+        assert!(parse_metadata(ISSUER, without.as_bytes(), false).is_err(), "required but nowhere to push");
+        let insecure = doc(r#","registration_endpoint":"http://id.example.com/register""#);
+        assert!(parse_metadata(ISSUER, insecure.as_bytes(), false).is_err());
     }
 
     #[test]
