@@ -162,3 +162,58 @@ async fn a_client_without_an_id_registers_itself_and_gets_tokens() {
     let error = parse_registration(status, &answer.bytes().await.unwrap()).unwrap_err();
     assert!(error.to_string().contains("initial access token"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_requires_pushed_requests_gets_only_a_reference_in_the_url() {
+    use auth_core::sign_in::authorize::AuthorizationRequest;
+    let provider = Provider::start(ProviderConfig::new().public_client("cli").pushed_authorization(true)).unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let discovery =
+        http.get(&discovery_urls(&provider.issuer()).unwrap()[0]).send().await.unwrap().bytes().await.unwrap();
+    let server = parse_metadata(&provider.issuer(), &discovery, false).unwrap();
+    assert!(server.requires_par());
+    let par = server.par_endpoint().unwrap().to_string();
+    let config = SourceConfig::builder(provider.token_url(), "cli")
+        .client_auth(auth_core::ClientAuth::None)
+        .scope("read")
+        .build()
+        .unwrap();
+    let redirect = "http://127.0.0.1:8765/callback";
+    let sign_in = AuthorizationRequest::builder(&config, provider.authorization_url(), redirect).build().unwrap();
+
+    // Not pushed: refused.
+    let refused = http.get(sign_in.url()).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("pushed authorization requests are required"));
+
+    // Pushed: the URL names the client and the reference only.
+    let request = sign_in.par_request(&config, &par).unwrap();
+    let answer = http
+        .post(request.uri().to_string())
+        .headers(request.headers().clone())
+        .body(request.body().clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (answer.status(), answer.headers().clone());
+    let sign_in = sign_in.pushed(&config, status, &headers, &answer.bytes().await.unwrap()).unwrap();
+    let url = reqwest::Url::parse(sign_in.url()).unwrap();
+    let names: Vec<String> = url.query_pairs().map(|(name, _)| name.into_owned()).collect();
+    assert_eq!(names, ["client_id", "request_uri"], "{url}");
+    // The provider signs its user in and redirects with a code for the pushed request.
+    let back = http.get(sign_in.url()).send().await.unwrap();
+    let location = back.headers()["location"].to_str().unwrap().to_owned();
+    let code = sign_in.handle_callback(location.split_once('?').unwrap().1).unwrap();
+    let exchange = sign_in.exchange_request(&config, &code);
+    let tokens = http
+        .post(exchange.uri().to_string())
+        .headers(exchange.headers().clone())
+        .body(exchange.body().clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), 200);
+    // The reference is used once.
+    assert_eq!(http.get(sign_in.url()).send().await.unwrap().status(), 400);
+    assert_eq!(provider.stats().pushed_requests, 1);
+}

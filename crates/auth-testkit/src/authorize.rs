@@ -3,19 +3,24 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{Response, StatusCode};
+use axum::http::{HeaderMap, Response, StatusCode};
 use base64::Engine as _;
 
 use crate::random::random_token;
 use crate::state::{lock, Inner, PendingCode, Shared};
 use crate::wire::Refused;
-use crate::wire::{param, query_param, redirect, text};
+use crate::wire::{json, oauth_error, param, query_param, redirect, text};
 
 /// `GET /oauth/authorize`: checks the request, then signs the test user in
 /// and redirects back with a code (or `access_denied`).
 pub(crate) fn authorize(shared: &Shared, query: &str) -> Response<Body> {
     let mut inner = lock(shared);
     inner.stats.authorizations += 1;
+    let query = match resolve(&mut inner, query) {
+        Ok(query) => query,
+        Err(why) => return text(StatusCode::BAD_REQUEST, why),
+    };
+    let query = query.as_str();
     let get = |name| query_param(query, name);
     let client_id = get("client_id").unwrap_or_default();
     if !inner.config.clients.iter().any(|(id, _)| *id == client_id) {
@@ -89,4 +94,52 @@ pub(crate) fn redeem_code(
         return Err(invalid("PKCE verification failed"));
     }
     Ok((pending.scope, pending.user))
+}
+
+/// `POST /oauth/par` (RFC 9126): authenticates the client, keeps the
+/// authorization request's parameters for 60 s, and answers the
+/// `request_uri` that stands for them (once).
+pub(crate) fn push(shared: &Shared, via: &crate::tls::Connection, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    let mut inner = lock(shared);
+    if inner.config.par.is_none() {
+        return text(StatusCode::NOT_FOUND, "not found");
+    }
+    let (params, is_json) = crate::wire::params(headers, body);
+    let client_id = match crate::client_auth::authenticate(&mut inner, via, headers, &params, is_json) {
+        Ok((_, client_id)) => client_id,
+        Err(_) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed"),
+    };
+    if param(&params, "request_uri").is_some() {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "request_uri cannot be pushed");
+    }
+    // The request's own parameters: not the client's authentication.
+    let mut kept = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in &params {
+        if !matches!(name.as_str(), "client_id" | "client_secret" | "client_assertion" | "client_assertion_type") {
+            kept.append_pair(name, value);
+        }
+    }
+    kept.append_pair("client_id", &client_id);
+    let request_uri = format!("urn:ietf:params:oauth:request_uri:{}", random_token(""));
+    let expires_at = Instant::now() + Duration::from_secs(60);
+    inner.pushed.insert(request_uri.clone(), (client_id, kept.finish(), expires_at));
+    inner.stats.pushed_requests += 1;
+    json(StatusCode::CREATED, serde_json::json!({ "request_uri": request_uri, "expires_in": 60 }))
+}
+
+/// The authorization request `query` stands for: its pushed parameters
+/// when it names a `request_uri` (used once, by its client, in time), or
+/// itself; `Err` when pushing is required and it was not pushed.
+fn resolve(inner: &mut Inner, query: &str) -> Result<String, &'static str> {
+    let Some(request_uri) = query_param(query, "request_uri") else {
+        return match inner.config.par {
+            Some(true) => Err("pushed authorization requests are required (RFC 9126)"),
+            _ => Ok(query.to_owned()),
+        };
+    };
+    let client_id = query_param(query, "client_id").unwrap_or_default();
+    match inner.pushed.remove(&request_uri) {
+        Some((pushed_by, kept, expires_at)) if pushed_by == client_id && Instant::now() < expires_at => Ok(kept),
+        _ => Err("unknown, used or expired request_uri"),
+    }
 }

@@ -49,6 +49,8 @@ pub struct ProviderConfig {
     pub(crate) dynamic_registration: bool,
     /// The initial access token registration asks for, if any.
     pub(crate) initial_access_token: Option<String>,
+    /// Pushed authorization requests (RFC 9126): offered, and required.
+    pub(crate) par: Option<bool>,
 }
 
 /// Which `aud` the provider accepts in assertions.
@@ -102,7 +104,17 @@ impl ProviderConfig {
             api_scopes: None,
             dynamic_registration: false,
             initial_access_token: None,
+            par: None,
         }
+    }
+
+    /// Offers pushed authorization requests (RFC 9126) at `/oauth/par`,
+    /// named in the discovery document, and with `required` takes no
+    /// other (`require_pushed_authorization_requests`): an authorization
+    /// request without a pushed `request_uri` is then refused.
+    pub fn pushed_authorization(mut self, required: bool) -> Self {
+        self.par = Some(required);
+        self
     }
 
     /// Clients may register themselves (RFC 7591) at `/oauth/register`,

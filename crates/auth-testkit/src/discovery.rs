@@ -26,6 +26,10 @@ pub(crate) fn discovery(shared: &Shared) -> Response<Body> {
             "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
             "authorization_response_iss_parameter_supported": inner.config.send_iss,
     });
+    if let Some(required) = inner.config.par {
+        document["pushed_authorization_request_endpoint"] = serde_json::json!(format!("{url}/oauth/par"));
+        document["require_pushed_authorization_requests"] = serde_json::json!(required);
+    }
     if inner.config.dynamic_registration {
         document["registration_endpoint"] = serde_json::json!(format!("{url}/oauth/register"));
     }

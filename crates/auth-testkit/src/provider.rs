@@ -66,6 +66,7 @@ impl Provider {
             api_nonce: random_token("api-nonce-"),
             mtls_url: mtls.as_ref().map(|(_, url, _, _)| url.clone()),
             issued_certificates: HashMap::new(),
+            pushed: HashMap::new(),
         }));
         let app = Router::new().fallback(route).with_state(Arc::clone(&shared));
         let (mtls_serve, mtls) = match mtls {

@@ -64,6 +64,8 @@ pub struct ProviderStats {
     pub resource_metadata_requests: u64,
     /// Clients registered (RFC 7591).
     pub registrations: u64,
+    /// Authorization requests pushed (RFC 9126).
+    pub pushed_requests: u64,
     /// API calls answered 401.
     pub api_unauthorized: u64,
     /// Revocation requests.

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::api::{api, legacy, resource_metadata};
-use crate::authorize::authorize;
+use crate::authorize::{authorize, push};
 use crate::device::device_authorization;
 use crate::discovery::discovery;
 use crate::registration::register;
@@ -36,6 +36,7 @@ pub(crate) async fn route(State(shared): State<Shared>, request: Request<Body>) 
         }
         (Method::POST, "/oauth/revoke") => revoke(&shared, &via, &parts.headers, &body),
         (Method::POST, "/oauth/register") => register(&shared, &parts.headers, &body),
+        (Method::POST, "/oauth/par") => push(&shared, &via, &parts.headers, &body),
         (Method::GET, "/oauth/authorize") => authorize(&shared, &query),
         (Method::POST, "/oauth/device") => device_authorization(&shared, &via, &parts.headers, &body),
         (Method::GET, "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration") => {

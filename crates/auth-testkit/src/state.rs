@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     pub(crate) mtls_url: Option<String>,
     /// Client certificates the CA issued: thumbprint → subject.
     pub(crate) issued_certificates: HashMap<String, String>,
+    /// Pushed authorization requests: `request_uri` → (client, the
+    /// request's query, when it expires).
+    pub(crate) pushed: HashMap<String, (String, String, Instant)>,
 }
 
 pub(crate) type Shared = Arc<Mutex<Inner>>;

@@ -228,31 +228,36 @@ impl AuthorizationRequestBuilder<'_> {
         };
         let challenge = s256_challenge(&verifier);
         let config = self.config;
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("response_type", "code").append_pair("client_id", config.client_id());
-        query.append_pair("redirect_uri", &self.redirect_uri);
+        let mut query: Vec<(String, String)> = vec![
+            ("response_type".to_owned(), "code".to_owned()),
+            ("client_id".to_owned(), config.client_id().to_owned()),
+            ("redirect_uri".to_owned(), self.redirect_uri.clone()),
+        ];
+        let mut add = |name: &str, value: &str| query.push((name.to_owned(), value.to_owned()));
         if let Some(scope) = config.scope_param() {
-            query.append_pair("scope", &scope);
+            add("scope", &scope);
         }
-        query.append_pair("state", &state);
+        add("state", &state);
         if let Some(nonce) = &nonce {
-            query.append_pair("nonce", nonce);
+            add("nonce", nonce);
         }
-        query.append_pair("code_challenge", &challenge).append_pair("code_challenge_method", "S256");
+        add("code_challenge", &challenge);
+        add("code_challenge_method", "S256");
         if let Some(audience) = config.audience() {
-            query.append_pair("audience", audience);
+            add("audience", audience);
         }
         for resource in config.resources() {
-            query.append_pair("resource", resource);
+            add("resource", resource);
         }
         for (name, value) in &self.params {
-            query.append_pair(name, value);
+            add(name, value);
         }
-        let base = endpoint.to_string();
-        let separator = if endpoint.query().is_some() { '&' } else { '?' };
-        let url = format!("{base}{separator}{}", query.finish());
+        let endpoint = endpoint.to_string();
+        let url = with_query(&endpoint, &query);
         Ok(AuthorizationRequest {
             url,
+            endpoint,
+            query,
             redirect_uri: self.redirect_uri,
             state,
             verifier,
@@ -269,6 +274,10 @@ impl AuthorizationRequestBuilder<'_> {
 #[derive(Clone)]
 pub struct AuthorizationRequest {
     url: String,
+    /// The authorization endpoint.
+    endpoint: String,
+    /// The request's parameters (in the URL, or pushed).
+    query: Vec<(String, String)>,
     redirect_uri: String,
     state: String,
     verifier: CodeVerifier,
@@ -404,6 +413,69 @@ impl AuthorizationRequest {
     }
 }
 
+/// `endpoint` with `params` added to its query.
+fn with_query(endpoint: &str, params: &[(String, String)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(params);
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{separator}{}", query.finish())
+}
+
+impl AuthorizationRequest {
+    /// The pushed authorization request of this sign-in (RFC 9126 §2.1):
+    /// its parameters, POSTed to `par_endpoint` with `config`'s client
+    /// authentication. Send it like a token request (assertions and DPoP
+    /// proofs are made at send time), then give the answer to
+    /// [`AuthorizationRequest::pushed`].
+    pub fn par_request(&self, config: &SourceConfig, par_endpoint: &str) -> Result<Request<Vec<u8>>, ConfigError> {
+        let url = validate_endpoint(par_endpoint, false)?;
+        // The client authentication names the client (Basic aside).
+        let basic = matches!(config.client_auth(), crate::ClientAuth::Basic | crate::ClientAuth::BasicRaw);
+        let params: Vec<(&str, &str)> = self
+            .query
+            .iter()
+            .filter(|(name, _)| basic || name != "client_id")
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        Ok(crate::wire::request::build(config, &url, &params))
+    }
+
+    /// This sign-in sent by reference, from the answer to its
+    /// [`par_request`](Self::par_request): the authorization URL now
+    /// carries only `client_id` and the `request_uri` the server gave
+    /// (RFC 9126 §4). A refusal is the server's error.
+    pub fn pushed(
+        mut self,
+        config: &SourceConfig,
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Self, crate::TokenError> {
+        let malformed = |reason| crate::TokenError::Malformed { status: status.as_u16(), reason };
+        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        if !status.is_success() || json.as_ref().is_some_and(|v| v.get("error").is_some()) {
+            return Err(
+                match crate::wire::response::parse_token_response_redacting(config, &[], status, headers, body) {
+                    Err(error) => error,
+                    Ok(_) => malformed("an error status with a token in it"),
+                },
+            );
+        }
+        let request_uri = json
+            .as_ref()
+            .and_then(|v| v.get("request_uri"))
+            .and_then(serde_json::Value::as_str)
+            .filter(|uri| !uri.is_empty() && uri.len() <= 512 && uri.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+            .ok_or_else(|| malformed("a pushed authorization answer without a usable request_uri"))?;
+        let reference = [
+            ("client_id".to_owned(), config.client_id().to_owned()),
+            ("request_uri".to_owned(), request_uri.to_owned()),
+        ];
+        self.url = with_query(&self.endpoint, &reference);
+        Ok(self)
+    }
+}
+
 /// The provider's refusal of a sign-in (RFC 6749 §4.1.2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -505,6 +577,39 @@ mod tests {
             .resource("https://api.example.com/")
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn a_pushed_request_carries_the_parameters_and_the_url_only_the_reference() {
+        let config = config();
+        let sign_in =
+            AuthorizationRequest::builder(&config, "https://id.example.com/authorize", "https://app.example.com/cb")
+                .build()
+                .unwrap();
+        let request = sign_in.par_request(&config, "https://id.example.com/par").unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        let sent: Vec<(String, String)> = form_urlencoded::parse(request.body()).into_owned().collect();
+        let count = |name: &str| sent.iter().filter(|(k, _)| k == name).count();
+        assert_eq!(count("client_id"), 1, "{sent:?}");
+        for name in ["response_type", "redirect_uri", "state", "code_challenge", "scope", "resource", "audience"] {
+            assert_eq!(count(name), 1, "{name} in {sent:?}");
+        }
+        assert!(sign_in.par_request(&config, "http://id.example.com/par").is_err());
+        let headers = http::HeaderMap::new();
+        let answer = br#"{"request_uri":"urn:ietf:params:oauth:request_uri:abc","expires_in":60}"#;
+        let state = sign_in.state().to_owned();
+        let pushed = sign_in.clone().pushed(&config, http::StatusCode::CREATED, &headers, answer).unwrap();
+        assert_eq!(
+            pushed.url(),
+            "https://id.example.com/authorize?client_id=app&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Aabc"
+        );
+        assert_eq!(pushed.state(), state, "the callback is checked as before");
+        let refused = br#"{"error":"invalid_request","error_description":"bad redirect"}"#;
+        let error = sign_in.clone().pushed(&config, http::StatusCode::BAD_REQUEST, &headers, refused).unwrap_err();
+        assert_eq!(error.code().map(|c| c.as_str().to_owned()).as_deref(), Some("invalid_request"));
+        for unusable in [&br#"{"expires_in":60}"#[..], br#"{"request_uri":"a b"}"#, b"<html>"] {
+            assert!(sign_in.clone().pushed(&config, http::StatusCode::CREATED, &headers, unusable).is_err());
+        }
     }
 
     fn query(url: &str) -> Vec<(String, String)> {
