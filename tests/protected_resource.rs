@@ -19,6 +19,22 @@ async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> reqwes
     request.send().await.unwrap()
 }
 
+/// Sends a POST the core built: its status, headers and body.
+async fn send(
+    http: &reqwest::Client,
+    request: &http::Request<Vec<u8>>,
+) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    let answer = http
+        .post(request.uri().to_string())
+        .headers(request.headers().clone())
+        .body(request.body().clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (answer.status(), answer.headers().clone());
+    (status, headers, answer.bytes().await.unwrap().to_vec())
+}
+
 /// A token of `client`'s for `config`, through a source.
 async fn token(config: SourceConfig) -> String {
     use auth_core::secret::ExposeSecret as _;
@@ -119,16 +135,8 @@ async fn a_client_without_an_id_registers_itself_and_gets_tokens() {
     let register = |metadata: ClientMetadata| {
         let (http, endpoint) = (http.clone(), endpoint.clone());
         async move {
-            let request = registration_request(&endpoint, &metadata, None).unwrap();
-            let answer = http
-                .post(request.uri().to_string())
-                .headers(request.headers().clone())
-                .body(request.body().clone())
-                .send()
-                .await
-                .unwrap();
-            let status = answer.status();
-            parse_registration(status, &answer.bytes().await.unwrap())
+            let (status, _, body) = send(&http, &registration_request(&endpoint, &metadata, None).unwrap()).await;
+            parse_registration(status, &body)
         }
     };
     // A service: the secret the provider issued gets it a token.
@@ -187,16 +195,8 @@ async fn a_server_that_requires_pushed_requests_gets_only_a_reference_in_the_url
     assert!(refused.text().await.unwrap().contains("pushed authorization requests are required"));
 
     // Pushed: the URL names the client and the reference only.
-    let request = sign_in.par_request(&config, &par).unwrap();
-    let answer = http
-        .post(request.uri().to_string())
-        .headers(request.headers().clone())
-        .body(request.body().clone())
-        .send()
-        .await
-        .unwrap();
-    let (status, headers) = (answer.status(), answer.headers().clone());
-    let sign_in = sign_in.pushed(&config, status, &headers, &answer.bytes().await.unwrap()).unwrap();
+    let (status, headers, body) = send(&http, &sign_in.par_request(&config, &par).unwrap()).await;
+    let sign_in = sign_in.pushed(&config, status, &headers, &body).unwrap();
     let url = reqwest::Url::parse(sign_in.url()).unwrap();
     let names: Vec<String> = url.query_pairs().map(|(name, _)| name.into_owned()).collect();
     assert_eq!(names, ["client_id", "request_uri"], "{url}");
@@ -204,15 +204,8 @@ async fn a_server_that_requires_pushed_requests_gets_only_a_reference_in_the_url
     let back = http.get(sign_in.url()).send().await.unwrap();
     let location = back.headers()["location"].to_str().unwrap().to_owned();
     let code = sign_in.handle_callback(location.split_once('?').unwrap().1).unwrap();
-    let exchange = sign_in.exchange_request(&config, &code);
-    let tokens = http
-        .post(exchange.uri().to_string())
-        .headers(exchange.headers().clone())
-        .body(exchange.body().clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tokens.status(), 200);
+    let (status, _, _) = send(&http, &sign_in.exchange_request(&config, &code)).await;
+    assert_eq!(status, 200);
     // The reference is used once.
     assert_eq!(http.get(sign_in.url()).send().await.unwrap().status(), 400);
     assert_eq!(provider.stats().pushed_requests, 1);
