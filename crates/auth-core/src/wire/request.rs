@@ -196,7 +196,11 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
             params.extend(config.resources().iter().map(|r| ("resource", r.as_str())));
             params.extend(config.params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
-        Grant::RefreshToken(token) => params.push(("refresh_token", token.expose_secret())),
+        // RFC 8707 §2.2: the resource again, so that the renewed token is for it too.
+        Grant::RefreshToken(token) => {
+            params.push(("refresh_token", token.expose_secret()));
+            params.extend(config.resources().iter().map(|r| ("resource", r.as_str())));
+        }
         Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
             params.push(("code", code.expose_secret()));
             params.push(("redirect_uri", redirect_uri));
@@ -206,6 +210,7 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
         }
         Grant::DeviceCode(code) => {
             params.push(("device_code", code.expose_secret()));
+            params.extend(config.resources().iter().map(|r| ("resource", r.as_str())));
             params.extend(config.params().iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
     }
@@ -464,6 +469,14 @@ pub(crate) mod tests {
         assert_eq!(pairs, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert!(body(&request)
             .starts_with("grant_type=client_credentials&client_id=client-1&client_secret=s%2Be+c%26r%3Dt%2F%C3%BC"));
+        // RFC 8707 §2.2: a refresh names the resources again; the extra
+        // parameters and the scope stay with the first grant.
+        let refresh = RefreshToken::new("rt-1");
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(token_request(&config, Grant::RefreshToken(&refresh)).body()).into_owned().collect();
+        let resources: Vec<&str> = pairs.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(resources, ["https://r1.example", "https://r2.example"]);
+        assert!(!pairs.iter().any(|(k, _)| k == "tenant" || k == "scope"), "{pairs:?}");
     }
 
     #[test]
