@@ -92,8 +92,8 @@ pub enum ResourceError {
     /// The authorization servers, or the metadata URL a challenge named,
     /// are on origins the user did not allow.
     #[error(
-        "the API at {resource} sends the client to {origin}, another origin; refused. If you trust it, allow it \
-         (allow_origin(\"{origin}\"), or --allow-origin {origin})"
+        "the API at {resource} sends the client to {origin}, another origin; refused. If you trust it, allow \
+         that origin explicitly (Origins::allow(\"{origin}\"))"
     )]
     OriginNotAllowed {
         /// The API's origin.

@@ -88,7 +88,11 @@ fn an_authorization_server_on_another_origin_needs_the_users_leave() {
     let elsewhere = document("https://api.example.com", &["https://id.example.com"]);
     let metadata = parse_resource_metadata(&elsewhere, Expected::Identifier("https://api.example.com")).unwrap();
     let error = metadata.authorization_server(&Origins::default()).unwrap_err().to_string();
-    assert!(error.contains("sends the client to https://id.example.com") && error.contains("allow_origin"), "{error}");
+    assert!(
+        error.contains("sends the client to https://id.example.com")
+            && error.contains("Origins::allow(\"https://id.example.com\")"),
+        "{error}"
+    );
     let none = parse_resource_metadata(
         &document("https://api.example.com", &[]),
         Expected::Identifier("https://api.example.com"),
