@@ -210,3 +210,41 @@ async fn a_server_that_requires_pushed_requests_gets_only_a_reference_in_the_url
     assert_eq!(http.get(sign_in.url()).send().await.unwrap().status(), 400);
     assert_eq!(provider.stats().pushed_requests, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_that_wants_a_stronger_sign_in_says_which_and_the_next_sign_in_gets_it() {
+    use auth_core::resource::step_up::{step_up, StepUp};
+    use auth_core::sign_in::authorize::AuthorizationRequest;
+    let provider = Provider::start(ProviderConfig::new().public_client("cli").api_acr("phrh")).unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let config =
+        SourceConfig::builder(provider.token_url(), "cli").client_auth(auth_core::ClientAuth::None).build().unwrap();
+    // A sign-in through the embedded provider, with the extra parameters given.
+    let sign_in = |extra: Vec<(&'static str, String)>| {
+        let (http, config, authorize) = (http.clone(), config.clone(), provider.authorization_url());
+        async move {
+            let mut builder = AuthorizationRequest::builder(&config, authorize, "http://127.0.0.1:8765/callback");
+            for (name, value) in extra {
+                builder = builder.param(name, value);
+            }
+            let request = builder.build().unwrap();
+            let back = http.get(request.url()).send().await.unwrap();
+            let location = back.headers()["location"].to_str().unwrap().to_owned();
+            let code = request.handle_callback(location.split_once('?').unwrap().1).unwrap();
+            let (status, _, body) = send(&http, &request.exchange_request(&config, &code)).await;
+            assert_eq!(status, 200);
+            let tokens: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            tokens["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = sign_in(Vec::new()).await;
+    let answer = get(&http, &provider.api_url("payments"), Some(&first)).await;
+    assert_eq!(answer.status(), 401);
+    let asked = step_up(answer.status(), answer.headers(), &[]).expect("a step-up");
+    let StepUp::Authentication { acr_values, max_age } = &asked else { panic!("{asked:?}") };
+    assert_eq!((acr_values.as_slice(), *max_age), (["phrh".to_owned()].as_slice(), None));
+    assert!(asked.to_string().contains("acr_values `phrh`"), "{asked}");
+    // Signed in again at the level it named: the API answers.
+    let stronger = sign_in(vec![("acr_values", acr_values.join(" "))]).await;
+    assert_eq!(get(&http, &provider.api_url("payments"), Some(&stronger)).await.status(), 200);
+}

@@ -97,10 +97,24 @@ pub(crate) fn api(
 
 type Refusal = Box<dyn FnOnce(&mut Inner) -> Response<Body>>;
 
-/// Why a valid token does not open the API described as a protected
-/// resource: issued for another resource (RFC 8707), or without the
-/// scopes the method needs (RFC 6750 §3.1).
+/// Why a valid token does not open the API: a user's sign-in below the
+/// authentication level it wants (RFC 9470), issued for another resource
+/// (RFC 8707), or without the scopes the method needs (RFC 6750 §3.1).
 fn resource_refusal(inner: &Inner, method: &Method, issued: &crate::state::Issued) -> Option<Refusal> {
+    if let Some(wanted) =
+        inner.config.api_acr.clone().filter(|acr| issued.user.is_some() && issued.acr.as_ref() != Some(acr))
+    {
+        return Some(Box::new(move |inner: &mut Inner| {
+            let description = "A different authentication level is required";
+            challenge(
+                inner,
+                StatusCode::UNAUTHORIZED,
+                "insufficient_user_authentication",
+                description,
+                &[("acr_values", &wanted)],
+            )
+        }));
+    }
     let resource = format!("{}/api", inner.url);
     if inner.config.protected_resource && issued.resource.as_deref() != Some(resource.as_str()) {
         return Some(Box::new(|inner: &mut Inner| {
@@ -109,7 +123,7 @@ fn resource_refusal(inner: &Inner, method: &Method, issued: &crate::state::Issue
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
                 "The token was not issued for this resource",
-                None,
+                &[],
             )
         }));
     }
@@ -120,27 +134,34 @@ fn resource_refusal(inner: &Inner, method: &Method, issued: &crate::state::Issue
     missing.then(|| -> Refusal {
         Box::new(move |inner: &mut Inner| {
             inner.stats.api_forbidden += 1;
-            challenge(inner, StatusCode::FORBIDDEN, "insufficient_scope", "The token lacks a scope", Some(&needed))
+            challenge(
+                inner,
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "The token lacks a scope",
+                &[("scope", &needed)],
+            )
         })
     })
 }
 
-/// An answer with a Bearer challenge: `error`, the `scope` needed, and the
-/// metadata's URL when the API describes itself.
+/// An answer with a Bearer challenge: `error`, `params` (the `scope` or
+/// `acr_values` needed), and the metadata's URL when the API describes
+/// itself.
 fn challenge(
     inner: &mut Inner,
     status: StatusCode,
     error: &str,
     description: &str,
-    scope: Option<&str>,
+    params: &[(&str, &str)],
 ) -> Response<Body> {
     if status == StatusCode::UNAUTHORIZED {
         inner.stats.api_unauthorized += 1;
     }
     let mut response = oauth_error(status, error, description);
     let mut value = format!("Bearer error=\"{error}\", error_description=\"{description}\"");
-    if let Some(scope) = scope {
-        value.push_str(&format!(", scope=\"{scope}\""));
+    for (name, param) in params {
+        value.push_str(&format!(", {name}=\"{param}\""));
     }
     if inner.config.protected_resource {
         value.push_str(&format!(", resource_metadata=\"{}/.well-known/oauth-protected-resource/api\"", inner.url));
@@ -153,7 +174,7 @@ fn challenge(
 
 /// The 401 for a missing, unknown, expired or revoked token.
 pub(crate) fn bearer_refusal(inner: &mut Inner) -> Response<Body> {
-    challenge(inner, StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, expired or revoked", None)
+    challenge(inner, StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing, expired or revoked", &[])
 }
 
 /// The API's protected resource metadata (RFC 9728 §2), when it describes itself.

@@ -64,6 +64,8 @@ pub(crate) fn authorize(shared: &Shared, query: &str) -> Response<Body> {
         challenge,
         scope: get("scope"),
         user: inner.config.user.clone(),
+        // The first class asked for is the one the test user reaches.
+        acr: get("acr_values").and_then(|acr| acr.split(' ').next().map(str::to_owned)),
         expires_at: Instant::now() + Duration::from_secs(60),
     };
     inner.codes.insert(code.clone(), pending);
@@ -76,7 +78,7 @@ pub(crate) fn redeem_code(
     inner: &mut Inner,
     client_id: &str,
     params: &[(String, String)],
-) -> Result<(Option<String>, String), Refused> {
+) -> Result<(Option<String>, String, Option<String>), Refused> {
     let invalid = |description| ("invalid_grant", description);
     // A code is used once, whatever the outcome.
     let pending =
@@ -93,7 +95,7 @@ pub(crate) fn redeem_code(
     if verifier.is_empty() || challenge != pending.challenge {
         return Err(invalid("PKCE verification failed"));
     }
-    Ok((pending.scope, pending.user))
+    Ok((pending.scope, pending.user, pending.acr))
 }
 
 /// `POST /oauth/par` (RFC 9126): authenticates the client, keeps the

@@ -51,6 +51,8 @@ pub struct ProviderConfig {
     pub(crate) initial_access_token: Option<String>,
     /// Pushed authorization requests (RFC 9126): offered, and required.
     pub(crate) par: Option<bool>,
+    /// The authentication context class the API wants of users' tokens.
+    pub(crate) api_acr: Option<String>,
 }
 
 /// Which `aud` the provider accepts in assertions.
@@ -105,7 +107,17 @@ impl ProviderConfig {
             dynamic_registration: false,
             initial_access_token: None,
             par: None,
+            api_acr: None,
         }
+    }
+
+    /// The API wants users signed in at the authentication context class
+    /// `acr` (RFC 9470): a user's token from a sign-in that did not ask for
+    /// it (`acr_values`) is answered 401 `insufficient_user_authentication`
+    /// naming it. The client's own tokens are not concerned.
+    pub fn api_acr(mut self, acr: impl Into<String>) -> Self {
+        self.api_acr = Some(acr.into());
+        self
     }
 
     /// Offers pushed authorization requests (RFC 9126) at `/oauth/par`,

@@ -273,6 +273,7 @@ impl Provider {
             jkt: None,
             x5t: None,
             resource: None,
+            acr: None,
         };
         lock(&self.shared).tokens.insert(value.clone(), issued);
         value

@@ -33,6 +33,8 @@ pub(crate) struct PendingCode {
     pub(crate) challenge: String,
     pub(crate) scope: Option<String>,
     pub(crate) user: String,
+    /// The authentication context class the sign-in asked for (`acr_values`).
+    pub(crate) acr: Option<String>,
     pub(crate) expires_at: Instant,
 }
 
@@ -51,6 +53,8 @@ pub(crate) struct Issued {
     pub(crate) x5t: Option<String>,
     /// The resource it was requested for (RFC 8707).
     pub(crate) resource: Option<String>,
+    /// The authentication context class of the user's sign-in.
+    pub(crate) acr: Option<String>,
 }
 
 #[derive(Debug, Default)]

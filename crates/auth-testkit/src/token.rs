@@ -136,6 +136,7 @@ pub(crate) fn issue(
     let lifetime = inner.config.token_lifetime;
     let mut scope = param(params, "scope").map(str::to_owned);
     let mut resource = param(params, "resource").map(str::to_owned);
+    let mut acr: Option<String> = None;
     let mut user: Option<String> = None;
     // Whether the answer carries a (new) refresh token: for `offline_access`
     // with client credentials, always with a user's sign-in, and with a
@@ -160,6 +161,7 @@ pub(crate) fn issue(
                     scope = issued.scope.clone();
                     user = issued.user.clone();
                     resource = resource.or_else(|| issued.resource.clone());
+                    acr = issued.acr.clone();
                     // Rotation: this refresh token is spent.
                     issued.revoked |= rotate;
                     rotate
@@ -174,9 +176,10 @@ pub(crate) fn issue(
             }
         }
         Some("authorization_code") => match redeem_code(inner, client_id, params) {
-            Ok((granted, signed_in)) => {
+            Ok((granted, signed_in, level)) => {
                 scope = granted;
                 user = Some(signed_in);
+                acr = level;
                 inner.config.refresh_tokens
             }
             Err((code, description)) => return oauth_error(StatusCode::BAD_REQUEST, code, description),
@@ -220,6 +223,7 @@ pub(crate) fn issue(
             jkt: jkt.clone(),
             x5t: x5t.clone(),
             resource: resource.clone(),
+            acr: acr.clone(),
         };
         inner.tokens.insert(value.clone(), issued);
         refresh = Some(value);
@@ -242,6 +246,7 @@ pub(crate) fn issue(
             jkt: jkt.clone(),
             x5t,
             resource,
+            acr,
         },
     );
     inner.stats.tokens_issued += 1;
