@@ -183,9 +183,9 @@ struct Flaky {
     down: Arc<std::sync::atomic::AtomicBool>,
 }
 
-#[async_trait::async_trait]
-impl auth_core::store::TokenStore for Flaky {
-    async fn execute(
+impl Flaky {
+    /// The memory store's answer, or an error while `down` is set.
+    fn answer(
         &self,
         key: &auth_core::CacheKey,
         now: std::time::SystemTime,
@@ -198,6 +198,18 @@ impl auth_core::store::TokenStore for Flaky {
     }
 }
 
+#[async_trait::async_trait]
+impl auth_core::store::TokenStore for Flaky {
+    async fn execute(
+        &self,
+        key: &auth_core::CacheKey,
+        now: std::time::SystemTime,
+        op: &auth_core::store::StoreOp,
+    ) -> Result<auth_core::store::StoreAnswer, auth_core::store::StoreError> {
+        self.answer(key, now, op)
+    }
+}
+
 impl auth_core::store::BlockingTokenStore for Flaky {
     fn execute(
         &self,
@@ -205,10 +217,7 @@ impl auth_core::store::BlockingTokenStore for Flaky {
         now: std::time::SystemTime,
         op: &auth_core::store::StoreOp,
     ) -> Result<auth_core::store::StoreAnswer, auth_core::store::StoreError> {
-        match self.down.load(Ordering::SeqCst) {
-            true => Err(auth_core::store::StoreError::new("down")),
-            false => Ok(self.inner.apply(key, now, op)),
-        }
+        self.answer(key, now, op)
     }
 }
 

@@ -2,21 +2,21 @@
 //! `auth-core` lifecycle; any number of threads read the current token
 //! without a lock and wait on the single fetch when there is none.
 
-use auth_core::telemetry::{Sending, Telemetry};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
-use tracing::Span;
 
 use auth_core::driver::{SourceOptions, TokenAnswer, Waiter, Waiters};
 use auth_core::lifecycle::WithdrawReason;
 use auth_core::publish::slot::TokenSlot;
 use auth_core::store::{StoreError, StoreRequest};
+use auth_core::telemetry::{Sending, Telemetry};
 use auth_core::wire::request::TokenKind;
 use auth_core::{
     AccessToken, FetchRequest, Generation, Lifecycle, SourceConfig, StoredToken, TokenError, Unauthorized,
 };
+use tracing::Span;
 
 use crate::error::Error;
 use crate::store::{BlockingTokenStore, StoreRunner};
@@ -417,8 +417,7 @@ impl Worker {
             }
             Command::Unauthorized(generation, caller) => {
                 let (reply, span) = caller.map_or((None, None), |(reply, span)| (Some(Caller(reply)), Some(span)));
-                let waiting = self.waiters.len();
-                let outcome = self.waiters.unauthorized(
+                let (outcome, waits) = self.waiters.unauthorized(
                     &mut self.lifecycle,
                     &self.published.slot,
                     &self.published.counters,
@@ -427,7 +426,7 @@ impl Worker {
                     reply,
                 );
                 if let Some(span) = span {
-                    self.telemetry.caller(span, self.waiters.len() > waiting);
+                    self.telemetry.caller(span, waits);
                 }
                 if let Unauthorized::Suppressed { .. } = outcome {
                     tracing::warn!(
@@ -453,9 +452,9 @@ impl Worker {
     }
 
     fn want(&mut self, reply: mpsc::SyncSender<Reply>, span: Span) {
-        let (slot, counters, waiting) = (&self.published.slot, &self.published.counters, self.waiters.len());
-        self.waiters.want(&mut self.lifecycle, slot, counters, Instant::now(), Caller(reply));
-        self.telemetry.caller(span, self.waiters.len() > waiting);
+        let (slot, counters) = (&self.published.slot, &self.published.counters);
+        let waits = self.waiters.want(&mut self.lifecycle, slot, counters, Instant::now(), Caller(reply));
+        self.telemetry.caller(span, waits);
     }
 
     fn carry_out(&mut self) {

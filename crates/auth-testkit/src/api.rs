@@ -75,8 +75,10 @@ pub(crate) fn api(
     if let Some(refusal) = refusal {
         return refusal;
     }
-    if let Some(refusal) = valid.and_then(|issued| resource_refusal(&inner, method, issued)) {
-        return refusal(&mut inner);
+    if let Some((status, error, description, param)) = valid.and_then(|issued| resource_refusal(&inner, method, issued))
+    {
+        let params: Vec<(&str, &str)> = param.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        return challenge(&mut inner, status, error, description, &params);
     }
     match valid {
         Some(issued) => {
@@ -95,7 +97,9 @@ pub(crate) fn api(
     }
 }
 
-type Refusal = Box<dyn FnOnce(&mut Inner) -> Response<Body>>;
+/// A refusal of a valid token: its status, error, description and the
+/// challenge parameter naming what is needed.
+type Refusal = (StatusCode, &'static str, &'static str, Option<(&'static str, String)>);
 
 /// Why a valid token does not open the API: a user's sign-in below the
 /// authentication level it wants (RFC 9470), issued for another resource
@@ -104,45 +108,23 @@ fn resource_refusal(inner: &Inner, method: &Method, issued: &crate::state::Issue
     if let Some(wanted) =
         inner.config.api_acr.clone().filter(|acr| issued.user.is_some() && issued.acr.as_ref() != Some(acr))
     {
-        return Some(Box::new(move |inner: &mut Inner| {
-            let description = "A different authentication level is required";
-            challenge(
-                inner,
-                StatusCode::UNAUTHORIZED,
-                "insufficient_user_authentication",
-                description,
-                &[("acr_values", &wanted)],
-            )
-        }));
+        let description = "A different authentication level is required";
+        return Some((
+            StatusCode::UNAUTHORIZED,
+            "insufficient_user_authentication",
+            description,
+            Some(("acr_values", wanted)),
+        ));
     }
     let resource = format!("{}/api", inner.url);
     if inner.config.protected_resource && issued.resource.as_deref() != Some(resource.as_str()) {
-        return Some(Box::new(|inner: &mut Inner| {
-            challenge(
-                inner,
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "The token was not issued for this resource",
-                &[],
-            )
-        }));
+        return Some((StatusCode::UNAUTHORIZED, "invalid_token", "The token was not issued for this resource", None));
     }
     let (read, write) = inner.config.api_scopes.as_ref()?;
     let needed = if matches!(*method, Method::GET | Method::HEAD) { read.clone() } else { format!("{read} {write}") };
     let granted = issued.scope.as_deref().unwrap_or("");
     let missing = needed.split(' ').filter(|s| !s.is_empty()).any(|s| !granted.split(' ').any(|g| g == s));
-    missing.then(|| -> Refusal {
-        Box::new(move |inner: &mut Inner| {
-            inner.stats.api_forbidden += 1;
-            challenge(
-                inner,
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                "The token lacks a scope",
-                &[("scope", &needed)],
-            )
-        })
-    })
+    missing.then_some((StatusCode::FORBIDDEN, "insufficient_scope", "The token lacks a scope", Some(("scope", needed))))
 }
 
 /// An answer with a Bearer challenge: `error`, `params` (the `scope` or
@@ -155,8 +137,10 @@ fn challenge(
     description: &str,
     params: &[(&str, &str)],
 ) -> Response<Body> {
-    if status == StatusCode::UNAUTHORIZED {
-        inner.stats.api_unauthorized += 1;
+    match status {
+        StatusCode::UNAUTHORIZED => inner.stats.api_unauthorized += 1,
+        StatusCode::FORBIDDEN => inner.stats.api_forbidden += 1,
+        _ => {}
     }
     let mut response = oauth_error(status, error, description);
     let mut value = format!("Bearer error=\"{error}\", error_description=\"{description}\"");

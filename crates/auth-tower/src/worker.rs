@@ -206,8 +206,7 @@ impl Worker {
             }
             Command::Unauthorized(generation, caller) => {
                 let (reply, span) = caller.map_or((None, None), |(reply, span)| (Some(Caller(reply)), Some(span)));
-                let waiting = self.waiters.len();
-                let outcome = self.waiters.unauthorized(
+                let (outcome, waits) = self.waiters.unauthorized(
                     &mut self.lifecycle,
                     &self.published.slot,
                     &self.published.counters,
@@ -216,7 +215,7 @@ impl Worker {
                     reply,
                 );
                 if let Some(span) = span {
-                    self.telemetry.caller(span, self.waiters.len() > waiting);
+                    self.telemetry.caller(span, waits);
                 }
                 if let Unauthorized::Suppressed { until } = outcome {
                     tracing::warn!(
@@ -232,9 +231,9 @@ impl Worker {
     }
 
     pub(crate) fn want(&mut self, reply: oneshot::Sender<Reply>, span: Span) {
-        let (slot, counters, waiting) = (&self.published.slot, &self.published.counters, self.waiters.len());
-        self.waiters.want(&mut self.lifecycle, slot, counters, now(), Caller(reply));
-        self.telemetry.caller(span, self.waiters.len() > waiting);
+        let (slot, counters) = (&self.published.slot, &self.published.counters);
+        let waits = self.waiters.want(&mut self.lifecycle, slot, counters, now(), Caller(reply));
+        self.telemetry.caller(span, waits);
     }
 
     pub(crate) fn finish(&mut self, id: FetchId, started: Instant, outcome: Result<Response<Bytes>, TokenError>) {

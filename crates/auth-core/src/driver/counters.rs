@@ -47,7 +47,8 @@ impl PublishedStats {
     #[inline]
     pub fn judged(&self, attempt: crate::publish::replay::Attempt, verdict: crate::publish::replay::Verdict) {
         #[cfg(feature = "opentelemetry")]
-        if let Some(meters) = self.meters.get().filter(|_| attempt.counted(verdict)) {
+        // Most answers are not counted: that is known before the meters are looked up.
+        if let Some(meters) = attempt.counted(verdict).then(|| self.meters.get()).flatten() {
             meters.record_verdict(attempt, verdict);
         }
         #[cfg(not(feature = "opentelemetry"))]

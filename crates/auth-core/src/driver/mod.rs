@@ -156,7 +156,9 @@ impl<W: Waiter> Waiters<W> {
 
     /// A caller wants a token: answered now with the current one
     /// (published in `slot` first) or the error the lifecycle backs off
-    /// after, or kept until the fetch in flight ends.
+    /// after, or kept until the fetch in flight ends. Returns whether it
+    /// was kept (its span is then linked to the token request that
+    /// answers it: [`Telemetry::caller`]).
     pub fn want(
         &mut self,
         lifecycle: &mut Lifecycle,
@@ -164,23 +166,31 @@ impl<W: Waiter> Waiters<W> {
         stats: &PublishedStats,
         now: Instant,
         caller: W,
-    ) {
+    ) -> bool {
         let wanted = lifecycle.handle_token_wanted(now);
         stats.publish(lifecycle.stats());
         match wanted {
             Want::Ready(token) => {
                 slot.publish(&token, now);
                 caller.answer(Ok(Some(token)));
+                false
             }
-            Want::Wait => self.waiting.push((caller, now)),
-            Want::Failed(error) => caller.answer(Err(error)),
+            Want::Wait => {
+                self.waiting.push((caller, now));
+                true
+            }
+            Want::Failed(error) => {
+                caller.answer(Err(error));
+                false
+            }
         }
     }
 
     /// The API answered 401 to the token of `generation` (acceptance
     /// learnt from `slot` first). A `caller` that would replay its request
     /// is answered like [`Waiters::want`] when the lifecycle says to replay,
-    /// and with `Ok(None)` otherwise. Returns what the lifecycle decided.
+    /// and with `Ok(None)` otherwise. Returns what the lifecycle decided,
+    /// and whether the caller was kept waiting.
     pub fn unauthorized(
         &mut self,
         lifecycle: &mut Lifecycle,
@@ -189,15 +199,18 @@ impl<W: Waiter> Waiters<W> {
         now: Instant,
         generation: Generation,
         caller: Option<W>,
-    ) -> Unauthorized {
+    ) -> (Unauthorized, bool) {
         let outcome = slot.handle_unauthorized(lifecycle, now, generation);
         stats.publish(lifecycle.stats());
-        match caller {
+        let waits = match caller {
             Some(caller) if outcome.should_replay() => self.want(lifecycle, slot, stats, now, caller),
-            Some(caller) => caller.answer(Ok(None)),
-            None => {}
-        }
-        outcome
+            Some(caller) => {
+                caller.answer(Ok(None));
+                false
+            }
+            None => false,
+        };
+        (outcome, waits)
     }
 
     /// A new token ([`Output::TokenReady`]): published in `slot`, and every
@@ -460,13 +473,13 @@ mod tests {
 
         // A caller with a valid token is answered at once.
         answers.borrow_mut().clear();
-        waiters.want(&mut lifecycle, &slot, &stats, now, caller("c"));
+        assert!(!waiters.want(&mut lifecycle, &slot, &stats, now, caller("c")), "answered at once");
         assert_eq!(*answers.borrow(), [("c", "token 1".to_owned())]);
 
         // A 401 to it: the replaying caller waits for the new token...
         answers.borrow_mut().clear();
         let outcome = waiters.unauthorized(&mut lifecycle, &slot, &stats, now, token.generation(), Some(caller("d")));
-        assert_eq!(outcome, Unauthorized::Invalidated);
+        assert_eq!(outcome, (Unauthorized::Invalidated, true));
         assert_eq!(waiters.len(), 1);
         let outputs = answer_fetch(&mut lifecycle, now, 200, r#"{"access_token":"t2","expires_in":3600}"#);
         let Some(Output::TokenReady(renewed)) = outputs.into_iter().next() else { panic!("no token") };
@@ -474,7 +487,7 @@ mod tests {
         // ...and a 401 to the renewed token before any acceptance is not
         // replayed (the fetch-loop guard).
         let outcome = waiters.unauthorized(&mut lifecycle, &slot, &stats, now, renewed.generation(), Some(caller("e")));
-        assert!(matches!(outcome, Unauthorized::Suppressed { .. }), "{outcome:?}");
+        assert!(matches!(outcome, (Unauthorized::Suppressed { .. }, false)), "{outcome:?}");
         assert_eq!(*answers.borrow(), [("d", "token 2".to_owned()), ("e", "do not replay".to_owned())]);
 
         // A failed fetch answers every waiting caller with its error.
