@@ -13,7 +13,9 @@
 //!
 //! The answer's secrets (the client secret, the registration access
 //! token that reads or updates the registration, RFC 7592) are secret
-//! types: redacted in `Debug`, zeroized on drop.
+//! types: redacted in `Debug`, zeroized on drop. A refusal that echoes
+//! the initial access token does not show it
+//! ([`parse_registration_redacting`]).
 //!
 //! ```
 //! use auth_core::sign_in::registration::{parse_registration, registration_request, ClientMetadata};
@@ -284,6 +286,17 @@ impl Registration {
 
 /// Reads the server's answer to a registration request.
 pub fn parse_registration(status: StatusCode, body: &[u8]) -> Result<Registration, RegistrationError> {
+    parse_registration_redacting(status, body, &[])
+}
+
+/// [`parse_registration`] for a request that carried `secrets` (the
+/// initial access token): a refusal that echoes one, in any encoding,
+/// shows `[redacted]` in its place.
+pub fn parse_registration_redacting(
+    status: StatusCode,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<Registration, RegistrationError> {
     let code = status.as_u16();
     let malformed = |reason| RegistrationError::Malformed { status: code, reason };
     if body.len() > MAX_ANSWER_LEN {
@@ -309,7 +322,12 @@ pub fn parse_registration(status: StatusCode, body: &[u8]) -> Result<Registratio
             }
             _ => ("other", "register the client by hand and give its client id"),
         };
-        let description = text("error_description").map(|d| crate::text::sanitize_excerpt(d, 200));
+        let mut redactor = crate::redact::Redactor::new();
+        for secret in secrets {
+            redactor.add(secret);
+        }
+        let redactor = redactor.build();
+        let description = text("error_description").map(|d| crate::text::sanitize_excerpt(&redactor.redact(d), 200));
         return Err(RegistrationError::Refused { code: code.to_owned(), description, hint });
     }
     let client_id = text("client_id").ok_or_else(|| malformed("it has no client_id"))?;

@@ -88,6 +88,11 @@ fn refusals_and_unusable_answers_say_why() {
         let error = parse_registration(StatusCode::from_u16(status).unwrap(), body).unwrap_err().to_string();
         assert!(error.contains(says), "{says}: {error}");
     }
+    // The initial access token the request carried, echoed: not shown.
+    let echoed = br#"{"error":"invalid_client_metadata","error_description":"token iat-secret-0042 may not register"}"#;
+    let error = parse_registration_redacting(StatusCode::BAD_REQUEST, echoed, &["iat-secret-0042"]).unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("iat-secret-0042") && shown.contains("[redacted]"), "{shown}");
     let huge = vec![b' '; MAX_ANSWER_LEN + 1];
     assert!(parse_registration(StatusCode::CREATED, &huge).unwrap_err().to_string().contains("64 KiB"));
 }
