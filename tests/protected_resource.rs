@@ -250,3 +250,81 @@ async fn an_api_that_wants_a_stronger_sign_in_says_which_and_the_next_sign_in_ge
     let stronger = sign_in(vec![("acr_values", acr_values.join(" "))]).await;
     assert_eq!(get(&http, &provider.api_url("payments"), Some(&stronger)).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_asking_for_more_is_marked_for_the_caller_and_never_renewed() {
+    use auth_core::resource::step_up::StepUp;
+    use auth_reqwest::AuthClient;
+    let provider =
+        Provider::start(ProviderConfig::new().client("app", "app-secret").api_scopes("read", "write")).unwrap();
+    let client = AuthClient::builder()
+        .client_credentials(provider.token_url(), "app")
+        .client_secret("app-secret")
+        .scope("read")
+        .api_origin(provider.url())
+        .build()
+        .unwrap();
+    assert_eq!(client.get(provider.api_url("orders")).send().await.unwrap().status(), 200);
+    // A write needs `write`: the 403 comes back as it came, marked with the union to ask for.
+    let answer = client.post(provider.api_url("orders")).body("x").send().await.unwrap();
+    assert_eq!(answer.status(), 403);
+    let asked = answer.extensions().get::<StepUp>().expect("marked").clone();
+    assert_eq!(asked, StepUp::Scopes { needed: vec!["write".into()], scopes: vec!["read".into(), "write".into()] });
+    assert_eq!(client.token_source().unwrap().stats().fetches, 1, "no token was fetched for it");
+    // An answer that asks for nothing is not marked.
+    let fine = client.get(provider.api_url("orders")).send().await.unwrap();
+    assert!(fine.extensions().get::<StepUp>().is_none());
+
+    // A user's token below the level the API wants: the 401 is given back, marked, not renewed.
+    let provider = Provider::start(ProviderConfig::new().public_client("cli").api_acr("phrh")).unwrap();
+    let config = SourceConfig::builder(provider.token_url(), "cli")
+        .client_auth(auth_core::ClientAuth::None)
+        .grant(auth_core::SourceGrant::SignIn)
+        .build()
+        .unwrap();
+    let source =
+        auth_reqwest::TokenSource::new(config.clone(), auth_reqwest::ReqwestTransport::new().unwrap()).unwrap();
+    let sign_in = auth_core::sign_in::authorize::AuthorizationRequest::builder(
+        &config,
+        provider.authorization_url(),
+        "http://127.0.0.1:8765/callback",
+    )
+    .build()
+    .unwrap();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let back = browser.get(sign_in.url()).send().await.unwrap();
+    let location = back.headers()["location"].to_str().unwrap().to_owned();
+    let code = sign_in.handle_callback(location.split_once('?').unwrap().1).unwrap();
+    auth_tower::sign_in::exchange_code(&source, &sign_in, &code).await.unwrap();
+    let middleware =
+        auth_reqwest::AuthMiddleware::new(source.clone(), auth_core::Credentials::bearer(provider.url()).unwrap());
+    let client = auth_reqwest::reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).with(middleware).build();
+    let requests_before = provider.token_requests().len();
+    let answer = client.get(provider.api_url("payments")).send().await.unwrap();
+    assert_eq!(answer.status(), 401);
+    let asked = answer.extensions().get::<StepUp>().expect("marked");
+    assert_eq!(asked, &StepUp::Authentication { acr_values: vec!["phrh".into()], max_age: None });
+    assert!(answer.extensions().get::<auth_core::RejectedAfterRenewal>().is_none());
+    assert_eq!(provider.token_requests().len(), requests_before, "no refresh for a stronger sign-in");
+    assert_eq!(provider.stats().api_unauthorized, 1, "and no replay");
+
+    // The blocking client marks the same answers.
+    let blocking_provider =
+        Provider::start(ProviderConfig::new().client("app", "app-secret").api_scopes("read", "write")).unwrap();
+    let (token_url, api, origin) =
+        (blocking_provider.token_url(), blocking_provider.api_url("orders"), blocking_provider.url().to_owned());
+    let asked = tokio::task::spawn_blocking(move || {
+        let config = SourceConfig::builder(token_url, "app").client_secret("app-secret").scope("read").build().unwrap();
+        let source =
+            auth_blocking::BlockingTokenSource::new(config, auth_blocking::UreqTransport::for_tokens()).unwrap();
+        let credentials = auth_core::Credentials::bearer(&origin).unwrap();
+        let client = auth_blocking::AuthorizedClient::new(source, credentials, auth_blocking::UreqTransport::for_api());
+        let request = http::Request::post(api).body(b"x".to_vec()).unwrap();
+        let answer = client.send(request).unwrap();
+        assert_eq!(answer.status(), 403);
+        answer.extensions().get::<StepUp>().cloned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(asked.and_then(|a| a.scopes().map(<[String]>::to_vec)), Some(vec!["read".into(), "write".into()]));
+}

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use auth_core::publish::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
+use auth_core::resource::step_up;
 use auth_core::{ApplyError, Credentials};
 use http::{Request, Response};
 
@@ -146,9 +147,10 @@ impl AuthorizedClient {
             match verdict {
                 Verdict::Accepted => {
                     source.accept(generation);
-                    return Ok(response);
+                    return Ok(marked(response, source));
                 }
                 Verdict::GiveBack => return Ok(response),
+                Verdict::StepUp => return Ok(marked(response, source)),
                 Verdict::Invalidate => {
                     source.invalidate(generation);
                     return Ok(response);
@@ -174,6 +176,16 @@ impl AuthorizedClient {
             }
         }
     }
+}
+
+/// A 401 or 403 marked with the step-up it asks of `source`'s tokens (more
+/// scopes, a stronger sign-in), if it asks for one.
+fn marked(mut response: Response<Vec<u8>>, source: &BlockingTokenSource) -> Response<Vec<u8>> {
+    let scopes = source.config().scopes();
+    if let Some(asked) = step_up::asked_of(response.status(), response.headers(), scopes) {
+        response.extensions_mut().insert(asked);
+    }
+    response
 }
 
 /// A 401 that a renewed token did not cure, marked for the caller (the

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use auth_core::credentials::query_with_param;
 use auth_core::publish::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
+use auth_core::resource::step_up;
 use auth_core::secret::ExposeSecret;
 use auth_core::{AccessToken, Credentials, Generation};
 use auth_tower::{AuthError, TokenReader, TokenSource};
@@ -205,10 +206,30 @@ impl AuthMiddleware {
     /// credentials put any in the query).
     #[inline(always)]
     fn finish(&self, outcome: reqwest_middleware::Result<Response>) -> reqwest_middleware::Result<Response> {
+        let outcome = match outcome {
+            Ok(response)
+                if response.status() == StatusCode::FORBIDDEN || response.status() == StatusCode::UNAUTHORIZED =>
+            {
+                Ok(self.mark_step_up(response))
+            }
+            other => other,
+        };
         if !self.credentials.has_query_params() {
             return outcome;
         }
         self.redact_outcome(outcome)
+    }
+
+    /// A 401 or 403 marked with the step-up it asks of the source's tokens
+    /// (more scopes, a stronger sign-in), if it asks for one.
+    #[cold]
+    fn mark_step_up(&self, mut response: Response) -> Response {
+        let Some(source) = &self.source else { return response };
+        let scopes = source.source.config().scopes();
+        if let Some(asked) = step_up::asked_of(response.status(), response.headers(), scopes) {
+            response.extensions_mut().insert(asked);
+        }
+        response
     }
 
     /// [`AuthMiddleware::finish`] for credentials with query keys.
@@ -355,7 +376,7 @@ impl AuthMiddleware {
                 }
                 Ended::AsItCame
             }
-            Verdict::GiveBack => Ended::AsItCame,
+            Verdict::GiveBack | Verdict::StepUp => Ended::AsItCame,
             // A verdict that sends again, where no copy was at hand: as a 401 without one.
             Verdict::Invalidate | Verdict::Renew | Verdict::RetryWithNonce => {
                 source.invalidate(generation);
@@ -423,7 +444,8 @@ impl AuthMiddleware {
             | Verdict::Invalidate
             | Verdict::Renew
             | Verdict::RetryWithNonce
-            | Verdict::RejectedAfterRenewal => false,
+            | Verdict::RejectedAfterRenewal
+            | Verdict::StepUp => false,
         }
     }
 

@@ -22,6 +22,7 @@ use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
 use auth_core::publish::replay::{self, Attempt, Sent, Verdict};
+use auth_core::resource::step_up;
 use auth_core::{AccessToken, Generation};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -138,6 +139,16 @@ enum Kept<S, B, R: Mode> {
     Token { source: SourceId, generation: Option<Generation> },
     /// Its copy (which knows its token).
     Copy(R::Kept<Copy<S, B>>),
+}
+
+impl<S, B, R: Mode> Kept<S, B, R> {
+    /// The source whose token the request carried (`NONE` for none).
+    fn source_id(&self) -> SourceId {
+        match self {
+            Self::Token { source, .. } => *source,
+            Self::Copy(copy) => R::get(copy).parts().map_or(SourceId::NONE, |parts| parts.bound.source_id()),
+        }
+    }
 }
 
 pin_project! {
@@ -303,13 +314,14 @@ where
                         if let Some(copy) = copy {
                             accept(copy);
                         }
-                        Poll::Ready(Ok(response))
+                        Poll::Ready(Ok(marked(response, kept.source_id())))
                     }
                     Verdict::GiveBack => Poll::Ready(Ok(response)),
                     verdict @ (Verdict::Invalidate
                     | Verdict::Renew
                     | Verdict::RetryWithNonce
-                    | Verdict::RejectedAfterRenewal) => {
+                    | Verdict::RejectedAfterRenewal
+                    | Verdict::StepUp) => {
                         let taken = std::mem::replace(kept, Kept::Token { source: SourceId::NONE, generation: None });
                         let Some(judged) = Judged::of_kept(taken) else {
                             return Poll::Ready(Ok(response));
@@ -402,9 +414,10 @@ where
                     source.accept(generation);
                 }
             }
-            Next::Done(response)
+            Next::Done(marked(response, source))
         }
         (Verdict::GiveBack, _) => Next::Done(response),
+        (Verdict::StepUp, _) => Next::Done(marked(response, source)),
         (Verdict::RejectedAfterRenewal, _) => {
             invalidate(source, Some(generation));
             Next::Done(rejected_after_renewal(response))
@@ -430,6 +443,28 @@ where
             Next::Done(response)
         }
     }
+}
+
+/// An answer marked with the step-up it asks of `source`'s tokens, if any
+/// (a 401 or 403 naming more scopes or a stronger sign-in): one
+/// comparison for every other answer.
+#[inline(always)]
+fn marked<ResB>(response: Response<ResB>, source: SourceId) -> Response<ResB> {
+    let status = response.status();
+    if status == http::StatusCode::FORBIDDEN || status == http::StatusCode::UNAUTHORIZED {
+        return mark_step_up(response, source);
+    }
+    response
+}
+
+#[cold]
+fn mark_step_up<ResB>(mut response: Response<ResB>, source: SourceId) -> Response<ResB> {
+    let Some(source) = source.source() else { return response };
+    let asked = step_up::asked_of(response.status(), response.headers(), source.config().scopes());
+    if let Some(asked) = asked {
+        response.extensions_mut().insert(asked);
+    }
+    response
 }
 
 /// A 401 that a renewed token did not cure, marked for the caller.

@@ -478,3 +478,53 @@ async fn with_replay_copies_always_a_settled_tokens_401_is_replayed_too() {
     let stats = source.stats();
     assert_eq!((stats.fetches, stats.invalidations, stats.replays_after_401), (2, 1, 1));
 }
+
+#[tokio::test]
+async fn a_refusal_asking_for_more_comes_back_marked_and_is_never_renewed() {
+    use auth_core::resource::step_up::StepUp;
+    let mut provider = mockito::Server::new_async().await;
+    let token = provider.mock("POST", "/token").with_body(token_body("t1")).expect(1).create_async().await;
+    let mut api_server = mockito::Server::new_async().await;
+    let forbidden = api_server
+        .mock("POST", "/v1/orders")
+        .with_status(403)
+        .with_header("www-authenticate", r#"Bearer error="insufficient_scope", scope="orders:read orders:write""#)
+        .expect(2)
+        .create_async()
+        .await;
+    let stronger = api_server
+        .mock("GET", "/v1/payments")
+        .with_status(401)
+        .with_header("www-authenticate", r#"Bearer error="insufficient_user_authentication", max_age="60""#)
+        .expect(1)
+        .create_async()
+        .await;
+    let client = http_client();
+    let config = auth_core::SourceConfig::builder(format!("{}/token", provider.url()), "client-id")
+        .client_secret("very-secret-client-secret")
+        .scope("orders:read")
+        .build()
+        .unwrap();
+    let source = TokenSource::new(config, transport(client.clone())).unwrap();
+    let credentials = Credentials::bearer(&api_server.url()).unwrap();
+    // With a copy kept (the default; the token is new) and without one (a settled token, AtRisk).
+    for copies in [auth_core::publish::replay::ReplayCopies::Always, auth_core::publish::replay::ReplayCopies::AtRisk] {
+        let api = AuthLayer::new(source.clone(), credentials.clone()).replay_copies(copies).layer(client.clone());
+        let request =
+            Request::post(format!("{}/v1/orders", api_server.url())).body(Full::new(Bytes::from_static(b"x"))).unwrap();
+        let answer = api.oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        let asked = answer.extensions().get::<StepUp>().expect("marked");
+        assert_eq!(asked.scopes().unwrap(), ["orders:read", "orders:write"]);
+    }
+    let api = AuthLayer::new(source.clone(), credentials).layer(client);
+    let request = Request::get(format!("{}/v1/payments", api_server.url())).body(Full::new(Bytes::new())).unwrap();
+    let answer = api.oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let asked = answer.extensions().get::<StepUp>().expect("marked");
+    assert_eq!(asked, &StepUp::Authentication { acr_values: Vec::new(), max_age: Some(60) });
+    token.assert_async().await;
+    forbidden.assert_async().await;
+    stronger.assert_async().await;
+    assert_eq!(source.stats().fetches, 1, "nothing renewed");
+}

@@ -24,7 +24,7 @@ impl CacheKey {
     /// `cache_key`): its fingerprint computed here.
     ///
     /// [`SourceConfigBuilder`]: super::SourceConfigBuilder
-    pub(super) fn from_canonical(canonical: String) -> Self {
+    pub(crate) fn from_canonical(canonical: String) -> Self {
         let digest = crate::text::sha256(canonical.as_bytes());
         let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         Self { canonical, fingerprint }

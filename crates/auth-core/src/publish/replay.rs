@@ -15,6 +15,10 @@
 //!   and a proof carrying the nonce; the token is fine;
 //! - a request is sent at most three times: the original, one replay with
 //!   a new token, one nonce retry (in either order), and only from a copy;
+//! - a 401 asking for a stronger or more recent sign-in
+//!   (`insufficient_user_authentication`, RFC 9470) is given back as it
+//!   is: a new token of the same sign-in would be refused the same way
+//!   ([`crate::resource::step_up`]);
 //! - a 401 to a token fetched for this very request is never renewed again
 //!   for it: the answer goes back marked [`RejectedAfterRenewal`], and the
 //!   lifecycle decides whether the token is dropped (it holds renewals
@@ -190,6 +194,12 @@ pub enum Verdict {
     /// again for this request. (A new token the API had accepted and now
     /// refuses was revoked again: [`Verdict::Invalidate`].)
     RejectedAfterRenewal,
+    /// A 401 asking for a stronger or more recent sign-in of the user
+    /// (RFC 9470): the token is fine but not enough, and a renewed one
+    /// would be refused the same way. Return the answer with the
+    /// [`StepUp`](crate::resource::step_up::StepUp) it asks for in its
+    /// extensions; nothing is renewed or dropped.
+    StepUp,
 }
 
 impl Verdict {
@@ -213,6 +223,9 @@ pub fn judge(sent: &Sent<'_>, status: StatusCode, headers: &HeaderMap) -> Verdic
             let retry = can_send && !sent.attempt.nonce_retried && dpop::offers_new_nonce(proof, headers);
             return if retry { Verdict::RetryWithNonce } else { Verdict::GiveBack };
         }
+    }
+    if crate::resource::step_up::wants_stronger_sign_in(headers) {
+        return Verdict::StepUp;
     }
     if sent.attempt.renewed {
         if sent.accepted {
@@ -258,6 +271,20 @@ mod tests {
 
     const NONCE_DEMAND: &str = r#"DPoP error="use_dpop_nonce", error_description="nonce required""#;
     const INVALID: &str = r#"DPoP error="invalid_token""#;
+    const STRONGER: &str = r#"Bearer error="insufficient_user_authentication", acr_values="mfa""#;
+
+    #[test]
+    fn a_401_for_a_stronger_sign_in_is_given_back_unrenewed() {
+        let stronger = headers(Some(STRONGER), None);
+        for attempt in [Attempt::default(), Attempt::default().after(Verdict::Renew)] {
+            let sent = Sent { attempt, copy: true, proof: None, accepted: false };
+            assert_eq!(judge(&sent, StatusCode::UNAUTHORIZED, &stronger), Verdict::StepUp);
+            assert!(!Verdict::StepUp.sends_again());
+        }
+        // The same error in a 403 is an answer like any other.
+        let sent = Sent { attempt: Attempt::default(), copy: true, proof: None, accepted: false };
+        assert_eq!(judge(&sent, StatusCode::FORBIDDEN, &stronger), Verdict::Accepted);
+    }
 
     #[test]
     fn a_revocation_renews_once_and_a_second_401_is_marked() {
@@ -340,6 +367,7 @@ mod tests {
             Just(Some(INVALID.to_owned())),
             Just(Some("Bearer error=\"invalid_token\"".to_owned())),
             Just(Some("dpop   error = use_dpop_nonce".to_owned())),
+            Just(Some(STRONGER.to_owned())),
             "[ -~]{0,40}".prop_map(Some),
         ];
         let nonce = prop_oneof![Just(None), Just(Some("n-1".to_owned())), "[!#-~]{1,8}".prop_map(Some)];
@@ -385,6 +413,9 @@ mod tests {
                 }
                 if verdict == Verdict::Renew {
                     renewals += 1;
+                }
+                if answer.challenge.as_deref() == Some(STRONGER) && status == StatusCode::UNAUTHORIZED {
+                    prop_assert_eq!(verdict, Verdict::StepUp, "a stronger sign-in is never renewed");
                 }
                 attempt = attempt.after(verdict);
                 prop_assert!(attempt.sends() <= 3);

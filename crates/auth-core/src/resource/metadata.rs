@@ -130,7 +130,7 @@ impl Origins {
 }
 
 /// `scheme://host[:port]`, lowercase.
-fn origin_of(uri: &Uri) -> String {
+pub(crate) fn origin_of(uri: &Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
     let authority = uri.authority().map_or(String::new(), |a| a.as_str().to_ascii_lowercase());
     format!("{scheme}://{authority}")
@@ -309,7 +309,7 @@ pub fn parse_resource_metadata(body: &[u8], expected: Expected<'_>) -> Result<Re
 /// Whether the resource identifier `resource` covers the URL `requested`:
 /// identical (without the request's query), or the same origin with a
 /// path that is a prefix of the request's at a `/`.
-fn covers(resource: &str, requested: &str) -> bool {
+pub(crate) fn covers(resource: &str, requested: &str) -> bool {
     let requested = requested.split(['?', '#']).next().unwrap_or_default();
     if resource == requested {
         return true;

@@ -22,6 +22,14 @@
 //! assert_eq!((needed, scopes), (vec!["write".to_owned()], vec!["read".to_owned(), "write".to_owned()]));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The drivers put the [`StepUp`] an API's final answer asks for in the
+//! response's extensions (`response.extensions().get::<StepUp>()`), the
+//! scopes granted being those the token source asked for: the answer
+//! itself goes back as it came, and a token is never renewed for it (a new
+//! token of the same grant would be refused the same way). A 401
+//! `insufficient_user_authentication` is not a revoked token: the
+//! replay rules ([`crate::publish::replay`]) give it back without renewing.
 
 use std::fmt;
 
@@ -72,6 +80,39 @@ impl fmt::Display for StepUp {
             }
         }
     }
+}
+
+impl std::error::Error for StepUp {}
+
+impl StepUp {
+    /// The scopes to ask for next (those granted, then those needed), for
+    /// [`StepUp::Scopes`]; `None` for a stronger sign-in.
+    pub fn scopes(&self) -> Option<&[String]> {
+        match self {
+            Self::Scopes { scopes, .. } => Some(scopes),
+            Self::Authentication { .. } => None,
+        }
+    }
+}
+
+/// Whether a 401's challenges ask for a stronger or more recent sign-in of
+/// the user (`insufficient_user_authentication`, RFC 9470): not a token to
+/// renew.
+pub fn wants_stronger_sign_in(headers: &HeaderMap) -> bool {
+    from_headers(headers)
+        .map(|challenges| challenges.iter().any(|c| c.error() == Some("insufficient_user_authentication")))
+        .unwrap_or(false)
+}
+
+/// [`step_up`] for the final answer to a request, as the drivers mark it:
+/// looked at only for a 401 or a 403 (every other answer costs one
+/// comparison).
+#[inline]
+pub fn asked_of(status: StatusCode, headers: &HeaderMap, granted: &[String]) -> Option<StepUp> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED {
+        return None;
+    }
+    step_up(status, headers, granted)
 }
 
 /// What the API's answer (`status`, `headers`) to a token granted the
