@@ -170,7 +170,7 @@ pub(crate) fn resource_metadata(shared: &Shared) -> Response<Body> {
     inner.stats.resource_metadata_requests += 1;
     let mut document = serde_json::json!({
         "resource": format!("{}/api", inner.url),
-        "authorization_servers": [inner.issuer()],
+        "authorization_servers": [inner.config.resource_authorization_server.clone().unwrap_or_else(|| inner.issuer())],
         "bearer_methods_supported": ["header"],
         "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256", "EdDSA"],
         "resource_name": "The embedded provider's API",

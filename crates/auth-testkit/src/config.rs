@@ -43,6 +43,9 @@ pub struct ProviderConfig {
     /// The API describes itself (RFC 9728) and takes only tokens issued
     /// for it (RFC 8707).
     pub(crate) protected_resource: bool,
+    /// The authorization server the API's metadata names instead of this
+    /// provider.
+    pub(crate) resource_authorization_server: Option<String>,
     /// The scopes the API wants for reads and for writes.
     pub(crate) api_scopes: Option<(String, String)>,
     /// Clients may register themselves (RFC 7591).
@@ -103,6 +106,7 @@ impl ProviderConfig {
             tls_clients: Vec::new(),
             self_signed_clients: Vec::new(),
             protected_resource: false,
+            resource_authorization_server: None,
             api_scopes: None,
             dynamic_registration: false,
             initial_access_token: None,
@@ -156,6 +160,14 @@ impl ProviderConfig {
     /// it, or for another resource, is answered 401 `invalid_token`.
     pub fn protected_resource(mut self, on: bool) -> Self {
         self.protected_resource = on;
+        self
+    }
+
+    /// The authorization server (an issuer URL) the API's metadata names
+    /// instead of this provider: to test a client against an API that
+    /// sends it elsewhere.
+    pub fn resource_authorization_server(mut self, issuer: impl Into<String>) -> Self {
+        self.resource_authorization_server = Some(issuer.into());
         self
     }
 

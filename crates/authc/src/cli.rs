@@ -191,6 +191,18 @@ pub struct LoginArgs {
     /// The redirect URI's path.
     #[arg(long, value_name = "PATH", default_value = "/callback")]
     pub redirect_path: String,
+    /// Push the authorization request to the server first (RFC 9126 PAR),
+    /// as when its metadata requires it: the browser then gets only a
+    /// reference.
+    #[arg(long)]
+    pub par: bool,
+    /// Ask for these authentication context classes (`acr_values`), as an
+    /// API that wants a stronger sign-in names them.
+    #[arg(long, value_name = "VALUES")]
+    pub acr_values: Option<String>,
+    /// Ask the user to have signed in at most this many seconds ago (`max_age`).
+    #[arg(long, value_name = "SECS")]
+    pub max_age: Option<u64>,
     /// Give up after this many seconds without a sign-in.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub timeout: u64,
@@ -389,6 +401,12 @@ pub struct AuthArgs {
     /// origin of the URL requested.
     #[arg(long, value_name = "ORIGIN")]
     pub api_origin: Vec<String>,
+    /// An origin that discovery from an API's URL may contact besides the
+    /// API's own: where its metadata or its authorization server is (RFC
+    /// 9728). Repeatable. Without it, an API naming another origin is
+    /// refused: an API cannot send the client to any host it likes.
+    #[arg(long, value_name = "ORIGIN")]
+    pub trust_origin: Vec<String>,
     /// Allow plain http to hosts that are not loopback (test environments only).
     #[arg(long)]
     pub allow_insecure_http: bool,

@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use auth_core::resource::step_up::StepUp;
 use auth_core::secret::{AccessTokenValue, ExposeSecret, RefreshToken};
 use auth_core::setup::ClientParts;
 use auth_core::store::{StoreConfig, StoreOp};
@@ -129,10 +130,22 @@ async fn token_with(settings: &Settings, json: bool) -> Result<(), Failure> {
 pub async fn request(auth: &AuthArgs, spec: &RequestArgs) -> Result<(), Failure> {
     let mut settings = Settings::resolve(auth, None)?;
     settings.discover().await?;
-    request_with(&settings, spec).await.map_err(|failure| settings.explain(failure))
+    // No provider named: the API's URL may say where to sign in (RFC 9728).
+    let mut discovery = None;
+    if settings.names_no_provider() && !settings.sign_in {
+        if let Some(store) = token_store(settings.store.as_ref())? {
+            if !crate::resource::adopt_kept(&mut settings, &store, &spec.url).await? {
+                discovery = Some(store);
+            }
+        }
+    }
+    request_with(&settings, spec, discovery.as_ref()).await.map_err(|failure| settings.explain(failure))
 }
 
-async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Failure> {
+/// Sends the request. With `discovery` (no provider is configured or
+/// kept for the URL), a 401 naming the API's metadata is followed to its
+/// authorization server, and the run ends saying which `authc login` to run.
+async fn request_with(settings: &Settings, spec: &RequestArgs, discovery: Option<&Store>) -> Result<(), Failure> {
     // How long the API may stay silent (connecting, or between two reads
     // of the answer): a long download streams on while data keeps coming.
     let timeout = Duration::from_secs(spec.timeout.max(1));
@@ -194,7 +207,13 @@ async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Fai
     }
     let mut response = builder.send().await?;
     let status = response.status();
+    if session.is_none() && status == reqwest::StatusCode::UNAUTHORIZED && discovery.is_some() {
+        if let Some(failure) = crate::resource::after_401(settings, discovery, &spec.url, response.headers()).await {
+            return Err(failure);
+        }
+    }
     let rejected_after_renewal = response.extensions().get::<auth_core::RejectedAfterRenewal>().copied();
+    let step_up = response.extensions().get::<StepUp>().cloned();
     // The redirect policy stops at another origin (and after too many
     // hops): a 3xx with a Location reaching here was not followed.
     let redirect_elsewhere = status
@@ -241,11 +260,39 @@ async fn request_with(settings: &Settings, spec: &RequestArgs) -> Result<(), Fai
         )))
     } else if status.is_success() || status.is_redirection() {
         Ok(())
+    } else if let Some(asked) = step_up {
+        Err(Failure::refused(format!("the API answered {status}: {asked}; {}", step_up_hint(settings, &asked))))
     } else if let Some(mark) = rejected_after_renewal {
         Err(Failure::api(format!("the API answered {status}: {mark}")))
     } else {
         Err(Failure::api(format!("the API answered {status}")))
     }
+}
+
+/// What to run to get a token the API takes, after it asked for more.
+fn step_up_hint(settings: &Settings, asked: &StepUp) -> String {
+    let scopes = asked.scopes().unwrap_or(&settings.scopes);
+    let mut line = match (&settings.discovered, &settings.profile) {
+        (Some(resource), None) => settings.login_line(resource, scopes),
+        (_, Some(profile)) if settings.sign_in => format!("authc login --profile {profile}"),
+        _ if settings.sign_in => "authc login with the same options".to_owned(),
+        // Client credentials: the client asks again with the scopes.
+        (_, profile) => {
+            let profile = profile.as_ref().map(|p| format!(" --profile {p}")).unwrap_or_default();
+            return format!("run again with{profile} --scope \"{}\" if the client may have them", scopes.join(" "));
+        }
+    };
+    if let StepUp::Authentication { acr_values, max_age } = asked {
+        if !acr_values.is_empty() {
+            line.push_str(&format!(" --acr-values \"{}\"", acr_values.join(" ")));
+        }
+        if let Some(age) = max_age {
+            line.push_str(&format!(" --max-age {age}"));
+        }
+    } else if settings.profile.is_some() || settings.discovered.is_none() {
+        line.push_str(&format!(" --scope \"{}\"", scopes.join(" ")));
+    }
+    format!("sign in again with `{line}`")
 }
 
 /// A `-d` / `--json` argument: the data itself, or `@FILE` (`@-`: stdin).
@@ -371,15 +418,63 @@ pub async fn revoke(
 /// configuration's (sign-in) cache key.
 pub async fn login(auth: &AuthArgs, login: &LoginArgs) -> Result<(), Failure> {
     let mut settings = Settings::resolve_sign_in(auth, None)?;
-    settings.discover().await?;
+    let (loopback, registered) = if settings.names_no_provider() && settings.resources.len() == 1 {
+        // `--resource URL` alone: the API's metadata says where to sign in.
+        from_resource(&mut settings, login).await?
+    } else {
+        settings.discover().await?;
+        (None, None)
+    };
     if login.device_url.is_some() {
         settings.device_url.clone_from(&login.device_url);
     }
-    login_with(&settings, login).await.map_err(|failure| settings.explain(failure))
+    let outcome = login_with(&settings, login, loopback).await.map_err(|failure| settings.explain(failure));
+    if let Some(registered) = registered {
+        notice(&registered);
+    }
+    outcome
 }
 
-async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failure> {
-    use auth_tower::sign_in::{device_sign_in, exchange_code, Loopback, LoopbackOptions};
+/// The options of a sign-in for the API `--resource` names, from its
+/// metadata (kept in the token store after the first run), registering
+/// `authc` there when no client is kept or given: then the loopback
+/// listener is bound first, for the redirect URI registered.
+async fn from_resource(
+    settings: &mut Settings,
+    login: &LoginArgs,
+) -> Result<(Option<auth_tower::sign_in::Loopback>, Option<String>), Failure> {
+    let store = token_store(settings.store.as_ref())?.ok_or_else(|| {
+        Failure::usage("`authc login` keeps the tokens in the token store, which is off (--no-cache or --store none)")
+    })?;
+    let resource = settings.resources[0].clone();
+    let found = crate::resource::discover(settings, &store, &resource).await?;
+    crate::resource::adopt(settings, &found);
+    if settings.client_id.is_some() {
+        return Ok((None, None));
+    }
+    if login.device {
+        return Err(Failure::usage(
+            "no client is registered for this API yet: run `authc login --resource` once without --device (it              registers a client), or pass --client-id",
+        ));
+    }
+    let loopback = auth_tower::sign_in::Loopback::bind(&loopback_options(login)).await?;
+    let registered = crate::resource::register(settings, &store, found, loopback.redirect_uri()).await?;
+    Ok((Some(loopback), Some(registered)))
+}
+
+fn loopback_options(login: &LoginArgs) -> auth_tower::sign_in::LoopbackOptions {
+    auth_tower::sign_in::LoopbackOptions::default()
+        .port(login.redirect_port)
+        .path(login.redirect_path.as_str())
+        .timeout(Duration::from_secs(login.timeout.max(1)))
+}
+
+async fn login_with(
+    settings: &Settings,
+    login: &LoginArgs,
+    loopback: Option<auth_tower::sign_in::Loopback>,
+) -> Result<(), Failure> {
+    use auth_tower::sign_in::{device_sign_in, exchange_code, Loopback};
     let config = needs_oauth(settings, "login")?;
     let Some(store) = token_store(settings.store.as_ref())? else {
         return Err(Failure::usage(
@@ -406,11 +501,10 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
         let authorize_url = settings.authorize_url.as_deref().ok_or_else(|| {
             Failure::usage("`authc login` needs --authorize-url (or --issuer whose discovery names one), or --device")
         })?;
-        let options = LoopbackOptions::default()
-            .port(login.redirect_port)
-            .path(login.redirect_path.as_str())
-            .timeout(Duration::from_secs(login.timeout.max(1)));
-        let loopback = Loopback::bind(&options).await?;
+        let loopback = match loopback {
+            Some(loopback) => loopback,
+            None => Loopback::bind(&loopback_options(login)).await?,
+        };
         let mut builder = auth_core::sign_in::authorize::AuthorizationRequest::builder(
             source.config(),
             authorize_url,
@@ -420,7 +514,16 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
         if let Some(issuer) = &settings.issuer {
             builder = builder.issuer(issuer).require_issuer_param(settings.issuer_param_required);
         }
-        let request = builder.build()?;
+        if let Some(acr_values) = &login.acr_values {
+            builder = builder.param("acr_values", acr_values);
+        }
+        if let Some(max_age) = login.max_age {
+            builder = builder.param("max_age", max_age.to_string());
+        }
+        let mut request = builder.build()?;
+        if settings.requires_par || login.par {
+            request = push(settings, source.config(), request).await?;
+        }
         if login.no_browser {
             // Alone on its line: a script or test reads it as is.
             eprintln!("{}", request.url());
@@ -449,6 +552,29 @@ async fn login_with(settings: &Settings, login: &LoginArgs) -> Result<(), Failur
         source.config().token_url()
     );
     Ok(())
+}
+
+/// Pushes the authorization request (RFC 9126): the URL the browser gets
+/// then carries only a reference.
+async fn push(
+    settings: &Settings,
+    config: &SourceConfig,
+    request: auth_core::sign_in::authorize::AuthorizationRequest,
+) -> Result<auth_core::sign_in::authorize::AuthorizationRequest, Failure> {
+    let endpoint = settings.par_endpoint.as_deref().ok_or_else(|| {
+        Failure::usage("--par: the authorization server names no pushed_authorization_request_endpoint")
+    })?;
+    let pushed = request.par_request(config, endpoint)?;
+    let ready = auth_core::wire::request::ready_to_send(&pushed, std::time::SystemTime::now())
+        .map_err(|e| Failure::from(auth_tower::AuthError::Token(e)))?;
+    let ready = reqwest::Request::try_from(ready)
+        .map_err(|e| Failure::usage(format!("invalid pushed authorization request: {}", e.without_url())))?;
+    let answer = settings.discovery_client()?.execute(ready).await.map_err(|e| {
+        Failure::network(format!("the pushed authorization request to {endpoint} failed: {}", e.without_url()))
+    })?;
+    let (status, headers) = (answer.status(), answer.headers().clone());
+    let body = crate::capped::body(answer, "the pushed authorization answer").await?;
+    request.pushed(config, status, &headers, &body).map_err(|e| Failure::from(auth_tower::AuthError::Token(e)))
 }
 
 async fn revoke_one(

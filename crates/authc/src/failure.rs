@@ -44,6 +44,10 @@ impl Failure {
     pub fn api(message: impl Into<String>) -> Self {
         Self::new(Code::Api, message)
     }
+    /// Exit 3: refused, or a user must sign in (again).
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(Code::Refused, message)
+    }
     /// The same failure, its message preceded by `prefix`.
     pub fn with_prefix(self, prefix: &str) -> Self {
         Self { message: format!("{prefix}: {}", self.message), ..self }

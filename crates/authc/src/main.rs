@@ -5,8 +5,9 @@
 //! authc request [AUTH] [-X METHOD] [-H 'Name: value']... [-d DATA|@FILE | --data-file F | --json DATA|@FILE]
 //!               [-i] [-s] [-v] [-o FILE] [--timeout S] URL
 //! authc revoke  [AUTH] [--revocation-url URL] [--token-type-hint access_token|refresh_token]
-//! authc login   [AUTH] (--issuer URL | --authorize-url URL --token-url URL) [--device [--device-url URL]]
-//!               [--no-browser] [--redirect-port N] [--redirect-path P] [--scope S]... [--timeout SECS]
+//! authc login   [AUTH] (--issuer URL | --authorize-url URL --token-url URL | --resource URL)
+//!               [--device [--device-url URL]] [--no-browser] [--redirect-port N] [--redirect-path P]
+//!               [--scope S]... [--par] [--acr-values V] [--max-age S] [--timeout SECS]
 //! authc logout  [AUTH] [--revocation-url URL]
 //! authc profiles [--config FILE]
 //! authc config check [AUTH]
@@ -32,6 +33,7 @@ mod failure;
 mod key_files;
 mod logout;
 mod profile;
+mod resource;
 mod secrets;
 mod serve;
 mod settings;

@@ -58,6 +58,16 @@ pub struct Settings {
     pub sign_in: bool,
     /// The issuer said it always sends `iss` on the callback.
     pub issuer_param_required: bool,
+    /// The issuer's pushed authorization request endpoint (RFC 9126).
+    pub par_endpoint: Option<String>,
+    /// The issuer takes authorization requests only pushed.
+    pub requires_par: bool,
+    /// The API resource whose discovery (from its URL alone) filled the
+    /// endpoints and the client: `authc login --resource` signs in for it.
+    pub discovered: Option<String>,
+    /// Origins besides an API's own that discovery from its URL may
+    /// contact (`--trust-origin`).
+    pub trusted_origins: Vec<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<ClientSecret>,
     /// The client authentication method given (or chosen from a discovery
@@ -157,6 +167,10 @@ impl Settings {
             device_url: profile.device_url.clone(),
             sign_in,
             issuer_param_required: false,
+            par_endpoint: None,
+            requires_par: false,
+            discovered: None,
+            trusted_origins: args.trust_origin.clone(),
             client_id,
             auth_method: auth_method(args, &profile)?,
             signing_key,
@@ -348,10 +362,30 @@ impl Settings {
 
     /// What a user who must sign in again is told to run.
     pub fn login_hint(&self) -> String {
-        match &self.profile {
-            Some(profile) => format!("run `authc login --profile {profile}`"),
-            None => "run `authc login` with the same options".to_owned(),
+        match (&self.profile, &self.discovered) {
+            (Some(profile), _) => format!("run `authc login --profile {profile}`"),
+            (None, Some(resource)) => format!("run `{}`", self.login_line(resource, &self.scopes)),
+            (None, None) => "run `authc login` with the same options".to_owned(),
         }
+    }
+
+    /// The `authc login` that signs in for the discovered API `resource`
+    /// with `scopes`.
+    pub fn login_line(&self, resource: &str, scopes: &[String]) -> String {
+        let mut line = format!("authc login --resource {resource}");
+        if !scopes.is_empty() {
+            line.push_str(&format!(" --scope \"{}\"", scopes.join(" ")));
+        }
+        for origin in &self.trusted_origins {
+            line.push_str(&format!(" --trust-origin {origin}"));
+        }
+        line
+    }
+
+    /// Whether nothing names a token endpoint: no token URL, issuer or
+    /// profile (an API's URL may then say where to sign in).
+    pub fn names_no_provider(&self) -> bool {
+        self.token_url.is_none() && self.issuer.is_none() && self.profile.is_none()
     }
 
     /// An HTTP client from `builder` with the TLS settings: the client

@@ -49,6 +49,12 @@ impl Env {
         Self { dir: tempfile::tempdir().unwrap(), provider }
     }
 
+    /// `config` alone: no API key, no Basic login (an API whose URL is all
+    /// a user knows).
+    fn bare(config: ProviderConfig) -> Self {
+        Self { dir: tempfile::tempdir().unwrap(), provider: Provider::start(config).unwrap() }
+    }
+
     fn cache_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("cache")
     }
@@ -1143,8 +1149,14 @@ fn play_browser(child: &mut std::process::Child) -> u16 {
     let mut line = String::new();
     std::io::BufReader::new(stderr).read_line(&mut line).unwrap();
     let url = line.trim();
-    assert!(url.contains("/oauth/authorize?response_type=code"), "the URL alone on its line: {line:?}");
-    assert!(url.contains("code_challenge_method=S256"));
+    if url.contains("request_uri=") {
+        // Pushed (RFC 9126): the client and the reference only.
+        let names: Vec<_> = reqwest_names(url);
+        assert_eq!(names, ["client_id", "request_uri"], "{url}");
+    } else {
+        assert!(url.contains("/oauth/authorize?response_type=code"), "the URL alone on its line: {line:?}");
+        assert!(url.contains("code_challenge_method=S256"));
+    }
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build(),
     );
@@ -1153,6 +1165,12 @@ fn play_browser(child: &mut std::process::Child) -> u16 {
     let location = answer.headers()["location"].to_str().unwrap().to_owned();
     let page = agent.get(&location).call().unwrap();
     page.status().as_u16()
+}
+
+/// The names of a URL's query parameters, in order.
+fn reqwest_names(url: &str) -> Vec<String> {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    query.split('&').map(|pair| pair.split('=').next().unwrap_or_default().to_owned()).collect()
 }
 
 /// `authc login ARGS` with a test client as the browser; the sign-in
@@ -1891,4 +1909,90 @@ fn a_flood_of_idle_connections_under_a_low_descriptor_limit_does_not_stop_the_si
     let login = collect(child);
     assert_eq!(login.code, 0, "{}", login.stderr);
     assert!(login.stderr.contains("signed in"), "{}", login.stderr);
+}
+
+#[test]
+fn from_an_api_url_alone_to_a_call_and_a_step_up_that_keeps_the_scopes() {
+    let env = Env::bare(
+        ProviderConfig::new().protected_resource(true).api_scopes("read", "write").dynamic_registration(true),
+    );
+    let api = env.provider.api_url("orders");
+    let resource = env.provider.resource();
+
+    // Nothing configured: the API's 401 names its metadata, which names the provider.
+    let first = env.run(&["request", &api], &[]);
+    assert_eq!(first.code, 3, "{}", first.stderr);
+    let login_line = format!("authc login --resource {resource}");
+    assert!(first.stderr.contains(&login_line), "{}", first.stderr);
+    assert!(first.stderr.contains(&env.provider.issuer()), "says what it discovered: {}", first.stderr);
+    assert_eq!(env.provider.stats().resource_metadata_requests, 1);
+    assert_eq!(env.provider.stats().registrations, 0, "registering is the login's");
+
+    // The login it said: registers authc (a public client, loopback redirect), signs in with PKCE.
+    let login =
+        log_in(&env, &owned(&["login", "--resource", &resource, "--scope", "read", "--no-browser", "--timeout", "60"]));
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(login.stderr.contains("registered as client"), "{}", login.stderr);
+    assert_eq!(env.provider.stats().registrations, 1);
+    assert_eq!(env.provider.stats().resource_metadata_requests, 1, "the kept metadata was used");
+    let code = env.provider.token_requests().into_iter().find(|r| r.grant_type == "authorization_code").unwrap();
+    assert_eq!(code.resources, std::slice::from_ref(&resource), "the token is asked for the resource (RFC 8707)");
+
+    // Another process, the URL alone: the kept registration and tokens.
+    let call = env.run(&["request", &api], &[]);
+    assert_eq!(call.code, 0, "{}", call.stderr);
+    assert!(call.stdout.contains("\"ok\":true") && call.stdout.contains("\"scope\":\"read\""), "{}", call.stdout);
+    let requests = env.provider.token_requests().len();
+
+    // A write needs `write`: exit 3 with the login that asks for both.
+    let write = env.run(&["request", "-X", "POST", "-d", "x", &api], &[]);
+    assert_eq!(write.code, 3, "{}", write.stderr);
+    assert!(write.stderr.contains(&format!("{login_line} --scope \"read write\"")), "{}", write.stderr);
+    assert_eq!(env.provider.token_requests().len(), requests, "no token was fetched for the 403");
+
+    // That login: the same registered client, a token with both scopes, and the write goes through.
+    let again = log_in(
+        &env,
+        &owned(&["login", "--resource", &resource, "--scope", "read write", "--no-browser", "--timeout", "60"]),
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(!again.stderr.contains("registered as client"), "{}", again.stderr);
+    assert_eq!(env.provider.stats().registrations, 1, "registered once");
+    let write = env.run(&["request", "-X", "POST", "-d", "x", &api], &[]);
+    assert_eq!(write.code, 0, "{}", write.stderr);
+    assert!(write.stdout.contains("\"scope\":\"read write\""), "{}", write.stdout);
+    // No secret of the registration in what was printed.
+    for run in [&first, &login, &call, &again, &write] {
+        assert!(!run.stderr.contains("rat-") && !run.stdout.contains("rat-"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_server_that_requires_pushed_requests_and_an_api_on_another_origin() {
+    // PAR required: the browser gets the reference only, and the sign-in works.
+    let env = Env::with(ProviderConfig::new().pushed_authorization(true));
+    let issuer = env.provider.url().to_owned();
+    let login = log_in(
+        &env,
+        &owned(&["login", "--issuer", &issuer, "--client-id", "public-cli", "--no-browser", "--timeout", "60"]),
+    );
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert_eq!(env.provider.stats().pushed_requests, 1);
+
+    // An API whose metadata names an authorization server on another origin: not contacted unless trusted.
+    let elsewhere = Provider::start(ProviderConfig::new().dynamic_registration(true)).unwrap();
+    let api =
+        Env::bare(ProviderConfig::new().protected_resource(true).resource_authorization_server(elsewhere.issuer()));
+    let url = api.provider.api_url("orders");
+    let refused = api.run(&["request", &url], &[]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains(&format!("--trust-origin {}", elsewhere.url())), "{}", refused.stderr);
+    let trusted = api.run(&["request", "--trust-origin", elsewhere.url(), &url], &[]);
+    assert_eq!(trusted.code, 3, "{}", trusted.stderr);
+    let line = format!("authc login --resource {} --trust-origin {}", api.provider.resource(), elsewhere.url());
+    assert!(trusted.stderr.contains(&line), "{}", trusted.stderr);
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
 }

@@ -69,6 +69,7 @@ pub struct Discovered {
     revocation_endpoint: Option<String>,
     par_endpoint: Option<String>,
     requires_par: bool,
+    registration_endpoint: Option<String>,
     iss_parameter_supported: bool,
     scopes_supported: Vec<String>,
     registration: Option<Registration>,
@@ -98,6 +99,7 @@ impl Discovered {
             revocation_endpoint: server.revocation_endpoint().map(text),
             par_endpoint: server.par_endpoint().map(text),
             requires_par: server.requires_par(),
+            registration_endpoint: server.registration_endpoint().map(text),
             iss_parameter_supported: server.iss_parameter_supported(),
             scopes_supported: resource.scopes_supported().to_vec(),
             registration: None,
@@ -162,6 +164,11 @@ impl Discovered {
         self.requires_par
     }
 
+    /// Its client registration endpoint (RFC 7591).
+    pub fn registration_endpoint(&self) -> Option<&str> {
+        self.registration_endpoint.as_deref()
+    }
+
     /// Whether it always sends `iss` with the authorization response.
     pub fn iss_parameter_supported(&self) -> bool {
         self.iss_parameter_supported
@@ -195,6 +202,7 @@ impl Discovered {
             "revocation_endpoint": self.revocation_endpoint,
             "par_endpoint": self.par_endpoint,
             "requires_par": self.requires_par,
+            "registration_endpoint": self.registration_endpoint,
             "iss_parameter_supported": self.iss_parameter_supported,
             "scopes_supported": self.scopes_supported,
         });
@@ -250,6 +258,7 @@ impl Discovered {
             revocation_endpoint: url("revocation_endpoint")?,
             par_endpoint: url("par_endpoint")?,
             requires_par: json.get("requires_par").and_then(Value::as_bool).unwrap_or(false),
+            registration_endpoint: url("registration_endpoint")?,
             iss_parameter_supported: json.get("iss_parameter_supported").and_then(Value::as_bool).unwrap_or(false),
             scopes_supported: scopes
                 .map(|list| list.iter().filter_map(Value::as_str).take(64).map(str::to_owned).collect())
@@ -279,7 +288,8 @@ mod tests {
             br#"{"issuer":"https://id.example.com","token_endpoint":"https://id.example.com/token",
                 "authorization_endpoint":"https://id.example.com/authorize",
                 "pushed_authorization_request_endpoint":"https://id.example.com/par",
-                "require_pushed_authorization_requests":true}"#,
+                "require_pushed_authorization_requests":true,
+                "registration_endpoint":"https://id.example.com/register"}"#,
             false,
         )
         .unwrap();
@@ -305,6 +315,7 @@ mod tests {
         assert_eq!(again.client_id(), Some("c-1"));
         assert_eq!(again.par_endpoint(), Some("https://id.example.com/par"));
         assert!(again.requires_par());
+        assert_eq!(again.registration_endpoint(), Some("https://id.example.com/register"));
         assert_eq!(again.scopes_supported(), ["read", "write"]);
         let shown = format!("{again:?}");
         assert!(!shown.contains("s3cr3t-Qx") && !shown.contains("rat-9Zk"), "{shown}");

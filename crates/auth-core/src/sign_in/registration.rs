@@ -260,6 +260,19 @@ impl Registration {
         self.auth.as_deref()
     }
 
+    /// How the registered client authenticates at the token endpoint:
+    /// the method the server registered (`client_secret_basic` when it
+    /// did not say, RFC 7591 §2), `None` for one this library does not
+    /// know.
+    pub fn client_auth(&self) -> Option<crate::ClientAuth> {
+        let name = self.auth.as_deref().unwrap_or("client_secret_basic");
+        // Basic with the RFC 6749 encoding; a JSON body is not an RFC 7591 method.
+        crate::ClientAuth::ALL
+            .into_iter()
+            .filter(|method| !matches!(method, crate::ClientAuth::BasicRaw | crate::ClientAuth::Json))
+            .find(|method| method.registered_name() == name)
+    }
+
     /// The registration as JSON, as the server answered it (`client_id`,
     /// `client_secret`, ...), to keep: it holds secrets, so keep it where
     /// tokens are kept. [`parse_registration`] reads it back.

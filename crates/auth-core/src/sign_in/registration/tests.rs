@@ -59,6 +59,15 @@ fn an_answer_is_read_its_secrets_guarded_and_kept_as_json() {
     assert_eq!(registration.client_secret().unwrap().expose_secret(), "cs-secret-1");
     assert_eq!(registration.client_secret_expires_at(), None, "0: never");
     assert_eq!(registration.auth_method(), Some("client_secret_basic"));
+    assert_eq!(registration.client_auth(), Some(crate::ClientAuth::Basic));
+    let read = |json: &str| parse_registration(StatusCode::CREATED, json.as_bytes()).unwrap().client_auth();
+    assert_eq!(read(r#"{"client_id":"p","token_endpoint_auth_method":"none"}"#), Some(crate::ClientAuth::None));
+    assert_eq!(read(r#"{"client_id":"p"}"#), Some(crate::ClientAuth::Basic), "RFC 7591's default");
+    assert_eq!(
+        read(r#"{"client_id":"p","token_endpoint_auth_method":"client_secret_post"}"#),
+        Some(crate::ClientAuth::Post)
+    );
+    assert_eq!(read(r#"{"client_id":"p","token_endpoint_auth_method":"magic"}"#), None);
     let shown = format!("{registration:?}");
     assert!(!shown.contains("cs-secret-1") && !shown.contains("rat-secret-1"), "{shown}");
     // Kept, then read back the same.

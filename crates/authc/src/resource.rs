@@ -1,0 +1,210 @@
+//! An API that tells the client where to sign in: from its URL alone to
+//! the user's tokens (RFC 9728 protected resource metadata, RFC 8414
+//! discovery, RFC 7591 registration), for `authc login --resource URL` and
+//! `authc request URL`.
+//!
+//! What was found, and the client registered, is kept in the token store
+//! (one record per API origin, [`Discovered`]): a later run neither
+//! discovers nor registers again.
+
+use std::time::SystemTime;
+
+use auth_core::resource::challenge::from_headers;
+use auth_core::resource::discovered::Discovered;
+use auth_core::resource::metadata::{
+    challenge_metadata_url, metadata_url, parse_resource_metadata, Expected, Origins, ResourceError, ResourceMetadata,
+};
+use auth_core::sign_in::registration::{parse_registration, registration_request, ClientMetadata};
+use auth_core::store::{StoreAnswer, StoreOp};
+
+use crate::failure::{notice, Failure};
+use crate::settings::Settings;
+use crate::sign_ins::SignIns;
+use crate::store::Store;
+
+/// The record kept for the API at `url`, if one covers it.
+pub async fn kept(store: &Store, url: &str) -> Option<Discovered> {
+    let key = Discovered::key(url).ok()?;
+    let answer = store.execute(&key, SystemTime::now(), &StoreOp::Read).await;
+    let Ok(StoreAnswer::Envelope(Some(envelope))) = answer else { return None };
+    Discovered::from_envelope(&envelope).filter(|found| found.covers(url))
+}
+
+/// Keeps `found` in the store (said, not fatal, when it cannot be).
+async fn keep(store: &Store, found: &Discovered) {
+    let Ok(key) = found.own_key() else { return };
+    let op = StoreOp::Write { envelope: found.to_envelope(SystemTime::now()), release: None };
+    if let Err(error) = store.execute(&key, SystemTime::now(), &op).await {
+        notice(&format!(
+            "could not keep what discovery found in the token store ({}): the next run discovers again",
+            error.message
+        ));
+    }
+}
+
+/// The origins discovery may contact besides the API's own.
+fn origins(settings: &Settings) -> Result<Origins, Failure> {
+    settings.trusted_origins.iter().try_fold(Origins::default(), |origins, origin| {
+        origins.allow(origin).map_err(|e| Failure::usage(format!("--trust-origin {origin}: {e}")))
+    })
+}
+
+/// A discovery error, with the flag that allows another origin.
+fn refused(error: ResourceError) -> Failure {
+    match error {
+        ResourceError::OriginNotAllowed { resource, origin } => Failure::usage(format!(
+            "the API at {resource} sends the client to {origin}, another origin: not contacted. If you trust it, \
+             run again with --trust-origin {origin}"
+        )),
+        other => Failure::usage(other.to_string()),
+    }
+}
+
+/// Fetches the metadata at `url` and checks it against `expected`.
+async fn fetch_metadata(settings: &Settings, url: &str, expected: Expected<'_>) -> Result<ResourceMetadata, Failure> {
+    let client = settings.discovery_client()?;
+    let answer = client.get(url).header("accept", "application/json").send().await.map_err(|e| {
+        Failure::network(format!("the API's metadata at {url} could not be fetched: {}", e.without_url()))
+    })?;
+    if !answer.status().is_success() {
+        return Err(Failure::network(format!("the API's metadata at {url} answered {}", answer.status())));
+    }
+    let body = crate::capped::body(answer, "the API's metadata").await?;
+    parse_resource_metadata(&body, expected).map_err(|e| refused(e).with_prefix(url))
+}
+
+/// What the metadata says, with its authorization server's endpoints.
+async fn follow(settings: &Settings, metadata: &ResourceMetadata) -> Result<Discovered, Failure> {
+    let issuer = metadata.authorization_server(&origins(settings)?).map_err(refused)?.to_owned();
+    let server = settings.server_metadata(&issuer).await?;
+    Ok(Discovered::new(metadata, &server))
+}
+
+/// The API identified by `resource`, its authorization server and the
+/// client registered there: kept, or discovered from its well-known
+/// metadata (and kept).
+pub async fn discover(settings: &Settings, store: &Store, resource: &str) -> Result<Discovered, Failure> {
+    if let Some(found) = kept(store, resource).await.filter(|found| found.resource() == resource) {
+        return Ok(found);
+    }
+    let url = metadata_url(resource).map_err(|e| refused(e).with_prefix("--resource"))?;
+    let metadata = fetch_metadata(settings, &url, Expected::Identifier(resource)).await?;
+    let found = follow(settings, &metadata).await?;
+    keep(store, &found).await;
+    Ok(found)
+}
+
+/// After a 401 to `url` sent without a token: when its challenge names
+/// the API's metadata, what it says (kept for `authc login`), and the
+/// exit-3 failure that says which `authc login` to run. `None` when the
+/// 401 names no metadata.
+pub async fn after_401(
+    settings: &Settings,
+    store: Option<&Store>,
+    url: &str,
+    headers: &http::HeaderMap,
+) -> Option<Failure> {
+    let challenges = from_headers(headers).ok()?;
+    let challenge = challenges.iter().find(|c| c.resource_metadata().is_some())?;
+    let named = challenge.resource_metadata()?;
+    let outcome = async {
+        let metadata_url = challenge_metadata_url(url, named, &origins(settings)?).map_err(refused)?;
+        let metadata = fetch_metadata(settings, &metadata_url.to_string(), Expected::Requested(url)).await?;
+        let found = follow(settings, &metadata).await?;
+        if let Some(store) = store {
+            keep(store, &found).await;
+        }
+        Ok::<_, Failure>(found)
+    };
+    let found = match outcome.await {
+        Ok(found) => found,
+        Err(failure) => return Some(failure.with_prefix("the API answered 401 and named its metadata, but")),
+    };
+    let scopes: Vec<String> = challenge.scopes().map(str::to_owned).collect();
+    Some(Failure::refused(format!(
+        "the API answered 401: it wants an OAuth access token for {} from {} (its metadata says so); sign in with \
+         `{}`, then run this again",
+        found.resource(),
+        found.issuer(),
+        settings.login_line(found.resource(), &scopes)
+    )))
+}
+
+/// Takes the endpoints, the resource and the registered client of `found`
+/// (a client id given on the command line wins over the registration).
+pub fn adopt(settings: &mut Settings, found: &Discovered) {
+    settings.sign_in = true;
+    settings.issuer = Some(found.issuer().to_owned());
+    settings.token_url = Some(found.token_endpoint().to_owned());
+    settings.authorize_url = found.authorization_endpoint().map(str::to_owned);
+    settings.revocation_url = found.revocation_endpoint().map(str::to_owned);
+    settings.par_endpoint = found.par_endpoint().map(str::to_owned);
+    settings.requires_par = found.requires_par();
+    settings.issuer_param_required = found.iss_parameter_supported();
+    settings.resources = vec![found.resource().to_owned()];
+    settings.discovered = Some(found.resource().to_owned());
+    if settings.client_id.is_some() {
+        return;
+    }
+    if let Some(registration) = found.registration() {
+        settings.client_id = Some(registration.client_id().to_owned());
+        settings.client_secret = registration.client_secret().cloned();
+        settings.auth_method = registration.client_auth().or(settings.auth_method);
+    }
+}
+
+/// Registers `authc` as a public client redirecting to `redirect_uri` at
+/// `found`'s authorization server, keeps the registration and adopts it;
+/// says what was registered (for the end of the sign-in: the
+/// authorization URL comes first on stderr).
+pub async fn register(
+    settings: &mut Settings,
+    store: &Store,
+    found: Discovered,
+    redirect_uri: &str,
+) -> Result<String, Failure> {
+    let endpoint = found.registration_endpoint().ok_or_else(|| {
+        Failure::usage(format!(
+            "{} registers no clients (its metadata names no registration_endpoint): register one by hand and pass \
+             --client-id",
+            found.issuer()
+        ))
+    })?;
+    let metadata = ClientMetadata::public_client("authc", redirect_uri);
+    let request = registration_request(endpoint, &metadata, None)
+        .map_err(|e| Failure::usage(format!("the registration endpoint: {e}")))?;
+    let client = settings.discovery_client()?;
+    let answer = client
+        .post(endpoint)
+        .headers(request.headers().clone())
+        .body(request.body().clone())
+        .send()
+        .await
+        .map_err(|e| Failure::network(format!("registering at {endpoint} failed: {}", e.without_url())))?;
+    let status = answer.status();
+    let body = crate::capped::body(answer, "the registration answer").await?;
+    let registration = parse_registration(status, &body).map_err(|e| Failure::refused(e.to_string()))?;
+    let found = found.registered(registration);
+    keep(store, &found).await;
+    adopt(settings, &found);
+    Ok(format!(
+        "registered as client `{}` at {} (kept in the token store for later runs)",
+        found.client_id().unwrap_or_default(),
+        found.issuer()
+    ))
+}
+
+/// For `authc request URL` with no provider named: the kept sign-in for
+/// the URL's API, adopted with the scopes of its newest sign-in. `false`
+/// when none is kept.
+pub async fn adopt_kept(settings: &mut Settings, store: &Store, url: &str) -> Result<bool, Failure> {
+    let Some(found) = kept(store, url).await.filter(|found| found.client_id().is_some()) else { return Ok(false) };
+    adopt(settings, &found);
+    if settings.scopes.is_empty() {
+        let sign_ins = SignIns::read(settings, store).await?;
+        if let Some(newest) = sign_ins.noted.last() {
+            settings.scopes.clone_from(&newest.scopes);
+        }
+    }
+    Ok(true)
+}
