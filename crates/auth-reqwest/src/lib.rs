@@ -44,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+mod answer;
 mod client;
 mod copy;
 mod middleware;

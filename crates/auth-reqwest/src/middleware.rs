@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use auth_core::credentials::query_with_param;
 use auth_core::publish::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
-use auth_core::resource::step_up;
 use auth_core::secret::ExposeSecret;
 use auth_core::{AccessToken, Credentials, Generation};
 use auth_tower::{AuthError, TokenReader, TokenSource};
 use thread_local::ThreadLocal;
 
 use http::{Extensions, StatusCode};
-use reqwest::{Request, Response, ResponseBuilderExt as _};
+use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
+use crate::answer::{self, rejected_after_renewal};
 use crate::copy::ReplayCopy;
 
 /// Puts credentials on every request of a `reqwest_middleware` client, and
@@ -202,69 +202,10 @@ impl Middleware for AuthMiddleware {
 }
 
 impl AuthMiddleware {
-    /// `outcome` with our query keys redacted from its URL (when the
-    /// credentials put any in the query).
+    /// `outcome` as the caller gets it ([`answer::finish`]).
     #[inline(always)]
     fn finish(&self, outcome: reqwest_middleware::Result<Response>) -> reqwest_middleware::Result<Response> {
-        let outcome = match outcome {
-            Ok(response)
-                if response.status() == StatusCode::FORBIDDEN || response.status() == StatusCode::UNAUTHORIZED =>
-            {
-                Ok(self.mark_step_up(response))
-            }
-            other => other,
-        };
-        if !self.credentials.has_query_params() {
-            return outcome;
-        }
-        self.redact_outcome(outcome)
-    }
-
-    /// A 401 or 403 marked with the step-up it asks of the source's tokens
-    /// (more scopes, a stronger sign-in), if it asks for one.
-    #[cold]
-    fn mark_step_up(&self, mut response: Response) -> Response {
-        let Some(source) = &self.source else { return response };
-        let scopes = source.source.config().scopes();
-        if let Some(asked) = step_up::asked_of(response.status(), response.headers(), scopes) {
-            response.extensions_mut().insert(asked);
-        }
-        response
-    }
-
-    /// [`AuthMiddleware::finish`] for credentials with query keys.
-    #[cold]
-    fn redact_outcome(&self, outcome: reqwest_middleware::Result<Response>) -> reqwest_middleware::Result<Response> {
-        match outcome {
-            Ok(response) => Ok(self.redact_response_url(response)),
-            Err(reqwest_middleware::Error::Reqwest(mut error)) => {
-                if let Some(url) = error.url_mut() {
-                    self.redact_url(url);
-                }
-                Err(reqwest_middleware::Error::Reqwest(error))
-            }
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Replaces the value of our query keys in `url`.
-    fn redact_url(&self, url: &mut reqwest::Url) {
-        if let Some(redacted) = url.query().and_then(|query| self.credentials.redact_query(query)) {
-            url.set_query(Some(&redacted));
-        }
-    }
-
-    /// The response with our query keys redacted from `Response::url()`.
-    fn redact_response_url(&self, response: Response) -> Response {
-        let mut url = response.url().clone();
-        if url.query().and_then(|query| self.credentials.redact_query(query)).is_none() {
-            return response;
-        }
-        self.redact_url(&mut url);
-        let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
-        let mut carrier = http::Response::builder().url(url).body(()).unwrap_or_default();
-        parts.extensions.extend(std::mem::take(carrier.extensions_mut()));
-        Response::from(http::Response::from_parts(parts, body))
+        answer::finish(&self.credentials, self.source.as_ref().map(|source| &source.source), outcome)
     }
 
     /// Decides everything that comes before the send, and returns the
@@ -608,13 +549,6 @@ struct Decided {
     dpop: Option<(Arc<AccessToken>, Proved)>,
     /// The copy for a replay, if one was kept.
     copy: Option<ReplayCopy>,
-}
-
-/// A 401 that a renewed token did not cure, marked for the caller (the
-/// token source's worker logs it).
-fn rejected_after_renewal(mut response: Response) -> Response {
-    response.extensions_mut().insert(auth_core::RejectedAfterRenewal);
-    response
 }
 
 #[cfg(test)]
