@@ -328,3 +328,70 @@ async fn a_refusal_asking_for_more_is_marked_for_the_caller_and_never_renewed() 
     .unwrap();
     assert_eq!(asked.and_then(|a| a.scopes().map(<[String]>::to_vec)), Some(vec!["read".into(), "write".into()]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_from_the_apis_url_registers_once_and_a_restart_reuses_everything() {
+    use auth_reqwest::{AuthClient, ClientMetadata, ForResourceError, MemoryStore, StoreConfig};
+    let provider = Provider::start(
+        ProviderConfig::new()
+            .client("app", "app-secret")
+            .protected_resource(true)
+            .api_scopes("read", "write")
+            .dynamic_registration(true),
+    )
+    .unwrap();
+    let store = MemoryStore::new();
+    let build = || {
+        AuthClient::builder()
+            .for_resource(provider.resource())
+            .scope("read")
+            .register(ClientMetadata::service("billing"))
+            .store(store.clone(), StoreConfig::default())
+            .build()
+    };
+    let api = build().await.unwrap();
+    let answer = api.get(provider.api_url("orders")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(body["client_id"].as_str().unwrap().starts_with("dyn-"), "{body}");
+    let stats = provider.stats();
+    assert_eq!((stats.registrations, stats.resource_metadata_requests), (1, 1));
+    let asked = provider.token_requests();
+    assert_eq!(asked.last().unwrap().resources, [provider.resource()], "every token for the resource");
+
+    // A restart with the same store: neither discovery nor registration, and the token is shared.
+    let again = build().await.unwrap();
+    assert_eq!(again.get(provider.api_url("orders")).send().await.unwrap().status(), 200);
+    let stats = provider.stats();
+    assert_eq!((stats.registrations, stats.resource_metadata_requests), (1, 1));
+    assert_eq!(provider.token_requests().len(), asked.len(), "the kept token");
+
+    // A client id given: no registration; none given and none asked: an error that says what to do.
+    let given = AuthClient::builder()
+        .for_resource(provider.resource())
+        .client_id("app")
+        .client_secret("app-secret")
+        .scope("read")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(given.get(provider.api_url("orders")).send().await.unwrap().status(), 200);
+    assert_eq!(provider.stats().registrations, 1);
+    let error = AuthClient::builder().for_resource(provider.resource()).build().await.unwrap_err();
+    assert!(matches!(error, ForResourceError::Discovery(_)), "{error:?}");
+    assert!(error.to_string().contains("give a client id, or let the client register"), "{error}");
+    // An API that sends the client to another origin is refused unless trusted.
+    let other = Provider::start(ProviderConfig::new().dynamic_registration(true)).unwrap();
+    let sender =
+        Provider::start(ProviderConfig::new().protected_resource(true).resource_authorization_server(other.issuer()))
+            .unwrap();
+    let for_sender = || AuthClient::builder().for_resource(sender.resource()).register(ClientMetadata::service("x"));
+    let error = for_sender().build().await.unwrap_err().to_string();
+    assert!(error.contains("another origin") && error.contains(other.url()), "{error}");
+    // The credentials go to the API's origin only (another loopback port is another origin).
+    let answer = again.get(other.api_url("x")).send().await.unwrap();
+    assert_eq!((answer.status().as_u16(), again.withheld_requests()), (401, 1));
+    let trusted = for_sender().trust_origin(other.url()).build().await.unwrap();
+    assert!(trusted.token_source().is_some());
+    assert_eq!(other.stats().registrations, 1);
+}

@@ -49,11 +49,13 @@ mod client;
 mod copy;
 mod middleware;
 mod redirect;
+mod resource;
 mod transport;
 
 pub use client::{AuthClient, AuthClientBuilder};
 pub use middleware::AuthMiddleware;
 pub use redirect::{same_origin_redirects, MAX_REDIRECTS};
+pub use resource::{ForResource, ForResourceError};
 pub use transport::{client_identity, with_tls, ReqwestTransport, DEFAULT_TIMEOUT};
 
 // What users of this crate name, so that it is their only dependency here:
@@ -63,6 +65,7 @@ pub use auth_core;
 pub use auth_core::publish::replay::ReplayCopies;
 pub use auth_core::secret::CodeVerifier;
 pub use auth_core::sign_in::authorize::AuthorizationRequest;
+pub use auth_core::sign_in::registration::ClientMetadata;
 pub use auth_core::store::{MemoryStore, StoreConfig};
 pub use auth_core::{
     BackoffPolicy, ClientAuth, ConfigError, Credentials, ProviderError, RefreshPolicy, SourceConfig,

@@ -8,5 +8,6 @@
 
 pub mod challenge;
 pub mod discovered;
+pub mod from_url;
 pub mod metadata;
 pub mod step_up;

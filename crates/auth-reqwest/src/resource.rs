@@ -1,0 +1,356 @@
+//! A client for an API known by its URL alone: its protected resource
+//! metadata (RFC 9728) names its authorization server, whose metadata
+//! (RFC 8414 / OpenID Connect) names the token endpoint; a client without
+//! an id registers itself (RFC 7591) when allowed; every token is asked
+//! for the API's resource (RFC 8707). What was found, and the
+//! registration, are kept in the token store when one is given (one
+//! record per API origin), so that later runs and other replicas neither
+//! discover nor register again. The rules are auth-core's
+//! ([`auth_core::resource`]); this file does the requests.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use auth_core::resource::discovered::Discovered;
+use auth_core::resource::from_url::FromUrlError;
+use auth_core::resource::metadata::{metadata_url, parse_resource_metadata, validate_resource, Expected, Origins};
+use auth_core::secret::ExposeSecret as _;
+use auth_core::sign_in::discovery::{discovery_urls, parse_metadata};
+use auth_core::sign_in::registration::{parse_registration_redacting, registration_request, ClientMetadata};
+use auth_core::store::{StoreAnswer, StoreConfig, StoreOp};
+use auth_tower::{AuthError, TokenStore};
+use zeroize::Zeroizing;
+
+use crate::client::{AuthClient, AuthClientBuilder};
+
+/// How long each discovery or registration request may take.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest document read during discovery.
+const MAX_DOCUMENT: usize = 64 * 1024;
+
+/// Why an [`AuthClient`] could not be set up from an API's URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForResourceError {
+    /// Discovery or registration failed.
+    #[error(transparent)]
+    Discovery(#[from] FromUrlError),
+    /// The client found could not be built.
+    #[error(transparent)]
+    Client(#[from] AuthError),
+}
+
+/// Builder of an [`AuthClient`] for an API known by its URL alone
+/// (client credentials); from [`AuthClientBuilder::for_resource`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use auth_reqwest::{AuthClient, ClientMetadata, MemoryStore, StoreConfig};
+///
+/// let api = AuthClient::builder()
+///     .for_resource("https://api.example.com/v1")
+///     .scope("orders:read")
+///     // No client id: register one (kept in the store; a restart reuses it).
+///     .register(ClientMetadata::service("billing"))
+///     .store(MemoryStore::new(), StoreConfig::default())
+///     .build()
+///     .await?;
+/// let orders = api.get("https://api.example.com/v1/orders").send().await?.text().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "call build().await to get the client"]
+pub struct ForResource {
+    resource: String,
+    client: AuthClientBuilder,
+    client_id: Option<String>,
+    client_secret: Option<Zeroizing<String>>,
+    signing_key: Option<auth_core::keys::SigningKey>,
+    scopes: Vec<String>,
+    register: Option<ClientMetadata>,
+    initial_access_token: Option<Zeroizing<String>>,
+    origins: Result<Origins, FromUrlError>,
+    store: Option<(Arc<dyn TokenStore>, StoreConfig)>,
+    configure: Vec<Box<dyn FnOnce(AuthClientBuilder) -> AuthClientBuilder + Send>>,
+}
+
+impl std::fmt::Debug for ForResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForResource")
+            .field("resource", &self.resource)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthClientBuilder {
+    /// A client for the API identified by `resource` (its resource
+    /// identifier, e.g. `https://api.example.com/v1`), configured from what
+    /// the API says about itself: see [`ForResource`]. Credentials go to
+    /// the API's origin only.
+    pub fn for_resource(self, resource: impl Into<String>) -> ForResource {
+        ForResource {
+            resource: resource.into(),
+            client: self,
+            client_id: None,
+            client_secret: None,
+            signing_key: None,
+            scopes: Vec::new(),
+            register: None,
+            initial_access_token: None,
+            origins: Ok(Origins::default()),
+            store: None,
+            configure: Vec::new(),
+        }
+    }
+}
+
+impl ForResource {
+    /// The client id the authorization server gave this client (no
+    /// registration then).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The client secret of the client id given.
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(Zeroizing::new(secret.into()));
+        self
+    }
+
+    /// The client's private key (`private_key_jwt`): for a client id given,
+    /// or registered with [`ClientMetadata::service_with_key`].
+    pub fn signing_key(mut self, key: auth_core::keys::SigningKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// A scope to ask for (repeatable, or space-separated).
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        self.scopes.extend(scope.as_ref().split_whitespace().map(str::to_owned));
+        self
+    }
+
+    /// Without a client id, registers a client with `metadata` (RFC 7591)
+    /// at the authorization server, once: the registration is kept in the
+    /// store (give one) beside the tokens, and reused by later builds.
+    pub fn register(mut self, metadata: ClientMetadata) -> Self {
+        self.register = Some(metadata);
+        self
+    }
+
+    /// The initial access token the server wants with registrations.
+    pub fn initial_access_token(mut self, token: impl Into<String>) -> Self {
+        self.initial_access_token = Some(Zeroizing::new(token.into()));
+        self
+    }
+
+    /// Allows discovery to contact `origin` besides the API's own (where
+    /// its metadata names its authorization server). Without it, an API
+    /// naming another origin is refused: an API cannot send the client to
+    /// any host it likes.
+    pub fn trust_origin(mut self, origin: &str) -> Self {
+        self.origins = self.origins.and_then(|origins| origins.allow(origin).map_err(FromUrlError::from));
+        self
+    }
+
+    /// Shares tokens through `store` (as [`AuthClientBuilder::store`]),
+    /// and keeps what discovery found and the registration there.
+    pub fn store(mut self, store: impl TokenStore, config: StoreConfig) -> Self {
+        self.store = Some((Arc::new(store), config));
+        self
+    }
+
+    /// Any other option of the client (an audience, a timeout, a meter),
+    /// applied once the token endpoint is known.
+    pub fn configure(mut self, change: impl FnOnce(AuthClientBuilder) -> AuthClientBuilder + Send + 'static) -> Self {
+        self.configure.push(Box::new(change));
+        self
+    }
+
+    /// Discovers (or reads what was kept), registers if asked and needed,
+    /// and builds the client. Must be called inside a tokio runtime.
+    pub async fn build(self) -> Result<AuthClient, ForResourceError> {
+        let origins = self.origins.clone()?;
+        validate_resource(&self.resource).map_err(FromUrlError::from)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(DISCOVERY_TIMEOUT)
+            .build()
+            .map_err(|e| AuthError::Config(auth_core::ConfigError::tls(&e)))?;
+        let store = self.store.as_ref().map(|(store, _)| store.clone());
+        let kept = match &store {
+            Some(store) => kept(store.as_ref(), &self.resource).await,
+            None => None,
+        };
+        let mut found = match kept {
+            Some(found) => found,
+            None => {
+                let found = discover(&http, &self.resource, &origins).await?;
+                if let Some(store) = &store {
+                    keep(store.as_ref(), &found).await;
+                }
+                found
+            }
+        };
+        let mut client_secret = self.client_secret.clone();
+        let client_id = match (&self.client_id, found.client_id()) {
+            (Some(id), _) => id.clone(),
+            (None, Some(id)) => {
+                client_secret = found
+                    .registration()
+                    .and_then(|r| r.client_secret())
+                    .map(|s| Zeroizing::new(s.expose_secret().to_owned()));
+                id.to_owned()
+            }
+            (None, None) => {
+                let can_register = found.registration_endpoint().is_some();
+                let (Some(metadata), Some(endpoint)) = (&self.register, found.registration_endpoint()) else {
+                    return Err(FromUrlError::NoClient { issuer: found.issuer().to_owned(), can_register }.into());
+                };
+                let iat = self.initial_access_token.as_deref().map(String::as_str);
+                let registration = register(&http, endpoint, metadata, iat).await?;
+                client_secret = registration.client_secret().map(|s| Zeroizing::new(s.expose_secret().to_owned()));
+                found = found.registered(registration);
+                if let Some(store) = &store {
+                    keep(store.as_ref(), &found).await;
+                }
+                found.client_id().unwrap_or_default().to_owned()
+            }
+        };
+        Ok(self.client_for(&found, client_id, client_secret)?)
+    }
+
+    /// The client for what was found.
+    fn client_for(
+        self,
+        found: &Discovered,
+        client_id: String,
+        client_secret: Option<Zeroizing<String>>,
+    ) -> Result<AuthClient, AuthError> {
+        let issuer = found.issuer().to_owned();
+        let origin = origin(found.resource());
+        let mut client = self
+            .client
+            .client_credentials(found.token_endpoint(), client_id)
+            .resource(found.resource())
+            .api_origin(origin)
+            .configure_token(move |builder| builder.issuer(issuer));
+        if let Some(secret) = client_secret {
+            client = client.client_secret(secret.as_str());
+        }
+        if let Some(key) = self.signing_key {
+            client = client.signing_key(key);
+        }
+        if let Some(auth) = found.registration().and_then(|r| r.client_auth()) {
+            client = client.client_auth(auth);
+        }
+        for scope in &self.scopes {
+            client = client.scope(scope);
+        }
+        if let Some(url) = found.revocation_endpoint() {
+            client = client.revocation_url(url);
+        }
+        if let Some((store, config)) = self.store {
+            client = client.store(store, config);
+        }
+        self.configure.into_iter().fold(client, |client, change| change(client)).build()
+    }
+}
+
+/// `scheme://authority` of a URL already validated.
+fn origin(url: &str) -> String {
+    let uri: http::Uri = url.parse().unwrap_or_default();
+    format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().map_or("", |a| a.as_str()))
+}
+
+/// The record kept for `resource`, if it is the one asked for.
+async fn kept(store: &dyn TokenStore, resource: &str) -> Option<Discovered> {
+    let key = Discovered::key(resource).ok()?;
+    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute(&key, SystemTime::now(), &StoreOp::Read).await else {
+        return None;
+    };
+    Discovered::from_envelope(&envelope).filter(|found| found.resource() == resource)
+}
+
+/// Keeps `found` (a failure only costs the next build a discovery).
+async fn keep(store: &dyn TokenStore, found: &Discovered) {
+    let Ok(key) = found.own_key() else { return };
+    let op = StoreOp::Write { envelope: found.to_envelope(SystemTime::now()), release: None };
+    if let Err(error) = store.execute(&key, SystemTime::now(), &op).await {
+        tracing::warn!(target: "auth_reqwest", error = %error.message, "could not keep what discovery found");
+    }
+}
+
+/// GETs a JSON document, at most [`MAX_DOCUMENT`] bytes.
+async fn document(http: &reqwest::Client, what: &'static str, url: &str) -> Result<Vec<u8>, FromUrlError> {
+    let unreachable = |reason: String| FromUrlError::Unreachable { what, url: url.to_owned(), reason };
+    let mut answer = http
+        .get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| unreachable(e.without_url().to_string()))?;
+    if !answer.status().is_success() {
+        return Err(unreachable(format!("it answered {}", answer.status())));
+    }
+    read_capped(&mut answer).await.map_err(unreachable)
+}
+
+/// The body of `answer`, refused past [`MAX_DOCUMENT`] bytes.
+async fn read_capped(answer: &mut reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await.map_err(|e| e.without_url().to_string())? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(format!("it is larger than {} KiB", MAX_DOCUMENT / 1024));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The API's metadata, its authorization server and that server's
+/// endpoints.
+async fn discover(http: &reqwest::Client, resource: &str, origins: &Origins) -> Result<Discovered, FromUrlError> {
+    let url = metadata_url(resource)?;
+    let body = document(http, "the API's metadata", &url).await?;
+    let metadata = parse_resource_metadata(&body, Expected::Identifier(resource))?;
+    let issuer = metadata.authorization_server(origins)?.to_owned();
+    let mut last = None;
+    for url in discovery_urls(&issuer)? {
+        match document(http, "the authorization server's metadata", &url).await {
+            Ok(body) => return Ok(Discovered::new(&metadata, &parse_metadata(&issuer, &body, false)?)),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or(FromUrlError::NoClient { issuer, can_register: false }))
+}
+
+/// Registers a client with `metadata` at `endpoint`.
+async fn register(
+    http: &reqwest::Client,
+    endpoint: &str,
+    metadata: &ClientMetadata,
+    initial_access_token: Option<&str>,
+) -> Result<auth_core::sign_in::registration::Registration, FromUrlError> {
+    let request =
+        registration_request(endpoint, metadata, initial_access_token).map_err(|e| FromUrlError::Resource(e.into()))?;
+    let unreachable = |reason: String| FromUrlError::Unreachable {
+        what: "the registration endpoint",
+        url: endpoint.to_owned(),
+        reason,
+    };
+    let mut answer = http
+        .post(endpoint)
+        .headers(request.headers().clone())
+        .body(request.body().clone())
+        .send()
+        .await
+        .map_err(|e| unreachable(e.without_url().to_string()))?;
+    let status = answer.status();
+    let body = read_capped(&mut answer).await.map_err(unreachable)?;
+    let secrets: Vec<&str> = initial_access_token.into_iter().collect();
+    Ok(parse_registration_redacting(status, &body, &secrets)?)
+}
