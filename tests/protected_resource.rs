@@ -395,3 +395,59 @@ async fn a_service_from_the_apis_url_registers_once_and_a_restart_reuses_everyth
     assert!(trusted.token_source().is_some());
     assert_eq!(other.stats().registrations, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_signs_its_user_in_from_the_apis_url_and_a_restart_needs_no_browser() {
+    use auth_reqwest::{AuthClient, MemoryStore, StoreConfig};
+    use auth_tower::sign_in::LoopbackOptions;
+    let provider = Provider::start(
+        ProviderConfig::new()
+            .protected_resource(true)
+            .api_scopes("read", "write")
+            .dynamic_registration(true)
+            .pushed_authorization(true),
+    )
+    .unwrap();
+    let store = MemoryStore::new();
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sign_in = || {
+        let opened = opened.clone();
+        AuthClient::builder()
+            .for_resource(provider.resource())
+            .scope("read")
+            .app_name("order-viewer")
+            .store(store.clone(), StoreConfig::default())
+            .sign_in(LoopbackOptions::default(), move |url: &str| {
+                opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Pushed: the browser gets the client and a reference only.
+                let query = reqwest::Url::parse(url).unwrap();
+                let names: Vec<String> = query.query_pairs().map(|(name, _)| name.into_owned()).collect();
+                assert_eq!(names, ["client_id", "request_uri"], "{url}");
+                // The test plays the browser: the provider signs alice in and redirects to the loopback.
+                let url = url.to_owned();
+                tokio::spawn(async move {
+                    let browser =
+                        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+                    let back = browser.get(&url).send().await.unwrap();
+                    let location = back.headers()["location"].to_str().unwrap().to_owned();
+                    browser.get(&location).send().await.unwrap();
+                });
+            })
+    };
+    let api = sign_in().await.unwrap();
+    let body: serde_json::Value = api.get(provider.api_url("orders")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["user"], "alice", "{body}");
+    let stats = provider.stats();
+    assert_eq!(
+        (stats.registrations, stats.pushed_requests, opened.load(std::sync::atomic::Ordering::SeqCst)),
+        (1, 1, 1)
+    );
+    let code = provider.token_requests().into_iter().find(|r| r.grant_type == "authorization_code").unwrap();
+    assert_eq!(code.resources, [provider.resource()]);
+
+    // A restart with the same store: the user's tokens, no browser, no registration.
+    let again = sign_in().await.unwrap();
+    assert_eq!(again.get(provider.api_url("orders")).send().await.unwrap().status(), 200);
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(provider.stats().registrations, 1);
+}

@@ -50,12 +50,16 @@ mod copy;
 mod middleware;
 mod redirect;
 mod resource;
+#[cfg(feature = "loopback")]
+mod sign_in;
 mod transport;
 
 pub use client::{AuthClient, AuthClientBuilder};
 pub use middleware::AuthMiddleware;
 pub use redirect::{same_origin_redirects, MAX_REDIRECTS};
 pub use resource::{ForResource, ForResourceError};
+#[cfg(feature = "loopback")]
+pub use sign_in::push_authorization;
 pub use transport::{client_identity, with_tls, ReqwestTransport, DEFAULT_TIMEOUT};
 
 // What users of this crate name, so that it is their only dependency here:

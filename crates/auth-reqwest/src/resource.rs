@@ -39,6 +39,10 @@ pub enum ForResourceError {
     /// The client found could not be built.
     #[error(transparent)]
     Client(#[from] AuthError),
+    /// The user's sign-in failed (declined, timed out, refused).
+    #[cfg(feature = "loopback")]
+    #[error(transparent)]
+    SignIn(auth_tower::sign_in::SignInError),
 }
 
 /// Builder of an [`AuthClient`] for an API known by its URL alone
@@ -61,17 +65,18 @@ pub enum ForResourceError {
 /// ```
 #[must_use = "call build().await to get the client"]
 pub struct ForResource {
-    resource: String,
-    client: AuthClientBuilder,
-    client_id: Option<String>,
-    client_secret: Option<Zeroizing<String>>,
-    signing_key: Option<auth_core::keys::SigningKey>,
-    scopes: Vec<String>,
-    register: Option<ClientMetadata>,
-    initial_access_token: Option<Zeroizing<String>>,
-    origins: Result<Origins, FromUrlError>,
-    store: Option<(Arc<dyn TokenStore>, StoreConfig)>,
-    configure: Vec<Box<dyn FnOnce(AuthClientBuilder) -> AuthClientBuilder + Send>>,
+    pub(crate) resource: String,
+    pub(crate) client: AuthClientBuilder,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<Zeroizing<String>>,
+    pub(crate) signing_key: Option<auth_core::keys::SigningKey>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) register: Option<ClientMetadata>,
+    pub(crate) initial_access_token: Option<Zeroizing<String>>,
+    pub(crate) origins: Result<Origins, FromUrlError>,
+    pub(crate) store: Option<(Arc<dyn TokenStore>, StoreConfig)>,
+    pub(crate) configure: Vec<Box<dyn FnOnce(AuthClientBuilder) -> AuthClientBuilder + Send>>,
+    pub(crate) app_name: Option<String>,
 }
 
 impl std::fmt::Debug for ForResource {
@@ -102,6 +107,7 @@ impl AuthClientBuilder {
             origins: Ok(Origins::default()),
             store: None,
             configure: Vec::new(),
+            app_name: None,
         }
     }
 }
@@ -173,71 +179,88 @@ impl ForResource {
     /// Discovers (or reads what was kept), registers if asked and needed,
     /// and builds the client. Must be called inside a tokio runtime.
     pub async fn build(self) -> Result<AuthClient, ForResourceError> {
-        let origins = self.origins.clone()?;
-        validate_resource(&self.resource).map_err(FromUrlError::from)?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(DISCOVERY_TIMEOUT)
-            .build()
-            .map_err(|e| AuthError::Config(auth_core::ConfigError::tls(&e)))?;
-        let store = self.store.as_ref().map(|(store, _)| store.clone());
-        let kept = match &store {
-            Some(store) => kept(store.as_ref(), &self.resource).await,
-            None => None,
-        };
-        let mut found = match kept {
-            Some(found) => found,
+        let http = discovery_client()?;
+        let found = self.found(&http).await?;
+        let (found, client_id, client_secret) = match self.client_of(&found) {
+            Some((client_id, client_secret)) => (found, client_id, client_secret),
             None => {
-                let found = discover(&http, &self.resource, &origins).await?;
-                if let Some(store) = &store {
-                    keep(store.as_ref(), &found).await;
-                }
-                found
-            }
-        };
-        let mut client_secret = self.client_secret.clone();
-        let client_id = match (&self.client_id, found.client_id()) {
-            (Some(id), _) => id.clone(),
-            (None, Some(id)) => {
-                client_secret = found
-                    .registration()
-                    .and_then(|r| r.client_secret())
-                    .map(|s| Zeroizing::new(s.expose_secret().to_owned()));
-                id.to_owned()
-            }
-            (None, None) => {
                 let can_register = found.registration_endpoint().is_some();
-                let (Some(metadata), Some(endpoint)) = (&self.register, found.registration_endpoint()) else {
+                let Some(metadata) = self.register.clone().filter(|_| can_register) else {
                     return Err(FromUrlError::NoClient { issuer: found.issuer().to_owned(), can_register }.into());
                 };
-                let iat = self.initial_access_token.as_deref().map(String::as_str);
-                let registration = register(&http, endpoint, metadata, iat).await?;
-                client_secret = registration.client_secret().map(|s| Zeroizing::new(s.expose_secret().to_owned()));
-                found = found.registered(registration);
-                if let Some(store) = &store {
-                    keep(store.as_ref(), &found).await;
-                }
-                found.client_id().unwrap_or_default().to_owned()
+                let found = self.registered(&http, found, &metadata).await?;
+                let (client_id, client_secret) = self.client_of(&found).unwrap_or_default();
+                (found, client_id, client_secret)
             }
         };
-        Ok(self.client_for(&found, client_id, client_secret)?)
+        Ok(self.client_for(&found, client_id, client_secret, false)?)
     }
 
-    /// The client for what was found.
-    fn client_for(
+    /// What was kept for the resource, or what discovery finds (then kept).
+    pub(crate) async fn found(&self, http: &reqwest::Client) -> Result<Discovered, FromUrlError> {
+        let origins = self.origins.clone()?;
+        validate_resource(&self.resource)?;
+        let store = self.store.as_ref().map(|(store, _)| store.as_ref());
+        if let Some(found) = match store {
+            Some(store) => kept(store, &self.resource).await,
+            None => None,
+        } {
+            return Ok(found);
+        }
+        let mut found = discover(http, &self.resource, &origins).await?;
+        if let Some(store) = store {
+            keep(store, &mut found).await;
+        }
+        Ok(found)
+    }
+
+    /// The client to use: the id given (with its secret), or the one
+    /// registered before; `None` when there is none.
+    pub(crate) fn client_of(&self, found: &Discovered) -> Option<(String, Option<Zeroizing<String>>)> {
+        if let Some(id) = &self.client_id {
+            return Some((id.clone(), self.client_secret.clone()));
+        }
+        let registration = found.registration()?;
+        let secret = registration.client_secret().map(|s| Zeroizing::new(s.expose_secret().to_owned()));
+        Some((registration.client_id().to_owned(), secret))
+    }
+
+    /// Registers a client with `metadata` at `found`'s server and keeps it.
+    pub(crate) async fn registered(
+        &self,
+        http: &reqwest::Client,
+        found: Discovered,
+        metadata: &ClientMetadata,
+    ) -> Result<Discovered, FromUrlError> {
+        let Some(endpoint) = found.registration_endpoint() else {
+            return Err(FromUrlError::NoClient { issuer: found.issuer().to_owned(), can_register: false });
+        };
+        let iat = self.initial_access_token.as_deref().map(String::as_str);
+        let registration = register(http, endpoint, metadata, iat).await?;
+        let mut found = found.registered(registration);
+        if let Some((store, _)) = &self.store {
+            keep(store.as_ref(), &mut found).await;
+        }
+        Ok(found)
+    }
+
+    /// The client for what was found: client credentials, or a user's
+    /// sign-in (`user`).
+    pub(crate) fn client_for(
         self,
         found: &Discovered,
         client_id: String,
         client_secret: Option<Zeroizing<String>>,
+        user: bool,
     ) -> Result<AuthClient, AuthError> {
         let issuer = found.issuer().to_owned();
         let origin = origin(found.resource());
-        let mut client = self
-            .client
-            .client_credentials(found.token_endpoint(), client_id)
-            .resource(found.resource())
-            .api_origin(origin)
-            .configure_token(move |builder| builder.issuer(issuer));
+        let client = match user {
+            true => self.client.user_sign_in(found.token_endpoint(), client_id),
+            false => self.client.client_credentials(found.token_endpoint(), client_id),
+        };
+        let mut client =
+            client.resource(found.resource()).api_origin(origin).configure_token(move |builder| builder.issuer(issuer));
         if let Some(secret) = client_secret {
             client = client.client_secret(secret.as_str());
         }
@@ -260,6 +283,15 @@ impl ForResource {
     }
 }
 
+/// The HTTP client of discovery and registration: no redirect, 30 s.
+pub(crate) fn discovery_client() -> Result<reqwest::Client, AuthError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(DISCOVERY_TIMEOUT)
+        .build()
+        .map_err(|e| AuthError::Config(auth_core::ConfigError::tls(&e)))
+}
+
 /// `scheme://authority` of a URL already validated.
 fn origin(url: &str) -> String {
     let uri: http::Uri = url.parse().unwrap_or_default();
@@ -276,9 +308,9 @@ async fn kept(store: &dyn TokenStore, resource: &str) -> Option<Discovered> {
 }
 
 /// Keeps `found` (a failure only costs the next build a discovery).
-async fn keep(store: &dyn TokenStore, found: &Discovered) {
+async fn keep(store: &dyn TokenStore, found: &mut Discovered) {
     let Ok(key) = found.own_key() else { return };
-    let op = StoreOp::Write { envelope: found.to_envelope(SystemTime::now()), release: None };
+    let op = StoreOp::Write { envelope: found.seal(SystemTime::now()), release: None };
     if let Err(error) = store.execute(&key, SystemTime::now(), &op).await {
         tracing::warn!(target: "auth_reqwest", error = %error.message, "could not keep what discovery found");
     }

@@ -564,17 +564,7 @@ async fn push(
     let endpoint = settings.par_endpoint.as_deref().ok_or_else(|| {
         Failure::usage("--par: the authorization server names no pushed_authorization_request_endpoint")
     })?;
-    let pushed = request.par_request(config, endpoint)?;
-    let ready = auth_core::wire::request::ready_to_send(&pushed, std::time::SystemTime::now())
-        .map_err(|e| Failure::from(auth_tower::AuthError::Token(e)))?;
-    let ready = reqwest::Request::try_from(ready)
-        .map_err(|e| Failure::usage(format!("invalid pushed authorization request: {}", e.without_url())))?;
-    let answer = settings.discovery_client()?.execute(ready).await.map_err(|e| {
-        Failure::network(format!("the pushed authorization request to {endpoint} failed: {}", e.without_url()))
-    })?;
-    let (status, headers) = (answer.status(), answer.headers().clone());
-    let body = crate::capped::body(answer, "the pushed authorization answer").await?;
-    request.pushed(config, status, &headers, &body).map_err(|e| Failure::from(auth_tower::AuthError::Token(e)))
+    Ok(auth_reqwest::push_authorization(&settings.discovery_client()?, config, request, endpoint).await?)
 }
 
 async fn revoke_one(

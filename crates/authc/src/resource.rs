@@ -31,9 +31,9 @@ pub async fn kept(store: &Store, url: &str) -> Option<Discovered> {
 }
 
 /// Keeps `found` in the store (said, not fatal, when it cannot be).
-async fn keep(store: &Store, found: &Discovered) {
+async fn keep(store: &Store, found: &mut Discovered) {
     let Ok(key) = found.own_key() else { return };
-    let op = StoreOp::Write { envelope: found.to_envelope(SystemTime::now()), release: None };
+    let op = StoreOp::Write { envelope: found.seal(SystemTime::now()), release: None };
     if let Err(error) = store.execute(&key, SystemTime::now(), &op).await {
         notice(&format!(
             "could not keep what discovery found in the token store ({}): the next run discovers again",
@@ -89,8 +89,8 @@ pub async fn discover(settings: &Settings, store: &Store, resource: &str) -> Res
     }
     let url = metadata_url(resource).map_err(|e| refused(e).with_prefix("--resource"))?;
     let metadata = fetch_metadata(settings, &url, Expected::Identifier(resource)).await?;
-    let found = follow(settings, &metadata).await?;
-    keep(store, &found).await;
+    let mut found = follow(settings, &metadata).await?;
+    keep(store, &mut found).await;
     Ok(found)
 }
 
@@ -110,9 +110,9 @@ pub async fn after_401(
     let outcome = async {
         let metadata_url = challenge_metadata_url(url, named, &origins(settings)?).map_err(refused)?;
         let metadata = fetch_metadata(settings, &metadata_url.to_string(), Expected::Requested(url)).await?;
-        let found = follow(settings, &metadata).await?;
+        let mut found = follow(settings, &metadata).await?;
         if let Some(store) = store {
-            keep(store, &found).await;
+            keep(store, &mut found).await;
         }
         Ok::<_, Failure>(found)
     };
@@ -184,8 +184,8 @@ pub async fn register(
     let status = answer.status();
     let body = crate::capped::body(answer, "the registration answer").await?;
     let registration = parse_registration(status, &body).map_err(|e| Failure::refused(e.to_string()))?;
-    let found = found.registered(registration);
-    keep(store, &found).await;
+    let mut found = found.registered(registration);
+    keep(store, &mut found).await;
     adopt(settings, &found);
     Ok(format!(
         "registered as client `{}` at {} (kept in the token store for later runs)",

@@ -31,10 +31,10 @@
 //!     false,
 //! )?;
 //! let client = parse_registration(http::StatusCode::CREATED, br#"{"client_id":"c-123"}"#)?;
-//! let found = Discovered::new(&resource, &server).registered(client);
+//! let mut found = Discovered::new(&resource, &server).registered(client);
 //!
 //! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-//! let envelope = found.to_envelope(now);
+//! let envelope = found.seal(now);
 //! let again = Discovered::from_envelope(&envelope).expect("read back");
 //! assert_eq!(again.client_id(), Some("c-123"));
 //! assert!(again.covers("https://api.example.com/v1/orders?page=2"));
@@ -73,6 +73,9 @@ pub struct Discovered {
     iss_parameter_supported: bool,
     scopes_supported: Vec<String>,
     registration: Option<Registration>,
+    /// The generation of the envelope it was read from or last sealed in
+    /// (0: never): the next is above it.
+    generation: u64,
 }
 
 impl fmt::Debug for Discovered {
@@ -103,6 +106,7 @@ impl Discovered {
             iss_parameter_supported: server.iss_parameter_supported(),
             scopes_supported: resource.scopes_supported().to_vec(),
             registration: None,
+            generation: 0,
         }
     }
 
@@ -191,8 +195,12 @@ impl Discovered {
 
     /// The record as the store keeps it: kept for [`REFRESH_TOKEN_RETENTION`]
     /// (a user's sign-in outlives it only by signing in again), or until
-    /// the client secret expires when the server said it does.
-    pub fn to_envelope(&self, now: SystemTime) -> Envelope {
+    /// the client secret expires when the server said it does. Its
+    /// generation is above the one this record was read from or last
+    /// sealed in, so that a second write in the same millisecond (the
+    /// registration after the discovery) is not refused by the store.
+    pub fn seal(&mut self, now: SystemTime) -> Envelope {
+        self.generation = unix_ms(now).max(self.generation.saturating_add(1));
         let mut document = json!({
             "v": 1,
             "resource": self.resource,
@@ -218,7 +226,7 @@ impl Discovered {
         let secret_expiry =
             self.registration.as_ref().and_then(Registration::client_secret_expires_at).map(|s| s.saturating_mul(1000));
         Envelope {
-            generation: unix_ms(now),
+            generation: self.generation,
             fingerprint: FINGERPRINT.to_owned(),
             expires_at_unix_ms: secret_expiry.map_or(retained, |at| at.min(retained)),
             payload,
@@ -264,6 +272,7 @@ impl Discovered {
                 .map(|list| list.iter().filter_map(Value::as_str).take(64).map(str::to_owned).collect())
                 .unwrap_or_default(),
             registration,
+            generation: envelope.generation,
         })
     }
 }
@@ -303,15 +312,17 @@ mod tests {
 
     #[test]
     fn a_record_reads_back_whole_and_shows_no_secret() {
-        let found = found(
+        let mut found = found(
             r#"{"client_id":"c-1","client_secret":"s3cr3t-Qx","registration_access_token":"rat-9Zk",
                 "client_secret_expires_at":1800003600}"#,
         );
-        let envelope = found.to_envelope(now());
+        let envelope = found.seal(now());
         assert_eq!(envelope.fingerprint, FINGERPRINT);
         assert_eq!(envelope.expires_at_unix_ms, 1_800_003_600_000, "the secret's expiry, before the retention");
-        let again = Discovered::from_envelope(&envelope).unwrap();
-        assert_eq!(again.to_envelope(now()), envelope);
+        let mut again = Discovered::from_envelope(&envelope).unwrap();
+        let resealed = again.seal(now());
+        assert_eq!(resealed.payload, envelope.payload);
+        assert_eq!(resealed.generation, envelope.generation + 1, "above the one read, in the same millisecond");
         assert_eq!(again.client_id(), Some("c-1"));
         assert_eq!(again.par_endpoint(), Some("https://id.example.com/par"));
         assert!(again.requires_par());
@@ -321,8 +332,8 @@ mod tests {
         assert!(!shown.contains("s3cr3t-Qx") && !shown.contains("rat-9Zk"), "{shown}");
         assert!(!format!("{envelope:?}").contains("s3cr3t-Qx"));
         // Without an expiring secret: the retention.
-        let public = found_public();
-        assert_eq!(public.to_envelope(now()).expires_at_unix_ms, unix_ms(now() + REFRESH_TOKEN_RETENTION));
+        let mut public = found_public();
+        assert_eq!(public.seal(now()).expires_at_unix_ms, unix_ms(now() + REFRESH_TOKEN_RETENTION));
     }
 
     fn found_public() -> Discovered {
@@ -340,10 +351,10 @@ mod tests {
 
     #[test]
     fn what_is_not_a_record_is_discovered_again() {
-        let mut envelope = found_public().to_envelope(now());
+        let mut envelope = found_public().seal(now());
         envelope.fingerprint = "0123".into();
         assert!(Discovered::from_envelope(&envelope).is_none(), "a token's record");
-        let mut tampered = found_public().to_envelope(now());
+        let mut tampered = found_public().seal(now());
         let text = String::from_utf8(tampered.payload.to_vec()).unwrap();
         tampered.payload = Zeroizing::new(text.replace("https://id.example.com/token", "http://evil.example/t").into());
         assert!(Discovered::from_envelope(&tampered).is_none(), "an endpoint that breaks the rules");

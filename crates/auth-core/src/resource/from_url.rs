@@ -32,6 +32,13 @@ pub enum FromUrlError {
         /// What happened (a status, a transport error without URL).
         reason: String,
     },
+    /// The authorization server names no authorization endpoint: no user
+    /// can sign in there through a browser.
+    #[error("{issuer} names no authorization_endpoint: a user cannot sign in there through a browser")]
+    NoAuthorizationEndpoint {
+        /// The authorization server.
+        issuer: String,
+    },
     /// No client id was given, none was registered before, and the client
     /// may not register (or the server takes no registrations).
     #[error(
