@@ -451,3 +451,39 @@ async fn an_app_signs_its_user_in_from_the_apis_url_and_a_restart_needs_no_brows
     assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(provider.stats().registrations, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_allowed_more_scopes_asks_for_the_union_once_and_never_loops() {
+    use auth_reqwest::AuthClient;
+    let provider =
+        Provider::start(ProviderConfig::new().client("app", "app-secret").api_scopes("read", "write")).unwrap();
+    let client = |allowed: &[&str]| {
+        AuthClient::builder()
+            .client_credentials(provider.token_url(), "app")
+            .client_secret("app-secret")
+            .scope("read")
+            .step_up_scopes(allowed)
+            .api_origin(provider.url())
+            .build()
+            .unwrap()
+    };
+    let post = |api: &AuthClient| api.post(provider.api_url("orders")).body("x").send();
+    let allowed = client(&["write"]);
+    // The first write asks: its 403 comes back marked, and the source asks for both from now on.
+    let first = post(&allowed).await.unwrap();
+    assert_eq!(first.status(), 403);
+    assert!(first.extensions().get::<auth_core::resource::step_up::StepUp>().is_some());
+    for _ in 0..3 {
+        assert_eq!(post(&allowed).await.unwrap().status(), 200);
+    }
+    let scopes: Vec<Option<String>> = provider.token_requests().into_iter().map(|r| r.scope).collect();
+    assert_eq!(scopes, [Some("read".to_owned()), Some("read write".to_owned())], "one more token, with the union");
+    assert_eq!(allowed.get(provider.api_url("orders")).send().await.unwrap().status(), 200, "reads still work");
+
+    // A client not allowed `write` never asks for it: every write is a 403, no token fetched for them.
+    let fixed = client(&[]);
+    for _ in 0..3 {
+        assert_eq!(post(&fixed).await.unwrap().status(), 403);
+    }
+    assert_eq!(fixed.token_source().unwrap().stats().fetches, 1);
+}

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use auth_core::publish::replay::{self, Attempt, ReplayCopies, Sent, Verdict};
 use auth_core::resource::step_up;
-use auth_core::{ApplyError, Credentials};
+use auth_core::{ApplyError, Credentials, Generation};
 use http::{Request, Response};
 
 use crate::error::Error;
@@ -147,10 +147,10 @@ impl AuthorizedClient {
             match verdict {
                 Verdict::Accepted => {
                     source.accept(generation);
-                    return Ok(marked(response, source));
+                    return Ok(marked(response, source, generation));
                 }
                 Verdict::GiveBack => return Ok(response),
-                Verdict::StepUp => return Ok(marked(response, source)),
+                Verdict::StepUp => return Ok(marked(response, source, generation)),
                 Verdict::Invalidate => {
                     source.invalidate(generation);
                     return Ok(response);
@@ -180,9 +180,10 @@ impl AuthorizedClient {
 
 /// A 401 or 403 marked with the step-up it asks of `source`'s tokens (more
 /// scopes, a stronger sign-in), if it asks for one.
-fn marked(mut response: Response<Vec<u8>>, source: &BlockingTokenSource) -> Response<Vec<u8>> {
+fn marked(mut response: Response<Vec<u8>>, source: &BlockingTokenSource, generation: Generation) -> Response<Vec<u8>> {
     let scopes = source.config().scopes();
     if let Some(asked) = step_up::asked_of(response.status(), response.headers(), scopes) {
+        source.step_up(&asked, generation);
         response.extensions_mut().insert(asked);
     }
     response

@@ -35,6 +35,8 @@ enum Command {
     Snapshot(mpsc::SyncSender<Option<StoredToken>>),
     /// Forget the current tokens, here and in the store.
     Discard,
+    /// The API refused a token for lacking these scopes.
+    StepUp(Vec<String>),
     /// Answered once every earlier command was handled (store operations
     /// run on the worker thread, each bounded by the store timeout).
     Flush(mpsc::SyncSender<()>),
@@ -235,6 +237,22 @@ impl BlockingTokenSource {
     pub fn invalidate(&self, generation: Generation) {
         self.unpublish(generation);
         let _ = self.send(Command::Unauthorized(generation, None));
+    }
+
+    /// Tells the source that the API refused its token asking for `asked`
+    /// (the [`StepUp`](auth_core::resource::step_up::StepUp) the client
+    /// marks such an answer with, and passes here itself): a source whose
+    /// configuration allows the scopes named asks for them from its next
+    /// token on, once; any other ignores it.
+    /// `generation` is the refused token's: readers stop using it at once.
+    pub fn step_up(&self, asked: &auth_core::resource::step_up::StepUp, generation: Generation) {
+        if let auth_core::resource::step_up::StepUp::Scopes { needed, .. } = asked {
+            if self.config().allows_step_up(needed) {
+                // The worker publishes it again if the source keeps it.
+                self.unpublish(generation);
+                let _ = self.send(Command::StepUp(needed.clone()));
+            }
+        }
     }
 
     /// Reports a 401 for `generation` and blocks until the token to replay
@@ -444,6 +462,11 @@ impl Worker {
                 let _ = reply.send(self.lifecycle.snapshot(Instant::now()));
             }
             Command::Discard => self.lifecycle.handle_discard(Instant::now()),
+            Command::StepUp(needed) => {
+                if self.lifecycle.handle_step_up(Instant::now(), &needed) {
+                    tracing::info!(target: "auth_blocking", scopes = needed.join(" "), "the API wants more scopes: the next token asks for them");
+                }
+            }
             Command::Flush(reply) => {
                 self.carry_out();
                 let _ = reply.send(());

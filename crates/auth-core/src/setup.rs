@@ -239,6 +239,15 @@ impl ClientSetup {
         })
     }
 
+    /// The scopes this client may add when an API asks for them
+    /// ([`SourceConfigBuilder::step_up_scopes`]).
+    pub fn step_up_scopes(self, scopes: &[&str]) -> Self {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.oauth("step_up_scopes(..) needs client_credentials(token_url, client_id) first", |b| {
+            b.step_up_scopes(scopes)
+        })
+    }
+
     /// Adds an RFC 8707 `resource` parameter.
     pub fn resource(self, resource: impl Into<String>) -> Self {
         let resource = resource.into();
@@ -466,6 +475,13 @@ macro_rules! client_setup_methods {
         /// Adds an RFC 8707 `resource` parameter.
         pub fn resource(mut self, resource: impl Into<String>) -> Self {
             self.$field = self.$field.resource(resource);
+            self
+        }
+        /// The scopes this client may add when an API refuses its token with
+        /// a 403 `insufficient_scope` naming them: its next token is asked
+        /// for the union, once (`SourceConfigBuilder::step_up_scopes`).
+        pub fn step_up_scopes(mut self, scopes: &[&str]) -> Self {
+            self.$field = self.$field.step_up_scopes(scopes);
             self
         }
         /// Adds an extra token request parameter.

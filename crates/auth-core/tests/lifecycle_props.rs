@@ -49,6 +49,9 @@ enum Step {
     Accepted { back: u64 },
     /// A user signs in (sign-in sources only; ignored otherwise).
     SignIn { expires_in: u64, refresh_token: bool },
+    /// The API answers 403 `insufficient_scope` naming `read write` (a
+    /// scope the configuration allows adding) or `admin` (one it does not).
+    StepUp { allowed: bool },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -79,6 +82,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u64..4).prop_map(|back| Step::Unauthorized { back }),
         1 => (0u64..3).prop_map(|back| Step::Accepted { back }),
         1 => (1u64..7_200, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::SignIn { expires_in, refresh_token }),
+        1 => any::<bool>().prop_map(|allowed| Step::StepUp { allowed }),
     ]
 }
 
@@ -91,12 +95,16 @@ struct TokenFacts {
     rejected: bool,
     /// The API accepted it while it was current.
     accepted: bool,
+    /// Asked with the scope a step-up added.
+    wide: bool,
 }
 
 struct InFlight {
     id: auth_core::FetchId,
     sent_at: Instant,
     grant: GrantKind,
+    /// Sent after a step-up added a scope.
+    wide: bool,
     /// Started, or taken over, because of a 401.
     for_401: bool,
 }
@@ -129,6 +137,12 @@ struct Model {
     rejected_now: Vec<u64>,
     /// The send time, expected lifetime and 401 origin of the token being delivered.
     delivering: Option<(Instant, Duration, bool)>,
+    /// Whether the token being delivered was asked with the added scope.
+    delivering_wide: bool,
+    /// A step-up added a scope.
+    widened: bool,
+    /// A step-up is being reported in the current step.
+    stepping_up_now: bool,
 }
 
 impl Model {
@@ -172,7 +186,8 @@ impl Model {
                     assert!(now >= facts.renew_at, "fetch ({:?}) while a fresh token exists", fetch.reason);
                 }
                 let for_401 = fetch.reason == FetchReason::Unauthorized;
-                self.in_flight = Some(InFlight { id: fetch.id, sent_at: now, grant: fetch.grant, for_401 });
+                self.in_flight =
+                    Some(InFlight { id: fetch.id, sent_at: now, grant: fetch.grant, for_401, wide: self.widened });
             }
             Output::TokenReady(token) => {
                 let (sent_at, lifetime, from_401) =
@@ -205,6 +220,7 @@ impl Model {
                         from_401,
                         rejected: false,
                         accepted: false,
+                        wide: std::mem::take(&mut self.delivering_wide),
                     },
                 );
                 self.current = Some(generation);
@@ -242,6 +258,10 @@ impl Model {
                     WithdrawReason::Rejected => {
                         assert!(self.rejected_now.contains(&generation), "withdrawn without a 401")
                     }
+                    WithdrawReason::StepUp => {
+                        assert!(self.stepping_up_now, "withdrawn for scopes without a step-up");
+                        assert!(!facts.wide, "a token asked with the added scope was dropped for it: a loop");
+                    }
                     other => panic!("unexpected withdrawal {other:?}"),
                 }
                 if self.current == Some(generation) {
@@ -261,8 +281,12 @@ struct Harness {
 impl Harness {
     fn new(background: bool, sign_in: bool, seed: u64) -> Self {
         let grant = if sign_in { SourceGrant::SignIn } else { SourceGrant::ClientCredentials };
-        let config = SourceConfig::builder("https://auth.example.com/token", "client")
-            .client_secret("secret")
+        let mut config =
+            SourceConfig::builder("https://auth.example.com/token", "client").client_secret("secret").scope("read");
+        if !sign_in {
+            config = config.step_up_scopes(["write"]);
+        }
+        let config = config
             .grant(grant)
             .default_lifetime(DEFAULT_LIFETIME)
             .refresh_policy(RefreshPolicy { background, ..RefreshPolicy::default() })
@@ -290,6 +314,9 @@ impl Harness {
                 fallback_allowed: false,
                 rejected_now: Vec::new(),
                 delivering: None,
+                delivering_wide: false,
+                widened: false,
+                stepping_up_now: false,
             },
         }
     }
@@ -333,7 +360,31 @@ impl Harness {
 
     fn apply(&mut self, step: &Step) {
         self.model.rejected_now.clear();
+        self.model.stepping_up_now = false;
         match step {
+            Step::StepUp { allowed } => {
+                let needed: Vec<String> = match allowed {
+                    true => vec!["read".into(), "write".into()],
+                    false => vec!["admin".into()],
+                };
+                let current_wide = self.model.current.map(|c| self.model.tokens[&c].wide);
+                self.model.stepping_up_now = true;
+                let widened = self.lc.handle_step_up(self.model.now, &needed);
+                self.drain();
+                self.model.stepping_up_now = false;
+                if self.model.sign_in || !allowed {
+                    assert!(!widened, "a step-up the configuration does not allow");
+                    return;
+                }
+                if widened {
+                    // Only the first step-up, or a token asked without the scope.
+                    assert!(!self.model.widened || current_wide == Some(false), "a step-up loop");
+                }
+                if current_wide == Some(true) {
+                    assert!(!widened, "a token asked with the scope is never dropped for it");
+                }
+                self.model.widened |= widened;
+            }
             Step::Advance(duration) => {
                 let target = self.model.now + *duration;
                 let mut guard = 0;
@@ -390,6 +441,7 @@ impl Harness {
                     // A token that cannot be used any more on arrival is a failure, never handed out.
                     self.model.delivering =
                         (usable_until > self.model.now).then_some((fetch.sent_at, lifetime, fetch.for_401));
+                    self.model.delivering_wide = fetch.wide;
                 }
                 let mut body = String::from(r#"{"access_token":"tok","token_type":"bearer""#);
                 if let Some(seconds) = expires_in {
@@ -446,6 +498,7 @@ impl Harness {
                 let lifetime = Duration::from_secs(*expires_in);
                 let usable_until = self.model.now + lifetime - Duration::from_secs(10).min(lifetime / 10);
                 self.model.delivering = (usable_until > self.model.now).then_some((self.model.now, lifetime, false));
+                self.model.delivering_wide = false;
                 let mut body = format!(r#"{{"access_token":"user","expires_in":{expires_in}"#);
                 if *refresh_token {
                     body.push_str(r#","refresh_token":"user-rt""#);

@@ -3,18 +3,19 @@
 //! a renewed token did not cure, the step-up a refusal asks for).
 
 use auth_core::resource::step_up;
-use auth_core::Credentials;
+use auth_core::{Credentials, Generation};
 use auth_tower::TokenSource;
 use http::StatusCode;
 use reqwest::{Response, ResponseBuilderExt as _};
 
-/// `outcome` marked with the step-up it asks of `source`'s tokens, and
+/// `outcome` marked with the step-up it asks of `source`'s tokens (the
+/// token of the generation given was sent), and
 /// with our query keys redacted from its URL (when the credentials put
 /// any in the query).
 #[inline(always)]
 pub(crate) fn finish(
     credentials: &Credentials,
-    source: Option<&TokenSource>,
+    source: Option<(&TokenSource, Generation)>,
     outcome: reqwest_middleware::Result<Response>,
 ) -> reqwest_middleware::Result<Response> {
     let outcome = match outcome {
@@ -39,10 +40,11 @@ pub(crate) fn rejected_after_renewal(mut response: Response) -> Response {
 /// A 401 or 403 marked with the step-up it asks of the source's tokens
 /// (more scopes, a stronger sign-in), if it asks for one.
 #[cold]
-fn mark_step_up(source: Option<&TokenSource>, mut response: Response) -> Response {
-    let Some(source) = source else { return response };
+fn mark_step_up(source: Option<(&TokenSource, Generation)>, mut response: Response) -> Response {
+    let Some((source, generation)) = source else { return response };
     let scopes = source.config().scopes();
     if let Some(asked) = step_up::asked_of(response.status(), response.headers(), scopes) {
+        source.step_up(&asked, generation);
         response.extensions_mut().insert(asked);
     }
     response

@@ -202,10 +202,16 @@ impl Middleware for AuthMiddleware {
 }
 
 impl AuthMiddleware {
-    /// `outcome` as the caller gets it ([`answer::finish`]).
+    /// `outcome`, the answer to a request sent with the token of
+    /// `generation` (if any), as the caller gets it ([`answer::finish`]).
     #[inline(always)]
-    fn finish(&self, outcome: reqwest_middleware::Result<Response>) -> reqwest_middleware::Result<Response> {
-        answer::finish(&self.credentials, self.source.as_ref().map(|source| &source.source), outcome)
+    fn finish(
+        &self,
+        outcome: reqwest_middleware::Result<Response>,
+        generation: Option<Generation>,
+    ) -> reqwest_middleware::Result<Response> {
+        let source = self.source.as_ref().zip(generation).map(|(source, generation)| (&source.source, generation));
+        answer::finish(&self.credentials, source, outcome)
     }
 
     /// Decides everything that comes before the send, and returns the
@@ -225,7 +231,7 @@ impl AuthMiddleware {
                 if !self.credentials.has_query_params() {
                     return next.run(request, extensions);
                 }
-                return Box::pin(async move { self.finish(next.run(request, extensions).await) });
+                return Box::pin(async move { self.finish(next.run(request, extensions).await, None) });
             }
         };
         // A cached token without an await; the first callers wait for one.
@@ -298,10 +304,10 @@ impl AuthMiddleware {
                 let verdict = replay::judge(&sent, response.status(), response.headers());
                 if let Ended::Marked = self.settle(source, generation, at_risk, verdict) {
                     // Unreachable for a first send; kept whole for the rule's sake.
-                    return self.finish(outcome.map(rejected_after_renewal));
+                    return self.finish(outcome.map(rejected_after_renewal), Some(generation));
                 }
             }
-            self.finish(outcome)
+            self.finish(outcome, Some(generation))
         }
     }
 
@@ -348,15 +354,17 @@ impl AuthMiddleware {
     ) -> impl std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
         async move {
             let outcome = next.clone().run(request, extensions).await;
+            let generation = Some(decided.generation);
             if self.accepted_at_once(source, &decided, &outcome) {
-                return self.finish(outcome);
+                return self.finish(outcome, generation);
             }
             // Out of the match before the await: the answer is not held across it.
             let rare = match self.after_send(source, decided, outcome, extensions, next) {
-                AfterSend::Done(outcome) => return self.finish(outcome),
+                AfterSend::Done(outcome) => return self.finish(outcome, generation),
                 AfterSend::Rare(rare) => rare,
             };
-            self.finish(rare.await)
+            // A replay's answer came with another token: its step-up is the source's to see.
+            self.finish(rare.await, generation)
         }
     }
 

@@ -142,6 +142,14 @@ enum Kept<S, B, R: Mode> {
 }
 
 impl<S, B, R: Mode> Kept<S, B, R> {
+    /// The generation of the token the request carried, if any.
+    fn generation(&self) -> Option<Generation> {
+        match self {
+            Self::Token { generation, .. } => *generation,
+            Self::Copy(copy) => R::get(copy).parts().map(|parts| parts.generation),
+        }
+    }
+
     /// The source whose token the request carried (`NONE` for none).
     fn source_id(&self) -> SourceId {
         match self {
@@ -314,7 +322,7 @@ where
                         if let Some(copy) = copy {
                             accept(copy);
                         }
-                        Poll::Ready(Ok(marked(response, kept.source_id())))
+                        Poll::Ready(Ok(marked(response, kept.source_id(), kept.generation())))
                     }
                     Verdict::GiveBack => Poll::Ready(Ok(response)),
                     verdict @ (Verdict::Invalidate
@@ -414,10 +422,10 @@ where
                     source.accept(generation);
                 }
             }
-            Next::Done(marked(response, source))
+            Next::Done(marked(response, source, Some(generation)))
         }
         (Verdict::GiveBack, _) => Next::Done(response),
-        (Verdict::StepUp, _) => Next::Done(marked(response, source)),
+        (Verdict::StepUp, _) => Next::Done(marked(response, source, Some(generation))),
         (Verdict::RejectedAfterRenewal, _) => {
             invalidate(source, Some(generation));
             Next::Done(rejected_after_renewal(response))
@@ -449,19 +457,24 @@ where
 /// (a 401 or 403 naming more scopes or a stronger sign-in): one
 /// comparison for every other answer.
 #[inline(always)]
-fn marked<ResB>(response: Response<ResB>, source: SourceId) -> Response<ResB> {
+fn marked<ResB>(response: Response<ResB>, source: SourceId, generation: Option<Generation>) -> Response<ResB> {
     let status = response.status();
     if status == http::StatusCode::FORBIDDEN || status == http::StatusCode::UNAUTHORIZED {
-        return mark_step_up(response, source);
+        return mark_step_up(response, source, generation);
     }
     response
 }
 
 #[cold]
-fn mark_step_up<ResB>(mut response: Response<ResB>, source: SourceId) -> Response<ResB> {
-    let Some(source) = source.source() else { return response };
+fn mark_step_up<ResB>(
+    mut response: Response<ResB>,
+    source: SourceId,
+    generation: Option<Generation>,
+) -> Response<ResB> {
+    let (Some(source), Some(generation)) = (source.source(), generation) else { return response };
     let asked = step_up::asked_of(response.status(), response.headers(), source.config().scopes());
     if let Some(asked) = asked {
+        source.step_up(&asked, generation);
         response.extensions_mut().insert(asked);
     }
     response

@@ -48,6 +48,8 @@ pub(crate) enum Command {
     /// Send a token endpoint request (a sign-in's) through the transport,
     /// in the caller's span.
     Send(Request<Vec<u8>>, oneshot::Sender<Result<Response<Bytes>, TokenError>>, tracing::Span),
+    /// The API refused a token for lacking these scopes.
+    StepUp(Vec<String>),
     /// Install a sign-in's tokens: the answer to a request sent at the instant.
     SignIn(Response<Bytes>, Instant, oneshot::Sender<Result<Arc<AccessToken>, AuthError>>),
 }

@@ -281,6 +281,23 @@ impl TokenSource {
         let _ = self.shared.commands.send(Command::Unauthorized(generation, None));
     }
 
+    /// Tells the source that the API refused its token asking for `asked`
+    /// (the [`StepUp`](auth_core::resource::step_up::StepUp) the layer and
+    /// the adapters mark such an answer with, and pass here themselves):
+    /// a source whose configuration allows the scopes named
+    /// ([`step_up_scopes`](auth_core::SourceConfigBuilder::step_up_scopes))
+    /// asks for them from its next token on, once; any other ignores it.
+    /// `generation` is the refused token's: readers stop using it at once.
+    pub fn step_up(&self, asked: &auth_core::resource::step_up::StepUp, generation: Generation) {
+        if let auth_core::resource::step_up::StepUp::Scopes { needed, .. } = asked {
+            if self.shared.config.allows_step_up(needed) {
+                // The worker publishes it again if the source keeps it.
+                self.unpublish(generation);
+                let _ = self.shared.commands.send(Command::StepUp(needed.clone()));
+            }
+        }
+    }
+
     /// Stops readers from using the token of `generation` at once, before
     /// the worker has seen the 401 (it republishes the token if the
     /// lifecycle keeps it).

@@ -177,6 +177,11 @@ impl Worker {
             }
             Command::Revoke(reply, span) => self.revoke(reply, span),
             Command::Discard => self.lifecycle.handle_discard(now()),
+            Command::StepUp(needed) => {
+                if self.lifecycle.handle_step_up(now(), &needed) {
+                    tracing::info!(target: "auth_tower", scopes = needed.join(" "), "the API wants more scopes: the next token asks for them");
+                }
+            }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.lifecycle.snapshot(now()));
             }

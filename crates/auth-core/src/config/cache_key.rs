@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use http::Uri;
+
+use super::SourceConfigBuilder;
+
 /// Identifies the tokens a configuration obtains: two configurations share
 /// a key exactly when their tokens are interchangeable.
 ///
@@ -51,5 +55,54 @@ impl fmt::Debug for CacheKey {
 impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.fingerprint[..16])
+    }
+}
+
+impl SourceConfigBuilder {
+    /// The cache key of the configuration being built, at `token_url`.
+    pub(super) fn cache_key(&self, token_url: &Uri) -> CacheKey {
+        let b = self;
+        fn field(out: &mut String, name: &str, value: &str) {
+            out.push_str(name);
+            out.push('=');
+            out.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+            out.push('\n');
+        }
+        let mut canonical = String::from("auth-core cache key v1\n");
+        field(&mut canonical, "token_url", &token_url.to_string());
+        field(&mut canonical, "client_id", &b.client_id);
+        // Unchanged for client credentials, so that existing keys stay valid.
+        field(&mut canonical, "grant_type", b.grant.as_str());
+        if let Some(bearer) = &b.jwt_bearer {
+            field(&mut canonical, "assertion", &bearer.identity());
+        }
+        if let Some(dpop) = &b.dpop {
+            // DPoP-bound tokens are usable only with their key.
+            field(&mut canonical, "dpop_jkt", dpop.thumbprint());
+        }
+        if let Some(certificate) = &b.client_certificate {
+            // Certificate-bound tokens are usable only with their certificate.
+            field(&mut canonical, "x5t_s256", certificate.thumbprint());
+        }
+        let mut scopes = b.scopes.clone();
+        scopes.sort();
+        field(&mut canonical, "scope", &scopes.join(" "));
+        field(&mut canonical, "audience", b.audience.as_deref().unwrap_or(""));
+        let mut resources = b.resources.clone();
+        resources.sort();
+        resources.dedup();
+        for resource in &resources {
+            field(&mut canonical, "resource", resource);
+        }
+        let mut params = b.params.clone();
+        params.sort();
+        for (name, value) in &params {
+            field(
+                &mut canonical,
+                &format!("param.{}", form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()),
+                value,
+            );
+        }
+        CacheKey::from_canonical(canonical)
     }
 }

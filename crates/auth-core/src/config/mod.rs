@@ -40,6 +40,7 @@ mod cache_key;
 mod client_auth;
 mod endpoint;
 mod policy;
+mod step_up;
 
 pub use cache_key::CacheKey;
 pub use client_auth::{ClientAuth, SourceGrant};
@@ -102,6 +103,8 @@ pub struct SourceConfig {
     jwt_bearer: Option<JwtBearer>,
     dpop: Option<Arc<Dpop>>,
     client_certificate: Option<ClientCertificate>,
+    /// The scopes a step-up may add ([`SourceConfigBuilder::step_up_scopes`]).
+    step_up_scopes: Vec<String>,
     cache_key: CacheKey,
 }
 
@@ -132,6 +135,7 @@ impl SourceConfig {
             jwt_bearer: None,
             dpop: None,
             client_certificate: None,
+            step_up_scopes: Vec::new(),
         }
     }
 
@@ -282,6 +286,7 @@ pub struct SourceConfigBuilder {
     jwt_bearer: Option<JwtBearer>,
     dpop: Option<Arc<Dpop>>,
     client_certificate: Option<ClientCertificate>,
+    step_up_scopes: Vec<String>,
 }
 
 impl SourceConfigBuilder {
@@ -514,6 +519,11 @@ impl SourceConfigBuilder {
             }
         }
         validate_policies(&self.refresh, &self.backoff, self.default_lifetime, self.max_body_bytes)?;
+        if !self.step_up_scopes.is_empty() && self.grant == SourceGrant::SignIn {
+            return Err(ConfigError::InvalidKeySetup {
+                reason: "step_up_scopes(..) is for a client's own grant; a user's source asks the user (see StepUp)",
+            });
+        }
         if self.max_fetches_per_day.is_some_and(|n| n == 0 || n > MAX_FETCHES_PER_DAY) {
             return Err(ConfigError::InvalidPolicy { name: "max_fetches_per_day", reason: "1 to 100000" });
         }
@@ -540,57 +550,9 @@ impl SourceConfigBuilder {
             jwt_bearer: self.jwt_bearer,
             dpop: self.dpop,
             client_certificate: self.client_certificate,
+            step_up_scopes: self.step_up_scopes,
             cache_key,
         })
-    }
-}
-
-impl SourceConfigBuilder {
-    /// The cache key of the configuration being built, at `token_url`.
-    fn cache_key(&self, token_url: &Uri) -> CacheKey {
-        let b = self;
-        fn field(out: &mut String, name: &str, value: &str) {
-            out.push_str(name);
-            out.push('=');
-            out.extend(form_urlencoded::byte_serialize(value.as_bytes()));
-            out.push('\n');
-        }
-        let mut canonical = String::from("auth-core cache key v1\n");
-        field(&mut canonical, "token_url", &token_url.to_string());
-        field(&mut canonical, "client_id", &b.client_id);
-        // Unchanged for client credentials, so that existing keys stay valid.
-        field(&mut canonical, "grant_type", b.grant.as_str());
-        if let Some(bearer) = &b.jwt_bearer {
-            field(&mut canonical, "assertion", &bearer.identity());
-        }
-        if let Some(dpop) = &b.dpop {
-            // DPoP-bound tokens are usable only with their key.
-            field(&mut canonical, "dpop_jkt", dpop.thumbprint());
-        }
-        if let Some(certificate) = &b.client_certificate {
-            // Certificate-bound tokens are usable only with their certificate.
-            field(&mut canonical, "x5t_s256", certificate.thumbprint());
-        }
-        let mut scopes = b.scopes.clone();
-        scopes.sort();
-        field(&mut canonical, "scope", &scopes.join(" "));
-        field(&mut canonical, "audience", b.audience.as_deref().unwrap_or(""));
-        let mut resources = b.resources.clone();
-        resources.sort();
-        resources.dedup();
-        for resource in &resources {
-            field(&mut canonical, "resource", resource);
-        }
-        let mut params = b.params.clone();
-        params.sort();
-        for (name, value) in &params {
-            field(
-                &mut canonical,
-                &format!("param.{}", form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()),
-                value,
-            );
-        }
-        CacheKey::from_canonical(canonical)
     }
 }
 

@@ -114,7 +114,7 @@ impl Lifecycle {
         self.demand = false;
         self.next_fetch_id += 1;
         let id = FetchId(self.next_fetch_id);
-        self.fetch = Some(InFlight { id, sent_at: now, grant, reason, slot });
+        self.fetch = Some(InFlight { id, sent_at: now, grant, reason, slot, scopes_added: self.scopes_added });
         self.stats.fetches += 1;
         self.outputs.push_back(Output::Fetch(FetchRequest { id, grant, reason, request }));
     }
@@ -163,8 +163,13 @@ impl Lifecycle {
             FetchReason::NoToken | FetchReason::Renewal => 0,
         };
         // The new token replaces the old one (TokenReady says so): no withdrawal.
-        self.current =
-            Some(Current { token: Arc::clone(&token), reason: fetch.reason, received_at: now, accepted: false });
+        self.current = Some(Current {
+            token: Arc::clone(&token),
+            reason: fetch.reason,
+            received_at: now,
+            accepted: false,
+            scopes_added: fetch.scopes_added,
+        });
         self.last_issued = Some(Arc::clone(&token));
         Ok(token)
     }

@@ -40,6 +40,7 @@ impl Lifecycle {
             grant: GrantKind::ClientCredentials,
             reason: FetchReason::NoToken,
             slot: None,
+            scopes_added: 0,
         };
         let response = TokenResponse {
             access_token,
@@ -87,6 +88,7 @@ impl Lifecycle {
             grant: GrantKind::ClientCredentials,
             reason: FetchReason::NoToken,
             slot: None,
+            scopes_added: 0,
         };
         let replaced_left = self.current_left(now);
         let (refresh_before, signed_out_before) = (self.refresh_token.take(), self.signed_out.take());

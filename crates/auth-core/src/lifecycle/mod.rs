@@ -70,6 +70,7 @@ mod observations;
 mod outputs;
 mod sharing;
 mod stats;
+mod step_up;
 mod store_client;
 mod timing;
 
@@ -92,6 +93,8 @@ struct InFlight {
     reason: FetchReason,
     /// Where the fetch was counted against the budget, to give it back.
     slot: Option<Slot>,
+    /// How many step-up scopes it asked for ([`Lifecycle::handle_step_up`]).
+    scopes_added: usize,
 }
 
 /// A fetch counted against the budget.
@@ -109,6 +112,8 @@ struct Current {
     /// The API has accepted a request carrying it
     /// ([`Lifecycle::handle_accepted`]).
     accepted: bool,
+    /// How many step-up scopes it was asked with.
+    scopes_added: usize,
 }
 
 /// The lifecycle of one token source. See the [module docs](self) for the
@@ -146,6 +151,9 @@ pub struct Lifecycle {
     observing: bool,
     observations: VecDeque<Observation>,
     stats: Stats,
+    /// How many scopes step-ups added to the configured ones (the last of
+    /// `config`'s scopes).
+    scopes_added: usize,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -188,6 +196,7 @@ impl Lifecycle {
             observing: false,
             observations: VecDeque::new(),
             stats: Stats::default(),
+            scopes_added: 0,
         }
     }
 

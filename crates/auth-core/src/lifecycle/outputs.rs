@@ -123,6 +123,9 @@ pub enum WithdrawReason {
     Rejected,
     /// The driver discarded it ([`Lifecycle::handle_discard`]).
     Discarded,
+    /// The API wants scopes it was not asked with, which the source now
+    /// asks for ([`Lifecycle::handle_step_up`]).
+    StepUp,
 }
 
 /// The answer to [`Lifecycle::handle_token_wanted`].

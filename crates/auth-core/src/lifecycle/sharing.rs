@@ -210,7 +210,10 @@ impl Lifecycle {
             issued,
             expires,
             token.is_none_or(|t| t.lifetime_from_provider()),
-            token.and_then(|t| t.scope().map(str::to_owned)),
+            // A source that added step-up scopes says what its token was
+            // asked with when the provider did not say (RFC 6749 §5.1: the
+            // scope requested), so that its peers can tell.
+            token.and_then(|t| t.scope().map(str::to_owned)).or_else(|| self.asked_scope(token)),
             refresh_token,
             after_401,
             self.unauthorized_streak,
@@ -268,8 +271,11 @@ impl Lifecycle {
             self.outputs.extend(request.map(Output::Store));
         }
         let current = self.current.as_ref().map(|c| crate::store::fingerprint(c.token.value().expose_secret()));
+        // A token asked without the scopes a step-up added is not taken:
+        // the API refused one like it for them.
+        let narrow = self.scopes_granted(record.scope()) < self.scopes_added;
         let (Some(access), false) =
-            (record.access_token(), rejected || current.as_deref() == Some(&envelope.fingerprint))
+            (record.access_token(), rejected || narrow || current.as_deref() == Some(&envelope.fingerprint))
         else {
             return false;
         };
@@ -278,7 +284,14 @@ impl Lifecycle {
         let lifetime = record.expires_at().duration_since(record.issued_at()).unwrap_or(remaining);
         let sent_at = now.checked_add(remaining).and_then(|end| end.checked_sub(lifetime)).unwrap_or(now);
         let reason = if record.after_401() { FetchReason::Unauthorized } else { FetchReason::NoToken };
-        let adopted = InFlight { id: FetchId(0), sent_at, grant: GrantKind::ClientCredentials, reason, slot: None };
+        let adopted = InFlight {
+            id: FetchId(0),
+            sent_at,
+            grant: GrantKind::ClientCredentials,
+            reason,
+            slot: None,
+            scopes_added: self.scopes_granted(record.scope()),
+        };
         let response = TokenResponse {
             access_token: access.clone(),
             expires_in: Some(lifetime.min(MAX_LIFETIME)),

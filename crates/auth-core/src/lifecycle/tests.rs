@@ -1533,3 +1533,101 @@ fn a_token_rejected_while_the_store_was_down_is_never_taken_back_from_it() {
     run_store(&mut a, &store, t, wall, true);
     assert_eq!(stored(&store, &a, wall).access_token_value(), Some("t3"));
 }
+
+/// The `scope` a token request asked for.
+fn asked_scope(fetch: &FetchRequest) -> Option<String> {
+    form_urlencoded::parse(fetch.request.body()).find(|(name, _)| name == "scope").map(|(_, value)| value.into_owned())
+}
+
+#[test]
+fn a_step_up_asks_for_the_allowed_union_once_and_never_loops() {
+    let mut sim = Sim::new(builder().scope("read").step_up_scopes(["write"]));
+    sim.at(0.0);
+    assert!(matches!(sim.want(), Want::Wait));
+    let fetch = sim.take_fetch();
+    assert_eq!(asked_scope(&fetch).as_deref(), Some("read"));
+    sim.respond_token(fetch.id, "narrow", 3600);
+    let (read, write, admin) = ("read".to_owned(), "write".to_owned(), "admin".to_owned());
+
+    // A 403 naming `read write`: the narrow token is dropped, the next is asked for both.
+    sim.at(10.0);
+    assert!(sim.lc.handle_step_up(sim.now, &[read.clone(), write.clone()]));
+    let outputs = sim.outputs();
+    assert!(
+        outputs.iter().any(|o| matches!(o, Output::TokenWithdrawn { reason: WithdrawReason::StepUp, .. })),
+        "{outputs:?}"
+    );
+    let fetch = only_fetch(outputs);
+    assert_eq!(asked_scope(&fetch).as_deref(), Some("read write"));
+    sim.respond_token(fetch.id, "wide", 3600);
+    // The wide token refused again for the same scopes (not granted): nothing more, no loop.
+    assert!(!sim.lc.handle_step_up(sim.now, &[read.clone(), write.clone()]));
+    assert!(sim.outputs().is_empty());
+    assert!(matches!(sim.want(), Want::Ready(token) if token.value().expose_secret() == "wide"));
+    // A scope the configuration does not allow is never asked for.
+    assert!(!sim.lc.handle_step_up(sim.now, &[admin]));
+    assert!(sim.outputs().is_empty());
+    // Later tokens keep the union.
+    sim.at(4000.0);
+    sim.timeout();
+    assert!(matches!(sim.want(), Want::Wait));
+    let renewal = sim.take_fetch();
+    assert_eq!(asked_scope(&renewal).as_deref(), Some("read write"));
+
+    // A user's source never widens (the user must sign in for more); nor does one allowing nothing.
+    let mut user = Sim::new(builder().scope("read").grant(SourceGrant::SignIn));
+    assert!(!user.lc.handle_step_up(user.now, std::slice::from_ref(&write)));
+    let mut fixed = Sim::new(builder().scope("read"));
+    assert!(!fixed.lc.handle_step_up(fixed.now, &[write]));
+    assert!(builder().grant(SourceGrant::SignIn).step_up_scopes(["x"]).build().is_err());
+}
+
+#[test]
+fn a_widened_replica_takes_no_narrow_token_from_the_store_and_shares_its_wide_one() {
+    let store = crate::store::MemoryStore::new();
+    let config = Arc::new(builder().scope("read").step_up_scopes(["write"]).build().unwrap());
+    let (t0, wall) = (Instant::now(), UNIX_EPOCH + SECS(1_800_000_000));
+    let needed = ["read".to_owned(), "write".to_owned()];
+    let respond = |lc: &mut Lifecycle, fetch: FetchRequest, value: &str| {
+        // The provider does not say which scope it granted (RFC 6749 §5.1: the one asked for).
+        lc.handle_fetch_response(
+            t0,
+            wall,
+            fetch.id,
+            &answer(&format!(r#"{{"access_token":"{value}","expires_in":3600}}"#)),
+        );
+        run_store(lc, &store, t0, wall, true)
+    };
+    let ready = |outputs: &[Output]| {
+        outputs.iter().find_map(|o| match o {
+            Output::TokenReady(token) => Some(token.value().expose_secret().to_owned()),
+            _ => None,
+        })
+    };
+    // A replica that never needed more puts a narrow token in the store; w takes it.
+    let mut narrow = Lifecycle::with_store(Arc::clone(&config), 1, StoreConfig::default());
+    assert!(matches!(narrow.handle_token_wanted(t0), Want::Wait));
+    let fetch = only_fetch(run_store(&mut narrow, &store, t0, wall, true));
+    assert_eq!(ready(&respond(&mut narrow, fetch, "narrow")).as_deref(), Some("narrow"));
+    let mut w = Lifecycle::with_store(Arc::clone(&config), 2, StoreConfig::default());
+    assert!(matches!(w.handle_token_wanted(t0), Want::Wait));
+    assert_eq!(ready(&run_store(&mut w, &store, t0, wall, true)).as_deref(), Some("narrow"));
+
+    // The API wants `write`: w drops it, does not take it back from the store, fetches the union.
+    assert!(w.handle_step_up(t0, &needed));
+    let fetch = only_fetch(run_store(&mut w, &store, t0, wall, true));
+    assert_eq!(asked_scope(&fetch).as_deref(), Some("read write"));
+    assert_eq!(ready(&respond(&mut w, fetch, "wide")).as_deref(), Some("wide"));
+
+    // Another widened replica takes the wide token from the store; a narrow one may use it too.
+    let mut w2 = Lifecycle::with_store(Arc::clone(&config), 3, StoreConfig::default());
+    assert!(w2.handle_step_up(t0, &needed), "nothing held yet: the next token is asked with more");
+    assert!(matches!(w2.handle_token_wanted(t0), Want::Wait));
+    assert_eq!(ready(&run_store(&mut w2, &store, t0, wall, true)).as_deref(), Some("wide"));
+    let mut n2 = Lifecycle::with_store(Arc::clone(&config), 4, StoreConfig::default());
+    assert!(matches!(n2.handle_token_wanted(t0), Want::Wait));
+    assert_eq!(ready(&run_store(&mut n2, &store, t0, wall, true)).as_deref(), Some("wide"));
+    // The wide token refused for the same scopes again: no loop.
+    assert!(!w2.handle_step_up(t0, &needed));
+    assert!(run_store(&mut w2, &store, t0, wall, true).is_empty());
+}
