@@ -78,7 +78,10 @@ EXIT CODES:
      API origin of the configuration included)
   3  the provider refused (RFC 6749 error: code and description printed),
      or the fetch budget (--max-fetches-per-day) is spent, or a user must
-     sign in (run `authc login`), or the user declined the sign-in
+     sign in (run `authc login`), or the user declined the sign-in, or the
+     API wants a token it can be told about (its 401 names its metadata:
+     the `authc login --resource` to run is printed), more scopes or a
+     stronger sign-in (the login that asks for them is printed)
   4  network or protocol failure
   5  the API answered an error status, or redirected to another origin";
 
