@@ -51,7 +51,7 @@ enum Step {
     SignIn { expires_in: u64, refresh_token: bool },
     /// The API answers 403 `insufficient_scope` naming `read write` (a
     /// scope the configuration allows adding) or `admin` (one it does not).
-    StepUp { allowed: bool },
+    MoreScopes { allowed: bool },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -82,7 +82,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u64..4).prop_map(|back| Step::Unauthorized { back }),
         1 => (0u64..3).prop_map(|back| Step::Accepted { back }),
         1 => (1u64..7_200, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::SignIn { expires_in, refresh_token }),
-        1 => any::<bool>().prop_map(|allowed| Step::StepUp { allowed }),
+        1 => any::<bool>().prop_map(|allowed| Step::MoreScopes { allowed }),
     ]
 }
 
@@ -362,7 +362,7 @@ impl Harness {
         self.model.rejected_now.clear();
         self.model.stepping_up_now = false;
         match step {
-            Step::StepUp { allowed } => {
+            Step::MoreScopes { allowed } => {
                 let needed: Vec<String> = match allowed {
                     true => vec!["read".into(), "write".into()],
                     false => vec!["admin".into()],

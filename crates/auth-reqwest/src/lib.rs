@@ -47,6 +47,7 @@
 mod answer;
 mod client;
 mod copy;
+pub mod discovery;
 mod middleware;
 mod redirect;
 mod resource;

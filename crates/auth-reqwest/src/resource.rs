@@ -6,28 +6,25 @@
 //! registration, are kept in the token store when one is given (one
 //! record per API origin), so that later runs and other replicas neither
 //! discover nor register again. The rules are auth-core's
-//! ([`auth_core::resource`]); this file does the requests.
+//! ([`auth_core::resource`]); the requests are [`crate::discovery`]'s.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use auth_core::resource::discovered::Discovered;
 use auth_core::resource::from_url::FromUrlError;
-use auth_core::resource::metadata::{metadata_url, parse_resource_metadata, validate_resource, Expected, Origins};
+use auth_core::resource::metadata::{validate_resource, Origins};
 use auth_core::secret::ExposeSecret as _;
-use auth_core::sign_in::discovery::{discovery_urls, parse_metadata};
-use auth_core::sign_in::registration::{parse_registration_redacting, registration_request, ClientMetadata};
-use auth_core::store::{StoreAnswer, StoreConfig, StoreOp};
+use auth_core::sign_in::registration::ClientMetadata;
+use auth_core::store::StoreConfig;
 use auth_tower::{AuthError, TokenStore};
 use zeroize::Zeroizing;
 
 use crate::client::{AuthClient, AuthClientBuilder};
+use crate::discovery::{discover, keep, kept, register};
 
 /// How long each discovery or registration request may take.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The largest document read during discovery.
-const MAX_DOCUMENT: usize = 64 * 1024;
 
 /// Why an [`AuthClient`] could not be set up from an API's URL.
 #[derive(Debug, thiserror::Error)]
@@ -201,15 +198,14 @@ impl ForResource {
         let origins = self.origins.clone()?;
         validate_resource(&self.resource)?;
         let store = self.store.as_ref().map(|(store, _)| store.as_ref());
-        if let Some(found) = match store {
-            Some(store) => kept(store, &self.resource).await,
-            None => None,
-        } {
-            return Ok(found);
+        if let Some(store) = store {
+            if let Some(found) = kept(store, &self.resource).await.filter(|found| found.resource() == self.resource) {
+                return Ok(found);
+            }
         }
         let mut found = discover(http, &self.resource, &origins).await?;
         if let Some(store) = store {
-            keep(store, &mut found).await;
+            keep_or_warn(store, &mut found).await;
         }
         Ok(found)
     }
@@ -239,7 +235,7 @@ impl ForResource {
         let registration = register(http, endpoint, metadata, iat).await?;
         let mut found = found.registered(registration);
         if let Some((store, _)) = &self.store {
-            keep(store.as_ref(), &mut found).await;
+            keep_or_warn(store.as_ref(), &mut found).await;
         }
         Ok(found)
     }
@@ -298,91 +294,9 @@ fn origin(url: &str) -> String {
     format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().map_or("", |a| a.as_str()))
 }
 
-/// The record kept for `resource`, if it is the one asked for.
-async fn kept(store: &dyn TokenStore, resource: &str) -> Option<Discovered> {
-    let key = Discovered::key(resource).ok()?;
-    let Ok(StoreAnswer::Envelope(Some(envelope))) = store.execute(&key, SystemTime::now(), &StoreOp::Read).await else {
-        return None;
-    };
-    Discovered::from_envelope(&envelope).filter(|found| found.resource() == resource)
-}
-
-/// Keeps `found` (a failure only costs the next build a discovery).
-async fn keep(store: &dyn TokenStore, found: &mut Discovered) {
-    let Ok(key) = found.own_key() else { return };
-    let op = StoreOp::Write { envelope: found.seal(SystemTime::now()), release: None };
-    if let Err(error) = store.execute(&key, SystemTime::now(), &op).await {
+/// Keeps `found`; a failure is logged (the next build discovers again).
+async fn keep_or_warn(store: &dyn TokenStore, found: &mut Discovered) {
+    if let Err(error) = keep(store, found).await {
         tracing::warn!(target: "auth_reqwest", error = %error.message, "could not keep what discovery found");
     }
-}
-
-/// GETs a JSON document, at most [`MAX_DOCUMENT`] bytes.
-async fn document(http: &reqwest::Client, what: &'static str, url: &str) -> Result<Vec<u8>, FromUrlError> {
-    let unreachable = |reason: String| FromUrlError::Unreachable { what, url: url.to_owned(), reason };
-    let mut answer = http
-        .get(url)
-        .header(http::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| unreachable(e.without_url().to_string()))?;
-    if !answer.status().is_success() {
-        return Err(unreachable(format!("it answered {}", answer.status())));
-    }
-    read_capped(&mut answer).await.map_err(unreachable)
-}
-
-/// The body of `answer`, refused past [`MAX_DOCUMENT`] bytes.
-async fn read_capped(answer: &mut reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = answer.chunk().await.map_err(|e| e.without_url().to_string())? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(format!("it is larger than {} KiB", MAX_DOCUMENT / 1024));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The API's metadata, its authorization server and that server's
-/// endpoints.
-async fn discover(http: &reqwest::Client, resource: &str, origins: &Origins) -> Result<Discovered, FromUrlError> {
-    let url = metadata_url(resource)?;
-    let body = document(http, "the API's metadata", &url).await?;
-    let metadata = parse_resource_metadata(&body, Expected::Identifier(resource))?;
-    let issuer = metadata.authorization_server(origins)?.to_owned();
-    let mut last = None;
-    for url in discovery_urls(&issuer)? {
-        match document(http, "the authorization server's metadata", &url).await {
-            Ok(body) => return Ok(Discovered::new(&metadata, &parse_metadata(&issuer, &body, false)?)),
-            Err(error) => last = Some(error),
-        }
-    }
-    Err(last.unwrap_or(FromUrlError::NoClient { issuer, can_register: false }))
-}
-
-/// Registers a client with `metadata` at `endpoint`.
-async fn register(
-    http: &reqwest::Client,
-    endpoint: &str,
-    metadata: &ClientMetadata,
-    initial_access_token: Option<&str>,
-) -> Result<auth_core::sign_in::registration::Registration, FromUrlError> {
-    let request =
-        registration_request(endpoint, metadata, initial_access_token).map_err(|e| FromUrlError::Resource(e.into()))?;
-    let unreachable = |reason: String| FromUrlError::Unreachable {
-        what: "the registration endpoint",
-        url: endpoint.to_owned(),
-        reason,
-    };
-    let mut answer = http
-        .post(endpoint)
-        .headers(request.headers().clone())
-        .body(request.body().clone())
-        .send()
-        .await
-        .map_err(|e| unreachable(e.without_url().to_string()))?;
-    let status = answer.status();
-    let body = read_capped(&mut answer).await.map_err(unreachable)?;
-    let secrets: Vec<&str> = initial_access_token.into_iter().collect();
-    Ok(parse_registration_redacting(status, &body, &secrets)?)
 }

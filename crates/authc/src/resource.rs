@@ -7,15 +7,12 @@
 //! (one record per API origin, [`Discovered`]): a later run neither
 //! discovers nor registers again.
 
-use std::time::SystemTime;
-
 use auth_core::resource::challenge::from_headers;
 use auth_core::resource::discovered::Discovered;
-use auth_core::resource::metadata::{
-    challenge_metadata_url, metadata_url, parse_resource_metadata, Expected, Origins, ResourceError, ResourceMetadata,
-};
-use auth_core::sign_in::registration::{parse_registration, registration_request, ClientMetadata};
-use auth_core::store::{StoreAnswer, StoreOp};
+use auth_core::resource::from_url::FromUrlError;
+use auth_core::resource::metadata::{Origins, ResourceError};
+use auth_core::sign_in::registration::ClientMetadata;
+use auth_reqwest::discovery;
 
 use crate::failure::{notice, Failure};
 use crate::settings::Settings;
@@ -24,17 +21,12 @@ use crate::store::Store;
 
 /// The record kept for the API at `url`, if one covers it.
 pub async fn kept(store: &Store, url: &str) -> Option<Discovered> {
-    let key = Discovered::key(url).ok()?;
-    let answer = store.execute(&key, SystemTime::now(), &StoreOp::Read).await;
-    let Ok(StoreAnswer::Envelope(Some(envelope))) = answer else { return None };
-    Discovered::from_envelope(&envelope).filter(|found| found.covers(url))
+    discovery::kept(store.as_ref(), url).await
 }
 
 /// Keeps `found` in the store (said, not fatal, when it cannot be).
 async fn keep(store: &Store, found: &mut Discovered) {
-    let Ok(key) = found.own_key() else { return };
-    let op = StoreOp::Write { envelope: found.seal(SystemTime::now()), release: None };
-    if let Err(error) = store.execute(&key, SystemTime::now(), &op).await {
+    if let Err(error) = discovery::keep(store.as_ref(), found).await {
         notice(&format!(
             "could not keep what discovery found in the token store ({}): the next run discovers again",
             error.message
@@ -49,35 +41,19 @@ fn origins(settings: &Settings) -> Result<Origins, Failure> {
     })
 }
 
-/// A discovery error, with the flag that allows another origin.
-fn refused(error: ResourceError) -> Failure {
+/// A discovery failure as authc says it: another origin with the flag that
+/// allows it, a server that cannot be reached as a network failure, a
+/// refused registration as a refusal.
+fn failed(error: FromUrlError) -> Failure {
     match error {
-        ResourceError::OriginNotAllowed { resource, origin } => Failure::usage(format!(
+        FromUrlError::Resource(ResourceError::OriginNotAllowed { resource, origin }) => Failure::usage(format!(
             "the API at {resource} sends the client to {origin}, another origin: not contacted. If you trust it, \
              run again with --trust-origin {origin}"
         )),
+        error @ FromUrlError::Unreachable { .. } => Failure::network(error.to_string()),
+        error @ FromUrlError::Registration(_) => Failure::refused(error.to_string()),
         other => Failure::usage(other.to_string()),
     }
-}
-
-/// Fetches the metadata at `url` and checks it against `expected`.
-async fn fetch_metadata(settings: &Settings, url: &str, expected: Expected<'_>) -> Result<ResourceMetadata, Failure> {
-    let client = settings.discovery_client()?;
-    let answer = client.get(url).header("accept", "application/json").send().await.map_err(|e| {
-        Failure::network(format!("the API's metadata at {url} could not be fetched: {}", e.without_url()))
-    })?;
-    if !answer.status().is_success() {
-        return Err(Failure::network(format!("the API's metadata at {url} answered {}", answer.status())));
-    }
-    let body = crate::capped::body(answer, "the API's metadata").await?;
-    parse_resource_metadata(&body, expected).map_err(|e| refused(e).with_prefix(url))
-}
-
-/// What the metadata says, with its authorization server's endpoints.
-async fn follow(settings: &Settings, metadata: &ResourceMetadata) -> Result<Discovered, Failure> {
-    let issuer = metadata.authorization_server(&origins(settings)?).map_err(refused)?.to_owned();
-    let server = settings.server_metadata(&issuer).await?;
-    Ok(Discovered::new(metadata, &server))
 }
 
 /// The API identified by `resource`, its authorization server and the
@@ -87,9 +63,8 @@ pub async fn discover(settings: &Settings, store: &Store, resource: &str) -> Res
     if let Some(found) = kept(store, resource).await.filter(|found| found.resource() == resource) {
         return Ok(found);
     }
-    let url = metadata_url(resource).map_err(|e| refused(e).with_prefix("--resource"))?;
-    let metadata = fetch_metadata(settings, &url, Expected::Identifier(resource)).await?;
-    let mut found = follow(settings, &metadata).await?;
+    let http = settings.discovery_client()?;
+    let mut found = discovery::discover(&http, resource, &origins(settings)?).await.map_err(failed)?;
     keep(store, &mut found).await;
     Ok(found)
 }
@@ -108,9 +83,9 @@ pub async fn after_401(
     let challenge = challenges.iter().find(|c| c.resource_metadata().is_some())?;
     let named = challenge.resource_metadata()?;
     let outcome = async {
-        let metadata_url = challenge_metadata_url(url, named, &origins(settings)?).map_err(refused)?;
-        let metadata = fetch_metadata(settings, &metadata_url.to_string(), Expected::Requested(url)).await?;
-        let mut found = follow(settings, &metadata).await?;
+        let http = settings.discovery_client()?;
+        let origins = origins(settings)?;
+        let mut found = discovery::discover_from_challenge(&http, url, named, &origins).await.map_err(failed)?;
         if let Some(store) = store {
             keep(store, &mut found).await;
         }
@@ -171,19 +146,8 @@ pub async fn register(
         ))
     })?;
     let metadata = ClientMetadata::public_client("authc", redirect_uri);
-    let request = registration_request(endpoint, &metadata, None)
-        .map_err(|e| Failure::usage(format!("the registration endpoint: {e}")))?;
-    let client = settings.discovery_client()?;
-    let answer = client
-        .post(endpoint)
-        .headers(request.headers().clone())
-        .body(request.body().clone())
-        .send()
-        .await
-        .map_err(|e| Failure::network(format!("registering at {endpoint} failed: {}", e.without_url())))?;
-    let status = answer.status();
-    let body = crate::capped::body(answer, "the registration answer").await?;
-    let registration = parse_registration(status, &body).map_err(|e| Failure::refused(e.to_string()))?;
+    let http = settings.discovery_client()?;
+    let registration = discovery::register(&http, endpoint, &metadata, None).await.map_err(failed)?;
     let mut found = found.registered(registration);
     keep(store, &mut found).await;
     adopt(settings, &found);
