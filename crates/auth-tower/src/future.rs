@@ -322,7 +322,11 @@ where
                         if let Some(copy) = copy {
                             accept(copy);
                         }
-                        Poll::Ready(Ok(marked(response, kept.source_id(), kept.generation())))
+                        // Only a 403 asks for more here (a 401 is never accepted).
+                        if response.status() == http::StatusCode::FORBIDDEN {
+                            return Poll::Ready(Ok(mark_step_up(response, kept.source_id(), kept.generation())));
+                        }
+                        Poll::Ready(Ok(response))
                     }
                     Verdict::GiveBack => Poll::Ready(Ok(response)),
                     verdict @ (Verdict::Invalidate
