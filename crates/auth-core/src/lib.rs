@@ -69,6 +69,7 @@ pub mod credentials;
 pub mod dpop;
 pub mod driver;
 pub mod error;
+pub mod exchange;
 pub mod keys;
 pub mod lifecycle;
 pub mod mtls;

@@ -116,6 +116,10 @@ pub(crate) struct Pending(Arc<PendingParts>);
 struct PendingParts {
     /// `private_key_jwt` / `client_secret_jwt`: the key, client id and `aud`.
     client: Option<(SigningKey, String, String)>,
+    /// `private_key_jwt` with the assertion supplied from outside.
+    supplied: Option<crate::exchange::SuppliedToken>,
+    /// The token exchange whose tokens are read at send time.
+    exchange: Option<crate::exchange::TokenExchange>,
     /// The JWT bearer grant's assertion and its `aud`.
     grant: Option<(JwtBearer, Option<String>)>,
     /// The DPoP key of a token endpoint request.
@@ -127,6 +131,7 @@ impl Pending {
     /// `grant` for a JWT bearer token request, `token_endpoint` for any
     /// request to the token endpoint (a DPoP proof).
     pub(crate) fn for_request(config: &SourceConfig, grant: bool, token_endpoint: bool) -> Option<Self> {
+        let exchange = config.token_exchange().filter(|_| grant).cloned();
         let client = config
             .assertion_key()
             .map(|key| (key.clone(), config.client_id().to_owned(), config.assertion_aud().to_owned()));
@@ -135,8 +140,10 @@ impl Pending {
             (bearer.clone(), aud)
         });
         let dpop = config.dpop().filter(|_| token_endpoint).cloned();
-        (client.is_some() || grant.is_some() || dpop.is_some())
-            .then(|| Self(Arc::new(PendingParts { client, grant, dpop })))
+        let supplied =
+            config.client_assertion().filter(|_| config.client_auth() == crate::ClientAuth::PrivateKeyJwt).cloned();
+        (client.is_some() || grant.is_some() || dpop.is_some() || supplied.is_some() || exchange.is_some())
+            .then(|| Self(Arc::new(PendingParts { client, supplied, exchange, grant, dpop })))
     }
 
     /// The form parameters to append, made now.
@@ -147,6 +154,14 @@ impl Pending {
         let mut params = Vec::with_capacity(3);
         if let Some((bearer, aud)) = &self.0.grant {
             params.push(("assertion", zeroize::Zeroizing::new(bearer.make(aud.as_deref(), wall)?)));
+        }
+        if let Some(exchange) = &self.0.exchange {
+            params.extend(exchange.tokens(wall)?);
+        }
+        if let Some(supplied) = &self.0.supplied {
+            let assertion = supplied.read("the client assertion", wall, true)?;
+            params.push(("client_assertion_type", zeroize::Zeroizing::new(CLIENT_ASSERTION_TYPE.to_owned())));
+            params.push(("client_assertion", assertion));
         }
         if let Some((key, client_id, aud)) = &self.0.client {
             let claims = registered_claims(client_id, client_id, aud, wall, ASSERTION_LIFETIME)?;

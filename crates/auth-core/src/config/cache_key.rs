@@ -76,6 +76,9 @@ impl SourceConfigBuilder {
         if let Some(bearer) = &b.jwt_bearer {
             field(&mut canonical, "assertion", &bearer.identity());
         }
+        if let Some(exchange) = &b.token_exchange {
+            field(&mut canonical, "exchange", &exchange.identity());
+        }
         if let Some(dpop) = &b.dpop {
             // DPoP-bound tokens are usable only with their key.
             field(&mut canonical, "dpop_jkt", dpop.thumbprint());

@@ -112,7 +112,7 @@ impl ClientAuth {
         match (grant, has_secret, has_key) {
             (_, false, true) => Self::PrivateKeyJwt,
             (SourceGrant::ClientCredentials, false, false) if has_certificate => Self::TlsClientAuth,
-            (SourceGrant::SignIn | SourceGrant::JwtBearer, false, false) => Self::None,
+            (SourceGrant::SignIn | SourceGrant::JwtBearer | SourceGrant::TokenExchange, false, false) => Self::None,
             _ => Self::Basic,
         }
     }
@@ -154,6 +154,10 @@ pub enum SourceGrant {
     /// assertion ([`SourceConfigBuilder::jwt_bearer`]), made fresh for every
     /// request; renewal sends a new one (or the provider's refresh token).
     JwtBearer,
+    /// The RFC 8693 token exchange: a subject token (and an actor token),
+    /// supplied from outside at every request, is exchanged for the token
+    /// ([`SourceConfigBuilder::token_exchange`]).
+    TokenExchange,
 }
 
 impl SourceGrant {
@@ -163,6 +167,7 @@ impl SourceGrant {
             Self::ClientCredentials => "client_credentials",
             Self::SignIn => "sign_in",
             Self::JwtBearer => "jwt_bearer",
+            Self::TokenExchange => "token_exchange",
         }
     }
 }

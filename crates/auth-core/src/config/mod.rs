@@ -32,6 +32,7 @@ use http::Uri;
 use crate::assertion::settings::{AssertionAudience, JwtBearer};
 use crate::dpop::Dpop;
 use crate::error::ConfigError;
+use crate::exchange::{SuppliedToken, TokenExchange};
 use crate::keys::{Algorithm, SigningKey};
 use crate::mtls::ClientCertificate;
 use crate::secret::{ClientSecret, ExposeSecret};
@@ -39,6 +40,7 @@ use crate::secret::{ClientSecret, ExposeSecret};
 mod cache_key;
 mod client_auth;
 mod endpoint;
+mod exchange;
 mod policy;
 mod step_up;
 
@@ -105,6 +107,9 @@ pub struct SourceConfig {
     client_certificate: Option<ClientCertificate>,
     /// The scopes a step-up may add ([`SourceConfigBuilder::step_up_scopes`]).
     step_up_scopes: Vec<String>,
+    /// The client assertion supplied from outside, instead of one signed here.
+    client_assertion: Option<SuppliedToken>,
+    token_exchange: Option<TokenExchange>,
     cache_key: CacheKey,
 }
 
@@ -136,6 +141,8 @@ impl SourceConfig {
             dpop: None,
             client_certificate: None,
             step_up_scopes: Vec::new(),
+            client_assertion: None,
+            token_exchange: None,
         }
     }
 
@@ -287,6 +294,8 @@ pub struct SourceConfigBuilder {
     dpop: Option<Arc<Dpop>>,
     client_certificate: Option<ClientCertificate>,
     step_up_scopes: Vec<String>,
+    client_assertion: Option<SuppliedToken>,
+    token_exchange: Option<TokenExchange>,
 }
 
 impl SourceConfigBuilder {
@@ -458,7 +467,7 @@ impl SourceConfigBuilder {
         let client_auth = self.client_auth.unwrap_or(ClientAuth::default_for(
             self.grant,
             self.client_secret.is_some(),
-            self.signing_key.is_some(),
+            self.signing_key.is_some() || self.client_assertion.is_some(),
             self.client_certificate.is_some(),
         ));
         if client_auth.needs_secret() && self.client_secret.is_none() {
@@ -468,6 +477,8 @@ impl SourceConfigBuilder {
             return Err(ConfigError::MissingClientCertificate { method: client_auth.as_str() });
         }
         let assertion_key = match client_auth {
+            // The assertion comes from outside: nothing to sign.
+            ClientAuth::PrivateKeyJwt if self.client_assertion.is_some() => None,
             ClientAuth::PrivateKeyJwt => {
                 let key = self.signing_key.clone().ok_or(ConfigError::MissingSigningKey)?;
                 if key.algorithm() == Algorithm::Hs256 {
@@ -501,6 +512,11 @@ impl SourceConfigBuilder {
                     reason: "the JWT bearer grant is sent as a form; use another client authentication than json",
                 });
             }
+        }
+        if (self.grant == SourceGrant::TokenExchange) != self.token_exchange.is_some() {
+            return Err(ConfigError::InvalidKeySetup {
+                reason: "the token exchange grant needs what to exchange: set token_exchange(..)",
+            });
         }
         if self.grant == SourceGrant::JwtBearer && self.jwt_bearer.is_none() {
             return Err(ConfigError::InvalidKeySetup {
@@ -551,6 +567,8 @@ impl SourceConfigBuilder {
             dpop: self.dpop,
             client_certificate: self.client_certificate,
             step_up_scopes: self.step_up_scopes,
+            client_assertion: self.client_assertion,
+            token_exchange: self.token_exchange,
             cache_key,
         })
     }

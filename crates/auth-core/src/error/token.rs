@@ -134,6 +134,26 @@ pub enum TokenError {
         /// What failed (no secret in it).
         message: String,
     },
+    /// A token supplied from outside (a subject or actor token of a token
+    /// exchange, a client assertion read from a file or a variable) could
+    /// not be used when the request was due: unreadable, empty, not a JWT
+    /// where one is needed, or expired. Nothing was sent. Retried by the
+    /// source (whatever writes it may renew it).
+    Supplied {
+        /// Which token and where it comes from (`the subject token (file
+        /// /var/run/secrets/token)`), never its value.
+        what: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A token exchange (RFC 8693) answer whose `issued_token_type` is not
+    /// the one asked for, or missing. Nothing was installed.
+    IssuedTokenType {
+        /// The type asked for (`requested_token_type`, or an access token).
+        expected: String,
+        /// What the server said (sanitized), or `(none)`.
+        received: String,
+    },
 }
 
 /// Why a user must sign in again ([`TokenError::SignInRequired`]).
@@ -206,6 +226,8 @@ impl TokenError {
             Self::Status { status, .. } | Self::BodyTooLarge { status, .. } => status_is_transient(*status),
             Self::Transport { .. } | Self::ExpiredOnArrival { .. } | Self::BudgetSpent { .. } => true,
             Self::StoreUnavailable { .. } | Self::RefreshClaimed { .. } | Self::Assertion { .. } => true,
+            Self::Supplied { .. } => true,
+            Self::IssuedTokenType { .. } => false,
             Self::Malformed { .. }
             | Self::InvalidAccessToken { .. }
             | Self::UnsupportedTokenType { .. }
@@ -279,6 +301,9 @@ impl TokenError {
             }
             Self::Transport { message, timeout } => Self::Transport { message: clean(message), timeout },
             Self::Assertion { message } => Self::Assertion { message: clean(message) },
+            Self::IssuedTokenType { expected, received } => {
+                Self::IssuedTokenType { expected, received: clean(received) }
+            }
             other => other,
         }
     }
@@ -377,6 +402,17 @@ impl TokenError {
             Self::Assertion { message } => {
                 write!(f, "{message}; nothing was sent to the {name}. Check the key or the assertion's source")
             }
+            Self::Supplied { what, reason } => write!(
+                f,
+                "{what} could not be used: {reason}; nothing was sent to the {name}. Check that whatever provides \
+                 it (the platform that writes the file, the variable's owner) still renews it"
+            ),
+            Self::IssuedTokenType { expected, received } => write!(
+                f,
+                "the {name} issued a token of type `{received}` where `{expected}` was asked for (RFC 8693 \
+                 issued_token_type); it was not used. Check requested_token_type and the exchange policy at the \
+                 provider"
+            ),
             Self::TokenTypeMismatch { expected: "DPoP", received } => write!(
                 f,
                 "the provider issued a token of type `{received}` where a DPoP-bound one was asked for: the client \
@@ -407,6 +443,8 @@ impl TokenError {
             Self::StoreUnavailable { .. } => "store_unavailable",
             Self::RefreshClaimed { .. } => "refresh_claimed",
             Self::Assertion { .. } => "assertion",
+            Self::Supplied { .. } => "supplied_token",
+            Self::IssuedTokenType { .. } => "issued_token_type",
             Self::TokenTypeMismatch { .. } => "token_type_mismatch",
         }
     }

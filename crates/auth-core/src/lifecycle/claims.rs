@@ -97,6 +97,7 @@ impl Lifecycle {
                 return self.refuse_without_refresh_token(now);
             }
             SourceGrant::JwtBearer => (GrantKind::JwtBearer, token_request(&self.config, Grant::JwtBearer)),
+            SourceGrant::TokenExchange => (GrantKind::TokenExchange, token_request(&self.config, Grant::TokenExchange)),
             _ => (GrantKind::ClientCredentials, token_request(&self.config, Grant::ClientCredentials)),
         };
         self.send(now, reason, slot, grant, request);

@@ -119,6 +119,15 @@ impl Lifecycle {
         self.outputs.push_back(Output::Fetch(FetchRequest { id, grant, reason, request }));
     }
 
+    /// `response`, checked as the answer to a token exchange when `fetch`
+    /// was one: its `issued_token_type` must be the one asked for.
+    pub(super) fn exchanged(&self, fetch: &InFlight, response: TokenResponse) -> Result<TokenResponse, TokenError> {
+        if let (GrantKind::TokenExchange, Some(exchange)) = (fetch.grant, self.config.token_exchange()) {
+            exchange.check_issued(response.issued_token_type.as_deref())?;
+        }
+        Ok(response)
+    }
+
     /// Turns a parsed response into the current token.
     pub(super) fn install(
         &mut self,

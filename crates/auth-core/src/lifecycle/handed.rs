@@ -48,6 +48,7 @@ impl Lifecycle {
             expires_in: Some(stored.expires_in.min(MAX_LIFETIME)),
             refresh_token: None,
             scope: stored.scope,
+            issued_token_type: None,
         };
         match self.install(now, &restored, response) {
             Ok(token) => {

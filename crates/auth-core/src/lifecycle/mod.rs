@@ -307,7 +307,10 @@ impl Lifecycle {
         };
         let spent = (fetch.grant == GrantKind::RefreshToken).then(|| self.claimed_refresh()).flatten();
         let replaced_left = self.current_left(now);
-        let answered = self.parse(wall, response).and_then(|parsed| self.install(now, &fetch, parsed));
+        let answered = self
+            .parse(wall, response)
+            .and_then(|parsed| self.exchanged(&fetch, parsed))
+            .and_then(|parsed| self.install(now, &fetch, parsed));
         let outcome = answered.as_ref().map_or_else(RequestOutcome::of, |_| RequestOutcome::Granted);
         let took = now.saturating_duration_since(fetch.sent_at);
         self.observed(Observation::TokenRequest { reason: fetch.reason, grant: fetch.grant, outcome, took });

@@ -39,6 +39,8 @@ pub enum GrantKind {
     RefreshToken,
     /// The RFC 7523 JWT bearer grant (a [`SourceGrant::JwtBearer`] source).
     JwtBearer,
+    /// The RFC 8693 token exchange (a [`SourceGrant::TokenExchange`] source).
+    TokenExchange,
 }
 
 /// Why a fetch was started.

@@ -297,6 +297,7 @@ impl Lifecycle {
             expires_in: Some(lifetime.min(MAX_LIFETIME)),
             refresh_token: None,
             scope: record.scope().map(str::to_owned),
+            issued_token_type: None,
         };
         let replaced_left = self.current_left(now);
         let previous = self.current.take();

@@ -19,6 +19,7 @@ pub(super) fn grant(grant: GrantKind) -> &'static str {
         GrantKind::ClientCredentials => "client_credentials",
         GrantKind::RefreshToken => "refresh_token",
         GrantKind::JwtBearer => "jwt_bearer",
+        GrantKind::TokenExchange => "token_exchange",
     }
 }
 

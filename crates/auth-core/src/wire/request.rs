@@ -64,6 +64,11 @@ pub enum Grant<'a> {
     /// audience, resources and extra parameters; the `assertion` is made
     /// when the request is sent ([`ready_to_send`]).
     JwtBearer,
+    /// The RFC 8693 token exchange of the configuration
+    /// ([`SourceConfig::token_exchange`]) with its scope, audience, resources
+    /// and extra parameters; the subject and actor tokens are read when the
+    /// request is sent ([`ready_to_send`]).
+    TokenExchange,
 }
 
 impl Grant<'_> {
@@ -75,6 +80,7 @@ impl Grant<'_> {
             Self::AuthorizationCode { .. } => "authorization_code",
             Self::DeviceCode(_) => DEVICE_CODE_GRANT,
             Self::JwtBearer => crate::assertion::JWT_BEARER_GRANT,
+            Self::TokenExchange => crate::exchange::TOKEN_EXCHANGE_GRANT,
         }
     }
 }
@@ -186,7 +192,10 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
     let mut params: Vec<(&str, &str)> = vec![("grant_type", grant.grant_type())];
     let scope = config.scope_param();
     match grant {
-        Grant::ClientCredentials | Grant::JwtBearer => {
+        Grant::ClientCredentials | Grant::JwtBearer | Grant::TokenExchange => {
+            if let (Grant::TokenExchange, Some(exchange)) = (&grant, config.token_exchange()) {
+                params.extend(exchange.fixed_params());
+            }
             if let Some(scope) = scope.as_deref() {
                 params.push(("scope", scope));
             }
@@ -215,8 +224,8 @@ pub fn token_request(config: &SourceConfig, grant: Grant<'_>) -> Request<Vec<u8>
         }
     }
     let mut request = build(config, config.token_url(), &params);
-    if matches!(grant, Grant::JwtBearer) {
-        // The grant's assertion joins the client's (if any).
+    if matches!(grant, Grant::JwtBearer | Grant::TokenExchange) {
+        // The grant's assertion or tokens join the client's (if any).
         request.extensions_mut().remove::<crate::assertion::Pending>();
         if let Some(pending) = crate::assertion::Pending::for_request(config, true, true) {
             request.extensions_mut().insert(pending);

@@ -56,6 +56,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<RefreshToken>,
     /// The granted scope, when the provider said.
     pub scope: Option<String>,
+    /// RFC 8693 `issued_token_type`: the type of token a token exchange
+    /// issued (checked by the lifecycle against the one asked for).
+    pub issued_token_type: Option<String>,
 }
 
 /// Parses a token endpoint response.
@@ -122,7 +125,10 @@ pub fn parse_token_response_redacting(
         Field::Number(_) | Field::Other => return Err(malformed("an access_token that is not a string")),
     };
     let dpop = config.dpop().is_some();
+    // RFC 8693 §2.2.1: `N_A` when the token issued is not an access token.
+    let not_applicable = config.token_exchange().is_some_and(|e| e.may_be_not_applicable());
     match fields.get("token_type") {
+        Field::Text(kind) if kind == "N_A" && not_applicable => {}
         Field::Missing | Field::Null if !dpop => {}
         Field::Text(kind) if kind.eq_ignore_ascii_case("bearer") && !dpop => {}
         Field::Text(kind) if kind.eq_ignore_ascii_case("dpop") && dpop => {}
@@ -162,6 +168,7 @@ pub fn parse_token_response_redacting(
             .filter(|t| !t.is_empty())
             .map(|t| RefreshToken::new(t.into_owned())),
         scope: fields.get("scope").as_text().map(Cow::into_owned),
+        issued_token_type: fields.get("issued_token_type").as_text().map(|t| t.chars().take(256).collect()),
     })
 }
 
