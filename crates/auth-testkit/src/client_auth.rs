@@ -112,6 +112,15 @@ pub(crate) fn authenticate_assertion(
     let Some(client_id) = jose::unverified_claim(assertion, "iss") else {
         return refused(inner, "unknown", "the assertion has no iss".to_owned());
     };
+    // Workload identity federation: a platform's token, for the client named.
+    if let Some(client_id) = param(params, "client_id") {
+        if let Some(outcome) = crate::exchange::federated_client(inner, client_id, assertion) {
+            return match outcome {
+                Ok(()) => Ok(("federated".to_owned(), client_id.to_owned())),
+                Err(why) => refused(inner, "federated", why),
+            };
+        }
+    }
     if param(params, "client_id").is_some_and(|id| id != client_id) {
         return refused(inner, "unknown", "client_id is not the assertion's iss".to_owned());
     }

@@ -26,6 +26,13 @@ pub struct ProviderConfig {
     pub(crate) assertion_audience: AssertionAudience,
     /// Issuers trusted for the JWT bearer grant.
     pub(crate) bearer_issuers: Vec<(String, jose::PublicKey)>,
+    /// Issuers of workload identity tokens, trusted for federated clients
+    /// and token exchange subjects.
+    pub(crate) workload_issuers: Vec<(String, jose::PublicKey)>,
+    /// Clients that authenticate with a workload token for this subject.
+    pub(crate) federated_clients: Vec<(String, String)>,
+    /// The RFC 8693 token exchange grant is accepted.
+    pub(crate) token_exchange: bool,
     /// DPoP proofs must carry the server's nonce.
     pub(crate) dpop_nonces: bool,
     /// The API keeps a DPoP nonce of its own (the token endpoint another).
@@ -98,6 +105,9 @@ impl ProviderConfig {
             key_clients: Vec::new(),
             assertion_audience: AssertionAudience::default(),
             bearer_issuers: Vec::new(),
+            workload_issuers: Vec::new(),
+            federated_clients: Vec::new(),
+            token_exchange: false,
             dpop_nonces: false,
             api_dpop_nonce: false,
             one_active_token: false,
@@ -275,6 +285,42 @@ impl ProviderConfig {
     pub fn jwt_bearer_issuer(mut self, issuer: impl Into<String>, public_key: &str) -> Self {
         let key = jose::PublicKey::parse(public_key).unwrap_or_else(|e| panic!("jwt_bearer_issuer: {e}"));
         self.bearer_issuers.push((issuer.into(), key));
+        self
+    }
+
+    /// Trusts workload identity tokens (a Kubernetes service account
+    /// token, a CI job's OIDC token) issued by `issuer` and signed with this
+    /// public key (PEM or JWK): as the assertion of a
+    /// [`federated_client`](Self::federated_client) and as the subject or
+    /// actor token of a [`token_exchange`](Self::token_exchange). Their
+    /// `aud` must be this server (its issuer or token URL); unlike a
+    /// client's own assertion, one may be presented many times.
+    ///
+    /// # Panics
+    ///
+    /// If the key cannot be read.
+    #[allow(clippy::panic)]
+    pub fn workload_issuer(mut self, issuer: impl Into<String>, public_key: &str) -> Self {
+        let key = jose::PublicKey::parse(public_key).unwrap_or_else(|e| panic!("workload_issuer: {e}"));
+        self.workload_issuers.push((issuer.into(), key));
+        self
+    }
+
+    /// A client with no secret that authenticates with a workload token
+    /// whose `sub` is `subject` as its client assertion (workload identity
+    /// federation).
+    pub fn federated_client(mut self, client_id: impl Into<String>, subject: impl Into<String>) -> Self {
+        self.federated_clients.push((client_id.into(), subject.into()));
+        self
+    }
+
+    /// Accepts the RFC 8693 token exchange: a workload token (`jwt`,
+    /// `id_token`) or an access token this provider issued (`access_token`,
+    /// a chained exchange) as the subject, optionally an actor; issues an
+    /// access token for the subject (`requested_token_type` `access_token`,
+    /// or `jwt`, answered with `token_type` `N_A`). Default off.
+    pub fn token_exchange(mut self, on: bool) -> Self {
+        self.token_exchange = on;
         self
     }
 

@@ -65,6 +65,7 @@ mod client_auth;
 mod config;
 mod device;
 mod discovery;
+mod exchange;
 pub mod jose;
 mod provider;
 mod random;

@@ -54,6 +54,8 @@ pub struct TokenRequest {
 pub struct ProviderStats {
     /// Requests to the token endpoint (faults included).
     pub token_requests: u64,
+    /// Token exchanges (RFC 8693) granted.
+    pub exchanges: u64,
     /// Access tokens issued.
     pub tokens_issued: u64,
     /// Calls to the protected API.

@@ -39,6 +39,8 @@ pub(crate) fn token(shared: &Shared, via: &tls::Connection, headers: &HeaderMap,
                         | "device_code"
                         | "client_assertion"
                         | "assertion"
+                        | "subject_token"
+                        | "actor_token"
                 )
             })
             .cloned()
@@ -138,6 +140,8 @@ pub(crate) fn issue(
     let mut resource = param(params, "resource").map(str::to_owned);
     let mut acr: Option<String> = None;
     let mut user: Option<String> = None;
+    // A token exchange's `issued_token_type`.
+    let mut issued_type: Option<&'static str> = None;
     // Whether the answer carries a (new) refresh token: for `offline_access`
     // with client credentials, always with a user's sign-in, and with a
     // refresh grant when tokens rotate.
@@ -202,13 +206,26 @@ pub(crate) fn issue(
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The assertion was refused");
             }
         },
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "Only client_credentials, refresh_token, authorization_code, device_code and jwt-bearer",
-            )
-        }
+        Some(crate::exchange::GRANT) => match crate::exchange::exchange(inner, params) {
+            Ok(exchanged) => {
+                user = Some(match exchanged.actor {
+                    Some(actor) => format!("{} (by {actor})", exchanged.subject),
+                    None => exchanged.subject,
+                });
+                issued_type = Some(exchanged.issued_type);
+                inner.stats.exchanges += 1;
+                false
+            }
+            Err((code, why)) => {
+                inner.last_refusal = Some(why);
+                return oauth_error(StatusCode::BAD_REQUEST, code, "The token exchange was refused");
+            }
+        },
+        _ => return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Only client_credentials, refresh_token, authorization_code, device_code, jwt-bearer and token-exchange",
+        ),
     };
     let mut refresh = None;
     if new_refresh_token {
@@ -250,9 +267,17 @@ pub(crate) fn issue(
         },
     );
     inner.stats.tokens_issued += 1;
-    let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
+    let token_type = match (issued_type, jkt.is_some()) {
+        // RFC 8693 §2.2.1: not an access token.
+        (Some(kind), _) if kind.ends_with(":jwt") => "N_A",
+        (_, true) => "DPoP",
+        _ => "Bearer",
+    };
     let mut body =
         serde_json::json!({ "access_token": access, "token_type": token_type, "expires_in": lifetime.as_secs() });
+    if let Some(kind) = issued_type {
+        body["issued_token_type"] = serde_json::Value::String(kind.to_owned());
+    }
     if let Some(scope) = scope {
         body["scope"] = serde_json::Value::String(scope);
     }
