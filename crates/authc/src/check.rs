@@ -49,6 +49,12 @@ pub fn check(args: &AuthArgs) -> Result<(), Failure> {
         if let Some((_, source)) = &settings.jwt_bearer {
             lines.push(("grant", format!("jwt-bearer, the assertion from {source}")));
         }
+        if let Some(exchange) = config.token_exchange() {
+            lines.push(("grant", crate::workload::describe(exchange)));
+        }
+        if let Some(assertion) = config.client_assertion() {
+            lines.push(("assertion", format!("the client assertion from {}", assertion.place())));
+        }
         if !settings.scopes.is_empty() {
             lines.push(("scope", settings.scopes.join(" ")));
         }

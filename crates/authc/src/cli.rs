@@ -45,8 +45,15 @@ check --profile NAME` checks one. Keys:
   private_key_file     path     the client's private key (PEM or JWK)
   key_id               string   its `kid`
   assertion_audience   string   issuer | token-url | a value
-  grant                string   client-credentials | jwt-bearer
+  grant                string   client-credentials | jwt-bearer | token-exchange
   assertion_file       path     the JWT bearer grant's assertion
+  client_assertion_file path    a workload token as the client assertion
+  subject_token_file   path     the token exchange's subject token
+  subject_token_type   string   access_token | refresh_token | id_token |
+                                saml1 | saml2 | jwt | a URI
+  actor_token_file     path     the token exchange's actor token
+  actor_token_type     string   as subject_token_type
+  requested_token_type string   as subject_token_type
   dpop                 bool     DPoP-bound tokens (the key kept beside the cache)
   dpop_key_file        path     the DPoP key to use instead
   client_cert          path     the TLS client certificate (PEM) for mutual TLS
@@ -253,6 +260,8 @@ pub enum GrantArg {
     ClientCredentials,
     /// RFC 7523 §2.1: a JWT assertion (--assertion-file) is the grant.
     JwtBearer,
+    /// RFC 8693: the token in --subject-token-file is exchanged for one.
+    TokenExchange,
 }
 
 /// What `authc request` sends and how it shows the answer (curl's flags).
@@ -375,6 +384,30 @@ pub struct AuthArgs {
     /// `-` reads it once from stdin.
     #[arg(long, value_name = "FILE")]
     pub assertion_file: Option<PathBuf>,
+    /// The client proves itself with the JWT in FILE (a workload identity
+    /// token the platform writes and rotates) instead of a secret: read
+    /// again at every token request, never sent once expired.
+    #[arg(long, value_name = "FILE")]
+    pub client_assertion_file: Option<PathBuf>,
+    /// With --grant token-exchange: the file holding the subject token (a
+    /// Kubernetes service account token, a CI job's OIDC token), read again
+    /// at every token request.
+    #[arg(long, value_name = "FILE")]
+    pub subject_token_file: Option<PathBuf>,
+    /// The subject token's type: access_token, refresh_token, id_token,
+    /// saml1, saml2, jwt (the default) or a URI.
+    #[arg(long, value_name = "TYPE")]
+    pub subject_token_type: Option<String>,
+    /// With --grant token-exchange: the actor token's file (delegation).
+    #[arg(long, value_name = "FILE")]
+    pub actor_token_file: Option<PathBuf>,
+    /// The actor token's type [default: jwt].
+    #[arg(long, value_name = "TYPE")]
+    pub actor_token_type: Option<String>,
+    /// The type of token to ask for (requested_token_type) [default: the
+    /// server's choice, an access token expected].
+    #[arg(long, value_name = "TYPE")]
+    pub requested_token_type: Option<String>,
     /// A scope to request. Repeatable.
     #[arg(long, value_name = "SCOPE")]
     pub scope: Vec<String>,

@@ -72,6 +72,8 @@ impl From<AuthError> for Failure {
                 TokenError::Provider(_) | TokenError::BudgetSpent { .. } | TokenError::SignInRequired { .. },
             )
             | AuthError::Revocation(TokenError::Provider(_)) => Code::Refused,
+            // A token file or variable the user named is unusable (expired, not a JWT).
+            AuthError::Token(TokenError::Supplied { .. }) => Code::Usage,
             AuthError::Token(_)
             | AuthError::Revocation(_)
             | AuthError::Stopped

@@ -40,6 +40,7 @@ mod settings;
 mod sign_ins;
 mod store;
 mod verbose;
+mod workload;
 
 use cli::{Cli, Command};
 use failure::Failure;

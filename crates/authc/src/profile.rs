@@ -30,6 +30,12 @@ pub(crate) struct Profile {
     pub(crate) assertion_audience: Option<String>,
     pub(crate) grant: Option<String>,
     pub(crate) assertion_file: Option<PathBuf>,
+    pub(crate) client_assertion_file: Option<PathBuf>,
+    pub(crate) subject_token_file: Option<PathBuf>,
+    pub(crate) subject_token_type: Option<String>,
+    pub(crate) actor_token_file: Option<PathBuf>,
+    pub(crate) actor_token_type: Option<String>,
+    pub(crate) requested_token_type: Option<String>,
     #[serde(default)]
     pub(crate) dpop: bool,
     pub(crate) dpop_key_file: Option<PathBuf>,
@@ -174,7 +180,7 @@ pub(crate) fn auth_methods() -> String {
 }
 
 /// The grants a profile's `grant` names.
-pub(crate) const GRANTS: [&str; 2] = ["client-credentials", "jwt-bearer"];
+pub(crate) const GRANTS: [&str; 3] = ["client-credentials", "jwt-bearer", "token-exchange"];
 
 impl Profile {
     /// Checks each value by the rule the command that uses it applies, so

@@ -78,6 +78,10 @@ pub struct Settings {
     pub assertion_audience: Option<AssertionAudience>,
     /// The JWT bearer grant's assertion and where it comes from.
     pub jwt_bearer: Option<(JwtBearer, String)>,
+    /// The RFC 8693 token exchange (`--grant token-exchange`).
+    pub token_exchange: Option<auth_core::exchange::TokenExchange>,
+    /// The client assertion read from a file (`--client-assertion-file`).
+    pub client_assertion: Option<auth_core::exchange::SuppliedToken>,
     /// The DPoP key and where it comes from.
     pub dpop: Option<(std::sync::Arc<auth_core::dpop::Dpop>, String)>,
     /// The TLS client certificate (mutual TLS) and the file it came from.
@@ -133,8 +137,14 @@ impl Settings {
             Some(path) => Some((read_root_certificates(&path)?, path)),
             None => None,
         };
-        let has_key_or_certificate =
-            client_certificate.is_some() || args.private_key_file.is_some() || profile.private_key_file.is_some();
+        // A workload's token (as the client assertion, or to exchange) is the
+        // client's identity too: no user signs in.
+        let has_key_or_certificate = client_certificate.is_some()
+            || args.private_key_file.is_some()
+            || profile.private_key_file.is_some()
+            || args.client_assertion_file.is_some()
+            || profile.client_assertion_file.is_some()
+            || grant(args, &profile)? == Some(GrantArg::TokenExchange);
         let issuer = args.issuer.clone().or(profile.issuer.clone());
         let authorize_url = args.authorize_url.clone().or(profile.authorize_url.clone());
         // Naming an authorization endpoint (or an issuer, for a client
@@ -180,6 +190,8 @@ impl Settings {
                 .or(profile.assertion_audience.clone())
                 .map(|aud| AssertionAudience::parse(&aud)),
             jwt_bearer: jwt_bearer(args, &profile)?,
+            token_exchange: crate::workload::token_exchange(args, &profile, grant(args, &profile)?)?,
+            client_assertion: crate::workload::client_assertion(args, &profile)?,
             dpop,
             client_certificate,
             root_certificates,
@@ -330,6 +342,12 @@ impl Settings {
             }
             if let Some((bearer, _)) = &self.jwt_bearer {
                 builder = builder.jwt_bearer(bearer.clone());
+            }
+            if let Some(exchange) = &self.token_exchange {
+                builder = builder.token_exchange(exchange.clone());
+            }
+            if let Some(assertion) = &self.client_assertion {
+                builder = builder.client_assertion(assertion.clone());
             }
             if self.sign_in {
                 // A sign-in's grant, whatever else was named (as before
@@ -499,17 +517,23 @@ fn client_certificate(args: &AuthArgs, profile: &Profile) -> Result<Option<(Clie
     }
 }
 
-/// The JWT bearer grant's assertion, when that grant is chosen.
-fn jwt_bearer(args: &AuthArgs, profile: &Profile) -> Result<Option<(JwtBearer, String)>, Failure> {
-    let grant = match (args.grant, profile.grant.as_deref()) {
+/// The grant a flag or the profile names.
+fn grant(args: &AuthArgs, profile: &Profile) -> Result<Option<GrantArg>, Failure> {
+    Ok(match (args.grant, profile.grant.as_deref()) {
         (Some(grant), _) => Some(grant),
         (None, Some("client-credentials")) => Some(GrantArg::ClientCredentials),
         (None, Some("jwt-bearer")) => Some(GrantArg::JwtBearer),
+        (None, Some("token-exchange")) => Some(GrantArg::TokenExchange),
         (None, Some(other)) => {
             return Err(Failure::usage(format!("unknown grant `{other}` in the profile; use {}", GRANTS.join(" or "))))
         }
         (None, None) => None,
-    };
+    })
+}
+
+/// The JWT bearer grant's assertion, when that grant is chosen.
+fn jwt_bearer(args: &AuthArgs, profile: &Profile) -> Result<Option<(JwtBearer, String)>, Failure> {
+    let grant = grant(args, profile)?;
     match (grant, args.assertion_file.clone().or(profile.assertion_file.clone())) {
         (Some(GrantArg::JwtBearer), Some(path)) => Ok(Some(assertion_from(&path)?)),
         (Some(GrantArg::JwtBearer), None) => {

@@ -1996,3 +1996,92 @@ fn a_server_that_requires_pushed_requests_and_an_api_on_another_origin() {
 fn owned(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
 }
+
+/// A workload identity token for `provider`, signed by `key` as issuer
+/// `https://kubernetes.default.svc`, for `subject`, expiring in `ttl` seconds.
+fn workload_token(key: &auth_core::keys::SigningKey, provider: &Provider, subject: &str, ttl: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = serde_json::json!({
+        "iss": "https://kubernetes.default.svc", "sub": subject, "aud": provider.token_url(),
+        "iat": now, "exp": now + ttl,
+    });
+    key.sign_jwt("JWT", &claims).unwrap()
+}
+
+#[test]
+fn a_token_exchange_of_a_workload_token_file_shared_by_twenty_runs_and_a_client_assertion_file() {
+    let key = auth_core::keys::SigningKey::generate_es256().unwrap();
+    let public = serde_json::Value::Object(key.public_jwk().unwrap()).to_string();
+    let env = Env::bare(
+        ProviderConfig::new()
+            .workload_issuer("https://kubernetes.default.svc", &public)
+            .public_client("sts-client")
+            .federated_client("payments", "system:serviceaccount:payments:worker")
+            .token_exchange(true),
+    );
+    let file = env.dir.path().join("sa-token");
+    std::fs::write(&file, workload_token(&key, &env.provider, "system:serviceaccount:payments:worker", 600)).unwrap();
+    let token_url = env.provider.token_url();
+    let file_arg = file.display().to_string();
+    let exchange = [
+        "--token-url",
+        token_url.as_str(),
+        "--client-id",
+        "sts-client",
+        "--grant",
+        "token-exchange",
+        "--subject-token-file",
+        file_arg.as_str(),
+        "--subject-token-type",
+        "jwt",
+        "--requested-token-type",
+        "access_token",
+        "--audience",
+        "payments-api",
+    ];
+    let with = with_options(&exchange);
+
+    // config check says where the token comes from, never the token.
+    let check = env.run(&[&["config", "check"][..], &exchange[..]].concat(), &[]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stdout.contains(&format!("token-exchange, the subject token (jwt) from file {file_arg}")),
+        "{}",
+        check.stdout
+    );
+    assert!(check.stdout.contains("asking for access_token"), "{}", check.stdout);
+
+    // Twenty parallel runs on a cold store: one exchange.
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            let args = with("token", &[]);
+            env.command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<Run> = children.into_iter().map(collect).collect();
+    for run in &tokens {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    assert!(tokens.iter().all(|run| run.stdout == tokens[0].stdout), "one token for all");
+    assert_eq!(env.provider.stats().exchanges, 1);
+
+    // An expired token in the file: exit 2, naming the file, nothing sent.
+    std::fs::write(&file, workload_token(&key, &env.provider, "system:serviceaccount:payments:worker", -30)).unwrap();
+    let before = env.provider.stats().token_requests;
+    let expired = env.run_owned(&with("token", &["--no-cache"]));
+    assert_eq!(expired.code, 2, "{}", expired.stderr);
+    assert!(expired.stderr.contains(&file_arg) && expired.stderr.contains("expired"), "{}", expired.stderr);
+    assert_eq!(env.provider.stats().token_requests, before);
+
+    // The same kind of file as the client assertion of a federated client.
+    std::fs::write(&file, workload_token(&key, &env.provider, "system:serviceaccount:payments:worker", 600)).unwrap();
+    let assertion =
+        ["--token-url", token_url.as_str(), "--client-id", "payments", "--client-assertion-file", file_arg.as_str()];
+    let token = env.run_owned(&with_options(&assertion)("token", &["--no-cache"]));
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    assert_eq!(env.provider.token_requests().last().unwrap().client_auth, "federated");
+}
