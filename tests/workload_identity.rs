@@ -156,3 +156,73 @@ async fn an_issued_token_of_another_type_is_refused_and_n_a_is_taken_for_a_jwt()
     let error = source(token_types::SAML2).token().await.unwrap_err().to_string();
     assert!(error.contains("invalid_target"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_exchange_waits_for_the_inner_token_and_renews_when_it_changes() {
+    use auth_core::secret::ExposeSecret as _;
+    let platform = Platform::new();
+    let provider = Provider::start(
+        ProviderConfig::new()
+            .workload_issuer(&platform.issuer, &platform.public_key())
+            .public_client("sts-client")
+            .token_exchange(true),
+    )
+    .unwrap();
+    let token = platform.token(&provider, SA, 600);
+    let transport = || auth_reqwest::ReqwestTransport::new().unwrap();
+    // The workload's token exchanged for a platform token...
+    let inner = auth_core::SourceConfig::builder(provider.token_url(), "sts-client")
+        .token_exchange(TokenExchange::new(
+            SuppliedToken::from_fn("the workload", move |_| Ok(token.clone())),
+            token_types::JWT,
+        ))
+        .build()
+        .unwrap();
+    let inner = auth_reqwest::TokenSource::new(inner, transport()).unwrap();
+    // ...exchanged again for one API's.
+    let outer = auth_core::SourceConfig::builder(provider.token_url(), "sts-client")
+        .token_exchange(TokenExchange::new(inner.subject_token(), token_types::ACCESS_TOKEN))
+        .audience("orders-api")
+        .build()
+        .unwrap();
+    let outer = auth_reqwest::TokenSource::builder(outer, transport()).after(&inner).build().unwrap();
+
+    // Cold: the outer waits for the inner's token, then exchanges it.
+    let first = outer.token().await.unwrap();
+    assert_eq!(provider.stats().exchanges, 2);
+    let requests = provider.token_requests();
+    assert!(requests[1].params.iter().any(|(k, v)| k == "subject_token_type" && v == token_types::ACCESS_TOKEN));
+    assert_eq!(requests[1].audience.as_deref(), Some("orders-api"));
+
+    // The inner token changes (a 401 for it, say): the outer renews at once.
+    let inner_token = inner.token().await.unwrap();
+    inner.invalidate(inner_token.generation());
+    for _ in 0..200 {
+        if provider.stats().exchanges >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(provider.stats().exchanges, 4, "the inner's new token, then the outer's");
+    let second = outer.token().await.unwrap();
+    assert_ne!(first.value().expose_secret(), second.value().expose_secret(), "the outer token was renewed");
+
+    // Without `after`, a cold outer has no subject yet: it says so, naming the inner source.
+    let lonely = auth_core::SourceConfig::builder(provider.token_url(), "sts-client")
+        .token_exchange(TokenExchange::new(
+            auth_reqwest::TokenSource::new(
+                auth_core::SourceConfig::builder(provider.token_url(), "sts-client")
+                    .token_exchange(TokenExchange::new(SuppliedToken::env("NO_SUCH_VARIABLE_X"), token_types::JWT))
+                    .build()
+                    .unwrap(),
+                transport(),
+            )
+            .unwrap()
+            .subject_token(),
+            token_types::ACCESS_TOKEN,
+        ))
+        .build()
+        .unwrap();
+    let error = auth_reqwest::TokenSource::new(lonely, transport()).unwrap().token().await.unwrap_err().to_string();
+    assert!(error.contains("no usable token yet"), "{error}");
+}

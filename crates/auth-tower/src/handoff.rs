@@ -86,6 +86,9 @@ pub(crate) struct Published {
     pub(crate) patience: Duration,
     /// Set when the worker stopped on a panic: what it said.
     pub(crate) failure: OnceLock<String>,
+    /// The generation of the newest token, for sources made from this
+    /// one's tokens (a chained exchange) to follow.
+    pub(crate) newest: tokio::sync::watch::Sender<u64>,
 }
 
 impl Published {

@@ -60,6 +60,7 @@
 
 pub mod body;
 mod bound;
+mod chain;
 mod copy;
 pub mod error;
 mod future;

@@ -112,6 +112,8 @@ pub struct TokenSourceBuilder {
     fetcher: Fetcher,
     fetch_timeout: Duration,
     options: SourceOptions<Arc<dyn TokenStore>>,
+    /// The source whose token is this one's subject (a chained exchange).
+    pub(crate) upstream: Option<TokenSource>,
 }
 
 impl TokenSourceBuilder {
@@ -141,6 +143,7 @@ impl TokenSourceBuilder {
             handled: AtomicU64::new(0),
             patience: self.fetch_timeout.saturating_add(store_wait).saturating_add(WAIT_GRACE),
             failure: OnceLock::new(),
+            newest: tokio::sync::watch::Sender::new(0),
         });
         let started = self.options.start(&config, now(), &published.counters);
         let (store_answers, store_answered) = mpsc::unbounded_channel();
@@ -159,6 +162,10 @@ impl TokenSourceBuilder {
             store_pending: 0,
             flushes: Vec::new(),
             telemetry: started.telemetry,
+            upstream: self.upstream.map(|source| {
+                let newest = source.shared.published.newest.subscribe();
+                crate::worker::Upstream { source, newest }
+            }),
         };
         runtime.spawn(worker.run());
         let id = SourceId::next();
@@ -210,7 +217,13 @@ impl TokenSource {
             let transport = transport.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             Box::pin(send(transport, request, limit))
         });
-        TokenSourceBuilder { config, fetcher, fetch_timeout: DEFAULT_FETCH_TIMEOUT, options: SourceOptions::default() }
+        TokenSourceBuilder {
+            config,
+            fetcher,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            options: SourceOptions::default(),
+            upstream: None,
+        }
     }
 
     /// The configuration.

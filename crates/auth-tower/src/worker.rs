@@ -51,6 +51,15 @@ pub(crate) struct Worker {
     /// Where the token requests, store operations and the lifecycle's
     /// observations are recorded (spans, metrics).
     pub(crate) telemetry: Telemetry,
+    /// The source whose token this one's are made from (a chained
+    /// exchange), and its newest generation to follow.
+    pub(crate) upstream: Option<Upstream>,
+}
+
+/// The source a chained exchange's subject comes from.
+pub(crate) struct Upstream {
+    pub(crate) source: crate::TokenSource,
+    pub(crate) newest: tokio::sync::watch::Receiver<u64>,
 }
 
 /// What woke the worker.
@@ -59,6 +68,8 @@ pub(crate) enum Event {
     Fetched(Result<Response<Bytes>, TokenError>),
     Stored(StoreAnswered),
     Timeout,
+    /// The upstream source has a new token.
+    UpstreamChanged,
 }
 
 impl Worker {
@@ -80,6 +91,7 @@ impl Worker {
                 outcome = poll_fetch(&mut self.fetch) => Event::Fetched(outcome),
                 Some(answered) = self.store_answered.recv() => Event::Stored(answered),
                 () = sleep_until(deadline) => Event::Timeout,
+                Some(()) = upstream_changed(&mut self.upstream) => Event::UpstreamChanged,
             };
             if self.guarded(|worker| worker.on(event)).is_err() {
                 return;
@@ -126,6 +138,10 @@ impl Worker {
                 }
             }
             Event::Timeout => self.published.slot.handle_timeout_with(&mut self.lifecycle, now()),
+            Event::UpstreamChanged => {
+                tracing::debug!(target: "auth_tower", "the token this source exchanges changed: renewing");
+                self.lifecycle.handle_upstream_changed(now());
+            }
         }
     }
 
@@ -305,9 +321,27 @@ impl Worker {
     ) -> impl Future<Output = Result<Response<Bytes>, TokenError>> + Send + 'static {
         let (timeout, fetcher) = (self.fetch_timeout, Arc::clone(&self.fetcher));
         let mut call = TokenCall::new(request);
-        // The first attempt starts here, in the worker; a retry in the task.
-        let first = ready(&mut call, &sending).map(|ready| fetcher(ready));
+        // A chained exchange: the inner source's token first (it is the subject).
+        let upstream = self.upstream.as_ref().map(|upstream| upstream.source.clone());
+        // The first attempt starts here, in the worker (or once the inner
+        // token is there); a retry in the task.
+        let first = match upstream {
+            None => Some(ready(&mut call, &sending).map(|ready| fetcher(ready))),
+            Some(_) => None,
+        };
         let exchange = async move {
+            let first = match first {
+                Some(first) => first,
+                None => {
+                    if let Some(upstream) = upstream {
+                        upstream.token().await.map_err(|error| TokenError::Supplied {
+                            what: "the subject token (the inner token source)".to_owned(),
+                            reason: error.to_string(),
+                        })?;
+                    }
+                    ready(&mut call, &sending).map(|ready| fetcher(ready))
+                }
+            };
             let mut response = first?.await?;
             while call.retry(&response) {
                 sending.nonce_retry();
@@ -370,6 +404,7 @@ impl auth_core::driver::Effects for Worker {
             "access token obtained"
         );
         self.waiters.ready(&self.published.slot, now(), &token);
+        self.published.newest.send_replace(token.generation().get());
         self.telemetry.answered();
     }
 
@@ -452,4 +487,15 @@ pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// Resolves when the upstream source has a token newer than the one seen
+/// (`None` once it is gone); never without an upstream.
+async fn upstream_changed(upstream: &mut Option<Upstream>) -> Option<()> {
+    let Some(watching) = upstream.as_mut() else { return std::future::pending().await };
+    if watching.newest.changed().await.is_ok() {
+        return Some(());
+    }
+    *upstream = None;
+    None
 }

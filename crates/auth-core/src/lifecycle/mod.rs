@@ -73,6 +73,7 @@ mod stats;
 mod step_up;
 mod store_client;
 mod timing;
+mod upstream;
 
 use backoff::Backoff;
 use budget::Budget;
