@@ -52,6 +52,8 @@ enum Step {
     /// The API answers 403 `insufficient_scope` naming `read write` (a
     /// scope the configuration allows adding) or `admin` (one it does not).
     MoreScopes { allowed: bool },
+    /// The token this source's are made from changed (a chained exchange).
+    UpstreamChanged,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -83,6 +85,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u64..3).prop_map(|back| Step::Accepted { back }),
         1 => (1u64..7_200, any::<bool>()).prop_map(|(expires_in, refresh_token)| Step::SignIn { expires_in, refresh_token }),
         1 => any::<bool>().prop_map(|allowed| Step::MoreScopes { allowed }),
+        1 => Just(Step::UpstreamChanged),
     ]
 }
 
@@ -143,6 +146,11 @@ struct Model {
     widened: bool,
     /// A step-up is being reported in the current step.
     stepping_up_now: bool,
+    /// The upstream's change is being reported in the current step: a
+    /// renewal may start before the renewal point.
+    upstream_changed_now: bool,
+    /// A renewal an upstream change started is under way.
+    upstream_renewing: bool,
 }
 
 impl Model {
@@ -181,9 +189,15 @@ impl Model {
                     }
                 }
                 self.refused = false;
-                if let Some(current) = self.current {
+                if let Some(current) = self.current.filter(|_| !self.upstream_changed_now && !self.upstream_renewing) {
                     let facts = &self.tokens[&current];
                     assert!(now >= facts.renew_at, "fetch ({:?}) while a fresh token exists", fetch.reason);
+                }
+                if self.upstream_changed_now {
+                    assert!(self.current.is_some(), "an upstream change renews only a source that holds a token");
+                    assert_eq!(fetch.reason, FetchReason::Renewal);
+                    assert_ne!(fetch.grant, GrantKind::RefreshToken, "a new subject is exchanged, not refreshed");
+                    self.upstream_renewing = true;
                 }
                 let for_401 = fetch.reason == FetchReason::Unauthorized;
                 self.in_flight =
@@ -224,6 +238,7 @@ impl Model {
                     },
                 );
                 self.current = Some(generation);
+                self.upstream_renewing = false;
                 self.told_to_sign_in = false;
                 // A token answers any refused caller's demand.
                 self.refused = false;
@@ -234,6 +249,7 @@ impl Model {
             }
             Output::Failed(error) => {
                 self.delivering = None;
+                self.upstream_renewing = false;
                 if matches!(error, TokenError::SignInRequired { .. }) {
                     assert!(self.sign_in, "sign-in required from a client credentials source");
                     self.told_to_sign_in = true;
@@ -317,6 +333,8 @@ impl Harness {
                 delivering_wide: false,
                 widened: false,
                 stepping_up_now: false,
+                upstream_changed_now: false,
+                upstream_renewing: false,
             },
         }
     }
@@ -362,6 +380,16 @@ impl Harness {
         self.model.rejected_now.clear();
         self.model.stepping_up_now = false;
         match step {
+            Step::UpstreamChanged => {
+                let had_fetch = self.model.in_flight.is_some();
+                self.model.upstream_changed_now = true;
+                self.lc.handle_upstream_changed(self.model.now);
+                self.drain();
+                self.model.upstream_changed_now = false;
+                if had_fetch {
+                    assert!(self.lc.poll_output().is_none(), "a fetch under way is not doubled");
+                }
+            }
             Step::MoreScopes { allowed } => {
                 let needed: Vec<String> = match allowed {
                     true => vec!["read".into(), "write".into()],
