@@ -46,6 +46,18 @@ impl Platform {
 
 const SA: &str = "system:serviceaccount:payments:worker";
 
+/// A platform, and a provider with `config` that trusts its tokens and
+/// exchanges them for the public client `sts-client`.
+fn exchanging(config: ProviderConfig) -> (Platform, Provider) {
+    let platform = Platform::new();
+    let config = config
+        .workload_issuer(&platform.issuer, &platform.public_key())
+        .public_client("sts-client")
+        .token_exchange(true);
+    let provider = Provider::start(config).unwrap();
+    (platform, provider)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_token_file_is_the_client_assertion_and_its_rotation_is_used() {
     let platform = Platform::new();
@@ -84,15 +96,7 @@ async fn a_workload_token_file_is_the_client_assertion_and_its_rotation_is_used(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_exchange_uses_the_rotated_subject_and_an_expired_one_is_never_sent() {
-    let platform = Platform::new();
-    let provider = Provider::start(
-        ProviderConfig::new()
-            .workload_issuer(&platform.issuer, &platform.public_key())
-            .public_client("sts-client")
-            .token_exchange(true)
-            .token_lifetime(Duration::from_secs(2)),
-    )
-    .unwrap();
+    let (platform, provider) = exchanging(ProviderConfig::new().token_lifetime(Duration::from_secs(2)));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
     Platform::write(&path, &platform.token(&provider, SA, 600));
@@ -131,14 +135,7 @@ async fn a_token_exchange_uses_the_rotated_subject_and_an_expired_one_is_never_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issued_token_of_another_type_is_refused_and_n_a_is_taken_for_a_jwt() {
-    let platform = Platform::new();
-    let provider = Provider::start(
-        ProviderConfig::new()
-            .workload_issuer(&platform.issuer, &platform.public_key())
-            .public_client("sts-client")
-            .token_exchange(true),
-    )
-    .unwrap();
+    let (platform, provider) = exchanging(ProviderConfig::new());
     let token = platform.token(&provider, SA, 600);
     let source = |requested: &str| {
         let token = token.clone();
@@ -160,14 +157,7 @@ async fn an_issued_token_of_another_type_is_refused_and_n_a_is_taken_for_a_jwt()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chained_exchange_waits_for_the_inner_token_and_renews_when_it_changes() {
     use auth_core::secret::ExposeSecret as _;
-    let platform = Platform::new();
-    let provider = Provider::start(
-        ProviderConfig::new()
-            .workload_issuer(&platform.issuer, &platform.public_key())
-            .public_client("sts-client")
-            .token_exchange(true),
-    )
-    .unwrap();
+    let (platform, provider) = exchanging(ProviderConfig::new());
     let token = platform.token(&provider, SA, 600);
     let transport = || auth_reqwest::ReqwestTransport::new().unwrap();
     // The workload's token exchanged for a platform token...

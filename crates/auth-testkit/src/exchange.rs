@@ -20,20 +20,9 @@ const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 /// signature, `aud` (this server), `exp`. Unlike a client's own assertion
 /// it may be presented many times (the platform rotates it, not each use).
 pub(crate) fn workload_claims(inner: &Inner, jwt: &str) -> Result<Map<String, Value>, String> {
-    let issuer = jose::unverified_claim(jwt, "iss").ok_or("the token has no iss")?;
-    let key = inner
-        .config
-        .workload_issuers
-        .iter()
-        .find(|(trusted, _)| *trusted == issuer)
-        .map(|(_, key)| key.clone())
-        .ok_or_else(|| format!("issuer `{issuer}` is not trusted"))?;
+    let (_, key) = jose::trusted_issuer(&inner.config.workload_issuers, jwt)?;
     let (_, claims) = jose::verify_signature(jwt, &key).map_err(|e| format!("rejected: {e}"))?;
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(one)) => vec![one],
-        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
+    let audiences = jose::audiences(&claims);
     let accepted = inner.assertion_audiences();
     if !audiences.iter().any(|aud| accepted.iter().any(|a| a == aud)) {
         return Err("rejected: aud is not this server".to_owned());

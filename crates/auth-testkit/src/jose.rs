@@ -213,12 +213,7 @@ pub(crate) fn verify(
             return Err(format!("rejected: the claim `{required}` is missing"));
         }
     }
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(one)) => vec![one],
-        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    if !audiences.iter().any(|aud| expect.audiences.iter().any(|a| a == aud)) {
+    if !audiences(&claims).iter().any(|aud| expect.audiences.iter().any(|a| a == aud)) {
         return Err("rejected: aud is not this server".to_owned());
     }
     if let Some(issuer) = expect.issuer {
@@ -245,6 +240,23 @@ pub(crate) fn verify(
         return Err("the assertion was used before (jti replay)".to_owned());
     }
     Ok(claims)
+}
+
+/// The `aud` of `claims`: one value or a list.
+pub(crate) fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
+    match claims.get("aud") {
+        Some(Value::String(one)) => vec![one],
+        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The issuer `jwt` names (unverified) and its key, when it is one of
+/// `trusted`; why not otherwise.
+pub(crate) fn trusted_issuer(trusted: &[(String, PublicKey)], jwt: &str) -> Result<(String, PublicKey), String> {
+    let issuer = unverified_claim(jwt, "iss").ok_or("the token has no iss")?;
+    let key = trusted.iter().find(|(name, _)| *name == issuer).map(|(_, key)| key.clone());
+    key.map(|key| (issuer.clone(), key)).ok_or_else(|| format!("issuer `{issuer}` is not trusted"))
 }
 
 /// A claim of an unverified JWT (`iss`: which key to check it with).

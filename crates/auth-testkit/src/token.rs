@@ -290,14 +290,7 @@ pub(crate) fn issue(
 /// Verifies a JWT bearer grant's assertion: the subject it speaks for.
 pub(crate) fn bearer_subject(inner: &mut Inner, params: &[(String, String)]) -> Result<String, String> {
     let assertion = param(params, "assertion").ok_or("no assertion")?;
-    let issuer = jose::unverified_claim(assertion, "iss").ok_or("the assertion has no iss")?;
-    let key = inner
-        .config
-        .bearer_issuers
-        .iter()
-        .find(|(trusted, _)| *trusted == issuer)
-        .map(|(_, key)| key.clone())
-        .ok_or_else(|| format!("issuer `{issuer}` is not trusted"))?;
+    let (issuer, key) = jose::trusted_issuer(&inner.config.bearer_issuers, assertion)?;
     let audiences = inner.assertion_audiences();
     let expect =
         jose::Expect { audiences: &audiences, issuer: Some(&issuer), subject_is_issuer: false, max_lifetime: 3600 };
