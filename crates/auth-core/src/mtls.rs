@@ -110,6 +110,16 @@ impl ClientCertificate {
     /// The private key and the chain as one PEM text (what
     /// `reqwest::Identity::from_pem` reads). Secret: zeroized when dropped.
     pub fn to_identity_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        let (chain, key) = self.to_pem_parts()?;
+        let mut pem = key;
+        pem.push_str(&chain);
+        Ok(pem)
+    }
+
+    /// The chain (PEM `CERTIFICATE`s) and the private key (PEM in its own
+    /// format: `PRIVATE KEY` for PKCS#8), apart: what TLS libraries that
+    /// take them separately read. The key is secret: zeroized when dropped.
+    pub fn to_pem_parts(&self) -> Result<(String, Zeroizing<String>), KeyError> {
         let label = match self.0.key_format {
             PrivateKeyFormat::Pkcs8 => "PRIVATE KEY",
             PrivateKeyFormat::Pkcs1 => "RSA PRIVATE KEY",
@@ -119,11 +129,12 @@ impl ClientCertificate {
             pkcs8::der::pem::encode_string(label, pkcs8::LineEnding::LF, der)
                 .map_err(|error| KeyError::Malformed { format: "PEM", reason: error.to_string() })
         };
-        let mut pem = Zeroizing::new(encode(label, &self.0.key)?);
+        let key = Zeroizing::new(encode(label, &self.0.key)?);
+        let mut chain = String::new();
         for certificate in &self.0.chain {
-            pem.push_str(&encode("CERTIFICATE", certificate)?);
+            chain.push_str(&encode("CERTIFICATE", certificate)?);
         }
-        Ok(pem)
+        Ok((chain, key))
     }
 
     /// The RFC 8705 §3.1 `x5t#S256` thumbprint of the client's certificate:

@@ -61,7 +61,9 @@ pub use redirect::{same_origin_redirects, MAX_REDIRECTS};
 pub use resource::{ForResource, ForResourceError};
 #[cfg(feature = "loopback")]
 pub use sign_in::push_authorization;
-pub use transport::{client_identity, with_tls, ReqwestTransport, DEFAULT_TIMEOUT};
+#[cfg(any(feature = "rustls", feature = "native-tls"))]
+pub use transport::client_identity;
+pub use transport::{with_tls, ReqwestTransport, DEFAULT_TIMEOUT};
 
 // What users of this crate name, so that it is their only dependency here:
 // the core's configuration types, the token source, and reqwest itself at

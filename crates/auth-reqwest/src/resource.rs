@@ -73,6 +73,7 @@ pub struct ForResource {
     pub(crate) origins: Result<Origins, FromUrlError>,
     pub(crate) store: Option<(Arc<dyn TokenStore>, StoreConfig)>,
     pub(crate) configure: Vec<Box<dyn FnOnce(AuthClientBuilder) -> AuthClientBuilder + Send>>,
+    #[cfg(feature = "loopback")]
     pub(crate) app_name: Option<String>,
 }
 
@@ -104,6 +105,7 @@ impl AuthClientBuilder {
             origins: Ok(Origins::default()),
             store: None,
             configure: Vec::new(),
+            #[cfg(feature = "loopback")]
             app_name: None,
         }
     }

@@ -96,20 +96,64 @@ impl Service<http::Request<Vec<u8>>> for ReqwestTransport {
 /// (`reqwest::ClientBuilder::identity`): give it to the client of the
 /// [`ReqwestTransport::from_client`] and, for certificate-bound tokens, to
 /// the client that calls the API.
+#[cfg(feature = "rustls")]
 pub fn client_identity(certificate: &ClientCertificate) -> Result<reqwest::Identity, ConfigError> {
     let pem = certificate.to_identity_pem().map_err(|error| ConfigError::tls(&error))?;
     reqwest::Identity::from_pem(pem.as_bytes()).map_err(|error| ConfigError::tls(&error))
+}
+
+/// The reqwest identity of a client certificate, for the platform's TLS
+/// library (feature `native-tls` without `rustls`): it reads only PKCS#8
+/// private keys.
+#[cfg(all(feature = "native-tls", not(feature = "rustls")))]
+pub fn client_identity(certificate: &ClientCertificate) -> Result<reqwest::Identity, ConfigError> {
+    if certificate.private_key_der().0 != auth_core::keys::PrivateKeyFormat::Pkcs8 {
+        return Err(ConfigError::Tls {
+            reason: "the platform's TLS library (native-tls) reads only PKCS#8 private keys: convert the key \
+                     (`openssl pkcs8 -topk8 -nocrypt`) or use the `rustls` feature"
+                .to_owned(),
+        });
+    }
+    let (chain, key) = certificate.to_pem_parts().map_err(|error| ConfigError::tls(&error))?;
+    reqwest::Identity::from_pkcs8_pem(chain.as_bytes(), key.as_bytes()).map_err(|error| ConfigError::tls(&error))
 }
 
 /// `builder` with a client certificate to present (RFC 8705 mutual TLS)
 /// and, when `roots` are given, trusting only those CA certificates (DER)
 /// instead of the built-in web roots: what [`AuthClient`](crate::AuthClient)
 /// does to its clients, for a `reqwest::Client` you build yourself.
+///
+/// Built without a TLS feature (`rustls`, `native-tls`), only plain http
+/// can be spoken: a certificate or roots given are a configuration error.
+#[cfg(not(any(feature = "rustls", feature = "native-tls")))]
+pub fn with_tls(
+    builder: reqwest::ClientBuilder,
+    certificate: Option<&ClientCertificate>,
+    roots: Option<&[Vec<u8>]>,
+) -> Result<reqwest::ClientBuilder, ConfigError> {
+    if certificate.is_some() || roots.is_some() {
+        return Err(ConfigError::Tls {
+            reason: "auth-reqwest was built without TLS: turn on its `rustls` or `native-tls` feature".to_owned(),
+        });
+    }
+    Ok(builder)
+}
+
+/// `builder` with a client certificate to present (RFC 8705 mutual TLS)
+/// and, when `roots` are given, trusting only those CA certificates (DER)
+/// instead of the built-in web roots: what [`AuthClient`](crate::AuthClient)
+/// does to its clients, for a `reqwest::Client` you build yourself.
+#[cfg(any(feature = "rustls", feature = "native-tls"))]
 pub fn with_tls(
     mut builder: reqwest::ClientBuilder,
     certificate: Option<&ClientCertificate>,
     roots: Option<&[Vec<u8>]>,
 ) -> Result<reqwest::ClientBuilder, ConfigError> {
+    // With both TLS features, rustls (the identity above is rustls's).
+    #[cfg(feature = "rustls")]
+    {
+        builder = builder.use_rustls_tls();
+    }
     if let Some(certificate) = certificate {
         builder = builder.identity(client_identity(certificate)?);
     }
