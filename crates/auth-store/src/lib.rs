@@ -44,13 +44,16 @@ pub mod file;
 #[cfg(feature = "file")]
 pub use file::FileStore;
 
-#[cfg(feature = "encryption")]
+// Encryption wraps a store a driver uses: with `tower` or `blocking`.
+#[cfg(all(feature = "encryption", any(feature = "tower", feature = "blocking")))]
 pub mod encrypted;
 
-#[cfg(feature = "encryption")]
+#[cfg(all(feature = "encryption", any(feature = "tower", feature = "blocking")))]
 pub use encrypted::Encrypted;
 
-#[cfg(feature = "redis")]
+// Redis needs a driver to serve: `tower` (async) or `blocking`; `redis`
+// alone builds nothing more.
+#[cfg(all(feature = "redis", any(feature = "tower", feature = "blocking")))]
 pub mod redis;
 
 #[cfg(all(feature = "redis", feature = "tower"))]
