@@ -182,7 +182,7 @@ impl AuthorizedClient {
 /// scopes, a stronger sign-in), if it asks for one.
 fn marked(mut response: Response<Vec<u8>>, source: &BlockingTokenSource, generation: Generation) -> Response<Vec<u8>> {
     let scopes = source.config().scopes();
-    if let Some(asked) = step_up::asked_of(response.status(), response.headers(), scopes) {
+    if let Some(asked) = step_up::step_up(response.status(), response.headers(), scopes) {
         source.step_up(&asked, generation);
         response.extensions_mut().insert(asked);
     }

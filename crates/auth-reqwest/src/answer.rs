@@ -43,7 +43,7 @@ pub(crate) fn rejected_after_renewal(mut response: Response) -> Response {
 fn mark_step_up(source: Option<(&TokenSource, Generation)>, mut response: Response) -> Response {
     let Some((source, generation)) = source else { return response };
     let scopes = source.config().scopes();
-    if let Some(asked) = step_up::asked_of(response.status(), response.headers(), scopes) {
+    if let Some(asked) = step_up::step_up(response.status(), response.headers(), scopes) {
         source.step_up(&asked, generation);
         response.extensions_mut().insert(asked);
     }

@@ -183,9 +183,10 @@ impl ForResource {
         let (found, client_id, client_secret) = match self.client_of(&found) {
             Some((client_id, client_secret)) => (found, client_id, client_secret),
             None => {
-                let can_register = found.registration_endpoint().is_some();
-                let Some(metadata) = self.register.clone().filter(|_| can_register) else {
-                    return Err(FromUrlError::NoClient { issuer: found.issuer().to_owned(), can_register }.into());
+                // Without a registration endpoint, `registered` says so.
+                let Some(metadata) = self.register.clone() else {
+                    let (issuer, can_register) = (found.issuer().to_owned(), found.registration_endpoint().is_some());
+                    return Err(FromUrlError::NoClient { issuer, can_register }.into());
                 };
                 let found = self.registered(&http, found, &metadata).await?;
                 let (client_id, client_secret) = self.client_of(&found).unwrap_or_default();
@@ -252,7 +253,7 @@ impl ForResource {
         user: bool,
     ) -> Result<AuthClient, AuthError> {
         let issuer = found.issuer().to_owned();
-        let origin = origin(found.resource());
+        let origin = found.origin();
         let client = match user {
             true => self.client.user_sign_in(found.token_endpoint(), client_id),
             false => self.client.client_credentials(found.token_endpoint(), client_id),
@@ -288,12 +289,6 @@ pub(crate) fn discovery_client() -> Result<reqwest::Client, AuthError> {
         .timeout(DISCOVERY_TIMEOUT)
         .build()
         .map_err(|e| AuthError::Config(auth_core::ConfigError::tls(&e)))
-}
-
-/// `scheme://authority` of a URL already validated.
-fn origin(url: &str) -> String {
-    let uri: http::Uri = url.parse().unwrap_or_default();
-    format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().map_or("", |a| a.as_str()))
 }
 
 /// Keeps `found`; a failure is logged (the next build discovers again).

@@ -476,7 +476,7 @@ fn mark_step_up<ResB>(
     generation: Option<Generation>,
 ) -> Response<ResB> {
     let (Some(source), Some(generation)) = (source.source(), generation) else { return response };
-    let asked = step_up::asked_of(response.status(), response.headers(), source.config().scopes());
+    let asked = step_up::step_up(response.status(), response.headers(), source.config().scopes());
     if let Some(asked) = asked {
         source.step_up(&asked, generation);
         response.extensions_mut().insert(asked);

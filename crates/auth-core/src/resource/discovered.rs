@@ -133,6 +133,12 @@ impl Discovered {
         &self.resource
     }
 
+    /// The API's origin (`scheme://host[:port]`): where its credentials
+    /// may go.
+    pub fn origin(&self) -> String {
+        origin_of(&self.resource.parse().unwrap_or_default())
+    }
+
     /// Whether `url` is the resource or under it (same origin, path prefix).
     pub fn covers(&self, url: &str) -> bool {
         covers(&self.resource, url)
@@ -344,6 +350,7 @@ mod tests {
     fn one_key_per_origin_that_no_token_shares() {
         let key = Discovered::key("https://api.example.com/v1/x").unwrap();
         assert_eq!(key, found_public().own_key().unwrap());
+        assert_eq!(found_public().origin(), "https://api.example.com", "where its credentials may go");
         assert_ne!(key, Discovered::key("https://api.example.com:8443/v1").unwrap());
         assert!(key.canonical().starts_with("kind=discovered-resource\n"));
         assert!(Discovered::key("http://api.example.com/").is_err(), "https only, as every endpoint");

@@ -104,19 +104,10 @@ pub fn wants_stronger_sign_in(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-/// [`step_up`] for the final answer to a request, as the drivers mark it:
-/// looked at only for a 401 or a 403 (every other answer costs one
-/// comparison).
-#[inline]
-pub fn asked_of(status: StatusCode, headers: &HeaderMap, granted: &[String]) -> Option<StepUp> {
-    if status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED {
-        return None;
-    }
-    step_up(status, headers, granted)
-}
-
 /// What the API's answer (`status`, `headers`) to a token granted the
-/// scopes `granted` asks of the next one, if anything.
+/// scopes `granted` asks of the next one, if anything. Anything but a 401
+/// or a 403 is answered `None` at once (the drivers ask of every final
+/// answer they mark).
 pub fn step_up(status: StatusCode, headers: &HeaderMap, granted: &[String]) -> Option<StepUp> {
     if status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED {
         return None;
