@@ -19,6 +19,8 @@ use auth_core::sign_in::registration::{
 use auth_core::store::{StoreAnswer, StoreError, StoreOp};
 use auth_tower::TokenStore;
 
+use crate::capped::CappedError;
+
 /// The largest document read during discovery.
 const MAX_DOCUMENT: usize = 64 * 1024;
 
@@ -124,12 +126,8 @@ async fn document(http: &reqwest::Client, what: &'static str, url: &str) -> Resu
 
 /// The body of `answer`, refused past [`MAX_DOCUMENT`] bytes.
 async fn read_capped(answer: &mut reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = answer.chunk().await.map_err(|e| e.without_url().to_string())? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(format!("it is larger than {} KiB", MAX_DOCUMENT / 1024));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    crate::capped::read_capped(answer, MAX_DOCUMENT).await.map_err(|error| match error {
+        CappedError::TooLarge => format!("it is larger than {} KiB", MAX_DOCUMENT / 1024),
+        CappedError::Failed(e) => e.without_url().to_string(),
+    })
 }

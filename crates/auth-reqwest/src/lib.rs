@@ -46,6 +46,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod answer;
+pub mod capped;
 mod client;
 mod copy;
 pub mod discovery;
