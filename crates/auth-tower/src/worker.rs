@@ -202,7 +202,7 @@ impl Worker {
                 let _ = reply.send(self.lifecycle.snapshot(now()));
             }
             Command::Send(request, reply, span) => {
-                let send = self.send_timed(request, self.telemetry.sending(span.clone()));
+                let send = self.send_timed(request, self.telemetry.sending(span.clone()), None);
                 tokio::spawn(
                     async move {
                         let _ = reply.send(send.await);
@@ -292,7 +292,7 @@ impl Worker {
         let sends: Vec<_> = requests
             .into_iter()
             .map(|mut revocation| {
-                let send = self.send_timed(revocation.take_request(), self.telemetry.sending(span.clone()));
+                let send = self.send_timed(revocation.take_request(), self.telemetry.sending(span.clone()), None);
                 (revocation, send)
             })
             .collect();
@@ -313,18 +313,20 @@ impl Worker {
     /// the fetch timeout counted from the first poll. Each attempt is made
     /// ready to send at its time (fresh assertions and DPoP proof), and a
     /// DPoP nonce demand is tried once more ([`TokenCall`]); `sending`
-    /// readies each attempt (the trace context) and counts the retry.
+    /// readies each attempt (the trace context) and counts the retry. With
+    /// an `upstream` source (a chained exchange's fetch), its token is
+    /// awaited first: the request reads it as its subject.
     pub(crate) fn send_timed(
         &self,
         request: Request<Vec<u8>>,
         sending: Sending,
+        upstream: Option<crate::TokenSource>,
     ) -> impl Future<Output = Result<Response<Bytes>, TokenError>> + Send + 'static {
         let (timeout, fetcher) = (self.fetch_timeout, Arc::clone(&self.fetcher));
         let mut call = TokenCall::new(request);
-        // A chained exchange: the inner source's token first (it is the subject).
-        let upstream = self.upstream.as_ref().map(|upstream| upstream.source.clone());
-        // The first attempt starts here, in the worker (or once the inner
-        // token is there); a retry in the task.
+        // The first attempt starts here, in the worker (or, with an
+        // `upstream` source to wait for, once its token is there); a retry
+        // in the task.
         let first = match upstream {
             None => Some(ready(&mut call, &sending).map(|ready| fetcher(ready))),
             Some(_) => None,
@@ -357,7 +359,9 @@ impl Worker {
         // A task of its own: a transport that panics fails this fetch, not
         // the worker. Dropping the fetch (the worker stops) aborts it.
         let span = self.telemetry.token_request(&fetch);
-        let send = self.send_timed(fetch.request, self.telemetry.sending(span.clone()));
+        // A chained exchange's fetch needs the inner source's token first (it is the subject).
+        let upstream = self.upstream.as_ref().map(|upstream| upstream.source.clone());
+        let send = self.send_timed(fetch.request, self.telemetry.sending(span.clone()), upstream);
         let task = AbortOnDrop(tokio::spawn(send.instrument(span)));
         let future: FetchFuture = Box::pin(async move {
             task.await.unwrap_or_else(|error| {
