@@ -1,7 +1,5 @@
 //! The protected API and the legacy Basic one.
 
-use std::time::Instant;
-
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use base64::Engine as _;
@@ -40,7 +38,7 @@ pub(crate) fn api(
     let valid = inner
         .tokens
         .get(presented)
-        .filter(|issued| !issued.refresh && !issued.revoked && issued.expires_at.is_some_and(|at| Instant::now() < at))
+        .filter(|issued| issued.is_live_access_token())
         .map(|issued| (issued.jkt.clone(), issued.x5t.clone()));
     // A certificate-bound token needs a connection made with its certificate.
     if let Some((_, Some(x5t))) = &valid {

@@ -89,7 +89,7 @@ fn who(inner: &Inner, token: &str, kind: &str) -> Result<String, String> {
             let issued = inner
                 .tokens
                 .get(token)
-                .filter(|t| !t.refresh && !t.revoked && t.expires_at.is_some_and(|at| std::time::Instant::now() < at))
+                .filter(|issued| issued.is_live_access_token())
                 .ok_or("the access token is unknown, expired or revoked")?;
             Ok(issued.user.clone().unwrap_or_else(|| issued.client_id.clone()))
         }

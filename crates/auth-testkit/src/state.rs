@@ -57,6 +57,13 @@ pub(crate) struct Issued {
     pub(crate) acr: Option<String>,
 }
 
+impl Issued {
+    /// An access token the API takes now: not a refresh token, not revoked, not expired.
+    pub(crate) fn is_live_access_token(&self) -> bool {
+        !self.refresh && !self.revoked && self.expires_at.is_some_and(|at| Instant::now() < at)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     pub(crate) remaining: u32,
