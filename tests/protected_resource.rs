@@ -410,8 +410,9 @@ async fn an_app_signs_its_user_in_from_the_apis_url_and_a_restart_needs_no_brows
     .unwrap();
     let store = MemoryStore::new();
     let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let browser = provider.browser();
     let sign_in = || {
-        let opened = opened.clone();
+        let (opened, browser) = (opened.clone(), browser.clone());
         AuthClient::builder()
             .for_resource(provider.resource())
             .scope("read")
@@ -423,15 +424,9 @@ async fn an_app_signs_its_user_in_from_the_apis_url_and_a_restart_needs_no_brows
                 let query = reqwest::Url::parse(url).unwrap();
                 let names: Vec<String> = query.query_pairs().map(|(name, _)| name.into_owned()).collect();
                 assert_eq!(names, ["client_id", "request_uri"], "{url}");
-                // The test plays the browser: the provider signs alice in and redirects to the loopback.
-                let url = url.to_owned();
-                tokio::spawn(async move {
-                    let browser =
-                        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-                    let back = browser.get(&url).send().await.unwrap();
-                    let location = back.headers()["location"].to_str().unwrap().to_owned();
-                    browser.get(&location).send().await.unwrap();
-                });
+                // The provider's scripted browser plays the user: alice is signed in and sent to the loopback.
+                let (url, browser) = (url.to_owned(), browser.clone());
+                tokio::spawn(async move { browser.open(&url).await.unwrap() });
             })
     };
     let api = sign_in().await.unwrap();

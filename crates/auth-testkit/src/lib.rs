@@ -62,6 +62,7 @@ pub mod redis;
 
 mod api;
 mod authorize;
+mod browser;
 mod client_auth;
 mod config;
 mod device;
@@ -82,7 +83,8 @@ mod wire;
 
 pub use tls::{self_signed_certificate, CertificatePem};
 
+pub use browser::{Browser, BrowserError, Page};
 pub use config::{AssertionAudience, ProviderConfig};
 pub use provider::Provider;
 pub use random::random_token;
-pub use records::{Fault, ProviderStats, TokenRequest};
+pub use records::{ApiRequest, Fault, ProviderStats, TokenRequest};

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 
+use crate::browser::Browser;
 use crate::config::ProviderConfig;
 use crate::random::random_token;
-use crate::records::{Fault, ProviderStats, TokenRequest};
+use crate::records::{ApiRequest, Fault, ProviderStats, TokenRequest};
 use crate::routes::route;
 use crate::state::{lock, DeviceState, Faults, Inner, Issued, Shared};
 use crate::tls;
@@ -21,6 +22,8 @@ pub struct Provider {
     pub(crate) shared: Shared,
     pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub(crate) thread: Option<std::thread::JoinHandle<()>>,
+    /// The provider thread's runtime, where its browsers' requests run.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Provider {
@@ -59,6 +62,7 @@ impl Provider {
             url: url.clone(),
             faults: Faults::default(),
             requests: Vec::new(),
+            api_requests: Vec::new(),
             stats: ProviderStats::default(),
             seen_assertions: HashSet::new(),
             last_refusal: None,
@@ -77,6 +81,7 @@ impl Provider {
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
         let thread = std::thread::Builder::new().name("auth-testkit".to_owned()).spawn(move || {
             runtime.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
@@ -96,7 +101,7 @@ impl Provider {
                 }
             });
         })?;
-        Ok(Self { url, mtls, shared, stop: Some(stop), thread: Some(thread) })
+        Ok(Self { url, mtls, shared, stop: Some(stop), thread: Some(thread), runtime: handle })
     }
 
     /// The mutual TLS listener's `https://127.0.0.1:<port>`, when
@@ -279,9 +284,22 @@ impl Provider {
         value
     }
 
+    /// A new scripted browser (no cookies yet) that plays the user of a
+    /// sign-in: it opens an app's authorization URL, this provider signs
+    /// the test user in, and it follows the redirect back to the app.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.runtime.clone())
+    }
+
     /// Every token request so far.
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         lock(&self.shared).requests.clone()
+    }
+
+    /// Every request to the protected and legacy APIs so far, in order:
+    /// which credentials came (never their values) and the status answered.
+    pub fn api_requests(&self) -> Vec<ApiRequest> {
+        lock(&self.shared).api_requests.clone()
     }
 
     /// Counters.

@@ -48,6 +48,31 @@ pub struct TokenRequest {
     pub status: u16,
 }
 
+/// One request to the protected API (`/api/...`) or the legacy one
+/// (`/legacy/...`), as the provider saw it: which credentials came, never
+/// their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApiRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, without the query (`/api/orders`).
+    pub path: String,
+    /// The `Authorization` scheme as sent (`Bearer`, `DPoP`, `Basic`), when
+    /// the header came.
+    pub authorization_scheme: Option<String>,
+    /// Where an API key came, when [`ProviderConfig::api_key`](crate::ProviderConfig::api_key)
+    /// names one: `header`, `query`, or `None` when neither carried it (a
+    /// wrong key counts as sent: the status says it was refused).
+    pub api_key: Option<&'static str>,
+    /// Whether a `DPoP` proof header came.
+    pub dpop_proof: bool,
+    /// The body's length in bytes.
+    pub body_bytes: usize,
+    /// The status answered.
+    pub status: u16,
+}
+
 /// Counters of what the provider served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -8,6 +8,7 @@ use crate::api::{api, legacy, resource_metadata};
 use crate::authorize::{authorize, push};
 use crate::device::device_authorization;
 use crate::discovery::discovery;
+use crate::records::ApiRequest;
 use crate::registration::register;
 use crate::revocation::revoke;
 use crate::state::{lock, Server, Shared};
@@ -45,11 +46,50 @@ pub(crate) async fn route(State(shared): State<Shared>, request: Request<Body>) 
         (Method::GET, "/.well-known/oauth-protected-resource/api") => resource_metadata(&shared),
         (_, p) if p.starts_with("/api/") => {
             let answer = api(&shared, &via, &parts.method, p, &query, &parts.headers, body.len());
-            with_dpop_nonce(&shared, Server::Api, answer)
+            let answer = with_dpop_nonce(&shared, Server::Api, answer);
+            record_api_request(&shared, &parts, &query, body.len(), answer)
         }
-        (_, p) if p.starts_with("/legacy/") => legacy(&shared, &parts.headers),
+        (_, p) if p.starts_with("/legacy/") => {
+            let answer = legacy(&shared, &parts.headers);
+            record_api_request(&shared, &parts, &query, body.len(), answer)
+        }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// Keeps what an API request carried (credential kinds, not values) with
+/// the status it was answered.
+fn record_api_request(
+    shared: &Shared,
+    parts: &axum::http::request::Parts,
+    query: &str,
+    body_bytes: usize,
+    answer: Response<Body>,
+) -> Response<Body> {
+    let mut inner = lock(shared);
+    let api_key = inner.config.api_key.as_ref().and_then(|(header, query_name, _)| {
+        if parts.headers.contains_key(header.as_str()) {
+            Some("header")
+        } else {
+            let name = query_name.as_deref()?;
+            form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == name).then_some("query")
+        }
+    });
+    let authorization_scheme = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(' ').next().unwrap_or_default().to_owned());
+    inner.api_requests.push(ApiRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        authorization_scheme,
+        api_key,
+        dpop_proof: parts.headers.contains_key("dpop"),
+        body_bytes,
+        status: answer.status().as_u16(),
+    });
+    answer
 }
 
 /// Adds `server`'s current DPoP nonce to an answer, when nonces are on.

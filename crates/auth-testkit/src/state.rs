@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::config::{AssertionAudience, ProviderConfig};
-use crate::records::{Fault, ProviderStats, TokenRequest};
+use crate::records::{ApiRequest, Fault, ProviderStats, TokenRequest};
 
 /// What happened to a device code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,7 @@ pub(crate) struct Inner {
     pub(crate) url: String,
     pub(crate) faults: Faults,
     pub(crate) requests: Vec<TokenRequest>,
+    pub(crate) api_requests: Vec<ApiRequest>,
     pub(crate) stats: ProviderStats,
     /// `jti`s of the assertions accepted so far, by issuer.
     pub(crate) seen_assertions: HashSet<String>,

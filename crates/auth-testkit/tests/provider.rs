@@ -163,3 +163,118 @@ fn an_api_key_only_api() {
     assert_eq!(status("k"), 200);
     assert_eq!(status("wrong"), 403);
 }
+
+#[test]
+fn api_requests_record_which_credentials_came_and_never_their_values() {
+    let provider = provider();
+    let (_, body) = post_form(&provider.token_url(), "grant_type=client_credentials", Some("my client:p@ss word"));
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let call = |path: &str, authorization: Option<&str>, key_header: Option<&str>| {
+        let mut request = agent().get(provider.api_url(path));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        if let Some(key) = key_header {
+            request = request.header("x-api-key", key);
+        }
+        request.call().unwrap().status().as_u16()
+    };
+    assert_eq!(call("orders", Some(&format!("Bearer {token}")), Some("k1")), 200);
+    assert_eq!(call("orders", Some("Bearer expired-or-made-up"), Some("k1")), 401);
+    assert_eq!(call("orders", None, None), 403);
+    let status = agent().get(format!("{}?api_key=k1", provider.api_url("q"))).call().unwrap().status().as_u16();
+    assert_eq!(status, 401, "the key in the query, no token");
+    let seen: Vec<_> = provider
+        .api_requests()
+        .into_iter()
+        .map(|r| (r.method, r.path, r.authorization_scheme, r.api_key, r.status))
+        .collect();
+    let bearer = Some("Bearer".to_owned());
+    assert_eq!(
+        seen,
+        [
+            ("GET".to_owned(), "/api/orders".to_owned(), bearer.clone(), Some("header"), 200),
+            ("GET".to_owned(), "/api/orders".to_owned(), bearer, Some("header"), 401),
+            ("GET".to_owned(), "/api/orders".to_owned(), None, None, 403),
+            ("GET".to_owned(), "/api/q".to_owned(), None, Some("query"), 401),
+        ]
+    );
+    let shown = format!("{:?}", provider.api_requests());
+    assert!(!shown.contains(&token) && !shown.contains("k1"), "{shown}");
+}
+
+/// A one-route app on a loopback port: `/cb` sets a session cookie and
+/// redirects to `/done`, which answers with the query `/cb` got and the
+/// cookie it was sent back.
+fn redirect_receiver() -> String {
+    use std::io::{BufRead as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut query = String::new();
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut lines = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                lines.push(line.trim().to_owned());
+            }
+            let target = lines[0].split(' ').nth(1).unwrap().to_owned();
+            let answer = if let Some(q) = target.strip_prefix("/cb?") {
+                query = q.to_owned();
+                "HTTP/1.1 303 See Other\r\nlocation: /done\r\nset-cookie: session=s1; HttpOnly\r\ncontent-length: 0\r\n\r\n"
+                    .to_owned()
+            } else {
+                let cookie = lines.iter().find_map(|l| l.strip_prefix("cookie: ")).unwrap_or("none");
+                let body = format!("{query}|{cookie}");
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+            };
+            stream.write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    url
+}
+
+fn authorization_url(provider: &Provider, redirect_uri: &str) -> String {
+    format!(
+        "{}?response_type=code&client_id=public-app&redirect_uri={redirect_uri}/cb&state=st-1\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        provider.authorization_url()
+    )
+}
+
+#[test]
+fn the_test_browser_signs_in_and_follows_the_app_with_its_cookies() {
+    let provider = provider();
+    let app = redirect_receiver();
+    let page = provider.browser().open_blocking(&authorization_url(&provider, &app)).unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(page.url, format!("{app}/done"));
+    let (query, cookie) = page.body.split_once('|').unwrap();
+    assert!(query.starts_with("code=") && query.contains("state=st-1"), "{query}");
+    assert_eq!(cookie, "session=s1", "the cookie set by /cb went back to its origin");
+    assert_eq!(page.visited.len(), 3, "{:?}", page.visited);
+    assert_eq!(provider.stats().authorizations, 1);
+}
+
+#[test]
+fn the_test_browser_shows_a_denied_sign_in_and_stays_on_this_machine() {
+    let provider = Provider::start(ProviderConfig::new().public_client("public-app").deny_sign_in(true)).unwrap();
+    let app = redirect_receiver();
+    let page = provider.browser().open_blocking(&authorization_url(&provider, &app)).unwrap();
+    assert!(page.body.starts_with("error=access_denied"), "{}", page.body);
+    let error = provider.browser().open_blocking("http://example.com/").unwrap_err();
+    assert!(error.to_string().contains("stays on loopback"), "{error}");
+    // Nobody listens: the error names the redirect it could not follow.
+    let error = provider.browser().open_blocking(&authorization_url(&provider, "http://127.0.0.1:9")).unwrap_err();
+    assert!(error.visited().last().unwrap().starts_with("http://127.0.0.1:9/cb?error=access_denied"), "{error}");
+    // Stopped with the provider: an error, not a hang.
+    let browser = provider.browser();
+    drop(provider);
+    assert!(browser.open_blocking("http://127.0.0.1:9/").unwrap_err().to_string().contains("stopped"));
+}

@@ -32,17 +32,13 @@ fn user_source(provider: &Provider) -> TokenSource {
     TokenSource::builder(config, common::transport(common::http_client())).build().unwrap()
 }
 
-/// Plays the browser: follows the authorization URL to its redirect and
-/// delivers the redirect to the loopback listener. Returns the page status.
-async fn browser(url: &str) -> (u16, String) {
-    let client = common::http_client();
-    let answer = client.request(Request::get(url).body(Default::default()).unwrap()).await.unwrap();
-    assert_eq!(answer.status(), 302, "the provider redirects back");
-    let location = answer.headers()["location"].to_str().unwrap().to_owned();
-    let page = client.request(Request::get(&location).body(Default::default()).unwrap()).await.unwrap();
-    let status = page.status().as_u16();
-    let body = http_body_util::BodyExt::collect(page.into_body()).await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+/// Plays the user with the provider's scripted browser: it follows the
+/// authorization URL to the redirect and delivers that to the loopback
+/// listener. Returns the page's status and body.
+async fn browser(provider: &Provider, url: &str) -> (u16, String) {
+    let page = provider.browser().open(url).await.unwrap();
+    assert_eq!(page.visited.len(), 2, "the provider redirected straight back: {:?}", page.visited);
+    (page.status, page.body)
 }
 
 async fn api_user(provider: &Provider, token: &str) -> serde_json::Value {
@@ -73,7 +69,7 @@ async fn the_loopback_flow_signs_the_user_in_and_renewals_rotate_the_refresh_tok
         .require_issuer_param(true)
         .build()
         .unwrap();
-    let (page, code) = tokio::join!(browser(request.url()), loopback.receive(&request));
+    let (page, code) = tokio::join!(browser(&provider, request.url()), loopback.receive(&request));
     assert_eq!(page.0, 200);
     assert!(page.1.contains("return to the terminal"), "{}", page.1);
     let token = exchange_code(&source, &request, &code.unwrap()).await.unwrap();
@@ -135,7 +131,7 @@ async fn a_wrong_state_a_denial_and_a_pkce_mismatch_are_refused() {
             let body = http_body_util::BodyExt::collect(page.into_body()).await.unwrap().to_bytes();
             pages.push((status, String::from_utf8_lossy(&body).into_owned()));
         }
-        let real = browser(request.url()).await;
+        let real = browser(&provider, request.url()).await;
         (pages, real)
     };
     let ((pages, real), code) = tokio::join!(forgeries, loopback.receive(&request));
@@ -150,7 +146,7 @@ async fn a_wrong_state_a_denial_and_a_pkce_mismatch_are_refused() {
     let request = AuthorizationRequest::builder(source.config(), denying.authorization_url(), loopback.redirect_uri())
         .build()
         .unwrap();
-    let (_, code) = tokio::join!(browser(request.url()), loopback.receive(&request));
+    let (_, code) = tokio::join!(browser(&denying, request.url()), loopback.receive(&request));
     let Err(SignInError::Callback(CallbackError::Denied(denied))) = code else { panic!("{code:?}") };
     assert!(denied.is_access_denied());
 
@@ -159,7 +155,7 @@ async fn a_wrong_state_a_denial_and_a_pkce_mismatch_are_refused() {
     let request = AuthorizationRequest::builder(source.config(), provider.authorization_url(), loopback.redirect_uri())
         .build()
         .unwrap();
-    let (_, code) = tokio::join!(browser(request.url()), loopback.receive(&request));
+    let (_, code) = tokio::join!(browser(&provider, request.url()), loopback.receive(&request));
     let impostor = AuthorizationRequest::builder(source.config(), provider.authorization_url(), request.redirect_uri())
         .resume(request.state(), CodeVerifier::new("w".repeat(43)), None)
         .build()
@@ -193,7 +189,7 @@ async fn idle_connections_past_the_cap_are_closed_and_the_callback_still_comes_t
             }
         }
         drop(idle);
-        let real = browser(request.url()).await;
+        let real = browser(&provider, request.url()).await;
         (closed, real)
     };
     let ((closed, real), code) = tokio::join!(flood, loopback.receive(&request));

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// user in, revoke a token, or see the library work against its embedded
 /// provider.
 #[derive(Debug, Parser)]
-#[command(name = "authc", version, about, after_help = AFTER_HELP)]
+#[command(name = "authc", bin_name = "authc", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
