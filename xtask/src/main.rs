@@ -1,8 +1,13 @@
 //! Workspace automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: what CI must see clean: `cargo fmt --check`, `cargo clippy
-//!   --workspace --all-targets -- -D warnings`, the test suite (the README's
-//!   command), and `cargo doc` with warnings denied.
+//!   --workspace --all-targets -- -D warnings`, every feature of every
+//!   crate alone and all together with clippy (`cargo hack --each-feature`,
+//!   installed when missing), the test suite (the README's command),
+//!   `cargo doc` with warnings denied, and the publish dry run (each
+//!   package built from its own `.crate` file, on a copy of the workspace
+//!   that allows publishing).
+//! - `package`: only the feature check and the publish dry run.
 //! - `bench`: runs the criterion benches of `auth-bench`, then writes
 //!   `target/bench-report.md` (a table) and `target/bench-report.json` (one
 //!   object per figure: name, value, unit), and prints the table.
@@ -16,6 +21,7 @@
 
 mod advisories;
 mod bench;
+mod publish;
 
 use std::process::{Command, ExitCode};
 
@@ -28,13 +34,14 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--peers")),
         Some("fuzz") => fuzz(),
+        Some("package") => publish::features().and_then(|()| publish::dry_run()),
         Some("advisories") => {
             let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             advisories::run(&args.get(1).map_or(workspace, std::path::PathBuf::from))
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|bench [--peers]|fuzz|advisories>\n\n  ci     fmt --check, clippy -D warnings, tests, docs with warnings denied\n  bench  criterion benches; writes target/bench-report.md and .json\n         --peers: also the published peers side by side (bench-peers/, a workspace of its own)\n  fuzz   parsers on 1,000,000 inputs, the lifecycle on 50,000 sequences\n  advisories [DIR]  no crate in DIR/Cargo.lock (default: this workspace) with an open RustSec\n         advisory of DIR/supply-chain/rustsec-advisories.tsv"
+                "usage: cargo xtask <ci|package|bench [--peers]|fuzz|advisories>\n\n  ci     fmt --check, clippy -D warnings (and for each feature), tests, docs with warnings denied,\n         the publish dry run\n  package  only the feature check and the publish dry run\n  bench  criterion benches; writes target/bench-report.md and .json\n         --peers: also the published peers side by side (bench-peers/, a workspace of its own)\n  fuzz   parsers on 1,000,000 inputs, the lifecycle on 50,000 sequences\n  advisories [DIR]  no crate in DIR/Cargo.lock (default: this workspace) with an open RustSec\n         advisory of DIR/supply-chain/rustsec-advisories.tsv"
             );
             return ExitCode::from(2);
         }
@@ -51,8 +58,20 @@ fn main() -> ExitCode {
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    // The user's project outside the workspace (its tests run in the suite).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (user_project, target) = (root.join("examples/orders-client/Cargo.toml"), root.join("target"));
+    let user_project = user_project.to_str().ok_or("the repository's path is not UTF-8")?;
+    let target = target.to_str().ok_or("the repository's path is not UTF-8")?;
+    cargo(&["fmt", "--check", "--manifest-path", user_project], &[])?;
+    cargo(
+        &["clippy", "--locked", "--all-targets", "--manifest-path", user_project, "--", "-D", "warnings"],
+        &[("CARGO_TARGET_DIR", target)],
+    )?;
+    publish::features()?;
     cargo(TEST_COMMAND, &[])?;
     cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    publish::dry_run()?;
     eprintln!("xtask: ci clean");
     Ok(())
 }
@@ -145,6 +164,9 @@ mod tests {
             }
         }
         for path in &examples {
+            if path.starts_with("examples/") {
+                continue; // a user's project of its own: tests/user_project.rs runs its tests
+            }
             let (krate, name) = path.split_once("/examples/").unwrap();
             let name = name.trim_end_matches(".rs");
             let manifest: toml::Table =

@@ -57,6 +57,10 @@ mod resource;
 mod sign_in;
 mod transport;
 
+/// The loopback redirect's options for [`ForResource::sign_in`] (port,
+/// path, how long to wait for the user).
+#[cfg(feature = "loopback")]
+pub use auth_tower::sign_in::LoopbackOptions;
 pub use client::{AuthClient, AuthClientBuilder};
 pub use middleware::AuthMiddleware;
 pub use redirect::{same_origin_redirects, MAX_REDIRECTS};

@@ -44,8 +44,37 @@
 //! [`set_latency`](Provider::set_latency), [`set_token_lifetime`](Provider::set_token_lifetime),
 //! [`revoke_all`](Provider::revoke_all), [`revoke_access_tokens`](Provider::revoke_access_tokens),
 //! [`rotate_dpop_nonce`](Provider::rotate_dpop_nonce), [`issue_token`](Provider::issue_token),
-//! the device flow's [`approve_device`](Provider::approve_device) and its kin; what it saw:
-//! [`stats`](Provider::stats) and [`token_requests`](Provider::token_requests).
+//! the device flow's [`approve_device`](Provider::approve_device) and its kin,
+//! and a scripted [`browser`](Provider::browser) that plays the user of a
+//! sign-in; what it saw: [`stats`](Provider::stats),
+//! [`token_requests`](Provider::token_requests) and
+//! [`api_requests`](Provider::api_requests) (which credentials came, never
+//! their values).
+//!
+//! # In your own tests
+//!
+//! Code that calls an API through this library (or any OAuth 2.0 client)
+//! can be tested against the provider instead of a real one: point the
+//! client's token URL at [`Provider::token_url`] and its API at
+//! [`Provider::api_url`], then make the provider misbehave and read what it
+//! received.
+//!
+//! | to test | do |
+//! |---|---|
+//! | the happy path | [`ProviderConfig::client`] (and [`api_key`](ProviderConfig::api_key)), call your code, check [`stats`](Provider::stats)`().token_requests` |
+//! | an outage, a rate limit | [`fail_next_token_requests`](Provider::fail_next_token_requests)`(n, `[`Fault`]`::..)`, [`set_latency`](Provider::set_latency) |
+//! | a revoked or expired token (the 401 path) | [`revoke_access_tokens`](Provider::revoke_access_tokens), [`set_token_lifetime`](Provider::set_token_lifetime), then [`api_requests`](Provider::api_requests) (statuses `200, 401, 200`) |
+//! | refresh tokens that rotate | [`rotate_refresh_tokens`](ProviderConfig::rotate_refresh_tokens)`(true)`, [`token_requests`](Provider::token_requests) (grant types) |
+//! | a user's sign-in, no browser | [`browser`](Provider::browser)`().open(url)` from the callback that would open the system browser |
+//! | a device sign-in | [`pending_user_codes`](Provider::pending_user_codes), [`approve_device`](Provider::approve_device) / [`deny_device`](Provider::deny_device) |
+//! | DPoP | [`require_dpop`](ProviderConfig::require_dpop), [`dpop_nonces`](ProviderConfig::dpop_nonces), [`rotate_dpop_nonce`](Provider::rotate_dpop_nonce) |
+//! | a token shared by processes | [`redis::RedisServer::start`] (a real `redis-server` on a free port; `None` without one) |
+//!
+//! The items at the crate root are the surface for users' tests and follow
+//! semantic versioning with the other crates; the modules [`jose`] and
+//! [`spans`] serve this repository's own tests and may change in any
+//! release. The provider is for tests: it keeps everything in memory,
+//! trusts every loopback caller, and logs refusals in detail.
 //!
 //! ```
 //! use auth_testkit::{Provider, ProviderConfig};

@@ -24,6 +24,8 @@
 //! refused, the fetch budget is spent or a user must sign in, 4 network or protocol failure, 5 the API
 //! answered an error.
 
+#![deny(missing_docs)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
