@@ -291,12 +291,13 @@ impl Provider {
         Browser::new(self.runtime.clone())
     }
 
-    /// Every token request so far.
+    /// Every token request so far (the newest 100,000).
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         lock(&self.shared).requests.clone()
     }
 
-    /// Every request to the protected and legacy APIs so far, in order:
+    /// Every request to the protected and legacy APIs so far (the newest
+    /// 100,000), in order:
     /// which credentials came (never their values) and the status answered.
     pub fn api_requests(&self) -> Vec<ApiRequest> {
         lock(&self.shared).api_requests.clone()

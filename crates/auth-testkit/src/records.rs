@@ -1,6 +1,19 @@
 //! What a test injects (faults) and what the provider saw (its requests
 //! and counts).
 
+/// How many token requests and API requests the provider keeps each (the
+/// newest): a long-running `authc serve` must not grow without end.
+pub(crate) const MAX_RECORDS: usize = 100_000;
+
+/// Appends `record`, dropping the oldest tenth once `list` holds
+/// [`MAX_RECORDS`].
+pub(crate) fn keep<T>(list: &mut Vec<T>, record: T) {
+    if list.len() >= MAX_RECORDS {
+        list.drain(..MAX_RECORDS / 10);
+    }
+    list.push(record);
+}
+
 /// A fault for the next token requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -107,4 +120,20 @@ pub struct ProviderStats {
     /// Certificate-bound tokens refused at the API because the connection
     /// did not show their certificate.
     pub certificate_binding_refused: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{keep, MAX_RECORDS};
+
+    #[test]
+    fn records_keep_the_newest_within_the_cap() {
+        let mut list = Vec::new();
+        for n in 0..MAX_RECORDS + 5 {
+            keep(&mut list, n);
+        }
+        assert!(list.len() <= MAX_RECORDS);
+        assert_eq!(list.last(), Some(&(MAX_RECORDS + 4)));
+        assert_eq!(list.first(), Some(&(MAX_RECORDS / 10)));
+    }
 }

@@ -8,7 +8,7 @@ use crate::api::{api, legacy, resource_metadata};
 use crate::authorize::{authorize, push};
 use crate::device::device_authorization;
 use crate::discovery::discovery;
-use crate::records::ApiRequest;
+use crate::records::{keep, ApiRequest};
 use crate::registration::register;
 use crate::revocation::revoke;
 use crate::state::{lock, Server, Shared};
@@ -80,7 +80,7 @@ fn record_api_request(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(' ').next().unwrap_or_default().to_owned());
-    inner.api_requests.push(ApiRequest {
+    let record = ApiRequest {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         authorization_scheme,
@@ -88,7 +88,8 @@ fn record_api_request(
         dpop_proof: parts.headers.contains_key("dpop"),
         body_bytes,
         status: answer.status().as_u16(),
-    });
+    };
+    keep(&mut inner.api_requests, record);
     answer
 }
 

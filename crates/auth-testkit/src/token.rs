@@ -84,7 +84,7 @@ pub(crate) fn token(shared: &Shared, via: &tls::Connection, headers: &HeaderMap,
     };
     record.status = response.status().as_u16();
     record.refusal = inner.last_refusal.take();
-    inner.requests.push(record);
+    crate::records::keep(&mut inner.requests, record);
     response
 }
 
