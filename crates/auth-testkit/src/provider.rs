@@ -280,7 +280,7 @@ impl Provider {
             resource: None,
             acr: None,
         };
-        lock(&self.shared).tokens.insert(value.clone(), issued);
+        lock(&self.shared).keep_token(value.clone(), issued);
         value
     }
 
@@ -317,5 +317,22 @@ impl Drop for Provider {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_access_tokens_are_let_go_and_live_ones_kept() {
+        let provider = Provider::start(ProviderConfig::new().client("app", "secret")).unwrap();
+        let live = provider.issue_token("app", Duration::from_secs(3600));
+        for _ in 0..25_000 {
+            provider.issue_token("app", Duration::ZERO);
+        }
+        let inner = lock(&provider.shared);
+        assert!(inner.tokens.len() < 10_001, "{} tokens kept", inner.tokens.len());
+        assert!(inner.tokens.get(&live).is_some_and(Issued::is_live_access_token));
     }
 }

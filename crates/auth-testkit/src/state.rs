@@ -124,7 +124,22 @@ impl Inner {
     }
 }
 
+/// Every this many tokens kept, expired access tokens are let go.
+const PRUNE_EVERY: usize = 10_000;
+
 impl Inner {
+    /// Keeps an issued token. Expired access tokens are let go from time
+    /// to time (the API answers an unknown token as it answers an expired
+    /// one), so that a long-running `authc serve` holds only what is live,
+    /// and refresh tokens (a rotated one is kept, revoked, to detect reuse).
+    pub(crate) fn keep_token(&mut self, value: String, issued: Issued) {
+        if self.tokens.len() % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            let now = Instant::now();
+            self.tokens.retain(|_, issued| issued.refresh || issued.expires_at.is_none_or(|at| at > now));
+        }
+        self.tokens.insert(value, issued);
+    }
+
     pub(crate) fn issuer(&self) -> String {
         self.config.issuer.clone().unwrap_or_else(|| self.url.clone())
     }

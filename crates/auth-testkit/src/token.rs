@@ -242,7 +242,7 @@ pub(crate) fn issue(
             resource: resource.clone(),
             acr: acr.clone(),
         };
-        inner.tokens.insert(value.clone(), issued);
+        inner.keep_token(value.clone(), issued);
         refresh = Some(value);
     }
     let access = random_token("at_");
@@ -251,7 +251,7 @@ pub(crate) fn issue(
             issued.revoked = true;
         }
     }
-    inner.tokens.insert(
+    inner.keep_token(
         access.clone(),
         Issued {
             client_id: client_id.to_owned(),
