@@ -176,7 +176,9 @@ async fn get(url: &str, cookies: &Mutex<Cookies>) -> Result<(u16, Option<String>
         .map_err(|e| format!("HTTP failed: {e}"))?;
     tokio::spawn(connection);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut request = Request::get(path).header(header::HOST, origin.as_str());
+    // The Host header names the URL's authority (`localhost:8080` stays so).
+    let host = uri.authority().map_or(origin.as_str(), |a| a.as_str());
+    let mut request = Request::get(path).header(header::HOST, host);
     let sent = cookie_header(cookies, &origin);
     if let Some(sent) = sent {
         request = request.header(header::COOKIE, sent);

@@ -204,8 +204,8 @@ fn api_requests_record_which_credentials_came_and_never_their_values() {
 }
 
 /// A one-route app on a loopback port: `/cb` sets a session cookie and
-/// redirects to `/done`, which answers with the query `/cb` got and the
-/// cookie it was sent back.
+/// redirects to `/done`, which answers with the query `/cb` got, the
+/// cookie it was sent back and the Host it was asked for.
 fn redirect_receiver() -> String {
     use std::io::{BufRead as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -231,7 +231,8 @@ fn redirect_receiver() -> String {
                     .to_owned()
             } else {
                 let cookie = lines.iter().find_map(|l| l.strip_prefix("cookie: ")).unwrap_or("none");
-                let body = format!("{query}|{cookie}");
+                let host = lines.iter().find_map(|l| l.strip_prefix("host: ")).unwrap_or("none");
+                let body = format!("{query}|{cookie}|{host}");
                 format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len())
             };
             stream.write_all(answer.as_bytes()).unwrap();
@@ -255,11 +256,18 @@ fn the_test_browser_signs_in_and_follows_the_app_with_its_cookies() {
     let page = provider.browser().open_blocking(&authorization_url(&provider, &app)).unwrap();
     assert_eq!(page.status, 200);
     assert_eq!(page.url, format!("{app}/done"));
-    let (query, cookie) = page.body.split_once('|').unwrap();
+    let parts: Vec<&str> = page.body.split('|').collect();
+    let [query, cookie, host] = parts[..] else { panic!("{}", page.body) };
     assert!(query.starts_with("code=") && query.contains("state=st-1"), "{query}");
     assert_eq!(cookie, "session=s1", "the cookie set by /cb went back to its origin");
+    assert_eq!(format!("http://{host}"), app);
     assert_eq!(page.visited.len(), 3, "{:?}", page.visited);
     assert_eq!(provider.stats().authorizations, 1);
+
+    // An app by the name `localhost`: the Host header names the URL's authority.
+    let app = redirect_receiver().replace("127.0.0.1", "localhost");
+    let page = provider.browser().open_blocking(&format!("{app}/cb?code=c")).unwrap();
+    assert_eq!(page.body.rsplit('|').next().map(|host| format!("http://{host}")), Some(app));
 }
 
 #[test]
