@@ -21,11 +21,8 @@ pub(crate) fn api(
     let mut inner = lock(shared);
     inner.stats.api_calls += 1;
     if let Some((header_name, query_name, key)) = &inner.config.api_key {
-        let in_header = headers.get(header_name.as_str()).and_then(|v| v.to_str().ok()) == Some(key.as_str());
-        let in_query = query_name
-            .as_deref()
-            .is_some_and(|name| form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == name && v == key.as_str()));
-        if !in_header && !in_query {
+        let sent = api_keys_sent(header_name, query_name.as_deref(), headers, query);
+        if !sent.iter().any(|(_, value)| value.as_deref() == Some(key.as_str())) {
             return oauth_error(StatusCode::FORBIDDEN, "invalid_api_key", "A valid API key is required");
         }
     }
@@ -93,6 +90,24 @@ pub(crate) fn api(
         }
         None => bearer_refusal(&mut inner),
     }
+}
+
+/// The API keys a request carries where the configured key may come: its
+/// header (the value when it is text), then each value of its query
+/// parameter, each with where it came (`header`, `query`).
+pub(crate) fn api_keys_sent(
+    header_name: &str,
+    query_name: Option<&str>,
+    headers: &HeaderMap,
+    query: &str,
+) -> Vec<(&'static str, Option<String>)> {
+    let in_header = headers.get(header_name).map(|v| ("header", v.to_str().ok().map(str::to_owned)));
+    let in_query = query_name.into_iter().flat_map(|name| {
+        form_urlencoded::parse(query.as_bytes())
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| ("query", Some(v.into_owned())))
+    });
+    in_header.into_iter().chain(in_query).collect()
 }
 
 /// A refusal of a valid token: its status, error, description and the

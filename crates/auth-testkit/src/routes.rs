@@ -4,7 +4,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode};
 
-use crate::api::{api, legacy, resource_metadata};
+use crate::api::{api, api_keys_sent, legacy, resource_metadata};
 use crate::authorize::{authorize, push};
 use crate::device::device_authorization;
 use crate::discovery::discovery;
@@ -68,12 +68,7 @@ fn record_api_request(
 ) -> Response<Body> {
     let mut inner = lock(shared);
     let api_key = inner.config.api_key.as_ref().and_then(|(header, query_name, _)| {
-        if parts.headers.contains_key(header.as_str()) {
-            Some("header")
-        } else {
-            let name = query_name.as_deref()?;
-            form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == name).then_some("query")
-        }
+        api_keys_sent(header, query_name.as_deref(), &parts.headers, query).first().map(|(place, _)| *place)
     });
     let authorization_scheme = parts
         .headers
