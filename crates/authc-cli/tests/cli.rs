@@ -1140,10 +1140,11 @@ fn with_options<'a>(options: &'a [&'a str]) -> impl Fn(&str, &[&str]) -> Vec<Str
     }
 }
 
-/// Plays the browser for `authc login --no-browser`: reads the
-/// authorization URL from the first line of its stderr, follows it to the
-/// provider's redirect and delivers that to the loopback listener.
-fn play_browser(child: &mut std::process::Child) -> u16 {
+/// Plays the user of `authc login --no-browser` with the provider's
+/// scripted browser: reads the authorization URL from the first line of
+/// its stderr; the provider redirects straight to the loopback listener.
+/// Returns the status of the page the listener answered.
+fn play_browser(provider: &Provider, child: &mut std::process::Child) -> u16 {
     use std::io::BufRead as _;
     let stderr = child.stderr.as_mut().unwrap();
     let mut line = String::new();
@@ -1157,14 +1158,9 @@ fn play_browser(child: &mut std::process::Child) -> u16 {
         assert!(url.contains("/oauth/authorize?response_type=code"), "the URL alone on its line: {line:?}");
         assert!(url.contains("code_challenge_method=S256"));
     }
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build(),
-    );
-    let answer = agent.get(url).call().unwrap();
-    assert_eq!(answer.status(), 302);
-    let location = answer.headers()["location"].to_str().unwrap().to_owned();
-    let page = agent.get(&location).call().unwrap();
-    page.status().as_u16()
+    let page = provider.browser().open_blocking(url).unwrap();
+    assert_eq!(page.visited.len(), 2, "the provider redirected straight back: {:?}", page.visited);
+    page.status
 }
 
 /// The names of a URL's query parameters, in order.
@@ -1182,7 +1178,7 @@ fn log_in(env: &Env, args: &[String]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert_eq!(play_browser(&mut child), 200, "the page tells the user to return to the terminal");
+    assert_eq!(play_browser(&env.provider, &mut child), 200, "the page tells the user to return to the terminal");
     collect(child)
 }
 
@@ -1300,7 +1296,7 @@ fn a_declined_sign_in_and_a_mismatched_issuer_are_refused() {
     let issuer = declining.url().to_owned();
     let args = ["login", "--issuer", issuer.as_str(), "--client-id", "public-cli", "--no-browser", "--timeout", "60"];
     let mut child = env.command(&args, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    assert_eq!(play_browser(&mut child), 400);
+    assert_eq!(play_browser(&declining, &mut child), 400);
     let login = collect(child);
     assert_eq!(login.code, 3, "{}", login.stderr);
     assert!(login.stderr.contains("access_denied"), "{}", login.stderr);
@@ -1383,7 +1379,7 @@ fn signed_in_with_rotation(envs: &[(&str, &str)]) -> (Env, Vec<String>) {
         .chain(["--no-browser", "--timeout", "60"])
         .collect();
     let mut child = env.command(&login, envs).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    assert_eq!(play_browser(&mut child), 200);
+    assert_eq!(play_browser(&env.provider, &mut child), 200);
     let login = collect(child);
     assert_eq!(login.code, 0, "{}", login.stderr);
     (env, user)
@@ -1894,17 +1890,9 @@ fn a_flood_of_idle_connections_under_a_low_descriptor_limit_does_not_stop_the_si
     // 400 connections that never send a request.
     let idle: Vec<_> = (0..400).filter_map(|_| std::net::TcpStream::connect(&address).ok()).collect();
     assert!(idle.len() >= 100, "{} connections made", idle.len());
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(30)))
-            .build(),
-    );
-    let answer = agent.get(&url).call().unwrap();
-    let location = answer.headers()["location"].to_str().unwrap().to_owned();
-    let page = agent.get(&location).call().expect("the real callback is accepted and answered");
-    assert_eq!(page.status().as_u16(), 200, "the real callback is served");
+    let page = env.provider.browser().open_blocking(&url).expect("the real callback is accepted and answered");
+    assert_eq!(page.visited.len(), 2, "the provider redirected straight back: {:?}", page.visited);
+    assert_eq!(page.status, 200, "the real callback is served");
     drop(idle);
     let login = collect(child);
     assert_eq!(login.code, 0, "{}", login.stderr);

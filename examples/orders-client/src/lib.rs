@@ -32,7 +32,8 @@ impl Orders {
     /// The service's own client: one token shared by every call, renewed
     /// before it expires and after a 401.
     pub fn new(settings: &Settings) -> Result<Self, Error> {
-        let origin = settings.api_base.split("/api").next().unwrap_or(&settings.api_base).to_owned();
+        // Credentials go to the API's origin only.
+        let origin = auth_reqwest::reqwest::Url::parse(&settings.api_base)?.origin().ascii_serialization();
         let client = AuthClient::builder()
             .client_credentials(settings.token_url.clone(), settings.client_id.clone())
             .client_secret(settings.client_secret.clone())
