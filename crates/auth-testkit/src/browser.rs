@@ -60,7 +60,10 @@ impl std::fmt::Debug for Browser {
 }
 
 /// The page a browser ended on, once no redirect was left to follow.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output shows the URLs with their codes and tokens redacted;
+/// the fields hold them as they were.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Page {
     /// The page's URL.
@@ -74,8 +77,21 @@ pub struct Page {
     pub visited: Vec<String>,
 }
 
-/// Why [`Browser::open`] did not reach a page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("url", &shown(&self.url))
+            .field("status", &self.status)
+            .field("body", &self.body)
+            .field("visited", &self.visited.iter().map(|url| shown(url)).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Why [`Browser::open`] did not reach a page. Its `Display` and `Debug`
+/// show the URLs with their codes and tokens redacted;
+/// [`visited`](BrowserError::visited) gives them as they were.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrowserError {
     reason: String,
@@ -90,10 +106,19 @@ impl BrowserError {
     }
 }
 
+impl std::fmt::Debug for BrowserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserError")
+            .field("reason", &self.reason)
+            .field("visited", &self.visited.iter().map(|url| shown(url)).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 impl std::fmt::Display for BrowserError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.visited.last() {
-            Some(url) => write!(f, "the test browser could not open {url}: {}", self.reason),
+            Some(url) => write!(f, "the test browser could not open {}: {}", shown(url), self.reason),
             None => write!(f, "the test browser could not start: {}", self.reason),
         }
     }
@@ -144,6 +169,24 @@ impl Browser {
             done(result);
         });
     }
+}
+
+/// Query parameters whose values are secrets: an authorization code, and
+/// tokens a redirect may carry.
+const SECRET_PARAMS: [&str; 4] = ["code", "access_token", "id_token", "refresh_token"];
+
+/// `url` as shown in errors and `Debug` output: secret parameters' values
+/// replaced by `[redacted]`.
+fn shown(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else { return url.to_owned() };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if SECRET_PARAMS.contains(&name) => format!("{name}=[redacted]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 fn stopped(url: &str) -> BrowserError {
@@ -262,6 +305,19 @@ mod tests {
         assert_eq!(resolve("http://127.0.0.1:1/a", "http://127.0.0.1:2/x").unwrap(), "http://127.0.0.1:2/x");
         assert!(resolve("http://127.0.0.1:1/a", "me").is_err());
         assert!(resolve("http://127.0.0.1:1/a", "//evil/").is_err());
+    }
+
+    #[test]
+    fn codes_and_tokens_are_not_shown() {
+        let url = "http://127.0.0.1:9/cb?code=c-123&state=s1&access_token=at-9";
+        assert_eq!(shown(url), "http://127.0.0.1:9/cb?code=[redacted]&state=s1&access_token=[redacted]");
+        let error = BrowserError { reason: "cannot connect".to_owned(), visited: vec![url.to_owned()] };
+        for text in [error.to_string(), format!("{error:?}")] {
+            assert!(!text.contains("c-123") && !text.contains("at-9") && text.contains("state=s1"), "{text}");
+        }
+        assert_eq!(error.visited(), [url], "the test reads them as they were");
+        let page = Page { url: url.to_owned(), status: 200, body: String::new(), visited: vec![url.to_owned()] };
+        assert!(!format!("{page:?}").contains("c-123"));
     }
 
     #[test]
